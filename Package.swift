@@ -1,0 +1,93 @@
+// swift-tools-version:6.0
+// CodeRunner: the coderunner-agent sidecar and the coderunner-controller service.
+//
+// Layout (one job per target; see README "Architecture"):
+//   C interop      CCurl, COpenSSL, CMicroHTTPD (Debian system libraries), CShims (variadic calls, prctl)
+//   shared         CodeRunnerWire (the Codable types agent and controller speak)
+//   agent          Supervision, ProcSampling, AgentCore -> coderunner-agent
+//   controller     Sealing, Scaling (pure), ControlPlane -> coderunner-controller
+// The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "coderunner",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "coderunner-agent", targets: ["coderunner-agent"]),
+        .executable(name: "coderunner-controller", targets: ["coderunner-controller"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: C interop (Debian's libraries through pkg-config)
+        .systemLibrary(
+            name: "CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "COpenSSL", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CMicroHTTPD", pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]),
+        .target(name: "CShims", dependencies: ["CCurl", "CMicroHTTPD"]),
+
+        // MARK: Shared wire types
+        .target(name: "CodeRunnerWire", swiftSettings: swiftSettings),
+
+        // MARK: Agent
+        .target(name: "Supervision", dependencies: ["CShims"], swiftSettings: swiftSettings),
+        .target(name: "ProcSampling", swiftSettings: swiftSettings),
+        .target(
+            name: "AgentCore",
+            dependencies: ["Supervision", "ProcSampling", "CodeRunnerWire", "CShims", "CCurl", "CMicroHTTPD"],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "coderunner-agent",
+            dependencies: ["AgentCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings,
+            // FoundationEssentials (through ArgumentParser) needs its C shims named explicitly when linked statically.
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-l_FoundationCShims", "-l_FoundationCollections", "-lswiftSynchronization"])]),
+
+        // MARK: Controller
+        .target(name: "Sealing", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
+        .target(name: "Scaling", swiftSettings: swiftSettings),
+        .target(
+            name: "ControlPlane",
+            dependencies: [
+                "Sealing", "Scaling", "CodeRunnerWire",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "coderunner-controller",
+            dependencies: ["ControlPlane", "Scaling", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
+
+        // MARK: Tests (Swift Testing)
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport", "coderunner-agent"], swiftSettings: swiftSettings),
+        .testTarget(name: "ProcSamplingTests", dependencies: ["ProcSampling", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport", "coderunner-agent"], swiftSettings: swiftSettings),
+        .testTarget(name: "SealingTests", dependencies: ["Sealing", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ScalingTests", dependencies: ["Scaling", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ControlPlaneTests",
+            dependencies: ["ControlPlane", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "EndToEndTests", dependencies: ["CodeRunnerWire", "TestSupport", "coderunner-agent", "coderunner-controller"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,34 @@
+// The agent's whole C surface that Swift cannot call directly: variadic functions and prctl.
+// Swift code includes no C header itself; it imports CShims, CCurl or CMicroHTTPD.
+#ifndef CODERUNNER_CSHIMS_H
+#define CODERUNNER_CSHIMS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <curl/curl.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <microhttpd.h>
+
+/// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to us, so we can reap them.
+int cr_set_child_subreaper(void);
+/// prctl(PR_SET_PDEATHSIG, sig): used by test helpers so they die with their parent.
+int cr_set_parent_death_signal(int sig);
+
+// curl_easy_setopt is variadic; one typed wrapper per argument kind.
+CURLcode cr_curl_setopt_long(CURL *handle, CURLoption option, long value);
+CURLcode cr_curl_setopt_string(CURL *handle, CURLoption option, const char *value);
+CURLcode cr_curl_setopt_pointer(CURL *handle, CURLoption option, void *value);
+CURLcode cr_curl_getinfo_long(CURL *handle, CURLINFO info, long *value);
+CURLcode cr_curl_getinfo_double(CURL *handle, CURLINFO info, double *value);
+
+/// MHD_start_daemon is variadic. This starts a daemon with one internal polling thread (epoll),
+/// a connection limit, a per-connection memory limit and a timeout, on an already bound and listening socket.
+struct MHD_Daemon *cr_mhd_start(int listen_fd,
+                                MHD_AccessHandlerCallback handler, void *handler_cls,
+                                MHD_RequestCompletedCallback completed, void *completed_cls,
+                                unsigned int connection_limit,
+                                size_t connection_memory_limit,
+                                unsigned int connection_timeout_seconds);
+
+#endif

@@ -1,0 +1,2 @@
+import AgentCore
+print("coderunner-agent")

@@ -1,0 +1,19 @@
+# Shared by scripts/test and scripts/quickstart: install the Debian packages CodeRunner needs, only when missing.
+# Usage: . scripts/lib/deps.sh; ensure_apt_packages pkg...
+ensure_apt_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "==> installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Build dependencies of both binaries.
+BUILD_PACKAGES=(pkg-config libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libsqlite3-dev)
+# Tools the tests drive for real: promtool checks /metrics, stress-ng burns a known CPU share.
+TEST_PACKAGES=(prometheus stress-ng procps)
