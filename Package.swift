@@ -7,44 +7,45 @@
 //   agent          Supervision, ProcSampling, AgentCore -> coderunner-agent
 //   controller     Sealing, Scaling (pure), ControlPlane -> coderunner-controller
 // The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
+//
+// CODERUNNER_ONLY=agent (or core, or controller; comma-separated) limits the package to those parts, so
+// that working on the agent or the pure libraries does not build Hummingbird and GRDB. Unset means all.
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
-let package = Package(
-    name: "coderunner",
-    platforms: [.macOS(.v15)],
-    products: [
-        .executable(name: "coderunner-agent", targets: ["coderunner-agent"]),
-        .executable(name: "coderunner-controller", targets: ["coderunner-controller"]),
-    ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
-        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-    ],
-    targets: [
-        // MARK: C interop (Debian's libraries through pkg-config)
-        .systemLibrary(
-            name: "CCurl", pkgConfig: "libcurl",
-            providers: [.apt(["libcurl4-openssl-dev"])]),
-        .systemLibrary(
-            name: "COpenSSL", pkgConfig: "libcrypto",
-            providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(
-            name: "CMicroHTTPD", pkgConfig: "libmicrohttpd",
-            providers: [.apt(["libmicrohttpd-dev"])]),
-        .target(name: "CShims", dependencies: ["CCurl", "CMicroHTTPD"]),
+let parts: Set<String> = {
+    guard let only = Context.environment["CODERUNNER_ONLY"], !only.isEmpty else {
+        return ["agent", "core", "controller", "e2e"]
+    }
+    var set = Set(only.split(separator: ",").map(String.init))
+    if set.contains("controller") { set.insert("core") }
+    return set
+}()
 
-        // MARK: Shared wire types
-        .target(name: "CodeRunnerWire", swiftSettings: swiftSettings),
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 
-        // MARK: Agent
+var products: [Product] = []
+var dependencies: [Package.Dependency] = [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+]
+var targets: [Target] = [
+    // MARK: C interop (Debian's libraries through pkg-config)
+    .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+    .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+    .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
+    .target(name: "CShims", dependencies: ["CCurl", "CMicroHTTPD"]),
+    // MARK: Shared wire types
+    .target(name: "CodeRunnerWire", swiftSettings: swiftSettings),
+    // MARK: Shared by the test targets
+    .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+]
+
+if parts.contains("agent") {
+    products.append(.executable(name: "coderunner-agent", targets: ["coderunner-agent"]))
+    targets += [
         .target(name: "Supervision", dependencies: ["CShims"], swiftSettings: swiftSettings),
         .target(name: "ProcSampling", swiftSettings: swiftSettings),
         .target(
@@ -53,14 +54,38 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-agent",
-            dependencies: ["AgentCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["AgentCore", argumentParser],
             swiftSettings: swiftSettings,
-            // FoundationEssentials (through ArgumentParser) needs its C shims named explicitly when linked statically.
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-l_FoundationCShims", "-l_FoundationCollections", "-lswiftSynchronization"])]),
+            // A static Swift stdlib: no Swift runtime to install next to a sidecar. FoundationEssentials
+            // (pulled in by ArgumentParser) needs its C shims and Synchronization named when linked statically.
+            linkerSettings: [
+                .unsafeFlags(["-static-stdlib", "-l_FoundationCShims", "-l_FoundationCollections", "-lswiftSynchronization"])
+            ]),
+        .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport", "coderunner-agent"], swiftSettings: swiftSettings),
+        .testTarget(name: "ProcSamplingTests", dependencies: ["ProcSampling", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport", "coderunner-agent"], swiftSettings: swiftSettings),
+    ]
+}
 
-        // MARK: Controller
+if parts.contains("core") {
+    targets += [
         .target(name: "Sealing", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
         .target(name: "Scaling", swiftSettings: swiftSettings),
+        .testTarget(name: "SealingTests", dependencies: ["Sealing", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ScalingTests", dependencies: ["Scaling", "TestSupport"], swiftSettings: swiftSettings),
+    ]
+}
+
+if parts.contains("controller") {
+    products.append(.executable(name: "coderunner-controller", targets: ["coderunner-controller"]))
+    dependencies += [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ]
+    targets += [
         .target(
             name: "ControlPlane",
             dependencies: [
@@ -74,20 +99,27 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-controller",
-            dependencies: ["ControlPlane", "Scaling", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["ControlPlane", "Scaling", argumentParser],
             swiftSettings: swiftSettings),
-
-        // MARK: Tests (Swift Testing)
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport", "coderunner-agent"], swiftSettings: swiftSettings),
-        .testTarget(name: "ProcSamplingTests", dependencies: ["ProcSampling", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport", "coderunner-agent"], swiftSettings: swiftSettings),
-        .testTarget(name: "SealingTests", dependencies: ["Sealing", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ScalingTests", dependencies: ["Scaling", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: ["ControlPlane", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: swiftSettings),
-        .testTarget(name: "EndToEndTests", dependencies: ["CodeRunnerWire", "TestSupport", "coderunner-agent", "coderunner-controller"], swiftSettings: swiftSettings),
     ]
+}
+
+if parts.contains("e2e") && parts.contains("agent") && parts.contains("controller") {
+    targets.append(
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["CodeRunnerWire", "TestSupport", "coderunner-agent", "coderunner-controller"],
+            swiftSettings: swiftSettings))
+}
+
+let package = Package(
+    name: "coderunner",
+    platforms: [.macOS(.v15)],
+    products: products,
+    dependencies: dependencies,
+    targets: targets
 )
