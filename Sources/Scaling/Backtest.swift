@@ -1,0 +1,236 @@
+// The backtest: replays a demand trace through the same ScalingEngine the controller runs.
+//
+// Model: every poll interval each ready instance's CPU utilization is min(100, demand / (ready × capacity)
+// × 100); instances still starting report nothing (so the HPA's "not yet ready counts as 0% on scale-up"
+// applies); a new instance serves `startupSeconds` after the decision; a scale-down takes effect at once.
+// Step k covers [k × poll, (k + 1) × poll): it is observed, decided, and billed with the count decided.
+
+/// One point of a demand trace: seconds from the start, and the CPU cores the workload needs.
+public struct TracePoint: Sendable, Codable, Equatable {
+    public var timestamp: Double
+    public var demand: Double
+    public init(timestamp: Double, demand: Double) {
+        self.timestamp = timestamp
+        self.demand = demand
+    }
+}
+
+public struct TraceError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// 1-based line number in the CSV, when the problem has one.
+    public let line: Int?
+    public let message: String
+    public var description: String { line.map { "line \($0): \(message)" } ?? message }
+}
+
+public enum Trace {
+    public static let header = "timestamp,demand"
+
+    /// Parses `timestamp,demand` CSV: the header, then rows with increasing timestamps ≥ 0 and demand ≥ 0.
+    /// Blank lines and CRLF endings are accepted.
+    public static func parse(csv: String) throws(TraceError) -> [TracePoint] {
+        var points: [TracePoint] = []
+        var sawHeader = false
+        var lineNumber = 0
+        for rawLine in csv.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
+            let trimmed = line.trimmingSpaces()
+            if trimmed.isEmpty { continue }
+            if !sawHeader {
+                guard trimmed.replacingSpaces() == header else {
+                    throw TraceError(line: lineNumber, message: "expected the header \"\(header)\", got \"\(trimmed)\"")
+                }
+                sawHeader = true
+                continue
+            }
+            let fields = trimmed.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count == 2 else {
+                throw TraceError(line: lineNumber, message: "expected 2 fields (timestamp,demand), got \(fields.count)")
+            }
+            let ts = fields[0].trimmingSpaces()
+            let dm = fields[1].trimmingSpaces()
+            guard let t = Double(ts), t.isFinite else {
+                throw TraceError(line: lineNumber, message: "timestamp \"\(ts)\" is not a number")
+            }
+            guard let d = Double(dm), d.isFinite else {
+                throw TraceError(line: lineNumber, message: "demand \"\(dm)\" is not a number")
+            }
+            guard t >= 0 else { throw TraceError(line: lineNumber, message: "timestamp \(Format.number(t)) is negative") }
+            guard d >= 0 else { throw TraceError(line: lineNumber, message: "demand \(Format.number(d)) is negative") }
+            if let previous = points.last, t <= previous.timestamp {
+                throw TraceError(line: lineNumber,
+                    message: "timestamp \(Format.number(t)) is not after the previous one (\(Format.number(previous.timestamp)))")
+            }
+            points.append(TracePoint(timestamp: t, demand: d))
+        }
+        guard sawHeader else { throw TraceError(line: nil, message: "the trace is empty: expected the header \"\(header)\" and rows") }
+        guard !points.isEmpty else { throw TraceError(line: nil, message: "the trace has a header but no rows") }
+        return points
+    }
+
+    /// A trace from recorded history: demand = CPU mean % × reporting instances × cores per instance / 100.
+    /// Times become seconds from the first sample.
+    public static func fromHistory(_ samples: [MetricSample], capacity: Double) -> [TracePoint] {
+        guard let start = samples.first?.timestamp else { return [] }
+        var out: [TracePoint] = []
+        for s in samples {
+            guard let cpu = s.cpu, out.last.map({ s.timestamp - start > $0.timestamp }) ?? true else { continue }
+            out.append(TracePoint(timestamp: s.timestamp - start, demand: cpu.mean / 100 * s.reporting * capacity))
+        }
+        return out
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingSpaces() -> Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return s
+    }
+    fileprivate func replacingSpaces() -> String { String(filter { $0 != " " && $0 != "\t" }) }
+}
+
+public struct BacktestOptions: Sendable, Equatable {
+    /// CPU cores one instance serves.
+    public var capacity: Double = 1
+    /// Seconds from a scale-up decision until the new instance serves.
+    public var startupSeconds: Double = 30
+    /// Instances at the start, all ready; nil means the largest minInstances of the policies.
+    public var initialInstances: Int?
+    /// An instant violates the SLO when demand exceeds ready × capacity × sloUtilization / 100.
+    public var sloUtilization: Double = 90
+    public var pollInterval: Double = 5
+    /// The trace's time 0 as seconds since the epoch: matters to scheduled policies.
+    public var startTime: Double = 0
+    public var pricePerInstanceHour: Double?
+    public var recordTimeline = false
+    public init() {}
+}
+
+public struct TimelinePoint: Sendable, Codable, Equatable {
+    public var t: Double
+    public var demand: Double
+    public var instances: Int
+    public var ready: Int
+    public var utilization: Double
+    public var action: ScalingAction
+    public var targetInstances: Int
+    /// Only for steps that scaled.
+    public var reason: String?
+}
+
+public struct BacktestResult: Sendable, Codable, Equatable {
+    public var instanceHours: Double
+    public var sloViolationMinutes: Int
+    public var scaleUps: Int
+    public var scaleDowns: Int
+    public var maxInstances: Int
+    public var minInstances: Int
+    public var steps: Int
+    public var simulatedSeconds: Double
+    public var cost: Double?
+    public var timeline: [TimelinePoint]?
+}
+
+public enum BacktestError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidPolicies(PolicyValidationError)
+    case invalidOption(String)
+    case emptyTrace
+
+    public var description: String {
+        switch self {
+        case .invalidPolicies(let e): "invalid policy: \(e)"
+        case .invalidOption(let m): m
+        case .emptyTrace: "the trace has no points"
+        }
+    }
+}
+
+public enum Backtest {
+    public static func run(policies: [ScalingPolicy], trace: [TracePoint], options o: BacktestOptions = BacktestOptions()) throws(BacktestError) -> BacktestResult {
+        guard o.capacity > 0 else { throw .invalidOption("capacity must be positive (got \(Format.number(o.capacity)))") }
+        guard o.startupSeconds >= 0 else { throw .invalidOption("startup seconds must be 0 or more (got \(Format.number(o.startupSeconds)))") }
+        guard o.pollInterval > 0 else { throw .invalidOption("poll interval must be positive (got \(Format.number(o.pollInterval)))") }
+        guard o.sloUtilization > 0 && o.sloUtilization <= 100 else {
+            throw .invalidOption("SLO utilization must be above 0 and at most 100 (got \(Format.number(o.sloUtilization)))")
+        }
+        if let n = o.initialInstances, n < 0 { throw .invalidOption("initial instances must be 0 or more (got \(n))") }
+        guard let last = trace.last else { throw .emptyTrace }
+        var engine: ScalingEngine
+        do { engine = try ScalingEngine(policies: policies) } catch { throw .invalidPolicies(error) }
+        let initial = o.initialInstances ?? (engine.policies.map(\.minInstances).max() ?? 1)
+
+        var history = MetricsHistory()
+        var state = DeploymentState(currentInstances: initial, pricePerInstanceHour: o.pricePerInstanceHour)
+        // Ready times, ascending: instances started later are ready later.
+        var readyAt = [Double](repeating: -.infinity, count: initial)
+        var result = BacktestResult(
+            instanceHours: 0, sloViolationMinutes: 0, scaleUps: 0, scaleDowns: 0, maxInstances: initial,
+            minInstances: initial, steps: 0, simulatedSeconds: 0, cost: nil, timeline: o.recordTimeline ? [] : nil)
+        let steps = Int((last.timestamp / o.pollInterval).rounded(.down)) + 1
+        var traceIndex = 0
+        var lastViolationMinute = Int64.min
+        var instanceSeconds = 0.0
+        for k in 0..<steps {
+            let t = Double(k) * o.pollInterval
+            while traceIndex + 1 < trace.count && trace[traceIndex + 1].timestamp <= t { traceIndex += 1 }
+            let demand = trace[traceIndex].timestamp <= t ? trace[traceIndex].demand : 0
+            let total = readyAt.count
+            let ready = countReady(readyAt, at: t)
+            let servable = Double(ready) * o.capacity
+            let utilization = servable > 0 ? min(100, demand / servable * 100) : (demand > 0 ? 100 : 0)
+            if demand > servable * o.sloUtilization / 100 {
+                let minute = Int64((t / 60).rounded(.down))
+                if minute != lastViolationMinute {
+                    result.sloViolationMinutes += 1
+                    lastViolationMinute = minute
+                }
+            }
+            let now = o.startTime + t
+            history.append(MetricSample(
+                timestamp: now, instances: total, reporting: ready, cpu: ready > 0 ? MetricStats(utilization) : nil))
+            state.currentInstances = total
+            let decision = engine.decide(now: now, history: history, state: state)
+            switch decision.action {
+            case .scaleUp:
+                for _ in total..<decision.targetInstances { readyAt.append(t + o.startupSeconds) }
+                state.lastScaleUp = now
+                result.scaleUps += 1
+            case .scaleDown:
+                // Instances still starting go first: they serve nobody yet.
+                readyAt.removeLast(max(0, min(total, total - decision.targetInstances)))
+                state.lastScaleDown = now
+                result.scaleDowns += 1
+            case .noAction:
+                break
+            }
+            let count = readyAt.count
+            result.maxInstances = max(result.maxInstances, count)
+            result.minInstances = min(result.minInstances, count)
+            instanceSeconds += Double(count) * o.pollInterval
+            if o.recordTimeline {
+                result.timeline!.append(TimelinePoint(
+                    t: t, demand: demand, instances: total, ready: ready, utilization: utilization,
+                    action: decision.action, targetInstances: decision.targetInstances,
+                    reason: decision.action == .noAction ? nil : decision.reason))
+            }
+        }
+        result.steps = steps
+        result.simulatedSeconds = Double(steps) * o.pollInterval
+        result.instanceHours = instanceSeconds / 3600
+        result.cost = o.pricePerInstanceHour.map { $0 * result.instanceHours }
+        return result
+    }
+
+    /// How many instances are ready at `t` (readyAt is ascending).
+    private static func countReady(_ readyAt: [Double], at t: Double) -> Int {
+        var lo = 0
+        var hi = readyAt.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if readyAt[mid] <= t { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+}

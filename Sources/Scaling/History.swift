@@ -1,0 +1,305 @@
+// The deployment's metric history: raw samples at poll resolution, plus minute and hour rollups, each in
+// a bounded ring. Time is whatever the caller's samples say (an injected clock): nothing here reads one.
+
+/// Mean and max of one metric over the fresh instances of a deployment.
+public struct MetricStats: Sendable, Codable, Equatable {
+    public var mean: Double
+    public var max: Double
+    public init(mean: Double, max: Double) {
+        self.mean = mean
+        self.max = max
+    }
+    public init(_ value: Double) { self.init(mean: value, max: value) }
+}
+
+/// One deployment-level sample, or a rollup of several (`span` > 0, `count` samples).
+///
+/// `instances` is how many instances the deployment had; `reporting` how many of them delivered fresh
+/// metrics. Metric stats are over the reporting instances only; a nil metric means none reported it.
+public struct MetricSample: Sendable, Codable, Equatable {
+    /// Seconds since the Unix epoch (the start of the bucket for a rollup).
+    public var timestamp: Double
+    /// Seconds the sample summarises: 0 for a raw poll.
+    public var span: Double
+    /// Raw samples rolled into this one.
+    public var count: Int
+    public var instances: Double
+    public var reporting: Double
+    public var cpu: MetricStats?
+    public var memory: MetricStats?
+    public var requests: MetricStats?
+    public var responseTime: MetricStats?
+    public var connections: MetricStats?
+
+    public init(
+        timestamp: Double, instances: Int, reporting: Int? = nil, cpu: MetricStats? = nil, memory: MetricStats? = nil,
+        requests: MetricStats? = nil, responseTime: MetricStats? = nil, connections: MetricStats? = nil
+    ) {
+        self.timestamp = timestamp
+        self.span = 0
+        self.count = 1
+        self.instances = Double(instances)
+        self.reporting = Double(reporting ?? instances)
+        self.cpu = cpu
+        self.memory = memory
+        self.requests = requests
+        self.responseTime = responseTime
+        self.connections = connections
+    }
+
+    public subscript(metric: Metric) -> MetricStats? {
+        get {
+            switch metric {
+            case .cpu: cpu
+            case .memory: memory
+            case .requests: requests
+            case .responseTime: responseTime
+            case .connections: connections
+            }
+        }
+        set {
+            switch metric {
+            case .cpu: cpu = newValue
+            case .memory: memory = newValue
+            case .requests: requests = newValue
+            case .responseTime: responseTime = newValue
+            case .connections: connections = newValue
+            }
+        }
+    }
+
+    /// Instances that did not report (stale, starting, or not exposing metrics).
+    public var missing: Double { max(0, instances - reporting) }
+}
+
+/// A fixed-capacity ring, oldest overwritten first; dropping the oldest is O(1).
+struct Ring<Element: Sendable>: Sendable {
+    private var storage: [Element] = []
+    private var head = 0  // index of the oldest element
+    private(set) var count = 0
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = Swift.max(1, capacity)
+        storage.reserveCapacity(Swift.min(self.capacity, 4096))
+    }
+
+    var isEmpty: Bool { count == 0 }
+
+    /// i = 0 is the oldest.
+    subscript(i: Int) -> Element {
+        storage[(head + i) % storage.count]
+    }
+
+    var last: Element? { count == 0 ? nil : self[count - 1] }
+    var first: Element? { count == 0 ? nil : self[0] }
+
+    mutating func append(_ e: Element) {
+        if count < storage.count {
+            storage[(head + count) % storage.count] = e
+            count += 1
+        } else if storage.count < capacity {
+            // Storage is full of live elements but may grow: make it contiguous, then grow.
+            if head != 0 {
+                storage = Array(storage[head...] + storage[..<head])
+                head = 0
+            }
+            storage.append(e)
+            count += 1
+        } else {
+            storage[head] = e
+            head = (head + 1) % storage.count
+        }
+    }
+
+    /// Drops the oldest elements while `predicate` holds.
+    mutating func removeOldest(while predicate: (Element) -> Bool) {
+        while count > 0 && predicate(self[0]) {
+            head = (head + 1) % storage.count
+            count -= 1
+        }
+    }
+
+    var elements: [Element] { (0..<count).map { self[$0] } }
+}
+
+/// Accumulates raw samples into one rollup bucket.
+struct RollupAccumulator: Sendable {
+    var bucket: Int64
+    var result: MetricSample
+    var sums: [Double] = Array(repeating: 0, count: Metric.allCases.count)
+    var counts: [Int] = Array(repeating: 0, count: Metric.allCases.count)
+    var instanceSum: Double = 0
+    var reportingSum: Double = 0
+    var n = 0
+
+    init(bucket: Int64, span: Double) {
+        self.bucket = bucket
+        result = MetricSample(timestamp: Double(bucket) * span, instances: 0)
+        result.span = span
+        result.count = 0
+    }
+
+    mutating func add(_ s: MetricSample) {
+        n += 1
+        instanceSum += s.instances
+        reportingSum += s.reporting
+        for (i, metric) in Metric.allCases.enumerated() {
+            guard let stats = s[metric] else { continue }
+            sums[i] += stats.mean
+            counts[i] += 1
+            let previousMax = result[metric]?.max ?? -.infinity
+            result[metric] = MetricStats(mean: 0, max: Swift.max(previousMax, stats.max))
+        }
+    }
+
+    func finish() -> MetricSample {
+        var r = result
+        r.count = n
+        r.instances = n > 0 ? instanceSum / Double(n) : 0
+        r.reporting = n > 0 ? reportingSum / Double(n) : 0
+        for (i, metric) in Metric.allCases.enumerated() where counts[i] > 0 {
+            r[metric]?.mean = sums[i] / Double(counts[i])
+        }
+        return r
+    }
+}
+
+public struct MetricsHistory: Sendable {
+    public struct Configuration: Sendable, Equatable {
+        /// Raw samples are kept this long (an hour at poll resolution).
+        public var rawRetention: Double = 3_600
+        /// Bound on raw samples whatever the poll interval (an hour at 1 s).
+        public var rawCapacity = 3_600
+        public var minuteRetention: Double = 86_400
+        /// 14 days: what AWS predictive scaling looks back over.
+        public var hourRetention: Double = 14 * 86_400
+        public init() {}
+    }
+
+    public let configuration: Configuration
+    private var raw: Ring<MetricSample>
+    private var minutes: Ring<MetricSample>
+    private var hours: Ring<MetricSample>
+    private var minuteAcc: RollupAccumulator?
+    private var hourAcc: RollupAccumulator?
+
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+        raw = Ring(capacity: configuration.rawCapacity)
+        minutes = Ring(capacity: Int(configuration.minuteRetention / 60) + 1)
+        hours = Ring(capacity: Int(configuration.hourRetention / 3600) + 1)
+    }
+
+    /// The newest raw sample.
+    public var latest: MetricSample? { raw.last }
+    public var rawSamples: [MetricSample] { raw.elements }
+    /// Completed minute rollups, oldest first.
+    public var minuteRollups: [MetricSample] { minutes.elements }
+    /// Completed hour rollups, oldest first.
+    public var hourRollups: [MetricSample] { hours.elements }
+
+    /// Adds a sample; samples must come in time order (an older or equal timestamp is ignored).
+    /// Data older than each tier's retention, measured from this sample, is dropped.
+    public mutating func append(_ sample: MetricSample) {
+        if let last = raw.last, sample.timestamp <= last.timestamp { return }
+        raw.append(sample)
+        roll(sample, into: &minuteAcc, span: 60, tier: &minutes)
+        roll(sample, into: &hourAcc, span: 3600, tier: &hours)
+        let now = sample.timestamp
+        let c = configuration
+        if let first = raw.first, first.timestamp < now - c.rawRetention {
+            raw.removeOldest { $0.timestamp < now - c.rawRetention }
+        }
+        if let first = minutes.first, first.timestamp < now - c.minuteRetention {
+            minutes.removeOldest { $0.timestamp < now - c.minuteRetention }
+        }
+        if let first = hours.first, first.timestamp < now - c.hourRetention {
+            hours.removeOldest { $0.timestamp < now - c.hourRetention }
+        }
+    }
+
+    private func bucket(_ t: Double, _ span: Double) -> Int64 { Int64((t / span).rounded(.down)) }
+
+    private func roll(_ s: MetricSample, into acc: inout RollupAccumulator?, span: Double, tier: inout Ring<MetricSample>) {
+        let b = bucket(s.timestamp, span)
+        if let a = acc, a.bucket != b {
+            tier.append(a.finish())
+            acc = nil
+        }
+        if acc == nil { acc = RollupAccumulator(bucket: b, span: span) }
+        acc!.add(s)
+    }
+
+    /// Visits samples newest first: raw, then minute rollups older than the oldest raw sample, then hour
+    /// rollups older than those. Stops when `body` returns false.
+    public func walkNewestFirst(_ body: (MetricSample) -> Bool) {
+        var boundary = Double.infinity
+        var i = raw.count - 1
+        while i >= 0 {
+            let s = raw[i]
+            if !body(s) { return }
+            boundary = s.timestamp
+            i -= 1
+        }
+        i = minutes.count - 1
+        while i >= 0 {
+            let s = minutes[i]
+            i -= 1
+            if s.timestamp + s.span > boundary { continue }
+            if !body(s) { return }
+        }
+        boundary = Swift.min(boundary, minutes.first?.timestamp ?? boundary)
+        i = hours.count - 1
+        while i >= 0 {
+            let s = hours[i]
+            i -= 1
+            if s.timestamp + s.span > boundary { continue }
+            if !body(s) { return }
+        }
+    }
+
+    /// The oldest time the history covers.
+    public var oldestTimestamp: Double? {
+        [raw.first?.timestamp, minutes.first?.timestamp, hours.first?.timestamp].compactMap { $0 }.min()
+    }
+
+    /// The deployment's total load of `metric` (per-instance mean × instances) averaged per `step`-second
+    /// bucket, from the bucket holding `from` to the one holding `to`. Empty buckets carry the previous value
+    /// forward; the second value counts buckets that had no data.
+    public func loadSeries(metric: Metric, step: Double, from: Double, to: Double) -> (values: [Double], gaps: Int) {
+        let first = bucket(from, step)
+        let last = bucket(to, step)
+        guard last >= first else { return ([], 0) }
+        let n = Int(last - first + 1)
+        var sums = [Double](repeating: 0, count: n)
+        var weights = [Double](repeating: 0, count: n)
+        walkNewestFirst { s in
+            if s.timestamp + s.span < from { return false }
+            guard let stats = s[metric] else { return true }
+            let idx = Int(bucket(s.timestamp, step) - first)
+            guard idx >= 0 && idx < n else { return true }
+            let w = Double(Swift.max(1, s.count))
+            sums[idx] += stats.mean * s.instances * w
+            weights[idx] += w
+            return true
+        }
+        var values = [Double](repeating: 0, count: n)
+        var gaps = 0
+        var previous: Double?
+        for i in 0..<n {
+            if weights[i] > 0 {
+                values[i] = sums[i] / weights[i]
+                previous = values[i]
+            } else {
+                gaps += 1
+                values[i] = previous ?? 0
+            }
+        }
+        // Leading gaps take the first value seen.
+        if let firstSeen = weights.firstIndex(where: { $0 > 0 }) {
+            for i in 0..<firstSeen { values[i] = values[firstSeen] }
+        }
+        return (values, gaps)
+    }
+}
