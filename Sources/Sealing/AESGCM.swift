@@ -27,14 +27,16 @@ public enum AESGCM {
 
     // MARK: - EVP plumbing (key passed as a raw buffer so SecretBytes never copies into an Array)
 
+    /// `anyNonceLength` exists only so tests can run the GCM spec's cases 17 and 18 (64- and 480-bit IVs);
+    /// everything else uses 96-bit nonces, the only length for which random nonces are safe up to 2^32 uses.
     static func seal(
-        key: UnsafeRawBufferPointer, nonce: [UInt8], plaintext: [UInt8], aad: [UInt8]
+        key: UnsafeRawBufferPointer, nonce: [UInt8], plaintext: [UInt8], aad: [UInt8], anyNonceLength: Bool = false
     ) throws(SealingError) -> (ciphertext: [UInt8], tag: [UInt8]) {
         guard key.count == keyLength else { throw .invalidKeyLength }
-        guard nonce.count == nonceLength else { throw .invalidNonceLength(nonce.count) }
+        guard nonce.count == nonceLength || (anyNonceLength && !nonce.isEmpty) else { throw .invalidNonceLength(nonce.count) }
         let ctx = try Context()
         try check(EVP_EncryptInit_ex(ctx.pointer, EVP_aes_256_gcm(), nil, nil, nil), "EVP_EncryptInit_ex")
-        try check(EVP_CIPHER_CTX_ctrl(ctx.pointer, EVP_CTRL_GCM_SET_IVLEN, Int32(nonceLength), nil), "set IV length")
+        try check(EVP_CIPHER_CTX_ctrl(ctx.pointer, EVP_CTRL_GCM_SET_IVLEN, Int32(nonce.count), nil), "set IV length")
         try nonce.withUnsafeBufferPointer { (n) throws(SealingError) in
             try check(
                 EVP_EncryptInit_ex(ctx.pointer, nil, nil, key.assumingMemoryBound(to: UInt8.self).baseAddress, n.baseAddress),
@@ -52,14 +54,14 @@ public enum AESGCM {
     }
 
     static func open(
-        key: UnsafeRawBufferPointer, nonce: [UInt8], ciphertext: [UInt8], tag: [UInt8], aad: [UInt8]
+        key: UnsafeRawBufferPointer, nonce: [UInt8], ciphertext: [UInt8], tag: [UInt8], aad: [UInt8], anyNonceLength: Bool = false
     ) throws(SealingError) -> [UInt8] {
         guard key.count == keyLength else { throw .invalidKeyLength }
-        guard nonce.count == nonceLength else { throw .invalidNonceLength(nonce.count) }
+        guard nonce.count == nonceLength || (anyNonceLength && !nonce.isEmpty) else { throw .invalidNonceLength(nonce.count) }
         guard tag.count == tagLength else { throw .invalidTagLength(tag.count) }
         let ctx = try Context()
         try check(EVP_DecryptInit_ex(ctx.pointer, EVP_aes_256_gcm(), nil, nil, nil), "EVP_DecryptInit_ex")
-        try check(EVP_CIPHER_CTX_ctrl(ctx.pointer, EVP_CTRL_GCM_SET_IVLEN, Int32(nonceLength), nil), "set IV length")
+        try check(EVP_CIPHER_CTX_ctrl(ctx.pointer, EVP_CTRL_GCM_SET_IVLEN, Int32(nonce.count), nil), "set IV length")
         try nonce.withUnsafeBufferPointer { (n) throws(SealingError) in
             try check(
                 EVP_DecryptInit_ex(ctx.pointer, nil, nil, key.assumingMemoryBound(to: UInt8.self).baseAddress, n.baseAddress),
