@@ -1,1 +1,149 @@
-// ControlPlane
+// ControlPlane: the controller's store, services and HTTP routes, wired from a configuration.
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Sealing
+
+/// Everything `coderunner-controller serve` needs; each field has a flag and an environment variable.
+public struct ControllerConfiguration: Sendable {
+    public static let defaultDataDirectory = "./.coderunner"
+    public static let defaultListen = "127.0.0.1:8480"
+    /// bcrypt cost 10 takes about 60 ms on this class of machine: slow for a guesser, fine for a login.
+    public static let defaultBcryptCost: UInt8 = 10
+    public static let defaultTokenLifetime: Duration = .seconds(24 * 3600)
+    /// Rotate long before NIST SP 800-38D's 2^32 random-nonce encryptions per key (2^24: 256 times below).
+    public static let defaultRotationThreshold: UInt64 = 1 << 24
+
+    public enum MasterKeySource: Sendable {
+        /// `<dataDirectory>/master.key`, generated with mode 0600 on first start and never overwritten.
+        case generatedInDataDirectory
+        /// An existing file holding the base64 key.
+        case file(String)
+        /// The base64 key itself (CODERUNNER_MASTER_KEY).
+        case base64(String)
+    }
+
+    public var host: String
+    public var port: Int
+    public var dataDirectory: String
+    public var masterKey: MasterKeySource
+    /// The administrator's e-mail; when nil, the first registered user is the administrator.
+    public var adminEmail: String?
+    public var bcryptCost: UInt8
+    public var tokenLifetime: Duration
+    public var rotationThreshold: UInt64
+    public var logLevel: Logger.Level
+
+    public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
+                masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
+                bcryptCost: UInt8 = defaultBcryptCost, tokenLifetime: Duration = defaultTokenLifetime,
+                rotationThreshold: UInt64 = defaultRotationThreshold, logLevel: Logger.Level = .info) {
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.masterKey = masterKey
+        self.adminEmail = adminEmail
+        self.bcryptCost = bcryptCost
+        self.tokenLifetime = tokenLifetime
+        self.rotationThreshold = rotationThreshold
+        self.logLevel = logLevel
+    }
+
+    public var databasePath: String { (dataDirectory as NSString).appendingPathComponent("coderunner.sqlite") }
+    public var generatedKeyPath: String { (dataDirectory as NSString).appendingPathComponent("master.key") }
+
+    /// Parses `HOST:PORT` (`[::1]:8480` for IPv6).
+    public static func parseListen(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        return (host, port)
+    }
+}
+
+public enum ConfigurationError: Error, CustomStringConvertible {
+    case dataDirectory(String, String)
+    case masterKey(String)
+
+    public var description: String {
+        switch self {
+        case .dataDirectory(let path, let reason): "data directory \(path): \(reason)"
+        case .masterKey(let reason): "master key: \(reason)"
+        }
+    }
+}
+
+/// The wired services. Built once per process (or per test) from a configuration; no singletons.
+public struct ControlPlane: Sendable {
+    public let configuration: ControllerConfiguration
+    public let store: any ControlPlaneStore
+    public let auth: AuthService
+    public let projects: ProjectService
+    public let configs: ConfigService
+    public let deployments: DeploymentService
+    public let secrets: SecretBox
+    public let hub: ConfigWatchHub
+    let feed: ChangeFeed
+
+    /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
+    /// and seeds the official templates.
+    public static func open(_ configuration: ControllerConfiguration, dependencies: Dependencies = .live,
+                            logger: Logger) async throws -> ControlPlane {
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ConfigurationError.dataDirectory(configuration.dataDirectory, "cannot create it (\(error.localizedDescription))")
+        }
+        let store = try SQLiteStore(path: configuration.databasePath)
+        let master = try MasterKeyLoader.load(configuration)
+        let secrets = try await SecretBox(master: master, store: store, rotationThreshold: configuration.rotationThreshold,
+                                          dependencies: dependencies, logger: logger)
+        try await store.seedTemplates(OfficialTemplates.templates(now: dependencies.now()))
+        let hub = ConfigWatchHub()
+        let feed = ChangeFeed(hub: hub, cache: AgentConfigCache())
+        let configs = ConfigService(store: store, secrets: secrets, feed: feed, dependencies: dependencies, logger: logger)
+        return ControlPlane(
+            configuration: configuration, store: store,
+            auth: AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
+                              tokenLifetime: configuration.tokenLifetime, adminEmail: configuration.adminEmail?.lowercased()),
+            projects: ProjectService(store: store, configs: configs), configs: configs,
+            deployments: DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger),
+            secrets: secrets, hub: hub, feed: feed)
+    }
+}
+
+/// Builds the HTTP application; `serve` runs it under swift-service-lifecycle, tests drive it with
+/// `app.test(.router)` or `.live`. `onServerRunning` receives the bound address (useful with port 0).
+public func buildApplication(
+    _ configuration: ControllerConfiguration, dependencies: Dependencies = .live,
+    onServerRunning: @escaping @Sendable (String) async -> Void = { _ in }
+) async throws -> some ApplicationProtocol {
+    try await buildApplication(controlPlane: nil, configuration, dependencies: dependencies, onServerRunning: onServerRunning).app
+}
+
+/// Same, also handing back the wired services (tests inspect the hub and the store through them).
+public func buildApplication(
+    controlPlane existing: ControlPlane?, _ configuration: ControllerConfiguration, dependencies: Dependencies = .live,
+    onServerRunning: @escaping @Sendable (String) async -> Void = { _ in }
+) async throws -> (app: some ApplicationProtocol, controlPlane: ControlPlane) {
+    var logger = Logger(label: "coderunner-controller")
+    logger.logLevel = configuration.logLevel
+    let controlPlane: ControlPlane
+    if let existing {
+        controlPlane = existing
+    } else {
+        controlPlane = try await ControlPlane.open(configuration, dependencies: dependencies, logger: logger)
+    }
+    let app = Application(
+        router: controlPlane.router(),
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "coderunner-controller"),
+        onServerRunning: { channel in
+            let address = channel.localAddress.map { "\($0.ipAddress ?? configuration.host):\($0.port ?? configuration.port)" }
+            await onServerRunning(address ?? "\(configuration.host):\(configuration.port)")
+        },
+        logger: logger)
+    return (app, controlPlane)
+}

@@ -1,0 +1,35 @@
+// What `GET /api/agent/v1/config` answers inside the envelope's `data`.
+
+/// A deployment's decrypted configuration at one version.
+public struct AgentConfig: Codable, Sendable, Equatable {
+    public var deploymentId: String
+    /// Grows on every change to the environment's variables and on every reload; use it as `?index=`.
+    public var version: Int64
+    /// Lowercase hex SHA-256 of `AgentConfig.canonicalEncoding(variables)`.
+    public var checksum: String
+    public var variables: [String: String]
+    /// Keys the app declares required, sorted.
+    public var required: [String]
+
+    public init(deploymentId: String, version: Int64, checksum: String, variables: [String: String], required: [String]) {
+        self.deploymentId = deploymentId
+        self.version = version
+        self.checksum = checksum
+        self.variables = variables
+        self.required = required
+    }
+
+    /// The bytes the checksum covers: for each key in ascending UTF-8 byte order,
+    /// `<key byte count>:<key><value byte count>:<value>`. Length prefixes make the encoding
+    /// unambiguous whatever the values contain (newlines, `=`, colons).
+    public static func canonicalEncoding(_ variables: [String: String]) -> [UInt8] {
+        var out: [UInt8] = []
+        let keys = variables.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        for key in keys {
+            let value = variables[key] ?? ""
+            out += Array("\(key.utf8.count):".utf8) + Array(key.utf8)
+            out += Array("\(value.utf8.count):".utf8) + Array(value.utf8)
+        }
+        return out
+    }
+}

@@ -1,0 +1,25 @@
+// The response envelope every controller endpoint answers with (the plan's ApiResponse<T>).
+// No Foundation: the agent decodes it too, and the timestamp travels as an ISO 8601 string.
+
+/// `{success, data, error, message, timestamp}`. `data` is present on success, `error` on failure.
+public struct Envelope<T: Codable & Sendable>: Codable, Sendable {
+    public var success: Bool
+    public var data: T?
+    public var error: String?
+    public var message: String?
+    /// ISO 8601 UTC instant at which the controller produced the response.
+    public var timestamp: String
+
+    public init(success: Bool, data: T? = nil, error: String? = nil, message: String? = nil, timestamp: String) {
+        self.success = success
+        self.data = data
+        self.error = error
+        self.message = message
+        self.timestamp = timestamp
+    }
+}
+
+/// The payload of an envelope that carries no data (errors, deletes).
+public struct Empty: Codable, Sendable, Equatable {
+    public init() {}
+}

@@ -1,0 +1,44 @@
+// The controller's typed errors. Each maps once, in ErrorMiddleware, to a status and an envelope.
+
+public enum ControlPlaneError: Error, Equatable, Sendable {
+    /// 400. The message always starts with "validation failed" and names the field.
+    case validation(field: String, reason: String)
+    /// 400. Every required template variable that got no value, listed at once.
+    case missingRequired([String])
+    /// 401.
+    case unauthorized(String)
+    /// 403.
+    case forbidden(String)
+    /// 404. `resource` is e.g. "project"; the message is "<resource> not found".
+    case notFound(String)
+    /// 409.
+    case conflict(String)
+    /// 409. A stored ciphertext failed authentication: it is never served.
+    case corrupted(String)
+    /// 413.
+    case payloadTooLarge
+
+    public var status: Int {
+        switch self {
+        case .validation, .missingRequired: 400
+        case .unauthorized: 401
+        case .forbidden: 403
+        case .notFound: 404
+        case .conflict, .corrupted: 409
+        case .payloadTooLarge: 413
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .validation(let field, let reason): "validation failed: \(field) \(reason)"
+        case .missingRequired(let keys): "validation failed: missing required variables: \(keys.joined(separator: ", "))"
+        case .unauthorized(let reason): reason
+        case .forbidden(let reason): reason
+        case .notFound(let resource): "\(resource) not found"
+        case .conflict(let reason): reason
+        case .corrupted(let reason): "corrupted: \(reason)"
+        case .payloadTooLarge: "request body exceeds the 1 MiB limit"
+        }
+    }
+}

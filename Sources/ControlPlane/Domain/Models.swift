@@ -1,0 +1,170 @@
+// The API's resources, named after the plan's TypeScript interfaces (camelCase JSON).
+import Foundation
+
+public struct User: Codable, Sendable, Equatable {
+    public var id: String
+    public var email: String
+    public var isAdmin: Bool
+    public var createdAt: Date
+}
+
+public struct Project: Codable, Sendable, Equatable {
+    public var id: String
+    public var ownerId: String
+    public var name: String
+    public var description: String?
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+/// A variable as the user API shows it. Secrets come back with `value` "********" and `isMasked` true,
+/// unless the owner asked for `?reveal=true`.
+public struct EnvironmentVariable: Codable, Sendable, Equatable {
+    public var id: String
+    public var configId: String
+    public var key: String
+    public var value: String
+    public var isEncrypted: Bool
+    public var isRequired: Bool
+    public var description: String?
+    public var variableType: VariableType
+    public var isMasked: Bool
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    /// What replaces a secret's value when it is not revealed.
+    public static let mask = "********"
+}
+
+public struct EnvironmentConfig: Codable, Sendable, Equatable {
+    public var id: String
+    public var projectId: String
+    public var environment: EnvironmentName
+    public var name: String
+    public var description: String?
+    public var isActive: Bool
+    public var variables: [EnvironmentVariable]
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+public struct TemplateVariable: Codable, Sendable, Equatable {
+    public var key: String
+    public var defaultValue: String?
+    public var isRequired: Bool
+    public var isEncrypted: Bool
+    public var description: String
+    public var variableType: VariableType
+    public var examples: [String]?
+
+    public init(key: String, defaultValue: String? = nil, isRequired: Bool = false, isEncrypted: Bool = false,
+                description: String, variableType: VariableType = .string, examples: [String]? = nil) {
+        self.key = key
+        self.defaultValue = defaultValue
+        self.isRequired = isRequired
+        self.isEncrypted = isEncrypted
+        self.description = description
+        self.variableType = variableType
+        self.examples = examples
+    }
+}
+
+public struct TemplateData: Codable, Sendable, Equatable {
+    public var variables: [TemplateVariable]
+    public var environments: [EnvironmentName]
+    public var framework: String?
+}
+
+public struct ConfigTemplate: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var description: String
+    public var category: String
+    public var isOfficial: Bool
+    public var usageCount: Int
+    public var templateData: TemplateData
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+public enum DeploymentStatus: String, Codable, Sendable, CaseIterable {
+    case pending = "PENDING", provisioning = "PROVISIONING", running = "RUNNING", stopped = "STOPPED", failed = "FAILED"
+}
+
+public struct Deployment: Codable, Sendable, Equatable {
+    public var id: String
+    public var projectId: String
+    public var environment: EnvironmentName
+    public var name: String
+    public var runtimeType: String?
+    public var command: String?
+    public var status: DeploymentStatus
+    /// The agent-facing config version (`AgentConfig.version`).
+    public var configVersion: Int64
+    public var createdAt: Date
+    public var updatedAt: Date
+    /// Present only in the answer that issued it; stored as a SHA-256 hash.
+    public var agentToken: String?
+}
+
+/// One entry of the tamper-evident audit log.
+public struct AuditEntry: Codable, Sendable, Equatable {
+    public var sequence: Int64
+    public var id: String
+    public var userId: String?
+    public var projectId: String?
+    public var configId: String?
+    public var action: String
+    public var resourceType: String
+    public var resourceId: String?
+    /// The change, secret values replaced by "[REDACTED]".
+    public var changes: [String: String]
+    public var ipAddress: String?
+    public var userAgent: String?
+    /// ISO 8601 with milliseconds, exactly as hashed.
+    public var timestamp: String
+    public var previousHash: String
+    public var hash: String
+}
+
+/// What a service asks the store to append to the audit chain, inside the same transaction as the change.
+public struct AuditDraft: Sendable {
+    public var userId: String?
+    public var projectId: String?
+    public var configId: String?
+    public var action: String
+    public var resourceType: String
+    public var resourceId: String?
+    public var changes: [String: String]
+    public var ipAddress: String?
+    public var userAgent: String?
+    public var timestamp: Date
+
+    public init(userId: String?, projectId: String?, configId: String? = nil, action: String, resourceType: String,
+                resourceId: String? = nil, changes: [String: String] = [:], ipAddress: String? = nil,
+                userAgent: String? = nil, timestamp: Date) {
+        self.userId = userId
+        self.projectId = projectId
+        self.configId = configId
+        self.action = action
+        self.resourceType = resourceType
+        self.resourceId = resourceId
+        self.changes = changes
+        self.ipAddress = ipAddress
+        self.userAgent = userAgent
+        self.timestamp = timestamp
+    }
+}
+
+/// Who did something and from where; carried from the HTTP edge into every audit record.
+public struct Actor: Sendable {
+    public var userId: String?
+    public var ipAddress: String?
+    public var userAgent: String?
+
+    public init(userId: String?, ipAddress: String? = nil, userAgent: String? = nil) {
+        self.userId = userId
+        self.ipAddress = ipAddress
+        self.userAgent = userAgent
+    }
+}

@@ -1,0 +1,52 @@
+// Every answer is the plan's envelope. Handlers return `Reply`; errors become envelopes in ErrorMiddleware.
+import CodeRunnerWire
+import Foundation
+import Hummingbird
+
+enum EnvelopeCoding {
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Timestamps.format(date))
+        }
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return encoder
+    }
+
+    static func response<T: Codable & Sendable>(_ envelope: Envelope<T>, status: HTTPResponse.Status,
+                                                 headers extra: HTTPFields = [:]) -> Response {
+        let data = (try? encoder().encode(envelope)) ?? Data(#"{"success":false,"error":"response encoding failed"}"#.utf8)
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        headers.append(contentsOf: extra)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(status: HTTPResponse.Status, message: String) -> Response {
+        response(Envelope<Empty>(success: false, error: message, timestamp: Timestamps.format(Date())), status: status)
+    }
+}
+
+/// A successful answer: data, optional message, status (200 unless a create says 201).
+struct Reply<T: Codable & Sendable>: ResponseGenerator {
+    var data: T?
+    var message: String?
+    var status: HTTPResponse.Status = .ok
+    var headers: HTTPFields = [:]
+
+    init(_ data: T?, message: String? = nil, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) {
+        self.data = data
+        self.message = message
+        self.status = status
+        self.headers = headers
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        EnvelopeCoding.response(Envelope(success: true, data: data, message: message, timestamp: Timestamps.format(Date())),
+                                status: status, headers: headers)
+    }
+}
+
+extension Reply where T == Empty {
+    static func message(_ text: String) -> Reply<Empty> { Reply(nil, message: text) }
+}

@@ -1,0 +1,108 @@
+// Blocking queries (Consul style). An agent asks for "a version above N"; if there is none yet, its request
+// parks here as a continuation until a write publishes a newer version or its wait ends. A publish resumes
+// every parked request of that deployment at once: no polling, one continuation per waiting request.
+
+public actor ConfigWatchHub {
+    private struct Waiter {
+        var above: Int64
+        var continuation: CheckedContinuation<Void, Never>
+    }
+
+    /// Newest version each deployment is known to have reached.
+    private var versions: [String: Int64] = [:]
+    private var waiters: [String: [UInt64: Waiter]] = [:]
+    private var nextWaiter: UInt64 = 0
+
+    public init() {}
+
+    public var waitingCount: Int { waiters.values.reduce(0) { $0 + $1.count } }
+
+    /// Records new versions (after their transaction committed) and wakes whoever waited for them.
+    public func publish(_ updates: [DeploymentVersion]) {
+        for update in updates {
+            versions[update.deploymentId] = max(versions[update.deploymentId] ?? 0, update.version)
+            guard var parked = waiters[update.deploymentId] else { continue }
+            for (id, waiter) in parked where update.version > waiter.above {
+                parked.removeValue(forKey: id)
+                waiter.continuation.resume()
+            }
+            waiters[update.deploymentId] = parked.isEmpty ? nil : parked
+        }
+    }
+
+    /// Returns when `deploymentId` reaches a version above `index`, or when `timeout` returns, whichever is
+    /// first. `seen` is the version the caller just read, so a publish that raced ahead is not missed.
+    public nonisolated func wait(deploymentId: String, above index: Int64, seen: Int64,
+                                 timeout: @escaping @Sendable () async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.park(deploymentId: deploymentId, above: index, seen: seen) }
+            group.addTask { await timeout() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func park(deploymentId: String, above index: Int64, seen: Int64) async {
+        let known = max(versions[deploymentId] ?? seen, seen)
+        versions[deploymentId] = known
+        if known > index { return }
+        let id = nextWaiter
+        nextWaiter += 1
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                // Runs on this actor before any later-queued cancel, so the cancel below always finds it.
+                if Task.isCancelled {
+                    continuation.resume()
+                } else {
+                    waiters[deploymentId, default: [:]][id] = Waiter(above: index, continuation: continuation)
+                }
+            }
+        } onCancel: {
+            Task { await self.cancel(deploymentId: deploymentId, waiter: id) }
+        }
+    }
+
+    private func cancel(deploymentId: String, waiter id: UInt64) {
+        guard let waiter = waiters[deploymentId]?.removeValue(forKey: id) else { return }
+        if waiters[deploymentId]?.isEmpty == true { waiters[deploymentId] = nil }
+        waiter.continuation.resume()
+    }
+}
+
+/// Rendered agent configs by deployment, so that 10,000 agents woken by one change cause one database
+/// read and one round of decryption, not 10,000.
+actor AgentConfigCache {
+    private var entries: [String: AgentConfigValue] = [:]
+    private var loading: [String: Task<AgentConfigValue, any Error>] = [:]
+
+    func config(_ deploymentId: String, load: @escaping @Sendable () async throws -> AgentConfigValue) async throws -> AgentConfigValue {
+        if let entry = entries[deploymentId] { return entry }
+        if let task = loading[deploymentId] { return try await task.value }
+        let task = Task { try await load() }
+        loading[deploymentId] = task
+        do {
+            let value = try await task.value
+            // Only cache if no write invalidated the deployment while we were loading.
+            if loading[deploymentId] == task {
+                entries[deploymentId] = value
+                loading[deploymentId] = nil
+            }
+            return value
+        } catch {
+            if loading[deploymentId] == task { loading[deploymentId] = nil }
+            throw error
+        }
+    }
+
+    func invalidate(_ deploymentIds: [String]) {
+        for id in deploymentIds {
+            entries[id] = nil
+            loading[id] = nil
+        }
+    }
+
+    func invalidateAll() {
+        entries.removeAll()
+        loading.removeAll()
+    }
+}

@@ -1,0 +1,171 @@
+// Deployments, their agent tokens, and the agents' config endpoint with blocking queries.
+import CodeRunnerWire
+import Foundation
+import Logging
+import Sealing
+import Synchronization
+
+public final class DeploymentService: Sendable {
+    let store: any ControlPlaneStore
+    let configs: ConfigService
+    let feed: ChangeFeed
+    let dependencies: Dependencies
+    let logger: Logger
+    /// Agent token hash → deployment id. Agents present their token on every poll; this spares a query.
+    private let tokenCache = Mutex<[String: String]>([:])
+    /// Tamper reports already audited (variable id + version), so a polling agent does not flood the log.
+    private let reportedTamper = Mutex<Set<String>>([])
+
+    init(store: any ControlPlaneStore, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger) {
+        self.store = store
+        self.configs = configs
+        self.feed = feed
+        self.dependencies = dependencies
+        self.logger = logger
+    }
+
+    public struct CreateDeployment: Codable, Sendable {
+        public var projectId: String?
+        public var environment: String?
+        public var name: String?
+        public var runtimeType: String?
+        public var command: String?
+    }
+
+    public func create(_ body: CreateDeployment, actor: Actor) async throws -> Deployment {
+        guard let projectId = body.projectId else { throw ControlPlaneError.validation(field: "projectId", reason: "is required") }
+        let environment = try ConfigService.environment(body.environment)
+        for (field, value) in [("runtimeType", body.runtimeType), ("command", body.command)] {
+            if let value, value.utf8.count > 4096 || value.utf8.contains(0) {
+                throw ControlPlaneError.validation(field: field, reason: "must be at most 4096 bytes without NUL")
+            }
+        }
+        _ = try await configs.ownedProject(projectId, actor: actor)
+        let id = newID()
+        let name = try Validation.checkName(body.name ?? "\(environment.rawValue)-\(id.prefix(8))")
+        let token = try Tokens.mint(prefix: Tokens.agentPrefix, random: dependencies.random)
+        let now = dependencies.now()
+        var deployment = Deployment(
+            id: id, projectId: projectId, environment: environment, name: name, runtimeType: body.runtimeType,
+            command: body.command, status: .pending, configVersion: 1, createdAt: now, updatedAt: now, agentToken: nil)
+        deployment = try await store.createDeployment(deployment, agentTokenHash: Tokens.hash(token), audit: configs.draft(
+            actor, projectId: projectId, action: "create", resourceType: "deployment", resourceId: id,
+            changes: ["environment": environment.rawValue, "name": name, "agentToken": ConfigService.redacted]))
+        deployment.agentToken = token
+        return deployment
+    }
+
+    public func list(actor: Actor) async throws -> [Deployment] {
+        try await store.deployments(ownerId: actor.userId ?? "")
+    }
+
+    public func get(_ id: String, actor: Actor) async throws -> Deployment {
+        guard let deployment = try await store.deployment(id: id, ownerId: actor.userId ?? "") else {
+            throw ControlPlaneError.notFound("deployment")
+        }
+        return deployment
+    }
+
+    public struct IssuedToken: Codable, Sendable {
+        public var deploymentId: String
+        public var agentToken: String
+    }
+
+    /// Issues a new agent token and revokes the previous ones.
+    public func reissueToken(_ id: String, actor: Actor) async throws -> IssuedToken {
+        let deployment = try await get(id, actor: actor)
+        let token = try Tokens.mint(prefix: Tokens.agentPrefix, random: dependencies.random)
+        try await store.replaceAgentToken(deploymentId: id, newHash: Tokens.hash(token), now: dependencies.now(), audit: configs.draft(
+            actor, projectId: deployment.projectId, action: "issue_token", resourceType: "deployment", resourceId: id))
+        forgetTokens(of: id)
+        return IssuedToken(deploymentId: id, agentToken: token)
+    }
+
+    public func revokeTokens(_ id: String, actor: Actor) async throws {
+        let deployment = try await get(id, actor: actor)
+        try await store.replaceAgentToken(deploymentId: id, newHash: nil, now: dependencies.now(), audit: configs.draft(
+            actor, projectId: deployment.projectId, action: "revoke_token", resourceType: "deployment", resourceId: id))
+        forgetTokens(of: id)
+    }
+
+    func forgetTokens(of deploymentId: String) {
+        tokenCache.withLock { cache in cache = cache.filter { $0.value != deploymentId } }
+    }
+
+    func forgetAllTokens() {
+        tokenCache.withLock { $0.removeAll() }
+    }
+
+    public struct Reloaded: Codable, Sendable {
+        public var deploymentId: String
+        public var version: Int64
+    }
+
+    /// Bumps the deployment's version so its agents fetch and apply the config again.
+    public func reload(_ id: String, actor: Actor) async throws -> Reloaded {
+        let deployment = try await get(id, actor: actor)
+        let version = try await store.bumpVersion(deploymentId: id, audit: configs.draft(
+            actor, projectId: deployment.projectId, action: "reload", resourceType: "deployment", resourceId: id))
+        await feed.published([DeploymentVersion(deploymentId: id, version: version)])
+        return Reloaded(deploymentId: id, version: version)
+    }
+
+    // MARK: Agents
+
+    func deploymentId(agentToken: String) async throws -> String {
+        let hash = Tokens.hash(agentToken)
+        if let id = tokenCache.withLock({ $0[hash] }) { return id }
+        guard let id = try await store.deploymentId(forAgentTokenHash: hash) else {
+            throw ControlPlaneError.unauthorized("invalid or revoked agent token")
+        }
+        tokenCache.withLock { $0[hash] = id }
+        return id
+    }
+
+    /// The config for the token's deployment. With `index`, holds until the version is above it or
+    /// `wait` passes (capped by WaitDuration.maximum), then answers the current version.
+    public func agentConfig(agentToken: String, index: Int64?, wait: Duration?) async throws -> AgentConfig {
+        let deploymentId = try await deploymentId(agentToken: agentToken)
+        let current = try await agentConfig(deploymentId: deploymentId)
+        guard let index, current.version <= index else { return current }
+        let duration = min(wait ?? WaitDuration.defaultWait, WaitDuration.maximum)
+        let sleep = dependencies.sleep
+        await feed.hub.wait(deploymentId: deploymentId, above: index, seen: current.version) { await sleep(duration) }
+        return try await agentConfig(deploymentId: deploymentId)
+    }
+
+    func agentConfig(deploymentId: String) async throws -> AgentConfig {
+        try await feed.cache.config(deploymentId) { [self] in
+            guard let snapshot = try await store.agentSnapshot(deploymentId: deploymentId) else {
+                throw ControlPlaneError.unauthorized("invalid or revoked agent token")
+            }
+            return try await render(snapshot)
+        }
+    }
+
+    private func render(_ snapshot: AgentSnapshot) async throws -> AgentConfig {
+        var variables: [String: String] = [:]
+        var required = Set<String>()
+        for variable in snapshot.variables {
+            switch variable.value {
+            case .plain(let text):
+                variables[variable.key] = text
+            case .sealed(let ciphertext):
+                do {
+                    variables[variable.key] = try configs.secrets.open(ciphertext, configId: variable.configId, key: variable.key)
+                } catch {
+                    let report = "\(variable.id)@\(snapshot.version)"
+                    if reportedTamper.withLock({ $0.insert(report).inserted }) {
+                        try await configs.auditTamper(projectId: snapshot.projectId, configId: variable.configId, error: error,
+                                                      actor: Actor(userId: nil, userAgent: "agent:\(snapshot.deploymentId)"))
+                    }
+                    throw error
+                }
+            }
+            if variable.isRequired { required.insert(variable.key) } else { required.remove(variable.key) }
+        }
+        let checksum = Digest.sha256Hex(AgentConfig.canonicalEncoding(variables))
+        return AgentConfig(deploymentId: snapshot.deploymentId, version: snapshot.version, checksum: checksum,
+                           variables: variables, required: required.sorted())
+    }
+}

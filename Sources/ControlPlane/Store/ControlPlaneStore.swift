@@ -1,0 +1,132 @@
+// The storage boundary. Services speak only this protocol; SQLiteStore (GRDB) implements it today and a
+// PostgreSQL implementation (PostgresNIO) can replace it for multi-controller setups without touching them.
+// Every method that changes more than one row is one transaction, and mutations append their audit
+// record inside that same transaction, so a failed write leaves neither the change nor its record.
+import Foundation
+import Sealing
+
+/// A variable's value as stored: plaintext, or a ciphertext sealed by the Keyring (AAD = config id + key).
+public enum StoredValue: Sendable, Equatable {
+    case plain(String)
+    case sealed([UInt8])
+}
+
+public struct StoredVariable: Sendable, Equatable {
+    public var id: String
+    public var configId: String
+    public var key: String
+    public var value: StoredValue
+    public var isRequired: Bool
+    public var description: String?
+    public var variableType: VariableType
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public var isEncrypted: Bool { if case .sealed = value { true } else { false } }
+}
+
+public struct StoredConfig: Sendable, Equatable {
+    public var id: String
+    public var projectId: String
+    public var environment: EnvironmentName
+    public var name: String
+    public var description: String?
+    public var isActive: Bool
+    public var createdAt: Date
+    public var updatedAt: Date
+    public var variables: [StoredVariable]
+}
+
+/// A deployment's agent-facing version after a write.
+public struct DeploymentVersion: Sendable, Equatable {
+    public var deploymentId: String
+    public var version: Int64
+}
+
+/// What an agent's config is built from: the deployment's version and the merged variables of its
+/// environment's active configs (a later-created config overrides an earlier one's key).
+public struct AgentSnapshot: Sendable {
+    public var deploymentId: String
+    public var projectId: String
+    public var version: Int64
+    public var variables: [StoredVariable]
+}
+
+public struct RewrapReport: Codable, Sendable, Equatable {
+    public var rewrapped: Int
+    /// Ids of variables whose ciphertext failed authentication; left as they were.
+    public var corrupted: [String]
+}
+
+public struct AuditLink: Sendable {
+    public var sequence: Int64
+    public var previousHash: String
+    public var hash: String
+    public var fields: AuditChain.Fields
+}
+
+public enum StoreError: Error, Equatable, Sendable {
+    /// A uniqueness constraint refused the write; `what` names it for the user.
+    case conflict(String)
+    case notFound(String)
+}
+
+public protocol ControlPlaneStore: Sendable {
+    // MARK: Users and sessions
+    /// Creates a user; the first user, or the one whose e-mail is `adminEmail`, is an administrator.
+    func createUser(id: String, email: String, passwordHash: String, adminEmail: String?, now: Date) async throws -> User
+    func credentials(email: String) async throws -> (user: User, passwordHash: String)?
+    func insertAPIToken(hash: String, userId: String, expiresAt: Date, now: Date) async throws
+    func user(forTokenHash hash: String, now: Date) async throws -> User?
+    func revokeAPIToken(hash: String, now: Date) async throws
+
+    // MARK: Projects
+    func createProject(_ project: Project, audit: AuditDraft) async throws
+    func projects(ownerId: String) async throws -> [Project]
+    func project(id: String, ownerId: String) async throws -> Project?
+    func updateProject(_ project: Project, audit: AuditDraft) async throws
+    func deleteProject(id: String, ownerId: String, audit: AuditDraft) async throws -> Bool
+
+    // MARK: Environment configs and variables
+    func configs(projectId: String) async throws -> [StoredConfig]
+    /// The config if its project belongs to `ownerId`.
+    func config(id: String, ownerId: String) async throws -> StoredConfig?
+    func createConfig(_ config: StoredConfig, audit: AuditDraft) async throws -> [DeploymentVersion]
+    /// Inserts or replaces the variable (by config and key); keeps the original id and createdAt.
+    func upsertVariables(configId: String, _ variables: [StoredVariable], audit: AuditDraft) async throws -> [DeploymentVersion]
+    /// nil when the config has no such key.
+    func deleteVariable(configId: String, key: String, audit: AuditDraft) async throws -> [DeploymentVersion]?
+
+    // MARK: Templates
+    /// Inserts official templates whose name is not present yet.
+    func seedTemplates(_ templates: [ConfigTemplate]) async throws
+    /// Official templates plus the caller's own, optionally of one category.
+    func templates(category: String?, ownerId: String) async throws -> [ConfigTemplate]
+    func template(id: String, ownerId: String) async throws -> ConfigTemplate?
+    func createTemplate(_ template: ConfigTemplate, ownerId: String, audit: AuditDraft) async throws
+    /// Creates the config with its variables and bumps the template's usage count, atomically.
+    func applyTemplate(templateId: String, config: StoredConfig, audit: AuditDraft) async throws -> [DeploymentVersion]
+
+    // MARK: Audit
+    func appendAudit(_ draft: AuditDraft) async throws
+    func auditEntries(projectId: String, limit: Int) async throws -> [AuditEntry]
+    func auditChain(projectId: String?) async throws -> [AuditLink]
+
+    // MARK: Encryption keys
+    func dataKeys() async throws -> [StoredDataKey]
+    func saveDataKeys(_ keys: [StoredDataKey]) async throws
+    /// Re-seals every secret with `transform` and saves `keys`, in one transaction. A transform that
+    /// throws marks that variable corrupted and leaves it untouched.
+    func rewrapSecrets(audit: AuditDraft, keys: @escaping @Sendable () -> [StoredDataKey],
+                       transform: @escaping @Sendable (_ ciphertext: [UInt8], _ configId: String, _ key: String) throws -> [UInt8]) async throws -> RewrapReport
+
+    // MARK: Deployments and agents
+    func createDeployment(_ deployment: Deployment, agentTokenHash: String, audit: AuditDraft) async throws -> Deployment
+    func deployments(ownerId: String) async throws -> [Deployment]
+    func deployment(id: String, ownerId: String) async throws -> Deployment?
+    /// Revokes the deployment's agent tokens and, if `newHash` is given, issues that one.
+    func replaceAgentToken(deploymentId: String, newHash: String?, now: Date, audit: AuditDraft) async throws
+    func deploymentId(forAgentTokenHash hash: String) async throws -> String?
+    func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64
+    func agentSnapshot(deploymentId: String) async throws -> AgentSnapshot?
+}

@@ -1,0 +1,129 @@
+// Versioned schema. Never edit a registered migration: add a new one.
+import GRDB
+
+enum Migrations {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-initial-schema") { db in
+            try db.execute(sql: """
+                CREATE TABLE users (
+                    id TEXT PRIMARY KEY,
+                    email TEXT NOT NULL UNIQUE,
+                    password_hash TEXT NOT NULL,
+                    is_admin INTEGER NOT NULL DEFAULT 0,
+                    created_at DATETIME NOT NULL
+                );
+                CREATE TABLE api_tokens (
+                    token_hash TEXT PRIMARY KEY,
+                    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    created_at DATETIME NOT NULL,
+                    expires_at DATETIME NOT NULL,
+                    revoked_at DATETIME
+                );
+                CREATE TABLE projects (
+                    id TEXT PRIMARY KEY,
+                    owner_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    name TEXT NOT NULL,
+                    description TEXT,
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL
+                );
+                CREATE INDEX idx_projects_owner ON projects(owner_id);
+                CREATE TABLE environment_configs (
+                    id TEXT PRIMARY KEY,
+                    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                    environment TEXT NOT NULL CHECK (environment IN ('development', 'staging', 'production')),
+                    name TEXT NOT NULL,
+                    description TEXT,
+                    is_active INTEGER NOT NULL DEFAULT 1,
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL,
+                    UNIQUE (project_id, environment, name)
+                );
+                CREATE INDEX idx_env_configs_project_env ON environment_configs(project_id, environment);
+                -- value holds plaintext for ordinary variables; a secret's value is '' and its ciphertext
+                -- (Sealing's documented layout) is in sealed_value. The CHECK keeps the two exclusive.
+                CREATE TABLE environment_variables (
+                    id TEXT PRIMARY KEY,
+                    config_id TEXT NOT NULL REFERENCES environment_configs(id) ON DELETE CASCADE,
+                    key TEXT NOT NULL,
+                    value TEXT NOT NULL DEFAULT '',
+                    sealed_value BLOB,
+                    is_encrypted INTEGER NOT NULL DEFAULT 0,
+                    is_required INTEGER NOT NULL DEFAULT 0,
+                    description TEXT,
+                    variable_type TEXT NOT NULL DEFAULT 'string'
+                        CHECK (variable_type IN ('string', 'number', 'boolean', 'json', 'url', 'secret')),
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL,
+                    UNIQUE (config_id, key),
+                    CHECK ((is_encrypted = 1) = (sealed_value IS NOT NULL)),
+                    CHECK (is_encrypted = 0 OR value = '')
+                );
+                CREATE INDEX idx_env_variables_config ON environment_variables(config_id);
+                CREATE TABLE config_templates (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    description TEXT NOT NULL,
+                    category TEXT NOT NULL,
+                    is_official INTEGER NOT NULL DEFAULT 0,
+                    owner_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+                    usage_count INTEGER NOT NULL DEFAULT 0,
+                    template_data TEXT NOT NULL,
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL
+                );
+                CREATE INDEX idx_config_templates_category ON config_templates(category);
+                -- Append-only and hash-chained; no foreign keys, so the history outlives what it describes.
+                CREATE TABLE config_audit_logs (
+                    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    user_id TEXT,
+                    project_id TEXT,
+                    config_id TEXT,
+                    action TEXT NOT NULL,
+                    resource_type TEXT NOT NULL,
+                    resource_id TEXT,
+                    changes TEXT NOT NULL,
+                    ip_address TEXT,
+                    user_agent TEXT,
+                    timestamp TEXT NOT NULL,
+                    previous_hash TEXT NOT NULL,
+                    hash TEXT NOT NULL
+                );
+                CREATE INDEX idx_config_audit_project ON config_audit_logs(project_id, sequence);
+                CREATE TRIGGER config_audit_logs_no_update BEFORE UPDATE ON config_audit_logs
+                    BEGIN SELECT RAISE(ABORT, 'config_audit_logs is append-only'); END;
+                CREATE TRIGGER config_audit_logs_no_delete BEFORE DELETE ON config_audit_logs
+                    BEGIN SELECT RAISE(ABORT, 'config_audit_logs is append-only'); END;
+                CREATE TABLE deployments (
+                    id TEXT PRIMARY KEY,
+                    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                    environment TEXT NOT NULL CHECK (environment IN ('development', 'staging', 'production')),
+                    name TEXT NOT NULL,
+                    runtime_type TEXT,
+                    command TEXT,
+                    status TEXT NOT NULL DEFAULT 'PENDING'
+                        CHECK (status IN ('PENDING', 'PROVISIONING', 'RUNNING', 'STOPPED', 'FAILED')),
+                    config_version INTEGER NOT NULL DEFAULT 1,
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL
+                );
+                CREATE INDEX idx_deployments_project_env ON deployments(project_id, environment);
+                CREATE TABLE agent_tokens (
+                    token_hash TEXT PRIMARY KEY,
+                    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                    created_at DATETIME NOT NULL,
+                    revoked_at DATETIME
+                );
+                CREATE INDEX idx_agent_tokens_deployment ON agent_tokens(deployment_id);
+                -- One row per data-key version: Sealing's StoredDataKey (wrapped by the master key) as JSON.
+                CREATE TABLE encryption_keys (
+                    version INTEGER PRIMARY KEY,
+                    record TEXT NOT NULL
+                );
+                """)
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,497 @@
+// ControlPlaneStore on SQLite through GRDB: one DatabasePool in WAL mode (readers never block the writer).
+import Foundation
+import GRDB
+import Sealing
+
+public final class SQLiteStore: ControlPlaneStore {
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and migrates it to the newest schema.
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        // A writer waits for another writer instead of failing at once (several processes, or a backup).
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in
+            // Overwrite freed pages with zeros, so an updated or deleted plaintext does not linger in the file.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Migrations.migrator.migrate(pool)
+    }
+
+    // MARK: Errors
+
+    /// Runs a write transaction, turning SQLite's uniqueness failures into StoreError.conflict.
+    private func write<T: Sendable>(conflict: String = "resource already exists", _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.write(body)
+        } catch let error as DatabaseError
+            where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE || error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+            throw StoreError.conflict(conflict)
+        }
+    }
+
+    // MARK: Users
+
+    public func createUser(id: String, email: String, passwordHash: String, adminEmail: String?, now: Date) async throws -> User {
+        try await write(conflict: "a user with this email already exists") { db in
+            let existing = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users") ?? 0
+            let isAdmin = adminEmail.map { $0.lowercased() == email } ?? (existing == 0)
+            try db.execute(
+                sql: "INSERT INTO users (id, email, password_hash, is_admin, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [id, email, passwordHash, isAdmin, now])
+            return User(id: id, email: email, isAdmin: isAdmin, createdAt: now)
+        }
+    }
+
+    public func credentials(email: String) async throws -> (user: User, passwordHash: String)? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM users WHERE email = ?", arguments: [email])
+                .map { (Self.user($0), $0["password_hash"]) }
+        }
+    }
+
+    public func insertAPIToken(hash: String, userId: String, expiresAt: Date, now: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                arguments: [hash, userId, now, expiresAt])
+        }
+    }
+
+    public func user(forTokenHash hash: String, now: Date) async throws -> User? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT u.* FROM api_tokens t JOIN users u ON u.id = t.user_id
+                WHERE t.token_hash = ? AND t.revoked_at IS NULL AND t.expires_at > ?
+                """, arguments: [hash, now]).map(Self.user)
+        }
+    }
+
+    public func revokeAPIToken(hash: String, now: Date) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE api_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                           arguments: [now, hash])
+        }
+    }
+
+    private static func user(_ row: Row) -> User {
+        User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"])
+    }
+
+    // MARK: Projects
+
+    public func createProject(_ project: Project, audit: AuditDraft) async throws {
+        try await write { db in
+            try db.execute(sql: """
+                INSERT INTO projects (id, owner_id, name, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [project.id, project.ownerId, project.name, project.description, project.createdAt, project.updatedAt])
+            try Self.append(audit, db)
+        }
+    }
+
+    public func projects(ownerId: String) async throws -> [Project] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM projects WHERE owner_id = ? ORDER BY created_at, id", arguments: [ownerId])
+                .map(Self.project)
+        }
+    }
+
+    public func project(id: String, ownerId: String) async throws -> Project? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM projects WHERE id = ? AND owner_id = ?", arguments: [id, ownerId])
+                .map(Self.project)
+        }
+    }
+
+    public func updateProject(_ project: Project, audit: AuditDraft) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE projects SET name = ?, description = ?, updated_at = ? WHERE id = ? AND owner_id = ?",
+                           arguments: [project.name, project.description, project.updatedAt, project.id, project.ownerId])
+            guard db.changesCount == 1 else { throw StoreError.notFound("project") }
+            try Self.append(audit, db)
+        }
+    }
+
+    public func deleteProject(id: String, ownerId: String, audit: AuditDraft) async throws -> Bool {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM projects WHERE id = ? AND owner_id = ?", arguments: [id, ownerId])
+            guard db.changesCount == 1 else { return false }
+            try Self.append(audit, db)
+            return true
+        }
+    }
+
+    private static func project(_ row: Row) -> Project {
+        Project(id: row["id"], ownerId: row["owner_id"], name: row["name"], description: row["description"],
+                createdAt: row["created_at"], updatedAt: row["updated_at"])
+    }
+
+    // MARK: Configs
+
+    public func configs(projectId: String) async throws -> [StoredConfig] {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM environment_configs WHERE project_id = ? ORDER BY created_at, id",
+                                        arguments: [projectId])
+            return try rows.map { try Self.config($0, db) }
+        }
+    }
+
+    public func config(id: String, ownerId: String) async throws -> StoredConfig? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT c.* FROM environment_configs c JOIN projects p ON p.id = c.project_id
+                WHERE c.id = ? AND p.owner_id = ?
+                """, arguments: [id, ownerId]).map { try Self.config($0, db) }
+        }
+    }
+
+    public func createConfig(_ config: StoredConfig, audit: AuditDraft) async throws -> [DeploymentVersion] {
+        try await write(conflict: "an environment config with this project, environment and name already exists") { db in
+            try Self.insert(config, db)
+            try Self.append(audit, db)
+            return try Self.bumpVersions(projectId: config.projectId, environment: config.environment, db)
+        }
+    }
+
+    public func upsertVariables(configId: String, _ variables: [StoredVariable], audit: AuditDraft) async throws -> [DeploymentVersion] {
+        try await write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT project_id, environment FROM environment_configs WHERE id = ?",
+                                             arguments: [configId])
+            else { throw StoreError.notFound("environment config") }
+            for variable in variables { try Self.upsert(variable, db) }
+            try db.execute(sql: "UPDATE environment_configs SET updated_at = ? WHERE id = ?", arguments: [audit.timestamp, configId])
+            try Self.append(audit, db)
+            return try Self.bumpVersions(projectId: row["project_id"], environment: EnvironmentName(rawValue: row["environment"]) ?? .development, db)
+        }
+    }
+
+    public func deleteVariable(configId: String, key: String, audit: AuditDraft) async throws -> [DeploymentVersion]? {
+        try await write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT project_id, environment FROM environment_configs WHERE id = ?",
+                                             arguments: [configId])
+            else { return nil }
+            try db.execute(sql: "DELETE FROM environment_variables WHERE config_id = ? AND key = ?", arguments: [configId, key])
+            guard db.changesCount == 1 else { return nil }
+            try Self.append(audit, db)
+            return try Self.bumpVersions(projectId: row["project_id"], environment: EnvironmentName(rawValue: row["environment"]) ?? .development, db)
+        }
+    }
+
+    private static func config(_ row: Row, _ db: Database) throws -> StoredConfig {
+        let id: String = row["id"]
+        let variables = try Row.fetchAll(db, sql: "SELECT * FROM environment_variables WHERE config_id = ? ORDER BY key",
+                                         arguments: [id]).map(variable)
+        return StoredConfig(
+            id: id, projectId: row["project_id"], environment: EnvironmentName(rawValue: row["environment"]) ?? .development,
+            name: row["name"], description: row["description"], isActive: row["is_active"],
+            createdAt: row["created_at"], updatedAt: row["updated_at"], variables: variables)
+    }
+
+    private static func variable(_ row: Row) -> StoredVariable {
+        let sealed: Data? = row["sealed_value"]
+        return StoredVariable(
+            id: row["id"], configId: row["config_id"], key: row["key"],
+            value: sealed.map { .sealed(Array($0)) } ?? .plain(row["value"]),
+            isRequired: row["is_required"], description: row["description"],
+            variableType: VariableType(rawValue: row["variable_type"]) ?? .string,
+            createdAt: row["created_at"], updatedAt: row["updated_at"])
+    }
+
+    private static func insert(_ config: StoredConfig, _ db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO environment_configs (id, project_id, environment, name, description, is_active, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [config.id, config.projectId, config.environment.rawValue, config.name, config.description,
+                             config.isActive, config.createdAt, config.updatedAt])
+        for variable in config.variables { try upsert(variable, db) }
+    }
+
+    private static func upsert(_ variable: StoredVariable, _ db: Database) throws {
+        let (plain, sealed): (String, Data?) = switch variable.value {
+        case .plain(let text): (text, nil)
+        case .sealed(let bytes): ("", Data(bytes))
+        }
+        try db.execute(sql: """
+            INSERT INTO environment_variables
+                (id, config_id, key, value, sealed_value, is_encrypted, is_required, description, variable_type, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (config_id, key) DO UPDATE SET
+                value = excluded.value, sealed_value = excluded.sealed_value, is_encrypted = excluded.is_encrypted,
+                is_required = excluded.is_required, description = excluded.description,
+                variable_type = excluded.variable_type, updated_at = excluded.updated_at
+            """, arguments: [variable.id, variable.configId, variable.key, plain, sealed, variable.isEncrypted,
+                             variable.isRequired, variable.description, variable.variableType.rawValue,
+                             variable.createdAt, variable.updatedAt])
+    }
+
+    /// Every deployment of that project and environment sees a new version.
+    private static func bumpVersions(projectId: String, environment: EnvironmentName, _ db: Database) throws -> [DeploymentVersion] {
+        try Row.fetchAll(db, sql: """
+            UPDATE deployments SET config_version = config_version + 1
+            WHERE project_id = ? AND environment = ? RETURNING id, config_version
+            """, arguments: [projectId, environment.rawValue])
+            .map { DeploymentVersion(deploymentId: $0["id"], version: $0["config_version"]) }
+    }
+
+    // MARK: Templates
+
+    public func seedTemplates(_ templates: [ConfigTemplate]) async throws {
+        try await write { db in
+            for template in templates {
+                try db.execute(sql: """
+                    INSERT INTO config_templates (id, name, description, category, is_official, owner_id, usage_count,
+                                                  template_data, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, 1, NULL, 0, ?, ?, ?) ON CONFLICT (name) DO NOTHING
+                    """, arguments: [template.id, template.name, template.description, template.category,
+                                     try Self.json(template.templateData), template.createdAt, template.updatedAt])
+            }
+        }
+    }
+
+    public func templates(category: String?, ownerId: String) async throws -> [ConfigTemplate] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM config_templates
+                WHERE (is_official = 1 OR owner_id = ?) AND (? IS NULL OR category = ?)
+                ORDER BY is_official DESC, usage_count DESC, name ASC
+                """, arguments: [ownerId, category, category]).map(Self.template)
+        }
+    }
+
+    public func template(id: String, ownerId: String) async throws -> ConfigTemplate? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM config_templates WHERE id = ? AND (is_official = 1 OR owner_id = ?)",
+                             arguments: [id, ownerId]).map(Self.template)
+        }
+    }
+
+    public func createTemplate(_ template: ConfigTemplate, ownerId: String, audit: AuditDraft) async throws {
+        try await write(conflict: "a template with this name already exists") { db in
+            try db.execute(sql: """
+                INSERT INTO config_templates (id, name, description, category, is_official, owner_id, usage_count,
+                                              template_data, created_at, updated_at)
+                VALUES (?, ?, ?, ?, 0, ?, 0, ?, ?, ?)
+                """, arguments: [template.id, template.name, template.description, template.category, ownerId,
+                                 try Self.json(template.templateData), template.createdAt, template.updatedAt])
+            try Self.append(audit, db)
+        }
+    }
+
+    public func applyTemplate(templateId: String, config: StoredConfig, audit: AuditDraft) async throws -> [DeploymentVersion] {
+        try await write(conflict: "an environment config with this project, environment and name already exists") { db in
+            try Self.insert(config, db)
+            try db.execute(sql: "UPDATE config_templates SET usage_count = usage_count + 1 WHERE id = ?", arguments: [templateId])
+            try Self.append(audit, db)
+            return try Self.bumpVersions(projectId: config.projectId, environment: config.environment, db)
+        }
+    }
+
+    private static func template(_ row: Row) -> ConfigTemplate {
+        let data: String = row["template_data"]
+        let decoded = (try? JSONDecoder().decode(TemplateData.self, from: Data(data.utf8)))
+            ?? TemplateData(variables: [], environments: [], framework: nil)
+        return ConfigTemplate(id: row["id"], name: row["name"], description: row["description"], category: row["category"],
+                              isOfficial: row["is_official"], usageCount: row["usage_count"], templateData: decoded,
+                              createdAt: row["created_at"], updatedAt: row["updated_at"])
+    }
+
+    private static func json(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    // MARK: Audit
+
+    public func appendAudit(_ draft: AuditDraft) async throws {
+        try await write { db in try Self.append(draft, db) }
+    }
+
+    /// Appends inside the caller's transaction; the pool's single writer keeps each chain linear.
+    private static func append(_ draft: AuditDraft, _ db: Database) throws {
+        let previous = try String.fetchOne(
+            db, sql: "SELECT hash FROM config_audit_logs WHERE project_id IS ? ORDER BY sequence DESC LIMIT 1",
+            arguments: [draft.projectId]) ?? AuditChain.genesis
+        let fields = AuditChain.Fields(
+            id: UUID().uuidString.lowercased(), userId: draft.userId, projectId: draft.projectId, configId: draft.configId,
+            action: draft.action, resourceType: draft.resourceType, resourceId: draft.resourceId,
+            changesJSON: AuditChain.encodeChanges(draft.changes), ipAddress: draft.ipAddress, userAgent: draft.userAgent,
+            timestamp: Timestamps.format(draft.timestamp))
+        let hash = AuditChain.hash(previous: previous, fields)
+        try db.execute(sql: """
+            INSERT INTO config_audit_logs (id, user_id, project_id, config_id, action, resource_type, resource_id, changes,
+                                           ip_address, user_agent, timestamp, previous_hash, hash)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [fields.id, fields.userId, fields.projectId, fields.configId, fields.action, fields.resourceType,
+                             fields.resourceId, fields.changesJSON, fields.ipAddress, fields.userAgent, fields.timestamp,
+                             previous, hash])
+    }
+
+    public func auditEntries(projectId: String, limit: Int) async throws -> [AuditEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM config_audit_logs WHERE project_id = ? ORDER BY sequence DESC LIMIT ?",
+                             arguments: [projectId, limit]).map { row in
+                let link = Self.link(row)
+                return AuditEntry(
+                    sequence: link.sequence, id: link.fields.id, userId: link.fields.userId, projectId: link.fields.projectId,
+                    configId: link.fields.configId, action: link.fields.action, resourceType: link.fields.resourceType,
+                    resourceId: link.fields.resourceId, changes: AuditChain.decodeChanges(link.fields.changesJSON),
+                    ipAddress: link.fields.ipAddress, userAgent: link.fields.userAgent, timestamp: link.fields.timestamp,
+                    previousHash: link.previousHash, hash: link.hash)
+            }
+        }
+    }
+
+    public func auditChain(projectId: String?) async throws -> [AuditLink] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM config_audit_logs WHERE project_id IS ? ORDER BY sequence",
+                             arguments: [projectId]).map(Self.link)
+        }
+    }
+
+    private static func link(_ row: Row) -> AuditLink {
+        AuditLink(
+            sequence: row["sequence"], previousHash: row["previous_hash"], hash: row["hash"],
+            fields: AuditChain.Fields(
+                id: row["id"], userId: row["user_id"], projectId: row["project_id"], configId: row["config_id"],
+                action: row["action"], resourceType: row["resource_type"], resourceId: row["resource_id"],
+                changesJSON: row["changes"], ipAddress: row["ip_address"], userAgent: row["user_agent"],
+                timestamp: row["timestamp"]))
+    }
+
+    // MARK: Keys
+
+    public func dataKeys() async throws -> [StoredDataKey] {
+        try await pool.read { db in
+            try String.fetchAll(db, sql: "SELECT record FROM encryption_keys ORDER BY version").map {
+                try JSONDecoder().decode(StoredDataKey.self, from: Data($0.utf8))
+            }
+        }
+    }
+
+    public func saveDataKeys(_ keys: [StoredDataKey]) async throws {
+        try await write { db in try Self.save(keys, db) }
+    }
+
+    private static func save(_ keys: [StoredDataKey], _ db: Database) throws {
+        for key in keys {
+            try db.execute(sql: "INSERT INTO encryption_keys (version, record) VALUES (?, ?) ON CONFLICT (version) DO UPDATE SET record = excluded.record",
+                           arguments: [Int64(key.version), try json(key)])
+        }
+    }
+
+    public func rewrapSecrets(audit: AuditDraft, keys: @escaping @Sendable () -> [StoredDataKey],
+                              transform: @escaping @Sendable ([UInt8], String, String) throws -> [UInt8]) async throws -> RewrapReport {
+        try await write { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT id, config_id, key, sealed_value FROM environment_variables WHERE sealed_value IS NOT NULL ORDER BY id")
+            var report = RewrapReport(rewrapped: 0, corrupted: [])
+            for row in rows {
+                let sealed: Data = row["sealed_value"]
+                do {
+                    let rewrapped = try transform(Array(sealed), row["config_id"], row["key"])
+                    try db.execute(sql: "UPDATE environment_variables SET sealed_value = ? WHERE id = ?",
+                                   arguments: [Data(rewrapped), row["id"] as String])
+                    report.rewrapped += 1
+                } catch {
+                    report.corrupted.append(row["id"])
+                }
+            }
+            var draft = audit
+            draft.changes["rewrapped"] = String(report.rewrapped)
+            draft.changes["corrupted"] = report.corrupted.joined(separator: ",")
+            try Self.append(draft, db)
+            try Self.save(keys(), db)
+            return report
+        }
+    }
+
+    // MARK: Deployments
+
+    public func createDeployment(_ deployment: Deployment, agentTokenHash: String, audit: AuditDraft) async throws -> Deployment {
+        try await write { db in
+            try db.execute(sql: """
+                INSERT INTO deployments (id, project_id, environment, name, runtime_type, command, status, config_version,
+                                         created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [deployment.id, deployment.projectId, deployment.environment.rawValue, deployment.name,
+                                 deployment.runtimeType, deployment.command, deployment.status.rawValue,
+                                 deployment.configVersion, deployment.createdAt, deployment.updatedAt])
+            try db.execute(sql: "INSERT INTO agent_tokens (token_hash, deployment_id, created_at) VALUES (?, ?, ?)",
+                           arguments: [agentTokenHash, deployment.id, deployment.createdAt])
+            try Self.append(audit, db)
+            return deployment
+        }
+    }
+
+    public func deployments(ownerId: String) async throws -> [Deployment] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT d.* FROM deployments d JOIN projects p ON p.id = d.project_id
+                WHERE p.owner_id = ? ORDER BY d.created_at, d.id
+                """, arguments: [ownerId]).map(Self.deployment)
+        }
+    }
+
+    public func deployment(id: String, ownerId: String) async throws -> Deployment? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT d.* FROM deployments d JOIN projects p ON p.id = d.project_id WHERE d.id = ? AND p.owner_id = ?
+                """, arguments: [id, ownerId]).map(Self.deployment)
+        }
+    }
+
+    public func replaceAgentToken(deploymentId: String, newHash: String?, now: Date, audit: AuditDraft) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE agent_tokens SET revoked_at = ? WHERE deployment_id = ? AND revoked_at IS NULL",
+                           arguments: [now, deploymentId])
+            if let newHash {
+                try db.execute(sql: "INSERT INTO agent_tokens (token_hash, deployment_id, created_at) VALUES (?, ?, ?)",
+                               arguments: [newHash, deploymentId, now])
+            }
+            try Self.append(audit, db)
+        }
+    }
+
+    public func deploymentId(forAgentTokenHash hash: String) async throws -> String? {
+        try await pool.read { db in
+            try String.fetchOne(db, sql: "SELECT deployment_id FROM agent_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+                                arguments: [hash])
+        }
+    }
+
+    public func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64 {
+        try await write { db in
+            guard let version = try Int64.fetchOne(db, sql: """
+                UPDATE deployments SET config_version = config_version + 1 WHERE id = ? RETURNING config_version
+                """, arguments: [deploymentId])
+            else { throw StoreError.notFound("deployment") }
+            try Self.append(audit, db)
+            return version
+        }
+    }
+
+    public func agentSnapshot(deploymentId: String) async throws -> AgentSnapshot? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT project_id, environment, config_version FROM deployments WHERE id = ?",
+                                             arguments: [deploymentId])
+            else { return nil }
+            let variables = try Row.fetchAll(db, sql: """
+                SELECT v.* FROM environment_variables v JOIN environment_configs c ON c.id = v.config_id
+                WHERE c.project_id = ? AND c.environment = ? AND c.is_active = 1
+                ORDER BY c.created_at, c.id, v.key
+                """, arguments: [row["project_id"] as String, row["environment"] as String]).map(Self.variable)
+            return AgentSnapshot(deploymentId: deploymentId, projectId: row["project_id"], version: row["config_version"],
+                                 variables: variables)
+        }
+    }
+
+    private static func deployment(_ row: Row) -> Deployment {
+        Deployment(
+            id: row["id"], projectId: row["project_id"], environment: EnvironmentName(rawValue: row["environment"]) ?? .development,
+            name: row["name"], runtimeType: row["runtime_type"], command: row["command"],
+            status: DeploymentStatus(rawValue: row["status"]) ?? .pending, configVersion: row["config_version"],
+            createdAt: row["created_at"], updatedAt: row["updated_at"], agentToken: nil)
+    }
+}
