@@ -61,9 +61,12 @@ if parts.contains("agent") {
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib", "-l_FoundationCShims", "-l_FoundationCollections", "-lswiftSynchronization"])
             ]),
-        .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport", "coderunner-agent"], swiftSettings: swiftSettings),
+        // Test targets do not depend on the executables: SwiftPM would link the executable's -static-stdlib
+        // flags into the test bundle, which then cannot find libTesting. Tests run the built binaries through
+        // CODERUNNER_BIN_DIR instead (scripts/test builds them first).
+        .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ProcSamplingTests", dependencies: ["ProcSampling", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport", "coderunner-agent"], swiftSettings: swiftSettings),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport"], swiftSettings: swiftSettings),
     ]
 }
 
@@ -112,7 +115,7 @@ if parts.contains("e2e") && parts.contains("agent") && parts.contains("controlle
     targets.append(
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["CodeRunnerWire", "TestSupport", "coderunner-agent", "coderunner-controller"],
+            dependencies: ["CodeRunnerWire", "TestSupport"],  // binaries via CODERUNNER_BIN_DIR (see above)
             swiftSettings: swiftSettings))
 }
 

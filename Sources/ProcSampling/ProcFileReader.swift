@@ -87,6 +87,12 @@ public final class ProcFileReader {
         withProcPath(pid, "stat") { p in withFile(p) { ProcParse.stat(bytes: $0) } } ?? nil
     }
 
+    /// Resident bytes of a process from /proc/PID/statm (exact, unlike stat's rss), else from stat.
+    public func residentBytes(_ pid: Int32, pageSize: Int, fallbackPages: Int64) -> UInt64 {
+        let pages = withProcPath(pid, "statm") { p in withFile(p) { ProcParse.statmResidentPages(bytes: $0) } } ?? nil
+        return (pages ?? UInt64(max(0, fallbackPages))) * UInt64(pageSize)
+    }
+
     /// Open file descriptors of a process. Linux 6.2+ reports the count as the size of /proc/PID/fd;
     /// older kernels report 0 there, and then the directory is counted.
     public func openFileCount(_ pid: Int32) -> Int? {

@@ -64,6 +64,16 @@ public struct ProcessTreeSample: Sendable, Equatable {
     public var tcpConnections: Int
     public var allocation: ResourceAllocation
 
+    public init(time: SampleTime, rootPresent: Bool, cpuSecondsTotal: Double, cpuCores: Double, cpuUtilizationPercent: Double,
+                memoryRSSBytes: UInt64, memoryUtilizationPercent: Double, processes: Int, threads: Int, openFds: Int,
+                ioReadBytesTotal: UInt64, ioWriteBytesTotal: UInt64, tcpConnections: Int, allocation: ResourceAllocation) {
+        self.time = time; self.rootPresent = rootPresent; self.cpuSecondsTotal = cpuSecondsTotal; self.cpuCores = cpuCores
+        self.cpuUtilizationPercent = cpuUtilizationPercent; self.memoryRSSBytes = memoryRSSBytes
+        self.memoryUtilizationPercent = memoryUtilizationPercent; self.processes = processes; self.threads = threads
+        self.openFds = openFds; self.ioReadBytesTotal = ioReadBytesTotal; self.ioWriteBytesTotal = ioWriteBytesTotal
+        self.tcpConnections = tcpConnections; self.allocation = allocation
+    }
+
     public static func empty(time: SampleTime, allocation: ResourceAllocation) -> ProcessTreeSample {
         ProcessTreeSample(time: time, rootPresent: false, cpuSecondsTotal: 0, cpuCores: 0, cpuUtilizationPercent: 0,
                           memoryRSSBytes: 0, memoryUtilizationPercent: 0, processes: 0, threads: 0, openFds: 0,
@@ -171,7 +181,7 @@ public final class ProcessTreeSampler {
 
         var result = ProcessTreeSample.empty(time: time, allocation: allocation)
         result.rootPresent = rootPresent
-        var rssPages: Int64 = 0
+        var rssBytes: UInt64 = 0
         var liveTicks: UInt64 = 0
         var liveIORead: UInt64 = 0
         var liveIOWrite: UInt64 = 0
@@ -210,7 +220,7 @@ public final class ProcessTreeSampler {
             liveIOWrite &+= t.ioWrite
             result.processes += 1
             result.threads += Int(max(0, s.numThreads))
-            rssPages += max(0, s.rssPages)
+            rssBytes += reader.residentBytes(entry.pid, pageSize: constants.pageSize, fallbackPages: s.rssPages)
             result.openFds += reader.openFileCount(entry.pid) ?? 0
         }
         retireVanished()
@@ -225,7 +235,7 @@ public final class ProcessTreeSampler {
 
         result.cpuSecondsTotal = Double(total) / tick
         result.cpuUtilizationPercent = result.cpuCores / allocation.cpuCores * 100
-        result.memoryRSSBytes = UInt64(rssPages) * UInt64(constants.pageSize)
+        result.memoryRSSBytes = rssBytes
         result.memoryUtilizationPercent = Double(result.memoryRSSBytes) / Double(allocation.memoryBytes) * 100
         result.ioReadBytesTotal = exitedIORead &+ liveIORead
         result.ioWriteBytesTotal = exitedIOWrite &+ liveIOWrite

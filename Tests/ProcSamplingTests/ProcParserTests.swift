@@ -73,6 +73,11 @@ struct ProcStatusIOParserTests {
         #expect(ProcParse.status(text) == ProcStatus(vmRSSBytes: nil, threads: 1))
     }
 
+    @Test func parsesStatm() {
+        #expect(ProcParse.statmResidentPages("3061 469 422 5 0 87 0\n") == 469)
+        #expect(ProcParse.statmResidentPages("3061\n") == nil)
+    }
+
     @Test func parsesIO() {
         let text = "rchar: 6976\nwchar: 120\nsyscr: 10\nsyscw: 2\nread_bytes: 8192\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n"
         #expect(ProcParse.io(text) == ProcIO(rchar: 6976, wchar: 120, readBytes: 8192, writeBytes: 4096))

@@ -1,0 +1,192 @@
+// The agent's HTTP server: libmicrohttpd (Debian's libmicrohttpd12) parses HTTP on one internal
+// epoll thread; we bind the socket ourselves (so port 0 works and the chosen port is known) and
+// answer every request from `HTTPRouter`. MHD enforces the per-connection memory limit (oversized
+// request lines and headers), the idle timeout (slowloris) and the connection limit.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CMicroHTTPD
+import CShims
+import ProcSampling
+
+public enum HTTPServerError: Error, Equatable, CustomStringConvertible {
+    case invalidListenAddress(String)
+    case bind(address: String, errno: Int32)
+    case tokenFile(path: String, reason: String)
+    case start(address: String)
+
+    public var description: String {
+        switch self {
+        case .invalidListenAddress(let text):
+            "invalid --metrics-listen '\(text)': expected HOST:PORT (e.g. 127.0.0.1:9464, [::1]:0) or 'off'"
+        case .bind(let address, let code):
+            "cannot listen on \(address): \(String(cString: strerror(code))); pick another --metrics-listen port or 'off'"
+        case .tokenFile(let path, let reason):
+            "cannot use --metrics-token-file \(path): \(reason)"
+        case .start(let address):
+            "libmicrohttpd could not start serving on \(address)"
+        }
+    }
+}
+
+/// `--metrics-listen HOST:PORT`: an IPv4 or bracketed IPv6 literal, or a host name, and a port (0: any).
+public struct HTTPListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public static let defaultValue = "127.0.0.1:9464"
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) { self.host = host; self.port = port }
+
+    /// nil for `off` (serve nothing).
+    public static func parse(_ text: String) throws(HTTPServerError) -> HTTPListenAddress? {
+        if text == "off" { return nil }
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
+            throw .invalidListenAddress(text)
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        else if host.contains(":") { throw .invalidListenAddress(text) }  // an IPv6 literal needs brackets
+        guard !host.isEmpty else { throw .invalidListenAddress(text) }
+        return HTTPListenAddress(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+extension BearerToken {
+    /// Reads --metrics-token-file.
+    public static func load(path: String) throws(HTTPServerError) -> BearerToken {
+        guard let text = ProcFileReader(initialCapacity: 1024).string(path) else {
+            throw .tokenFile(path: path, reason: String(cString: strerror(errno)))
+        }
+        guard let token = BearerToken(fileContents: text) else { throw .tokenFile(path: path, reason: "the file is empty") }
+        return token
+    }
+}
+
+public struct HTTPServerLimits: Sendable, Equatable {
+    /// Concurrent connections; more wait in the listen backlog.
+    public var connectionLimit: UInt32 = 64
+    /// Bytes MHD may use per connection to read the request line and headers; beyond it answers an error.
+    public var connectionMemoryLimit: Int = 16 * 1024
+    /// Idle seconds before MHD closes a connection (a slowloris client holds nothing for long).
+    public var connectionTimeoutSeconds: UInt32 = 10
+    public init() {}
+}
+
+/// Serves `HTTPRouter` until `stop()`. Not Sendable: the agent starts and stops it on one thread.
+public final class HTTPServer {
+    /// The bound address (with the port chosen when 0 was asked).
+    public let address: HTTPListenAddress
+    private var daemon: OpaquePointer?
+    private let context: Unmanaged<RouterBox>
+
+    /// Holds the router for the C callback; MHD's thread only reads it.
+    final class RouterBox: Sendable {
+        let router: HTTPRouter
+        init(_ router: HTTPRouter) { self.router = router }
+    }
+
+    public init(listen: HTTPListenAddress, router: HTTPRouter, limits: HTTPServerLimits = HTTPServerLimits()) throws(HTTPServerError) {
+        let (fd, bound) = try Self.bindListeningSocket(listen)
+        address = bound
+        context = Unmanaged.passRetained(RouterBox(router))
+        daemon = cr_mhd_start(fd, { cls, connection, url, method, version, _, uploadSize, requestContext in
+            HTTPServer.handle(cls: cls, connection: connection, url: url, method: method, version: version,
+                              uploadSize: uploadSize, requestContext: requestContext)
+        }, context.toOpaque(), nil, nil, limits.connectionLimit, limits.connectionMemoryLimit, limits.connectionTimeoutSeconds)
+        guard daemon != nil else {
+            close(fd)
+            context.release()
+            throw .start(address: bound.description)
+        }
+    }
+
+    /// Stops serving: joins MHD's thread and closes every connection and the listening socket
+    /// (MHD_stop_daemon closes a socket it was given too).
+    public func stop() {
+        guard let daemon else { return }
+        self.daemon = nil
+        MHD_stop_daemon(daemon)
+    }
+
+    deinit {
+        stop()
+        context.release()
+    }
+
+    // MARK: Request handling on MHD's thread
+
+    /// Answers on the first call for a request (when its headers are in), so no body is ever read.
+    private static func handle(cls: UnsafeMutableRawPointer?, connection: OpaquePointer?, url: UnsafePointer<CChar>?,
+                               method: UnsafePointer<CChar>?, version: UnsafePointer<CChar>?, uploadSize: UnsafeMutablePointer<Int>?,
+                               requestContext: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> MHD_Result {
+        guard let cls, let connection, let url, let method else { return .NO }
+        if let uploadSize, uploadSize.pointee > 0 {
+            uploadSize.pointee = 0  // a body after our answer: discard it
+            return .YES
+        }
+        if requestContext?.pointee != nil { return .YES }  // already answered
+        requestContext?.pointee = cls  // any non-nil marker
+
+        let router = Unmanaged<RouterBox>.fromOpaque(cls).takeUnretainedValue().router
+        func value(_ kind: MHD_ValueKind, _ key: String) -> String? {
+            MHD_lookup_connection_value(connection, kind, key).map { String(cString: $0) }
+        }
+        var query: [String: String] = [:]
+        for key in ["after", "limit"] { if let v = value(.GET_ARGUMENT_KIND, key) { query[key] = v } }
+        let request = HTTPRequestHead(
+            method: String(cString: method), path: String(cString: url), query: query,
+            authorization: value(.HEADER_KIND, "Authorization"),
+            contentLength: value(.HEADER_KIND, "Content-Length").map { Int($0) ?? Int.max },
+            version: version.map { String(cString: $0) } ?? "HTTP/1.1", host: value(.HEADER_KIND, "Host"))
+        let response = router.respond(to: request)
+
+        let mhdResponse = response.body.withUnsafeBytes { body in
+            MHD_create_response_from_buffer(body.count, UnsafeMutableRawPointer(mutating: body.baseAddress), .RESPMEM_MUST_COPY)
+        }
+        guard let mhdResponse else { return .NO }
+        defer { MHD_destroy_response(mhdResponse) }
+        MHD_add_response_header(mhdResponse, "Content-Type", response.contentType)
+        for (name, headerValue) in response.headers { MHD_add_response_header(mhdResponse, name, headerValue) }
+        return MHD_queue_response(connection, UInt32(response.status), mhdResponse)
+    }
+
+    // MARK: Socket
+
+    private static func bindListeningSocket(_ listen: HTTPListenAddress) throws(HTTPServerError) -> (Int32, HTTPListenAddress) {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(listen.host, String(listen.port), &hints, &list) == 0, let info = list else {
+            throw .invalidListenAddress(listen.description)
+        }
+        defer { freeaddrinfo(list) }
+        let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .bind(address: listen.description, errno: errno) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0, Glibc.listen(fd, 128) == 0 else {
+            let code = errno
+            close(fd)
+            throw .bind(address: listen.description, errno: code)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let port: UInt16 = withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> UInt16 in
+                guard getsockname(fd, sa, &length) == 0 else { return listen.port }
+                if sa.pointee.sa_family == sa_family_t(AF_INET6) {
+                    return UInt16(bigEndian: UnsafeRawPointer(sa).assumingMemoryBound(to: sockaddr_in6.self).pointee.sin6_port)
+                }
+                return UInt16(bigEndian: UnsafeRawPointer(sa).assumingMemoryBound(to: sockaddr_in.self).pointee.sin_port)
+            }
+        }
+        return (fd, HTTPListenAddress(host: listen.host, port: port))
+    }
+}

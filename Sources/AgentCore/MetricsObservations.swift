@@ -1,0 +1,55 @@
+// What the HTTP endpoints read: the supervisor's snapshot, the latest sample (published by the
+// sampling tick), the log ring and any extra metric families. Thread-safe: the tick publishes on the
+// supervisor's thread, the HTTP server reads on its own.
+import CodeRunnerWire
+import ProcSampling
+import Supervision
+import Synchronization
+
+public final class AgentObservations: Sendable {
+    public let identity: AgentIdentity
+    private let snapshotProvider: @Sendable () -> SupervisorSnapshot
+    private let logRing: LogRing?
+    private let latest = Mutex<ProcessTreeSample?>(nil)
+    private let providers = Mutex<[any MetricFamilyProvider]>([])
+    private let selfUsage: @Sendable () -> AgentUsage
+
+    /// - Parameters:
+    ///   - snapshot: the supervisor's current snapshot (`{ supervisor.snapshot }`).
+    ///   - logs: the supervisor's log ring; nil serves an empty log.
+    ///   - selfUsage: the agent's own figures; /proc/self by default.
+    public init(identity: AgentIdentity, snapshot: @escaping @Sendable () -> SupervisorSnapshot, logs: LogRing?,
+                selfUsage: @escaping @Sendable () -> AgentUsage = SelfMetrics.read) {
+        self.identity = identity
+        self.snapshotProvider = snapshot
+        self.logRing = logs
+        self.selfUsage = selfUsage
+    }
+
+    /// Publishes the sampler's newest figures.
+    public func publish(_ sample: ProcessTreeSample) { latest.withLock { $0 = sample } }
+
+    public var latestSample: ProcessTreeSample? { latest.withLock { $0 } }
+
+    /// Adds families from another module (config reload counters, controller reachability).
+    public func register(_ provider: any MetricFamilyProvider) { providers.withLock { $0.append(provider) } }
+
+    /// The whole /metrics body.
+    public func metricsText() -> String {
+        var families = AgentMetrics.appFamilies(snapshot: snapshotProvider(), sample: latestSample, version: identity.version)
+        families += SelfMetrics.families(selfUsage())
+        for provider in providers.withLock({ $0 }) { families += provider.metricFamilies() }
+        return PrometheusText.render(families, commonLabels: identity.labels)
+    }
+
+    public func status() -> AgentStatus {
+        StatusReport.status(snapshot: snapshotProvider(), sample: latestSample, agent: selfUsage(), identity: identity)
+    }
+
+    public func logs(after sequence: UInt64, limit: Int) -> AgentLogs {
+        guard let logRing else { return AgentLogs(lines: [], lastSequence: 0) }
+        // lastSequence first: a line appended in between is then served on the next poll, not skipped.
+        let last = logRing.lastSequence
+        return StatusReport.logs(logRing.lines(after: sequence, limit: limit).filter { $0.sequence <= last }, lastSequence: last)
+    }
+}

@@ -1,0 +1,117 @@
+// What coderunner-agent answers at `GET /v1/status` and `GET /v1/logs`; the controller's scaler polls
+// and decodes these. Field names are camelCase; times are Unix seconds; absent values are omitted.
+
+/// A snapshot of the supervisor and the latest sample of the app's process tree.
+public struct AgentStatus: Codable, Sendable, Equatable {
+    /// The supervisor's state: `starting`, `running`, `backoff`, `stopping` or `exited`.
+    public var state: String
+    /// The current child's pid, while one runs.
+    public var pid: Int32?
+    /// Children started after the first one.
+    public var restarts: Int
+    /// How the previous child ended.
+    public var lastExit: AgentExit?
+    /// When the current child started.
+    public var startedAt: Double?
+    /// When the next restart is due, while in backoff.
+    public var nextRestartAt: Double?
+    public var deployment: String?
+    public var instance: String?
+    /// The agent's version (`coderunner-agent --version`).
+    public var version: String?
+    /// When `app` was sampled; nil before the first sample.
+    public var sampledAt: Double?
+    public var app: AppUsage
+    public var agent: AgentUsage
+
+    public init(state: String, pid: Int32? = nil, restarts: Int = 0, lastExit: AgentExit? = nil, startedAt: Double? = nil,
+                nextRestartAt: Double? = nil, deployment: String? = nil, instance: String? = nil, version: String? = nil,
+                sampledAt: Double? = nil, app: AppUsage, agent: AgentUsage) {
+        self.state = state; self.pid = pid; self.restarts = restarts; self.lastExit = lastExit
+        self.startedAt = startedAt; self.nextRestartAt = nextRestartAt
+        self.deployment = deployment; self.instance = instance; self.version = version
+        self.sampledAt = sampledAt; self.app = app; self.agent = agent
+    }
+}
+
+/// How a child ended: `code` when it exited, `signal` when a signal ended it. `shellCode` is what a
+/// shell reports (the code, or 128+signal), which the agent itself exits with.
+public struct AgentExit: Codable, Sendable, Equatable {
+    public var code: Int32?
+    public var signal: Int32?
+    public var shellCode: Int32
+    public init(code: Int32? = nil, signal: Int32? = nil, shellCode: Int32) {
+        self.code = code; self.signal = signal; self.shellCode = shellCode
+    }
+}
+
+/// The app's whole process tree. Counters (`...Total`) never go backwards over the agent's life.
+public struct AppUsage: Codable, Sendable, Equatable {
+    public var cpuSecondsTotal: Double
+    /// Cores in use over the last sample interval.
+    public var cpuCores: Double
+    /// `cpuCores` as a percentage of `cpuLimitCores`.
+    public var cpuUtilizationPercent: Double
+    /// The CPU allocation: the cgroup quota, else --cpu-limit, else the online CPUs.
+    public var cpuLimitCores: Double
+    public var memoryRssBytes: UInt64
+    /// `memoryRssBytes` as a percentage of `memoryLimitBytes`.
+    public var memoryUtilizationPercent: Double
+    /// The memory allocation: the cgroup limit, else --memory-limit, else MemTotal.
+    public var memoryLimitBytes: UInt64
+    public var processes: Int
+    public var threads: Int
+    public var openFds: Int
+    public var ioReadBytesTotal: UInt64
+    public var ioWriteBytesTotal: UInt64
+    /// ESTABLISHED TCP connections to the app's listening sockets: its concurrency.
+    public var tcpConnections: Int
+
+    public init(cpuSecondsTotal: Double = 0, cpuCores: Double = 0, cpuUtilizationPercent: Double = 0, cpuLimitCores: Double = 0,
+                memoryRssBytes: UInt64 = 0, memoryUtilizationPercent: Double = 0, memoryLimitBytes: UInt64 = 0,
+                processes: Int = 0, threads: Int = 0, openFds: Int = 0, ioReadBytesTotal: UInt64 = 0,
+                ioWriteBytesTotal: UInt64 = 0, tcpConnections: Int = 0) {
+        self.cpuSecondsTotal = cpuSecondsTotal; self.cpuCores = cpuCores; self.cpuUtilizationPercent = cpuUtilizationPercent
+        self.cpuLimitCores = cpuLimitCores; self.memoryRssBytes = memoryRssBytes
+        self.memoryUtilizationPercent = memoryUtilizationPercent; self.memoryLimitBytes = memoryLimitBytes
+        self.processes = processes; self.threads = threads; self.openFds = openFds
+        self.ioReadBytesTotal = ioReadBytesTotal; self.ioWriteBytesTotal = ioWriteBytesTotal; self.tcpConnections = tcpConnections
+    }
+}
+
+/// The agent's own process.
+public struct AgentUsage: Codable, Sendable, Equatable {
+    public var cpuSecondsTotal: Double
+    public var residentMemoryBytes: UInt64
+    public var virtualMemoryBytes: UInt64
+    public var startTimeSeconds: Double
+    public var openFds: Int
+    public var maxFds: Int
+
+    public init(cpuSecondsTotal: Double = 0, residentMemoryBytes: UInt64 = 0, virtualMemoryBytes: UInt64 = 0,
+                startTimeSeconds: Double = 0, openFds: Int = 0, maxFds: Int = 0) {
+        self.cpuSecondsTotal = cpuSecondsTotal; self.residentMemoryBytes = residentMemoryBytes
+        self.virtualMemoryBytes = virtualMemoryBytes; self.startTimeSeconds = startTimeSeconds
+        self.openFds = openFds; self.maxFds = maxFds
+    }
+}
+
+/// `GET /v1/logs?after=SEQ&limit=N`: lines after SEQ, oldest first. Resume with `after=lastSequence`
+/// of the previous answer (or the last line's sequence); a gap in sequences means lines were dropped.
+public struct AgentLogs: Codable, Sendable, Equatable {
+    public var lines: [AgentLogLine]
+    /// The newest sequence the agent has assigned (0 before any output).
+    public var lastSequence: UInt64
+    public init(lines: [AgentLogLine], lastSequence: UInt64) { self.lines = lines; self.lastSequence = lastSequence }
+}
+
+public struct AgentLogLine: Codable, Sendable, Equatable {
+    public var sequence: UInt64
+    public var timestamp: Double
+    /// `stdout` or `stderr`.
+    public var stream: String
+    public var text: String
+    public init(sequence: UInt64, timestamp: Double, stream: String, text: String) {
+        self.sequence = sequence; self.timestamp = timestamp; self.stream = stream; self.text = text
+    }
+}
