@@ -24,7 +24,8 @@ public final class ProcFileReader {
 
     /// Reads a whole file and passes its bytes to `body` (valid only during the call). nil when
     /// the file cannot be opened or read (the process is gone, or we lack permission).
-    public func withFile<R>(_ pathString: UnsafePointer<CChar>, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
+    public func withFile<R>(_ pathString: UnsafePointer<CChar>, singleShot: Bool = false,
+                            _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
         let fd = open(pathString, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -44,6 +45,9 @@ public final class ProcFileReader {
             }
             if n == 0 { break }
             used += n
+            // /proc/PID/{stat,statm,io,...} are produced whole by one show() call: a read that did not
+            // fill the buffer got everything, and the read that would return 0 can be skipped.
+            if singleShot && used < buffer.count { break }
         }
         return body(UnsafeBufferPointer(start: buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), count: used))
     }
@@ -84,12 +88,12 @@ public final class ProcFileReader {
 
     /// /proc/PID/stat of one process (pid 0: this process).
     public func procStat(_ pid: Int32) -> ProcStat? {
-        withProcPath(pid, "stat") { p in withFile(p) { ProcParse.stat(bytes: $0) } } ?? nil
+        withProcPath(pid, "stat") { p in withFile(p, singleShot: true) { ProcParse.stat(bytes: $0) } } ?? nil
     }
 
     /// Resident bytes of a process from /proc/PID/statm (exact, unlike stat's rss), else from stat.
     public func residentBytes(_ pid: Int32, pageSize: Int, fallbackPages: Int64) -> UInt64 {
-        let pages = withProcPath(pid, "statm") { p in withFile(p) { ProcParse.statmResidentPages(bytes: $0) } } ?? nil
+        let pages = withProcPath(pid, "statm") { p in withFile(p, singleShot: true) { ProcParse.statmResidentPages(bytes: $0) } } ?? nil
         return (pages ?? UInt64(max(0, fallbackPages))) * UInt64(pageSize)
     }
 

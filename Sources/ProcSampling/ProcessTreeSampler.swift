@@ -102,11 +102,13 @@ public final class ProcessTreeSampler {
         // Socket scan cache: the fds are re-read only when the fd count or the netns's set of
         // listening sockets changed, so a steady tree costs no readlink calls.
         var socketScanKey: (Int, UInt64)
+        var openFds: Int
         var listenInodes: [UInt64]
     }
 
     private struct ScanEntry {
         var pid: Int32
+        var inode: UInt64
         var stat: ProcStat
     }
 
@@ -122,10 +124,18 @@ public final class ProcessTreeSampler {
     public let constants: SystemConstants
     private let reader = ProcFileReader()
     private let procDir: OpaquePointer?
+    private var sockDiag: SockDiag?
 
     private var generation: UInt32 = 0
     private var tracked: [Int32: Tracked] = [:]
     private var scan: [ScanEntry] = []
+    /// Processes outside the tree at the last sample, by pid, with their /proc directory's inode.
+    /// A process outside the tree cannot enter it (a new child has a new pid; an orphan is re-parented
+    /// to an ancestor of its old parent), so its stat is not read again while the inode is unchanged
+    /// (a reused pid gets a new /proc inode). On a busy host this halves the sampler's cost.
+    private var foreign: [Int32: UInt64] = [:]
+    private var nextForeign: [Int32: UInt64] = [:]
+    private var lastRoot: (Int32?, UInt64?, Bool)?
     private var members: Set<Int32> = []
     private var vanished: [Int32] = []
     private var absorbed: [Int32: UInt64] = [:]
@@ -168,7 +178,9 @@ public final class ProcessTreeSampler {
         if samplesSinceLimits >= configuration.limitsRefreshSamples { refreshLimits() }
         samplesSinceLimits += 1
 
-        scanProcesses()
+        if let last = lastRoot, last.0 == root, last.1 == rootStartTime, last.2 == includeRoot {} else { foreign.removeAll() }
+        lastRoot = (root, rootStartTime, includeRoot)
+        scanProcesses(root: root)
         var rootPresent = false
         members.removeAll(keepingCapacity: true)
         if let root, let entry = scan.first(where: { $0.pid == root }),
@@ -187,7 +199,7 @@ public final class ProcessTreeSampler {
         var liveIOWrite: UInt64 = 0
         for entry in scan where members.contains(entry.pid) {
             let s = entry.stat
-            let io = reader.withProcPath(entry.pid, "io") { p in reader.withFile(p) { ProcParse.io(bytes: $0) } } ?? nil
+            let io = reader.withProcPath(entry.pid, "io") { p in reader.withFile(p, singleShot: true) { ProcParse.io(bytes: $0) } } ?? nil
             var t: Tracked
             if let existing = tracked[entry.pid], existing.startTime == s.startTime {
                 t = existing
@@ -196,7 +208,7 @@ public final class ProcessTreeSampler {
                 if tracked[entry.pid] != nil { retire(entry.pid) }  // the pid was reused: the old one is gone
                 t = Tracked(startTime: s.startTime, ppid: s.ppid, selfTicks: 0, childTicks: 0, previousChildTicks: 0,
                             freshChildGrowth: 0, credit: 0, creditAge: 0,
-                            ioRead: 0, ioWrite: 0, generation: 0, socketScanKey: (-1, 0), listenInodes: [])
+                            ioRead: 0, ioWrite: 0, generation: 0, socketScanKey: (-1, 0), openFds: 0, listenInodes: [])
                 t.previousChildTicks = s.cutime &+ s.cstime
             }
             t.ppid = s.ppid
@@ -213,6 +225,7 @@ public final class ProcessTreeSampler {
             }
             if let io { t.ioRead = max(t.ioRead, io.readBytes); t.ioWrite = max(t.ioWrite, io.writeBytes) }
             t.generation = generation
+            t.openFds = reader.openFileCount(entry.pid) ?? 0
             tracked[entry.pid] = t
 
             liveTicks &+= t.selfTicks &+ t.childTicks
@@ -221,9 +234,11 @@ public final class ProcessTreeSampler {
             result.processes += 1
             result.threads += Int(max(0, s.numThreads))
             rssBytes += reader.residentBytes(entry.pid, pageSize: constants.pageSize, fallbackPages: s.rssPages)
-            result.openFds += reader.openFileCount(entry.pid) ?? 0
+            result.openFds += t.openFds
         }
         retireVanished()
+        for entry in scan where !members.contains(entry.pid) { nextForeign[entry.pid] = entry.inode }
+        swap(&foreign, &nextForeign)
 
         let total = max(lastTotalTicks, exitedTicks &+ liveTicks)
         let tick = Double(constants.clockTicksPerSecond)
@@ -246,8 +261,9 @@ public final class ProcessTreeSampler {
     // MARK: Process tree
 
     /// Reads /proc/*/stat of every process. The DIR stays open; rewinddir re-lists /proc.
-    private func scanProcesses() {
+    private func scanProcesses(root: Int32?) {
         scan.removeAll(keepingCapacity: true)
+        nextForeign.removeAll(keepingCapacity: true)
         guard let procDir else { return }
         rewinddir(procDir)
         while let entry = readdir(procDir) {
@@ -264,8 +280,13 @@ public final class ProcessTreeSampler {
                 }
             }
             guard let pid else { continue }
-            if let stat = reader.withProcPath(pid, "stat", { p in reader.withFile(p) { ProcParse.statFields($0) } }) ?? nil {
-                scan.append(ScanEntry(pid: pid, stat: stat))
+            let inode = UInt64(entry.pointee.d_ino)
+            if pid != root, let known = foreign[pid], known == inode {
+                nextForeign[pid] = inode
+                continue
+            }
+            if let stat = reader.withProcPath(pid, "stat", { p in reader.withFile(p, singleShot: true) { ProcParse.statFields($0) } }) ?? nil {
+                scan.append(ScanEntry(pid: pid, inode: inode, stat: stat))
             }
         }
     }
@@ -323,23 +344,40 @@ public final class ProcessTreeSampler {
 
     // MARK: TCP connections
 
-    /// ESTABLISHED connections whose local endpoint is one the tree listens on. Reads the tcp tables
-    /// of the root's network namespace (/proc/ROOT/net/tcp{,6}), so it works when the app has its own.
+    /// ESTABLISHED connections whose local endpoint is one the tree listens on. The sockets come from
+    /// inet_diag when the root shares the agent's network namespace (the usual sandbox), else from the
+    /// root namespace's /proc/ROOT/net/tcp{,6}.
     private func countConnections(netnsOf root: Int32) -> Int {
         listening.removeAll(keepingCapacity: true)
         established.removeAll(keepingCapacity: true)
         var listenKey: UInt64 = 0
-        for suffix: StaticString in ["net/tcp", "net/tcp6"] {
-            _ = reader.withProcPath(root, suffix) { p in
-                reader.withFile(p) { bytes in
-                    ProcParse.tcpSockets(bytes: bytes) { e in
-                        if e.state == TCPState.listen.rawValue {
-                            listening[e.inode] = Endpoint(address: e.localAddress, port: e.localPort)
-                            listenKey = listenKey &+ (e.inode &* 0x9E37_79B9_7F4A_7C15)
-                        } else if e.state == TCPState.established.rawValue {
-                            established.append(Endpoint(address: e.localAddress, port: e.localPort))
-                        }
-                    }
+        func collect(_ e: TCPSocketEntry) {
+            if e.state == TCPState.listen.rawValue {
+                listening[e.inode] = Endpoint(address: e.localAddress, port: e.localPort)
+                listenKey = listenKey &+ (e.inode &* 0x9E37_79B9_7F4A_7C15)
+            } else if e.state == TCPState.established.rawValue {
+                established.append(Endpoint(address: e.localAddress, port: e.localPort))
+            }
+        }
+        var dumped = false
+        if sharesNetworkNamespace(root) {
+            if sockDiag == nil { sockDiag = SockDiag() }
+            if let sockDiag {
+                let states: UInt32 = 1 << UInt32(TCPState.listen.rawValue) | 1 << UInt32(TCPState.established.rawValue)
+                dumped = sockDiag.dump(family: AF_INET, states: states, collect)
+                    && sockDiag.dump(family: AF_INET6, states: states, collect)
+                if !dumped {
+                    self.sockDiag = nil  // a fresh socket next time: no stale datagrams from a broken dump
+                    listening.removeAll(keepingCapacity: true)
+                    established.removeAll(keepingCapacity: true)
+                    listenKey = 0
+                }
+            }
+        }
+        if !dumped {
+            for suffix: StaticString in ["net/tcp", "net/tcp6"] {
+                _ = reader.withProcPath(root, suffix) { p in
+                    reader.withFile(p) { bytes in ProcParse.tcpSockets(bytes: bytes, collect) }
                 }
             }
         }
@@ -348,7 +386,7 @@ public final class ProcessTreeSampler {
         appListeners.removeAll(keepingCapacity: true)
         for pid in members {
             guard var t = tracked[pid] else { continue }
-            let fdCount = reader.openFileCount(pid) ?? -1
+            let fdCount = t.openFds
             if t.socketScanKey != (fdCount, listenKey) {
                 t.listenInodes.removeAll()
                 reader.forEachSocketInode(pid) { inode in
@@ -370,6 +408,14 @@ public final class ProcessTreeSampler {
             if appListeners.contains(wildcard) { count += 1 }
         }
         return count
+    }
+
+    /// Whether `pid` is in the agent's network namespace (same nsfs inode).
+    private func sharesNetworkNamespace(_ pid: Int32) -> Bool {
+        var mine = Glibc.stat(), theirs = Glibc.stat()
+        let a = reader.withProcPath(0, "ns/net") { fstatat(AT_FDCWD, $0, &mine, 0) }
+        let b = reader.withProcPath(pid, "ns/net") { fstatat(AT_FDCWD, $0, &theirs, 0) }
+        return a == 0 && b == 0 && mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev
     }
 
     // MARK: Limits
