@@ -255,3 +255,53 @@ struct ResourceAllocationTests {
                                            cgroupMemoryBytes: 64 * gib, flagMemoryBytes: nil, memTotalBytes: 16 * gib).memoryBytes == 16 * gib)
     }
 }
+
+struct InetDiagParserTests {
+    /// One netlink message carrying an `inet_diag_msg`, laid out as linux/inet_diag.h defines it.
+    static func message(family: UInt8, state: UInt8, localPort: UInt16, local: [UInt8], remotePort: UInt16,
+                        remote: [UInt8], inode: UInt32) -> [UInt8] {
+        var m = [UInt8](repeating: 0, count: 16 + 72)
+        func put<T: FixedWidthInteger>(_ v: T, _ at: Int) { withUnsafeBytes(of: v) { for (i, b) in $0.enumerated() { m[at + i] = b } } }
+        put(UInt32(m.count), 0); put(UInt16(20), 4); put(UInt16(2), 6); put(UInt32(7), 8)
+        m[16] = family; m[17] = state
+        put(localPort.bigEndian, 20); put(remotePort.bigEndian, 22)
+        for (i, b) in local.enumerated() { m[24 + i] = b }
+        for (i, b) in remote.enumerated() { m[40 + i] = b }
+        put(inode, 16 + 68)
+        return m
+    }
+
+    static let done: [UInt8] = [20, 0, 0, 0, 3, 0, 2, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+
+    @Test func parsesADumpLikeProcNetTCP() {
+        let loopback6 = [UInt8](repeating: 0, count: 15) + [1]
+        let datagram = Self.message(family: 2, state: 0x0A, localPort: 8080, local: [127, 0, 0, 1], remotePort: 0, remote: [0, 0, 0, 0], inode: 4242)
+            + Self.message(family: 10, state: 0x01, localPort: 9464, local: loopback6, remotePort: 40000, remote: loopback6, inode: 99)
+            + Self.done
+        var entries: [TCPSocketEntry] = []
+        let outcome = datagram.withUnsafeBytes { ProcParse.inetDiagMessages(bytes: $0) { entries.append($0) } }
+        #expect(outcome == .done)
+        #expect(entries.count == 2)
+        #expect(entries[0].localAddress.description == "127.0.0.1")
+        #expect(entries[0].localPort == 8080)
+        #expect(entries[0].state == TCPState.listen.rawValue)
+        #expect(entries[0].inode == 4242)
+        #expect(entries[1].localAddress.description == "0:0:0:0:0:0:0:1")
+        #expect(entries[1].remotePort == 40000)
+        #expect(entries[1].state == TCPState.established.rawValue)
+        // The same socket as /proc/net/tcp prints it compares equal.
+        let fromProc = ProcParse.tcpSockets("  sl  local_address\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1\n")
+        #expect(fromProc.first == entries[0])
+    }
+
+    @Test func reportsErrorsAndTruncation() {
+        var error: [UInt8] = [36, 0, 0, 0, 2, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0] + [0xFF, 0xFF, 0xFF, 0xFF] + [UInt8](repeating: 0, count: 16)
+        #expect(error.withUnsafeBytes { ProcParse.inetDiagMessages(bytes: $0) { _ in } } == .failed(-1))
+        error[0] = 200  // longer than the datagram
+        #expect(error.withUnsafeBytes { ProcParse.inetDiagMessages(bytes: $0) { _ in } } == .failed(0))
+        let partial = Self.message(family: 2, state: 1, localPort: 1, local: [127, 0, 0, 1], remotePort: 2, remote: [127, 0, 0, 1], inode: 1)
+        var count = 0
+        #expect(partial.withUnsafeBytes { ProcParse.inetDiagMessages(bytes: $0) { _ in count += 1 } } == .more)
+        #expect(count == 1)
+    }
+}
