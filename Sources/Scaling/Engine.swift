@@ -366,12 +366,13 @@ public struct ScalingEngine: Sendable {
                     completeness, nil, nil, false)
             }
         }
-        var desired = Int((Double(current) * ratio - eps).rounded(.up))
-        desired = min(p.maxInstances, max(p.minInstances, desired))
-        let why = "\(name) \(Format.number(stats.mean)) vs target \(Format.number(t.value)): ceil(\(current) × \(Format.number(ratio))) = \(Int((Double(current) * ratio - eps).rounded(.up)))\(note)"
+        let unclamped = Int((Double(current) * ratio - eps).rounded(.up))
+        let desired = min(p.maxInstances, max(p.minInstances, unclamped))
+        var why = "\(name) \(Format.number(stats.mean)) vs target \(Format.number(t.value)): ceil(\(current) × \(Format.number(ratio))) = \(unclamped)\(note)"
+        if desired != unclamped { why += "; clamped to \(desired) by minInstances..maxInstances" }
         if desired > current { return verdict(.scaleUp, desired, why, completeness, nil, nil, false) }
         if desired < current { return verdict(.scaleDown, desired, why, completeness, nil, nil, false) }
-        return verdict(.hold, current, why + "; at the policy's bound", completeness, nil, nil, false)
+        return verdict(.hold, current, why, completeness, nil, nil, false)
     }
 
     private mutating func evaluatePredictive(

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+@testable import Scaling
+
+@Suite("Holt-Winters and predictive policies")
+struct PredictiveTests {
+    /// A daily wave with a slow upward trend, hourly.
+    static func truth(_ t: Int) -> Double { 100 + 30 * sin(2 * Double.pi * Double(t) / 24) + 0.5 * Double(t) }
+
+    @Test func forecastsASeasonalSeriesWithinThreePercent() throws {
+        let series = (0..<96).map(Self.truth)
+        let model = try #require(HoltWinters.fit(series, seasonLength: 24))
+        for h in 1...24 {
+            let expected = Self.truth(95 + h)
+            #expect(abs(model.forecast(stepsAhead: h) - expected) / expected < 0.03, "h=\(h)")
+        }
+        #expect(model.confidence > 0.95)
+    }
+
+    @Test func needsTwoSeasons() {
+        #expect(HoltWinters.fit((0..<47).map(Self.truth), seasonLength: 24) == nil)
+        #expect(HoltWinters.fit((0..<48).map(Self.truth), seasonLength: 24) != nil)
+    }
+
+    @Test func noisySeriesLowersConfidence() throws {
+        // A deterministic pseudo-random walk added to the wave.
+        var state: UInt64 = 42
+        let noisy = (0..<96).map { t -> Double in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Self.truth(t) + Double(state >> 40) / Double(1 << 24) * 60 - 30
+        }
+        let clean = try #require(HoltWinters.fit((0..<96).map(Self.truth), seasonLength: 24))
+        let rough = try #require(HoltWinters.fit(noisy, seasonLength: 24))
+        #expect(rough.confidence < clean.confidence)
+    }
+
+    /// Per-instance CPU of 4 instances over a day: 50 ± 40 %, peaking at 06:00.
+    static func cpu(_ t: Double) -> Double { 50 + 40 * sin(2 * Double.pi * t / 86_400) }
+
+    /// One sample a minute from 0 up to (not including) `end`.
+    static func recorded(until end: Double) -> MetricsHistory {
+        var h = MetricsHistory()
+        var t = 0.0
+        while t < end {
+            h.append(sample(t, instances: 4, cpu: cpu(t)))
+            t += 60
+        }
+        return h
+    }
+
+    static let policy = ScalingPolicy(
+        name: "forecast", policyType: .predictive, minInstances: 1, maxInstances: 20,
+        target: MetricTarget(metric: .cpu, value: 50), predictive: PredictiveOptions(startupSeconds: 1800))
+
+    @Test func scalesOutAheadOfTheDailyPeak() throws {
+        // 05:00 on day 4: the load of 4 × ~90% = ~360 needs 8 instances at 50% each.
+        let now = 3 * 86_400.0 + 5 * 3600
+        let h = Self.recorded(until: now)
+        var engine = try ScalingEngine(policies: [Self.policy])
+        let d = engine.decide(now: now, history: h, state: DeploymentState(currentInstances: 4))
+        #expect(d.action == .scaleUp)
+        #expect((7...8).contains(d.targetInstances))
+        #expect(d.reason.contains("(Holt-Winters, confidence "))
+        #expect(d.confidence > 0.9)
+    }
+
+    @Test func neverScalesInOnAForecast() throws {
+        // 18:00: the forecast load is ~40, one instance would do, but a forecast alone never scales in.
+        let now = 3 * 86_400.0 + 18 * 3600
+        let h = Self.recorded(until: now)
+        var engine = try ScalingEngine(policies: [Self.policy])
+        let d = engine.decide(now: now, history: h, state: DeploymentState(currentInstances: 4))
+        #expect(d.action == .noAction)
+        #expect(d.policies.first?.verdict == .abstain)
+        #expect(d.reason.hasSuffix("; a forecast never scales in"))
+    }
+
+    @Test func forecastIsAFloorForOtherPolicies() throws {
+        // At 05:00 with 10 instances at 30%, tracking wants 4; the forecast needs ~8, so the scale-down
+        // stops there.
+        let now = 3 * 86_400.0 + 5 * 3600
+        var h = Self.recorded(until: now)
+        h.append(sample(now, instances: 10, cpu: 30))
+        var engine = try ScalingEngine(policies: [Self.policy, tracking(target: 90, max: 20)])
+        let d = engine.decide(now: now, history: h, state: DeploymentState(currentInstances: 10))
+        #expect(d.action == .scaleDown)
+        #expect((7...8).contains(d.targetInstances))
+        #expect(d.targetInstances == d.policies[0].floor)
+    }
+
+    @Test func abstainsWithoutTwoSeasonsOfHistory() throws {
+        let h = Self.recorded(until: 86_400)
+        var engine = try ScalingEngine(policies: [Self.policy])
+        let d = engine.decide(now: 86_400, history: h, state: DeploymentState(currentInstances: 4))
+        #expect(d.action == .noAction)
+        #expect(d.reason == "forecast: no forecast: needs two seasons (48 h) of history, has 24 h")
+    }
+}
