@@ -1,0 +1,137 @@
+// sd_notify over a real AF_UNIX datagram socket that the test binds, by path and in the abstract namespace:
+// the exact bytes systemd would receive.
+import AgentCore
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+/// A bound AF_UNIX datagram socket standing in for systemd's notification socket.
+private final class NotifyListener {
+    let fd: Int32
+    /// The value for NOTIFY_SOCKET.
+    let address: String
+    private let path: String?
+
+    /// Binds `<directory>/notify` when `directory` is given, else a unique abstract name.
+    init(directory: URL?) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)  // a missing datagram fails the test instead of hanging it
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var name: [UInt8]
+        if let directory {
+            path = directory.appendingPathComponent("notify").path
+            address = path!
+            name = Array(address.utf8) + [0]
+        } else {
+            path = nil
+            address = "@coderunner-test-notify-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            name = Array(address.utf8)
+            name[0] = 0
+        }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: name) }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + name.count)
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        if rc != 0 { close(fd) }
+        try #require(rc == 0, "bind \(address): \(String(cString: strerror(errno)))")
+    }
+
+    /// One datagram, whole (MSG_TRUNC reports its real size even if the buffer were too small).
+    func receive() -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_TRUNC)) }
+        guard n >= 0, n <= buffer.count else { return nil }
+        return Array(buffer[..<n])
+    }
+
+    /// Whether a datagram is waiting (without blocking).
+    var hasPending: Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) >= 0
+    }
+
+    deinit {
+        close(fd)
+        if let path { unlink(path) }
+    }
+}
+
+@Suite struct SystemdNotifyTests {
+    @Test(arguments: [true, false])
+    func sendsTheExactDatagrams(abstract: Bool) throws {
+        let directory = try TestSupport.makeTemporaryDirectory("notify")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let listener = try NotifyListener(directory: abstract ? nil : directory)
+        let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": listener.address]))
+
+        try notifier.ready(status: "running pid 42")
+        #expect(listener.receive().map { String(decoding: $0, as: UTF8.self) } == "READY=1\nSTATUS=running pid 42")
+        try notifier.status("backoff: restart in 2.0 s")
+        #expect(listener.receive() == Array("STATUS=backoff: restart in 2.0 s".utf8))
+        try notifier.watchdog()
+        #expect(listener.receive() == Array("WATCHDOG=1".utf8))
+        try notifier.stopping()
+        #expect(listener.receive() == Array("STOPPING=1".utf8))
+        // A newline in a value would inject a second assignment (here a forged READY=1): it becomes a space.
+        try notifier.status("exited 1\nREADY=1")
+        #expect(listener.receive() == Array("STATUS=exited 1 READY=1".utf8))
+        #expect(!listener.hasPending)
+    }
+
+    @Test func absentOrEmptySocketMeansNoNotifier() {
+        #expect(SystemdNotifier(environment: [:]) == nil)
+        #expect(SystemdNotifier(environment: ["NOTIFY_SOCKET": ""]) == nil)
+    }
+
+    @Test func aMissingSocketIsAnErrorNamingTheCause() throws {
+        let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": "/nonexistent/coderunner/notify"]))
+        #expect(throws: SystemdNotifyError.systemCall("sendto", errno: ENOENT)) { try notifier.ready() }
+        #expect(SystemdNotifyError.systemCall("sendto", errno: ENOENT).description
+            == "sendto on NOTIFY_SOCKET failed: No such file or directory")
+    }
+
+    @Test func unsupportedAndOversizedAddressesAreRejected() throws {
+        let vsock = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": "vsock:2:1234"]))
+        #expect(throws: SystemdNotifyError.unsupportedAddress("vsock:2:1234")) { try vsock.watchdog() }
+        let long = "/" + String(repeating: "a", count: 107)  // 108 bytes + NUL does not fit in sun_path[108]
+        let tooLong = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": long]))
+        #expect(throws: SystemdNotifyError.addressTooLong(long)) { try tooLong.watchdog() }
+    }
+
+    struct WatchdogCase: Sendable, CustomTestStringConvertible {
+        let usec: String?
+        let pid: String?
+        let expected: Duration?
+        var testDescription: String { "WATCHDOG_USEC=\(usec ?? "-") WATCHDOG_PID=\(pid ?? "-")" }
+    }
+
+    @Test(arguments: [
+        WatchdogCase(usec: "30000000", pid: nil, expected: .seconds(30)),
+        WatchdogCase(usec: "30000000", pid: "4242", expected: .seconds(30)),  // our pid in the test below
+        WatchdogCase(usec: "30000000", pid: "4243", expected: nil),  // meant for another process
+        WatchdogCase(usec: "30000000", pid: "x", expected: nil),
+        WatchdogCase(usec: "30000000", pid: "", expected: .seconds(30)),
+        WatchdogCase(usec: "0", pid: nil, expected: nil),
+        WatchdogCase(usec: "-5", pid: nil, expected: nil),
+        WatchdogCase(usec: "soon", pid: nil, expected: nil),
+        WatchdogCase(usec: nil, pid: "4242", expected: nil),
+        WatchdogCase(usec: "1500", pid: nil, expected: .microseconds(1500)),
+    ])
+    func watchdogTimeoutFollowsSdWatchdogEnabled(_ c: WatchdogCase) throws {
+        var environment = ["NOTIFY_SOCKET": "@x"]
+        environment["WATCHDOG_USEC"] = c.usec
+        environment["WATCHDOG_PID"] = c.pid
+        #expect(SystemdNotifier.watchdogTimeout(environment: environment, processID: 4242) == c.expected)
+        let notifier = try #require(SystemdNotifier(environment: environment, processID: 4242))
+        #expect(notifier.watchdogTimeout == c.expected)
+        #expect(notifier.watchdogInterval == c.expected.map { $0 / 2 })
+    }
+
+    @Test func theChildDoesNotInheritTheNotificationVariables() {
+        let environment = ["NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1", "PATH": "/usr/bin", "PORT": "8080"]
+        #expect(SystemdNotifier.removingNotifyVariables(environment) == ["PATH": "/usr/bin", "PORT": "8080"])
+    }
+}
