@@ -1,2 +1,154 @@
+// coderunner-agent: parses arguments and hands them to AgentCore. No logic lives here.
 import AgentCore
-print("coderunner-agent")
+import ArgumentParser
+import Glibc
+
+struct CoderunnerAgent: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coderunner-agent",
+        abstract: "A lean sidecar that supervises one app, samples it from /proc and serves its metrics.",
+        version: Agent.version,
+        subcommands: [Run.self])
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run COMMAND under supervision.",
+        usage: "coderunner-agent run [OPTIONS] -- COMMAND [ARGS...]",
+        discussion: """
+            Every option can also come from the environment variable named in its help (an empty variable counts as \
+            unset); the command line wins. The command can come from CODERUNNER_COMMAND instead of `--`: it is split \
+            into words at blanks, with 'single quotes', "double quotes" and backslash escapes as in a shell, and \
+            nothing expanded (use sh -c '...' for shell syntax).
+
+            Exit status: the child's (128+N when signal N ended it); 127 when the command does not exist, 126 when \
+            it cannot be executed; 64 for invalid options.
+            """)
+
+    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp(
+        "HOST:PORT for the metrics endpoint; port 0 takes a free port (printed); `off` serves nothing. Env CODERUNNER_METRICS_LISTEN. Default 127.0.0.1:9464.",
+        valueName: "host:port"))
+    var metricsListen: String?
+
+    @Option(help: ArgumentHelp("always, on-failure or never. Env CODERUNNER_RESTART. Default on-failure.", valueName: "policy"))
+    var restart: String?
+
+    @Option(name: .customLong("grace-period"), help: ArgumentHelp(
+        "Seconds between the stop signal and SIGKILL to the whole group. Env CODERUNNER_GRACE_PERIOD. Default 10.", valueName: "seconds"))
+    var gracePeriod: String?
+
+    @Option(name: .customLong("stop-signal"), help: ArgumentHelp(
+        "Signal that stops the app: TERM, SIGTERM or a number. Env CODERUNNER_STOP_SIGNAL. Default TERM.", valueName: "signal"))
+    var stopSignal: String?
+
+    @Option(name: .customLong("sample-interval"), help: ArgumentHelp(
+        "Seconds between samples of the app's processes. Env CODERUNNER_SAMPLE_INTERVAL. Default 1.", valueName: "seconds"))
+    var sampleInterval: String?
+
+    @Option(name: .customLong("cpu-limit"), help: ArgumentHelp(
+        "Cores allotted to the app when the cgroup sets no quota. Env CODERUNNER_CPU_LIMIT. Default: online CPUs.", valueName: "cores"))
+    var cpuLimit: String?
+
+    @Option(name: .customLong("memory-limit"), help: ArgumentHelp(
+        "Bytes allotted to the app when the cgroup sets no limit (K, M, G suffixes are powers of 1024). Env CODERUNNER_MEMORY_LIMIT. Default: MemTotal.",
+        valueName: "bytes"))
+    var memoryLimit: String?
+
+    @Option(name: .customLong("metrics-token-file"), help: ArgumentHelp(
+        "File holding a bearer token the HTTP endpoints require. Env CODERUNNER_METRICS_TOKEN_FILE. Default: no token.", valueName: "path"))
+    var metricsTokenFile: String?
+
+    @Option(help: ArgumentHelp("Deployment label. Env CODERUNNER_DEPLOYMENT. Default: none.", valueName: "id"))
+    var deployment: String?
+
+    @Option(help: ArgumentHelp("Instance label. Env CODERUNNER_INSTANCE. Default: none.", valueName: "id"))
+    var instance: String?
+
+    @Option(name: .customLong("backoff-initial"), help: ArgumentHelp(
+        "First restart delay ceiling, doubling after each quick exit. Env CODERUNNER_BACKOFF_INITIAL. Default 1.", valueName: "seconds"))
+    var backoffInitial: String?
+
+    @Option(name: .customLong("backoff-max"), help: ArgumentHelp(
+        "Largest restart delay ceiling. Env CODERUNNER_BACKOFF_MAX. Default 300.", valueName: "seconds"))
+    var backoffMax: String?
+
+    @Option(name: .customLong("backoff-reset"), help: ArgumentHelp(
+        "A child that ran this long resets the backoff. Env CODERUNNER_BACKOFF_RESET. Default 600.", valueName: "seconds"))
+    var backoffReset: String?
+
+    @Option(name: .customLong("backoff-jitter"), help: ArgumentHelp(
+        "full (0 to ceiling) or equal (half to ceiling). Env CODERUNNER_BACKOFF_JITTER. Default equal.", valueName: "kind"))
+    var backoffJitter: String?
+
+    @Option(name: .customLong("log-ring-lines"), help: ArgumentHelp(
+        "Output lines kept in memory for /v1/logs. Env CODERUNNER_LOG_RING_LINES. Default 2000.", valueName: "lines"))
+    var logRingLines: String?
+
+    @Option(name: .customLong("log-ring-bytes"), help: ArgumentHelp(
+        "Bytes of output text kept in memory (K, M, G suffixes). Env CODERUNNER_LOG_RING_BYTES. Default 1M.", valueName: "bytes"))
+    var logRingBytes: String?
+
+    @Option(name: .customLong("test-restart-storm"), help: .private)
+    var testRestartStorm: String?
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command to supervise, after `--`.", valueName: "command"))
+    var command: [String] = []
+
+    func run() throws {
+        var options = AgentOptions(command: command)
+        options.metricsListen = metricsListen
+        options.restart = restart
+        options.gracePeriod = gracePeriod
+        options.stopSignal = stopSignal
+        options.sampleInterval = sampleInterval
+        options.cpuLimit = cpuLimit
+        options.memoryLimit = memoryLimit
+        options.metricsTokenFile = metricsTokenFile
+        options.deployment = deployment
+        options.instance = instance
+        options.backoffInitial = backoffInitial
+        options.backoffMax = backoffMax
+        options.backoffReset = backoffReset
+        options.backoffJitter = backoffJitter
+        options.logRingLines = logRingLines
+        options.logRingBytes = logRingBytes
+        options.testRestartStorm = testRestartStorm
+
+        let environment = processEnvironment()
+        let configuration: AgentConfiguration
+        do {
+            configuration = try AgentConfiguration.resolve(options, environment: environment)
+        } catch {
+            fail(error.description, code: 64)  // EX_USAGE
+        }
+        let agent: Agent
+        do {
+            agent = try Agent(configuration: configuration, environment: environment)
+        } catch {
+            fail(error.description, code: 71)  // EX_OSERR
+        }
+        Glibc.exit(agent.run())
+    }
+}
+
+func fail(_ message: String, code: Int32) -> Never {
+    let line = "coderunner-agent: \(message)\n"
+    _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+    exit(code)
+}
+
+/// The agent's environment as a dictionary (the first definition of a name wins, as getenv does).
+func processEnvironment() -> [String: String] {
+    var result: [String: String] = [:]
+    var entry = environ
+    while let pointer = entry.pointee {
+        let text = String(cString: pointer)
+        if let eq = text.firstIndex(of: "="), result[String(text[..<eq])] == nil {
+            result[String(text[..<eq])] = String(text[text.index(after: eq)...])
+        }
+        entry += 1
+    }
+    return result
+}
+
+CoderunnerAgent.main()

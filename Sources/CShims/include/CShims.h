@@ -15,6 +15,26 @@ int cr_set_child_subreaper(void);
 /// prctl(PR_SET_PDEATHSIG, sig): used by test helpers so they die with their parent.
 int cr_set_parent_death_signal(int sig);
 
+// Supervision: Linux and GNU calls the Glibc module does not export (they need _GNU_SOURCE or
+// headers outside its module map).
+#include <signal.h>
+#include <spawn.h>
+/// signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK).
+int cr_signalfd(const sigset_t *mask);
+/// Reads one signal from a signalfd: its number, 0 when none is pending, -1 on error (errno set).
+int cr_signalfd_next(int fd);
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
+int cr_eventfd(void);
+/// pipe2(fds, O_CLOEXEC).
+int cr_pipe_cloexec(int fds[2]);
+/// posix_spawn_file_actions_addtcsetpgrp_np (glibc 2.35): the child makes its group the terminal's foreground.
+int cr_spawn_file_actions_addtcsetpgrp(posix_spawn_file_actions_t *actions, int tty_fd);
+/// SIGRTMIN and SIGRTMAX are function calls in glibc (it reserves the first real-time signals).
+int cr_sigrtmin(void);
+int cr_sigrtmax(void);
+/// The signal's abbreviation without "SIG" ("TERM"), or NULL when it has none (sigabbrev_np).
+const char *cr_signal_abbrev(int sig);
+
 // curl_easy_setopt is variadic; one typed wrapper per argument kind.
 CURLcode cr_curl_setopt_long(CURL *handle, CURLoption option, long value);
 CURLcode cr_curl_setopt_string(CURL *handle, CURLoption option, const char *value);

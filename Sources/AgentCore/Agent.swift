@@ -1,0 +1,70 @@
+import Glibc
+import Supervision
+
+/// The agent: a supervisor around the user's app, its sampler and its HTTP endpoints, composed once here.
+///
+/// Create it first thing on the main thread: `init` creates the `Supervisor`, which blocks the signals it handles
+/// in the calling thread, and every thread created afterwards (the HTTP server's) inherits that mask.
+public final class Agent: Sendable {
+    public static let version = "0.1.0"
+
+    public let configuration: AgentConfiguration
+    public let supervisor: Supervisor
+
+    /// - Parameter environment: the agent's own environment, passed unchanged to the child.
+    public init(configuration: AgentConfiguration, environment: [String: String]) throws(SupervisorError) {
+        self.configuration = configuration
+        supervisor = try Supervisor(
+            configuration: SupervisorConfiguration(
+                command: configuration.command, environment: environment,
+                restartPolicy: configuration.restartPolicy, gracePeriod: configuration.gracePeriod,
+                stopSignal: configuration.stopSignal, backoff: configuration.backoff,
+                logRingLines: configuration.logRingLines, logRingBytes: configuration.logRingBytes))
+    }
+
+    /// Runs until the child is done for good; returns the exit code for the agent (the child's status).
+    public func run() -> Int32 {
+        if let storm = configuration.testRestartStorm { startRestartStorm(count: storm) }
+        return supervisor.run(tickInterval: configuration.sampleInterval) {}
+    }
+
+    /// Test hook (hidden option --test-restart-storm N): once the first child runs, two threads together request
+    /// N restarts at random short intervals, each with CODERUNNER_TEST_GENERATION set to "a1", "b1", "a2", ...
+    /// It lets the tests check, against real processes, that restarts requested from other threads are
+    /// serialized: two children never run at once.
+    private func startRestartStorm(count: Int) {
+        let supervisor = supervisor
+        let base = supervisor.configuration.environment
+        for (name, share) in [("a", (count + 1) / 2), ("b", count / 2)] where share > 0 {
+            spawnThread {
+                var random = SystemRandomNumberGenerator()
+                for _ in 0..<500 where supervisor.snapshot.state != .running { usleep(10_000) }
+                for i in 1...share {
+                    var env = base
+                    env["CODERUNNER_TEST_GENERATION"] = "\(name)\(i)"
+                    supervisor.restart(environment: env)
+                    usleep(UInt32.random(in: 1_000...60_000, using: &random))
+                }
+            }
+        }
+    }
+}
+
+/// Runs `body` on a new detached thread (no Foundation in the agent).
+private func spawnThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    let rc = pthread_create(&thread, nil, { arg in
+        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
+        return nil
+    }, box)
+    if rc == 0 {
+        pthread_detach(thread)
+    } else {
+        Unmanaged<Box>.fromOpaque(box).release()
+    }
+}

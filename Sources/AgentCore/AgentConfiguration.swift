@@ -1,0 +1,354 @@
+import Glibc
+import Supervision
+
+/// The agent's options as given: each a raw string from the command line, or nil when absent. `resolve` fills the
+/// gaps from the CODERUNNER_* environment variables and the defaults, and validates everything in one place, so
+/// a value is checked the same way wherever it came from.
+public struct AgentOptions: Sendable, Equatable {
+    public var metricsListen: String?
+    public var restart: String?
+    public var gracePeriod: String?
+    public var stopSignal: String?
+    public var sampleInterval: String?
+    public var cpuLimit: String?
+    public var memoryLimit: String?
+    public var metricsTokenFile: String?
+    public var deployment: String?
+    public var instance: String?
+    public var backoffInitial: String?
+    public var backoffMax: String?
+    public var backoffReset: String?
+    public var backoffJitter: String?
+    public var logRingLines: String?
+    public var logRingBytes: String?
+    /// Test-only: restarts to request from two threads once the child runs (see `Agent`).
+    public var testRestartStorm: String?
+    /// The command after `--`; empty means "take CODERUNNER_COMMAND".
+    public var command: [String]
+
+    public init(command: [String] = []) {
+        self.command = command
+    }
+}
+
+/// Where the metrics endpoint listens.
+public enum MetricsListen: Sendable, Equatable, CustomStringConvertible {
+    case off
+    /// `host` is an IPv4 or IPv6 literal or a name (IPv6 without brackets); port 0 asks for a free port.
+    case address(host: String, port: UInt16)
+
+    public var description: String {
+        switch self {
+        case .off: "off"
+        case .address(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        }
+    }
+}
+
+/// The agent's validated configuration: a plain value, built by `resolve` and nothing else.
+public struct AgentConfiguration: Sendable, Equatable {
+    public static let defaultMetricsListen = MetricsListen.address(host: "127.0.0.1", port: 9464)
+    public static let defaultRestartPolicy = RestartPolicy.onFailure
+    public static let defaultGracePeriod = SupervisorConfiguration.defaultGracePeriod
+    public static let defaultStopSignal = SIGTERM
+    public static let defaultSampleInterval: Duration = .seconds(1)
+    public static let defaultLogRingLines = SupervisorConfiguration.defaultLogRingLines
+    public static let defaultLogRingBytes = LogRing.defaultMaxBytes
+
+    public var metricsListen: MetricsListen
+    public var restartPolicy: RestartPolicy
+    public var gracePeriod: Duration
+    public var stopSignal: Int32
+    public var sampleInterval: Duration
+    /// Cores the app may use, when the cgroup sets no CPU quota.
+    public var cpuLimit: Double?
+    /// Bytes the app may use, when the cgroup sets no memory limit.
+    public var memoryLimit: UInt64?
+    /// A file holding the bearer token the HTTP endpoints require (read at start).
+    public var metricsTokenFile: String?
+    public var deployment: String?
+    public var instance: String?
+    public var backoff: BackoffPolicy
+    public var logRingLines: Int
+    public var logRingBytes: Int
+    public var command: [String]
+    /// Test-only (hidden option): how many restarts two threads request once the first child runs.
+    public var testRestartStorm: Int?
+
+    /// The environment variable that supplies each option when the command line does not.
+    public enum Variable {
+        public static let metricsListen = "CODERUNNER_METRICS_LISTEN"
+        public static let restart = "CODERUNNER_RESTART"
+        public static let gracePeriod = "CODERUNNER_GRACE_PERIOD"
+        public static let stopSignal = "CODERUNNER_STOP_SIGNAL"
+        public static let sampleInterval = "CODERUNNER_SAMPLE_INTERVAL"
+        public static let cpuLimit = "CODERUNNER_CPU_LIMIT"
+        public static let memoryLimit = "CODERUNNER_MEMORY_LIMIT"
+        public static let metricsTokenFile = "CODERUNNER_METRICS_TOKEN_FILE"
+        public static let deployment = "CODERUNNER_DEPLOYMENT"
+        public static let instance = "CODERUNNER_INSTANCE"
+        public static let backoffInitial = "CODERUNNER_BACKOFF_INITIAL"
+        public static let backoffMax = "CODERUNNER_BACKOFF_MAX"
+        public static let backoffReset = "CODERUNNER_BACKOFF_RESET"
+        public static let backoffJitter = "CODERUNNER_BACKOFF_JITTER"
+        public static let logRingLines = "CODERUNNER_LOG_RING_LINES"
+        public static let logRingBytes = "CODERUNNER_LOG_RING_BYTES"
+        public static let command = "CODERUNNER_COMMAND"
+        public static let testRestartStorm = "CODERUNNER_TEST_RESTART_STORM"
+    }
+
+    /// Command line first, then the environment (an empty variable counts as unset, as a systemd
+    /// EnvironmentFile line `CODERUNNER_CPU_LIMIT=` means), then the default.
+    public static func resolve(
+        _ options: AgentOptions, environment: [String: String]
+    ) throws(AgentConfigurationError) -> AgentConfiguration {
+        let r = Resolver(environment: environment)
+        let metricsListen = try r.value(options.metricsListen, "--metrics-listen", Variable.metricsListen, default: defaultMetricsListen, parseListen)
+        let restartPolicy = try r.value(options.restart, "--restart", Variable.restart, default: defaultRestartPolicy) { s throws(ValueError) in
+            guard let p = RestartPolicy(rawValue: s.lowercased()) else { throw ValueError("must be always, on-failure or never") }
+            return p
+        }
+        let gracePeriod = try r.value(options.gracePeriod, "--grace-period", Variable.gracePeriod, default: defaultGracePeriod) { s throws(ValueError) in
+            try seconds(s, allowZero: true)
+        }
+        let stopSignal = try r.value(options.stopSignal, "--stop-signal", Variable.stopSignal, default: defaultStopSignal) { s throws(ValueError) in
+            guard let n = Signals.number(named: s) else { throw ValueError("is not a signal name or number (for example TERM, SIGINT or 15)") }
+            guard n != SIGKILL, n != SIGSTOP, !Signals.synchronous.contains(n), n != SIGCHLD, n != SIGPIPE else {
+                throw ValueError("cannot be the stop signal: the agent does not handle SIG\(Signals.name(of: n)) itself")
+            }
+            return n
+        }
+        let sampleInterval = try r.value(options.sampleInterval, "--sample-interval", Variable.sampleInterval, default: defaultSampleInterval) { s throws(ValueError) in
+            let d = try seconds(s, allowZero: false)
+            guard d >= .milliseconds(10) else { throw ValueError("must be at least 0.01 seconds") }
+            return d
+        }
+        let cpuLimit = try r.optional(options.cpuLimit, "--cpu-limit", Variable.cpuLimit) { s throws(ValueError) in
+            guard let v = Double(s), v.isFinite, v > 0 else { throw ValueError("must be a positive number of cores, such as 0.5 or 2") }
+            return v
+        }
+        let memoryLimit = try r.optional(options.memoryLimit, "--memory-limit", Variable.memoryLimit, parseBytes)
+        let tokenFile = try r.optional(options.metricsTokenFile, "--metrics-token-file", Variable.metricsTokenFile) { s throws(ValueError) in s }
+        let deployment = try r.optional(options.deployment, "--deployment", Variable.deployment, parseLabel)
+        let instance = try r.optional(options.instance, "--instance", Variable.instance, parseLabel)
+        let initial = try r.value(options.backoffInitial, "--backoff-initial", Variable.backoffInitial, default: BackoffPolicy.defaultInitial) { s throws(ValueError) in
+            try seconds(s, allowZero: false)
+        }
+        let maximum = try r.value(options.backoffMax, "--backoff-max", Variable.backoffMax, default: BackoffPolicy.defaultMaximum) { s throws(ValueError) in
+            try seconds(s, allowZero: false)
+        }
+        let reset = try r.value(options.backoffReset, "--backoff-reset", Variable.backoffReset, default: BackoffPolicy.defaultResetAfter) { s throws(ValueError) in
+            try seconds(s, allowZero: false)
+        }
+        let jitter = try r.value(options.backoffJitter, "--backoff-jitter", Variable.backoffJitter, default: BackoffPolicy.defaultJitter) { s throws(ValueError) in
+            guard let j = BackoffJitter(rawValue: s.lowercased()) else { throw ValueError("must be full or equal") }
+            return j
+        }
+        if maximum < initial {
+            throw .invalid(
+                option: "--backoff-max", value: options.backoffMax ?? environment[Variable.backoffMax] ?? "300",
+                reason: "must not be less than the initial backoff (--backoff-initial)")
+        }
+        let ringLines = try r.value(options.logRingLines, "--log-ring-lines", Variable.logRingLines, default: defaultLogRingLines) { s throws(ValueError) in
+            guard let n = Int(s), n >= 1, n <= 10_000_000 else { throw ValueError("must be a whole number of lines from 1 to 10000000") }
+            return n
+        }
+        let ringBytes = try r.value(options.logRingBytes, "--log-ring-bytes", Variable.logRingBytes, default: defaultLogRingBytes) { s throws(ValueError) in
+            let n = try parseBytes(s)
+            guard n >= 1024, n <= 1 << 32 else { throw ValueError("must be from 1024 bytes to 4G") }
+            return Int(n)
+        }
+        let storm = try r.optional(options.testRestartStorm, "--test-restart-storm", Variable.testRestartStorm) { s throws(ValueError) in
+            guard let n = Int(s), n >= 1, n <= 10_000 else { throw ValueError("must be a whole number from 1 to 10000") }
+            return n
+        }
+
+        var command = options.command
+        if command.isEmpty, let text = environment[Variable.command], !text.trimmingWhitespace.isEmpty {
+            do {
+                command = try CommandWords.split(text)
+            } catch {
+                throw .invalid(option: Variable.command, value: text, reason: error.reason)
+            }
+        }
+        guard !command.isEmpty else { throw .missingCommand }
+
+        return AgentConfiguration(
+            metricsListen: metricsListen, restartPolicy: restartPolicy, gracePeriod: gracePeriod, stopSignal: stopSignal,
+            sampleInterval: sampleInterval, cpuLimit: cpuLimit, memoryLimit: memoryLimit, metricsTokenFile: tokenFile,
+            deployment: deployment, instance: instance,
+            backoff: BackoffPolicy(initial: initial, maximum: maximum, resetAfter: reset, jitter: jitter),
+            logRingLines: ringLines, logRingBytes: ringBytes, command: command, testRestartStorm: storm)
+    }
+
+    // MARK: Value parsers (pure)
+
+    /// "HOST:PORT", "[IPv6]:PORT" or "off".
+    static func parseListen(_ s: String) throws(ValueError) -> MetricsListen {
+        if s.lowercased() == "off" { return .off }
+        let host: Substring
+        let portText: Substring
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]"), s[s.index(after: close)...].hasPrefix(":") else {
+                throw ValueError("must be HOST:PORT, [IPv6]:PORT or off")
+            }
+            host = s[s.index(after: s.startIndex)..<close]
+            portText = s[s.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = s.lastIndex(of: ":"), !s[..<colon].contains(":") else {
+                throw ValueError("must be HOST:PORT, [IPv6]:PORT or off")
+            }
+            host = s[..<colon]
+            portText = s[s.index(after: colon)...]
+        }
+        guard !host.isEmpty else { throw ValueError("needs a host, such as 127.0.0.1:9464") }
+        guard let port = UInt16(portText) else { throw ValueError("needs a port from 0 to 65535 (0 takes a free port)") }
+        return .address(host: String(host), port: port)
+    }
+
+    /// Seconds as a decimal number ("10", "0.5").
+    static func seconds(_ s: String, allowZero: Bool) throws(ValueError) -> Duration {
+        guard let v = Double(s), v.isFinite, v >= 0, v <= 31_536_000 else {
+            throw ValueError("must be a number of seconds, such as 10 or 0.5")
+        }
+        guard allowZero || v > 0 else { throw ValueError("must be more than 0 seconds") }
+        return .nanoseconds(Int64((v * 1e9).rounded()))
+    }
+
+    /// Bytes, optionally with a binary suffix: 536870912, 512M, 512Mi, 2G (K, M, G, T are powers of 1024).
+    static func parseBytes(_ s: String) throws(ValueError) -> UInt64 {
+        var digits = Substring(s)
+        var multiplier: UInt64 = 1
+        if digits.hasSuffix("i") || digits.hasSuffix("B") { digits.removeLast() }
+        if let last = digits.last, let power = ["K": 1, "M": 2, "G": 3, "T": 4][last.uppercased()] {
+            multiplier = 1 << (10 * UInt64(power))
+            digits.removeLast()
+        }
+        guard let n = UInt64(digits), n > 0, n <= UInt64.max / multiplier else {
+            throw ValueError("must be a positive number of bytes, such as 536870912 or 512M")
+        }
+        return n * multiplier
+    }
+
+    /// Label values go into Prometheus labels and JSON: printable ASCII, no quotes or backslashes, at most 128.
+    static func parseLabel(_ s: String) throws(ValueError) -> String {
+        guard s.utf8.count <= 128, s.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != 0x22 && $0 != 0x5c }) else {
+            throw ValueError("must be at most 128 printable ASCII characters without spaces, quotes or backslashes")
+        }
+        return s
+    }
+}
+
+/// Why a single value was rejected (the resolver adds where it came from).
+public struct ValueError: Error, Equatable {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+}
+
+public enum AgentConfigurationError: Error, Equatable, CustomStringConvertible {
+    /// `option` is the flag or the environment variable the value came from.
+    case invalid(option: String, value: String, reason: String)
+    case missingCommand
+
+    public var description: String {
+        switch self {
+        case .invalid(let option, let value, let reason):
+            "\(option) '\(value)' \(reason)"
+        case .missingCommand:
+            "no command to run: give it after `--` (coderunner-agent run -- COMMAND ARGS...) or in \(AgentConfiguration.Variable.command)"
+        }
+    }
+}
+
+/// Looks each option up on the command line, then in the environment, naming the source in errors.
+private struct Resolver {
+    let environment: [String: String]
+
+    func value<T>(
+        _ flagValue: String?, _ flag: String, _ variable: String, default: T, _ parse: (String) throws(ValueError) -> T
+    ) throws(AgentConfigurationError) -> T {
+        try optional(flagValue, flag, variable, parse) ?? `default`
+    }
+
+    func optional<T>(
+        _ flagValue: String?, _ flag: String, _ variable: String, _ parse: (String) throws(ValueError) -> T
+    ) throws(AgentConfigurationError) -> T? {
+        let source: String
+        let raw: String
+        if let flagValue {
+            (source, raw) = (flag, flagValue)
+        } else if let env = environment[variable], !env.isEmpty {
+            (source, raw) = (variable, env)
+        } else {
+            return nil
+        }
+        do {
+            return try parse(raw.trimmingWhitespace)
+        } catch {
+            throw .invalid(option: source, value: raw, reason: error.reason)
+        }
+    }
+}
+
+/// Splits CODERUNNER_COMMAND into words, with the quoting a systemd EnvironmentFile user expects from a shell:
+/// words are separated by blanks; 'single quotes' keep everything literally; "double quotes" keep blanks, and in
+/// them a backslash escapes only " \ $ and `; outside quotes a backslash escapes any character. Nothing is
+/// expanded: no variables, globs or tildes. For pipes or expansion, use sh -c '...' explicitly.
+public enum CommandWords {
+    public static func split(_ text: String) throws(ValueError) -> [String] {
+        var words: [String] = []
+        var current = ""
+        var inWord = false
+        var chars = text.makeIterator()
+        while let c = chars.next() {
+            switch c {
+            case " ", "\t", "\n", "\r":
+                if inWord {
+                    words.append(current)
+                    current = ""
+                    inWord = false
+                }
+            case "'":
+                inWord = true
+                var closed = false
+                while let q = chars.next() {
+                    if q == "'" { closed = true; break }
+                    current.append(q)
+                }
+                guard closed else { throw ValueError("has an unterminated single quote") }
+            case "\"":
+                inWord = true
+                var closed = false
+                while let q = chars.next() {
+                    if q == "\"" { closed = true; break }
+                    if q == "\\" {
+                        guard let e = chars.next() else { break }
+                        if !["\"", "\\", "$", "`"].contains(e) { current.append("\\") }
+                        current.append(e)
+                    } else {
+                        current.append(q)
+                    }
+                }
+                guard closed else { throw ValueError("has an unterminated double quote") }
+            case "\\":
+                inWord = true
+                guard let e = chars.next() else { throw ValueError("ends with a lone backslash") }
+                current.append(e)
+            default:
+                inWord = true
+                current.append(c)
+            }
+        }
+        if inWord { words.append(current) }
+        return words
+    }
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}
