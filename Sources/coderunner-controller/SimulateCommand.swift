@@ -26,11 +26,11 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Demand trace CSV with the header timestamp,demand.", valueName: "TRACE.csv"))
     var trace: String
 
-    @Option(help: ArgumentHelp("CPU cores one instance serves. Default \(Self.defaults.capacity.formatted).", valueName: "cores"))
+    @Option(help: ArgumentHelp("CPU cores one instance serves.", valueName: "cores"))
     var capacity: Double = defaults.capacity
 
     @Option(name: .customLong("startup-seconds"), help: ArgumentHelp(
-        "Seconds from a scale-up decision until the new instance serves. Default \(Self.defaults.startupSeconds.formatted).", valueName: "seconds"))
+        "Seconds from a scale-up decision until the new instance serves.", valueName: "seconds"))
     var startupSeconds: Double = defaults.startupSeconds
 
     @Option(name: .customLong("initial-instances"), help: ArgumentHelp(
@@ -38,11 +38,11 @@ struct SimulateCommand: AsyncParsableCommand {
     var initialInstances: Int?
 
     @Option(name: .customLong("slo-utilization"), help: ArgumentHelp(
-        "Utilization % above which demand violates the SLO. Default \(Self.defaults.sloUtilization.formatted).", valueName: "percent"))
+        "Utilization % above which demand violates the SLO.", valueName: "percent"))
     var sloUtilization: Double = defaults.sloUtilization
 
     @Option(name: .customLong("poll-interval"), help: ArgumentHelp(
-        "Seconds between polls (and decisions). Default \(Self.defaults.pollInterval.formatted).", valueName: "seconds"))
+        "Seconds between polls (and decisions).", valueName: "seconds"))
     var pollInterval: Double = defaults.pollInterval
 
     @Option(name: .customLong("price-per-instance-hour"), help: ArgumentHelp(
@@ -50,7 +50,7 @@ struct SimulateCommand: AsyncParsableCommand {
     var pricePerInstanceHour: Double?
 
     @Option(name: .customLong("start-time"), help: ArgumentHelp(
-        "The trace's time 0 in seconds since the Unix epoch (scheduled policies see this clock). Default 0.", valueName: "seconds"))
+        "The trace's time 0 in seconds since the Unix epoch (scheduled policies see this clock).", valueName: "seconds"))
     var startTime: Double = defaults.startTime
 
     @Flag(help: "Include every step in the output.")
@@ -112,9 +112,4 @@ struct SimulateCommand: AsyncParsableCommand {
         encoder.outputFormatting = timeline ? [.sortedKeys] : [.sortedKeys, .prettyPrinted]
         return String(decoding: try encoder.encode(result), as: UTF8.self)
     }
-}
-
-extension Double {
-    /// 1 rather than 1.0 in help texts.
-    fileprivate var formatted: String { self == rounded() ? String(Int(self)) : String(self) }
 }
