@@ -219,6 +219,15 @@ public struct MetricsHistory: Sendable {
         }
     }
 
+    /// Drops data past each tier's retention as of `now`, for a deployment that stopped reporting: the
+    /// caller's clock, not a sample, says what time it is.
+    public mutating func expire(now: Double) {
+        let c = configuration
+        raw.removeOldest { $0.timestamp < now - c.rawRetention }
+        minutes.removeOldest { $0.timestamp < now - c.minuteRetention }
+        hours.removeOldest { $0.timestamp < now - c.hourRetention }
+    }
+
     private func bucket(_ t: Double, _ span: Double) -> Int64 { Int64((t / span).rounded(.down)) }
 
     private func roll(_ s: MetricSample, into acc: inout RollupAccumulator?, span: Double, tier: inout Ring<MetricSample>) {

@@ -46,6 +46,16 @@ struct HistoryTests {
         #expect(h.hourRollups.map(\.timestamp) == [7200])
     }
 
+    @Test func expireUsesTheCallersClock() {
+        var h = MetricsHistory()
+        for i in 0..<360 { h.append(sample(Double(i * 10), instances: 1, cpu: 1)) }
+        h.expire(now: 3590 + 3600 - 100)
+        #expect(h.rawSamples.first?.timestamp == 3490)
+        h.expire(now: 100_000)
+        #expect(h.rawSamples.isEmpty && h.minuteRollups.isEmpty)
+        #expect(h.latest == nil)
+    }
+
     @Test func walkVisitsEachTierOnceNewestFirst() {
         var config = MetricsHistory.Configuration()
         config.rawRetention = 120
