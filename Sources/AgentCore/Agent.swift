@@ -24,8 +24,19 @@ public final class Agent: Sendable {
 
     /// Runs until the child is done for good; returns the exit code for the agent (the child's status).
     public func run() -> Int32 {
+        // The sampler and the HTTP server (MetricsTelemetry.swift); created here, after the Supervisor, so the
+        // server's thread inherits the signal mask. A port in use or a bad token file ends the agent before any child.
+        let telemetry: AgentTelemetry
+        do {
+            telemetry = try AgentTelemetry(configuration: configuration, supervisor: supervisor)
+        } catch {
+            let line = "coderunner-agent: \(error.description)\n"
+            _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+            return 71  // EX_OSERR
+        }
+        defer { telemetry.stop() }
         if let storm = configuration.testRestartStorm { startRestartStorm(count: storm) }
-        return supervisor.run(tickInterval: configuration.sampleInterval) {}
+        return supervisor.run(tickInterval: configuration.sampleInterval) { telemetry.tick() }
     }
 
     /// Test hook (hidden option --test-restart-storm N): once the first child runs, two threads together request
