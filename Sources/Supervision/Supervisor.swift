@@ -395,14 +395,16 @@ private struct SupervisorLoop {
 
     mutating func handleCommands() {
         let (env, stop) = supervisor.takeCommands()
+        // The stop signal goes out once per child: a second request while it is stopping only updates the plan
+        // (a shell's trap would run again on a second signal).
         if stop && !exiting {
             exiting = true
-            beginStop(with: config.stopSignal)
+            if killDeadline == nil { beginStop(with: config.stopSignal) }
         }
         if let env, !exiting {
             pendingEnvironment = env
             if child != nil {
-                beginStop(with: config.stopSignal)
+                if killDeadline == nil { beginStop(with: config.stopSignal) }
             } else {
                 nextStartAt = Now.monotonic()  // in backoff, or clearing a dead child's group: skip the wait
             }
