@@ -306,7 +306,9 @@ public struct ScalingEngine: Sendable {
             }
             let seen = (list(p.scaleUpRules, upResults, up: true, onlyHeld: false) + ", "
                 + list(p.scaleDownRules, downResults, up: false, onlyHeld: false)).trimmingCommas()
-            return verdict(.hold, current, "no rule held: \(seen)", 1, nil, nil, false)
+            // Without down rules the policy has no say on scaling in: holding would veto every other
+            // policy's scale-down forever (Nomad's "clusters never shrink", hashicorp/nomad-autoscaler#529).
+            return verdict(p.scaleDownRules.isEmpty ? .abstain : .hold, current, "no rule held: \(seen)", 1, nil, nil, false)
         }
         // multi_metric: a weighted vote. Each rule that held for its duration votes with its weight; scale up
         // when the up votes reach scaleUpScore of the up weight, and down when the down votes reach
@@ -329,7 +331,7 @@ public struct ScalingEngine: Sendable {
             if downTarget >= current { return verdict(.hold, current, why + "; already at minInstances \(p.minInstances)", down, nil, nil, false) }
             return verdict(.scaleDown, downTarget, why, down, nil, nil, false)
         }
-        return verdict(.hold, current, scores, 1, nil, nil, false)
+        return verdict(p.scaleDownRules.isEmpty && up == 0 ? .abstain : .hold, current, scores, 1, nil, nil, false)
     }
 
     private func evaluateTarget(

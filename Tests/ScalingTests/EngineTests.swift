@@ -164,6 +164,11 @@ struct RulePolicyTests {
             name: "up-only", policyType: .threshold, scaleUpRules: [ScalingRule(metric: .cpu, threshold: 80)],
             scaleUpCooldown: 0, scaleDownCooldown: 0, scaleDownStabilization: 0)
         #expect(try decideOnce([p], sample(1000, instances: 3, cpu: 1), current: 3).action == .noAction)
+        // Nor does it veto another policy's scale-down: it abstains.
+        let both = try decideOnce([p, tracking(target: 50)], sample(1000, instances: 3, cpu: 1), current: 3)
+        #expect(both.policies.map(\.verdict) == [.abstain, .scaleDown])
+        #expect(both.action == .scaleDown)
+        #expect(both.targetInstances == 1)
     }
 
     static let multi = ScalingPolicy(
