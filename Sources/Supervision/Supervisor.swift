@@ -95,6 +95,11 @@ public final class Supervisor: Sendable {
             _ = open("/dev/null", O_RDWR)
         }
         signal(SIGPIPE, SIG_IGN)
+        if Self.threadCount() > 1 {
+            // Another thread without the mask would take SIGTERM & co. with their default action (death).
+            let warning = "coderunner-agent: warning: the supervisor was created after other threads; signals may be lost\n"
+            _ = warning.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+        }
         var handled = Signals.handled
         guard pthread_sigmask(SIG_BLOCK, &handled, nil) == 0 else { throw .systemCall("pthread_sigmask", errno: errno) }
         let sfd = cr_signalfd(&handled)
@@ -108,6 +113,17 @@ public final class Supervisor: Sendable {
         commandFD = efd
         // As PID 1 the kernel re-parents orphans to us anyway; otherwise ask for them, so none stays a zombie.
         if getpid() != 1 { _ = cr_set_child_subreaper() }
+    }
+
+    /// Threads in this process now (entries of /proc/self/task).
+    private static func threadCount() -> Int {
+        guard let dir = opendir("/proc/self/task") else { return 1 }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            if entry.pointee.d_name.0 != UInt8(ascii: ".") { count += 1 }
+        }
+        return count
     }
 
     deinit {
