@@ -52,6 +52,32 @@ public final class ProcFileReader {
         return body(UnsafeBufferPointer(start: buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), count: used))
     }
 
+    /// Re-reads a /proc file kept open (pread from offset 0 regenerates it): a third of the cost of
+    /// open, read and close. nil when the read fails (the process is gone).
+    public func withDescriptor<R>(_ fd: Int32, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
+        var used = 0
+        while true {
+            let n = pread(fd, buffer.baseAddress! + used, buffer.count - used, off_t(used))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            used += n
+            if n == 0 || used < buffer.count { break }
+            let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count * 2, alignment: 16)
+            bigger.copyMemory(from: UnsafeRawBufferPointer(buffer))
+            buffer.deallocate()
+            buffer = bigger
+        }
+        guard used > 0 else { return nil }
+        return body(UnsafeBufferPointer(start: buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), count: used))
+    }
+
+    /// Opens /proc/PID/SUFFIX to keep (close-on-exec, so children never inherit it); -1 on failure.
+    public func openProcFile(_ pid: Int32, _ suffix: StaticString) -> Int32 {
+        withProcPath(pid, suffix) { open($0, O_RDONLY | O_CLOEXEC) }
+    }
+
     public func withFile<R>(_ pathString: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
         pathString.withCString { withFile($0, body) }
     }
@@ -92,8 +118,13 @@ public final class ProcFileReader {
     }
 
     /// Resident bytes of a process from /proc/PID/statm (exact, unlike stat's rss), else from stat.
-    public func residentBytes(_ pid: Int32, pageSize: Int, fallbackPages: Int64) -> UInt64 {
-        let pages = withProcPath(pid, "statm") { p in withFile(p, singleShot: true) { ProcParse.statmResidentPages(bytes: $0) } } ?? nil
+    /// `descriptor`: statm kept open, or -1.
+    public func residentBytes(_ pid: Int32, pageSize: Int, fallbackPages: Int64, descriptor: Int32 = -1) -> UInt64 {
+        var pages: UInt64?
+        if descriptor >= 0 { pages = withDescriptor(descriptor) { ProcParse.statmResidentPages(bytes: $0) } ?? nil }
+        if pages == nil {
+            pages = withProcPath(pid, "statm") { p in withFile(p, singleShot: true) { ProcParse.statmResidentPages(bytes: $0) } } ?? nil
+        }
         return (pages ?? UInt64(max(0, fallbackPages))) * UInt64(pageSize)
     }
 

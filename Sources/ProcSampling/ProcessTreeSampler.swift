@@ -104,6 +104,12 @@ public final class ProcessTreeSampler {
         var socketScanKey: (Int, UInt64)
         var openFds: Int
         var listenInodes: [UInt64]
+        /// /proc/PID/{stat,statm,io} kept open and re-read with pread (-1: not kept).
+        var files: (stat: Int32, statm: Int32, io: Int32)
+
+        func closeFiles() {
+            for fd in [files.stat, files.statm, files.io] where fd >= 0 { close(fd) }
+        }
     }
 
     private struct ScanEntry {
@@ -116,6 +122,11 @@ public final class ProcessTreeSampler {
         var address: TCPAddress
         var port: UInt16
     }
+
+    /// Tree processes whose stat, statm and io stay open between samples (3 descriptors each): a pread
+    /// costs a third of open+read+close. Past this many, files are opened per sample.
+    static let maxCachedFileProcesses = 128
+    private var cachedFileProcesses = 0
 
     /// How long a parent's cutime may lag its reaped children: the race spans one sample.
     private static let creditLifetimeSamples = 2
@@ -163,6 +174,7 @@ public final class ProcessTreeSampler {
 
     deinit {
         if let procDir { closedir(procDir) }
+        for t in tracked.values { t.closeFiles() }
     }
 
     /// The start time (ticks after boot) of a process, to pass with its pid to `sample`.
@@ -199,7 +211,6 @@ public final class ProcessTreeSampler {
         var liveIOWrite: UInt64 = 0
         for entry in scan where members.contains(entry.pid) {
             let s = entry.stat
-            let io = reader.withProcPath(entry.pid, "io") { p in reader.withFile(p, singleShot: true) { ProcParse.io(bytes: $0) } } ?? nil
             var t: Tracked
             if let existing = tracked[entry.pid], existing.startTime == s.startTime {
                 t = existing
@@ -208,8 +219,19 @@ public final class ProcessTreeSampler {
                 if tracked[entry.pid] != nil { retire(entry.pid) }  // the pid was reused: the old one is gone
                 t = Tracked(startTime: s.startTime, ppid: s.ppid, selfTicks: 0, childTicks: 0, previousChildTicks: 0,
                             freshChildGrowth: 0, credit: 0, creditAge: 0,
-                            ioRead: 0, ioWrite: 0, generation: 0, socketScanKey: (-1, 0), openFds: 0, listenInodes: [])
+                            ioRead: 0, ioWrite: 0, generation: 0, socketScanKey: (-1, 0), openFds: 0, listenInodes: [],
+                            files: (-1, -1, -1))
                 t.previousChildTicks = s.cutime &+ s.cstime
+            }
+            if t.files.stat < 0 && cachedFileProcesses < Self.maxCachedFileProcesses {
+                t.files = (reader.openProcFile(entry.pid, "stat"), reader.openProcFile(entry.pid, "statm"),
+                           reader.openProcFile(entry.pid, "io"))
+                cachedFileProcesses += 1
+            }
+            var io: ProcIO?
+            if t.files.io >= 0 { io = reader.withDescriptor(t.files.io) { ProcParse.io(bytes: $0) } ?? nil }
+            if io == nil {
+                io = reader.withProcPath(entry.pid, "io") { p in reader.withFile(p, singleShot: true) { ProcParse.io(bytes: $0) } } ?? nil
             }
             t.ppid = s.ppid
             t.selfTicks = max(t.selfTicks, s.utime &+ s.stime)
@@ -233,7 +255,8 @@ public final class ProcessTreeSampler {
             liveIOWrite &+= t.ioWrite
             result.processes += 1
             result.threads += Int(max(0, s.numThreads))
-            rssBytes += reader.residentBytes(entry.pid, pageSize: constants.pageSize, fallbackPages: s.rssPages)
+            rssBytes += reader.residentBytes(entry.pid, pageSize: constants.pageSize, fallbackPages: s.rssPages,
+                                             descriptor: t.files.statm)
             result.openFds += t.openFds
         }
         retireVanished()
@@ -285,9 +308,16 @@ public final class ProcessTreeSampler {
                 nextForeign[pid] = inode
                 continue
             }
-            if let stat = reader.withProcPath(pid, "stat", { p in reader.withFile(p, singleShot: true) { ProcParse.statFields($0) } }) ?? nil {
-                scan.append(ScanEntry(pid: pid, inode: inode, stat: stat))
+            var stat: ProcStat?
+            if let t = tracked[pid], t.files.stat >= 0 {
+                // A kept descriptor of a process that died reads nothing; a reused pid is another process.
+                stat = reader.withDescriptor(t.files.stat) { ProcParse.statFields($0) } ?? nil
+                if stat?.startTime != t.startTime { stat = nil }
             }
+            if stat == nil {
+                stat = reader.withProcPath(pid, "stat", { p in reader.withFile(p, singleShot: true) { ProcParse.statFields($0) } }) ?? nil
+            }
+            if let stat { scan.append(ScanEntry(pid: pid, inode: inode, stat: stat)) }
         }
     }
 
@@ -320,6 +350,7 @@ public final class ProcessTreeSampler {
             }
             exitedIORead &+= t.ioRead
             exitedIOWrite &+= t.ioWrite
+            forget(t)
             tracked[pid] = nil
         }
         for (parentPid, expected) in absorbed {
@@ -334,9 +365,15 @@ public final class ProcessTreeSampler {
         }
     }
 
+    private func forget(_ t: Tracked) {
+        if t.files.stat >= 0 { cachedFileProcesses -= 1 }
+        t.closeFiles()
+    }
+
     /// A tracked pid now belongs to another process: the old one exited between samples.
     private func retire(_ pid: Int32) {
         guard let t = tracked.removeValue(forKey: pid) else { return }
+        forget(t)
         exitedTicks &+= t.selfTicks &+ t.childTicks
         exitedIORead &+= t.ioRead
         exitedIOWrite &+= t.ioWrite
@@ -346,7 +383,8 @@ public final class ProcessTreeSampler {
 
     /// ESTABLISHED connections whose local endpoint is one the tree listens on. The sockets come from
     /// inet_diag when the root shares the agent's network namespace (the usual sandbox), else from the
-    /// root namespace's /proc/ROOT/net/tcp{,6}.
+    /// root namespace's /proc/ROOT/net/tcp{,6}. Listeners are dumped first (cheap: the listening hash
+    /// only); the established hash, which the kernel walks bucket by bucket, only when the tree listens.
     private func countConnections(netnsOf root: Int32) -> Int {
         listening.removeAll(keepingCapacity: true)
         established.removeAll(keepingCapacity: true)
@@ -359,45 +397,47 @@ public final class ProcessTreeSampler {
                 established.append(Endpoint(address: e.localAddress, port: e.localPort))
             }
         }
-        var dumped = false
-        if sharesNetworkNamespace(root) {
-            if sockDiag == nil { sockDiag = SockDiag() }
-            if let sockDiag {
-                let states: UInt32 = 1 << UInt32(TCPState.listen.rawValue) | 1 << UInt32(TCPState.established.rawValue)
-                dumped = sockDiag.dump(family: AF_INET, states: states, collect)
-                    && sockDiag.dump(family: AF_INET6, states: states, collect)
-                if !dumped {
-                    self.sockDiag = nil  // a fresh socket next time: no stale datagrams from a broken dump
-                    listening.removeAll(keepingCapacity: true)
-                    established.removeAll(keepingCapacity: true)
-                    listenKey = 0
-                }
-            }
+        let diag: SockDiag? = sharesNetworkNamespace(root) ? (sockDiag ?? SockDiag()) : nil
+        sockDiag = diag ?? sockDiag
+        func dump(_ state: TCPState) -> Bool {
+            guard let diag else { return false }
+            let ok = diag.dump(family: AF_INET, states: 1 << UInt32(state.rawValue), collect)
+                && diag.dump(family: AF_INET6, states: 1 << UInt32(state.rawValue), collect)
+            if !ok { sockDiag = nil }  // a fresh socket next time: no stale datagrams from a broken dump
+            return ok
         }
-        if !dumped {
+        func readProcTables() {
+            listening.removeAll(keepingCapacity: true)
+            established.removeAll(keepingCapacity: true)
+            listenKey = 0
             for suffix: StaticString in ["net/tcp", "net/tcp6"] {
                 _ = reader.withProcPath(root, suffix) { p in
                     reader.withFile(p) { bytes in ProcParse.tcpSockets(bytes: bytes, collect) }
                 }
             }
         }
-        guard !listening.isEmpty, !established.isEmpty else { return 0 }
+
+        let viaNetlink = dump(.listen)
+        if !viaNetlink { readProcTables() }
+        guard !listening.isEmpty else { return 0 }
 
         appListeners.removeAll(keepingCapacity: true)
         for pid in members {
             guard var t = tracked[pid] else { continue }
-            let fdCount = t.openFds
-            if t.socketScanKey != (fdCount, listenKey) {
+            if t.socketScanKey != (t.openFds, listenKey) {
                 t.listenInodes.removeAll()
                 reader.forEachSocketInode(pid) { inode in
                     if listening[inode] != nil { t.listenInodes.append(inode) }
                 }
-                t.socketScanKey = (fdCount, listenKey)
+                t.socketScanKey = (t.openFds, listenKey)
                 tracked[pid] = t
             }
             for inode in t.listenInodes { if let e = listening[inode] { appListeners.insert(e) } }
         }
         guard !appListeners.isEmpty else { return 0 }
+        if viaNetlink && !dump(.established) {
+            readProcTables()
+        }
 
         var count = 0
         for e in established {
