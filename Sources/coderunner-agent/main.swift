@@ -21,8 +21,14 @@ struct Run: ParsableCommand {
             into words at blanks, with 'single quotes', "double quotes" and backslash escapes as in a shell, and \
             nothing expanded (use sh -c '...' for shell syntax).
 
-            Exit status: the child's (128+N when signal N ended it); 127 when the command does not exist, 126 when \
-            it cannot be executed; 64 for invalid options.
+            Signals sent to the agent are forwarded to the app's process group (except SIGCHLD, SIGPIPE, which is \
+            ignored, and the synchronous ones). SIGTERM, SIGINT, SIGQUIT and the stop signal also stop the agent: \
+            the app is not restarted, what is left of its group gets SIGKILL after the grace period, and the agent \
+            exits with the app's status.
+
+            Exit status: the app's (128+N when signal N ended it); 127 when the command does not exist, 126 when \
+            it cannot be executed; 64 for invalid options; 71 when the agent cannot set itself up (for example the \
+            metrics port is in use).
             """)
 
     @Option(name: .customLong("metrics-listen"), help: ArgumentHelp(
