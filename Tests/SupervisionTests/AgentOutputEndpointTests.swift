@@ -1,0 +1,102 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import TestSupport
+import Testing
+
+/// The log ring seen from outside, through the agent's /v1/logs, with pipes and with a terminal.
+@Suite("coderunner-agent output capture", .serialized)
+struct AgentOutputEndpointTests {
+    struct Logs: Decodable {
+        struct Line: Decodable {
+            let sequence: UInt64
+            let stream: String
+            let text: String
+        }
+        let lines: [Line]
+        let lastSequence: UInt64
+    }
+
+    /// The port the agent printed ("serving metrics on http://127.0.0.1:PORT/metrics") in `output`.
+    static func port(in output: String) -> Int? {
+        guard let range = output.range(of: "http://127.0.0.1:") else { return nil }
+        return Int(output[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    static func logs(port: Int) async throws -> Logs {
+        let url = try #require(URL(string: "http://127.0.0.1:\(port)/v1/logs?after=0"))
+        let (data, _) = try await URLSession.shared.data(from: url)
+        return try JSONDecoder().decode(Logs.self, from: data)
+    }
+
+    @Test("with pipes, complete lines of both streams reach the ring in order; a partial line waits")
+    func ringThroughPipes() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let script = try scratch.script("talk.sh", """
+            #!/bin/sh
+            echo "out one"
+            echo "err one" >&2
+            echo "out two"
+            printf 'partial'
+            exec sleep 1000
+            """)
+        let agent = try AgentProcess(options: ["--metrics-listen", "127.0.0.1:0"], command: [script], in: scratch.url)
+        defer { agent.cleanUp() }
+        // AgentProcess passes --metrics-listen off first; a repeated option's last value wins in ArgumentParser.
+        try #require(TestSupport.waitUntil(timeout: .seconds(10)) { Self.port(in: agent.stderr) != nil })
+        let port = try #require(Self.port(in: agent.stderr))
+        var logs = try await Self.logs(port: port)
+        for _ in 0..<100 where logs.lines.count < 3 {
+            try await Task.sleep(for: .milliseconds(50))
+            logs = try await Self.logs(port: port)
+        }
+        // Order holds within a stream; the two pipes are read independently, so not across them.
+        #expect(logs.lines.map(\.text).sorted() == ["err one", "out one", "out two"])
+        #expect(logs.lines.filter { $0.stream == "stdout" }.map(\.text) == ["out one", "out two"])
+        #expect(logs.lines.filter { $0.stream == "stderr" }.map(\.text) == ["err one"])
+        #expect(logs.lines.map(\.sequence) == [1, 2, 3])
+        #expect(logs.lastSequence == 3)
+        #expect(String(decoding: agent.stdout, as: UTF8.self) == "out one\nout two\npartial")
+        agent.send(SIGTERM)
+        #expect(agent.waitForExit() == 143)
+    }
+
+    @Test("on a terminal the child owns the foreground process group and the ring records nothing")
+    func terminal() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let groups = scratch.path("groups")
+        let agentPath = TestSupport.binary("coderunner-agent")
+        // script(1) (util-linux, essential in Debian) gives the agent a pseudo-terminal as stdin/stdout/stderr.
+        let inner = "\(agentPath) run --metrics-listen 127.0.0.1:0 --restart never -- sh -c "
+            + "'echo on the terminal; ps -o pgid=,tpgid= -p $$ > \(groups); ps -o pgid= -p $PPID >> \(groups); sleep 2; exit 3'"
+        let output = scratch.url.appendingPathComponent("typescript")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        process.arguments = ["-qec", inner, "/dev/null"]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+        let text = { String(decoding: (try? Data(contentsOf: output)) ?? Data(), as: UTF8.self) }
+        try #require(TestSupport.waitUntil(timeout: .seconds(10)) { Self.port(in: text()) != nil && scratch.lines("groups").count == 2 })
+        let port = try #require(Self.port(in: text()))
+        try #require(TestSupport.waitUntil(timeout: .seconds(5)) { text().contains("on the terminal") })
+
+        let logs = try await Self.logs(port: port)
+        #expect(logs.lines.isEmpty)
+        #expect(logs.lastSequence == 0)
+        let fields = scratch.lines("groups").map { $0.split(separator: " ").map(String.init) }
+        let childGroup = fields[0][0], foreground = fields[0][1], agentGroup = fields[1][0]
+        #expect(childGroup == foreground)  // the child's group owns the terminal
+        #expect(agentGroup != childGroup)  // in a group of its own, apart from the agent's
+
+        #expect(TestSupport.waitUntil(timeout: .seconds(10)) { !process.isRunning })
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 3)  // script -e passes on the agent's status, the child's
+    }
+}
