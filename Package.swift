@@ -87,6 +87,8 @@ if parts.contains("controller") {
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // The scaler polls every agent's /v1/status; HummingbirdTesting already pulls this client in.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ]
     targets += [
         .target(
@@ -98,6 +100,7 @@ if parts.contains("controller") {
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings),
         .executableTarget(
