@@ -69,6 +69,7 @@ public enum SupervisorError: Error, Equatable, CustomStringConvertible {
 ///
 /// The loop (`run`) is the only code that touches the child; other threads talk to it through `restart` and
 /// `requestStop`, which post a command and wake the loop through an eventfd. No threads are created here.
+/// It reaps with `waitpid(-1)`, so nothing else in the agent may start child processes of its own.
 public final class Supervisor: Sendable {
     /// The child's output lines (empty when the child writes to the agent's terminal).
     public let logs: LogRing
@@ -240,6 +241,7 @@ private struct SupervisorLoop {
         let now = Now.monotonic()
         nextStartAt = now
         if let tickInterval { nextTick = now + tickInterval }
+        handleCommands()  // a restart or stop requested before run() applies to the first child
         var fds: [pollfd] = []
         while true {
             if let code = settle() {
