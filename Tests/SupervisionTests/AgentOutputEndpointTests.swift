@@ -30,6 +30,84 @@ struct AgentOutputEndpointTests {
         return try JSONDecoder().decode(Logs.self, from: data)
     }
 
+    struct Status: Decodable {
+        struct Exit: Decodable {
+            let code: Int32?
+            let signal: Int32?
+            let shellCode: Int32
+        }
+        let state: String
+        let pid: Int32?
+        let restarts: Int
+        let lastExit: Exit?
+        let startedAt: Double?
+        let nextRestartAt: Double?
+    }
+
+    static func status(port: Int) async throws -> Status {
+        let url = try #require(URL(string: "http://127.0.0.1:\(port)/v1/status"))
+        let (data, _) = try await URLSession.shared.data(from: url)
+        return try JSONDecoder().decode(Status.self, from: data)
+    }
+
+    /// Polls /v1/status (bounded) until `condition` holds; returns the last status seen.
+    static func status(port: Int, until condition: (Status) -> Bool) async throws -> Status {
+        var status = try await Self.status(port: port)
+        for _ in 0..<200 where !condition(status) {
+            try await Task.sleep(for: .milliseconds(25))
+            status = try await Self.status(port: port)
+        }
+        return status
+    }
+
+    @Test("the supervisor's state shows through /v1/status: running, backoff with its deadline, running again, stopping")
+    func stateTransitions() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        // First run: exits 2 after writing its pid. Second run: ignores TERM and stays.
+        let script = try scratch.script("states.sh", """
+            #!/bin/sh
+            echo $$ >> "$1"
+            if [ "$(wc -l < "$1")" -eq 1 ]; then sleep 0.5; exit 2; fi
+            trap '' TERM
+            while :; do sleep 0.05; done
+            """)
+        let agent = try AgentProcess(
+            options: ["--metrics-listen", "127.0.0.1:0", "--backoff-initial", "2", "--backoff-jitter", "equal", "--grace-period", "3"],
+            command: [script, scratch.path("pids")], in: scratch.url)
+        defer { agent.cleanUp() }
+        try #require(TestSupport.waitUntil(timeout: .seconds(10)) { Self.port(in: agent.stderr) != nil && scratch.lines("pids").count == 1 })
+        let port = try #require(Self.port(in: agent.stderr))
+
+        let first = try await Self.status(port: port)
+        #expect(first.state == "running")
+        #expect(first.pid == Int32(scratch.lines("pids")[0]))
+        #expect(first.restarts == 0)
+        #expect(first.lastExit == nil)
+        #expect(first.startedAt != nil)
+
+        let backoff = try await Self.status(port: port) { $0.state == "backoff" }
+        let now = Date().timeIntervalSince1970
+        #expect(backoff.state == "backoff")
+        #expect(backoff.pid == nil)
+        #expect(backoff.lastExit?.code == 2 && backoff.lastExit?.shellCode == 2 && backoff.lastExit?.signal == nil)
+        let due = try #require(backoff.nextRestartAt)
+        #expect(due > now && due <= now + 2.1, "next restart in \(due - now) s")  // equal jitter: 1 to 2 s
+
+        let second = try await Self.status(port: port) { $0.state == "running" }
+        #expect(second.state == "running")
+        #expect(second.restarts == 1)
+        #expect(second.nextRestartAt == nil)
+        try #require(TestSupport.waitUntil(timeout: .seconds(5)) { scratch.lines("pids").count == 2 })
+        #expect(second.pid == Int32(scratch.lines("pids")[1]))
+
+        agent.send(SIGTERM)
+        let stopping = try await Self.status(port: port) { $0.state == "stopping" }
+        #expect(stopping.state == "stopping")
+        #expect(stopping.pid == second.pid)  // still there: it ignores TERM until the grace period ends
+        #expect(agent.waitForExit() == 137)
+    }
+
     @Test("with pipes, complete lines of both streams reach the ring in order; a partial line waits")
     func ringThroughPipes() async throws {
         let scratch = try Scratch()
