@@ -98,7 +98,7 @@ public struct SystemdNotifier: Sendable, Equatable {
     /// supervision loop; the message is dropped with EAGAIN instead.
     public func send(_ fields: [(key: String, value: String)]) throws(SystemdNotifyError) {
         var (addr, length) = try socketAddress()
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, linuxSockDgram | O_CLOEXEC, 0)  // SOCK_CLOEXEC is O_CLOEXEC (linux/net.h)
         guard fd >= 0 else { throw .systemCall("socket", errno: errno) }
         defer { close(fd) }
         let bytes = Self.message(fields)
@@ -130,3 +130,8 @@ public struct SystemdNotifier: Sendable, Equatable {
         return (addr, socklen_t(offset + path.count + (abstract ? 0 : 1)))
     }
 }
+
+/// SOCK_DGRAM's value on Linux (2 on every architecture but MIPS, linux/net.h). Spelled out because in a whole-module
+/// release build of AgentCore the glibc enum constant resolves to the copy of <bits/socket_type.h> that a C target
+/// (curl.h, microhttpd.h) included textually, and this file does not import those.
+private let linuxSockDgram: Int32 = 2
