@@ -224,9 +224,14 @@ public final class ProcessTreeSampler {
                 t.previousChildTicks = s.cutime &+ s.cstime
             }
             if t.files.stat < 0 && cachedFileProcesses < Self.maxCachedFileProcesses {
-                t.files = (reader.openProcFile(entry.pid, "stat"), reader.openProcFile(entry.pid, "statm"),
-                           reader.openProcFile(entry.pid, "io"))
-                cachedFileProcesses += 1
+                let files = (stat: reader.openProcFile(entry.pid, "stat"), statm: reader.openProcFile(entry.pid, "statm"),
+                             io: reader.openProcFile(entry.pid, "io"))
+                if files.stat >= 0 {
+                    t.files = files
+                    cachedFileProcesses += 1
+                } else {  // gone already, or not ours to read: read per sample
+                    for fd in [files.statm, files.io] where fd >= 0 { close(fd) }
+                }
             }
             var io: ProcIO?
             if t.files.io >= 0 { io = reader.withDescriptor(t.files.io) { ProcParse.io(bytes: $0) } ?? nil }
