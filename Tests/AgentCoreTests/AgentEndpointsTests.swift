@@ -11,9 +11,13 @@ final class RunningAgent {
     let stderr = Pipe()
     private(set) var port: UInt16 = 0
 
-    init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: TestSupport.binary("coderunner-agent"))
-        process.arguments = ["run"] + arguments
+    convenience init(_ arguments: [String]) throws {
+        try self.init(executable: TestSupport.binary("coderunner-agent"), arguments: ["run"] + arguments)
+    }
+
+    init(executable: String, arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardError = stderr
