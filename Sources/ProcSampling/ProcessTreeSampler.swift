@@ -136,6 +136,8 @@ public final class ProcessTreeSampler {
     private let reader = ProcFileReader()
     private let procDir: OpaquePointer?
     private var sockDiag: SockDiag?
+    /// Tests turn this off to exercise the /proc/net/tcp path the agent takes across network namespaces.
+    var usesSockDiag = true
 
     private var generation: UInt32 = 0
     private var tracked: [Int32: Tracked] = [:]
@@ -402,7 +404,7 @@ public final class ProcessTreeSampler {
                 established.append(Endpoint(address: e.localAddress, port: e.localPort))
             }
         }
-        let diag: SockDiag? = sharesNetworkNamespace(root) ? (sockDiag ?? SockDiag()) : nil
+        let diag: SockDiag? = usesSockDiag && sharesNetworkNamespace(root) ? (sockDiag ?? SockDiag()) : nil
         sockDiag = diag ?? sockDiag
         func dump(_ state: TCPState) -> Bool {
             guard let diag else { return false }

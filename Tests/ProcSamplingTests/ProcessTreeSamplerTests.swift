@@ -197,8 +197,10 @@ struct TCPConnectionSamplingTests {
 
     /// The child holds the listening socket (as fd 3) and never accepts: connections wait in its
     /// accept queue, ESTABLISHED in /proc/net/tcp, exactly the queued concurrency an app sees.
-    @Test(arguments: Family.allCases)
-    func countsConnectionsToTheTreesListeners(_ family: Family) throws {
+    /// Both socket sources: inet_diag (the agent's own network namespace) and /proc/net/tcp{,6}
+    /// (the fallback for an app in another namespace).
+    @Test(arguments: Family.allCases, [true, false])
+    func countsConnectionsToTheTreesListeners(_ family: Family, viaNetlink: Bool) throws {
         let (listener, port) = try Self.listen(family)
         let child = try ChildProcess(["sleep", "60"], inheritFD: listener)
         close(listener)
@@ -207,6 +209,7 @@ struct TCPConnectionSamplingTests {
         defer { close(foreign) }
 
         let sampler = ProcessTreeSampler()
+        sampler.usesSockDiag = viaNetlink
         #expect(TestSupport.waitUntil(timeout: .seconds(5)) { ProcSamplingTestSupport.read("/proc/\(child.pid)/comm") == "sleep\n" })
         #expect(sampler.sample(root: child.pid).tcpConnections == 0)
 
