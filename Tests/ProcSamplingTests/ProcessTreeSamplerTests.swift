@@ -75,7 +75,8 @@ struct ProcessTreeSamplerTests {
         let final = sampler.sample(root: child.pid)  // the zombie still shows its final times
         let truth = child.reap()
         #expect(final.cpuSecondsTotal >= previous)
-        #expect(abs(final.cpuSecondsTotal - truth) <= 0.03 + truth * 0.01, "sampler \(final.cpuSecondsTotal) s, rusage \(truth) s after \(samples) samples")
+        // Each process's utime, stime, cutime and cstime are truncated to 10 ms ticks: a few ticks of slack.
+        #expect(abs(final.cpuSecondsTotal - truth) <= 0.05 + truth * 0.01, "sampler \(final.cpuSecondsTotal) s, rusage \(truth) s after \(samples) samples")
         #expect(truth > 0.05)
 
         // Gone and reaped: the counter keeps its value while no app runs, and keeps growing with the next child.
@@ -88,7 +89,7 @@ struct ProcessTreeSamplerTests {
         #expect(next.waitForZombie())
         let afterRestart = sampler.sample(root: next.pid)
         let nextTruth = next.reap()
-        #expect(abs(afterRestart.cpuSecondsTotal - (final.cpuSecondsTotal + nextTruth)) <= 0.02 + nextTruth * 0.01)
+        #expect(abs(afterRestart.cpuSecondsTotal - (final.cpuSecondsTotal + nextTruth)) <= 0.03 + nextTruth * 0.01)
     }
 
     @Test func countsTheWholeTree() throws {
