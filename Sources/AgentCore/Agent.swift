@@ -10,16 +10,40 @@ public final class Agent: Sendable {
 
     public let configuration: AgentConfiguration
     public let supervisor: Supervisor
+    /// Present with --controller: pulls the config and restarts the app with it.
+    public let reloader: ConfigReloader?
 
-    /// - Parameter environment: the agent's own environment, passed unchanged to the child.
+    /// - Parameter environment: the agent's own environment, passed unchanged to the child (with --controller,
+    ///   filtered by --inherit-env, and the app waits for its config).
     public init(configuration: AgentConfiguration, environment: [String: String]) throws(SupervisorError) {
         self.configuration = configuration
+        var initial = environment
+        if let reload = configuration.reload {
+            initial = ConfigRules.environment(base: environment, inherit: reload.inherit, variables: [:])
+        }
         supervisor = try Supervisor(
             configuration: SupervisorConfiguration(
-                command: configuration.command, environment: environment,
+                command: configuration.command, environment: initial,
                 restartPolicy: configuration.restartPolicy, gracePeriod: configuration.gracePeriod,
                 stopSignal: configuration.stopSignal, backoff: configuration.backoff,
-                logRingLines: configuration.logRingLines, logRingBytes: configuration.logRingBytes))
+                logRingLines: configuration.logRingLines, logRingBytes: configuration.logRingBytes,
+                waitForEnvironment: configuration.reload != nil))
+        let supervisor = supervisor
+        reloader = configuration.reload.map { reload in
+            ConfigReloader(configuration: reload, supervisor: supervisor, baseEnvironment: environment,
+                           instanceId: configuration.instance ?? Agent.generatedInstanceId())
+        }
+    }
+
+    /// `<hostname>-<pid>-<random>`, restricted to the characters the controller accepts in an instance id.
+    static func generatedInstanceId() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, 255)
+        let host = String(cString: buffer).map { c -> Character in
+            c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == ".") ? c : "-"
+        }
+        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        return String(String(host).prefix(64)) + "-\(getpid())-\(suffix)"
     }
 
     /// Runs until the child is done for good; returns the exit code for the agent (the child's status).
@@ -36,7 +60,16 @@ public final class Agent: Sendable {
         }
         defer { telemetry.stop() }
         if let storm = configuration.testRestartStorm { startRestartStorm(count: storm) }
-        return supervisor.run(tickInterval: configuration.sampleInterval) { telemetry.tick() }
+        guard let reloader else {
+            return supervisor.run(tickInterval: configuration.sampleInterval) { telemetry.tick() }
+        }
+        telemetry.observations.register(reloader)
+        telemetry.observations.setConfigStatus { reloader.status.wire }
+        reloader.start(metricsURL: telemetry.metricsAddress.map { "http://\($0)" })
+        return supervisor.run(tickInterval: configuration.sampleInterval) {
+            telemetry.tick()
+            reloader.tick()
+        }
     }
 
     /// Test hook (hidden option --test-restart-storm N): once the first child runs, two threads together request
@@ -58,24 +91,5 @@ public final class Agent: Sendable {
                 }
             }
         }
-    }
-}
-
-/// Runs `body` on a new detached thread (no Foundation in the agent).
-private func spawnThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box: Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(&thread, nil, { arg in
-        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
-        return nil
-    }, box)
-    if rc == 0 {
-        pthread_detach(thread)
-    } else {
-        Unmanaged<Box>.fromOpaque(box).release()
     }
 }

@@ -23,6 +23,16 @@ public struct AgentOptions: Sendable, Equatable {
     public var logRingBytes: String?
     /// Test-only: restarts to request from two threads once the child runs (see `Agent`).
     public var testRestartStorm: String?
+    // Hot reload (ConfigReloader).
+    public var controller: String?
+    public var tokenFile: String?
+    public var stateDir: String?
+    public var caFile: String?
+    public var inheritEnv: String?
+    public var splay: String?
+    public var rollbackWindow: String?
+    /// "true" when --start-without-config was given.
+    public var startWithoutConfig: String?
     /// The command after `--`; empty means "take CODERUNNER_COMMAND".
     public var command: [String]
 
@@ -74,6 +84,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var command: [String]
     /// Test-only (hidden option): how many restarts two threads request once the first child runs.
     public var testRestartStorm: Int?
+    /// Set when --controller is given: the app's environment comes from the controller.
+    public var reload: ReloadConfiguration?
 
     /// The environment variable that supplies each option when the command line does not.
     public enum Variable {
@@ -95,7 +107,20 @@ public struct AgentConfiguration: Sendable, Equatable {
         public static let logRingBytes = "CODERUNNER_LOG_RING_BYTES"
         public static let command = "CODERUNNER_COMMAND"
         public static let testRestartStorm = "CODERUNNER_TEST_RESTART_STORM"
+        public static let controller = "CODERUNNER_CONTROLLER"
+        public static let tokenFile = "CODERUNNER_TOKEN_FILE"
+        public static let stateDir = "CODERUNNER_STATE_DIR"
+        public static let caFile = "CODERUNNER_CA_FILE"
+        public static let inheritEnv = "CODERUNNER_INHERIT_ENV"
+        public static let splay = "CODERUNNER_SPLAY"
+        public static let rollbackWindow = "CODERUNNER_ROLLBACK_WINDOW"
+        public static let startWithoutConfig = "CODERUNNER_START_WITHOUT_CONFIG"
     }
+
+    /// --state-dir's default: systemd's $STATE_DIRECTORY (StateDirectory=) when set, else this, relative to
+    /// the working directory.
+    public static let defaultStateDirectory = ".coderunner-agent"
+
 
     /// Command line first, then the environment (an empty variable counts as unset, as a systemd
     /// EnvironmentFile line `CODERUNNER_CPU_LIMIT=` means), then the default.
@@ -163,6 +188,8 @@ public struct AgentConfiguration: Sendable, Equatable {
             return n
         }
 
+        let reload = try resolveReload(options, r, environment: environment)
+
         var command = options.command
         if command.isEmpty, let text = environment[Variable.command], !text.trimmingWhitespace.isEmpty {
             do {
@@ -178,7 +205,48 @@ public struct AgentConfiguration: Sendable, Equatable {
             sampleInterval: sampleInterval, cpuLimit: cpuLimit, memoryLimit: memoryLimit, metricsTokenFile: tokenFile,
             deployment: deployment, instance: instance,
             backoff: BackoffPolicy(initial: initial, maximum: maximum, resetAfter: reset, jitter: jitter),
-            logRingLines: ringLines, logRingBytes: ringBytes, command: command, testRestartStorm: storm)
+            logRingLines: ringLines, logRingBytes: ringBytes, command: command, testRestartStorm: storm, reload: reload)
+    }
+
+    private static func resolveReload(_ options: AgentOptions, _ r: Resolver, environment: [String: String]) throws(AgentConfigurationError) -> ReloadConfiguration? {
+        let controller = try r.optional(options.controller, "--controller", Variable.controller) { s throws(ValueError) in
+            let lower = s.lowercased()
+            guard lower.hasPrefix("http://") || lower.hasPrefix("https://"), s.utf8.count > 8, !s.contains(" ") else {
+                throw ValueError("must be an http:// or https:// URL, such as https://controller.example:8480")
+            }
+            return s
+        }
+        let tokenFile = try r.optional(options.tokenFile, "--token-file", Variable.tokenFile) { s throws(ValueError) in s }
+        let stateDir = try r.optional(options.stateDir, "--state-dir", Variable.stateDir) { s throws(ValueError) in s }
+        let caFile = try r.optional(options.caFile, "--ca-file", Variable.caFile) { s throws(ValueError) in s }
+        let inherit = try r.value(options.inheritEnv, "--inherit-env", Variable.inheritEnv, default: InheritEnvironment.all) { s throws(ValueError) in
+            try InheritEnvironment.parse(s)
+        }
+        let splay = try r.value(options.splay, "--splay", Variable.splay, default: Duration.zero) { s throws(ValueError) in
+            try seconds(s, allowZero: true)
+        }
+        let window = try r.value(options.rollbackWindow, "--rollback-window", Variable.rollbackWindow,
+                                 default: ReloadConfiguration.defaultRollbackWindow) { s throws(ValueError) in
+            try seconds(s, allowZero: true)
+        }
+        let startWithout = try r.value(options.startWithoutConfig, "--start-without-config", Variable.startWithoutConfig, default: false) { s throws(ValueError) in
+            switch s.lowercased() {
+            case "1", "true", "yes": return true
+            case "0", "false", "no": return false
+            default: throw ValueError("must be true or false")
+            }
+        }
+        guard let controller else {
+            if let tokenFile { throw .invalid(option: "--token-file", value: tokenFile, reason: "needs --controller") }
+            return nil
+        }
+        guard let tokenFile else {
+            throw .invalid(option: "--controller", value: controller, reason: "needs --token-file (a file holding the deployment's agent token)")
+        }
+        let directory = stateDir ?? environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
+            ?? defaultStateDirectory
+        return ReloadConfiguration(controller: controller, tokenFile: tokenFile, stateDirectory: directory, caFile: caFile,
+                                   inherit: inherit, splay: splay, rollbackWindow: window, startWithoutConfig: startWithout)
     }
 
     // MARK: Value parsers (pure)

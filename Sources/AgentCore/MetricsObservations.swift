@@ -13,6 +13,7 @@ public final class AgentObservations: Sendable {
     private let latest = Mutex<ProcessTreeSample?>(nil)
     private let providers = Mutex<[any MetricFamilyProvider]>([])
     private let selfUsage: @Sendable () -> AgentUsage
+    private let configStatus = Mutex<(@Sendable () -> AgentConfigStatus)?>(nil)
 
     /// - Parameters:
     ///   - snapshot: the supervisor's current snapshot (`{ supervisor.snapshot }`).
@@ -42,8 +43,13 @@ public final class AgentObservations: Sendable {
         return PrometheusText.render(families, commonLabels: identity.labels)
     }
 
+    /// Adds the hot-reload section to /v1/status (ConfigReloader).
+    public func setConfigStatus(_ provider: @escaping @Sendable () -> AgentConfigStatus) { configStatus.withLock { $0 = provider } }
+
     public func status() -> AgentStatus {
-        StatusReport.status(snapshot: snapshotProvider(), sample: latestSample, agent: selfUsage(), identity: identity)
+        var status = StatusReport.status(snapshot: snapshotProvider(), sample: latestSample, agent: selfUsage(), identity: identity)
+        status.config = configStatus.withLock { $0 }?()
+        return status
     }
 
     public func logs(after sequence: UInt64, limit: Int) -> AgentLogs {

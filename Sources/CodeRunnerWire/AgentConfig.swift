@@ -10,13 +10,19 @@ public struct AgentConfig: Codable, Sendable, Equatable {
     public var variables: [String: String]
     /// Keys the app declares required, sorted.
     public var required: [String]
+    /// The version of the latest explicit reload (`POST /api/config/deployments/:id/reload`), absent when there
+    /// was none. An agent restarts the app when it changes even if the environment is identical; otherwise it
+    /// skips versions that leave the environment unchanged.
+    public var reloadVersion: Int64?
 
-    public init(deploymentId: String, version: Int64, checksum: String, variables: [String: String], required: [String]) {
+    public init(deploymentId: String, version: Int64, checksum: String, variables: [String: String], required: [String],
+                reloadVersion: Int64? = nil) {
         self.deploymentId = deploymentId
         self.version = version
         self.checksum = checksum
         self.variables = variables
         self.required = required
+        self.reloadVersion = reloadVersion
     }
 
     /// The bytes the checksum covers: for each key in ascending UTF-8 byte order,

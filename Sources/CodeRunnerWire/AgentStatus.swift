@@ -23,14 +23,41 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     public var sampledAt: Double?
     public var app: AppUsage
     public var agent: AgentUsage
+    /// The config the app runs with (keys, never values), when the agent pulls it from a controller.
+    public var config: AgentConfigStatus?
 
     public init(state: String, pid: Int32? = nil, restarts: Int = 0, lastExit: AgentExit? = nil, startedAt: Double? = nil,
                 nextRestartAt: Double? = nil, deployment: String? = nil, instance: String? = nil, version: String? = nil,
-                sampledAt: Double? = nil, app: AppUsage, agent: AgentUsage) {
+                sampledAt: Double? = nil, app: AppUsage, agent: AgentUsage, config: AgentConfigStatus? = nil) {
+        self.config = config
         self.state = state; self.pid = pid; self.restarts = restarts; self.lastExit = lastExit
         self.startedAt = startedAt; self.nextRestartAt = nextRestartAt
         self.deployment = deployment; self.instance = instance; self.version = version
         self.sampledAt = sampledAt; self.app = app; self.agent = agent
+    }
+}
+
+/// The hot-reload part of /v1/status. Keys and versions only: values (secrets) never leave the app's environment.
+public struct AgentConfigStatus: Codable, Sendable, Equatable {
+    /// The version the app runs with; nil before the first config.
+    public var version: Int64?
+    public var checksum: String?
+    public var keys: [String]
+    /// `controller` or `cache` (the last-known-good file); nil before the first config.
+    public var source: String?
+    /// `applied`, `unchanged`, `invalid` or `rolled_back`, for `lastReloadVersion`.
+    public var lastReloadResult: String?
+    public var lastReloadVersion: Int64?
+    /// Why, for `invalid` and `rolled_back` (names keys, never values).
+    public var lastReloadReason: String?
+    public var controllerUp: Bool
+    public var lastKnownGoodVersion: Int64?
+
+    public init(version: Int64?, checksum: String?, keys: [String], source: String?, lastReloadResult: String?,
+                lastReloadVersion: Int64?, lastReloadReason: String?, controllerUp: Bool, lastKnownGoodVersion: Int64?) {
+        self.version = version; self.checksum = checksum; self.keys = keys; self.source = source
+        self.lastReloadResult = lastReloadResult; self.lastReloadVersion = lastReloadVersion
+        self.lastReloadReason = lastReloadReason; self.controllerUp = controllerUp; self.lastKnownGoodVersion = lastKnownGoodVersion
     }
 }
 

@@ -18,6 +18,21 @@ public enum SupervisorState: String, Sendable, Codable {
     case stopping
     /// The child is gone for good; the agent is about to exit.
     case exited
+    /// No child yet: the agent waits for its first configuration (`SupervisorConfiguration.waitForEnvironment`).
+    case waitingForConfig = "waiting_for_config"
+}
+
+/// How a child ended, for `Supervisor.onChildExit`.
+public struct ChildExit: Sendable, Equatable {
+    public var status: ExitStatus
+    /// The generation of the environment it ran with (`Supervisor.restart` returns it).
+    public var generation: UInt64
+    /// From its start to its exit, on the monotonic clock.
+    public var ranFor: Duration
+
+    public init(status: ExitStatus, generation: UInt64, ranFor: Duration) {
+        self.status = status; self.generation = generation; self.ranFor = ranFor
+    }
 }
 
 /// How a child ended.
@@ -50,6 +65,8 @@ public struct SupervisorSnapshot: Sendable, Equatable {
     public var lastExit: ExitStatus?
     /// Unix seconds of the next restart attempt, while in backoff.
     public var nextRestartAt: Double?
+    /// The environment generation of the current (or last) child; 0 for the initial environment.
+    public var generation: UInt64 = 0
 
     public init(
         state: SupervisorState, pid: Int32? = nil, startedAt: Double? = nil, restarts: Int = 0,

@@ -19,12 +19,16 @@ public struct SupervisorConfiguration: Sendable, Equatable {
     public var backoff: BackoffPolicy
     public var logRingLines: Int
     public var logRingBytes: Int
+    /// When true, no child starts until the first `restart(environment:)` (the agent waits for its config);
+    /// the state meanwhile is `waitingForConfig`.
+    public var waitForEnvironment: Bool
 
     public init(
         command: [String], environment: [String: String], restartPolicy: RestartPolicy = .onFailure,
         gracePeriod: Duration = defaultGracePeriod, stopSignal: Int32 = SIGTERM, backoff: BackoffPolicy = BackoffPolicy(),
-        logRingLines: Int = defaultLogRingLines, logRingBytes: Int = LogRing.defaultMaxBytes
+        logRingLines: Int = defaultLogRingLines, logRingBytes: Int = LogRing.defaultMaxBytes, waitForEnvironment: Bool = false
     ) {
+        self.waitForEnvironment = waitForEnvironment
         self.command = command
         self.environment = environment
         self.restartPolicy = restartPolicy
@@ -78,8 +82,11 @@ public final class Supervisor: Sendable {
     private struct Shared {
         var snapshot = SupervisorSnapshot(state: .starting)
         var pendingEnvironment: [String: String]?
+        var pendingGeneration: UInt64 = 0
+        var nextGeneration: UInt64 = 1
         var stopRequested = false
         var running = false
+        var exitObserver: (@Sendable (ChildExit) -> Void)?
     }
     private let shared = Mutex(Shared())
     private let signalFD: Int32
@@ -139,9 +146,24 @@ public final class Supervisor: Sendable {
     /// Requests are serialized by the loop: the next child starts only once the previous one and its whole
     /// process group are gone, so two children never run at once. Requests made meanwhile coalesce (the latest
     /// environment wins). It does not count as a crash: the backoff starts over. Ignored once the agent is stopping.
-    public func restart(environment: [String: String]) {
-        shared.withLock { $0.pendingEnvironment = environment }
+    /// Returns the environment's generation: the child started with it reports it in `snapshot.generation` and
+    /// in `ChildExit` (the initial environment is generation 0).
+    @discardableResult
+    public func restart(environment: [String: String]) -> UInt64 {
+        let generation = shared.withLock { s in
+            s.pendingEnvironment = environment
+            s.pendingGeneration = s.nextGeneration
+            s.nextGeneration += 1
+            return s.pendingGeneration
+        }
         wake()
+        return generation
+    }
+
+    /// Called on the supervisor's thread each time a child ends (or fails to start); keep it short and
+    /// non-blocking (it may call `restart`). The config reloader uses it to roll back a crashing version.
+    public func onChildExit(_ observer: @escaping @Sendable (ChildExit) -> Void) {
+        shared.withLock { $0.exitObserver = observer }
     }
 
     /// Asks the loop to stop the child (stop signal, grace period, SIGKILL) and return its status. Any thread.
@@ -176,13 +198,17 @@ public final class Supervisor: Sendable {
         shared.withLock { update(&$0.snapshot) }
     }
 
-    fileprivate func takeCommands() -> (environment: [String: String]?, stop: Bool) {
+    fileprivate func takeCommands() -> (environment: [String: String]?, generation: UInt64, stop: Bool) {
         var count: UInt64 = 0
         _ = read(commandFD, &count, 8)
         return shared.withLock { s in
             defer { s.pendingEnvironment = nil }
-            return (s.pendingEnvironment, s.stopRequested)
+            return (s.pendingEnvironment, s.pendingGeneration, s.stopRequested)
         }
+    }
+
+    fileprivate func notifyExit(_ exit: ChildExit) {
+        shared.withLock { $0.exitObserver }?(exit)
     }
 }
 
@@ -200,6 +226,9 @@ private struct SupervisorLoop {
 
     var environment: [String: String]
     var pendingEnvironment: [String: String]?
+    /// Generation of `environment` and of `pendingEnvironment` (see `Supervisor.restart`).
+    var generation: UInt64 = 0
+    var pendingGeneration: UInt64 = 0
     var backoff: RestartBackoff
     var random = SystemRandomNumberGenerator()
 
@@ -239,7 +268,11 @@ private struct SupervisorLoop {
     mutating func run(onTick: () -> Void) -> Int32 {
         defer { buffer.deallocate() }
         let now = Now.monotonic()
-        nextStartAt = now
+        if config.waitForEnvironment {
+            supervisor.publish { $0.state = .waitingForConfig }
+        } else {
+            nextStartAt = now
+        }
         if let tickInterval { nextTick = now + tickInterval }
         handleCommands()  // a restart or stop requested before run() applies to the first child
         var fds: [pollfd] = []
@@ -337,12 +370,14 @@ private struct SupervisorLoop {
         nextStartAt = nil
         if let env = pendingEnvironment {
             environment = env
+            generation = pendingGeneration
             pendingEnvironment = nil
             backoff.reset()
         }
         if started { restarts += 1 }
         started = true
-        supervisor.publish { $0.state = .starting; $0.restarts = restarts; $0.nextRestartAt = nil }
+        let generation = self.generation
+        supervisor.publish { $0.state = .starting; $0.restarts = restarts; $0.nextRestartAt = nil; $0.generation = generation }
         switch spawnChild() {
         case .success(let pid):
             child = pid
@@ -365,6 +400,10 @@ private struct SupervisorLoop {
         lastExit = status
         let now = Now.monotonic()
         supervisor.publish { $0.lastExit = status; $0.pid = nil; $0.startedAt = nil }
+        supervisor.notifyExit(ChildExit(status: status, generation: generation, ranFor: now - childStartedAt))
+        if exiting { return }
+        // The observer may have asked for a restart (a rollback): take it now, instead of a crash backoff.
+        handleCommands()
         if exiting { return }
         if pendingEnvironment != nil {
             nextStartAt = now
@@ -412,7 +451,7 @@ private struct SupervisorLoop {
     }
 
     mutating func handleCommands() {
-        let (env, stop) = supervisor.takeCommands()
+        let (env, envGeneration, stop) = supervisor.takeCommands()
         // The stop signal goes out once per child: a second request while it is stopping only updates the plan
         // (a shell's trap would run again on a second signal).
         if stop && !exiting {
@@ -421,6 +460,7 @@ private struct SupervisorLoop {
         }
         if let env, !exiting {
             pendingEnvironment = env
+            pendingGeneration = envGeneration
             if child != nil {
                 if killDeadline == nil { beginStop(with: config.stopSignal) }
             } else {

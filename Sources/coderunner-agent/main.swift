@@ -94,6 +94,43 @@ struct Run: ParsableCommand {
         "Bytes of output text kept in memory (K, M, G suffixes). Env CODERUNNER_LOG_RING_BYTES. Default 1M.", valueName: "bytes"))
     var logRingBytes: String?
 
+    @Option(help: ArgumentHelp(
+        "Controller base URL; the app's environment then comes from it and hot-reloads. Env CODERUNNER_CONTROLLER. Default: none.",
+        valueName: "url"))
+    var controller: String?
+
+    @Option(name: .customLong("token-file"), help: ArgumentHelp(
+        "File holding the deployment's agent token (mode 0600). Env CODERUNNER_TOKEN_FILE. Required with --controller.", valueName: "path"))
+    var tokenFile: String?
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp(
+        "Directory for the last-known-good config cache. Env CODERUNNER_STATE_DIR. Default $STATE_DIRECTORY, else ./.coderunner-agent.",
+        valueName: "dir"))
+    var stateDir: String?
+
+    @Option(name: .customLong("ca-file"), help: ArgumentHelp(
+        "PEM bundle that verifies an https controller. Env CODERUNNER_CA_FILE. Default: the system's.", valueName: "path"))
+    var caFile: String?
+
+    @Option(name: .customLong("inherit-env"), help: ArgumentHelp(
+        "Agent variables the app inherits under the config's: all, none or NAME,NAME. Env CODERUNNER_INHERIT_ENV. Default all.",
+        valueName: "list"))
+    var inheritEnv: String?
+
+    @Option(help: ArgumentHelp(
+        "Up to this many random seconds before applying a new config (spreads a fleet). Env CODERUNNER_SPLAY. Default 0.",
+        valueName: "seconds"))
+    var splay: String?
+
+    @Option(name: .customLong("rollback-window"), help: ArgumentHelp(
+        "A new config whose app exits non-zero within this many seconds is rolled back. Env CODERUNNER_ROLLBACK_WINDOW. Default 10.",
+        valueName: "seconds"))
+    var rollbackWindow: String?
+
+    @Flag(name: .customLong("start-without-config"), help: ArgumentHelp(
+        "Start the app with no config when neither the controller nor the cache has one. Env CODERUNNER_START_WITHOUT_CONFIG=true."))
+    var startWithoutConfig = false
+
     @Option(name: .customLong("test-restart-storm"), help: .private)
     var testRestartStorm: String?
 
@@ -119,6 +156,14 @@ struct Run: ParsableCommand {
         options.logRingLines = logRingLines
         options.logRingBytes = logRingBytes
         options.testRestartStorm = testRestartStorm
+        options.controller = controller
+        options.tokenFile = tokenFile
+        options.stateDir = stateDir
+        options.caFile = caFile
+        options.inheritEnv = inheritEnv
+        options.splay = splay
+        options.rollbackWindow = rollbackWindow
+        options.startWithoutConfig = startWithoutConfig ? "true" : nil
 
         let environment = processEnvironment()
         let configuration: AgentConfiguration

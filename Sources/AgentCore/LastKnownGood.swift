@@ -1,0 +1,108 @@
+// The last-known-good cache: the newest config that ran for the whole rollback window, kept in --state-dir so
+// the app can start when the controller is down. Mode 0600 (it holds decrypted secrets), written atomically:
+// a temporary file, fsync, rename over the old one, fsync of the directory. A crash leaves the old or the new.
+import CodeRunnerWire
+import FoundationEssentials
+import Glibc
+
+public enum StateError: Error, Equatable, CustomStringConvertible {
+    case io(path: String, call: String, errno: Int32)
+    case corrupt(path: String)
+
+    public var description: String {
+        switch self {
+        case .io(let path, let call, let e): "\(path): \(call) failed: \(String(cString: strerror(e)))"
+        case .corrupt(let path): "\(path): not a config cache written by this agent; it is ignored"
+        }
+    }
+}
+
+public struct LastKnownGood: Sendable {
+    public static let fileName = "last-known-good.json"
+    public let directory: String
+    public var path: String { directory + "/" + Self.fileName }
+
+    public init(directory: String) { self.directory = directory }
+
+    /// Creates the state directory (0700) when missing.
+    public func prepare() throws(StateError) {
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw .io(path: directory, call: "mkdir", errno: errno) }
+    }
+
+    /// nil when there is no cache yet.
+    public func load() throws(StateError) -> AgentConfig? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw .io(path: path, call: "open", errno: errno)
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw .io(path: path, call: "read", errno: errno) }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        do {
+            return try JSONDecoder().decode(AgentConfig.self, from: Data(bytes))
+        } catch {
+            throw .corrupt(path: path)
+        }
+    }
+
+    public func save(_ config: AgentConfig) throws(StateError) {
+        let bytes: [UInt8]
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            bytes = Array(try encoder.encode(config))
+        } catch {
+            throw .corrupt(path: path)
+        }
+        let temporary = path + ".tmp.\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .io(path: temporary, call: "open", errno: errno) }
+        var ok = false
+        defer {
+            close(fd)
+            if !ok { unlink(temporary) }
+        }
+        _ = fchmod(fd, 0o600)  // the umask cannot widen it, but an old temporary might have other bits
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw .io(path: temporary, call: "write", errno: errno) }
+            offset += n
+        }
+        guard fsync(fd) == 0 else { throw .io(path: temporary, call: "fsync", errno: errno) }
+        guard rename(temporary, path) == 0 else { throw .io(path: path, call: "rename", errno: errno) }
+        ok = true
+        let dir = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 {
+            _ = fsync(dir)  // makes the rename itself durable
+            close(dir)
+        }
+    }
+}
+
+/// Reads the controller token file; warns (through `warn`) when others can read it.
+public enum TokenFile {
+    public static func read(path: String, warn: (String) -> Void) throws(StateError) -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw .io(path: path, call: "stat", errno: errno) }
+        if st.st_mode & 0o077 != 0 {
+            warn("the token file \(path) has mode \(String(st.st_mode & 0o777, radix: 8)); it should be 0600 (chmod 600 \(path))")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(path: path, call: "open", errno: errno) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        guard n >= 0 else { throw .io(path: path, call: "read", errno: errno) }
+        let token = String(decoding: buffer[0..<n], as: UTF8.self).trimmingWhitespace
+        guard !token.isEmpty else { throw .corrupt(path: path) }
+        return token
+    }
+}
