@@ -85,6 +85,8 @@ public struct ControlPlane: Sendable {
     public let deployments: DeploymentService
     public let secrets: SecretBox
     public let hub: ConfigWatchHub
+    /// Registered agents (heartbeats, reports); the scaler reads it as an InstanceSource.
+    public let instances: InstanceRegistry
     let feed: ChangeFeed
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
@@ -105,13 +107,17 @@ public struct ControlPlane: Sendable {
         let hub = ConfigWatchHub()
         let feed = ChangeFeed(hub: hub, cache: AgentConfigCache())
         let configs = ConfigService(store: store, secrets: secrets, feed: feed, dependencies: dependencies, logger: logger)
+        let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger)
+        let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
+                                         logger: logger)
         return ControlPlane(
             configuration: configuration, store: store,
             auth: AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
                               tokenLifetime: configuration.tokenLifetime, adminEmail: configuration.adminEmail?.lowercased()),
             projects: ProjectService(store: store, configs: configs), configs: configs,
-            deployments: DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger),
-            secrets: secrets, hub: hub, feed: feed)
+            deployments: deployments, secrets: secrets, hub: hub,
+            instances: instances,
+            feed: feed)
     }
 }
 

@@ -166,6 +166,7 @@ public final class DeploymentService: Sendable {
         }
         let checksum = Digest.sha256Hex(AgentConfig.canonicalEncoding(variables))
         return AgentConfig(deploymentId: snapshot.deploymentId, version: snapshot.version, checksum: checksum,
-                           variables: variables, required: required.sorted())
+                           variables: variables, required: required.sorted(),
+                           reloadVersion: snapshot.reloadVersion > 0 ? snapshot.reloadVersion : nil)
     }
 }

@@ -50,6 +50,8 @@ public struct AgentSnapshot: Sendable {
     public var projectId: String
     public var version: Int64
     public var variables: [StoredVariable]
+    /// The version of the latest explicit reload (0: none); agents restart on it even when nothing changed.
+    public var reloadVersion: Int64 = 0
 }
 
 public struct RewrapReport: Codable, Sendable, Equatable {

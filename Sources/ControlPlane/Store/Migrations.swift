@@ -124,6 +124,7 @@ enum Migrations {
                 );
                 """)
         }
+        InstanceMigrations.register(&migrator)
         return migrator
     }
 }

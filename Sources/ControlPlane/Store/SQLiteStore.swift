@@ -464,7 +464,8 @@ public final class SQLiteStore: ControlPlaneStore {
     public func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64 {
         try await write { db in
             guard let version = try Int64.fetchOne(db, sql: """
-                UPDATE deployments SET config_version = config_version + 1 WHERE id = ? RETURNING config_version
+                UPDATE deployments SET config_version = config_version + 1, reload_version = config_version + 1
+                WHERE id = ? RETURNING config_version
                 """, arguments: [deploymentId])
             else { throw StoreError.notFound("deployment") }
             try Self.append(audit, db)
@@ -474,7 +475,7 @@ public final class SQLiteStore: ControlPlaneStore {
 
     public func agentSnapshot(deploymentId: String) async throws -> AgentSnapshot? {
         try await pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT project_id, environment, config_version FROM deployments WHERE id = ?",
+            guard let row = try Row.fetchOne(db, sql: "SELECT project_id, environment, config_version, reload_version FROM deployments WHERE id = ?",
                                              arguments: [deploymentId])
             else { return nil }
             let variables = try Row.fetchAll(db, sql: """
@@ -483,7 +484,7 @@ public final class SQLiteStore: ControlPlaneStore {
                 ORDER BY c.created_at, c.id, v.key
                 """, arguments: [row["project_id"] as String, row["environment"] as String]).map(Self.variable)
             return AgentSnapshot(deploymentId: deploymentId, projectId: row["project_id"], version: row["config_version"],
-                                 variables: variables)
+                                 variables: variables, reloadVersion: row["reload_version"])
         }
     }
 
