@@ -16,9 +16,8 @@ public struct DotenvError: Error, Equatable, Sendable, CustomStringConvertible {
 
 public enum Dotenv {
     public static func parse(_ text: String) throws(DotenvError) -> [(key: String, value: String)] {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in
-            line.hasSuffix("\r") ? line.dropLast() : line
-        }
+        // "\r\n" is one Character in Swift, so split on both spellings of a line break.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
         var result: [(key: String, value: String)] = []
         var index = 0
         while index < lines.count {

@@ -1,1 +1,1179 @@
-enum OpenAPIDocument { static let yaml = "openapi: 3.1.0\n" }
+// Generated from openapi/openapi.yaml by `scripts/schemathesis --embed`; do not edit.
+// EdgeTests checks that the two agree.
+
+enum OpenAPIDocument {
+    static let yaml = #"""
+openapi: 3.1.0
+info:
+  title: CodeRunner controller API
+  version: 0.1.0
+  description: |
+    The coderunner-controller HTTP API: users, projects, encrypted environment configuration, templates,
+    audit, deployments and the agents' config endpoint.
+
+    Every JSON answer is the envelope `{success, data, error, message, timestamp}`: `data` on success,
+    `error` (a human-readable message) on failure. Status codes: 400 validation (the error starts with
+    "validation failed" and names the field), 401 missing/invalid token, 403 not an administrator,
+    404 unknown route or another user's resource ("... not found"), 409 conflict or a corrupted
+    (tampered) ciphertext ("corrupted: ..."), 413 body over 1 MiB.
+
+    Secrets (variableType `secret`, or `isEncrypted`) are never returned in plaintext by the user API:
+    their `value` is the mask `********` and `isMasked` is true, unless the owner passes `reveal=true`,
+    which is audited. The agents' endpoint returns decrypted values to the deployment's agent token only.
+servers:
+  - url: http://127.0.0.1:8480
+security:
+  - sessionToken: []
+tags:
+  - name: health
+  - name: auth
+  - name: projects
+  - name: config
+  - name: templates
+  - name: audit
+  - name: deployments
+  - name: agent
+  - name: admin
+paths:
+  /healthz:
+    get:
+      tags: [health]
+      operationId: health
+      security: []
+      responses:
+        "200":
+          description: The controller is up.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/StatusEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/openapi.yaml:
+    get:
+      tags: [health]
+      operationId: openapiDocument
+      security: []
+      responses:
+        "200":
+          description: This document.
+          content:
+            application/yaml:
+              schema: {type: string}
+        default: {$ref: "#/components/responses/Error"}
+  /api/auth/register:
+    post:
+      tags: [auth]
+      operationId: register
+      security: []
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/Credentials"}
+      responses:
+        "201":
+          description: Registered. The first user (or the one named by --admin-email) is the administrator.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/UserEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/auth/login:
+    post:
+      tags: [auth]
+      operationId: login
+      security: []
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/Credentials"}
+      responses:
+        "200":
+          description: A session token (256 random bits, expires after 24 h). A wrong password is 401 "Invalid credentials".
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/SessionEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/auth/me:
+    get:
+      tags: [auth]
+      operationId: me
+      responses:
+        "200":
+          description: The session's user.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/UserEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/auth/logout:
+    post:
+      tags: [auth]
+      operationId: logout
+      responses:
+        "200":
+          description: The session token is revoked.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/MessageEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/projects:
+    get:
+      tags: [projects]
+      operationId: listProjects
+      responses:
+        "200":
+          description: The caller's projects.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ProjectListEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    post:
+      tags: [projects]
+      operationId: createProject
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ProjectInput"}
+      responses:
+        "201":
+          description: Created.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ProjectEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/projects/{id}:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [projects]
+      operationId: getProject
+      responses:
+        "200":
+          description: The project.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ProjectEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    put:
+      tags: [projects]
+      operationId: updateProject
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ProjectInput"}
+      responses:
+        "200":
+          description: Updated.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ProjectEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    delete:
+      tags: [projects]
+      operationId: deleteProject
+      responses:
+        "200":
+          description: Deleted with its configs and deployments (the audit log stays).
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/MessageEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/projects/{projectId}/environments:
+    parameters:
+      - {$ref: "#/components/parameters/ProjectId"}
+    get:
+      tags: [config]
+      operationId: listEnvironments
+      responses:
+        "200":
+          description: The project's environment configs, secrets masked.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/EnvironmentConfigListEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    post:
+      tags: [config]
+      operationId: createEnvironment
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/CreateEnvironment"}
+      responses:
+        "201":
+          description: Created; (project, environment, name) is unique (409 otherwise).
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/EnvironmentConfigEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/environments/{configId}:
+    parameters:
+      - {$ref: "#/components/parameters/ConfigId"}
+      - {$ref: "#/components/parameters/Reveal"}
+    get:
+      tags: [config]
+      operationId: getEnvironment
+      responses:
+        "200":
+          description: The config with its variables; secrets masked unless reveal=true (audited).
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/EnvironmentConfigEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/environments/{configId}/variables/{key}:
+    parameters:
+      - {$ref: "#/components/parameters/ConfigId"}
+      - name: key
+        in: path
+        required: true
+        schema: {type: string, pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 255}
+    put:
+      tags: [config]
+      operationId: setVariable
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/VariableInput"}
+      responses:
+        "200":
+          description: Created or updated (secrets masked). Bumps the version of the environment's deployments.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/EnvironmentVariableEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    delete:
+      tags: [config]
+      operationId: deleteVariable
+      responses:
+        "200":
+          description: Deleted.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/MessageEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/environments/{configId}/export:
+    parameters:
+      - {$ref: "#/components/parameters/ConfigId"}
+      - {$ref: "#/components/parameters/Reveal"}
+      - name: format
+        in: query
+        schema: {type: string, enum: [dotenv, json], default: dotenv}
+    get:
+      tags: [config]
+      operationId: exportEnvironment
+      responses:
+        "200":
+          description: The variables as a dotenv file (content) or an object (variables); secrets redacted unless reveal=true.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ExportEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/environments/{configId}/import:
+    parameters:
+      - {$ref: "#/components/parameters/ConfigId"}
+    post:
+      tags: [config]
+      operationId: importEnvironment
+      description: |
+        A dotenv file (any content type but JSON) or a flat JSON object. Existing variables keep their type and
+        encryption; new ones are strings. A value equal to the mask for an existing secret is skipped.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              propertyNames: {pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 255}
+              additionalProperties:
+                anyOf:
+                  - {type: string, maxLength: 65536}
+                  - {type: number}
+                  - {type: boolean}
+          text/plain:
+            schema: {type: string}
+      responses:
+        "200":
+          description: Imported, all or nothing.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ImportEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/templates:
+    get:
+      tags: [templates]
+      operationId: listTemplates
+      parameters:
+        - name: category
+          in: query
+          schema: {type: string}
+      responses:
+        "200":
+          description: Official templates and the caller's own.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/TemplateListEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    post:
+      tags: [templates]
+      operationId: createTemplate
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/CreateTemplate"}
+      responses:
+        "201":
+          description: A custom template, visible to its creator.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/TemplateEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/projects/{projectId}/apply-template:
+    parameters:
+      - {$ref: "#/components/parameters/ProjectId"}
+    post:
+      tags: [templates]
+      operationId: applyTemplate
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ApplyTemplate"}
+      responses:
+        "201":
+          description: |
+            A new config from the template. Required variables without a value give 400 listing every missing
+            key, and nothing is written.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/EnvironmentConfigEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/deployments/{deploymentId}/reload:
+    parameters:
+      - name: deploymentId
+        in: path
+        required: true
+        schema: {type: string}
+    post:
+      tags: [config]
+      operationId: reloadDeployment
+      responses:
+        "200":
+          description: The deployment's version is bumped; its waiting agents wake up.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ReloadEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/projects/{projectId}/audit:
+    parameters:
+      - {$ref: "#/components/parameters/ProjectId"}
+      - name: limit
+        in: query
+        schema: {type: integer, minimum: 1, maximum: 1000, default: 100}
+    get:
+      tags: [audit]
+      operationId: listAudit
+      responses:
+        "200":
+          description: The project's audit entries, newest first.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/AuditListEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/config/projects/{projectId}/audit/verify:
+    parameters:
+      - {$ref: "#/components/parameters/ProjectId"}
+    get:
+      tags: [audit]
+      operationId: verifyAudit
+      responses:
+        "200":
+          description: Whether the project's hash chain is intact, and where it breaks.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ChainReportEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments:
+    get:
+      tags: [deployments]
+      operationId: listDeployments
+      responses:
+        "200":
+          description: The caller's deployments.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/DeploymentListEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    post:
+      tags: [deployments]
+      operationId: createDeployment
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/CreateDeployment"}
+      responses:
+        "201":
+          description: Created with status PENDING; data.agentToken is shown only here.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/DeploymentEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [deployments]
+      operationId: getDeployment
+      responses:
+        "200":
+          description: The deployment.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/DeploymentEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/status:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [deployments]
+      operationId: getDeploymentStatus
+      responses:
+        "200":
+          description: The deployment's status.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/DeploymentStatusEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/agent-token:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    post:
+      tags: [deployments]
+      operationId: reissueAgentToken
+      responses:
+        "201":
+          description: A new agent token; the previous ones are revoked.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/IssuedTokenEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    delete:
+      tags: [deployments]
+      operationId: revokeAgentTokens
+      responses:
+        "200":
+          description: Every agent token of the deployment is revoked.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/MessageEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/agent/v1/config:
+    get:
+      tags: [agent]
+      operationId: agentConfig
+      security:
+        - agentToken: []
+      description: |
+        The deployment's decrypted configuration. A blocking query: with `index`, the request is held until the
+        version is above it or `wait` passes (default 30s, capped at 5m), then answers the current version.
+        The X-CodeRunner-Index header repeats the version.
+      parameters:
+        - name: index
+          in: query
+          schema: {type: integer, format: int64, minimum: 0}
+        - name: wait
+          in: query
+          schema: {type: string, pattern: "^[0-9]{1,9}(ms|s|m|h)?$"}
+      responses:
+        "200":
+          description: The config at its current version.
+          headers:
+            X-CodeRunner-Index:
+              schema: {type: string}
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/AgentConfigEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/instances:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [deployments]
+      operationId: listDeploymentInstances
+      description: |
+        The deployment's registered agents, newest registration first, with the config version each runs and its
+        state. `stale` is true once three heartbeat intervals passed without a heartbeat.
+      responses:
+        "200":
+          description: The instances.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/InstanceListEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/agent/v1/register:
+    post:
+      tags: [agent]
+      operationId: agentRegister
+      security:
+        - agentToken: []
+      description: Registers (or re-registers) an instance of the token's deployment.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/AgentRegistration"}
+      responses:
+        "201":
+          description: A new instance.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/AgentRegistrationAcceptedEnvelope"}
+        "200":
+          description: A known instance, registered again.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/AgentRegistrationAcceptedEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/agent/v1/heartbeat:
+    post:
+      tags: [agent]
+      operationId: agentHeartbeat
+      security:
+        - agentToken: []
+      description: The instance is alive. 404 ("instance not found") tells the agent to register again.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/AgentHeartbeat"}
+      responses:
+        "200":
+          description: Recorded.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/MessageEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/agent/v1/reports:
+    post:
+      tags: [agent]
+      operationId: agentReport
+      security:
+        - agentToken: []
+      description: |
+        What became of a config version on an instance. `invalid` and `rolled_back` are audited
+        (config_invalid, config_rolled_back) and shown as the instance's lastReport.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ConfigReport"}
+      responses:
+        "200":
+          description: Recorded.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/MessageEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/admin/keys/rotate:
+    post:
+      tags: [admin]
+      operationId: rotateKeys
+      description: Administrator only. Adds a data-key version and rewraps every secret to it in one transaction.
+      responses:
+        "200":
+          description: Rotated. Corrupted secrets are left untouched and listed.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/RotationEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+components:
+  securitySchemes:
+    sessionToken:
+      type: http
+      scheme: bearer
+      description: A session token from POST /api/auth/login (crt_ + 64 hex digits).
+    agentToken:
+      type: http
+      scheme: bearer
+      description: A deployment's agent token (cra_ + 64 hex digits).
+  parameters:
+    Id:
+      name: id
+      in: path
+      required: true
+      schema: {type: string}
+    ProjectId:
+      name: projectId
+      in: path
+      required: true
+      schema: {type: string}
+    ConfigId:
+      name: configId
+      in: path
+      required: true
+      schema: {type: string}
+    Reveal:
+      name: reveal
+      in: query
+      schema: {type: boolean, default: false}
+  responses:
+    Error:
+      description: An error envelope (400, 401, 403, 404, 409, 413).
+      content:
+        application/json:
+          schema: {$ref: "#/components/schemas/ErrorEnvelope"}
+  schemas:
+    Timestamp: {type: string, format: date-time}
+    ErrorEnvelope:
+      type: object
+      required: [success, error, timestamp]
+      properties:
+        success: {const: false}
+        error: {type: string}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    MessageEnvelope:
+      type: object
+      required: [success, timestamp]
+      properties:
+        success: {const: true}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    Credentials:
+      type: object
+      required: [email, password]
+      properties:
+        email: {type: string, format: email}
+        password: {type: string, minLength: 8, maxLength: 72}
+    User:
+      type: object
+      required: [id, email, isAdmin, createdAt]
+      properties:
+        id: {type: string}
+        email: {type: string}
+        isAdmin: {type: boolean}
+        createdAt: {$ref: "#/components/schemas/Timestamp"}
+    Session:
+      type: object
+      required: [token, expiresAt, user]
+      properties:
+        token: {type: string}
+        expiresAt: {$ref: "#/components/schemas/Timestamp"}
+        user: {$ref: "#/components/schemas/User"}
+    ProjectInput:
+      type: object
+      required: [name]
+      properties:
+        name: {type: string, minLength: 1, maxLength: 255}
+        description: {type: string, maxLength: 4096}
+    Project:
+      type: object
+      required: [id, ownerId, name, createdAt, updatedAt]
+      properties:
+        id: {type: string}
+        ownerId: {type: string}
+        name: {type: string}
+        description: {type: string}
+        createdAt: {$ref: "#/components/schemas/Timestamp"}
+        updatedAt: {$ref: "#/components/schemas/Timestamp"}
+    Environment: {type: string, enum: [development, staging, production]}
+    VariableType: {type: string, enum: [string, number, boolean, json, url, secret]}
+    VariableInput:
+      type: object
+      required: [value]
+      properties:
+        key: {type: string}
+        value: {type: string, maxLength: 65536}
+        isEncrypted: {type: boolean}
+        isRequired: {type: boolean}
+        description: {type: string, maxLength: 4096}
+        variableType: {$ref: "#/components/schemas/VariableType"}
+    EnvironmentVariable:
+      type: object
+      required: [id, configId, key, value, isEncrypted, isRequired, variableType, isMasked, createdAt, updatedAt]
+      properties:
+        id: {type: string}
+        configId: {type: string}
+        key: {type: string}
+        value: {type: string, description: "The value, or ******** for a secret unless revealed."}
+        isEncrypted: {type: boolean}
+        isRequired: {type: boolean}
+        description: {type: string}
+        variableType: {$ref: "#/components/schemas/VariableType"}
+        isMasked: {type: boolean}
+        createdAt: {$ref: "#/components/schemas/Timestamp"}
+        updatedAt: {$ref: "#/components/schemas/Timestamp"}
+    CreateEnvironment:
+      type: object
+      required: [environment, name]
+      properties:
+        environment: {$ref: "#/components/schemas/Environment"}
+        name: {type: string, minLength: 1, maxLength: 255}
+        description: {type: string}
+        isActive: {type: boolean}
+        variables:
+          type: array
+          items:
+            allOf:
+              - {$ref: "#/components/schemas/VariableInput"}
+              - {required: [key]}
+    EnvironmentConfig:
+      type: object
+      required: [id, projectId, environment, name, isActive, variables, createdAt, updatedAt]
+      properties:
+        id: {type: string}
+        projectId: {type: string}
+        environment: {$ref: "#/components/schemas/Environment"}
+        name: {type: string}
+        description: {type: string}
+        isActive: {type: boolean}
+        variables:
+          type: array
+          items: {$ref: "#/components/schemas/EnvironmentVariable"}
+        createdAt: {$ref: "#/components/schemas/Timestamp"}
+        updatedAt: {$ref: "#/components/schemas/Timestamp"}
+    TemplateVariable:
+      type: object
+      required: [key, isRequired, isEncrypted, description, variableType]
+      properties:
+        key: {type: string}
+        defaultValue: {type: string}
+        isRequired: {type: boolean}
+        isEncrypted: {type: boolean}
+        description: {type: string}
+        variableType: {$ref: "#/components/schemas/VariableType"}
+        examples:
+          type: array
+          items: {type: string}
+    TemplateData:
+      type: object
+      required: [variables, environments]
+      properties:
+        variables:
+          type: array
+          items: {$ref: "#/components/schemas/TemplateVariable"}
+        environments:
+          type: array
+          items: {$ref: "#/components/schemas/Environment"}
+        framework: {type: string}
+    ConfigTemplate:
+      type: object
+      required: [id, name, description, category, isOfficial, usageCount, templateData, createdAt, updatedAt]
+      properties:
+        id: {type: string}
+        name: {type: string}
+        description: {type: string}
+        category: {type: string}
+        isOfficial: {type: boolean}
+        usageCount: {type: integer}
+        templateData: {$ref: "#/components/schemas/TemplateData"}
+        createdAt: {$ref: "#/components/schemas/Timestamp"}
+        updatedAt: {$ref: "#/components/schemas/Timestamp"}
+    CreateTemplate:
+      type: object
+      required: [name, category, templateData]
+      properties:
+        name: {type: string, minLength: 1, maxLength: 255}
+        description: {type: string}
+        category: {type: string, minLength: 1, maxLength: 255}
+        templateData: {$ref: "#/components/schemas/TemplateData"}
+    ApplyTemplate:
+      type: object
+      required: [templateId, environment]
+      properties:
+        templateId: {type: string}
+        environment: {$ref: "#/components/schemas/Environment"}
+        name: {type: string, minLength: 1, maxLength: 255}
+        overrides:
+          type: object
+          additionalProperties: {type: string}
+    ExportResult:
+      type: object
+      required: [configId, format, redacted]
+      properties:
+        configId: {type: string}
+        format: {type: string, enum: [dotenv, json]}
+        content: {type: string, description: "The dotenv file (format dotenv)."}
+        variables:
+          type: object
+          additionalProperties: {type: string}
+          description: "The variables (format json)."
+        redacted:
+          type: array
+          items: {type: string}
+    ImportResult:
+      type: object
+      required: [imported, skipped]
+      properties:
+        imported:
+          type: array
+          items: {type: string}
+        skipped:
+          type: array
+          items: {type: string}
+    AuditEntry:
+      type: object
+      required: [sequence, id, action, resourceType, changes, timestamp, previousHash, hash]
+      properties:
+        sequence: {type: integer}
+        id: {type: string}
+        userId: {type: string}
+        projectId: {type: string}
+        configId: {type: string}
+        action: {type: string}
+        resourceType: {type: string}
+        resourceId: {type: string}
+        changes:
+          type: object
+          additionalProperties: {type: string}
+        ipAddress: {type: string}
+        userAgent: {type: string}
+        timestamp: {type: string}
+        previousHash: {type: string}
+        hash: {type: string}
+    ChainReport:
+      type: object
+      required: [projectId, valid, entries, breaks]
+      properties:
+        projectId: {type: string}
+        valid: {type: boolean}
+        entries: {type: integer}
+        breaks:
+          type: array
+          items:
+            type: object
+            required: [sequence, id, reason]
+            properties:
+              sequence: {type: integer}
+              id: {type: string}
+              reason: {type: string}
+    DeploymentStatus: {type: string, enum: [PENDING, PROVISIONING, RUNNING, STOPPED, FAILED]}
+    CreateDeployment:
+      type: object
+      required: [projectId, environment]
+      properties:
+        projectId: {type: string}
+        environment: {$ref: "#/components/schemas/Environment"}
+        name: {type: string, minLength: 1, maxLength: 255}
+        runtimeType: {type: string, maxLength: 4096}
+        command: {type: string, maxLength: 4096}
+    Deployment:
+      type: object
+      required: [id, projectId, environment, name, status, configVersion, createdAt, updatedAt]
+      properties:
+        id: {type: string}
+        projectId: {type: string}
+        environment: {$ref: "#/components/schemas/Environment"}
+        name: {type: string}
+        runtimeType: {type: string}
+        command: {type: string}
+        status: {$ref: "#/components/schemas/DeploymentStatus"}
+        configVersion: {type: integer}
+        createdAt: {$ref: "#/components/schemas/Timestamp"}
+        updatedAt: {$ref: "#/components/schemas/Timestamp"}
+        agentToken: {type: string, description: "Only in the answer that created the deployment."}
+    DeploymentStatusData:
+      type: object
+      required: [id, status, configVersion, updatedAt]
+      properties:
+        id: {type: string}
+        status: {$ref: "#/components/schemas/DeploymentStatus"}
+        configVersion: {type: integer}
+        updatedAt: {$ref: "#/components/schemas/Timestamp"}
+    IssuedToken:
+      type: object
+      required: [deploymentId, agentToken]
+      properties:
+        deploymentId: {type: string}
+        agentToken: {type: string}
+    Reloaded:
+      type: object
+      required: [deploymentId, version]
+      properties:
+        deploymentId: {type: string}
+        version: {type: integer}
+    AgentConfig:
+      type: object
+      required: [deploymentId, version, checksum, variables, required]
+      properties:
+        deploymentId: {type: string}
+        version: {type: integer}
+        checksum:
+          type: string
+          pattern: "^[0-9a-f]{64}$"
+          description: |
+            SHA-256 over, for each key in ascending byte order, "<key byte count>:<key><value byte count>:<value>".
+        variables:
+          type: object
+          additionalProperties: {type: string}
+        required:
+          type: array
+          items: {type: string}
+        reloadVersion:
+          type: integer
+          description: The version of the latest explicit reload; absent when there was none.
+    AgentRegistration:
+      type: object
+      required: [instanceId, agentVersion, hostname, pid, state]
+      properties:
+        instanceId: {type: string, pattern: "^[A-Za-z0-9._:-]{1,128}$"}
+        metricsUrl: {type: string, pattern: "^https?://", maxLength: 2048}
+        agentVersion: {type: string, minLength: 1, maxLength: 2048}
+        hostname: {type: string, minLength: 1, maxLength: 2048}
+        pid: {type: integer, minimum: 1, maximum: 2147483647}
+        configVersion: {type: integer}
+        state: {type: string, pattern: "^[A-Za-z0-9._:-]{1,128}$"}
+    AgentRegistrationAccepted:
+      type: object
+      required: [instanceId, heartbeatIntervalSeconds]
+      properties:
+        instanceId: {type: string}
+        heartbeatIntervalSeconds: {type: number}
+    AgentRegistrationAcceptedEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/AgentRegistrationAccepted"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    AgentHeartbeat:
+      type: object
+      required: [instanceId, state]
+      properties:
+        instanceId: {type: string, pattern: "^[A-Za-z0-9._:-]{1,128}$"}
+        state: {type: string, pattern: "^[A-Za-z0-9._:-]{1,128}$"}
+        configVersion: {type: integer}
+        configChecksum: {type: string, pattern: "^[A-Za-z0-9._:-]{1,128}$"}
+    ConfigReport:
+      type: object
+      required: [instanceId, version, result]
+      properties:
+        instanceId: {type: string, pattern: "^[A-Za-z0-9._:-]{1,128}$"}
+        version: {type: integer}
+        checksum: {type: string, pattern: "^[A-Za-z0-9._:-]{1,128}$"}
+        result: {type: string, enum: [applied, unchanged, invalid, rolled_back]}
+        reason: {type: string, minLength: 1, maxLength: 2048}
+    Instance:
+      type: object
+      required: [deploymentId, instanceId, agentVersion, hostname, pid, state, registeredAt, lastHeartbeatAt, stale]
+      properties:
+        deploymentId: {type: string}
+        instanceId: {type: string}
+        metricsUrl: {type: string}
+        agentVersion: {type: string}
+        hostname: {type: string}
+        pid: {type: integer}
+        configVersion: {type: integer}
+        configChecksum: {type: string}
+        state: {type: string}
+        registeredAt: {$ref: "#/components/schemas/Timestamp"}
+        lastHeartbeatAt: {$ref: "#/components/schemas/Timestamp"}
+        stale: {type: boolean}
+        lastReport:
+          type: object
+          required: [version, result, reportedAt]
+          properties:
+            version: {type: integer}
+            checksum: {type: string}
+            result: {type: string}
+            reason: {type: string}
+            reportedAt: {$ref: "#/components/schemas/Timestamp"}
+    InstanceListEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data:
+          type: array
+          items: {$ref: "#/components/schemas/Instance"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    Rotation:
+      type: object
+      required: [version, rewrapped, corrupted]
+      properties:
+        version: {type: integer}
+        rewrapped: {type: integer}
+        corrupted:
+          type: array
+          items: {type: string}
+    Status:
+      type: object
+      required: [status]
+      properties:
+        status: {type: string}
+    StatusEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/Status"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    UserEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/User"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    SessionEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/Session"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ProjectEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/Project"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    EnvironmentConfigEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/EnvironmentConfig"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    EnvironmentVariableEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/EnvironmentVariable"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ExportEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/ExportResult"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ImportEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/ImportResult"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    TemplateEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/ConfigTemplate"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ReloadEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/Reloaded"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ChainReportEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/ChainReport"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    DeploymentEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/Deployment"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    DeploymentStatusEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/DeploymentStatusData"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    IssuedTokenEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/IssuedToken"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    AgentConfigEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/AgentConfig"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    RotationEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/Rotation"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ProjectListEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {type: array, items: {$ref: "#/components/schemas/Project"}}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    EnvironmentConfigListEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {type: array, items: {$ref: "#/components/schemas/EnvironmentConfig"}}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    TemplateListEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {type: array, items: {$ref: "#/components/schemas/ConfigTemplate"}}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    AuditListEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {type: array, items: {$ref: "#/components/schemas/AuditEntry"}}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    DeploymentListEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {type: array, items: {$ref: "#/components/schemas/Deployment"}}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+
+"""#
+}

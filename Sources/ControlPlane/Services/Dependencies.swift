@@ -5,7 +5,8 @@ import Sealing
 public struct Dependencies: Sendable {
     public var now: @Sendable () -> Date
     public var random: @Sendable (Int) throws -> [UInt8]
-    /// Suspends for a blocking query's wait; tests substitute a controllable one.
+    /// Suspends for a blocking query's wait; tests substitute a controllable one. It must return promptly
+    /// when its task is cancelled (as Task.sleep does): a woken query cancels its timer and waits for it.
     public var sleep: @Sendable (Duration) async -> Void
 
     public init(

@@ -1,0 +1,152 @@
+// The agents' endpoint: token scoping, versions, checksum, blocking queries.
+import CodeRunnerWire
+import Foundation
+import Sealing
+import Testing
+@testable import ControlPlane
+
+@Suite struct AgentEndpointTests {
+    @Test func servesDecryptedConfigOfItsDeploymentOnly() async throws {
+        try await Harness().run { client in
+            let token = try await client.signUp("agent@example.com")
+            let project = try await client.createProject(token)
+            let development = try await client.createConfig(token, project: project, environment: "development")
+            let production = try await client.createConfig(token, project: project, environment: "production")
+            try await client.setVariable(token, config: development, key: "API_KEY", value: "dev-key", type: "secret", required: true)
+            try await client.setVariable(token, config: development, key: "PORT", value: "3000", type: "number")
+            try await client.setVariable(token, config: production, key: "API_KEY", value: "prod-key", type: "secret")
+            let (deploymentId, agentToken) = try await client.createDeployment(token, project: project, environment: "development")
+            #expect(agentToken.hasPrefix("cra_"))
+
+            let answer = try await client.call(.get, "/api/agent/v1/config", token: agentToken)
+            #expect(answer.status == .ok)
+            let config = try JSONDecoder().decode(Envelope<AgentConfig>.self, from: Data(answer.text.utf8)).data
+            let agent = try #require(config)
+            #expect(agent.deploymentId == deploymentId)
+            #expect(agent.variables == ["API_KEY": "dev-key", "PORT": "3000"])
+            #expect(agent.required == ["API_KEY"])
+            #expect(agent.version == 1)
+            #expect(agent.checksum == Digest.sha256Hex(AgentConfig.canonicalEncoding(agent.variables)))
+            #expect(answer.headers[values: .init("X-CodeRunner-Index")!] == ["1"])
+
+            // A session token is not an agent token, and vice versa.
+            #expect(try await client.call(.get, "/api/agent/v1/config", token: token).status == .unauthorized)
+            #expect(try await client.call(.get, "/api/projects", token: agentToken).status == .unauthorized)
+            #expect(try await client.call(.get, "/api/agent/v1/config").status == .unauthorized)
+
+            // Reissue revokes the old token.
+            let reissued = try await client.call(.post, "/api/deployments/\(deploymentId)/agent-token", token: token)
+            let fresh = try #require(reissued.string("agentToken"))
+            #expect(try await client.call(.get, "/api/agent/v1/config", token: agentToken).status == .unauthorized)
+            #expect(try await client.call(.get, "/api/agent/v1/config", token: fresh).status == .ok)
+            #expect(try await client.call(.delete, "/api/deployments/\(deploymentId)/agent-token", token: token).status == .ok)
+            #expect(try await client.call(.get, "/api/agent/v1/config", token: fresh).status == .unauthorized)
+        }
+    }
+
+    @Test func versionGrowsOnVariableChangesAndReloads() async throws {
+        try await Harness().run { client in
+            let token = try await client.signUp("versions@example.com")
+            let project = try await client.createProject(token)
+            let config = try await client.createConfig(token, project: project)
+            let (deploymentId, agentToken) = try await client.createDeployment(token, project: project)
+            func version() async throws -> Int? {
+                try await client.call(.get, "/api/agent/v1/config", token: agentToken).data["version"] as? Int
+            }
+            #expect(try await version() == 1)
+            try await client.setVariable(token, config: config, key: "A", value: "1")
+            #expect(try await version() == 2)
+            _ = try await client.call(.delete, "/api/config/environments/\(config)/variables/A", token: token)
+            #expect(try await version() == 3)
+            let reload = try await client.call(.post, "/api/config/deployments/\(deploymentId)/reload", token: token)
+            #expect(reload.data["version"] as? Int == 4)
+            #expect(try await version() == 4)
+            // Another environment's change does not move this deployment.
+            let staging = try await client.createConfig(token, project: project, environment: "staging")
+            try await client.setVariable(token, config: staging, key: "B", value: "2")
+            #expect(try await version() == 4)
+            let bad = try await client.call(.get, "/api/agent/v1/config?index=-1", token: agentToken)
+            #expect(bad.error == "validation failed: index must be a non-negative integer")
+            let badWait = try await client.call(.get, "/api/agent/v1/config?index=1&wait=forever", token: agentToken)
+            #expect(badWait.error == "validation failed: wait must be a duration such as 500ms, 30s or 5m")
+        }
+    }
+
+    @Test func blockingQueryWakesOnChange() async throws {
+        let harness = try Harness()
+        try await harness.run { client in
+            let token = try await client.signUp("block@example.com")
+            let project = try await client.createProject(token)
+            let config = try await client.createConfig(token, project: project)
+            let (_, agentToken) = try await client.createDeployment(token, project: project)
+            // index below the current version answers at once.
+            let immediate = try await client.call(.get, "/api/agent/v1/config?index=0&wait=30s", token: agentToken)
+            #expect(immediate.data["version"] as? Int == 1)
+
+            let waiters = 5
+            let answers = try await withThrowingTaskGroup(of: Answer.self) { group in
+                for _ in 0..<waiters {
+                    group.addTask { try await client.call(.get, "/api/agent/v1/config?index=1&wait=1m", token: agentToken) }
+                }
+                let parked = await TestSupport.waitUntil(timeout: .seconds(10)) { await client.controlPlane.hub.waitingCount == waiters }
+                #expect(parked)
+                try await client.setVariable(token, config: config, key: "NEW", value: "value")
+                var answers: [Answer] = []
+                for try await answer in group { answers.append(answer) }
+                return answers
+            }
+            #expect(answers.count == waiters)
+            for answer in answers {
+                #expect(answer.data["version"] as? Int == 2)
+                #expect(answer.data["variables"] as? [String: String] == ["NEW": "value"])
+            }
+            #expect(await client.controlPlane.hub.waitingCount == 0)
+            #expect(harness.timer.requested.allSatisfy { $0 == .seconds(60) })
+        }
+    }
+
+    @Test func blockingQueryTimesOutWithTheCurrentVersion() async throws {
+        let harness = try Harness()
+        try await harness.run { client in
+            let token = try await client.signUp("timeout@example.com")
+            let project = try await client.createProject(token)
+            let (_, agentToken) = try await client.createDeployment(token, project: project)
+            async let answer = client.call(.get, "/api/agent/v1/config?index=1&wait=10m", token: agentToken)
+            let parked = await TestSupport.waitUntil(timeout: .seconds(10)) { await client.controlPlane.hub.waitingCount == 1 }
+            #expect(parked)
+            // The requested 10 minutes are capped at 5.
+            #expect(harness.timer.requested == [.seconds(300)])
+            harness.timer.fire()
+            let result = try await answer
+            #expect(result.status == .ok)
+            #expect(result.data["version"] as? Int == 1)
+            #expect(await client.controlPlane.hub.waitingCount == 0)
+        }
+    }
+}
+
+@Suite struct ConfigWatchHubTests {
+    @Test func publishWakesOnlyWaitersBelowTheNewVersion() async throws {
+        let hub = ConfigWatchHub()
+        let timer = ManualTimer()
+        async let low: Void = hub.wait(deploymentId: "d", above: 1, seen: 1) { await timer.sleep(.seconds(1)) }
+        async let high: Void = hub.wait(deploymentId: "d", above: 5, seen: 1) { await timer.sleep(.seconds(1)) }
+        #expect(await TestSupport.waitUntil(timeout: .seconds(10)) { await hub.waitingCount == 2 })
+        await hub.publish([DeploymentVersion(deploymentId: "d", version: 2)])
+        await low
+        #expect(await hub.waitingCount == 1)
+        timer.fire()
+        await high
+        #expect(await hub.waitingCount == 0)
+    }
+
+    @Test func aPublishBeforeParkingIsNotLost() async {
+        let hub = ConfigWatchHub()
+        await hub.publish([DeploymentVersion(deploymentId: "d", version: 7)])
+        // The caller read version 6 before the publish; it must not park.
+        await hub.wait(deploymentId: "d", above: 6, seen: 6) { await ManualTimer().sleep(.seconds(1)) }
+        #expect(await hub.waitingCount == 0)
+    }
+}
+
+import TestSupport

@@ -1,0 +1,167 @@
+// Secrets at rest: never in the database file, masked unless revealed, rotation, rewrap, tamper.
+import Foundation
+import Sealing
+import Testing
+@testable import ControlPlane
+
+@Suite struct SecretsAndKeysTests {
+    /// Every byte of the database and its WAL/SHM files.
+    func databaseBytes(_ harness: Harness) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        for suffix in ["", "-wal", "-shm"] {
+            if let data = FileManager.default.contents(atPath: harness.configuration.databasePath + suffix) { bytes += data }
+        }
+        return bytes
+    }
+
+    func contains(_ haystack: [UInt8], _ needle: String) -> Bool {
+        let pattern = Array(needle.utf8)
+        guard haystack.count >= pattern.count else { return false }
+        for start in 0...(haystack.count - pattern.count) where haystack[start] == pattern[0] {
+            if Array(haystack[start..<start + pattern.count]) == pattern { return true }
+        }
+        return false
+    }
+
+    @Test func databaseFileHoldsNoSecretPlaintext() async throws {
+        let harness = try Harness()
+        try await harness.run { client in
+            let token = try await client.signUp("secrets@example.com")
+            let project = try await client.createProject(token)
+            let config = try await client.createConfig(token, project: project)
+            let secret = "PLAINTEXT-MARKER-\(UUID().uuidString)"
+            let converted = "CONVERTED-MARKER-\(UUID().uuidString)"
+            let visible = "VISIBLE-MARKER-\(UUID().uuidString)"
+            try await client.setVariable(token, config: config, key: "DB_PASSWORD", value: secret, type: "secret")
+            try await client.setVariable(token, config: config, key: "URL", value: "https://example.com/\(converted)", type: "url", encrypted: true)
+            try await client.setVariable(token, config: config, key: "NAME", value: visible)
+            // Updating a secret leaves no plaintext behind either (old ciphertext may linger in the WAL: harmless).
+            try await client.setVariable(token, config: config, key: "DB_PASSWORD", value: secret + "-v2", type: "secret")
+            let bytes = try databaseBytes(harness)
+            let leakedSecret = contains(bytes, secret)
+            let leakedURL = contains(bytes, converted)
+            let foundVisible = contains(bytes, visible)
+            #expect(!leakedSecret)
+            #expect(!leakedURL)
+            #expect(foundVisible, "the search itself must find an ordinary value")
+
+            let masked = try await client.call(.get, "/api/config/environments/\(config)", token: token)
+            #expect(!masked.text.contains(secret))
+            let maskedValues = (masked.data["variables"] as? [[String: Any]] ?? []).filter { $0["isEncrypted"] as? Bool == true }
+            #expect(maskedValues.count == 2)
+            #expect(maskedValues.allSatisfy { $0["value"] as? String == "********" && $0["isMasked"] as? Bool == true })
+
+            let revealed = try await client.call(.get, "/api/config/environments/\(config)?reveal=true", token: token)
+            #expect(revealed.text.contains(secret))
+            let audit = try await client.call(.get, "/api/config/projects/\(project)/audit", token: token)
+            #expect(audit.list.contains { $0["action"] as? String == "reveal" })
+            #expect(!audit.text.contains(secret), "audit records redact secrets")
+            #expect(audit.text.contains("[REDACTED]"))
+        }
+    }
+
+    @Test func manualRotationRewrapsOldSecrets() async throws {
+        let harness = try Harness()
+        try await harness.run { client in
+            let admin = try await client.signUp("admin@example.com")
+            let other = try await client.signUp("other@example.com")
+            let project = try await client.createProject(admin)
+            let config = try await client.createConfig(admin, project: project)
+            for index in 0..<3 {
+                try await client.setVariable(admin, config: config, key: "SECRET_\(index)", value: "value-\(index)", type: "secret")
+            }
+            let (_, agentToken) = try await client.createDeployment(admin, project: project)
+            let forbidden = try await client.call(.post, "/api/admin/keys/rotate", token: other)
+            #expect(forbidden.status == .forbidden)
+
+            let rotated = try await client.call(.post, "/api/admin/keys/rotate", token: admin)
+            #expect(rotated.status == .ok)
+            #expect(rotated.data["version"] as? Int == 2)
+            #expect(rotated.data["rewrapped"] as? Int == 3)
+            #expect(!rotated.text.contains("value-"))
+
+            let stored = try await client.controlPlane.store.configs(projectId: project)
+            for variable in stored.flatMap(\.variables) {
+                guard case .sealed(let ciphertext) = variable.value else { Issue.record("not sealed"); continue }
+                #expect(try Keyring.keyVersion(of: ciphertext) == 2)
+            }
+            let agent = try await client.call(.get, "/api/agent/v1/config", token: agentToken)
+            #expect((agent.data["variables"] as? [String: String]) == ["SECRET_0": "value-0", "SECRET_1": "value-1", "SECRET_2": "value-2"])
+            #expect(try harness.sqlite("SELECT COUNT(*) FROM encryption_keys") == "2")
+            let entries = try await client.controlPlane.store.auditChain(projectId: nil)
+            #expect(entries.map(\.fields.action) == ["rotate_keys"])
+        }
+    }
+
+    @Test func usageCounterTriggersAutomaticRotation() async throws {
+        let harness = try Harness(rotationThreshold: 3)
+        try await harness.run { client in
+            let token = try await client.signUp("auto@example.com")
+            let project = try await client.createProject(token)
+            let config = try await client.createConfig(token, project: project)
+            #expect(client.controlPlane.secrets.currentVersion == 1)
+            for index in 0..<3 {
+                try await client.setVariable(token, config: config, key: "S\(index)", value: "v\(index)", type: "secret")
+            }
+            #expect(client.controlPlane.secrets.currentVersion == 2)
+            let stored = try await client.controlPlane.store.configs(projectId: project).flatMap(\.variables)
+            for variable in stored {
+                guard case .sealed(let ciphertext) = variable.value else { continue }
+                #expect(try Keyring.keyVersion(of: ciphertext) == 2)
+            }
+            let revealed = try await client.call(.get, "/api/config/environments/\(config)?reveal=true", token: token)
+            let values = (revealed.data["variables"] as? [[String: Any]] ?? []).compactMap { $0["value"] as? String }
+            #expect(values.sorted() == ["v0", "v1", "v2"])
+        }
+    }
+
+    @Test func tamperedCiphertextIsNeverServed() async throws {
+        let harness = try Harness()
+        try await harness.run { client in
+            let token = try await client.signUp("tamper@example.com")
+            let project = try await client.createProject(token)
+            let config = try await client.createConfig(token, project: project)
+            try await client.setVariable(token, config: config, key: "A", value: "alpha-secret", type: "secret")
+            try await client.setVariable(token, config: config, key: "B", value: "bravo-secret", type: "secret")
+            let (_, agentToken) = try await client.createDeployment(token, project: project)
+            #expect(try await client.call(.get, "/api/agent/v1/config", token: agentToken).status == .ok)
+
+            // Copy B's ciphertext into A's row: valid GCM, wrong AAD, so it must not open.
+            _ = try harness.sqlite("""
+                UPDATE environment_variables SET sealed_value = (SELECT sealed_value FROM environment_variables WHERE key = 'B')
+                WHERE key = 'A'
+                """)
+            // The agent cache holds version 1; a reload forces a fresh read.
+            let (deploymentId, _) = (try await client.call(.get, "/api/deployments", token: token).list.first?["id"] as? String ?? "", 0)
+            _ = try await client.call(.post, "/api/config/deployments/\(deploymentId)/reload", token: token)
+            let agent = try await client.call(.get, "/api/agent/v1/config", token: agentToken)
+            #expect(agent.status == .conflict)
+            #expect(agent.error?.hasPrefix("corrupted:") == true)
+            #expect(!agent.text.contains("bravo-secret") && !agent.text.contains("alpha-secret"))
+
+            let reveal = try await client.call(.get, "/api/config/environments/\(config)?reveal=true", token: token)
+            #expect(reveal.status == .conflict)
+            #expect(reveal.error?.contains("corrupted") == true)
+            #expect(!reveal.text.contains("bravo-secret"))
+            // Masked reads do not decrypt, so the owner can still see and repair the config.
+            #expect(try await client.call(.get, "/api/config/environments/\(config)", token: token).status == .ok)
+
+            // Flip the last byte of B's tag.
+            _ = try harness.sqlite("""
+                UPDATE environment_variables SET sealed_value = substr(sealed_value, 1, length(sealed_value) - 1) ||
+                    CASE WHEN substr(sealed_value, -1) = X'00' THEN X'01' ELSE X'00' END WHERE key = 'B'
+                """)
+            try await client.setVariable(token, config: config, key: "A", value: "repaired", type: "secret")
+            let stillBroken = try await client.call(.get, "/api/agent/v1/config", token: agentToken)
+            #expect(stillBroken.status == .conflict)
+            #expect(stillBroken.error?.contains("variable B") == true)
+
+            let audit = try await client.call(.get, "/api/config/projects/\(project)/audit", token: token)
+            #expect(audit.list.filter { $0["action"] as? String == "tamper_detected" }.count >= 2)
+            // Rotation skips what it cannot open and says so.
+            let rotated = try await client.call(.post, "/api/admin/keys/rotate", token: token)
+            #expect(rotated.status == .ok)
+            #expect((rotated.data["corrupted"] as? [String])?.count == 1)
+        }
+    }
+}

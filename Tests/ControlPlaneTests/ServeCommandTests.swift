@@ -1,0 +1,89 @@
+// The real `coderunner-controller serve` binary: listening line, key file, graceful SIGTERM, key reuse.
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct ServeCommandTests {
+    struct Running {
+        let process: Process
+        let address: String
+    }
+
+    func start(dataDir: URL, environment: [String: String] = [:]) throws -> Running {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestSupport.binary("coderunner-controller"))
+        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir.path, "--bcrypt-cost", "4"]
+        var env = ProcessInfo.processInfo.environment
+        for key in ["CODERUNNER_MASTER_KEY", "CODERUNNER_MASTER_KEY_FILE", "CODERUNNER_LISTEN", "CODERUNNER_DATA_DIR"] { env[key] = nil }
+        env.merge(environment) { $1 }
+        process.environment = env
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Read the listening line, bounded in time by the deadline and in size by the loop count.
+        let marker = "listening on http://"
+        var text = ""
+        let reader = output.fileHandleForReading
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !text.contains(marker) || !text.hasSuffix("\n"), process.isRunning {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let range = text.range(of: marker) else {
+            process.terminate()
+            throw ServeError.noListeningLine(text)
+        }
+        let address = text[range.upperBound...].prefix { !$0.isWhitespace }
+        return Running(process: process, address: String(address))
+    }
+
+    enum ServeError: Error { case noListeningLine(String) }
+
+    func curl(_ url: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = ["-s", "--max-time", "10", url]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        process.waitUntilExit()
+        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    func stop(_ running: Running) -> Int32? {
+        kill(running.process.processIdentifier, SIGTERM)
+        let exited = TestSupport.waitUntil(timeout: .seconds(15)) { !running.process.isRunning }
+        if !exited { running.process.terminate(); return nil }
+        return running.process.terminationStatus
+    }
+
+    @Test func servesGeneratesAKeyOnceAndStopsOnSIGTERM() throws {
+        let dataDir = try TestSupport.makeTemporaryDirectory("serve")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let first = try start(dataDir: dataDir)
+        #expect(first.address.hasPrefix("127.0.0.1:"))
+        #expect(try curl("http://\(first.address)/healthz").contains(#""status":"ok""#))
+        let keyPath = dataDir.appendingPathComponent("master.key").path
+        let attributes = try FileManager.default.attributesOfItem(atPath: keyPath)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let key = try String(contentsOfFile: keyPath, encoding: .utf8)
+        #expect(FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("coderunner.sqlite").path))
+        #expect(stop(first) == 0)
+
+        let second = try start(dataDir: dataDir)
+        #expect(try String(contentsOfFile: keyPath, encoding: .utf8) == key)
+        #expect(stop(second) == 0)
+    }
+
+    @Test func refusesAnUnusableMasterKey() throws {
+        let dataDir = try TestSupport.makeTemporaryDirectory("serve-badkey")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        #expect(throws: ServeError.self) {
+            let running = try start(dataDir: dataDir, environment: ["CODERUNNER_MASTER_KEY": "bm90IGEga2V5"])
+            _ = stop(running)
+        }
+        #expect(!FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("master.key").path))
+    }
+}
