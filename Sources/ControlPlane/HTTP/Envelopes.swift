@@ -1,6 +1,7 @@
 // Every answer is the plan's envelope. Handlers return `Reply`; errors become envelopes in ErrorMiddleware.
 import CodeRunnerWire
 import Foundation
+import HTTPTypes
 import Hummingbird
 
 enum EnvelopeCoding {
@@ -49,4 +50,20 @@ struct Reply<T: Codable & Sendable>: ResponseGenerator {
 
 extension Reply where T == Empty {
     static func message(_ text: String) -> Reply<Empty> { Reply(nil, message: text) }
+}
+
+/// The agents' endpoint answer: the envelope around a config encoded once per version.
+struct AgentConfigReply: ResponseGenerator {
+    let rendered: RenderedAgentConfig
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var buffer = ByteBuffer()
+        buffer.writeString(#"{"success":true,"data":"#)
+        buffer.writeBytes(rendered.dataJSON)
+        buffer.writeString(#","timestamp":""# + Timestamps.format(Date()) + #""}"#)
+        return Response(status: .ok,
+                        headers: [.contentType: "application/json; charset=utf-8",
+                                  HTTPField.Name("X-CodeRunner-Index")!: String(rendered.config.version)],
+                        body: .init(byteBuffer: buffer))
+    }
 }

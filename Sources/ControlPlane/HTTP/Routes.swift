@@ -72,8 +72,7 @@ extension ControlPlane {
                 }
                 wait = value
             }
-            let config = try await deployments.agentConfig(agentToken: token, index: index, wait: wait)
-            return Reply(config, headers: [HTTPField.Name("X-CodeRunner-Index")!: String(config.version)])
+            return AgentConfigReply(rendered: try await deployments.agentConfig(agentToken: token, index: index, wait: wait))
         }
 
         let authed = router.group().add(middleware: AuthMiddleware(auth: auth))

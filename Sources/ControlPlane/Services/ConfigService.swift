@@ -4,7 +4,19 @@ import CodeRunnerWire
 import Foundation
 import Logging
 
-typealias AgentConfigValue = AgentConfig
+typealias AgentConfigValue = RenderedAgentConfig
+
+/// An agent config with its JSON already encoded: one change wakes thousands of waiting agents, and they
+/// all get the same bytes, so it is encoded once per version rather than once per request.
+public struct RenderedAgentConfig: Sendable {
+    public let config: AgentConfig
+    let dataJSON: [UInt8]
+
+    init(_ config: AgentConfig) throws {
+        self.config = config
+        dataJSON = Array(try EnvelopeCoding.encoder().encode(config))
+    }
+}
 
 /// Tells waiting agents and the config cache that versions moved (after the transaction committed).
 struct ChangeFeed: Sendable {

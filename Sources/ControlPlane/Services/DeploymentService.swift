@@ -124,22 +124,22 @@ public final class DeploymentService: Sendable {
 
     /// The config for the token's deployment. With `index`, holds until the version is above it or
     /// `wait` passes (capped by WaitDuration.maximum), then answers the current version.
-    public func agentConfig(agentToken: String, index: Int64?, wait: Duration?) async throws -> AgentConfig {
+    public func agentConfig(agentToken: String, index: Int64?, wait: Duration?) async throws -> RenderedAgentConfig {
         let deploymentId = try await deploymentId(agentToken: agentToken)
         let current = try await agentConfig(deploymentId: deploymentId)
-        guard let index, current.version <= index else { return current }
+        guard let index, current.config.version <= index else { return current }
         let duration = min(wait ?? WaitDuration.defaultWait, WaitDuration.maximum)
         let sleep = dependencies.sleep
-        await feed.hub.wait(deploymentId: deploymentId, above: index, seen: current.version) { await sleep(duration) }
+        await feed.hub.wait(deploymentId: deploymentId, above: index, seen: current.config.version) { await sleep(duration) }
         return try await agentConfig(deploymentId: deploymentId)
     }
 
-    func agentConfig(deploymentId: String) async throws -> AgentConfig {
+    func agentConfig(deploymentId: String) async throws -> RenderedAgentConfig {
         try await feed.cache.config(deploymentId) { [self] in
             guard let snapshot = try await store.agentSnapshot(deploymentId: deploymentId) else {
                 throw ControlPlaneError.unauthorized("invalid or revoked agent token")
             }
-            return try await render(snapshot)
+            return try RenderedAgentConfig(try await render(snapshot))
         }
     }
 
