@@ -97,6 +97,8 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
         var controllerErrors = 0
         var outbox: [ConfigReport] = []
         var lastKnownGoodToSave: AgentConfig?
+        /// The supervisor state seen by the last tick: a change is heartbeated at once.
+        var lastSupervisorState: SupervisorState?
     }
 
     public let configuration: ReloadConfiguration
@@ -147,7 +149,13 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
             state.withLock { s in
                 record(&s, .unchanged, config, reason: nil)
                 s.running?.config = config
-                if s.probation == nil, s.lastKnownGood != nil, !fromCache { s.lastKnownGood = config; s.lastKnownGoodToSave = config }
+                // Same environment, newer version: it inherits the running version's standing.
+                if s.probation != nil {
+                    s.probation?.config = config
+                } else if s.lastKnownGood != nil, !fromCache {
+                    s.lastKnownGood = config
+                    s.lastKnownGoodToSave = config
+                }
             }
             wakeSession()
             return .unchanged
@@ -210,14 +218,16 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
         let snapshot = supervisor.snapshot
         let now = env.unixNow()
         let committed = state.withLock { s -> Bool in
+            let changed = s.lastSupervisorState != snapshot.state
+            s.lastSupervisorState = snapshot.state
             guard var p = s.probation, snapshot.generation == p.generation, snapshot.state == .running,
-                  let started = snapshot.startedAt else { return false }
+                  let started = snapshot.startedAt else { return changed }
             if !p.measured {
                 s.lastDuration = max(0, started - p.receivedAt)
                 p.measured = true
                 s.probation = p
             }
-            guard now - started >= Self.seconds(configuration.rollbackWindow) else { return false }
+            guard now - started >= Self.seconds(configuration.rollbackWindow) else { return changed }
             s.probation = nil
             s.lastKnownGood = p.config
             s.lastKnownGoodToSave = p.config
@@ -433,6 +443,7 @@ struct SessionLoop: Sendable {
         var interval = ReloadConfiguration.defaultHeartbeatInterval
         var attempt = 0
         var nextHeartbeat = Now.monotonic()
+        var lastSent: AgentHeartbeat?
         var hostBuffer = [CChar](repeating: 0, count: 256)
         gethostname(&hostBuffer, 255)
         let hostname = String(cString: hostBuffer)
@@ -449,6 +460,7 @@ struct SessionLoop: Sendable {
                         instanceId: r.instanceId, metricsUrl: metricsURL, agentVersion: Agent.version, hostname: hostname,
                         pid: getpid(), configVersion: hb.configVersion, state: hb.state))
                     registered = true
+                    lastSent = hb
                     interval = .milliseconds(Int64(max(0.1, accepted.heartbeatIntervalSeconds) * 1000))
                     nextHeartbeat = Now.monotonic() + interval
                 } catch {
@@ -469,9 +481,12 @@ struct SessionLoop: Sendable {
             } else if !reports.isEmpty {
                 r.requeue(reports)
             }
-            if registered, Now.monotonic() >= nextHeartbeat {
+            let beat = r.heartbeat()
+            let news = beat.state != lastSent?.state || beat.configVersion != lastSent?.configVersion
+            if registered, news || Now.monotonic() >= nextHeartbeat {
                 do {
-                    try client.heartbeat(r.heartbeat())
+                    try client.heartbeat(beat)
+                    lastSent = beat
                     nextHeartbeat = Now.monotonic() + interval
                 } catch {
                     if error.status == 404 {

@@ -119,6 +119,7 @@ public final class Supervisor: Sendable {
         }
         signalFD = sfd
         commandFD = efd
+        if configuration.waitForEnvironment { shared.withLock { $0.snapshot.state = .waitingForConfig } }
         // As PID 1 the kernel re-parents orphans to us anyway; otherwise ask for them, so none stays a zombie.
         if getpid() != 1 { _ = cr_set_child_subreaper() }
     }
