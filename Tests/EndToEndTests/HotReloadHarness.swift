@@ -1,0 +1,273 @@
+// The real coderunner-controller and coderunner-agent binaries on loopback (CODERUNNER_BIN_DIR), driven
+// through the controller's HTTP API as a user would. Every wait is bounded.
+import CodeRunnerWire
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Glibc
+import Testing
+import TestSupport
+
+enum E2EError: Error, CustomStringConvertible {
+    case failed(String)
+    var description: String { if case .failed(let s) = self { s } else { "" } }
+}
+
+/// A process whose stderr is collected into a buffer read by a background thread.
+final class Spawned: @unchecked Sendable {
+    // @unchecked: `output` is only touched under `lock`; `process` is used from the test's thread only.
+    let process = Process()
+    private let pipe = Pipe()
+    private let lock = NSLock()
+    private var output = ""
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdout: FileHandle? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = stdout ?? pipe
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.lock()
+            self.output += String(decoding: data, as: UTF8.self)
+            self.lock.unlock()
+        }
+        try process.run()
+    }
+
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return output
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    func signal(_ sig: Int32) { if process.isRunning { kill(process.processIdentifier, sig) } }
+
+    /// SIGTERM, then SIGKILL after 10 s; waits for the exit.
+    func stop() {
+        signal(SIGTERM)
+        if !TestSupport.waitUntil(timeout: .seconds(10), { !process.isRunning }) { signal(SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    func hardKill() {
+        signal(SIGKILL)
+        process.waitUntilExit()
+    }
+
+    deinit {
+        if process.isRunning { hardKill() }
+        pipe.fileHandleForReading.readabilityHandler = nil
+    }
+}
+
+/// Synchronous HTTP against loopback, with a bounded timeout (URLSession under a semaphore).
+enum HTTP {
+    struct Answer {
+        var status: Int
+        var body: Data
+        var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:] }
+        var data: [String: Any] { json["data"] as? [String: Any] ?? [:] }
+        var list: [[String: Any]] { json["data"] as? [[String: Any]] ?? [] }
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    static func call(_ method: String, _ url: String, token: String? = nil, json: [String: Any]? = nil,
+                     timeout: TimeInterval = 10) throws -> Answer {
+        var request = URLRequest(url: URL(string: url)!, timeoutInterval: timeout)
+        request.httpMethod = method
+        // No keep-alive: a pooled connection the agent's server already closed would fail the next request.
+        request.setValue("close", forHTTPHeaderField: "Connection")
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let json {
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.httpBody = try JSONSerialization.data(withJSONObject: json)
+        }
+        final class Box: @unchecked Sendable {  // written once by the completion handler before the semaphore signals
+            var result: Result<Answer, any Error> = .failure(E2EError.failed("no answer"))
+        }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            if let error {
+                box.result = .failure(error)
+            } else {
+                box.result = .success(Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data()))
+            }
+            done.signal()
+        }.resume()
+        guard done.wait(timeout: .now() + timeout + 2) == .success else { throw E2EError.failed("\(method) \(url): no answer in time") }
+        return try box.result.get()
+    }
+}
+
+/// A controller process on a fixed loopback port and data directory, restartable on both.
+final class ControllerProcess {
+    let port: Int
+    let dataDirectory: URL
+    private(set) var process: Spawned?
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    init(dataDirectory: URL) throws {
+        port = TestSupport.freeLoopbackPort()
+        self.dataDirectory = dataDirectory
+        try start()
+    }
+
+    func start() throws {
+        let p = try Spawned(TestSupport.binary("coderunner-controller"), [
+            "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4", "--log-level", "error",
+        ])
+        process = p
+        let up = TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
+            (try? HTTP.call("GET", base + "/healthz", timeout: 1).status) == 200
+        }
+        guard up else { throw E2EError.failed("controller did not start on \(port): \(p.text)") }
+    }
+
+    func kill() { process?.hardKill(); process = nil }
+    func stop() { process?.stop(); process = nil }
+    deinit { process?.hardKill() }
+}
+
+/// A user, project, environment config and deployment created through the API.
+struct Tenant {
+    let controller: ControllerProcess
+    let session: String
+    let projectId: String
+    let configId: String
+    let deploymentId: String
+    let agentToken: String
+
+    static func create(_ controller: ControllerProcess, variables: [(key: String, value: String, secret: Bool, required: Bool)]) throws -> Tenant {
+        let base = controller.base
+        let email = "e2e-\(UUID().uuidString.prefix(8))@example.com"
+        let registered = try HTTP.call("POST", base + "/api/auth/register", json: ["email": email, "password": "correct horse battery"])
+        guard registered.status == 201 else { throw E2EError.failed("register: \(registered.text)") }
+        let login = try HTTP.call("POST", base + "/api/auth/login", json: ["email": email, "password": "correct horse battery"])
+        guard let session = login.data["token"] as? String else { throw E2EError.failed("login: \(login.text)") }
+        let project = try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "e2e"])
+        guard let projectId = project.data["id"] as? String else { throw E2EError.failed("project: \(project.text)") }
+        let config = try HTTP.call("POST", base + "/api/config/projects/\(projectId)/environments", token: session,
+                                   json: ["environment": "production", "name": "main"])
+        guard let configId = config.data["id"] as? String else { throw E2EError.failed("config: \(config.text)") }
+        let deployment = try HTTP.call("POST", base + "/api/deployments", token: session,
+                                       json: ["projectId": projectId, "environment": "production"])
+        guard let deploymentId = deployment.data["id"] as? String, let token = deployment.data["agentToken"] as? String else {
+            throw E2EError.failed("deployment: \(deployment.text)")
+        }
+        let tenant = Tenant(controller: controller, session: session, projectId: projectId, configId: configId,
+                            deploymentId: deploymentId, agentToken: token)
+        for v in variables { try tenant.set(v.key, v.value, secret: v.secret, required: v.required) }
+        return tenant
+    }
+
+    /// PUTs a variable; returns the answer's status.
+    @discardableResult
+    func set(_ key: String, _ value: String, secret: Bool = false, required: Bool = false) throws -> Int {
+        let answer = try HTTP.call("PUT", controller.base + "/api/config/environments/\(configId)/variables/\(key)", token: session,
+                                   json: ["value": value, "variableType": secret ? "secret" : "string", "isEncrypted": secret,
+                                          "isRequired": required])
+        guard answer.status == 200 else { throw E2EError.failed("set \(key): \(answer.text)") }
+        return answer.status
+    }
+
+    func reload() throws -> Int64 {
+        let answer = try HTTP.call("POST", controller.base + "/api/config/deployments/\(deploymentId)/reload", token: session)
+        guard answer.status == 200, let version = answer.data["version"] as? Int else { throw E2EError.failed("reload: \(answer.text)") }
+        return Int64(version)
+    }
+
+    func instances() throws -> [[String: Any]] {
+        try HTTP.call("GET", controller.base + "/api/deployments/\(deploymentId)/instances", token: session).list
+    }
+
+    func auditActions() throws -> [String] {
+        try HTTP.call("GET", controller.base + "/api/config/projects/\(projectId)/audit", token: session).list
+            .compactMap { $0["action"] as? String }
+    }
+}
+
+/// An agent around a shell app that records its environment in `<dir>/env` (atomically: write, then rename)
+/// and its pid in `<dir>/pid`, then sleeps. With CRASH=1 in its environment it exits 3 at once instead.
+final class AgentProcess {
+    let directory: URL
+    let process: Spawned
+    private(set) var port: UInt16 = 0
+
+    static let app = """
+        if [ "$CRASH" = "1" ]; then echo crashing; exit 3; fi
+        env > "$APP_DIR/env.tmp.$$" && mv "$APP_DIR/env.tmp.$$" "$APP_DIR/env"
+        echo $$ > "$APP_DIR/pid.tmp.$$" && mv "$APP_DIR/pid.tmp.$$" "$APP_DIR/pid"
+        exec sleep 1000
+        """
+
+    init(controller: String, token: String, directory: URL, extra: [String] = []) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let tokenFile = directory.appendingPathComponent("token")
+        if !FileManager.default.fileExists(atPath: tokenFile.path) {
+            try Data(token.utf8).write(to: tokenFile)
+            chmod(tokenFile.path, 0o600)
+        }
+        // A small, explicit environment: the app inherits it (--inherit-env all) under the config's variables.
+        let env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "APP_DIR": directory.path,
+                   "LANG": "C.UTF-8"]
+        process = try Spawned(TestSupport.binary("coderunner-agent"), [
+            "run", "--controller", controller, "--token-file", tokenFile.path,
+            "--state-dir", directory.appendingPathComponent("state").path, "--metrics-listen", "127.0.0.1:0",
+            "--sample-interval", "0.1", "--grace-period", "2", "--backoff-initial", "0.2", "--backoff-max", "1",
+        ] + extra + ["--", "sh", "-c", Self.app], environment: env, stdout: FileHandle.nullDevice)
+        let announced = TestSupport.waitUntil(timeout: .seconds(10)) {
+            guard let range = process.text.range(of: #"http://127\.0\.0\.1:(\d+)/metrics"#, options: .regularExpression) else { return false }
+            port = UInt16(process.text[range].dropFirst("http://127.0.0.1:".count).dropLast("/metrics".count)) ?? 0
+            return port != 0
+        }
+        guard announced else { throw E2EError.failed("agent did not announce its port: \(process.text)") }
+    }
+
+    /// The app's environment as last recorded (empty before the first start).
+    var appEnvironment: [String: String] {
+        guard let text = try? String(contentsOf: directory.appendingPathComponent("env"), encoding: .utf8) else { return [:] }
+        var env: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            if let eq = line.firstIndex(of: "=") { env[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
+        }
+        return env
+    }
+
+    var appPid: Int32? {
+        (try? String(contentsOf: directory.appendingPathComponent("pid"), encoding: .utf8))
+            .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    func status() throws -> AgentStatus {
+        let answer = try HTTP.call("GET", "http://127.0.0.1:\(port)/v1/status", timeout: 3)
+        return try JSONDecoder().decode(AgentStatus.self, from: answer.body)
+    }
+
+    var metrics: String { (try? HTTP.call("GET", "http://127.0.0.1:\(port)/metrics", timeout: 3).text) ?? "" }
+
+    /// The value of one series, by its exact name and labels as rendered (`name{label="v"}`).
+    func metric(_ series: String) -> Double? {
+        for line in metrics.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " ") else { continue }
+            if line[..<space] == series { return Double(line[line.index(after: space)...]) }
+        }
+        return nil
+    }
+
+    func reloads(_ result: String) -> Double { metric("coderunner_config_reloads_total{result=\"\(result)\"}") ?? -1 }
+
+    func stop() { process.stop() }
+}
+
+extension AgentStatus {
+    var configVersion: Int64? { config?.version }
+}
