@@ -57,7 +57,7 @@ paths:
           description: This document.
           content:
             application/yaml:
-              schema: {type: string}
+              schema: {type: object, description: "This OpenAPI document (a YAML mapping)."}
         default: {$ref: "#/components/responses/Error"}
   /api/auth/register:
     post:
@@ -739,7 +739,7 @@ components:
       type: object
       required: [key, isRequired, isEncrypted, description, variableType]
       properties:
-        key: {type: string}
+        key: {type: string, pattern: "^[A-Za-z_][A-Za-z0-9_]*$", maxLength: 255}
         defaultValue: {type: string}
         isRequired: {type: boolean}
         isEncrypted: {type: boolean}
