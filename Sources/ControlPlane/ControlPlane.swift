@@ -34,6 +34,8 @@ public struct ControllerConfiguration: Sendable {
     public var tokenLifetime: Duration
     public var rotationThreshold: UInt64
     public var logLevel: Logger.Level
+    /// Polling, executor and webhook settings of the scaler.
+    public var scaling = ScalerConfiguration()
 
     public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
                 masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
@@ -87,6 +89,8 @@ public struct ControlPlane: Sendable {
     public let hub: ConfigWatchHub
     /// Registered agents (heartbeats, reports); the scaler reads it as an InstanceSource.
     public let instances: InstanceRegistry
+    /// Scaling policies, events, costs and the scaler itself.
+    public let scaling: ScalingAPI
     let feed: ChangeFeed
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
@@ -117,6 +121,7 @@ public struct ControlPlane: Sendable {
             projects: ProjectService(store: store, configs: configs), configs: configs,
             deployments: deployments, secrets: secrets, hub: hub,
             instances: instances,
+            scaling: ScalingAPI.open(configuration, pool: store.pool, instances: instances, dependencies: dependencies, logger: logger),
             feed: feed)
     }
 }

@@ -3,6 +3,7 @@ import ControlPlane
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// `coderunner-controller serve`: the HTTP API. Each flag falls back to an environment variable.
 struct ServeCommand: AsyncParsableCommand {
@@ -25,6 +26,68 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env CODERUNNER_LOG_LEVEL; default info).")
     var logLevel: String?
+
+    @Option(help: "Seconds between scaler polls of every agent's /v1/status (env CODERUNNER_POLL_INTERVAL; default 5).")
+    var pollInterval: Double?
+
+    @Option(help: "How the scaler adds and removes instances: local (agents as child processes), exec or webhook (env CODERUNNER_EXECUTOR; default local).")
+    var executor: String?
+
+    @Option(help: "Command for --executor exec, run by sh -c with DEPLOYMENT_ID, FROM and TO set (env CODERUNNER_EXEC_COMMAND).")
+    var execCommand: String?
+
+    @Option(help: "URL for --executor webhook (env CODERUNNER_WEBHOOK_URL).")
+    var webhookURL: String?
+
+    @Option(help: "File holding the HMAC-SHA256 key that signs webhook requests and scaling notifications (env CODERUNNER_WEBHOOK_SECRET_FILE; default: none, no notifications).")
+    var webhookSecretFile: String?
+
+    @Option(help: "The coderunner-agent binary the local executor runs (env CODERUNNER_AGENT_BINARY; default: next to this executable).")
+    var agentBinary: String?
+
+    @Option(help: "Most agent polls in flight at once (env CODERUNNER_POLL_CONCURRENCY; default \(StatusPoller.defaultConcurrency)).")
+    var pollConcurrency: Int?
+
+    func scalerConfiguration(_ environment: [String: String]) throws -> ScalerConfiguration {
+        var scaling = ScalerConfiguration()
+        if let text = pollInterval.map({ "\($0)" }) ?? environment["CODERUNNER_POLL_INTERVAL"] {
+            guard let seconds = Double(text), seconds >= 0.05, seconds <= 3600 else {
+                throw ValidationError("--poll-interval must be seconds from 0.05 to 3600, got \(text)")
+            }
+            scaling.pollInterval = .milliseconds(Int64(seconds * 1000))
+        }
+        if let n = pollConcurrency ?? environment["CODERUNNER_POLL_CONCURRENCY"].flatMap(Int.init) {
+            guard (1...10_000).contains(n) else { throw ValidationError("--poll-concurrency must be from 1 to 10000") }
+            scaling.pollConcurrency = n
+        }
+        if let file = webhookSecretFile ?? environment["CODERUNNER_WEBHOOK_SECRET_FILE"] {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("cannot read --webhook-secret-file \(file)")
+            }
+            let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard secret.utf8.count >= 16 else { throw ValidationError("the webhook secret must be at least 16 bytes") }
+            scaling.webhookSecret = secret
+        }
+        scaling.agentBinary = agentBinary ?? environment["CODERUNNER_AGENT_BINARY"]
+        switch executor ?? environment["CODERUNNER_EXECUTOR"] ?? "local" {
+        case "local":
+            scaling.executor = .local
+        case "exec":
+            guard let command = execCommand ?? environment["CODERUNNER_EXEC_COMMAND"], !command.isEmpty else {
+                throw ValidationError("--executor exec needs --exec-command")
+            }
+            scaling.executor = .exec(command)
+        case "webhook":
+            guard let url = webhookURL ?? environment["CODERUNNER_WEBHOOK_URL"], !url.isEmpty else {
+                throw ValidationError("--executor webhook needs --webhook-url")
+            }
+            guard scaling.webhookSecret != nil else { throw ValidationError("--executor webhook needs --webhook-secret-file") }
+            scaling.executor = .webhook(url)
+        case let other:
+            throw ValidationError("--executor must be local, exec or webhook, got \(other)")
+        }
+        return scaling
+    }
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -49,11 +112,18 @@ struct ServeCommand: AsyncParsableCommand {
             guard let parsed = Logger.Level(rawValue: level) else { throw ValidationError("unknown log level \(level)") }
             configuration.logLevel = parsed
         }
-        let app = try await buildApplication(configuration) { address in
+        configuration.scaling = try scalerConfiguration(environment)
+        let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration) { address in
             // Unbuffered, so that a supervisor or test reading the pipe sees it at once.
             FileHandle.standardOutput.write(Data("coderunner-controller listening on http://\(address)\n".utf8))
         }
-        // Graceful shutdown on SIGTERM and SIGINT: in-flight requests finish, then the process exits.
-        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        var logger = Logger(label: "coderunner-controller")
+        logger.logLevel = configuration.logLevel
+        // Graceful shutdown on SIGTERM and SIGINT: in-flight requests finish, the scaler stops its local
+        // agents, then the process exits.
+        let group = ServiceGroup(
+            services: [app, controlPlane.scaling.service(configuration, logger: logger)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
     }
 }

@@ -77,6 +77,7 @@ extension ControlPlane {
 
         let authed = router.group().add(middleware: AuthMiddleware(auth: auth))
         addInstanceRoutes(agents: router, owners: authed)
+        addScalingRoutes(to: authed)
         authed.get("api/auth/me") { _, context in Reply(try context.requireUser()) }
         authed.post("api/auth/logout") { _, context in
             if let token = context.sessionToken { try await auth.logout(token: token) }

@@ -125,6 +125,7 @@ enum Migrations {
                 """)
         }
         InstanceMigrations.register(&migrator)
+        ScalingMigrations.register(&migrator)
         return migrator
     }
 }

@@ -1,0 +1,219 @@
+// Executors carry out a decision: run agents here (local), run an operator's command (exec), or POST a
+// signed request (webhook). The scaler serialises calls per deployment; an executor never sees two
+// scalings of one deployment at once.
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Sealing
+import Synchronization
+
+/// What an executor needs to know about the deployment it scales.
+public struct ScalingTarget: Sendable, Equatable {
+    public var deploymentId: String
+    /// The deployment's command (run under `sh -c` by the local executor).
+    public var command: String?
+    public init(deploymentId: String, command: String?) {
+        self.deploymentId = deploymentId
+        self.command = command
+    }
+}
+
+public enum ExecutorError: Error, Equatable, Sendable, CustomStringConvertible {
+    case noCommand(String)
+    case agentStart(String)
+    case commandFailed(String)
+    case webhookFailed(String)
+
+    public var description: String {
+        switch self {
+        case .noCommand(let id): "deployment \(id) has no command: set one before scaling it with the local executor"
+        case .agentStart(let reason): "could not start an agent: \(reason)"
+        case .commandFailed(let reason): "scaling command failed: \(reason)"
+        case .webhookFailed(let reason): "scaling webhook failed: \(reason)"
+        }
+    }
+}
+
+public protocol ScalingExecutor: Sendable {
+    /// Brings the deployment from `from` to `to` instances; returns the count actually running afterwards.
+    func scale(_ target: ScalingTarget, from: Int, to: Int) async throws -> Int
+    /// How many instances run now, when the executor knows (the local one does); nil otherwise.
+    func runningInstances(deploymentId: String) async -> Int?
+    /// Stops whatever the executor owns (the local executor's agents); called on controller shutdown.
+    func shutdown() async
+}
+
+extension ScalingExecutor {
+    public func runningInstances(deploymentId: String) async -> Int? { nil }
+    public func shutdown() async {}
+}
+
+// MARK: exec
+
+/// Runs `/bin/sh -c COMMAND` with DEPLOYMENT_ID, FROM and TO in its environment; a non-zero exit is a failure
+/// (its last stderr bytes are the message). Bounded by `timeout`, after which it is killed.
+public struct ExecExecutor: ScalingExecutor {
+    public static let defaultTimeout: Duration = .seconds(60)
+    public var command: String
+    public var timeout: Duration
+
+    public init(command: String, timeout: Duration = defaultTimeout) {
+        self.command = command
+        self.timeout = timeout
+    }
+
+    public func scale(_ target: ScalingTarget, from: Int, to: Int) async throws -> Int {
+        var environment = ProcessInfo.processInfo.environment
+        environment["DEPLOYMENT_ID"] = target.deploymentId
+        environment["FROM"] = String(from)
+        environment["TO"] = String(to)
+        let result = try await ChildProcess.run(executable: "/bin/sh", arguments: ["-c", command], environment: environment,
+                                                timeout: timeout)
+        guard result.status == 0 else {
+            let tail = String(decoding: result.stderr.suffix(512), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw ExecutorError.commandFailed("exit status \(result.status)\(tail.isEmpty ? "" : ": \(tail)")")
+        }
+        return to
+    }
+}
+
+/// A child process run to completion with its stderr collected, killed when it overruns its time.
+enum ChildProcess {
+    struct Result { var status: Int32; var stderr: Data }
+
+    static func run(executable: String, arguments: [String], environment: [String: String], timeout: Duration) async throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = environment
+        let errPipe = Pipe()
+        process.standardError = errPipe
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        // Read stderr on its own thread so a chatty command cannot fill the pipe and block.
+        let collected = Task.detached { errPipe.fileHandleForReading.readDataToEndOfFile() }
+        let exited = AsyncExit()
+        process.terminationHandler = { p in exited.finish(p.terminationStatus) }
+        do { try process.run() } catch {
+            throw ExecutorError.commandFailed("cannot start \(executable): \(error.localizedDescription)")
+        }
+        let pid = process.processIdentifier
+        let watchdog = Task {
+            try await Task.sleep(for: timeout)
+            kill(pid, SIGKILL)
+        }
+        let status = await exited.wait()
+        watchdog.cancel()
+        let stderr = await collected.value
+        if status == SIGKILL && process.terminationReason == .uncaughtSignal {
+            throw ExecutorError.commandFailed("timed out after \(timeout) and was killed")
+        }
+        return Result(status: status, stderr: stderr)
+    }
+}
+
+/// A one-shot value a Process termination handler (a Foundation thread) hands to async code.
+final class AsyncExit: Sendable {
+    private let state = Mutex<(value: Int32?, waiter: CheckedContinuation<Int32, Never>?)>((nil, nil))
+
+    func finish(_ value: Int32) {
+        let waiter = state.withLock { s -> CheckedContinuation<Int32, Never>? in
+            s.value = value
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: value)
+    }
+
+    func wait() async -> Int32 {
+        await withCheckedContinuation { c in
+            let ready = state.withLock { s -> Int32? in
+                if let v = s.value { return v }
+                s.waiter = c
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+
+    var value: Int32? { state.withLock { $0.value } }
+}
+
+// MARK: webhook
+
+/// Signs JSON bodies: `X-CodeRunner-Signature: sha256=<hex HMAC-SHA256 of the body>`, as GitHub does, so a
+/// receiver can check the sender and the body with a shared secret.
+public struct WebhookSigner: Sendable {
+    public static let header = "X-CodeRunner-Signature"
+    let key: [UInt8]
+    public init(secret: String) { key = Array(secret.utf8) }
+    public func signature(_ body: [UInt8]) -> String { "sha256=" + Digest.hex(Digest.hmacSHA256(key: key, data: body)) }
+}
+
+/// The body of a scaling webhook and of every scaling notification.
+public struct ScalingNotification: Codable, Sendable, Equatable {
+    public var event: String
+    public var deploymentId: String
+    public var from: Int
+    public var to: Int
+    public var reason: String?
+    public var success: Bool?
+    public var error: String?
+    public var timestamp: Double
+}
+
+/// POSTs signed JSON; a 2xx answer is success.
+public struct WebhookPoster: Sendable {
+    public static let defaultTimeout: Duration = .seconds(10)
+    let client: HTTPClient
+    let signer: WebhookSigner
+    let timeout: Duration
+
+    public init(client: HTTPClient, signer: WebhookSigner, timeout: Duration = defaultTimeout) {
+        self.client = client
+        self.signer = signer
+        self.timeout = timeout
+    }
+
+    public func post(_ notification: ScalingNotification, to url: String) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = Array(try encoder.encode(notification))
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: WebhookSigner.header, value: signer.signature(body))
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let ms = Int64(timeout.components.seconds * 1000)
+        do {
+            let response = try await client.execute(request, timeout: .milliseconds(ms))
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            guard (200..<300).contains(Int(response.status.code)) else {
+                throw ExecutorError.webhookFailed("\(url) answered HTTP \(response.status.code)")
+            }
+        } catch let error as ExecutorError {
+            throw error
+        } catch {
+            throw ExecutorError.webhookFailed("\(url): \(error)")
+        }
+    }
+}
+
+/// Asks an external system to scale: POSTs {"event": "scale", deploymentId, from, to, ...} and trusts a 2xx.
+public struct WebhookExecutor: ScalingExecutor {
+    public var url: String
+    let poster: WebhookPoster
+    let now: @Sendable () -> Date
+
+    public init(url: String, poster: WebhookPoster, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.url = url
+        self.poster = poster
+        self.now = now
+    }
+
+    public func scale(_ target: ScalingTarget, from: Int, to: Int) async throws -> Int {
+        try await poster.post(ScalingNotification(event: "scale", deploymentId: target.deploymentId, from: from, to: to,
+                                                  timestamp: now().timeIntervalSince1970), to: url)
+        return to
+    }
+}

@@ -1,0 +1,196 @@
+// The default executor: agents as child processes of the controller, one per instance, each serving its
+// metrics on its own loopback port. It is also an InstanceSource: the scaler polls the agents it started.
+import Foundation
+import Logging
+
+public actor LocalExecutor: ScalingExecutor, InstanceSource {
+    public struct Configuration: Sendable {
+        /// The coderunner-agent binary.
+        /// nil when none was found: scaling up then fails with an actionable message.
+        public var agentBinary: String?
+        /// Each agent's stderr goes to `<logDirectory>/<deployment>-<instance>.log`.
+        public var logDirectory: String
+        /// Passed to each agent as --controller (with --token-file when set) so that it registers itself.
+        public var controllerURL: String?
+        public var tokenFile: String?
+        /// How long an agent may take to print its metrics address.
+        public var startTimeout: Duration = .seconds(10)
+        /// SIGTERM, then this long for the agent (and its app) to exit, then SIGKILL.
+        public var stopGrace: Duration = .seconds(10)
+
+        public init(agentBinary: String?, logDirectory: String, controllerURL: String? = nil, tokenFile: String? = nil) {
+            self.agentBinary = agentBinary
+            self.logDirectory = logDirectory
+            self.controllerURL = controllerURL
+            self.tokenFile = tokenFile
+        }
+    }
+
+    struct Agent {
+        var instanceId: String
+        var pid: Int32
+        var exit: AsyncExit
+        var statusURL: String
+    }
+
+    public let configuration: Configuration
+    let logger: Logger
+    private var agents: [String: [Agent]] = [:]
+    private var sequence: [String: Int] = [:]
+    /// Foundation's Process objects, kept alive while their children run (they are not Sendable, so they
+    /// stay inside the actor; the rest of the code speaks pids).
+    private var processes: [Int32: Process] = [:]
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The agent binary next to this executable (how the package installs them), if there is one.
+    public static func agentNextToExecutable() -> String? {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let candidate = me.deletingLastPathComponent().appendingPathComponent("coderunner-agent").path
+        return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
+    }
+
+    public func pollTargets() async -> [PollTarget] {
+        reap()
+        return agents.flatMap { deployment, list in
+            list.map { PollTarget(deploymentId: deployment, instanceId: $0.instanceId, statusURL: $0.statusURL) }
+        }
+    }
+
+    public func runningInstances(deploymentId: String) async -> Int? {
+        reap()
+        return agents[deploymentId]?.count ?? 0
+    }
+
+    /// Instance ids of a deployment's running agents, oldest first.
+    public func instances(deploymentId: String) -> [String] {
+        reap()
+        return agents[deploymentId]?.map(\.instanceId) ?? []
+    }
+
+    public func scale(_ target: ScalingTarget, from: Int, to: Int) async throws -> Int {
+        reap()
+        let id = target.deploymentId
+        var running = agents[id]?.count ?? 0
+        if to > running {
+            guard let command = target.command, !command.isEmpty else { throw ExecutorError.noCommand(id) }
+            while running < to {
+                let agent = try await start(deploymentId: id, command: command)
+                agents[id, default: []].append(agent)
+                running += 1
+            }
+        } else if to < running {
+            // The newest go first: the oldest have warm caches and established connections.
+            let victims = Array(agents[id]!.suffix(running - to))
+            agents[id]!.removeLast(running - to)
+            let grace = configuration.stopGrace
+            await withTaskGroup(of: Void.self) { group in
+                for v in victims { group.addTask { await Self.stop(v, grace: grace) } }
+            }
+            for v in victims { processes[v.pid] = nil }
+        }
+        return agents[id]?.count ?? 0
+    }
+
+    /// Stops every agent (controller shutdown): no orphan is left behind.
+    public func shutdown() async {
+        let all = agents.values.flatMap { $0 }
+        agents = [:]
+        let grace = configuration.stopGrace
+        await withTaskGroup(of: Void.self) { group in
+            for a in all { group.addTask { await Self.stop(a, grace: grace) } }
+        }
+        processes = [:]
+    }
+
+    /// Forgets agents that exited on their own; the next decision sees the lower count and replaces them.
+    private func reap() {
+        for (id, list) in agents {
+            let alive = list.filter { $0.exit.value == nil }
+            if alive.count != list.count {
+                logger.warning("agent exited", metadata: ["deployment": "\(id)", "exited": "\(list.count - alive.count)"])
+                agents[id] = alive
+            }
+            for a in list where a.exit.value != nil { processes[a.pid] = nil }
+        }
+    }
+
+    private func start(deploymentId: String, command: String) async throws -> Agent {
+        let n = (sequence[deploymentId] ?? 0) + 1
+        sequence[deploymentId] = n
+        let instanceId = "local-\(n)"
+        try? FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
+        let logPath = (configuration.logDirectory as NSString).appendingPathComponent("\(deploymentId)-\(instanceId).log")
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        guard let log = FileHandle(forWritingAtPath: logPath) else {
+            throw ExecutorError.agentStart("cannot open \(logPath)")
+        }
+        defer { try? log.close() }
+        var arguments = ["run", "--metrics-listen", "127.0.0.1:0", "--deployment", deploymentId, "--instance", instanceId]
+        if let url = configuration.controllerURL {
+            arguments += ["--controller", url]
+            if let tokenFile = configuration.tokenFile { arguments += ["--token-file", tokenFile] }
+        }
+        arguments += ["--", "/bin/sh", "-c", command]
+        guard let binary = configuration.agentBinary else {
+            throw ExecutorError.agentStart("no coderunner-agent binary next to the controller: pass --agent-binary PATH")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        let exit = AsyncExit()
+        process.terminationHandler = { p in exit.finish(p.terminationStatus) }
+        do { try process.run() } catch {
+            throw ExecutorError.agentStart("\(binary): \(error.localizedDescription)")
+        }
+        processes[process.processIdentifier] = process
+        let agent = Agent(instanceId: instanceId, pid: process.processIdentifier, exit: exit, statusURL: "")
+        // The agent prints "serving metrics on http://HOST:PORT/metrics" once its listener is bound.
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: configuration.startTimeout)
+        while clock.now < deadline {
+            if let text = try? String(contentsOfFile: logPath, encoding: .utf8), let url = Self.metricsURL(in: text) {
+                var ready = agent
+                ready.statusURL = url.replacingOccurrences(of: "/metrics", with: "/v1/status")
+                logger.info("agent started", metadata: ["deployment": "\(deploymentId)", "instance": "\(instanceId)",
+                                                        "pid": "\(process.processIdentifier)", "status": "\(ready.statusURL)"])
+                return ready
+            }
+            if exit.value != nil { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        await Self.stop(agent, grace: .seconds(1))
+        let tail = ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").suffix(400)
+        throw ExecutorError.agentStart("no metrics address within \(configuration.startTimeout) (log \(logPath): \(tail))")
+    }
+
+    static func metricsURL(in log: String) -> String? {
+        guard let range = log.range(of: "serving metrics on ") else { return nil }
+        let rest = log[range.upperBound...]
+        let url = rest.prefix { !$0.isWhitespace }
+        return url.hasSuffix("/metrics") ? String(url) : nil
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL and wait for the exit.
+    static func stop(_ agent: Agent, grace: Duration) async {
+        let pid = agent.pid
+        guard agent.exit.value == nil else { return }
+        kill(pid, SIGTERM)
+        // Poll rather than race a waiter against a timer: an uncancellable wait would hold a task group open.
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: grace)
+        while agent.exit.value == nil && clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if agent.exit.value == nil {
+            kill(pid, SIGKILL)
+            _ = await agent.exit.wait()
+        }
+    }
+}

@@ -1,0 +1,185 @@
+// Polling every agent's GET /v1/status and aggregating the answers into one MetricSample per deployment.
+import AsyncHTTPClient
+import CodeRunnerWire
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Scaling
+
+/// One instance the scaler polls.
+public struct PollTarget: Sendable, Hashable {
+    public var deploymentId: String
+    public var instanceId: String
+    /// e.g. http://127.0.0.1:41234/v1/status
+    public var statusURL: String
+    /// Sent as `Authorization: Bearer`; never logged.
+    public var token: String?
+
+    public init(deploymentId: String, instanceId: String, statusURL: String, token: String? = nil) {
+        self.deploymentId = deploymentId
+        self.instanceId = instanceId
+        self.statusURL = statusURL
+        self.token = token
+    }
+}
+
+/// Where the scaler learns which instances exist: the local executor's agents, the instance registry, or both.
+public protocol InstanceSource: Sendable {
+    func pollTargets() async -> [PollTarget]
+}
+
+/// Several sources; an instance named by more than one (same deployment and instance id) is polled once.
+public struct CombinedInstanceSource: InstanceSource {
+    public var sources: [any InstanceSource]
+    public init(_ sources: [any InstanceSource]) { self.sources = sources }
+    public func pollTargets() async -> [PollTarget] {
+        var seen = Set<String>()
+        var out: [PollTarget] = []
+        for source in sources {
+            for t in await source.pollTargets() where seen.insert(t.deploymentId + "\u{0}" + t.instanceId).inserted {
+                out.append(t)
+            }
+        }
+        return out
+    }
+}
+
+public struct PollResult: Sendable {
+    public var target: PollTarget
+    /// nil when the poll failed; `error` then says why.
+    public var status: AgentStatus?
+    public var error: String?
+
+    public init(target: PollTarget, status: AgentStatus?, error: String? = nil) {
+        self.target = target
+        self.status = status
+        self.error = error
+    }
+}
+
+/// Polls many agents concurrently with AsyncHTTPClient: at most `concurrency` requests in flight, each bounded
+/// by `timeout`. A failed or late poll is a miss; it never fails the round.
+public struct StatusPoller: Sendable {
+    public static let defaultConcurrency = 256
+    public static let defaultTimeout: Duration = .seconds(2)
+    /// A /v1/status body is about 1 KiB; anything far larger is not an agent.
+    static let maxBodyBytes = 256 * 1024
+
+    let client: HTTPClient
+    public let concurrency: Int
+    public let timeout: Duration
+
+    public init(client: HTTPClient, concurrency: Int = defaultConcurrency, timeout: Duration = defaultTimeout) {
+        self.client = client
+        self.concurrency = max(1, concurrency)
+        self.timeout = timeout
+    }
+
+    /// A client sized for polling: keep-alive connections, as many per host as the concurrency (a load tool
+    /// may serve many instances on one port), no redirects.
+    public static func makeClient(concurrency: Int = defaultConcurrency) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, concurrency))
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    public func poll(_ targets: [PollTarget]) async -> [PollResult] {
+        await withTaskGroup(of: PollResult.self, returning: [PollResult].self) { group in
+            var results: [PollResult] = []
+            results.reserveCapacity(targets.count)
+            var iterator = targets.makeIterator()
+            for _ in 0..<concurrency {
+                guard let t = iterator.next() else { break }
+                group.addTask { await pollOne(t) }
+            }
+            while let r = await group.next() {
+                results.append(r)
+                if let t = iterator.next() { group.addTask { await pollOne(t) } }
+            }
+            return results
+        }
+    }
+
+    func pollOne(_ target: PollTarget) async -> PollResult {
+        var request = HTTPClientRequest(url: target.statusURL)
+        if let token = target.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let ms = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        do {
+            let response = try await client.execute(request, timeout: .milliseconds(ms))
+            let body = try await response.body.collect(upTo: Self.maxBodyBytes)
+            guard response.status == .ok else {
+                return PollResult(target: target, status: nil, error: "HTTP \(response.status.code)")
+            }
+            let status = try JSONDecoder().decode(AgentStatus.self, from: Data(buffer: body))
+            return PollResult(target: target, status: status, error: nil)
+        } catch {
+            return PollResult(target: target, status: nil, error: "\(error)")
+        }
+    }
+}
+
+/// Pure: folds poll results into per-instance freshness and per-deployment samples.
+public struct PollAggregator: Sendable {
+    public struct InstanceHealth: Codable, Sendable, Equatable {
+        public var deploymentId: String
+        public var instanceId: String
+        public var lastSuccessAt: Double?
+        public var consecutiveMisses: Int
+        public var lastError: String?
+        /// A miss in the latest round makes an instance stale until it answers again.
+        public var isStale: Bool { consecutiveMisses > 0 }
+    }
+
+    public private(set) var health: [String: InstanceHealth] = [:]
+
+    public init() {}
+
+    /// One sample per deployment that had at least one target this round. An instance counts towards
+    /// `reporting` only when this round's poll answered and its app runs and has been sampled; the engine
+    /// treats the rest as missing (conservatively, as the HPA does).
+    public mutating func round(_ results: [PollResult], now: Double) -> [String: MetricSample] {
+        var next: [String: InstanceHealth] = [:]
+        var fresh: [String: [AppUsage]] = [:]
+        var counts: [String: Int] = [:]
+        for r in results {
+            let key = r.target.deploymentId + "\u{0}" + r.target.instanceId
+            var h = health[key] ?? InstanceHealth(deploymentId: r.target.deploymentId, instanceId: r.target.instanceId,
+                                                  lastSuccessAt: nil, consecutiveMisses: 0, lastError: nil)
+            counts[r.target.deploymentId, default: 0] += 1
+            if let status = r.status {
+                h.lastSuccessAt = now
+                h.consecutiveMisses = 0
+                h.lastError = nil
+                if status.state == "running" && status.sampledAt != nil {
+                    fresh[r.target.deploymentId, default: []].append(status.app)
+                }
+            } else {
+                h.consecutiveMisses += 1
+                h.lastError = r.error
+            }
+            next[key] = h
+        }
+        // Instances no longer listed are forgotten: the source, not the poller, says what exists.
+        health = next
+        var samples: [String: MetricSample] = [:]
+        for (deployment, total) in counts {
+            samples[deployment] = Self.sample(timestamp: now, instances: total, apps: fresh[deployment] ?? [])
+        }
+        return samples
+    }
+
+    /// Mean and max over the reporting instances; requests and response time stay nil (agents do not
+    /// report them yet).
+    public static func sample(timestamp: Double, instances: Int, apps: [AppUsage]) -> MetricSample {
+        func stats(_ values: [Double]) -> MetricStats? {
+            guard let mx = values.max() else { return nil }
+            return MetricStats(mean: values.reduce(0, +) / Double(values.count), max: mx)
+        }
+        return MetricSample(
+            timestamp: timestamp, instances: instances, reporting: apps.count,
+            cpu: stats(apps.map(\.cpuUtilizationPercent)), memory: stats(apps.map(\.memoryUtilizationPercent)),
+            connections: stats(apps.map { Double($0.tcpConnections) }))
+    }
+}

@@ -1,0 +1,308 @@
+// The scaler: each round polls every instance, appends one sample per deployment to its history, asks the
+// deployment's engine for a decision and hands a scaling to the executor (at most one per deployment at a
+// time). Executions run beside the loop, so a slow executor delays neither polling nor other deployments.
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Scaling
+import ServiceLifecycle
+
+public enum ScalerError: Error, Equatable, Sendable {
+    /// A scaling of this deployment is already running.
+    case busy(String)
+}
+
+public actor Scaler {
+    public static let defaultPollInterval: Duration = .seconds(5)
+
+    struct Runtime {
+        var history = MetricsHistory()
+        var engine: ScalingEngine?
+        /// The stored policies the engine was built from (rebuilt when they change).
+        var fingerprint: [String] = []
+        var policies: [StoredScalingPolicy] = []
+    }
+
+    let store: ScalingStore
+    let executor: any ScalingExecutor
+    let source: any InstanceSource
+    let notifier: WebhookPoster?
+    let now: @Sendable () -> Date
+    let logger: Logger
+    private var runtimes: [String: Runtime] = [:]
+    private var aggregator = PollAggregator()
+    private var inFlight: Set<String> = []
+    private var executions: [String: Task<Void, Never>] = [:]
+
+    public init(store: ScalingStore, executor: any ScalingExecutor, source: any InstanceSource, notifier: WebhookPoster?,
+                now: @escaping @Sendable () -> Date, logger: Logger) {
+        self.store = store
+        self.executor = executor
+        self.source = source
+        self.notifier = notifier
+        self.now = now
+        self.logger = logger
+    }
+
+    // MARK: The loop
+
+    /// One round: poll, aggregate, decide, start executions. Returns the decisions that led to a scaling.
+    @discardableResult
+    public func tick(poller: StatusPoller) async -> [ScalingDecision] {
+        let targets = await source.pollTargets()
+        let results = await poller.poll(targets)
+        return await evaluate(results: results)
+    }
+
+    /// Folds this round's poll results into the histories and decides for every scaled deployment.
+    @discardableResult
+    public func evaluate(results: [PollResult]) async -> [ScalingDecision] {
+        let t = now().timeIntervalSince1970
+        let samples = aggregator.round(results, now: t)
+        for (deployment, sample) in samples { runtimes[deployment, default: Runtime()].history.append(sample) }
+        let scaled: [String: [StoredScalingPolicy]]
+        do { scaled = try await store.scaledDeployments() } catch {
+            logger.error("cannot read scaling policies", metadata: ["error": "\(error)"])
+            return []
+        }
+        var started: [ScalingDecision] = []
+        for (deployment, policies) in scaled.sorted(by: { $0.key < $1.key }) {
+            if samples[deployment] == nil { runtimes[deployment, default: Runtime()].history.expire(now: t) }
+            guard !inFlight.contains(deployment) else { continue }
+            guard let decision = await decide(deployment, policies: policies, at: t, dryRun: false) else { continue }
+            if decision.action != .noAction {
+                started.append(decision)
+                launch(deployment, decision: decision)
+            }
+        }
+        return started
+    }
+
+    /// The decision the engine would make now, without executing it or touching the engine's memory.
+    public func dryRun(deploymentId: String) async throws -> ScalingDecision? {
+        let policies = try await store.policies(deploymentId: deploymentId)
+        return await decide(deploymentId, policies: policies, at: now().timeIntervalSince1970, dryRun: true)
+    }
+
+    private func decide(_ deployment: String, policies: [StoredScalingPolicy], at t: Double, dryRun: Bool) async -> ScalingDecision? {
+        var runtime = runtimes[deployment] ?? Runtime()
+        let fingerprint = policies.map { "\($0.id)@\($0.updatedAt.timeIntervalSince1970)" }
+        if runtime.engine == nil || runtime.fingerprint != fingerprint {
+            do {
+                runtime.engine = try ScalingEngine(policies: policies.map(\.policy))
+            } catch {
+                logger.error("invalid stored policies", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
+                return nil
+            }
+            runtime.fingerprint = fingerprint
+            runtime.policies = policies
+        }
+        guard runtime.engine?.policies.isEmpty == false else { return nil }
+        let state = await engineState(deployment)
+        var engine = runtime.engine!
+        let decision = engine.decide(now: t, history: runtime.history, state: state)
+        if !dryRun {
+            runtime.engine = engine
+            runtimes[deployment] = runtime
+        } else if runtimes[deployment] == nil || runtimes[deployment]?.fingerprint != fingerprint {
+            // Keep the freshly built engine but not what this decision taught it.
+            runtime.engine = runtimes[deployment]?.engine ?? runtime.engine
+            runtimes[deployment] = runtime
+        }
+        return decision
+    }
+
+    private func engineState(_ deployment: String) async -> DeploymentState {
+        let stored = (try? await store.state(deploymentId: deployment)) ?? DeploymentScalingState(deploymentId: deployment)
+        let current = await currentInstances(deployment, stored: stored)
+        return DeploymentState(deploymentId: deployment, currentInstances: current, lastScaleUp: stored.lastScaleUp,
+                               lastScaleDown: stored.lastScaleDown, pricePerInstanceHour: stored.pricing?.instancePricing.perInstanceHour)
+    }
+
+    /// The executor's count when it knows it (local agents), else the count the scaler last set, else the
+    /// instances that were polled.
+    private func currentInstances(_ deployment: String, stored: DeploymentScalingState) async -> Int {
+        if let n = await executor.runningInstances(deploymentId: deployment) { return n }
+        if stored.currentInstances > 0 { return stored.currentInstances }
+        return Int(runtimes[deployment]?.history.latest?.instances ?? 0)
+    }
+
+    private func launch(_ deployment: String, decision: ScalingDecision) {
+        inFlight.insert(deployment)
+        executions[deployment] = Task {
+            await self.execute(deployment, from: decision.currentInstances, to: decision.targetInstances,
+                               type: decision.action == .scaleUp ? .scaleUp : .scaleDown, reason: decision.reason,
+                               decision: decision, metrics: ObservedMetricsView(decision.metrics))
+            self.finish(deployment)
+        }
+    }
+
+    private func finish(_ deployment: String) {
+        inFlight.remove(deployment)
+        executions[deployment] = nil
+    }
+
+    /// Waits for running executions (tests and shutdown).
+    public func drain() async {
+        while let (_, task) = executions.first {
+            await task.value
+        }
+    }
+
+    // MARK: Manual override
+
+    /// Sets the instance count by hand, past every policy; recorded as event_type manual_override. The
+    /// policies' cooldowns start now, so the scaler does not undo it at once.
+    public func override(deploymentId: String, instances: Int, reason: String?) async throws -> ScalingEventRecord {
+        guard !inFlight.contains(deploymentId) else { throw ScalerError.busy(deploymentId) }
+        inFlight.insert(deploymentId)
+        defer { inFlight.remove(deploymentId) }
+        let stored = try await store.state(deploymentId: deploymentId)
+        let current = await currentInstances(deploymentId, stored: stored)
+        let metrics = ObservedMetricsView(runtimes[deploymentId]?.history.latest)
+        return await execute(deploymentId, from: current, to: instances, type: .manualOverride,
+                             reason: reason.map { "manual override: \($0)" } ?? "manual override", decision: nil, metrics: metrics)
+    }
+
+    // MARK: Execution and records
+
+    @discardableResult
+    private func execute(_ deployment: String, from: Int, to: Int, type: ScalingEventType, reason: String,
+                         decision: ScalingDecision?, metrics: ObservedMetricsView) async -> ScalingEventRecord {
+        let command = (try? await store.command(deploymentId: deployment)) ?? nil
+        let clock = ContinuousClock()
+        let started = clock.now
+        var after = to
+        var failure: String?
+        do {
+            after = try await executor.scale(ScalingTarget(deploymentId: deployment, command: command), from: from, to: to)
+        } catch {
+            failure = "\(error)"
+            after = await executor.runningInstances(deploymentId: deployment) ?? from
+        }
+        let elapsed = clock.now - started
+        let t = now()
+        var state = (try? await store.state(deploymentId: deployment)) ?? DeploymentScalingState(deploymentId: deployment)
+        state.currentInstances = after
+        // A failed attempt also starts the cooldown: retrying a broken executor every poll helps nobody.
+        if to > from || type == .manualOverride { state.lastScaleUp = t.timeIntervalSince1970 }
+        if to < from || type == .manualOverride { state.lastScaleDown = t.timeIntervalSince1970 }
+        try? await store.saveState(state, now: t)
+        let price = state.pricing?.instancePricing.perInstanceHour
+        let policyId = decision.flatMap { d in
+            runtimes[deployment]?.policies.first { p in d.policies.contains { $0.policy == p.policy.name && $0.verdict.rawValue == d.action.rawValue } }?.id
+        }
+        let record = ScalingEventRecord(
+            id: newID(), sequence: 0, deploymentId: deployment, policyId: policyId, eventType: type,
+            triggerReason: reason, instancesBefore: from, instancesAfter: after, cpuUsage: metrics.cpu,
+            memoryUsage: metrics.memory, requestRate: metrics.requests, responseTime: metrics.responseTime,
+            connections: metrics.connections, costBefore: price.map { $0 * Double(from) }, costAfter: price.map { $0 * Double(after) },
+            executionTimeMs: Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000),
+            success: failure == nil, errorMessage: failure, decision: decision, timestamp: t)
+        var saved = record
+        do { saved = try await store.appendEvent(record) } catch {
+            logger.error("cannot record scaling event", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
+        }
+        logger.notice("scaling", metadata: ["deployment": "\(deployment)", "from": "\(from)", "to": "\(after)",
+                                            "type": "\(type.rawValue)", "success": "\(failure == nil)"])
+        if let url = state.notifyURL, let notifier {
+            let note = ScalingNotification(event: type.rawValue, deploymentId: deployment, from: from, to: after, reason: reason,
+                                           success: failure == nil, error: failure, timestamp: t.timeIntervalSince1970)
+            do { try await notifier.post(note, to: url) } catch {
+                logger.warning("scaling notification failed", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
+            }
+        }
+        return saved
+    }
+
+    // MARK: Views for the API
+
+    public func history(deploymentId: String) -> MetricsHistory { runtimes[deploymentId]?.history ?? MetricsHistory() }
+
+    /// Every sample the history holds, oldest first (raw, then the rollups older than the raw tier).
+    public func samples(deploymentId: String) -> [MetricSample] {
+        var out: [MetricSample] = []
+        history(deploymentId: deploymentId).walkNewestFirst { out.append($0); return true }
+        return out.reversed()
+    }
+
+    public func instanceHealth(deploymentId: String) -> [PollAggregator.InstanceHealth] {
+        aggregator.health.values.filter { $0.deploymentId == deploymentId }.sorted { $0.instanceId < $1.instanceId }
+    }
+
+    public func isScaling(deploymentId: String) -> Bool { inFlight.contains(deploymentId) }
+
+    public func currentInstances(deploymentId: String) async -> Int {
+        let stored = (try? await store.state(deploymentId: deploymentId)) ?? DeploymentScalingState(deploymentId: deploymentId)
+        return await currentInstances(deploymentId, stored: stored)
+    }
+
+    /// Test and benchmark hook: appends a sample as if a poll had produced it.
+    public func record(_ sample: MetricSample, deploymentId: String) {
+        runtimes[deploymentId, default: Runtime()].history.append(sample)
+    }
+
+    /// Waits for executions, then stops what the executor owns.
+    public func shutdown() async {
+        await drain()
+        await executor.shutdown()
+    }
+}
+
+/// The metric means an event records (ObservedMetrics' initializer is internal to Scaling).
+struct ObservedMetricsView: Sendable {
+    var cpu, memory, requests, responseTime, connections: Double?
+    init(_ s: MetricSample?) {
+        cpu = s?.cpu?.mean
+        memory = s?.memory?.mean
+        requests = s?.requests?.mean
+        responseTime = s?.responseTime?.mean
+        connections = s?.connections?.mean
+    }
+    init(_ m: ObservedMetrics) {
+        cpu = m.cpu
+        memory = m.memory
+        requests = m.requests
+        responseTime = m.responseTime
+        connections = m.connections
+    }
+}
+
+/// Runs the scaler every poll interval under swift-service-lifecycle; on graceful shutdown it finishes the
+/// running scalings and stops the local agents, so none outlives the controller.
+public struct ScalerService: Service {
+    let scaler: Scaler
+    let interval: Duration
+    let concurrency: Int
+    let timeout: Duration
+    let logger: Logger
+
+    public init(scaler: Scaler, interval: Duration = Scaler.defaultPollInterval,
+                concurrency: Int = StatusPoller.defaultConcurrency, timeout: Duration = StatusPoller.defaultTimeout, logger: Logger) {
+        self.scaler = scaler
+        self.interval = interval
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let client = StatusPoller.makeClient(concurrency: concurrency)
+        let poller = StatusPoller(client: client, concurrency: concurrency, timeout: timeout)
+        let clock = ContinuousClock()
+        // Graceful shutdown cancels the loop (a sleep or a poll round); running scalings finish below.
+        try? await cancelWhenGracefulShutdown {
+            var next = clock.now
+            while !Task.isCancelled {
+                await scaler.tick(poller: poller)
+                // Fixed-rate rounds: a slow round shortens the next wait instead of drifting.
+                next = next.advanced(by: interval)
+                if next < clock.now { next = clock.now }
+                try await Task.sleep(until: next, clock: clock)
+            }
+        }
+        logger.info("scaler stopping")
+        await scaler.shutdown()
+        try? await client.shutdown()
+    }
+}

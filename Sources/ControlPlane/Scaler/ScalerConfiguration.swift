@@ -1,0 +1,68 @@
+// How `serve` configures the scaler, and the wiring from that configuration to a running ScalingAPI.
+import AsyncHTTPClient
+import Foundation
+import GRDB
+import Logging
+
+public struct ScalerConfiguration: Sendable {
+    public enum Executor: Sendable, Equatable {
+        /// Agents as child processes of the controller (the default).
+        case local
+        /// `sh -c COMMAND` with DEPLOYMENT_ID, FROM and TO.
+        case exec(String)
+        /// A signed POST to this URL.
+        case webhook(String)
+    }
+
+    public var executor: Executor = .local
+    /// The coderunner-agent binary for the local executor; nil means next to the controller's executable.
+    public var agentBinary: String?
+    public var pollInterval: Duration = Scaler.defaultPollInterval
+    public var pollConcurrency = StatusPoller.defaultConcurrency
+    public var pollTimeout: Duration = StatusPoller.defaultTimeout
+    /// Key of the HMAC-SHA256 on webhook requests and notifications; without it no notification is sent and
+    /// the webhook executor is refused.
+    public var webhookSecret: String?
+    /// Handed to local agents as --controller / --token-file so that they register themselves.
+    public var agentControllerURL: String?
+    public var agentTokenFile: String?
+
+    public init() {}
+}
+
+extension ScalingAPI {
+    /// Builds the scaling store, the executor and the scaler on the controller's database.
+    static func open(_ configuration: ControllerConfiguration, pool: DatabasePool, instances: any InstanceSource,
+                     dependencies: Dependencies, logger: Logger) -> ScalingAPI {
+        let c = configuration.scaling
+        let store = ScalingStore(pool: pool)
+        let poster = c.webhookSecret.map { WebhookPoster(client: .shared, signer: WebhookSigner(secret: $0)) }
+        let executor: any ScalingExecutor
+        var sources: [any InstanceSource] = [instances]
+        switch c.executor {
+        case .local:
+            let local = LocalExecutor(
+                configuration: .init(agentBinary: c.agentBinary ?? LocalExecutor.agentNextToExecutable(),
+                                     logDirectory: (configuration.dataDirectory as NSString).appendingPathComponent("agents"),
+                                     controllerURL: c.agentControllerURL, tokenFile: c.agentTokenFile),
+                logger: logger)
+            executor = local
+            sources.insert(local, at: 0)
+        case .exec(let command):
+            executor = ExecExecutor(command: command)
+        case .webhook(let url):
+            // serve refuses a webhook executor without a secret; tests may build one with an empty key.
+            executor = WebhookExecutor(url: url, poster: poster ?? WebhookPoster(client: .shared, signer: WebhookSigner(secret: "")),
+                                       now: dependencies.now)
+        }
+        let scaler = Scaler(store: store, executor: executor, source: CombinedInstanceSource(sources), notifier: poster,
+                            now: dependencies.now, logger: logger)
+        return ScalingAPI(store: store, scaler: scaler, now: dependencies.now)
+    }
+
+    /// The service that polls and scales every `pollInterval`; run it beside the HTTP server.
+    public func service(_ configuration: ControllerConfiguration, logger: Logger) -> ScalerService {
+        ScalerService(scaler: scaler, interval: configuration.scaling.pollInterval,
+                      concurrency: configuration.scaling.pollConcurrency, timeout: configuration.scaling.pollTimeout, logger: logger)
+    }
+}

@@ -1,0 +1,118 @@
+// The scaler's records as the API shows them: stored policies, scaling events, a deployment's scaling state.
+import Foundation
+import Scaling
+
+/// A policy as stored for one deployment: the policy document plus its identity.
+public struct StoredScalingPolicy: Codable, Sendable, Equatable {
+    public var id: String
+    public var deploymentId: String
+    public var policy: ScalingPolicy
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+/// The plan's scaling_events.event_type.
+public enum ScalingEventType: String, Codable, Sendable {
+    case scaleUp = "scale_up"
+    case scaleDown = "scale_down"
+    case policyChange = "policy_change"
+    case manualOverride = "manual_override"
+}
+
+/// One row of scaling_events: what was done, with the metrics and costs at the time.
+public struct ScalingEventRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var sequence: Int64
+    public var deploymentId: String
+    public var policyId: String?
+    public var eventType: ScalingEventType
+    public var triggerReason: String
+    public var instancesBefore: Int
+    public var instancesAfter: Int
+    public var cpuUsage: Double?
+    public var memoryUsage: Double?
+    public var requestRate: Double?
+    public var responseTime: Double?
+    public var connections: Double?
+    /// Price per hour of the whole deployment before and after (nil when it has no pricing).
+    public var costBefore: Double?
+    public var costAfter: Double?
+    public var executionTimeMs: Int?
+    public var success: Bool
+    public var errorMessage: String?
+    /// The engine's full decision for automatic scalings.
+    public var decision: ScalingDecision?
+    public var timestamp: Date
+}
+
+/// A page of events, newest first; pass `nextCursor` as `before` for the next page.
+public struct ScalingEventPage: Codable, Sendable, Equatable {
+    public var events: [ScalingEventRecord]
+    public var nextCursor: Int64?
+}
+
+/// The price of one instance: CPU cores × price per core-hour + GB × price per GB-hour.
+public struct DeploymentPricing: Codable, Sendable, Equatable {
+    public var cpuCores: Double
+    public var memoryGB: Double
+    public var pricePerCoreHour: Double
+    public var pricePerGBHour: Double
+
+    public init(cpuCores: Double, memoryGB: Double, pricePerCoreHour: Double, pricePerGBHour: Double) {
+        self.cpuCores = cpuCores
+        self.memoryGB = memoryGB
+        self.pricePerCoreHour = pricePerCoreHour
+        self.pricePerGBHour = pricePerGBHour
+    }
+
+    public var instancePricing: InstancePricing {
+        InstancePricing(cpuCores: cpuCores, memoryGB: memoryGB, pricePerCoreHour: pricePerCoreHour, pricePerGBHour: pricePerGBHour)
+    }
+}
+
+/// What the scaler keeps per deployment between decisions.
+public struct DeploymentScalingState: Codable, Sendable, Equatable {
+    public var deploymentId: String
+    public var currentInstances: Int
+    public var lastScaleUp: Double?
+    public var lastScaleDown: Double?
+    public var pricing: DeploymentPricing?
+    /// Receives a signed JSON notification after every scaling.
+    public var notifyURL: String?
+
+    public init(deploymentId: String, currentInstances: Int = 0, lastScaleUp: Double? = nil, lastScaleDown: Double? = nil,
+                pricing: DeploymentPricing? = nil, notifyURL: String? = nil) {
+        self.deploymentId = deploymentId
+        self.currentInstances = currentInstances
+        self.lastScaleUp = lastScaleUp
+        self.lastScaleDown = lastScaleDown
+        self.pricing = pricing
+        self.notifyURL = notifyURL
+    }
+}
+
+/// A stored recommendation.
+public struct StoredRecommendation: Codable, Sendable, Equatable {
+    public var id: String
+    public var deploymentId: String
+    public var recommendation: OptimizationRecommendation
+    public var status: String
+    public var createdAt: Date
+}
+
+/// One row of cost_analytics (the plan's table without its always-zero storage and network costs).
+public struct CostAnalyticsRecord: Codable, Sendable, Equatable {
+    public var deploymentId: String
+    public var periodStart: Date
+    public var periodEnd: Date
+    public var periodType: CostPeriodType
+    public var avgInstances: Double
+    public var maxInstances: Int
+    public var totalInstanceHours: Double
+    public var computeCost: Double
+    public var memoryCost: Double
+    public var totalCost: Double
+    public var avgCpuUsage: Double?
+    public var avgMemoryUsage: Double?
+    public var avgResponseTime: Double?
+}

@@ -1,0 +1,145 @@
+// Helpers for the scaler tests: a real loopback HTTP listener (python3's http.server in a child process)
+// that records every request and answers with a fixed status and body, and a harness that builds the
+// controller with a chosen executor.
+import ControlPlane
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+import TestSupport
+
+/// A python3 http.server on 127.0.0.1:<ephemeral>, started and stopped by the test. Every request is appended
+/// to `requests.jsonl` as {"method", "path", "headers", "body"} (body base64).
+final class LoopbackListener: Sendable {
+    let port: Int
+    let directory: URL
+    let pid: Int32
+    private let process: ProcessBox
+
+    /// Process is not Sendable; this box only lets deinit-free cleanup reach it, and only `stop` touches it.
+    final class ProcessBox: @unchecked Sendable {  // written once in init, read once in stop
+        let process: Process
+        init(_ p: Process) { process = p }
+    }
+
+    static let script = #"""
+import base64, json, sys, http.server
+status, body, log = int(sys.argv[1]), open(sys.argv[2], 'rb').read(), sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def handle_any(self):
+        n = int(self.headers.get('Content-Length') or 0)
+        data = self.rfile.read(n) if n else b''
+        with open(log, 'a') as f:
+            f.write(json.dumps({'method': self.command, 'path': self.path,
+                                'headers': {k.lower(): v for k, v in self.headers.items()},
+                                'body': base64.b64encode(data).decode()}) + '\n')
+        self.send_response(status)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = do_PUT = handle_any
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""#
+
+    init(status: Int = 200, body: String = #"{"ok":true}"#) throws {
+        directory = try TestSupport.makeTemporaryDirectory("listener")
+        let scriptURL = directory.appendingPathComponent("server.py")
+        try Self.script.write(to: scriptURL, atomically: true, encoding: .utf8)
+        let bodyURL = directory.appendingPathComponent("body")
+        try body.write(to: bodyURL, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", scriptURL.path, String(status), bodyURL.path, directory.appendingPathComponent("requests.jsonl").path]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // The first line is the bound port; python prints it once the socket listens.
+        var line = Data()
+        while true {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data("\n".utf8) { break }
+            line += byte
+        }
+        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
+            p.terminate()
+            throw ListenerError.noPort
+        }
+        self.port = port
+        self.pid = p.processIdentifier
+        self.process = ProcessBox(p)
+    }
+
+    enum ListenerError: Error { case noPort }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    struct Recorded: Sendable {
+        var method: String
+        var path: String
+        var headers: [String: String]
+        var body: Data
+    }
+
+    var requests: [Recorded] {
+        guard let text = try? String(contentsOf: directory.appendingPathComponent("requests.jsonl"), encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+            return Recorded(method: o["method"] as? String ?? "", path: o["path"] as? String ?? "",
+                            headers: o["headers"] as? [String: String] ?? [:],
+                            body: Data(base64Encoded: o["body"] as? String ?? "") ?? Data())
+        }
+    }
+
+    /// SIGKILL: the test process's threads block SIGTERM and a spawned child inherits that mask.
+    func stop() {
+        kill(pid, SIGKILL)
+        process.process.waitUntilExit()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// The controller with a chosen scaler configuration, driven in-process; the clock is the harness's.
+struct ScalerHarness {
+    let base: Harness
+    let configuration: ControllerConfiguration
+
+    init(_ configure: (inout ScalerConfiguration) -> Void) throws {
+        base = try Harness()
+        var c = base.configuration
+        configure(&c.scaling)
+        configuration = c
+    }
+
+    func run<T: Sendable>(_ body: @Sendable (Client) async throws -> T) async throws -> T {
+        defer { try? FileManager.default.removeItem(at: base.directory) }
+        let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration, dependencies: base.dependencies)
+        do {
+            let result = try await app.test(.router) { client in
+                try await body(Client(client: client, controlPlane: controlPlane, harness: base))
+            }
+            await controlPlane.scaling.scaler.shutdown()
+            return result
+        } catch {
+            await controlPlane.scaling.scaler.shutdown()
+            throw error
+        }
+    }
+}
+
+extension Client {
+    /// A user, a project and a deployment running `command`; returns (session token, deployment id).
+    func scaledDeployment(_ email: String = "owner@example.com", command: String = "sleep 1000") async throws -> (String, String) {
+        let token = try await signUp(email)
+        let project = try await createProject(token)
+        let answer = try await call(.post, "/api/deployments", token: token,
+                                    json: json(["projectId": project, "environment": "development", "command": command]))
+        #expect(answer.status == .created, "create deployment: \(answer.text)")
+        return (token, try #require(answer.string("id")))
+    }
+}
