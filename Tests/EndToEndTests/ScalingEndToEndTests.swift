@@ -1,0 +1,91 @@
+// The scaler end to end: the real controller with the local executor runs real agents around a CPU burner,
+// scales up while it burns, scales back down when the test removes the flag that keeps it burning, and
+// leaves no agent behind when it stops. Every wait is bounded.
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+/// Pids of processes whose command line mentions `needle` (the agents carry --deployment <id>).
+private func processes(mentioning needle: String) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { name -> Int32? in
+        guard let pid = Int32(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline") else { return nil }
+        let cmdline = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        guard cmdline.contains(needle), !cmdline.contains("coderunnerPackageTests") else { return nil }
+        // A zombie already exited.
+        let stat = (try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8)) ?? ""
+        return stat.contains(") Z ") ? nil : pid
+    }
+}
+
+@Suite("Scaling end to end", .serialized) struct ScalingEndToEndTests {
+    @Test func localAgentsScaleUpUnderLoadAndBackDown() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("scaling-e2e")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let flag = dir.appendingPathComponent("burn")
+        FileManager.default.createFile(atPath: flag.path, contents: nil)
+        let port = TestSupport.freeLoopbackPort()
+        let controller = try Spawned(TestSupport.binary("coderunner-controller"), [
+            "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dir.appendingPathComponent("data").path, "--bcrypt-cost", "4",
+            "--log-level", "error", "--executor", "local", "--agent-binary", TestSupport.binary("coderunner-agent"),
+            "--poll-interval", "0.5",
+        ])
+        let base = "http://127.0.0.1:\(port)"
+        var deploymentId = "none"
+        defer {
+            controller.hardKill()
+            // Nothing may survive the test, whatever happened above.
+            for pid in processes(mentioning: deploymentId) + processes(mentioning: flag.path) { kill(pid, SIGKILL) }
+        }
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
+            (try? HTTP.call("GET", base + "/healthz", timeout: 1).status) == 200
+        }, "controller did not start: \(controller.text)")
+
+        let credentials: [String: Any] = ["email": "scaling@example.com", "password": "correct horse battery"]
+        #expect(try HTTP.call("POST", base + "/api/auth/register", json: credentials).status == 201)
+        let session = try #require(try HTTP.call("POST", base + "/api/auth/login", json: credentials).data["token"] as? String)
+        let project = try #require(try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "burn"]).data["id"] as? String)
+        // Busy while the flag exists, nearly idle after.
+        let burner = "while :; do if [ -e '\(flag.path)' ]; then :; else sleep 0.1; fi; done"
+        let deployment = try HTTP.call("POST", base + "/api/deployments", token: session,
+                                       json: ["projectId": project, "environment": "production", "command": burner])
+        deploymentId = try #require(deployment.data["id"] as? String)
+        let scaling = base + "/api/deployments/\(deploymentId)/scaling"
+        let policy: [String: Any] = [
+            "name": "cpu", "policyType": "threshold", "minInstances": 1, "maxInstances": 2,
+            "scaleUpRules": [["metric": "cpu", "threshold": 15, "duration": 0]],
+            "scaleDownRules": [["metric": "cpu", "threshold": 5, "duration": 1]],
+            "scaleUpCooldown": 0, "scaleDownCooldown": 1, "scaleDownStabilization": 0,
+        ]
+        let created = try HTTP.call("POST", scaling + "/policies", token: session, json: policy)
+        #expect(created.status == 201, "\(created.text)")
+
+        func current() -> Int { (try? HTTP.call("GET", scaling + "/status", token: session, timeout: 2).data["currentInstances"] as? Int) ?? -1 }
+        func events() -> [[String: Any]] {
+            (try? HTTP.call("GET", scaling + "/events?limit=50", token: session, timeout: 2).data["events"] as? [[String: Any]]) ?? []
+        }
+
+        // The minimum first, then a second instance while the burner burns.
+        #expect(TestSupport.waitUntil(timeout: .seconds(25), interval: .milliseconds(200)) { current() == 2 },
+                "no scale-up to 2: events \(events().map { "\($0["eventType"] ?? "") \($0["instancesBefore"] ?? "")→\($0["instancesAfter"] ?? "") \($0["errorMessage"] ?? "")" })")
+        #expect(processes(mentioning: "--deployment \(deploymentId)").count == 2)
+        let ups = events().filter { $0["eventType"] as? String == "scale_up" && $0["success"] as? Bool == true }
+        #expect(ups.contains { $0["instancesBefore"] as? Int == 1 && $0["instancesAfter"] as? Int == 2 && ($0["cpuUsage"] as? Double ?? 0) > 15 })
+
+        // Load stops: back to the minimum.
+        try FileManager.default.removeItem(at: flag)
+        #expect(TestSupport.waitUntil(timeout: .seconds(25), interval: .milliseconds(200)) { current() == 1 },
+                "no scale-down: current \(current())")
+        let downs = events().filter { $0["eventType"] as? String == "scale_down" && $0["success"] as? Bool == true }
+        #expect(downs.contains { $0["instancesBefore"] as? Int == 2 && $0["instancesAfter"] as? Int == 1 && ($0["cpuUsage"] as? Double ?? 100) < 5 })
+        #expect(TestSupport.waitUntil(timeout: .seconds(10)) { processes(mentioning: "--deployment \(deploymentId)").count == 1 })
+
+        // A graceful stop of the controller stops its agents and their apps.
+        controller.signal(SIGINT)
+        #expect(TestSupport.waitUntil(timeout: .seconds(20)) { !controller.process.isRunning }, "controller did not exit")
+        #expect(TestSupport.waitUntil(timeout: .seconds(5)) {
+            processes(mentioning: deploymentId).isEmpty && processes(mentioning: flag.path).isEmpty
+        }, "left behind: \(processes(mentioning: deploymentId) + processes(mentioning: flag.path))")
+    }
+}
