@@ -1,0 +1,13 @@
+// The instance registry as the scaler's InstanceSource (Scaler/Polling.swift).
+
+/// The scaler polls each fresh instance that serves HTTP at `<metricsUrl>/v1/status`.
+extension InstanceRegistry: InstanceSource {
+    public func pollTargets() async -> [PollTarget] {
+        guard let all = try? await allDeploymentsWithInstances() else { return [] }
+        return all.values.flatMap { $0 }.compactMap { instance in
+            guard let base = instance.metricsUrl else { return nil }
+            let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+            return PollTarget(deploymentId: instance.deploymentId, instanceId: instance.instanceId, statusURL: trimmed + "/v1/status")
+        }
+    }
+}
