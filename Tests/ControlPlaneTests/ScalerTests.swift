@@ -206,7 +206,7 @@ private func lines(_ url: URL) -> [String] {
             #expect(status.data["currentInstances"] as? Int == 1)
             let invalid = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": -1}"#)
             #expect(invalid.status == .badRequest)
-            #expect(invalid.error == "validation failed: instances must be from 0 to 1000")
+            #expect(invalid.error == "validation failed: instances must be from 0 to 100")
         }
     }
 

@@ -589,6 +589,241 @@ paths:
             application/json:
               schema: {$ref: "#/components/schemas/RotationEnvelope"}
         default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/policies:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [scaling]
+      operationId: listScalingPolicies
+      description: "The deployment's scaling policies (docs/scaling-policy.md)."
+      responses:
+        "200":
+          description: "The policies."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingPolicyListEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    post:
+      tags: [scaling]
+      operationId: createScalingPolicy
+      description: "Adds a policy; a 400 names the offending field, a 409 a duplicate name."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ScalingPolicy"}
+      responses:
+        "201":
+          description: "The stored policy."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingPolicyEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/policies/{policyId}:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+      - {name: policyId, in: path, required: true, schema: {type: string}}
+    get:
+      tags: [scaling]
+      operationId: getScalingPolicy
+      description: "One policy."
+      responses:
+        "200":
+          description: "The policy."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingPolicyEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    put:
+      tags: [scaling]
+      operationId: updateScalingPolicy
+      description: "Replaces the policy document."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ScalingPolicy"}
+      responses:
+        "200":
+          description: "The stored policy."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingPolicyEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    delete:
+      tags: [scaling]
+      operationId: deleteScalingPolicy
+      description: "Deletes the policy (recorded as a policy_change event)."
+      responses:
+        "200":
+          description: "Deleted."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/MessageEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/events:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [scaling]
+      operationId: listScalingEvents
+      description: "Scaling events, newest first, paged by sequence."
+      parameters:
+        - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500, default: 50}}
+        - {name: before, in: query, description: A nextCursor from the previous page., schema: {type: integer, format: int64, minimum: 1}}
+      responses:
+        "200":
+          description: "A page of events."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingEventPageEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/dry-run:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    post:
+      tags: [scaling]
+      operationId: scalingDryRun
+      description: "The decision the scaler would make now, with every policy's verdict; nothing is executed."
+      responses:
+        "200":
+          description: "The decision."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingDecisionEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/override:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    post:
+      tags: [scaling]
+      operationId: scalingOverride
+      description: "Sets the instance count by hand (event_type manual_override); 502 when the executor failed, 409 while a scaling runs."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ScalingOverride"}
+      responses:
+        "200":
+          description: "The recorded event."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingEventEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/status:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [scaling]
+      operationId: scalingStatus
+      description: "The instance count, whether a scaling runs, the latest sample and each polled instance's freshness."
+      responses:
+        "200":
+          description: "The scaler's view."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/AnyEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/pricing:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [scaling]
+      operationId: getScalingPricing
+      description: "Price per instance and notification URL."
+      responses:
+        "200":
+          description: "The settings."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingSettingsEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+    put:
+      tags: [scaling]
+      operationId: setScalingPricing
+      description: "Price per instance-hour = cpuCores × pricePerCoreHour + memoryGB × pricePerGBHour."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ScalingPricing"}
+      responses:
+        "200":
+          description: "The settings."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingSettingsEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/notification:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    put:
+      tags: [scaling]
+      operationId: setScalingNotification
+      description: "URL that receives a signed JSON POST (X-CodeRunner-Signature: sha256=<hex HMAC>) after every scaling; null removes it."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ScalingNotificationSettings"}
+      responses:
+        "200":
+          description: "The settings."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ScalingSettingsEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/costs:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [scaling]
+      operationId: scalingCosts
+      description: "cost_analytics rollups of instance-hours × price."
+      parameters:
+        - {name: period, in: query, schema: {type: string, enum: [hour, day, week, month], default: hour}}
+        - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000, default: 48}}
+      responses:
+        "200":
+          description: "Periods, oldest first."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/AnyListEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/recommendations:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    get:
+      tags: [scaling]
+      operationId: scalingRecommendations
+      description: "right_sizing (p95 utilization) and schedule_optimization (idle hours), each with confidence and estimated monthly savings; 409 without pricing."
+      responses:
+        "200":
+          description: "Recommendations."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/AnyListEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/deployments/{id}/scaling/backtest:
+    parameters:
+      - {$ref: "#/components/parameters/Id"}
+    post:
+      tags: [scaling]
+      operationId: scalingBacktest
+      description: "Replays the recorded history through the same Backtest code as `coderunner-controller simulate`."
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/ScalingBacktestInput"}
+      responses:
+        "200":
+          description: "The backtest result."
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/AnyEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
 components:
   securitySchemes:
     sessionToken:
@@ -1174,6 +1409,195 @@ components:
         data: {type: array, items: {$ref: "#/components/schemas/Deployment"}}
         message: {type: string}
         timestamp: {$ref: "#/components/schemas/Timestamp"}
+    AnyEnvelope:
+      type: object
+      required: [success, timestamp]
+      properties:
+        success: {const: true}
+        data: {type: object}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    AnyListEnvelope:
+      type: object
+      required: [success, timestamp]
+      properties:
+        success: {const: true}
+        data: {type: array, items: {type: object}}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ScalingPolicy:
+      type: object
+      description: The policy JSON of docs/scaling-policy.md (the plan's ScalingPolicy in camelCase plus options).
+      required: [name, policyType]
+      properties:
+        name: {type: string}
+        isEnabled: {type: boolean, default: true}
+        policyType: {type: string, enum: [threshold, multi_metric, target_tracking, predictive, scheduled]}
+        minInstances: {type: integer, minimum: 1, default: 1}
+        maxInstances: {type: integer, minimum: 1, default: 10}
+        scaleUpRules: {type: array, items: {$ref: "#/components/schemas/ScalingRule"}}
+        scaleDownRules: {type: array, items: {$ref: "#/components/schemas/ScalingRule"}}
+        scaleUpCooldown: {type: number, default: 300}
+        scaleDownCooldown: {type: number, default: 600}
+        maxHourlyCost: {type: number}
+        maxMonthlyCost: {type: number}
+        target:
+          type: object
+          required: [metric, value]
+          properties:
+            metric: {$ref: "#/components/schemas/ScalingMetric"}
+            value: {type: number}
+        tolerance: {type: number, default: 0.1}
+        scaleDownStabilization: {type: number, default: 300}
+        maxScaleUpStep: {type: integer, default: 4}
+        maxScaleUpPercent: {type: number, default: 100}
+        maxScaleDownStep: {type: integer}
+        scaleUpAdjustment: {type: integer, default: 1}
+        scaleDownAdjustment: {type: integer, default: 1}
+        scaleUpScore: {type: number, default: 0.5}
+        scaleDownScore: {type: number, default: 1}
+        predictive: {type: object}
+        schedules: {type: array, items: {type: object}}
+    ScalingMetric: {type: string, enum: [cpu, memory, requests, response_time, connections]}
+    ScalingRule:
+      type: object
+      required: [metric, threshold]
+      properties:
+        metric: {$ref: "#/components/schemas/ScalingMetric"}
+        threshold: {type: number}
+        duration: {type: number, default: 0}
+        weight: {type: number}
+    StoredScalingPolicy:
+      type: object
+      required: [id, deploymentId, policy, createdAt, updatedAt]
+      properties:
+        id: {type: string}
+        deploymentId: {type: string}
+        policy: {$ref: "#/components/schemas/ScalingPolicy"}
+        createdAt: {$ref: "#/components/schemas/Timestamp"}
+        updatedAt: {$ref: "#/components/schemas/Timestamp"}
+    ScalingPolicyEnvelope:
+      type: object
+      required: [success, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/StoredScalingPolicy"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ScalingPolicyListEnvelope:
+      type: object
+      required: [success, timestamp]
+      properties:
+        success: {const: true}
+        data: {type: array, items: {$ref: "#/components/schemas/StoredScalingPolicy"}}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ScalingEvent:
+      type: object
+      required: [id, sequence, deploymentId, eventType, triggerReason, instancesBefore, instancesAfter, success, timestamp]
+      properties:
+        id: {type: string}
+        sequence: {type: integer, format: int64}
+        deploymentId: {type: string}
+        policyId: {type: string}
+        eventType: {type: string, enum: [scale_up, scale_down, policy_change, manual_override]}
+        triggerReason: {type: string}
+        instancesBefore: {type: integer}
+        instancesAfter: {type: integer}
+        cpuUsage: {type: number}
+        memoryUsage: {type: number}
+        requestRate: {type: number}
+        responseTime: {type: number}
+        connections: {type: number}
+        costBefore: {type: number}
+        costAfter: {type: number}
+        executionTimeMs: {type: integer}
+        success: {type: boolean}
+        errorMessage: {type: string}
+        decision: {type: object}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ScalingEventEnvelope:
+      type: object
+      required: [success, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/ScalingEvent"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ScalingEventPageEnvelope:
+      type: object
+      required: [success, timestamp]
+      properties:
+        success: {const: true}
+        data:
+          type: object
+          required: [events]
+          properties:
+            events: {type: array, items: {$ref: "#/components/schemas/ScalingEvent"}}
+            nextCursor: {type: integer, format: int64}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ScalingDecisionEnvelope:
+      type: object
+      required: [success, timestamp]
+      properties:
+        success: {const: true}
+        data:
+          type: object
+          required: [action, currentInstances, targetInstances, reason, confidence, metrics, policies, timestamp]
+          properties:
+            action: {type: string, enum: [scale_up, scale_down, no_action]}
+            currentInstances: {type: integer}
+            targetInstances: {type: integer}
+            reason: {type: string}
+            confidence: {type: number}
+            estimatedCostImpact: {type: object}
+            metrics: {type: object}
+            policies: {type: array, items: {type: object}}
+            timestamp: {type: number}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ScalingOverride:
+      type: object
+      required: [instances]
+      properties:
+        instances: {type: integer, minimum: 0, maximum: 100}
+        reason: {type: string, maxLength: 255}
+    ScalingPricing:
+      type: object
+      required: [cpuCores, memoryGB, pricePerCoreHour, pricePerGBHour]
+      properties:
+        cpuCores: {type: number, minimum: 0}
+        memoryGB: {type: number, minimum: 0}
+        pricePerCoreHour: {type: number, minimum: 0}
+        pricePerGBHour: {type: number, minimum: 0}
+    ScalingNotificationSettings:
+      type: object
+      properties:
+        url: {type: [string, "null"], format: uri}
+    ScalingSettingsEnvelope:
+      type: object
+      required: [success, timestamp]
+      properties:
+        success: {const: true}
+        data:
+          type: object
+          required: [currentInstances]
+          properties:
+            pricing: {$ref: "#/components/schemas/ScalingPricing"}
+            notifyUrl: {type: string}
+            currentInstances: {type: integer}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    ScalingBacktestInput:
+      type: object
+      properties:
+        capacity: {type: number, exclusiveMinimum: 0}
+        startupSeconds: {type: number, minimum: 0}
+        sloUtilization: {type: number, exclusiveMinimum: 0, maximum: 100}
+        initialInstances: {type: integer, minimum: 1}
+        timeline: {type: boolean}
+        policies: {type: array, items: {$ref: "#/components/schemas/ScalingPolicy"}}
 
 """#
 }

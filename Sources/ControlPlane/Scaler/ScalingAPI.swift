@@ -112,7 +112,7 @@ public struct ScalingAPI: Sendable {
         public var reason: String?
     }
 
-    public static let maxOverrideInstances = 1000
+    public static let maxOverrideInstances = 100
 
     public func override(_ deploymentId: String, _ input: OverrideInput) async throws -> ScalingEventRecord {
         guard let n = input.instances else { throw ControlPlaneError.validation(field: "instances", reason: "is required") }
