@@ -331,6 +331,31 @@ private func lines(_ url: URL) -> [String] {
         }
     }
 
+    /// A dry run builds the engine; an update afterwards must still reach the loop's engine.
+    @Test func anUpdatedPolicyReachesTheLoopAfterADryRun() async throws {
+        try await ScalerHarness { $0.executor = .exec("true") }.run { client in
+            let (token, deployment) = try await client.scaledDeployment()
+            let base = "/api/deployments/\(deployment)/scaling"
+            let created = try await client.call(.post, "\(base)/policies", token: token, json: thresholdPolicy)
+            let id = try #require(created.string("id"))
+            let scaler = client.controlPlane.scaling.scaler
+            let target = PollTarget(deploymentId: deployment, instanceId: "i-1", statusURL: "http://127.0.0.1:1/v1/status")
+            let t = client.harness.now.now.timeIntervalSince1970
+            // 30% is between the rules: nothing to do with minInstances 1.
+            #expect(await scaler.evaluate(results: [PollResult(target: target, status: status(cpu: 30, at: t))]).isEmpty)
+            let raised = thresholdPolicy.replacingOccurrences(of: #""minInstances": 1"#, with: #""minInstances": 2"#)
+            #expect(try await client.call(.put, "\(base)/policies/\(id)", token: token, json: raised).status == .ok)
+            // The dry run is the first to see the new policy; the loop's next round must see it too.
+            let dry = try await client.call(.post, "\(base)/dry-run", token: token)
+            #expect(dry.string("action") == "scale_up")
+            #expect(dry.data["targetInstances"] as? Int == 2)
+            client.harness.now.advance(5)
+            let decisions = await scaler.evaluate(results: [PollResult(target: target, status: status(cpu: 30, at: t + 5))])
+            #expect(decisions.map(\.targetInstances) == [2])
+            await scaler.drain()
+        }
+    }
+
     @Test func pollerMarksMissesStale() async throws {
         let t = 1_800_000_000.0
         let encoder = JSONEncoder()

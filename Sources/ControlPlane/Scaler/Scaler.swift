@@ -99,16 +99,11 @@ public actor Scaler {
         }
         guard runtime.engine?.policies.isEmpty == false else { return nil }
         let state = await engineState(deployment)
+        // The engine is a value: a dry run decides on a copy, so what it records (stabilization) is dropped.
         var engine = runtime.engine!
         let decision = engine.decide(now: t, history: runtime.history, state: state)
-        if !dryRun {
-            runtime.engine = engine
-            runtimes[deployment] = runtime
-        } else if runtimes[deployment] == nil || runtimes[deployment]?.fingerprint != fingerprint {
-            // Keep the freshly built engine but not what this decision taught it.
-            runtime.engine = runtimes[deployment]?.engine ?? runtime.engine
-            runtimes[deployment] = runtime
-        }
+        if !dryRun { runtime.engine = engine }
+        runtimes[deployment] = runtime
         return decision
     }
 
