@@ -124,7 +124,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         let instanceId = "local-\(n)"
         try? FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
         let logPath = (configuration.logDirectory as NSString).appendingPathComponent("\(deploymentId)-\(instanceId).log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         guard let log = FileHandle(forWritingAtPath: logPath) else {
             throw ExecutorError.agentStart("cannot open \(logPath)")
         }
