@@ -3,7 +3,7 @@
 // remember between evaluations (recent recommendations for the stabilization window, fitted forecasts,
 // schedule states), so the controller keeps one per deployment; a dry run decides on a copy.
 //
-// Combining policies (docs/scaling-policy.md): any policy may scale up and the largest target wins; a
+// Combining policies (README.md, Scaling policies): any policy may scale up and the largest target wins; a
 // scale-down happens only when every policy wants it or abstains, to the largest of their targets and
 // floors. This is the HPA's max over metrics and AWS's "any can scale out, all must agree to scale in".
 

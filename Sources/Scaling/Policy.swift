@@ -1,6 +1,6 @@
 // The scaling policy: the plan's ScalingPolicy and ScalingRule JSON (camelCase), plus the options the
 // plan left out. New options add fields and rename none; every new field has a default, so a plan-shaped
-// body decodes as it is. docs/scaling-policy.md is the reference for users.
+// body decodes as it is. README.md, Scaling policies is the reference for users.
 
 /// A metric a rule, a target or a forecast can name. Values are per-instance means over fresh instances.
 public enum Metric: String, Sendable, Codable, CaseIterable, Hashable {

@@ -3,7 +3,7 @@ import Synchronization
 /// A data key as stored: its version, the key wrapped (AES-GCM sealed) by the master key with AAD binding the version,
 /// its usage count, and whether it is retired (no longer decrypts).
 ///
-/// `wrappedKey` uses the same layout as every sealed value (docs/ciphertext-format.md): 65 bytes, with the
+/// `wrappedKey` uses the same layout as every sealed value (README.md, Encryption at rest): 65 bytes, with the
 /// data key's own version in the header and "coderunner-datakey-v<version>" as the AAD. In JSON it is base64.
 public struct StoredDataKey: Sendable, Equatable, Codable {
     public var version: UInt32

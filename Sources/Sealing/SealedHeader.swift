@@ -1,4 +1,4 @@
-/// The byte layout of a sealed value (docs/ciphertext-format.md):
+/// The byte layout of a sealed value (README.md, Encryption at rest):
 ///
 ///     offset 0      1 byte    format version (1)
 ///     offset 1      4 bytes   key version, unsigned big-endian

@@ -5,7 +5,7 @@
 //   SecretBytes                     raw key material that is wiped (OPENSSL_cleanse) when dropped
 //   MasterKey                       the key-encryption key, loaded from a file or the environment
 //   StoredDataKey, Keyring          versioned data keys wrapped by the master key; seal/open/rewrap/rotate
-//   SealedHeader                    the documented byte layout (docs/ciphertext-format.md)
+//   SealedHeader                    the documented byte layout (README.md, Encryption at rest)
 //
 // Why not the plan's EncryptionService: it called the deprecated createCipher, which ignores the IV it
 // generated and derives key and IV from the password alone (one fixed nonce for every secret: GCM's

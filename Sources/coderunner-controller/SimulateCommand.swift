@@ -16,7 +16,7 @@ struct SimulateCommand: AsyncParsableCommand {
             a scale-down takes effect at once. Prints JSON: instanceHours, sloViolationMinutes (minutes in which \
             demand exceeded ready × capacity × slo), scaleUps, scaleDowns, maxInstances, and with --timeline every step.
 
-            POLICY.json holds one policy or an array of them (the API's policy body; see docs/scaling-policy.md).
+            POLICY.json holds one policy or an array of them (the API's policy body; see README.md, Scaling policies).
             Exit status: 0 on success, 1 for unreadable or invalid input (the message is on stderr), 64 for bad options.
             """)
 

@@ -17,7 +17,7 @@ private let rowAAD = Keyring.aad(configId: "cfg-1", key: "DATABASE_URL")
 private let secret = Array("postgres://app:s3cr3t@db/app".utf8)
 
 @Suite struct CiphertextLayoutTests {
-    @Test("A sealed value opens with plain AES-GCM by following docs/ciphertext-format.md")
+    @Test("A sealed value opens with plain AES-GCM by following README.md, Encryption at rest")
     func documentedLayoutOpensByHand() throws {
         let ring = try Keyring(master: MasterKey(bytes: fixedMaster), keys: [])
         let stored = ring.addVersion(now: 0)

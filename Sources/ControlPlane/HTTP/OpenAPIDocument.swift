@@ -595,7 +595,7 @@ paths:
     get:
       tags: [scaling]
       operationId: listScalingPolicies
-      description: "The deployment's scaling policies (docs/scaling-policy.md)."
+      description: "The deployment's scaling policies (README.md, Scaling policies)."
       responses:
         "200":
           description: "The policies."
@@ -1427,7 +1427,7 @@ components:
         timestamp: {$ref: "#/components/schemas/Timestamp"}
     ScalingPolicy:
       type: object
-      description: The policy JSON of docs/scaling-policy.md (the plan's ScalingPolicy in camelCase plus options).
+      description: The policy JSON of README.md, Scaling policies (the plan's ScalingPolicy in camelCase plus options).
       required: [name, policyType]
       properties:
         name: {type: string}
