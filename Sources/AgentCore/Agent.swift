@@ -12,11 +12,16 @@ public final class Agent: Sendable {
     public let supervisor: Supervisor
     /// Present with --controller: pulls the config and restarts the app with it.
     public let reloader: ConfigReloader?
+    /// Present under systemd's Type=notify (NOTIFY_SOCKET set).
+    let notifier: SystemdNotifier?
 
     /// - Parameter environment: the agent's own environment, passed unchanged to the child (with --controller,
     ///   filtered by --inherit-env, and the app waits for its config).
     public init(configuration: AgentConfiguration, environment: [String: String]) throws(SupervisorError) {
         self.configuration = configuration
+        notifier = SystemdNotifier(environment: environment)
+        // systemd's variables are the agent's, not the app's: an app that found NOTIFY_SOCKET would talk for the unit.
+        let environment = SystemdNotifier.removingNotifyVariables(environment)
         var initial = environment
         if let reload = configuration.reload {
             initial = ConfigRules.environment(base: environment, inherit: reload.inherit, variables: [:])
@@ -60,15 +65,18 @@ public final class Agent: Sendable {
         }
         defer { telemetry.stop() }
         if let storm = configuration.testRestartStorm { startRestartStorm(count: storm) }
-        guard let reloader else {
-            return supervisor.run(tickInterval: configuration.sampleInterval) { telemetry.tick() }
+        if let reloader {
+            telemetry.observations.register(reloader)
+            telemetry.observations.setConfigStatus { reloader.status.wire }
+            reloader.start(metricsURL: telemetry.metricsAddress.map { "http://\($0)" })
         }
-        telemetry.observations.register(reloader)
-        telemetry.observations.setConfigStatus { reloader.status.wire }
-        reloader.start(metricsURL: telemetry.metricsAddress.map { "http://\($0)" })
-        return supervisor.run(tickInterval: configuration.sampleInterval) {
+        var systemd = notifier.map(SystemdStateReporter.init)
+        let supervisor = supervisor
+        let interval = systemd?.tickInterval(sampleInterval: configuration.sampleInterval) ?? configuration.sampleInterval
+        return supervisor.run(tickInterval: interval) {
             telemetry.tick()
-            reloader.tick()
+            reloader?.tick()
+            systemd?.tick(supervisor.snapshot)
         }
     }
 

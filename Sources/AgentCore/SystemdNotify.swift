@@ -3,6 +3,7 @@
 // and small enough that linking libsystemd (and through it liblz4, libzstd, liblzma, libgcrypt) into every sidecar
 // would cost more than these few lines. Glibc only, no Foundation, like the rest of the agent.
 import Glibc
+import Supervision
 
 /// Why a notification could not be sent. The agent runs the same without systemd, so callers usually log this once
 /// and carry on.
@@ -135,3 +136,47 @@ public struct SystemdNotifier: Sendable, Equatable {
 /// release build of AgentCore the glibc enum constant resolves to the copy of <bits/socket_type.h> that a C target
 /// (curl.h, microhttpd.h) included textually, and this file does not import those.
 private let linuxSockDgram: Int32 = 2
+
+/// What the agent tells systemd as its supervisor's state changes: READY=1 once the app first runs, a STATUS= line on
+/// every state change, WATCHDOG=1 every half WatchdogSec. Driven by the supervisor's tick, so it adds no thread.
+/// STOPPING=1 is left out on purpose: a restart also passes through `stopping`, and systemd would read it as the unit
+/// deactivating.
+public struct SystemdStateReporter {
+    private let notifier: SystemdNotifier
+    private var lastState: SupervisorState?
+    private var readySent = false
+    private var lastWatchdog: ContinuousClock.Instant?
+
+    public init(notifier: SystemdNotifier) { self.notifier = notifier }
+
+    /// The tick interval that keeps the watchdog fed: the sampling interval, or half WatchdogSec when shorter.
+    public func tickInterval(sampleInterval: Duration) -> Duration {
+        guard let watchdog = notifier.watchdogInterval else { return sampleInterval }
+        return min(sampleInterval, watchdog)
+    }
+
+    /// Errors are ignored: the agent runs the same without systemd, and a full socket must not stall supervision.
+    public mutating func tick(_ snapshot: SupervisorSnapshot, now: ContinuousClock.Instant = .now) {
+        if snapshot.state != lastState {
+            let text = Self.statusText(snapshot)
+            if snapshot.state == .running && !readySent {
+                readySent = (try? notifier.ready(status: text)) != nil
+            } else {
+                try? notifier.status(text)
+            }
+            lastState = snapshot.state
+        }
+        if let interval = notifier.watchdogInterval, lastWatchdog.map({ now - $0 >= interval }) ?? true {
+            try? notifier.watchdog()
+            lastWatchdog = now
+        }
+    }
+
+    /// One line for `systemctl status`: the state, the app's pid and its restarts.
+    public static func statusText(_ snapshot: SupervisorSnapshot) -> String {
+        var text = "app \(snapshot.state.rawValue)"
+        if let pid = snapshot.pid { text += ", pid \(pid)" }
+        if snapshot.restarts > 0 { text += ", \(snapshot.restarts) restarts" }
+        return text
+    }
+}

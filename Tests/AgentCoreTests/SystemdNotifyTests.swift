@@ -4,6 +4,7 @@ import AgentCore
 import Foundation
 import Glibc
 import Testing
+import Supervision
 import TestSupport
 
 /// A bound AF_UNIX datagram socket standing in for systemd's notification socket.
@@ -133,5 +134,50 @@ private final class NotifyListener {
     @Test func theChildDoesNotInheritTheNotificationVariables() {
         let environment = ["NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1", "PATH": "/usr/bin", "PORT": "8080"]
         #expect(SystemdNotifier.removingNotifyVariables(environment) == ["PATH": "/usr/bin", "PORT": "8080"])
+    }
+
+    @Test func theReporterSendsReadyOnceThenStatusOnEveryChangeAndFeedsTheWatchdog() throws {
+        let listener = try NotifyListener(directory: nil)
+        let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "2000000"]))
+        var reporter = SystemdStateReporter(notifier: notifier)
+        #expect(reporter.tickInterval(sampleInterval: .seconds(5)) == .seconds(1))
+        let start = ContinuousClock.now
+        reporter.tick(SupervisorSnapshot(state: .running, pid: 42, restarts: 0), now: start)
+        #expect(listener.receive().map { String(decoding: $0, as: UTF8.self) } == "READY=1\nSTATUS=app running, pid 42")
+        #expect(listener.receive().map { String(decoding: $0, as: UTF8.self) } == "WATCHDOG=1")
+        reporter.tick(SupervisorSnapshot(state: .running, pid: 42, restarts: 0), now: start + .milliseconds(500))
+        #expect(!listener.hasPending, "no state change and the watchdog is not due: nothing is sent")
+        reporter.tick(SupervisorSnapshot(state: .backoff, pid: nil, restarts: 1), now: start + .milliseconds(600))
+        #expect(listener.receive().map { String(decoding: $0, as: UTF8.self) } == "STATUS=app backoff, 1 restarts")
+        reporter.tick(SupervisorSnapshot(state: .running, pid: 43, restarts: 1), now: start + .seconds(1))
+        #expect(listener.receive().map { String(decoding: $0, as: UTF8.self) } == "STATUS=app running, pid 43, 1 restarts",
+                "READY=1 goes out only once")
+        #expect(listener.receive().map { String(decoding: $0, as: UTF8.self) } == "WATCHDOG=1")
+    }
+
+    @Test func theBuiltAgentTellsSystemdItIsReadyOnceTheAppRuns() throws {
+        let directory = try TestSupport.makeTemporaryDirectory("notify")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let listener = try NotifyListener(directory: directory)
+        let envFile = directory.appendingPathComponent("env").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestSupport.binary("coderunner-agent"))
+        process.arguments = ["run", "--metrics-listen", "off", "--grace-period", "2", "--", "sh", "-c", "env > \(envFile); exec sleep 30"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = listener.address
+        process.environment = environment
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        let first = try #require(listener.receive(), "no datagram from the agent within 5 s")
+        let text = String(decoding: first, as: UTF8.self)
+        #expect(text.hasPrefix("READY=1\nSTATUS=app running, pid "), "got \(text)")
+        try #require(TestSupport.waitUntil(timeout: .seconds(5)) { FileManager.default.fileExists(atPath: envFile) })
+        TestSupport.waitUntil(timeout: .seconds(2)) { ((try? String(contentsOfFile: envFile, encoding: .utf8)) ?? "").contains("PATH=") }
+        let childEnvironment = try String(contentsOfFile: envFile, encoding: .utf8)
+        #expect(!childEnvironment.contains("NOTIFY_SOCKET="), "the app must not inherit systemd's socket")
     }
 }
