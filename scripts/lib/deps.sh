@@ -15,5 +15,6 @@ ensure_apt_packages() {
 
 # Build dependencies of both binaries.
 BUILD_PACKAGES=(pkg-config libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libsqlite3-dev)
-# Tools the tests drive for real: promtool checks /metrics, stress-ng burns a known CPU share.
-TEST_PACKAGES=(prometheus stress-ng procps)
+# Tools the tests drive for real: promtool checks /metrics, stress-ng burns a known CPU share, python3 and sh
+# play apps, sqlite3 edits a database behind the controller's back, script(1) gives the agent a terminal.
+TEST_PACKAGES=(prometheus stress-ng procps python3 curl sqlite3 bsdutils util-linux)
