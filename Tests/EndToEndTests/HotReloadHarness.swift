@@ -52,13 +52,15 @@ final class Spawned: @unchecked Sendable {
     /// SIGTERM, then SIGKILL after 10 s; waits for the exit.
     func stop() {
         signal(SIGTERM)
-        if !TestSupport.waitUntil(timeout: .seconds(10), { !process.isRunning }) { signal(SIGKILL) }
-        process.waitUntilExit()
+        if process.waitForExit(timeout: .seconds(10)) == nil {
+            signal(SIGKILL)
+            process.waitForExit(timeout: .seconds(10))
+        }
     }
 
     func hardKill() {
         signal(SIGKILL)
-        process.waitUntilExit()
+        process.waitForExit(timeout: .seconds(10))
     }
 
     deinit {
@@ -79,7 +81,7 @@ enum HTTP {
     }
 
     static func call(_ method: String, _ url: String, token: String? = nil, json: [String: Any]? = nil,
-                     timeout: TimeInterval = 10) throws -> Answer {
+                     timeout: TimeInterval = 30) throws -> Answer {
         var request = URLRequest(url: URL(string: url)!, timeoutInterval: timeout)
         request.httpMethod = method
         // No keep-alive: a pooled connection the agent's server already closed would fail the next request.
@@ -194,8 +196,8 @@ struct Tenant {
     }
 }
 
-/// An agent around a shell app that records its environment in `<dir>/env` (atomically: write, then rename)
-/// and its pid in `<dir>/pid`, then sleeps. With CRASH=1 in its environment it exits 3 at once instead.
+/// An agent around a shell app that records its pid in `<dir>/pid`, then its environment in `<dir>/env` (each
+/// atomically: write, then rename; a new env file therefore implies the new pid file), then sleeps. With CRASH=1 in its environment it exits 3 at once instead.
 final class AgentProcess {
     let directory: URL
     let process: Spawned
@@ -203,8 +205,8 @@ final class AgentProcess {
 
     static let app = """
         if [ "$CRASH" = "1" ]; then echo crashing; exit 3; fi
-        env > "$APP_DIR/env.tmp.$$" && mv "$APP_DIR/env.tmp.$$" "$APP_DIR/env"
         echo $$ > "$APP_DIR/pid.tmp.$$" && mv "$APP_DIR/pid.tmp.$$" "$APP_DIR/pid"
+        env > "$APP_DIR/env.tmp.$$" && mv "$APP_DIR/env.tmp.$$" "$APP_DIR/env"
         exec sleep 1000
         """
 
