@@ -10,6 +10,8 @@ final class RunningAgent {
     let process = Process()
     let stderr = Pipe()
     private(set) var port: UInt16 = 0
+    /// Set by stop(): the agent's exit status as a shell reports it.
+    private(set) var exitStatus: Int32?
 
     convenience init(_ arguments: [String]) throws {
         try self.init(executable: TestSupport.binary("coderunner-agent"), arguments: ["run"] + arguments)
@@ -46,7 +48,7 @@ final class RunningAgent {
 
     func stop() {
         if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        process.waitUntilExit()
+        exitStatus = process.waitForExit(timeout: .seconds(20))
     }
 
     deinit { stop() }
@@ -85,7 +87,7 @@ struct AgentEndpointsTests {
         let pid = try #require(decoded.pid)
         #expect(kill(pid, 0) == 0)
         agent.stop()
-        #expect(agent.process.terminationStatus == 128 + SIGTERM)
+        #expect(agent.exitStatus == 128 + SIGTERM)
     }
 
     @Test func tokenFileIsEnforcedAndAPortInUseIsReported() throws {
@@ -100,9 +102,9 @@ struct AgentEndpointsTests {
         #expect(try RawHTTPClient.get(port: agent.port, "/metrics", headers: ["Authorization: Bearer t0ken"]).status == 200)
 
         let second = try RunningAgent(["--metrics-listen", "127.0.0.1:\(agent.port)", "--", "sleep", "60"])
-        second.process.waitUntilExit()
+        let status = second.process.waitForExit(timeout: .seconds(20))
         let message = String(decoding: second.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(second.process.terminationStatus == 71)
+        #expect(status == 71)
         #expect(message == "coderunner-agent: cannot listen on 127.0.0.1:\(agent.port): Address already in use; pick another --metrics-listen port or 'off'\n")
     }
 }

@@ -4,6 +4,7 @@ import CodeRunnerWire
 import Foundation
 import ProcSampling
 import Supervision
+import TestSupport
 import Testing
 
 enum Promtool {
@@ -20,8 +21,8 @@ enum Promtool {
         input.fileHandleForWriting.write(Data(text.utf8))
         try input.fileHandleForWriting.close()
         let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let status = process.waitForExit(timeout: .seconds(30)) ?? -1
+        return (status, String(decoding: data, as: UTF8.self))
     }
 }
 

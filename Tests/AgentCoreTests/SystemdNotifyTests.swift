@@ -170,7 +170,7 @@ private final class NotifyListener {
         try process.run()
         defer {
             process.terminate()
-            process.waitUntilExit()
+            process.waitForExit(timeout: .seconds(10))
         }
         let first = try #require(listener.receive(), "no datagram from the agent within 5 s")
         let text = String(decoding: first, as: UTF8.self)

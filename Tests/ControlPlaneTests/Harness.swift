@@ -123,9 +123,10 @@ struct Harness {
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        guard process.terminationStatus == 0 else { throw HarnessError.sqlite(text) }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let status = process.waitForExit(timeout: .seconds(30))
+        let text = String(decoding: data, as: UTF8.self)
+        guard status == 0 else { throw HarnessError.sqlite(text) }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 

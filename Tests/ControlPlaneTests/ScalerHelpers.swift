@@ -99,7 +99,7 @@ s.serve_forever()
     /// SIGKILL: the test process's threads block SIGTERM and a spawned child inherits that mask.
     func stop() {
         kill(pid, SIGKILL)
-        process.process.waitUntilExit()
+        process.process.waitForExit(timeout: .seconds(10))
         try? FileManager.default.removeItem(at: directory)
     }
 }

@@ -48,15 +48,18 @@ import TestSupport
         let output = Pipe()
         process.standardOutput = output
         try process.run()
-        process.waitUntilExit()
-        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitForExit(timeout: .seconds(15))
+        return String(decoding: data, as: UTF8.self)
     }
 
     func stop(_ running: Running) -> Int32? {
         kill(running.process.processIdentifier, SIGTERM)
-        let exited = TestSupport.waitUntil(timeout: .seconds(15)) { !running.process.isRunning }
-        if !exited { running.process.terminate(); return nil }
-        return running.process.terminationStatus
+        guard let status = running.process.waitForExit(timeout: .seconds(15)) else {
+            kill(running.process.processIdentifier, SIGKILL)
+            return nil
+        }
+        return status
     }
 
     @Test func servesGeneratesAKeyOnceAndStopsOnSIGTERM() throws {

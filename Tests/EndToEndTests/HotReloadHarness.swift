@@ -69,7 +69,7 @@ final class Spawned: @unchecked Sendable {
     }
 }
 
-/// Synchronous HTTP against loopback, with a bounded timeout (URLSession under a semaphore).
+/// Synchronous HTTP against loopback through curl(1), bounded by --max-time.
 enum HTTP {
     struct Answer {
         var status: Int
@@ -82,30 +82,30 @@ enum HTTP {
 
     static func call(_ method: String, _ url: String, token: String? = nil, json: [String: Any]? = nil,
                      timeout: TimeInterval = 30) throws -> Answer {
-        var request = URLRequest(url: URL(string: url)!, timeoutInterval: timeout)
-        request.httpMethod = method
-        // No keep-alive: a pooled connection the agent's server already closed would fail the next request.
-        request.setValue("close", forHTTPHeaderField: "Connection")
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        if let json {
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = try JSONSerialization.data(withJSONObject: json)
+        // curl, not URLSession: FoundationNetworking's shared session stalled here for good under the parallel
+        // suites (requests the controller answered at once with curl never completed), failing tests at random.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        var arguments = ["-sS", "-X", method, "--max-time", String(timeout), "-o", "-", "-w", "\n%{http_code}",
+                         "-H", "Connection: close"]
+        if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
+        let input = Pipe(), output = Pipe(), errors = Pipe()
+        if json != nil { arguments += ["-H", "Content-Type: application/json", "--data-binary", "@-"] }
+        process.arguments = arguments + [url]
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        if let json { input.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: json)) }
+        try? input.fileHandleForWriting.close()
+        let raw = output.fileHandleForReading.readDataToEndOfFile()
+        let status = process.waitForExit(timeout: .seconds(Int64(timeout) + 5))
+        guard status == 0, let newline = raw.lastIndex(of: UInt8(ascii: "\n")),
+              let code = Int(String(decoding: raw[(newline + 1)...], as: UTF8.self)) else {
+            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw E2EError.failed("\(method) \(url): no answer (curl status \(status.map(String.init) ?? "timeout")): \(message)")
         }
-        final class Box: @unchecked Sendable {  // written once by the completion handler before the semaphore signals
-            var result: Result<Answer, any Error> = .failure(E2EError.failed("no answer"))
-        }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: request) { data, response, error in
-            if let error {
-                box.result = .failure(error)
-            } else {
-                box.result = .success(Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: data ?? Data()))
-            }
-            done.signal()
-        }.resume()
-        guard done.wait(timeout: .now() + timeout + 2) == .success else { throw E2EError.failed("\(method) \(url): no answer in time") }
-        return try box.result.get()
+        return Answer(status: code, body: Data(raw[..<newline]))
     }
 }
 

@@ -35,11 +35,7 @@ final class AgentProcess {
 
     /// Waits (bounded) for the agent to exit and returns its exit code, or nil if it is still running.
     func waitForExit(timeout: Duration = .seconds(20)) -> Int32? {
-        let exited = TestSupport.waitUntil(timeout: timeout, interval: .milliseconds(10)) { !process.isRunning }
-        guard exited else { return nil }
-        process.waitUntilExit()
-        // Foundation reports "killed by signal N" as an uncaughtSignal reason with N as the status.
-        return process.terminationReason == .exit ? process.terminationStatus : 128 + process.terminationStatus
+        process.waitForExit(timeout: timeout)
     }
 
     var stdout: Data { (try? Data(contentsOf: stdoutURL)) ?? Data() }
@@ -49,7 +45,7 @@ final class AgentProcess {
     func cleanUp() {
         if process.isRunning {
             kill(pid, SIGKILL)
-            process.waitUntilExit()
+            process.waitForExit(timeout: .seconds(10))
         }
     }
 }

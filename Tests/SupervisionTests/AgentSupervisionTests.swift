@@ -317,9 +317,11 @@ struct AgentSupervisionTests {
                 #expect(line == ["stop", lines[i - 1][1]], "line \(i): \(line) after \(lines[i - 1])")
             }
         }
-        #expect(starts.first?.count == 2)  // the first child has no generation
-        let generations = Set(starts.dropFirst().compactMap { $0.count == 3 ? $0[2] : nil })
-        #expect(generations.count == starts.count - 1)
+        // Only the first child may lack a generation; under load the storm can replace it before its shell logs a line.
+        #expect(starts.dropFirst().allSatisfy { $0.count == 3 })
+        let generated = starts.filter { $0.count == 3 }
+        let generations = Set(generated.map { $0[2] })
+        #expect(generations.count == generated.count, "no environment generation started twice")
         #expect(generations.isSubset(of: Set((1...10).flatMap { ["a\($0)", "b\($0)"] })))
     }
 
@@ -334,8 +336,7 @@ struct AgentSupervisionTests {
         process.standardOutput = pipe
         try process.run()
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        #expect(process.waitForExit(timeout: .seconds(10)) == 0)
         #expect(String(decoding: output, as: UTF8.self) == "0.1.0\n")
     }
 
