@@ -293,7 +293,7 @@ private struct SupervisorLoop {
                 } else if pipe.isOpen {
                     fds.append(pollfd(fd: pipe.fd, events: Int16(POLLIN), revents: 0))
                 } else {
-                    fds.append(pollfd(fd: -1, events: 0, revents: 0))  // placeholder keeps indices aligned
+                    fds.append(pollfd(fd: -1, events: 0, revents: 0))  // fd -1: poll skips it, and the indices stay aligned
                 }
             }
             let ready = poll(&fds, nfds_t(fds.count), timeoutMilliseconds(from: Now.monotonic()))

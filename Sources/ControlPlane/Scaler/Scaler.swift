@@ -111,7 +111,7 @@ public actor Scaler {
         let stored = (try? await store.state(deploymentId: deployment)) ?? DeploymentScalingState(deploymentId: deployment)
         let current = await currentInstances(deployment, stored: stored)
         return DeploymentState(deploymentId: deployment, currentInstances: current, lastScaleUp: stored.lastScaleUp,
-                               lastScaleDown: stored.lastScaleDown, pricePerInstanceHour: stored.pricing?.instancePricing.perInstanceHour)
+                               lastScaleDown: stored.lastScaleDown, pricePerInstanceHour: stored.pricing?.perInstanceHour)
     }
 
     /// The executor's count when it knows it (local agents), else the count the scaler last set, else the
@@ -183,7 +183,7 @@ public actor Scaler {
         if to > from || type == .manualOverride { state.lastScaleUp = t.timeIntervalSince1970 }
         if to < from || type == .manualOverride { state.lastScaleDown = t.timeIntervalSince1970 }
         try? await store.saveState(state, now: t)
-        let price = state.pricing?.instancePricing.perInstanceHour
+        let price = state.pricing?.perInstanceHour
         let policyId = decision.flatMap { d in
             runtimes[deployment]?.policies.first { p in d.policies.contains { $0.policy == p.policy.name && $0.verdict.rawValue == d.action.rawValue } }?.id
         }

@@ -191,7 +191,7 @@ public struct ScalingAPI: Sendable {
                 let t = now()
                 // Only periods the in-memory history covers from their start: after a restart a partial
                 // recomputation must not overwrite a stored complete period.
-                let periods = CostAnalytics.rollup(samples: samples, pricing: pricing.instancePricing, periodType: period,
+                let periods = CostAnalytics.rollup(samples: samples, pricing: pricing, periodType: period,
                                                    until: t.timeIntervalSince1970)
                 let complete = periods.filter { $0.periodStart >= oldest }
                 let partial = periods.filter { $0.periodStart < oldest }
@@ -209,8 +209,8 @@ public struct ScalingAPI: Sendable {
         }
         let samples = await scaler.samples(deploymentId: deploymentId)
         var recs: [OptimizationRecommendation] = []
-        if let r = Recommendations.rightSizing(samples: samples, pricing: pricing.instancePricing) { recs.append(r) }
-        recs += Recommendations.scheduleOptimization(samples: samples, pricePerInstanceHour: pricing.instancePricing.perInstanceHour)
+        if let r = Recommendations.rightSizing(samples: samples, pricing: pricing) { recs.append(r) }
+        recs += Recommendations.scheduleOptimization(samples: samples, pricePerInstanceHour: pricing.perInstanceHour)
         return try await store.replaceRecommendations(deploymentId: deploymentId, recs, ids: recs.map { _ in newID() }, now: now())
     }
 
@@ -252,7 +252,7 @@ public struct ScalingAPI: Sendable {
         let trace = Trace.fromHistory(samples, capacity: options.capacity)
         guard trace.count >= 2 else { throw ControlPlaneError.conflict("not enough recorded history to backtest (need 2 samples)") }
         options.startTime = samples.first?.timestamp ?? 0
-        options.pricePerInstanceHour = try await store.state(deploymentId: deploymentId).pricing?.instancePricing.perInstanceHour
+        options.pricePerInstanceHour = try await store.state(deploymentId: deploymentId).pricing?.perInstanceHour
         do { return try Backtest.run(policies: policies, trace: trace, options: options) } catch {
             throw ControlPlaneError.validation(field: "body", reason: "\(error)")
         }

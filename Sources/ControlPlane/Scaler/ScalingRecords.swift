@@ -51,24 +51,8 @@ public struct ScalingEventPage: Codable, Sendable, Equatable {
     public var nextCursor: Int64?
 }
 
-/// The price of one instance: CPU cores × price per core-hour + GB × price per GB-hour.
-public struct DeploymentPricing: Codable, Sendable, Equatable {
-    public var cpuCores: Double
-    public var memoryGB: Double
-    public var pricePerCoreHour: Double
-    public var pricePerGBHour: Double
-
-    public init(cpuCores: Double, memoryGB: Double, pricePerCoreHour: Double, pricePerGBHour: Double) {
-        self.cpuCores = cpuCores
-        self.memoryGB = memoryGB
-        self.pricePerCoreHour = pricePerCoreHour
-        self.pricePerGBHour = pricePerGBHour
-    }
-
-    public var instancePricing: InstancePricing {
-        InstancePricing(cpuCores: cpuCores, memoryGB: memoryGB, pricePerCoreHour: pricePerCoreHour, pricePerGBHour: pricePerGBHour)
-    }
-}
+/// A deployment's price per instance is the Scaling library's `InstancePricing` (cores × price + GB × price).
+public typealias DeploymentPricing = InstancePricing
 
 /// What the scaler keeps per deployment between decisions.
 public struct DeploymentScalingState: Codable, Sendable, Equatable {
