@@ -67,7 +67,7 @@ public final class Agent: Sendable {
         if let storm = configuration.testRestartStorm { startRestartStorm(count: storm) }
         if let reloader {
             telemetry.observations.register(reloader)
-            telemetry.observations.setConfigStatus { reloader.status.wire }
+            telemetry.observations.setConfigStatus { reloader.status }
             reloader.start(metricsURL: telemetry.metricsAddress.map { "http://\($0)" })
         }
         var systemd = notifier.map(SystemdStateReporter.init)

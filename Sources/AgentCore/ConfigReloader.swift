@@ -41,19 +41,6 @@ public struct ReloadConfiguration: Sendable, Equatable {
     public var usesTLS: Bool { controller.lowercased().hasPrefix("https://") }
 }
 
-/// What /v1/status shows about the config: keys and versions, never values.
-public struct ConfigStatusSnapshot: Sendable, Equatable {
-    public var version: Int64?
-    public var checksum: String?
-    public var keys: [String]
-    /// `controller`, `cache`, or nil before any config.
-    public var source: String?
-    public var lastReloadResult: String?
-    public var lastReloadVersion: Int64?
-    public var lastReloadReason: String?
-    public var controllerUp: Bool
-    public var lastKnownGoodVersion: Int64?
-}
 
 public final class ConfigReloader: Sendable, MetricFamilyProvider {
     /// Injected clocks, randomness and sleep, so that tests of the rules need no wall clock.
@@ -321,9 +308,10 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
 
     // MARK: Observations
 
-    public var status: ConfigStatusSnapshot {
+    /// What /v1/status shows about the config: keys and versions, never values.
+    public var status: AgentConfigStatus {
         state.withLock { s in
-            ConfigStatusSnapshot(
+            AgentConfigStatus(
                 version: s.running?.config.version, checksum: s.running?.config.checksum,
                 keys: s.running?.config.variables.keys.sorted() ?? [], source: s.running?.source,
                 lastReloadResult: s.lastResult?.rawValue, lastReloadVersion: s.lastResultVersion, lastReloadReason: s.lastReason,
@@ -542,13 +530,5 @@ func spawnThread(_ body: @escaping @Sendable () -> Void) {
         pthread_detach(thread)
     } else {
         Unmanaged<Box>.fromOpaque(box).release()
-    }
-}
-
-extension ConfigStatusSnapshot {
-    public var wire: AgentConfigStatus {
-        AgentConfigStatus(version: version, checksum: checksum, keys: keys, source: source, lastReloadResult: lastReloadResult,
-                          lastReloadVersion: lastReloadVersion, lastReloadReason: lastReloadReason, controllerUp: controllerUp,
-                          lastKnownGoodVersion: lastKnownGoodVersion)
     }
 }
