@@ -55,6 +55,15 @@ public struct ControllerConfiguration: Sendable {
     public var databasePath: String { (dataDirectory as NSString).appendingPathComponent("coderunner.sqlite") }
     public var generatedKeyPath: String { (dataDirectory as NSString).appendingPathComponent("master.key") }
 
+    /// How a process on this host reaches a listener bound to `host`: the wildcard addresses mean loopback.
+    static func reachable(_ host: String) -> String {
+        switch host {
+        case "0.0.0.0", "": "127.0.0.1"
+        case "::": "[::1]"
+        default: host.contains(":") ? "[\(host)]" : host
+        }
+    }
+
     /// Parses `HOST:PORT` (`[::1]:8480` for IPv6).
     public static func parseListen(_ text: String) -> (host: String, port: Int)? {
         guard let colon = text.lastIndex(of: ":") else { return nil }
@@ -114,6 +123,10 @@ public struct ControlPlane: Sendable {
         let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger)
+        let leftovers = try await deployments.revokeLeftoverInstanceTokens()
+        if leftovers > 0 {
+            logger.warning("revoked agent tokens a previous run left behind", metadata: ["count": "\(leftovers)"])
+        }
         return ControlPlane(
             configuration: configuration, store: store,
             auth: AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
@@ -121,7 +134,8 @@ public struct ControlPlane: Sendable {
             projects: ProjectService(store: store, configs: configs), configs: configs,
             deployments: deployments, secrets: secrets, hub: hub,
             instances: instances,
-            scaling: ScalingAPI.open(configuration, pool: store.pool, instances: instances, dependencies: dependencies, logger: logger),
+            scaling: ScalingAPI.open(configuration, pool: store.pool, instances: instances, credentials: deployments,
+                                     dependencies: dependencies, logger: logger),
             feed: feed)
     }
 }
@@ -152,8 +166,11 @@ public func buildApplication(
         router: controlPlane.router(),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "coderunner-controller"),
         onServerRunning: { channel in
-            let address = channel.localAddress.map { "\($0.ipAddress ?? configuration.host):\($0.port ?? configuration.port)" }
-            await onServerRunning(address ?? "\(configuration.host):\(configuration.port)")
+            let host = channel.localAddress?.ipAddress ?? configuration.host
+            let port = channel.localAddress?.port ?? configuration.port
+            let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            await controlPlane.scaling.localExecutor?.connect(controllerURL: "http://\(ControllerConfiguration.reachable(host)):\(port)")
+            await onServerRunning(address)
         },
         logger: logger)
     return (app, controlPlane)

@@ -70,6 +70,22 @@ private func processes(mentioning needle: String) -> [Int32] {
         #expect(TestSupport.waitUntil(timeout: .seconds(25), interval: .milliseconds(200)) { current() == 2 },
                 "no scale-up to 2: events \(events().map { "\($0["eventType"] ?? "") \($0["instancesBefore"] ?? "")→\($0["instancesAfter"] ?? "") \($0["errorMessage"] ?? "")" })")
         #expect(processes(mentioning: "--deployment \(deploymentId)").count == 2)
+        // The local executor handed each agent the controller's URL and a token of its own (a 0600 file):
+        // both registered, so the deployment's instance list shows them running.
+        let agentsDirectory = dir.appendingPathComponent("data/agents").path
+        func tokenFiles() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: agentsDirectory)) ?? []).filter { $0.hasSuffix(".token") }
+        }
+        func registered() -> Int {
+            let list = (try? HTTP.call("GET", base + "/api/deployments/\(deploymentId)/instances", token: session, timeout: 2).list) ?? []
+            return list.filter { $0["stale"] as? Bool == false && $0["state"] as? String == "running" }.count
+        }
+        #expect(TestSupport.waitUntil(timeout: .seconds(15), interval: .milliseconds(200)) { registered() == 2 })
+        #expect(tokenFiles().count == 2)
+        for file in tokenFiles() {
+            let mode = try FileManager.default.attributesOfItem(atPath: agentsDirectory + "/" + file)[.posixPermissions] as? Int
+            #expect(mode == 0o600, "\(file)")
+        }
         let ups = events().filter { $0["eventType"] as? String == "scale_up" && $0["success"] as? Bool == true }
         #expect(ups.contains { $0["instancesBefore"] as? Int == 1 && $0["instancesAfter"] as? Int == 2 && ($0["cpuUsage"] as? Double ?? 0) > 15 })
 
@@ -80,12 +96,15 @@ private func processes(mentioning needle: String) -> [Int32] {
         let downs = events().filter { $0["eventType"] as? String == "scale_down" && $0["success"] as? Bool == true }
         #expect(downs.contains { $0["instancesBefore"] as? Int == 2 && $0["instancesAfter"] as? Int == 1 && ($0["cpuUsage"] as? Double ?? 100) < 5 })
         #expect(TestSupport.waitUntil(timeout: .seconds(10)) { processes(mentioning: "--deployment \(deploymentId)").count == 1 })
+        #expect(tokenFiles().count == 1, "the stopped agent's token file stays: \(tokenFiles())")
 
-        // A graceful stop of the controller stops its agents and their apps.
+        // A graceful stop of the controller stops its agents and their apps, without waiting for the agents'
+        // held config queries to end.
         controller.signal(SIGINT)
-        #expect(TestSupport.waitUntil(timeout: .seconds(20)) { !controller.process.isRunning }, "controller did not exit")
+        #expect(TestSupport.waitUntil(timeout: .seconds(15)) { !controller.process.isRunning }, "controller did not exit")
         #expect(TestSupport.waitUntil(timeout: .seconds(5)) {
             processes(mentioning: deploymentId).isEmpty && processes(mentioning: flag.path).isEmpty
         }, "left behind: \(processes(mentioning: deploymentId) + processes(mentioning: flag.path))")
+        #expect(tokenFiles().isEmpty, "token files left: \(tokenFiles())")
     }
 }

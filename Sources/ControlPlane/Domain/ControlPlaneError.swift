@@ -17,6 +17,8 @@ public enum ControlPlaneError: Error, Equatable, Sendable {
     case corrupted(String)
     /// 413.
     case payloadTooLarge
+    /// The controller is shutting down; the client should retry later (another controller, or this one back).
+    case unavailable(String)
 
     public var status: Int {
         switch self {
@@ -26,6 +28,7 @@ public enum ControlPlaneError: Error, Equatable, Sendable {
         case .notFound: 404
         case .conflict, .corrupted: 409
         case .payloadTooLarge: 413
+        case .unavailable: 503
         }
     }
 
@@ -39,6 +42,7 @@ public enum ControlPlaneError: Error, Equatable, Sendable {
         case .conflict(let reason): reason
         case .corrupted(let reason): "corrupted: \(reason)"
         case .payloadTooLarge: "request body exceeds the 1 MiB limit"
+        case .unavailable(let reason): reason
         }
     }
 }

@@ -479,7 +479,8 @@ paths:
       description: |
         The deployment's decrypted configuration. A blocking query: with `index`, the request is held until the
         version is above it or `wait` passes (default 30s, capped at 5m), then answers the current version.
-        The X-CodeRunner-Index header repeats the version.
+        The X-CodeRunner-Index header repeats the version. When the controller shuts down, held queries end
+        at once with 503 (retry with backoff).
       parameters:
         - name: index
           in: query

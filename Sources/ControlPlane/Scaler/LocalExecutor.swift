@@ -3,6 +3,14 @@
 import Foundation
 import Logging
 
+/// Issues the per-instance agent tokens (DeploymentService, in the controller).
+public protocol AgentCredentialIssuer: Sendable {
+    func issueInstanceToken(deploymentId: String, instanceId: String) async throws -> String
+    func revokeInstanceToken(_ token: String) async throws
+}
+
+extension DeploymentService: AgentCredentialIssuer {}
+
 public actor LocalExecutor: ScalingExecutor, InstanceSource {
     public struct Configuration: Sendable {
         /// The coderunner-agent binary.
@@ -10,19 +18,18 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         public var agentBinary: String?
         /// Each agent's stderr goes to `<logDirectory>/<deployment>-<instance>.log`.
         public var logDirectory: String
-        /// Passed to each agent as --controller (with --token-file when set) so that it registers itself.
-        public var controllerURL: String?
-        public var tokenFile: String?
+        /// Mints and revokes each agent's own token; with the controller's URL (`connect(controllerURL:)`),
+        /// agents pull their deployment's config, register and hot-reload. Without either they only supervise.
+        public var credentials: (any AgentCredentialIssuer)?
         /// How long an agent may take to print its metrics address.
         public var startTimeout: Duration = .seconds(10)
         /// SIGTERM, then this long for the agent (and its app) to exit, then SIGKILL.
         public var stopGrace: Duration = .seconds(10)
 
-        public init(agentBinary: String?, logDirectory: String, controllerURL: String? = nil, tokenFile: String? = nil) {
+        public init(agentBinary: String?, logDirectory: String, credentials: (any AgentCredentialIssuer)? = nil) {
             self.agentBinary = agentBinary
             self.logDirectory = logDirectory
-            self.controllerURL = controllerURL
-            self.tokenFile = tokenFile
+            self.credentials = credentials
         }
     }
 
@@ -31,12 +38,17 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         var pid: Int32
         var exit: AsyncExit
         var statusURL: String
+        /// The agent's own controller token and the 0600 file that hands it over; revoked when it stops.
+        var token: String?
+        var tokenFile: String?
     }
 
     public let configuration: Configuration
     let logger: Logger
     private var agents: [String: [Agent]] = [:]
     private var sequence: [String: Int] = [:]
+    /// The controller's own base URL, once its listener is bound.
+    private var controllerURL: String?
     /// Foundation's Process objects, kept alive while their children run (they are not Sendable, so they
     /// stay inside the actor; the rest of the code speaks pids).
     private var processes: [Int32: Process] = [:]
@@ -44,6 +56,11 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// Agents started from now on pull their config from `url` (the controller's own listener).
+    public func connect(controllerURL url: String) {
+        controllerURL = url
     }
 
     /// The agent binary next to this executable (how the package installs them), if there is one.
@@ -54,25 +71,25 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     }
 
     public func pollTargets() async -> [PollTarget] {
-        reap()
+        await reap()
         return agents.flatMap { deployment, list in
             list.map { PollTarget(deploymentId: deployment, instanceId: $0.instanceId, statusURL: $0.statusURL) }
         }
     }
 
     public func runningInstances(deploymentId: String) async -> Int? {
-        reap()
+        await reap()
         return agents[deploymentId]?.count ?? 0
     }
 
     /// Instance ids of a deployment's running agents, oldest first.
-    public func instances(deploymentId: String) -> [String] {
-        reap()
+    public func instances(deploymentId: String) async -> [String] {
+        await reap()
         return agents[deploymentId]?.map(\.instanceId) ?? []
     }
 
     public func scale(_ target: ScalingTarget, from: Int, to: Int) async throws -> Int {
-        reap()
+        await reap()
         let id = target.deploymentId
         var running = agents[id]?.count ?? 0
         if to > running {
@@ -90,7 +107,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             await withTaskGroup(of: Void.self) { group in
                 for v in victims { group.addTask { await Self.stop(v, grace: grace) } }
             }
-            for v in victims { processes[v.pid] = nil }
+            for v in victims { await forget(v) }
         }
         return agents[id]?.count ?? 0
     }
@@ -103,18 +120,40 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         await withTaskGroup(of: Void.self) { group in
             for a in all { group.addTask { await Self.stop(a, grace: grace) } }
         }
+        for a in all { await forget(a) }
         processes = [:]
     }
 
     /// Forgets agents that exited on their own; the next decision sees the lower count and replaces them.
-    private func reap() {
+    private func reap() async {
         for (id, list) in agents {
             let alive = list.filter { $0.exit.value == nil }
-            if alive.count != list.count {
-                logger.warning("agent exited", metadata: ["deployment": "\(id)", "exited": "\(list.count - alive.count)"])
-                agents[id] = alive
-            }
-            for a in list where a.exit.value != nil { processes[a.pid] = nil }
+            guard alive.count != list.count else { continue }
+            logger.warning("agent exited", metadata: ["deployment": "\(id)", "exited": "\(list.count - alive.count)"])
+            agents[id] = alive
+            for a in list where a.exit.value != nil { await forget(a) }
+        }
+    }
+
+    /// After an agent exited: its process object goes, its token is revoked and its token file removed.
+    private func forget(_ agent: Agent) async {
+        processes[agent.pid] = nil
+        if let file = agent.tokenFile { unlink(file) }
+        guard let token = agent.token, let credentials = configuration.credentials else { return }
+        do { try await credentials.revokeInstanceToken(token) } catch {
+            logger.error("cannot revoke a stopped agent's token", metadata: ["instance": "\(agent.instanceId)", "error": "\(error)"])
+        }
+    }
+
+    /// Writes `token` to a new file only the controller's user can read (O_EXCL: never through a planted link).
+    static func writeTokenFile(_ token: String, to path: String) throws {
+        unlink(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw ExecutorError.agentStart("cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(token.utf8)
+        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+            throw ExecutorError.agentStart("cannot write \(path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -129,15 +168,24 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             throw ExecutorError.agentStart("cannot open \(logPath)")
         }
         defer { try? log.close() }
-        var arguments = ["run", "--metrics-listen", "127.0.0.1:0", "--deployment", deploymentId, "--instance", instanceId]
-        if let url = configuration.controllerURL {
-            arguments += ["--controller", url]
-            if let tokenFile = configuration.tokenFile { arguments += ["--token-file", tokenFile] }
-        }
-        arguments += ["--", "/bin/sh", "-c", command]
         guard let binary = configuration.agentBinary else {
             throw ExecutorError.agentStart("no coderunner-agent binary next to the controller: pass --agent-binary PATH")
         }
+        var arguments = ["run", "--metrics-listen", "127.0.0.1:0", "--deployment", deploymentId, "--instance", instanceId]
+        var token: String?
+        var tokenFile: String?
+        if let url = controllerURL, let credentials = configuration.credentials {
+            let base = (configuration.logDirectory as NSString).appendingPathComponent("\(deploymentId)-\(instanceId)")
+            let issued = try await credentials.issueInstanceToken(deploymentId: deploymentId, instanceId: instanceId)
+            do { try Self.writeTokenFile(issued, to: base + ".token") } catch {
+                try? await credentials.revokeInstanceToken(issued)
+                throw error
+            }
+            token = issued
+            tokenFile = base + ".token"
+            arguments += ["--controller", url, "--token-file", base + ".token", "--state-dir", base + ".state"]
+        }
+        arguments += ["--", "/bin/sh", "-c", command]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
@@ -147,10 +195,13 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         let exit = AsyncExit()
         process.terminationHandler = { p in exit.finish(p.terminationStatus) }
         do { try process.run() } catch {
+            if let tokenFile { unlink(tokenFile) }
+            if let token { try? await configuration.credentials?.revokeInstanceToken(token) }
             throw ExecutorError.agentStart("\(binary): \(error.localizedDescription)")
         }
         processes[process.processIdentifier] = process
-        let agent = Agent(instanceId: instanceId, pid: process.processIdentifier, exit: exit, statusURL: "")
+        let agent = Agent(instanceId: instanceId, pid: process.processIdentifier, exit: exit, statusURL: "",
+                          token: token, tokenFile: tokenFile)
         // The agent prints "serving metrics on http://HOST:PORT/metrics" once its listener is bound.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: configuration.startTimeout)
@@ -166,6 +217,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             try? await Task.sleep(for: .milliseconds(20))
         }
         await Self.stop(agent, grace: .seconds(1))
+        await forget(agent)
         let tail = ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").suffix(400)
         throw ExecutorError.agentStart("no metrics address within \(configuration.startTimeout) (log \(logPath): \(tail))")
     }

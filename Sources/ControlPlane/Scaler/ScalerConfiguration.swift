@@ -23,9 +23,6 @@ public struct ScalerConfiguration: Sendable {
     /// Key of the HMAC-SHA256 on webhook requests and notifications; without it no notification is sent and
     /// the webhook executor is refused.
     public var webhookSecret: String?
-    /// Handed to local agents as --controller / --token-file so that they register themselves.
-    public var agentControllerURL: String?
-    public var agentTokenFile: String?
 
     public init() {}
 }
@@ -33,20 +30,22 @@ public struct ScalerConfiguration: Sendable {
 extension ScalingAPI {
     /// Builds the scaling store, the executor and the scaler on the controller's database.
     static func open(_ configuration: ControllerConfiguration, pool: DatabasePool, instances: any InstanceSource,
-                     dependencies: Dependencies, logger: Logger) -> ScalingAPI {
+                     credentials: any AgentCredentialIssuer, dependencies: Dependencies, logger: Logger) -> ScalingAPI {
         let c = configuration.scaling
         let store = ScalingStore(pool: pool)
         let poster = c.webhookSecret.map { WebhookPoster(client: .shared, signer: WebhookSigner(secret: $0)) }
         let executor: any ScalingExecutor
         var sources: [any InstanceSource] = [instances]
+        var localExecutor: LocalExecutor?
         switch c.executor {
         case .local:
             let local = LocalExecutor(
                 configuration: .init(agentBinary: c.agentBinary ?? LocalExecutor.agentNextToExecutable(),
                                      logDirectory: (configuration.dataDirectory as NSString).appendingPathComponent("agents"),
-                                     controllerURL: c.agentControllerURL, tokenFile: c.agentTokenFile),
+                                     credentials: credentials),
                 logger: logger)
             executor = local
+            localExecutor = local
             sources.insert(local, at: 0)
         case .exec(let command):
             executor = ExecExecutor(command: command)
@@ -57,7 +56,7 @@ extension ScalingAPI {
         }
         let scaler = Scaler(store: store, executor: executor, source: CombinedInstanceSource(sources), notifier: poster,
                             now: dependencies.now, logger: logger)
-        return ScalingAPI(store: store, scaler: scaler, now: dependencies.now)
+        return ScalingAPI(store: store, scaler: scaler, localExecutor: localExecutor, now: dependencies.now)
     }
 
     /// The service that polls and scales every `pollInterval`; run it beside the HTTP server.

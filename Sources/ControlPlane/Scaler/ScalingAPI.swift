@@ -6,11 +6,14 @@ import Scaling
 public struct ScalingAPI: Sendable {
     public let store: ScalingStore
     public let scaler: Scaler
+    /// The `local` executor, when it is the one; it learns the controller's URL once the listener is bound.
+    public let localExecutor: LocalExecutor?
     let now: @Sendable () -> Date
 
-    public init(store: ScalingStore, scaler: Scaler, now: @escaping @Sendable () -> Date) {
+    public init(store: ScalingStore, scaler: Scaler, localExecutor: LocalExecutor? = nil, now: @escaping @Sendable () -> Date) {
         self.store = store
         self.scaler = scaler
+        self.localExecutor = localExecutor
         self.now = now
     }
 

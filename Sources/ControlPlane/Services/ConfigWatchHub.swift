@@ -2,18 +2,31 @@
 // parks here as a continuation until a write publishes a newer version or its wait ends. A publish resumes
 // every parked request of that deployment at once: no polling, one continuation per waiting request.
 
+import ServiceLifecycle
+
 public actor ConfigWatchHub {
     private struct Waiter {
         var above: Int64
-        var continuation: CheckedContinuation<Void, Never>
+        var continuation: CheckedContinuation<Bool, Never>
     }
 
     /// Newest version each deployment is known to have reached.
     private var versions: [String: Int64] = [:]
     private var waiters: [String: [UInt64: Waiter]] = [:]
     private var nextWaiter: UInt64 = 0
+    /// Set by `close()`: nothing parks any more.
+    private var closed = false
 
     public init() {}
+
+    /// Graceful shutdown: releases every parked request and makes new ones return at once (`wait` answers
+    /// false), so the HTTP server's in-flight requests end now rather than when their waits would have.
+    public func close() {
+        closed = true
+        let parked = waiters.values.flatMap(\.values)
+        waiters = [:]
+        for waiter in parked { waiter.continuation.resume(returning: false) }
+    }
 
     public var waitingCount: Int { waiters.values.reduce(0) { $0 + $1.count } }
 
@@ -24,7 +37,7 @@ public actor ConfigWatchHub {
             guard var parked = waiters[update.deploymentId] else { continue }
             for (id, waiter) in parked where update.version > waiter.above {
                 parked.removeValue(forKey: id)
-                waiter.continuation.resume()
+                waiter.continuation.resume(returning: true)
             }
             waiters[update.deploymentId] = parked.isEmpty ? nil : parked
         }
@@ -32,13 +45,16 @@ public actor ConfigWatchHub {
 
     /// Returns when `deploymentId` reaches a version above `index`, or when `timeout` returns, whichever is
     /// first. `seen` is the version the caller just read, so a publish that raced ahead is not missed.
+    /// Returns false when the hub closed (shutdown) before either happened.
     /// Per waiter this costs one continuation and one timer task (cancelled on wake-up): 10,000 parked
     /// agents stay cheap.
+    @discardableResult
     public func wait(deploymentId: String, above index: Int64, seen: Int64,
-                     timeout: @escaping @Sendable () async -> Void) async {
+                     timeout: @escaping @Sendable () async -> Void) async -> Bool {
         let known = max(versions[deploymentId] ?? seen, seen)
         versions[deploymentId] = known
-        if known > index { return }
+        if known > index { return true }
+        if closed { return false }
         let id = nextWaiter
         nextWaiter += 1
         // The timer's expire() queues behind this call on the actor, so it always finds the waiter registered.
@@ -46,10 +62,10 @@ public actor ConfigWatchHub {
             await timeout()
             cancel(deploymentId: deploymentId, waiter: id)
         }
-        await withTaskCancellationHandler {
+        let open = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 if Task.isCancelled {
-                    continuation.resume()
+                    continuation.resume(returning: true)
                 } else {
                     waiters[deploymentId, default: [:]][id] = Waiter(above: index, continuation: continuation)
                 }
@@ -58,12 +74,13 @@ public actor ConfigWatchHub {
             Task { await self.cancel(deploymentId: deploymentId, waiter: id) }
         }
         timer.cancel()
+        return open
     }
 
     private func cancel(deploymentId: String, waiter id: UInt64) {
         guard let waiter = waiters[deploymentId]?.removeValue(forKey: id) else { return }
         if waiters[deploymentId]?.isEmpty == true { waiters[deploymentId] = nil }
-        waiter.continuation.resume()
+        waiter.continuation.resume(returning: true)
     }
 }
 
@@ -102,5 +119,18 @@ actor AgentConfigCache {
     func invalidateAll() {
         entries.removeAll()
         loading.removeAll()
+    }
+}
+
+/// Runs beside the HTTP server and, on graceful shutdown, closes the hub before the server drains: held
+/// blocking queries end at once (503) instead of holding the shutdown for up to their whole wait.
+public struct ConfigWatchDrain: Service {
+    let hub: ConfigWatchHub
+
+    public init(hub: ConfigWatchHub) { self.hub = hub }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await hub.close()
     }
 }

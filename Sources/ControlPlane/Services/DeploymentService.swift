@@ -96,6 +96,37 @@ public final class DeploymentService: Sendable {
         tokenCache.withLock { $0.removeAll() }
     }
 
+    // MARK: The local executor's agents
+
+    /// The issuer recorded on the tokens of agents the controller runs itself.
+    static let localExecutorIssuer = "local-executor"
+
+    /// A token for one agent the local executor starts: its own row, audited, revoked when that agent stops,
+    /// so an instance that is gone holds no credential (and the owner's token is never handed out).
+    public func issueInstanceToken(deploymentId: String, instanceId: String) async throws -> String {
+        let token = try Tokens.mint(prefix: Tokens.agentPrefix, random: dependencies.random)
+        let audit = configs.draft(Actor(userId: nil, userAgent: "coderunner-controller/local-executor"), projectId: nil,
+                                  action: "issue_token", resourceType: "deployment", resourceId: deploymentId,
+                                  changes: ["instance": instanceId, "issuedBy": Self.localExecutorIssuer])
+        guard try await store.addAgentToken(deploymentId: deploymentId, hash: Tokens.hash(token),
+                                            issuedBy: Self.localExecutorIssuer, now: dependencies.now(), audit: audit)
+        else { throw ControlPlaneError.notFound("deployment") }
+        return token
+    }
+
+    public func revokeInstanceToken(_ token: String) async throws {
+        let hash = Tokens.hash(token)
+        try await store.revokeAgentToken(hash: hash, now: dependencies.now())
+        tokenCache.withLock { _ = $0.removeValue(forKey: hash) }
+    }
+
+    /// Revokes what a previous run of the controller left (it was killed before stopping its agents).
+    public func revokeLeftoverInstanceTokens() async throws -> Int {
+        let count = try await store.revokeAgentTokens(issuedBy: Self.localExecutorIssuer, now: dependencies.now())
+        if count > 0 { forgetAllTokens() }
+        return count
+    }
+
     public struct Reloaded: Codable, Sendable {
         public var deploymentId: String
         public var version: Int64
@@ -130,7 +161,10 @@ public final class DeploymentService: Sendable {
         guard let index, current.config.version <= index else { return current }
         let duration = min(wait ?? WaitDuration.defaultWait, WaitDuration.maximum)
         let sleep = dependencies.sleep
-        await feed.hub.wait(deploymentId: deploymentId, above: index, seen: current.config.version) { await sleep(duration) }
+        let open = await feed.hub.wait(deploymentId: deploymentId, above: index, seen: current.config.version) { await sleep(duration) }
+        // An error, not the unchanged config: an agent backs off after an error, and would ask again at once
+        // after an answer, in a loop until the listener closes.
+        guard open else { throw ControlPlaneError.unavailable("the controller is shutting down; retry") }
         return try await agentConfig(deploymentId: deploymentId)
     }
 

@@ -129,6 +129,12 @@ public protocol ControlPlaneStore: Sendable {
     /// Revokes the deployment's agent tokens and, if `newHash` is given, issues that one.
     func replaceAgentToken(deploymentId: String, newHash: String?, now: Date, audit: AuditDraft) async throws
     func deploymentId(forAgentTokenHash hash: String) async throws -> String?
+    /// Adds a token beside the deployment's others (the local executor's per-instance tokens). The audit's
+    /// project is the deployment's; false when the deployment does not exist.
+    func addAgentToken(deploymentId: String, hash: String, issuedBy: String, now: Date, audit: AuditDraft) async throws -> Bool
+    /// Revokes one token; `issuedBy` revokes every live token that issuer holds (a restart's leftovers).
+    func revokeAgentToken(hash: String, now: Date) async throws
+    func revokeAgentTokens(issuedBy: String, now: Date) async throws -> Int
     func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64
     func agentSnapshot(deploymentId: String) async throws -> AgentSnapshot?
 }

@@ -125,6 +125,11 @@ enum Migrations {
                 """)
         }
         InstanceMigrations.register(&migrator)
+        // Who holds an agent token: NULL for the owner's (create, reissue), 'local-executor' for the
+        // per-instance tokens the controller hands to the agents it runs itself, revoked when they stop.
+        migrator.registerMigration("v4-agent-token-issuer") { db in
+            try db.execute(sql: "ALTER TABLE agent_tokens ADD COLUMN issued_by TEXT")
+        }
         ScalingMigrations.register(&migrator)
         return migrator
     }

@@ -461,6 +461,34 @@ public final class SQLiteStore: ControlPlaneStore {
         }
     }
 
+    public func addAgentToken(deploymentId: String, hash: String, issuedBy: String, now: Date, audit: AuditDraft) async throws -> Bool {
+        try await write { db in
+            guard let projectId = try String.fetchOne(db, sql: "SELECT project_id FROM deployments WHERE id = ?",
+                                                      arguments: [deploymentId]) else { return false }
+            try db.execute(sql: "INSERT INTO agent_tokens (token_hash, deployment_id, created_at, issued_by) VALUES (?, ?, ?, ?)",
+                           arguments: [hash, deploymentId, now, issuedBy])
+            var audit = audit
+            audit.projectId = projectId
+            try Self.append(audit, db)
+            return true
+        }
+    }
+
+    public func revokeAgentToken(hash: String, now: Date) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE agent_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                           arguments: [now, hash])
+        }
+    }
+
+    public func revokeAgentTokens(issuedBy: String, now: Date) async throws -> Int {
+        try await write { db in
+            try db.execute(sql: "UPDATE agent_tokens SET revoked_at = ? WHERE issued_by = ? AND revoked_at IS NULL",
+                           arguments: [now, issuedBy])
+            return db.changesCount
+        }
+    }
+
     public func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64 {
         try await write { db in
             guard let version = try Int64.fetchOne(db, sql: """
