@@ -163,6 +163,8 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
                 s.lastReason = nil
                 s.counts[.applied, default: 0] += 1
             }
+            // The controller's instance list shows the new version now, not at the next heartbeat.
+            wakeSession()
             return .applied
         }
     }
@@ -205,7 +207,7 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
         let snapshot = supervisor.snapshot
         let now = env.unixNow()
         let committed = state.withLock { s -> Bool in
-            let changed = s.lastSupervisorState != snapshot.state
+            var changed = s.lastSupervisorState != snapshot.state
             s.lastSupervisorState = snapshot.state
             guard var p = s.probation, snapshot.generation == p.generation, snapshot.state == .running,
                   let started = snapshot.startedAt else { return changed }
@@ -213,6 +215,8 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
                 s.lastDuration = max(0, started - p.receivedAt)
                 p.measured = true
                 s.probation = p
+                // The new version's app is up, perhaps between two ticks that both saw `running`: say so.
+                changed = true
             }
             guard now - started >= Self.seconds(configuration.rollbackWindow) else { return changed }
             s.probation = nil
@@ -495,6 +499,11 @@ struct SessionLoop: Sendable {
                 attempt = 0
                 wait = max(.zero, nextHeartbeat - Now.monotonic())
                 if !registered { wait = .zero }
+                // The controller last heard "stopping" or "starting" (a restart): look again soon, so that it
+                // hears "running" when the new app is up, not at the next heartbeat.
+                if let sent = lastSent?.state, sent == SupervisorState.stopping.rawValue || sent == SupervisorState.starting.rawValue {
+                    wait = min(wait, .milliseconds(50))
+                }
             }
             var fds = [pollfd(fd: r.sessionWake, events: Int16(POLLIN), revents: 0)]
             let ms = Int32(clamping: Int(wait.components.seconds) * 1000 + Int(wait.components.attoseconds / 1_000_000_000_000_000) + 1)

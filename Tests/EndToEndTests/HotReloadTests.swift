@@ -196,7 +196,9 @@ struct HotReloadTests {
         try withController { controller, dir in
             let tenant = try Tenant.create(controller, variables: [("SAME", "1", false, false)])
             let agents = try (0..<2).map {
-                try AgentProcess(controller: controller.base, token: tenant.agentToken, directory: dir.appendingPathComponent("a\($0)"))
+                // Ticks far apart (the figures' sampling): the controller must not depend on them to hear of a restart.
+                try AgentProcess(controller: controller.base, token: tenant.agentToken, directory: dir.appendingPathComponent("a\($0)"),
+                                 extra: ["--sample-interval", "5"])
             }
             defer { for a in agents { a.stop() } }
             #expect(TestSupport.waitUntil(timeout: Self.wait) { agents.allSatisfy { $0.appEnvironment["SAME"] == "1" } })
@@ -209,7 +211,12 @@ struct HotReloadTests {
                 #expect(agent.appEnvironment["SAME"] == "1")
                 #expect(try agent.status().config?.version == version)
             }
-            #expect(TestSupport.waitUntil(timeout: Self.wait) { ((try? tenant.instances()) ?? []).count == 2 })
+            // The controller hears of the new version and the running apps at once: not at the next heartbeat
+            // (10 s), nor when the version leaves probation (the rollback window, 10 s here).
+            #expect(TestSupport.waitUntil(timeout: .seconds(3)) {
+                let list = (try? tenant.instances()) ?? []
+                return list.count == 2 && list.allSatisfy { $0["configVersion"] as? Int == Int(version) && $0["state"] as? String == "running" }
+            }, "the controller still shows \((try? tenant.instances()) ?? [])")
         }
     }
 }
