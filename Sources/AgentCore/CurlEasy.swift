@@ -46,7 +46,7 @@ public enum CurlGlobal {
 /// Not Sendable: one thread owns each handle (libcurl handles must not be used concurrently).
 public final class CurlEasy {
     public struct Options: Sendable, Equatable {
-        /// PEM bundle to verify the controller's certificate with; nil uses the system's.
+        /// The only PEM bundle to verify the controller's certificate with; nil uses the system's trust store.
         public var caFile: String?
         public var connectTimeout: Duration
         public init(caFile: String? = nil, connectTimeout: Duration = .seconds(3)) {
@@ -107,7 +107,12 @@ public final class CurlEasy {
         set(CURLOPT_SSL_VERIFYPEER, 1)
         set(CURLOPT_SSL_VERIFYHOST, 2)
         set(CURLOPT_PROTOCOLS_STR, "http,https")
-        if let ca = options.caFile { set(CURLOPT_CAINFO, ca) }
+        if let ca = options.caFile {
+            // A pin: only this bundle. libcurl also reads its built-in CA directory (/etc/ssl/certs on Debian) unless
+            // told not to, which would let any publicly trusted certificate through.
+            set(CURLOPT_CAINFO, ca)
+            set(CURLOPT_CAPATH, nil)
+        }
         set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headers))
         set(CURLOPT_WRITEFUNCTION, unsafeBitCast(write, to: UnsafeMutableRawPointer.self))
         set(CURLOPT_WRITEDATA, sinkPointer)

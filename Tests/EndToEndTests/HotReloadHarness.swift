@@ -80,8 +80,9 @@ enum HTTP {
         var text: String { String(decoding: body, as: UTF8.self) }
     }
 
+    /// `curlOptions` go to curl before the URL (for https: `--cacert`, `--resolve`).
     static func call(_ method: String, _ url: String, token: String? = nil, json: [String: Any]? = nil,
-                     timeout: TimeInterval = 30) throws -> Answer {
+                     timeout: TimeInterval = 30, curlOptions: [String] = []) throws -> Answer {
         // curl, not URLSession: FoundationNetworking's shared session stalled here for good under the parallel
         // suites (requests the controller answered at once with curl never completed), failing tests at random.
         let process = Process()
@@ -91,7 +92,7 @@ enum HTTP {
         if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
         let input = Pipe(), output = Pipe(), errors = Pipe()
         if json != nil { arguments += ["-H", "Content-Type: application/json", "--data-binary", "@-"] }
-        process.arguments = arguments + [url]
+        process.arguments = arguments + curlOptions + [url]
         process.standardInput = input
         process.standardOutput = output
         process.standardError = errors
@@ -198,6 +199,7 @@ struct Tenant {
 
 /// An agent around a shell app that records its pid in `<dir>/pid`, then its environment in `<dir>/env` (each
 /// atomically: write, then rename; a new env file therefore implies the new pid file), then sleeps. With CRASH=1 in its environment it exits 3 at once instead.
+/// `wrapper` (a command that ends by exec'ing its arguments, such as unshare) runs the agent inside it.
 final class AgentProcess {
     let directory: URL
     let process: Spawned
@@ -210,7 +212,7 @@ final class AgentProcess {
         exec sleep 1000
         """
 
-    init(controller: String, token: String, directory: URL, extra: [String] = []) throws {
+    init(controller: String, token: String, directory: URL, extra: [String] = [], wrapper: [String] = []) throws {
         self.directory = directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let tokenFile = directory.appendingPathComponent("token")
@@ -221,7 +223,8 @@ final class AgentProcess {
         // A small, explicit environment: the app inherits it (--inherit-env all) under the config's variables.
         let env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "APP_DIR": directory.path,
                    "LANG": "C.UTF-8"]
-        process = try Spawned(TestSupport.binary("coderunner-agent"), [
+        let command = wrapper + [TestSupport.binary("coderunner-agent")]
+        process = try Spawned(command[0], Array(command.dropFirst()) + [
             "run", "--controller", controller, "--token-file", tokenFile.path,
             "--state-dir", directory.appendingPathComponent("state").path, "--metrics-listen", "127.0.0.1:0",
             "--sample-interval", "0.1", "--grace-period", "2", "--backoff-initial", "0.2", "--backoff-max", "1",
