@@ -4,11 +4,15 @@
 GET /            a greeting built from the environment (GREETING, APP_NAME), so a config change shows
 GET /burn?ms=N   burns N ms of CPU in the request (load for the scaler demo; capped at 2000 ms)
 GET /env         the names (never the values) of the variables it was started with
-It listens on $PORT (default 8080) on 127.0.0.1 and prints one line per request to stdout.
+It listens on $PORT (default 8080) on 127.0.0.1 with SO_REUSEPORT, so several instances share one port and
+the kernel spreads new connections among them (the quickstart's instances do), and prints one line per request.
+If API_KEY is set (a secret), it prints only a fingerprint of it, which shows the secret arrived decrypted.
 """
+import hashlib
 import http.server
 import json
 import os
+import socket
 import sys
 import time
 import urllib.parse
@@ -52,10 +56,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         sys.stdout.flush()
 
 
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
 def main():
     port = int(os.environ.get("PORT", "8080"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"sample-app listening on 127.0.0.1:{port} greeting={os.environ.get('GREETING', 'hello')!r}", flush=True)
+    server = Server(("127.0.0.1", port), Handler)
+    secret = os.environ.get("API_KEY")
+    fingerprint = f" api_key=sha256:{hashlib.sha256(secret.encode()).hexdigest()[:12]}" if secret else ""
+    print(f"sample-app listening on 127.0.0.1:{port} pid={os.getpid()} "
+          f"greeting={os.environ.get('GREETING', 'hello')!r}{fingerprint}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,0 +1,5 @@
+# Shared by packaging/build-deb and scripts/quickstart, so that a release built for one serves the other
+# (a different flag set would rebuild everything, minutes on a small machine).
+# --static-swift-stdlib: no Swift runtime to install on the target, so dpkg-shlibdeps finds every shared library
+# the binaries need in a Debian package. -z now with -z relro: full RELRO, Debian's default hardening for C.
+RELEASE_BUILD=(swift build -c release --static-swift-stdlib -Xlinker -z -Xlinker now -Xlinker -z -Xlinker relro)
