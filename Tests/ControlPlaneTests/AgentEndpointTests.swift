@@ -137,7 +137,9 @@ import Testing
                 #expect(answer.data["variables"] as? [String: String] == ["NEW": "value"])
             }
             #expect(await client.controlPlane.hub.waitingCount == 0)
-            #expect(harness.timer.requested.allSatisfy { $0 == .seconds(60) })
+            // Five waits of a minute, asked within a second: one timer, for their common one-second bucket.
+            #expect(harness.timer.requested.count <= 2, "\(harness.timer.requested)")
+            #expect(harness.timer.requested.allSatisfy { $0 > .seconds(59) && $0 <= .seconds(61) }, "\(harness.timer.requested)")
         }
     }
 
@@ -168,8 +170,9 @@ import Testing
             async let answer = client.call(.get, "/api/agent/v1/config?index=1&wait=10m", token: agentToken)
             let parked = await TestSupport.waitUntil(timeout: .seconds(10)) { await client.controlPlane.hub.waitingCount == 1 }
             #expect(parked)
-            // The requested 10 minutes are capped at 5.
-            #expect(harness.timer.requested == [.seconds(300)])
+            // The requested 10 minutes are capped at 5 (the timer ends its one-second bucket).
+            #expect(harness.timer.requested.count == 1)
+            #expect(harness.timer.requested.allSatisfy { $0 > .seconds(299) && $0 <= .seconds(301) }, "\(harness.timer.requested)")
             harness.timer.fire()
             let result = try await answer
             #expect(result.status == .ok)
@@ -183,8 +186,8 @@ import Testing
     @Test func publishWakesOnlyWaitersBelowTheNewVersion() async throws {
         let hub = ConfigWatchHub()
         let timer = ManualTimer()
-        async let low = hub.wait(deploymentId: "d", above: 1, seen: 1) { await timer.sleep(.seconds(1)) }
-        async let high = hub.wait(deploymentId: "d", above: 5, seen: 1) { await timer.sleep(.seconds(1)) }
+        async let low = hub.wait(deploymentId: "d", above: 1, seen: 1, timeout: .seconds(1), sleep: timer.sleep)
+        async let high = hub.wait(deploymentId: "d", above: 5, seen: 1, timeout: .seconds(1), sleep: timer.sleep)
         #expect(await TestSupport.waitUntil(timeout: .seconds(10)) { await hub.waitingCount == 2 })
         await hub.publish([DeploymentVersion(deploymentId: "d", version: 2)])
         #expect(await low)
@@ -198,24 +201,46 @@ import Testing
     func closeReleasesEveryone() async throws {
         let hub = ConfigWatchHub()
         let timer = ManualTimer()
-        async let first = hub.wait(deploymentId: "a", above: 1, seen: 1) { await timer.sleep(.seconds(300)) }
-        async let second = hub.wait(deploymentId: "b", above: 3, seen: 3) { await timer.sleep(.seconds(300)) }
+        async let first = hub.wait(deploymentId: "a", above: 1, seen: 1, timeout: .seconds(300), sleep: timer.sleep)
+        async let second = hub.wait(deploymentId: "b", above: 3, seen: 3, timeout: .seconds(300), sleep: timer.sleep)
         #expect(await TestSupport.waitUntil(timeout: .seconds(10)) { await hub.waitingCount == 2 })
         await hub.close()
         #expect(await first == false)
         #expect(await second == false)
         #expect(await hub.waitingCount == 0)
         // After the close nothing parks; a version already above the index still answers normally.
-        #expect(await hub.wait(deploymentId: "a", above: 1, seen: 1) { await timer.sleep(.seconds(300)) } == false)
-        #expect(await hub.wait(deploymentId: "a", above: 1, seen: 2) { await timer.sleep(.seconds(300)) } == true)
+        #expect(await hub.wait(deploymentId: "a", above: 1, seen: 1, timeout: .seconds(300), sleep: timer.sleep) == false)
+        #expect(await hub.wait(deploymentId: "a", above: 1, seen: 2, timeout: .seconds(300), sleep: timer.sleep) == true)
         #expect(await hub.waitingCount == 0)
+    }
+
+    @Test("waits with the same timeout share one timer; a real timer ends a wait within its timeout plus a bucket")
+    func timersAreShared() async {
+        let hub = ConfigWatchHub()
+        let clock = ContinuousClock()
+        let start = clock.now
+        await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<200 {
+                group.addTask { await hub.wait(deploymentId: "d", above: 1, seen: 1, timeout: .milliseconds(300)) { try? await Task.sleep(for: $0) } }
+            }
+            #expect(await TestSupport.waitUntil(timeout: .seconds(10), interval: .milliseconds(5)) { await hub.waitingCount == 200 })
+            // 200 waiters parked within one or two bucket boundaries.
+            #expect(await hub.timerBucketCount <= 2)
+            var answered = 0
+            for await open in group where open { answered += 1 }
+            #expect(answered == 200)
+        }
+        let elapsed = start.duration(to: clock.now)
+        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(5), "\(elapsed)")
+        #expect(await hub.waitingCount == 0)
+        #expect(await hub.timerBucketCount == 0)
     }
 
     @Test func aPublishBeforeParkingIsNotLost() async {
         let hub = ConfigWatchHub()
         await hub.publish([DeploymentVersion(deploymentId: "d", version: 7)])
         // The caller read version 6 before the publish; it must not park.
-        await hub.wait(deploymentId: "d", above: 6, seen: 6) { await ManualTimer().sleep(.seconds(1)) }
+        await hub.wait(deploymentId: "d", above: 6, seen: 6, timeout: .seconds(1), sleep: ManualTimer().sleep)
         #expect(await hub.waitingCount == 0)
     }
 }

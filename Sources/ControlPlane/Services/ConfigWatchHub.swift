@@ -6,81 +6,123 @@ import ServiceLifecycle
 
 public actor ConfigWatchHub {
     private struct Waiter {
+        var deploymentId: String
         var above: Int64
+        var bucket: Int64
         var continuation: CheckedContinuation<Bool, Never>
     }
 
+    /// Width of an expiry bucket: a wait ends up to this much after its timeout (Consul adds up to wait/16).
+    static let bucketWidth: Duration = .seconds(1)
+
     /// Newest version each deployment is known to have reached.
     private var versions: [String: Int64] = [:]
-    private var waiters: [String: [UInt64: Waiter]] = [:]
+    private var waiters: [UInt64: Waiter] = [:]
+    private var byDeployment: [String: Set<UInt64>] = [:]
+    /// Waiters by the bucket their timeout falls in. One timer task per bucket, not per waiter: 10,000
+    /// agents asking within a few seconds share a few timers (a task per waiter was 19 MB at 10,000).
+    private var buckets: [Int64: Set<UInt64>] = [:]
+    private let origin = ContinuousClock.now
     private var nextWaiter: UInt64 = 0
     /// Set by `close()`: nothing parks any more.
     private var closed = false
 
     public init() {}
 
+    public var waitingCount: Int { waiters.count }
+    /// Buckets with a timer pending (tests check that waits share them).
+    var timerBucketCount: Int { buckets.count }
+
     /// Graceful shutdown: releases every parked request and makes new ones return at once (`wait` answers
     /// false), so the HTTP server's in-flight requests end now rather than when their waits would have.
     public func close() {
         closed = true
-        let parked = waiters.values.flatMap(\.values)
+        let parked = waiters.values
         waiters = [:]
+        byDeployment = [:]
+        buckets = [:]
         for waiter in parked { waiter.continuation.resume(returning: false) }
     }
-
-    public var waitingCount: Int { waiters.values.reduce(0) { $0 + $1.count } }
 
     /// Records new versions (after their transaction committed) and wakes whoever waited for them.
     public func publish(_ updates: [DeploymentVersion]) {
         for update in updates {
             versions[update.deploymentId] = max(versions[update.deploymentId] ?? 0, update.version)
-            guard var parked = waiters[update.deploymentId] else { continue }
-            for (id, waiter) in parked where update.version > waiter.above {
-                parked.removeValue(forKey: id)
-                waiter.continuation.resume(returning: true)
+            for id in byDeployment[update.deploymentId] ?? [] where update.version > (waiters[id]?.above ?? .max) {
+                remove(id)?.continuation.resume(returning: true)
             }
-            waiters[update.deploymentId] = parked.isEmpty ? nil : parked
         }
     }
 
-    /// Returns when `deploymentId` reaches a version above `index`, or when `timeout` returns, whichever is
-    /// first. `seen` is the version the caller just read, so a publish that raced ahead is not missed.
-    /// Returns false when the hub closed (shutdown) before either happened.
-    /// Per waiter this costs one continuation and one timer task (cancelled on wake-up): 10,000 parked
-    /// agents stay cheap.
+    /// Returns when `deploymentId` reaches a version above `index`, or when `timeout` has passed (up to
+    /// `bucketWidth` later), whichever is first. `seen` is the version the caller just read, so a publish that
+    /// raced ahead is not missed. `sleep` is the timer (tests inject a manual one). Returns false when the hub
+    /// closed (shutdown) before either happened.
     @discardableResult
-    public func wait(deploymentId: String, above index: Int64, seen: Int64,
-                     timeout: @escaping @Sendable () async -> Void) async -> Bool {
+    public func wait(deploymentId: String, above index: Int64, seen: Int64, timeout: Duration,
+                     sleep: @escaping @Sendable (Duration) async -> Void) async -> Bool {
         let known = max(versions[deploymentId] ?? seen, seen)
         versions[deploymentId] = known
         if known > index { return true }
         if closed { return false }
         let id = nextWaiter
         nextWaiter += 1
-        // The timer's expire() queues behind this call on the actor, so it always finds the waiter registered.
-        let timer = Task { [self] in
-            await timeout()
-            cancel(deploymentId: deploymentId, waiter: id)
-        }
-        let open = await withTaskCancellationHandler {
+        let bucket = bucketIndex(after: timeout)
+        return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 if Task.isCancelled {
                     continuation.resume(returning: true)
+                    return
+                }
+                waiters[id] = Waiter(deploymentId: deploymentId, above: index, bucket: bucket, continuation: continuation)
+                byDeployment[deploymentId, default: []].insert(id)
+                if buckets[bucket] == nil {
+                    buckets[bucket] = [id]
+                    startTimer(bucket, sleep: sleep)
                 } else {
-                    waiters[deploymentId, default: [:]][id] = Waiter(above: index, continuation: continuation)
+                    buckets[bucket]!.insert(id)
                 }
             }
         } onCancel: {
-            Task { await self.cancel(deploymentId: deploymentId, waiter: id) }
+            Task { await self.expire(id) }
         }
-        timer.cancel()
-        return open
     }
 
-    private func cancel(deploymentId: String, waiter id: UInt64) {
-        guard let waiter = waiters[deploymentId]?.removeValue(forKey: id) else { return }
-        if waiters[deploymentId]?.isEmpty == true { waiters[deploymentId] = nil }
-        waiter.continuation.resume(returning: true)
+    /// The bucket whose end is the first bucket boundary at or after now + timeout.
+    private func bucketIndex(after timeout: Duration) -> Int64 {
+        let offset = origin.duration(to: .now) + timeout
+        let width = Self.bucketWidth
+        let whole = offset / width
+        return Int64(whole.rounded(.up))
+    }
+
+    private func startTimer(_ bucket: Int64, sleep: @escaping @Sendable (Duration) async -> Void) {
+        let end = origin.advanced(by: Self.bucketWidth * Double(bucket))
+        let delay = max(.zero, ContinuousClock.now.duration(to: end))
+        Task { [self] in
+            await sleep(delay)
+            await expireBucket(bucket)
+        }
+    }
+
+    private func expireBucket(_ bucket: Int64) {
+        for id in buckets[bucket] ?? [] {
+            remove(id)?.continuation.resume(returning: true)
+        }
+        buckets[bucket] = nil
+    }
+
+    private func expire(_ id: UInt64) {
+        remove(id)?.continuation.resume(returning: true)
+    }
+
+    private func remove(_ id: UInt64) -> Waiter? {
+        guard let waiter = waiters.removeValue(forKey: id) else { return nil }
+        byDeployment[waiter.deploymentId]?.remove(id)
+        if byDeployment[waiter.deploymentId]?.isEmpty == true { byDeployment[waiter.deploymentId] = nil }
+        buckets[waiter.bucket]?.remove(id)
+        if buckets[waiter.bucket]?.isEmpty == true { buckets[waiter.bucket] = nil }
+        return waiter
     }
 }
 

@@ -160,8 +160,8 @@ public final class DeploymentService: Sendable {
         let current = try await agentConfig(deploymentId: deploymentId)
         guard let index, current.config.version <= index else { return current }
         let duration = min(wait ?? WaitDuration.defaultWait, WaitDuration.maximum)
-        let sleep = dependencies.sleep
-        let open = await feed.hub.wait(deploymentId: deploymentId, above: index, seen: current.config.version) { await sleep(duration) }
+        let open = await feed.hub.wait(deploymentId: deploymentId, above: index, seen: current.config.version,
+                                       timeout: duration, sleep: dependencies.sleep)
         // An error, not the unchanged config: an agent backs off after an error, and would ask again at once
         // after an answer, in a loop until the listener closes.
         guard open else { throw ControlPlaneError.unavailable("the controller is shutting down; retry") }
