@@ -125,14 +125,20 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     }
 
     /// Forgets agents that exited on their own; the next decision sees the lower count and replaces them.
+    /// The bookkeeping happens before the first suspension, so a scaling that runs meanwhile (the actor is
+    /// reentrant) never sees, or overwrites, a half-updated list.
     private func reap() async {
+        var exited: [Agent] = []
         for (id, list) in agents {
-            let alive = list.filter { $0.exit.value == nil }
+            var alive: [Agent] = []
+            for agent in list {
+                if agent.exit.value == nil { alive.append(agent) } else { exited.append(agent) }
+            }
             guard alive.count != list.count else { continue }
             logger.warning("agent exited", metadata: ["deployment": "\(id)", "exited": "\(list.count - alive.count)"])
             agents[id] = alive
-            for a in list where a.exit.value != nil { await forget(a) }
         }
+        for agent in exited { await forget(agent) }
     }
 
     /// After an agent exited: its process object goes, its token is revoked and its token file removed.
