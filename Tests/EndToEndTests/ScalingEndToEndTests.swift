@@ -107,4 +107,47 @@ private func processes(mentioning needle: String) -> [Int32] {
         }, "left behind: \(processes(mentioning: deploymentId) + processes(mentioning: flag.path))")
         #expect(tokenFiles().isEmpty, "token files left: \(tokenFiles())")
     }
+
+    @Test("deleting a deployment (with its project) stops the agents the local executor ran for it")
+    func deletedDeploymentsLoseTheirLocalInstances() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("scaling-delete")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let port = TestSupport.freeLoopbackPort()
+        let controller = try Spawned(TestSupport.binary("coderunner-controller"), [
+            "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dir.appendingPathComponent("data").path, "--bcrypt-cost", "4",
+            "--log-level", "error", "--executor", "local", "--agent-binary", TestSupport.binary("coderunner-agent"),
+            "--poll-interval", "0.5",
+        ])
+        let base = "http://127.0.0.1:\(port)"
+        var deploymentId = "none"
+        defer {
+            controller.hardKill()
+            for pid in processes(mentioning: deploymentId) { kill(pid, SIGKILL) }
+        }
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
+            (try? HTTP.call("GET", base + "/healthz", timeout: 1).status) == 200
+        }, "controller did not start: \(controller.text)")
+        let credentials: [String: Any] = ["email": "delete@example.com", "password": "correct horse battery"]
+        #expect(try HTTP.call("POST", base + "/api/auth/register", json: credentials).status == 201)
+        let session = try #require(try HTTP.call("POST", base + "/api/auth/login", json: credentials).data["token"] as? String)
+        let project = try #require(try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "gone"]).data["id"] as? String)
+        let deployment = try HTTP.call("POST", base + "/api/deployments", token: session,
+                                       json: ["projectId": project, "environment": "production", "command": "exec sleep 1000"])
+        deploymentId = try #require(deployment.data["id"] as? String)
+        let policy: [String: Any] = ["name": "two", "policyType": "target_tracking", "minInstances": 2, "maxInstances": 2,
+                                     "target": ["metric": "cpu", "value": 50]]
+        #expect(try HTTP.call("POST", base + "/api/deployments/\(deploymentId)/scaling/policies", token: session, json: policy).status == 201)
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(200)) {
+            processes(mentioning: "--deployment \(deploymentId)").count == 2
+        })
+
+        #expect(try HTTP.call("DELETE", base + "/api/projects/\(project)", token: session).status == 200)
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(200)) {
+            processes(mentioning: deploymentId).isEmpty
+        }, "still running: \(processes(mentioning: deploymentId))")
+        let agents = dir.appendingPathComponent("data/agents").path
+        let tokens = ((try? FileManager.default.contentsOfDirectory(atPath: agents)) ?? []).filter { $0.hasSuffix(".token") }
+        #expect(tokens.isEmpty, "token files left: \(tokens)")
+        #expect(controller.process.isRunning)
+    }
 }

@@ -50,8 +50,32 @@ public actor Scaler {
     @discardableResult
     public func tick(poller: StatusPoller) async -> [ScalingDecision] {
         let targets = await source.pollTargets()
+        await stopDeleted(Set(targets.map(\.deploymentId)))
         let results = await poller.poll(targets)
         return await evaluate(results: results)
+    }
+
+    /// Instances whose deployment was deleted (with its project) are stopped: no policy is left to scale them
+    /// down, and their agents would go on running the app with a revoked token. Only the local executor's
+    /// can be left behind; registered instances go with the deployment's rows.
+    private func stopDeleted(_ deployments: Set<String>) async {
+        guard !deployments.isEmpty else { return }
+        let existing: Set<String>
+        do { existing = try await store.existingDeployments(deployments) } catch {
+            logger.error("cannot read deployments", metadata: ["error": "\(error)"])
+            return
+        }
+        for id in deployments.subtracting(existing).sorted() where !inFlight.contains(id) {
+            let running = await executor.runningInstances(deploymentId: id) ?? 0
+            guard running > 0 else { continue }
+            logger.notice("deployment deleted: stopping its instances", metadata: ["deployment": "\(id)", "instances": "\(running)"])
+            inFlight.insert(id)
+            do { _ = try await executor.scale(ScalingTarget(deploymentId: id, command: nil), from: running, to: 0) } catch {
+                logger.error("cannot stop a deleted deployment's instances", metadata: ["deployment": "\(id)", "error": "\(error)"])
+            }
+            inFlight.remove(id)
+            runtimes[id] = nil
+        }
     }
 
     /// Folds this round's poll results into the histories and decides for every scaled deployment.

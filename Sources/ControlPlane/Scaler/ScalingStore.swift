@@ -43,6 +43,16 @@ public final class ScalingStore: Sendable {
         }
     }
 
+    /// Which of these deployments still exist.
+    public func existingDeployments(_ ids: Set<String>) async throws -> Set<String> {
+        guard !ids.isEmpty else { return [] }
+        return try await pool.read { db in
+            let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+            return Set(try String.fetchAll(db, sql: "SELECT id FROM deployments WHERE id IN (\(marks))",
+                                           arguments: StatementArguments(Array(ids))))
+        }
+    }
+
     /// Inserts or replaces the policy with this id.
     public func savePolicy(_ p: StoredScalingPolicy) async throws {
         do {
