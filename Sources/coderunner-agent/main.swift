@@ -109,7 +109,7 @@ struct Run: ParsableCommand {
     var stateDir: String?
 
     @Option(name: .customLong("ca-file"), help: ArgumentHelp(
-        "PEM bundle that verifies an https controller. Env CODERUNNER_CA_FILE. Default: the system's.", valueName: "path"))
+        "PEM bundle that alone verifies an https controller (the system's store is then not used). Env CODERUNNER_CA_FILE. Default: the system's store.", valueName: "path"))
     var caFile: String?
 
     @Option(name: .customLong("inherit-env"), help: ArgumentHelp(
