@@ -214,26 +214,39 @@ import Testing
         #expect(await hub.waitingCount == 0)
     }
 
-    @Test("waits with the same timeout share one timer; a real timer ends a wait within its timeout plus a bucket")
+    @Test("long waits asked within a second share one timer")
     func timersAreShared() async {
         let hub = ConfigWatchHub()
-        let clock = ContinuousClock()
-        let start = clock.now
+        let timer = ManualTimer()
         await withTaskGroup(of: Bool.self) { group in
             for _ in 0..<200 {
-                group.addTask { await hub.wait(deploymentId: "d", above: 1, seen: 1, timeout: .milliseconds(300)) { try? await Task.sleep(for: $0) } }
+                group.addTask { await hub.wait(deploymentId: "d", above: 1, seen: 1, timeout: .seconds(60), sleep: timer.sleep) }
             }
             #expect(await TestSupport.waitUntil(timeout: .seconds(10), interval: .milliseconds(5)) { await hub.waitingCount == 200 })
-            // 200 waiters parked within one or two bucket boundaries.
+            // 200 waiters, one-second buckets: one timer, two if a boundary fell while they parked.
             #expect(await hub.timerBucketCount <= 2)
+            #expect(timer.requested.count <= 2 && timer.requested.allSatisfy { $0 > .seconds(59) && $0 <= .seconds(61) },
+                    "\(timer.requested)")
+            timer.fire()
             var answered = 0
             for await open in group where open { answered += 1 }
             #expect(answered == 200)
         }
-        let elapsed = start.duration(to: clock.now)
-        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(5), "\(elapsed)")
         #expect(await hub.waitingCount == 0)
         #expect(await hub.timerBucketCount == 0)
+    }
+
+    @Test("a short wait on a real timer ends within its timeout plus a 50 ms bucket")
+    func shortWaitOnARealTimer() async {
+        let hub = ConfigWatchHub()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let open = await hub.wait(deploymentId: "d", above: 1, seen: 1, timeout: .milliseconds(300)) { try? await Task.sleep(for: $0) }
+        let elapsed = start.duration(to: clock.now)
+        #expect(open)
+        // 350 ms plus the machine's scheduling; a one-second bucket would have ended it anywhere up to 1.3 s.
+        #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(5), "\(elapsed)")
+        #expect(await hub.waitingCount == 0)
     }
 
     @Test func aPublishBeforeParkingIsNotLost() async {

@@ -8,12 +8,17 @@ public actor ConfigWatchHub {
     private struct Waiter {
         var deploymentId: String
         var above: Int64
-        var bucket: Int64
+        var bucket: Bucket
         var continuation: CheckedContinuation<Bool, Never>
     }
 
-    /// Width of an expiry bucket: a wait ends up to this much after its timeout (Consul adds up to wait/16).
-    static let bucketWidth: Duration = .seconds(1)
+    /// Waits end at the end of their expiry bucket, up to a bucket's width after their timeout: 1 s for the
+    /// long waits agents use, 50 ms under 16 s, so no wait runs more than 1/16 over (Consul adds up to wait/16).
+    struct Bucket: Hashable {
+        var widthMilliseconds: Int64
+        var index: Int64
+        var end: Duration { .milliseconds(widthMilliseconds * index) }
+    }
 
     /// Newest version each deployment is known to have reached.
     private var versions: [String: Int64] = [:]
@@ -21,7 +26,7 @@ public actor ConfigWatchHub {
     private var byDeployment: [String: Set<UInt64>] = [:]
     /// Waiters by the bucket their timeout falls in. One timer task per bucket, not per waiter: 10,000
     /// agents asking within a few seconds share a few timers (a task per waiter was 19 MB at 10,000).
-    private var buckets: [Int64: Set<UInt64>] = [:]
+    private var buckets: [Bucket: Set<UInt64>] = [:]
     private let origin = ContinuousClock.now
     private var nextWaiter: UInt64 = 0
     /// Set by `close()`: nothing parks any more.
@@ -54,8 +59,8 @@ public actor ConfigWatchHub {
         }
     }
 
-    /// Returns when `deploymentId` reaches a version above `index`, or when `timeout` has passed (up to
-    /// `bucketWidth` later), whichever is first. `seen` is the version the caller just read, so a publish that
+    /// Returns when `deploymentId` reaches a version above `index`, or when `timeout` has passed (up to a
+    /// bucket's width later), whichever is first. `seen` is the version the caller just read, so a publish that
     /// raced ahead is not missed. `sleep` is the timer (tests inject a manual one). Returns false when the hub
     /// closed (shutdown) before either happened.
     @discardableResult
@@ -67,7 +72,7 @@ public actor ConfigWatchHub {
         if closed { return false }
         let id = nextWaiter
         nextWaiter += 1
-        let bucket = bucketIndex(after: timeout)
+        let bucket = bucket(after: timeout)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 if Task.isCancelled {
@@ -88,24 +93,22 @@ public actor ConfigWatchHub {
         }
     }
 
-    /// The bucket whose end is the first bucket boundary at or after now + timeout.
-    private func bucketIndex(after timeout: Duration) -> Int64 {
+    /// The bucket whose end is the first boundary at or after now + timeout.
+    private func bucket(after timeout: Duration) -> Bucket {
+        let width: Int64 = timeout >= .seconds(16) ? 1000 : 50
         let offset = origin.duration(to: .now) + timeout
-        let width = Self.bucketWidth
-        let whole = offset / width
-        return Int64(whole.rounded(.up))
+        return Bucket(widthMilliseconds: width, index: Int64((offset / .milliseconds(width)).rounded(.up)))
     }
 
-    private func startTimer(_ bucket: Int64, sleep: @escaping @Sendable (Duration) async -> Void) {
-        let end = origin.advanced(by: Self.bucketWidth * Double(bucket))
-        let delay = max(.zero, ContinuousClock.now.duration(to: end))
+    private func startTimer(_ bucket: Bucket, sleep: @escaping @Sendable (Duration) async -> Void) {
+        let delay = max(.zero, ContinuousClock.now.duration(to: origin.advanced(by: bucket.end)))
         Task { [self] in
             await sleep(delay)
             await expireBucket(bucket)
         }
     }
 
-    private func expireBucket(_ bucket: Int64) {
+    private func expireBucket(_ bucket: Bucket) {
         for id in buckets[bucket] ?? [] {
             remove(id)?.continuation.resume(returning: true)
         }
