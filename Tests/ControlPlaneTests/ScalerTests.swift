@@ -216,9 +216,29 @@ private func lines(_ url: URL) -> [String] {
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token,
                                                json: #"{"instances": 2}"#)
             #expect(answer.status == .badGateway)
+            // An error envelope (success false, error) that also carries the recorded event.
+            #expect(answer.success == false)
+            #expect(answer.error == "override failed: scaling command failed: exit status 3: no capacity left")
             #expect(answer.data["success"] as? Bool == false)
             #expect(answer.string("errorMessage") == "scaling command failed: exit status 3: no capacity left")
             #expect(answer.data["instancesAfter"] as? Int == 0)
+        }
+    }
+
+    @Test("an override the local executor cannot run (no command) is the deployment's fault: 409, nothing recorded")
+    func overrideWithoutCommandIsAConflict() async throws {
+        try await ScalerHarness { $0.executor = .local }.run { client in
+            let token = try await client.signUp("nocommand@example.com")
+            let project = try await client.createProject(token)
+            let (deployment, _) = try await client.createDeployment(token, project: project)
+            let base = "/api/deployments/\(deployment)/scaling"
+            let answer = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 2}"#)
+            #expect(answer.status == .conflict)
+            #expect(answer.error == "the deployment has no command, so the local executor has nothing to run; create it with a command")
+            let events = try await client.call(.get, "\(base)/events", token: token)
+            #expect((events.data["events"] as? [Any])?.isEmpty == true, "\(events.text)")
+            // Zero instances needs no command.
+            #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 0}"#).status == .ok)
         }
     }
 

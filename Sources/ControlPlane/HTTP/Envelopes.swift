@@ -32,6 +32,8 @@ enum EnvelopeCoding {
 struct Reply<T: Codable & Sendable>: ResponseGenerator {
     var data: T?
     var message: String?
+    /// Set for an answer that reports a failure along with data (success false, as every error envelope).
+    var error: String?
     var status: HTTPResponse.Status = .ok
     var headers: HTTPFields = [:]
 
@@ -42,8 +44,16 @@ struct Reply<T: Codable & Sendable>: ResponseGenerator {
         self.headers = headers
     }
 
+    /// A failure that still carries data (the scaling event a failed override recorded).
+    init(_ data: T?, error: String, status: HTTPResponse.Status) {
+        self.data = data
+        self.error = error
+        self.status = status
+    }
+
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        EnvelopeCoding.response(Envelope(success: true, data: data, message: message, timestamp: Timestamps.format(Date())),
+        EnvelopeCoding.response(Envelope(success: error == nil, data: data, error: error, message: message,
+                                         timestamp: Timestamps.format(Date())),
                                 status: status, headers: headers)
     }
 }

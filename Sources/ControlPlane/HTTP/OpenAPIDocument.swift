@@ -699,7 +699,7 @@ paths:
     post:
       tags: [scaling]
       operationId: scalingOverride
-      description: "Sets the instance count by hand (event_type manual_override); 502 when the executor failed, 409 while a scaling runs."
+      description: "Sets the instance count by hand (event_type manual_override). 502 when the executor failed: an error envelope whose data is the recorded event. 409 while a scaling runs, or when the local executor would have no command to run."
       requestBody:
         required: true
         content:

@@ -61,8 +61,9 @@ extension ControlPlane {
             let id = try await owned(request, context)
             let body = try await RequestBody.decode(ScalingAPI.OverrideInput.self, from: request, context: context)
             let event = try await api.override(id, body)
-            return Reply(event, message: event.success ? "instances set" : "override failed: \(event.errorMessage ?? "")",
-                         status: event.success ? .ok : .badGateway)
+            // The executor (a script, a webhook, the agents) failed: a bad gateway, with the recorded event.
+            guard event.success else { return Reply(event, error: "override failed: \(event.errorMessage ?? "")", status: .badGateway) }
+            return Reply(event, message: "instances set")
         }
         authed.get("\(base)/status") { request, context in
             Reply(await api.status(try await owned(request, context)))

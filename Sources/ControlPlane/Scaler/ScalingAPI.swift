@@ -125,6 +125,10 @@ public struct ScalingAPI: Sendable {
         if let r = input.reason, r.utf8.count > 255 {
             throw ControlPlaneError.validation(field: "reason", reason: "must be at most 255 bytes")
         }
+        // Not the executor's failure but the deployment's: nothing to run (a 4xx, before any event is recorded).
+        if n > 0, localExecutor != nil, (try await store.command(deploymentId: deploymentId) ?? "").isEmpty {
+            throw ControlPlaneError.conflict("the deployment has no command, so the local executor has nothing to run; create it with a command")
+        }
         do {
             return try await scaler.override(deploymentId: deploymentId, instances: n, reason: input.reason)
         } catch ScalerError.busy {
