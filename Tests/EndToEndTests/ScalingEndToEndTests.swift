@@ -19,32 +19,48 @@ private func processes(mentioning needle: String) -> [Int32] {
     }
 }
 
+/// The real controller with the local executor, polling every 0.5 s, on a free loopback port; `signUp` makes a
+/// user and returns its session token.
+private struct LocalController {
+    let process: Spawned
+    let base: String
+
+    init(dataDirectory: URL) throws {
+        let port = TestSupport.freeLoopbackPort()
+        process = try Spawned(TestSupport.binary("coderunner-controller"), [
+            "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4",
+            "--log-level", "error", "--executor", "local", "--agent-binary", TestSupport.binary("coderunner-agent"),
+            "--poll-interval", "0.5",
+        ])
+        base = "http://127.0.0.1:\(port)"
+    }
+
+    func signUp(_ email: String) throws -> String {
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
+            (try? HTTP.call("GET", base + "/healthz", timeout: 1).status) == 200
+        }, "controller did not start: \(process.text)")
+        let credentials: [String: Any] = ["email": email, "password": "correct horse battery"]
+        #expect(try HTTP.call("POST", base + "/api/auth/register", json: credentials).status == 201)
+        return try #require(try HTTP.call("POST", base + "/api/auth/login", json: credentials).data["token"] as? String)
+    }
+}
+
 @Suite("Scaling end to end", .serialized) struct ScalingEndToEndTests {
     @Test func localAgentsScaleUpUnderLoadAndBackDown() throws {
         let dir = try TestSupport.makeTemporaryDirectory("scaling-e2e")
         defer { try? FileManager.default.removeItem(at: dir) }
         let flag = dir.appendingPathComponent("burn")
         FileManager.default.createFile(atPath: flag.path, contents: nil)
-        let port = TestSupport.freeLoopbackPort()
-        let controller = try Spawned(TestSupport.binary("coderunner-controller"), [
-            "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dir.appendingPathComponent("data").path, "--bcrypt-cost", "4",
-            "--log-level", "error", "--executor", "local", "--agent-binary", TestSupport.binary("coderunner-agent"),
-            "--poll-interval", "0.5",
-        ])
-        let base = "http://127.0.0.1:\(port)"
+        let local = try LocalController(dataDirectory: dir.appendingPathComponent("data"))
+        let controller = local.process
+        let base = local.base
         var deploymentId = "none"
         defer {
             controller.hardKill()
             // Nothing may survive the test, whatever happened above.
             for pid in processes(mentioning: deploymentId) + processes(mentioning: flag.path) { kill(pid, SIGKILL) }
         }
-        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
-            (try? HTTP.call("GET", base + "/healthz", timeout: 1).status) == 200
-        }, "controller did not start: \(controller.text)")
-
-        let credentials: [String: Any] = ["email": "scaling@example.com", "password": "correct horse battery"]
-        #expect(try HTTP.call("POST", base + "/api/auth/register", json: credentials).status == 201)
-        let session = try #require(try HTTP.call("POST", base + "/api/auth/login", json: credentials).data["token"] as? String)
+        let session = try local.signUp("scaling@example.com")
         let project = try #require(try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "burn"]).data["id"] as? String)
         // Busy while the flag exists, nearly idle after.
         let burner = "while :; do if [ -e '\(flag.path)' ]; then :; else sleep 0.1; fi; done"
@@ -112,24 +128,15 @@ private func processes(mentioning needle: String) -> [Int32] {
     func deletedDeploymentsLoseTheirLocalInstances() throws {
         let dir = try TestSupport.makeTemporaryDirectory("scaling-delete")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let port = TestSupport.freeLoopbackPort()
-        let controller = try Spawned(TestSupport.binary("coderunner-controller"), [
-            "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dir.appendingPathComponent("data").path, "--bcrypt-cost", "4",
-            "--log-level", "error", "--executor", "local", "--agent-binary", TestSupport.binary("coderunner-agent"),
-            "--poll-interval", "0.5",
-        ])
-        let base = "http://127.0.0.1:\(port)"
+        let local = try LocalController(dataDirectory: dir.appendingPathComponent("data"))
+        let controller = local.process
+        let base = local.base
         var deploymentId = "none"
         defer {
             controller.hardKill()
             for pid in processes(mentioning: deploymentId) { kill(pid, SIGKILL) }
         }
-        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
-            (try? HTTP.call("GET", base + "/healthz", timeout: 1).status) == 200
-        }, "controller did not start: \(controller.text)")
-        let credentials: [String: Any] = ["email": "delete@example.com", "password": "correct horse battery"]
-        #expect(try HTTP.call("POST", base + "/api/auth/register", json: credentials).status == 201)
-        let session = try #require(try HTTP.call("POST", base + "/api/auth/login", json: credentials).data["token"] as? String)
+        let session = try local.signUp("delete@example.com")
         let project = try #require(try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "gone"]).data["id"] as? String)
         let deployment = try HTTP.call("POST", base + "/api/deployments", token: session,
                                        json: ["projectId": project, "environment": "production", "command": "exec sleep 1000"])
