@@ -39,8 +39,10 @@ var targets: [Target] = [
     .target(name: "CShims", dependencies: ["CCurl", "CMicroHTTPD"]),
     // MARK: Shared wire types
     .target(name: "CodeRunnerWire", swiftSettings: swiftSettings),
+    // MARK: Starting child processes without Foundation's Process (see its header), for the controller and tests
+    .target(name: "ChildProcess", swiftSettings: swiftSettings),
     // MARK: Shared by the test targets
-    .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+    .target(name: "TestSupport", dependencies: ["ChildProcess"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
 ]
 
 if parts.contains("agent") {
@@ -94,7 +96,7 @@ if parts.contains("controller") {
         .target(
             name: "ControlPlane",
             dependencies: [
-                "Sealing", "Scaling", "CodeRunnerWire",
+                "Sealing", "Scaling", "CodeRunnerWire", "ChildProcess",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "GRDB", package: "GRDB.swift"),

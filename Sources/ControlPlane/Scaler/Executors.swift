@@ -2,6 +2,7 @@
 // signed request (webhook). The scaler serialises calls per deployment; an executor never sees two
 // scalings of one deployment at once.
 import AsyncHTTPClient
+import ChildProcess
 import Foundation
 import NIOCore
 import Sealing
@@ -67,7 +68,7 @@ public struct ExecExecutor: ScalingExecutor {
         environment["DEPLOYMENT_ID"] = target.deploymentId
         environment["FROM"] = String(from)
         environment["TO"] = String(to)
-        let result = try await ChildProcess.run(executable: "/bin/sh", arguments: ["-c", command], environment: environment,
+        let result = try await CommandRunner.run(executable: "/bin/sh", arguments: ["-c", command], environment: environment,
                                                 timeout: timeout)
         guard result.status == 0 else {
             let tail = String(decoding: result.stderr.suffix(512), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -77,35 +78,40 @@ public struct ExecExecutor: ScalingExecutor {
     }
 }
 
-/// A child process run to completion with its stderr collected, killed when it overruns its time.
-enum ChildProcess {
+/// A command run to completion with its stderr collected, killed when it overruns its time.
+enum CommandRunner {
     struct Result { var status: Int32; var stderr: Data }
 
     static func run(executable: String, arguments: [String], environment: [String: String], timeout: Duration) async throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment
-        let errPipe = Pipe()
-        process.standardError = errPipe
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        // Read stderr on its own thread so a chatty command cannot fill the pipe and block.
-        let collected = Task.detached { errPipe.fileHandleForReading.readDataToEndOfFile() }
-        let exited = AsyncExit()
-        process.terminationHandler = { p in exited.finish(p.terminationStatus) }
-        do { try process.run() } catch {
-            throw ExecutorError.commandFailed("cannot start \(executable): \(error.localizedDescription)")
+        var pipe: [Int32] = [-1, -1]
+        guard Glibc.pipe(&pipe) == 0 else { throw ExecutorError.commandFailed("cannot make a pipe: \(String(cString: strerror(errno)))") }
+        for fd in pipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { close(devNull) }
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn(executable, arguments, environment: environment, stdin: devNull, stdout: devNull, stderr: pipe[1])
+        } catch {
+            close(pipe[0])
+            close(pipe[1])
+            throw ExecutorError.commandFailed("\(error)")
         }
-        let pid = process.processIdentifier
+        close(pipe[1])
+        // Read stderr on its own thread so a chatty command cannot fill the pipe and block.
+        let reader = FileHandle(fileDescriptor: pipe[0], closeOnDealloc: true)
+        let collected = Task.detached { reader.readDataToEndOfFile() }
+        let exited = AsyncExit()
+        ChildProcess.onExit(of: pid) { exited.finish($0) }
+        let overran = Mutex(false)
         let watchdog = Task {
             try await Task.sleep(for: timeout)
+            overran.withLock { $0 = true }
             kill(pid, SIGKILL)
         }
         let status = await exited.wait()
         watchdog.cancel()
         let stderr = await collected.value
-        if status == SIGKILL && process.terminationReason == .uncaughtSignal {
+        if overran.withLock({ $0 }) && status == 128 + SIGKILL {
             throw ExecutorError.commandFailed("timed out after \(timeout) and was killed")
         }
         return Result(status: status, stderr: stderr)

@@ -1,5 +1,6 @@
 // The default executor: agents as child processes of the controller, one per instance, each serving its
 // metrics on its own loopback port. It is also an InstanceSource: the scaler polls the agents it started.
+import ChildProcess
 import Foundation
 import Logging
 
@@ -49,9 +50,6 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     private var sequence: [String: Int] = [:]
     /// The controller's own base URL, once its listener is bound.
     private var controllerURL: String?
-    /// Foundation's Process objects, kept alive while their children run (they are not Sendable, so they
-    /// stay inside the actor; the rest of the code speaks pids).
-    private var processes: [Int32: Process] = [:]
 
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
@@ -121,7 +119,6 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             for a in all { group.addTask { await Self.stop(a, grace: grace) } }
         }
         for a in all { await forget(a) }
-        processes = [:]
     }
 
     /// Forgets agents that exited on their own; the next decision sees the lower count and replaces them.
@@ -141,9 +138,8 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         for agent in exited { await forget(agent) }
     }
 
-    /// After an agent exited: its process object goes, its token is revoked and its token file removed.
+    /// After an agent exited: its token is revoked and its token file removed.
     private func forget(_ agent: Agent) async {
-        processes[agent.pid] = nil
         if let file = agent.tokenFile { unlink(file) }
         guard let token = agent.token, let credentials = configuration.credentials else { return }
         do { try await credentials.revokeInstanceToken(token) } catch {
@@ -169,11 +165,11 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         let instanceId = "local-\(n)"
         try? FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
         let logPath = (configuration.logDirectory as NSString).appendingPathComponent("\(deploymentId)-\(instanceId).log")
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        guard let log = FileHandle(forWritingAtPath: logPath) else {
-            throw ExecutorError.agentStart("cannot open \(logPath)")
-        }
-        defer { try? log.close() }
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard log >= 0 else { throw ExecutorError.agentStart("cannot open \(logPath): \(String(cString: strerror(errno)))") }
+        defer { close(log) }
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devNull) }
         guard let binary = configuration.agentBinary else {
             throw ExecutorError.agentStart("no coderunner-agent binary next to the controller: pass --agent-binary PATH")
         }
@@ -192,22 +188,17 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             arguments += ["--controller", url, "--token-file", base + ".token", "--state-dir", base + ".state"]
         }
         arguments += ["--", "/bin/sh", "-c", command]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        let exit = AsyncExit()
-        process.terminationHandler = { p in exit.finish(p.terminationStatus) }
-        do { try process.run() } catch {
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn(binary, arguments, stdin: devNull, stdout: log, stderr: log)
+        } catch {
             if let tokenFile { unlink(tokenFile) }
             if let token { try? await configuration.credentials?.revokeInstanceToken(token) }
-            throw ExecutorError.agentStart("\(binary): \(error.localizedDescription)")
+            throw ExecutorError.agentStart("\(error)")
         }
-        processes[process.processIdentifier] = process
-        let agent = Agent(instanceId: instanceId, pid: process.processIdentifier, exit: exit, statusURL: "",
-                          token: token, tokenFile: tokenFile)
+        let exit = AsyncExit()
+        ChildProcess.onExit(of: pid) { exit.finish($0) }
+        let agent = Agent(instanceId: instanceId, pid: pid, exit: exit, statusURL: "", token: token, tokenFile: tokenFile)
         // The agent prints "serving metrics on http://HOST:PORT/metrics" once its listener is bound.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: configuration.startTimeout)
@@ -216,7 +207,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
                 var ready = agent
                 ready.statusURL = url.replacingOccurrences(of: "/metrics", with: "/v1/status")
                 logger.info("agent started", metadata: ["deployment": "\(deploymentId)", "instance": "\(instanceId)",
-                                                        "pid": "\(process.processIdentifier)", "status": "\(ready.statusURL)"])
+                                                        "pid": "\(pid)", "status": "\(ready.statusURL)"])
                 return ready
             }
             if exit.value != nil { break }

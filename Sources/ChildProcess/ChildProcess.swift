@@ -1,0 +1,107 @@
+// Starting a child process with posix_spawn, for the controller's local executor and the tests.
+//
+// Why not Foundation's Process: on Linux, Process.run() reads /proc/self/fd to find the descriptors to close and
+// copies each directory entry's whole 256-byte d_name, reading past glibc's buffer; now and then the next page is
+// unmapped and the parent crashes (swift-corelibs-foundation PR #5472; seen here in CI, Swift 6.3.1). This spawns
+// with posix_spawn directly: the child's signal mask is emptied and every signal's disposition reset (a parent
+// running ServiceLifecycle blocks SIGTERM and SIGINT, which a child must not inherit), descriptors 0-2 come from
+// the caller, and every other descriptor is closed (posix_spawn_file_actions_addclosefrom_np, glibc 2.34).
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum ChildProcess {
+    public struct SpawnError: Error, CustomStringConvertible {
+        public let path: String
+        public let code: Int32
+        public var description: String { "cannot start \(path): \(String(cString: strerror(code)))" }
+    }
+
+    /// Starts `path` with `arguments` (argv[1...]) and `environment` (nil: this process's), its standard input,
+    /// output and error on the given descriptors, in a process group of its own when `newProcessGroup`.
+    public static func spawn(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
+                             stdin: Int32, stdout: Int32, stderr: Int32, newProcessGroup: Bool = false) throws(SpawnError) -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        if let closeFrom = addCloseFrom { _ = closeFrom(&actions, 3) }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if newProcessGroup {
+            flags |= Int32(POSIX_SPAWN_SETPGROUP)
+            posix_spawnattr_setpgroup(&attributes, 0)
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        let variables = environment.map { $0.map { "\($0.key)=\($0.value)" } }
+        let envp = variables.map { $0.map { strdup($0) } + [nil] }
+        defer { envp?.forEach { free($0) } }
+        var pid: pid_t = 0
+        let code = argv.withUnsafeBufferPointer { argvBuffer in
+            if let envp {
+                envp.withUnsafeBufferPointer { posix_spawn(&pid, path, &actions, &attributes, argvBuffer.baseAddress!, $0.baseAddress!) }
+            } else {
+                posix_spawn(&pid, path, &actions, &attributes, argvBuffer.baseAddress!, environ)
+            }
+        }
+        guard code == 0 else { throw SpawnError(path: path, code: code) }
+        return pid
+    }
+
+    /// Waits for `pid` on a thread of its own and hands over its status as a shell reports it (128 + N for a
+    /// signal), for a caller that must not block.
+    public static func onExit(of pid: pid_t, _ handler: @escaping @Sendable (Int32) -> Void) {
+        let box = Unmanaged.passRetained(ExitWatch(pid: pid, handler: handler))
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { raw in
+            let watch = Unmanaged<ExitWatch>.fromOpaque(raw!).takeRetainedValue()
+            watch.handler(ChildProcess.waitForExit(watch.pid))
+            return nil
+        }, box.toOpaque())
+        if started == 0 {
+            pthread_detach(thread)
+        } else {
+            box.release()
+            handler(waitForExit(pid))
+        }
+    }
+
+    /// Blocks until `pid` exits and reaps it; its status as a shell reports it.
+    public static func waitForExit(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return -1 }
+        }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
+    private final class ExitWatch: Sendable {
+        let pid: pid_t
+        let handler: @Sendable (Int32) -> Void
+        init(pid: pid_t, handler: @escaping @Sendable (Int32) -> Void) {
+            self.pid = pid
+            self.handler = handler
+        }
+    }
+
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift's Glibc module does not declare.
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
+}
