@@ -116,17 +116,10 @@ struct Harness {
     /// Runs SQL on the database file through the sqlite3 command-line tool: a separate process,
     /// as an attacker with file access would.
     func sqlite(_ sql: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        process.arguments = ["-cmd", ".timeout 5000", configuration.databasePath, sql]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let status = process.waitForExit(timeout: .seconds(30))
-        let text = String(decoding: data, as: UTF8.self)
-        guard status == 0 else { throw HarnessError.sqlite(text) }
+        let result = try TestSupport.run("/usr/bin/sqlite3", ["-cmd", ".timeout 5000", configuration.databasePath, sql],
+                                         timeout: .seconds(30))
+        let text = String(decoding: result.stdout + result.stderr, as: UTF8.self)
+        guard result.status == 0 else { throw HarnessError.sqlite(text) }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 

@@ -85,26 +85,18 @@ enum HTTP {
                      timeout: TimeInterval = 30, curlOptions: [String] = []) throws -> Answer {
         // curl, not URLSession: FoundationNetworking's shared session stalled here for good under the parallel
         // suites (requests the controller answered at once with curl never completed), failing tests at random.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
         var arguments = ["-sS", "-X", method, "--max-time", String(timeout), "-o", "-", "-w", "\n%{http_code}",
                          "-H", "Connection: close"]
         if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
-        let input = Pipe(), output = Pipe(), errors = Pipe()
         if json != nil { arguments += ["-H", "Content-Type: application/json", "--data-binary", "@-"] }
-        process.arguments = arguments + curlOptions + [url]
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        if let json { input.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: json)) }
-        try? input.fileHandleForWriting.close()
-        let raw = output.fileHandleForReading.readDataToEndOfFile()
-        let status = process.waitForExit(timeout: .seconds(Int64(timeout) + 5))
-        guard status == 0, let newline = raw.lastIndex(of: UInt8(ascii: "\n")),
+        let body = try json.map { try JSONSerialization.data(withJSONObject: $0) }
+        let result = try TestSupport.run("/usr/bin/curl", arguments + curlOptions + [url], input: body,
+                                         timeout: .seconds(Int64(timeout) + 5))
+        let raw = result.stdout
+        guard result.status == 0, let newline = raw.lastIndex(of: UInt8(ascii: "\n")),
               let code = Int(String(decoding: raw[(newline + 1)...], as: UTF8.self)) else {
-            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw E2EError.failed("\(method) \(url): no answer (curl status \(status.map(String.init) ?? "timeout")): \(message)")
+            let message = String(decoding: result.stderr, as: UTF8.self)
+            throw E2EError.failed("\(method) \(url): no answer (curl status \(result.status.map(String.init) ?? "timeout")): \(message)")
         }
         return Answer(status: code, body: Data(raw[..<newline]))
     }

@@ -109,8 +109,15 @@ private struct LocalController {
         try FileManager.default.removeItem(at: flag)
         #expect(TestSupport.waitUntil(timeout: .seconds(25), interval: .milliseconds(200)) { current() == 1 },
                 "no scale-down: current \(current())")
-        let downs = events().filter { $0["eventType"] as? String == "scale_down" && $0["success"] as? Bool == true }
-        #expect(downs.contains { $0["instancesBefore"] as? Int == 2 && $0["instancesAfter"] as? Int == 1 && ($0["cpuUsage"] as? Double ?? 100) < 5 })
+        // The count drops when the scale-down starts; its event is written once the agent has stopped.
+        func scaledDown() -> Bool {
+            events().contains {
+                $0["eventType"] as? String == "scale_down" && $0["success"] as? Bool == true && $0["instancesBefore"] as? Int == 2
+                    && $0["instancesAfter"] as? Int == 1 && ($0["cpuUsage"] as? Double ?? 100) < 5
+            }
+        }
+        #expect(TestSupport.waitUntil(timeout: .seconds(15), interval: .milliseconds(200)) { scaledDown() },
+                "no scale_down 2→1 event: \(events().map { "\($0["eventType"] ?? "") \($0["instancesBefore"] ?? "")→\($0["instancesAfter"] ?? "") cpu \($0["cpuUsage"] ?? "-") \($0["errorMessage"] ?? "")" })")
         #expect(TestSupport.waitUntil(timeout: .seconds(10)) { processes(mentioning: "--deployment \(deploymentId)").count == 1 })
         #expect(tokenFiles().count == 1, "the stopped agent's token file stays: \(tokenFiles())")
 

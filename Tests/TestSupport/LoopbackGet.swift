@@ -15,19 +15,12 @@ public enum LoopbackHTTPError: Error, CustomStringConvertible {
 extension TestSupport {
     /// The body of a successful (2xx) GET of `url`, bounded by `timeout`.
     public static func get(_ url: String, timeout: Duration = .seconds(10)) throws -> Data {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["-sSf", "--max-time", String(timeout.components.seconds), url]
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let status = process.waitForExit(timeout: timeout + .seconds(5))
-        guard status == 0 else {
-            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw LoopbackHTTPError.failed(url: url, status: status, message: message)
+        let result = try run("/usr/bin/curl", ["-sSf", "--max-time", String(timeout.components.seconds), url],
+                             timeout: timeout + .seconds(5))
+        guard result.status == 0 else {
+            throw LoopbackHTTPError.failed(url: url, status: result.status, message: String(decoding: result.stderr, as: UTF8.self))
         }
+        let data = result.stdout
         return data
     }
 }
