@@ -1,11 +1,13 @@
 // The real coderunner-controller and coderunner-agent binaries on loopback (CODERUNNER_BIN_DIR), driven
 // through the controller's HTTP API as a user would. Every wait is bounded.
+import ChildProcess
 import CodeRunnerWire
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
 import Glibc
+import Synchronization
 import Testing
 import TestSupport
 
@@ -14,58 +16,79 @@ enum E2EError: Error, CustomStringConvertible {
     var description: String { if case .failed(let s) = self { s } else { "" } }
 }
 
-/// A process whose stderr is collected into a buffer read by a background thread.
-final class Spawned: @unchecked Sendable {
-    // @unchecked: `output` is only touched under `lock`; `process` is used from the test's thread only.
-    let process = Process()
-    private let pipe = Pipe()
-    private let lock = NSLock()
-    private var output = ""
+/// A process whose stderr (and stdout, unless given a handle) is collected by a background thread. Started with
+/// posix_spawn (ChildProcess), not Foundation's Process, whose run() can crash the test process on Linux.
+final class Spawned: Sendable {
+    let pid: Int32
+    /// Shared with the reader thread and the exit watcher.
+    private final class State: Sendable {
+        let output = Mutex("")
+        let status = Mutex<Int32?>(nil)
+    }
+    private let state = State()
 
     init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdout: FileHandle? = nil) throws {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = stdout ?? pipe
-        process.standardError = pipe
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.lock()
-            self.output += String(decoding: data, as: UTF8.self)
-            self.lock.unlock()
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw E2EError.failed("pipe: \(String(cString: strerror(errno)))") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devNull) }
+        do {
+            pid = try ChildProcess.spawn(executable, arguments, environment: environment, stdin: devNull,
+                                         stdout: stdout?.fileDescriptor ?? fds[1], stderr: fds[1])
+        } catch {
+            close(fds[0])
+            close(fds[1])
+            throw error
         }
-        try process.run()
+        close(fds[1])
+        // Until EOF, which comes when the process and every descendant holding the pipe are gone.
+        let reader = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)
+        let state = self.state
+        Thread.detachNewThread {
+            while true {
+                let data = reader.availableData
+                if data.isEmpty { break }
+                state.output.withLock { $0 += String(decoding: data, as: UTF8.self) }
+            }
+        }
+        ChildProcess.onExit(of: pid) { code in state.status.withLock { $0 = code } }
     }
 
-    var text: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return output
+    var text: String { state.output.withLock { $0 } }
+
+    var isRunning: Bool { state.status.withLock { $0 } == nil }
+
+    /// Waits at most `timeout` for the exit; its status as a shell reports it, or nil if it still runs.
+    @discardableResult
+    func waitForExit(timeout: Duration = .seconds(30)) -> Int32? {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while clock.now < deadline {
+            if let code = state.status.withLock({ $0 }) { return code }
+            usleep(5_000)
+        }
+        return state.status.withLock { $0 }
     }
 
-    var pid: Int32 { process.processIdentifier }
-
-    func signal(_ sig: Int32) { if process.isRunning { kill(process.processIdentifier, sig) } }
+    func signal(_ sig: Int32) { if isRunning { kill(pid, sig) } }
 
     /// SIGTERM, then SIGKILL after 10 s; waits for the exit.
     func stop() {
         signal(SIGTERM)
-        if process.waitForExit(timeout: .seconds(10)) == nil {
+        if waitForExit(timeout: .seconds(10)) == nil {
             signal(SIGKILL)
-            process.waitForExit(timeout: .seconds(10))
+            waitForExit(timeout: .seconds(10))
         }
     }
 
     func hardKill() {
         signal(SIGKILL)
-        process.waitForExit(timeout: .seconds(10))
+        waitForExit(timeout: .seconds(10))
     }
 
     deinit {
-        if process.isRunning { hardKill() }
-        pipe.fileHandleForReading.readabilityHandler = nil
+        if isRunning { hardKill() }
     }
 }
 

@@ -124,7 +124,7 @@ private struct LocalController {
         // A graceful stop of the controller stops its agents and their apps, without waiting for the agents'
         // held config queries to end.
         controller.signal(SIGINT)
-        #expect(TestSupport.waitUntil(timeout: .seconds(15)) { !controller.process.isRunning }, "controller did not exit")
+        #expect(TestSupport.waitUntil(timeout: .seconds(15)) { !controller.isRunning }, "controller did not exit")
         #expect(TestSupport.waitUntil(timeout: .seconds(5)) {
             processes(mentioning: deploymentId).isEmpty && processes(mentioning: flag.path).isEmpty
         }, "left behind: \(processes(mentioning: deploymentId) + processes(mentioning: flag.path))")
@@ -162,6 +162,6 @@ private struct LocalController {
         let agents = dir.appendingPathComponent("data/agents").path
         let tokens = ((try? FileManager.default.contentsOfDirectory(atPath: agents)) ?? []).filter { $0.hasSuffix(".token") }
         #expect(tokens.isEmpty, "token files left: \(tokens)")
-        #expect(controller.process.isRunning)
+        #expect(controller.isRunning)
     }
 }

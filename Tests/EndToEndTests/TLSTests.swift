@@ -42,7 +42,7 @@ struct TestPKI {
 
     func openssl(_ arguments: [String]) throws {
         let p = try Spawned("/usr/bin/openssl", arguments)
-        let status = p.process.waitForExit(timeout: .seconds(30))
+        let status = p.waitForExit(timeout: .seconds(30))
         guard status == 0 else { throw E2EError.failed("openssl \(arguments.joined(separator: " ")): status \(status.map(String.init) ?? "timeout"): \(p.text)") }
     }
 }
@@ -72,8 +72,7 @@ final class TLSTerminator {
     }
 
     /// Kills the listener and the children it forked for connections still open (by pid, read before it goes).
-    /// SIGKILL, not SIGTERM: socat inherits the test thread's signal mask, which blocks SIGTERM (seen: a 10 s wait
-    /// for nothing), and it holds no state worth a graceful stop.
+    /// SIGKILL: socat holds no state worth a graceful stop.
     func stop() {
         let children = ((try? String(contentsOfFile: "/proc/\(process.pid)/task/\(process.pid)/children", encoding: .utf8)) ?? "")
             .split(separator: " ").compactMap { Int32($0) }
@@ -188,7 +187,7 @@ struct TLSTests {
     /// Root can give one process its own view of /etc/ssl/certs (a private mount namespace); others skip the test.
     static let canMountPrivately: Bool = {
         guard geteuid() == 0, let p = try? Spawned("/usr/bin/unshare", ["--mount", "--propagation", "private", "true"]) else { return false }
-        return p.process.waitForExit(timeout: .seconds(10)) == 0
+        return p.waitForExit(timeout: .seconds(10)) == 0
     }()
 
     @Test("--ca-file pins the CA: the system's CA directory is not consulted, even when it trusts the server",
