@@ -66,7 +66,7 @@ if parts.contains("agent") {
         // Test targets do not depend on the executables: SwiftPM would link the executable's -static-stdlib
         // flags into the test bundle, which then cannot find libTesting. Tests run the built binaries through
         // CODERUNNER_BIN_DIR instead (scripts/test builds them first).
-        .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
         .testTarget(name: "ProcSamplingTests", dependencies: ["ProcSampling", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport"], swiftSettings: swiftSettings),
     ]
@@ -120,7 +120,7 @@ if parts.contains("e2e") && parts.contains("agent") && parts.contains("controlle
     targets.append(
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["CodeRunnerWire", "TestSupport"],  // binaries via CODERUNNER_BIN_DIR (see above)
+            dependencies: ["CodeRunnerWire", "TestSupport", "ChildProcess"],  // binaries via CODERUNNER_BIN_DIR (see above)
             swiftSettings: swiftSettings))
 }
 

@@ -19,13 +19,12 @@ enum E2EError: Error, CustomStringConvertible {
 /// A process whose stderr (and stdout, unless given a handle) is collected by a background thread. Started with
 /// posix_spawn (ChildProcess), not Foundation's Process, whose run() can crash the test process on Linux.
 final class Spawned: Sendable {
-    let pid: Int32
-    /// Shared with the reader thread and the exit watcher.
-    private final class State: Sendable {
-        let output = Mutex("")
-        let status = Mutex<Int32?>(nil)
+    private let child: ExitWatch
+    /// Shared with the reader thread.
+    private final class Output: Sendable {
+        let text = Mutex("")
     }
-    private let state = State()
+    private let output = Output()
 
     init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, stdout: FileHandle? = nil) throws {
         var fds: [Int32] = [-1, -1]
@@ -33,6 +32,7 @@ final class Spawned: Sendable {
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { close(devNull) }
+        let pid: Int32
         do {
             pid = try ChildProcess.spawn(executable, arguments, environment: environment, stdin: devNull,
                                          stdout: stdout?.fileDescriptor ?? fds[1], stderr: fds[1])
@@ -44,32 +44,23 @@ final class Spawned: Sendable {
         close(fds[1])
         // Until EOF, which comes when the process and every descendant holding the pipe are gone.
         let reader = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)
-        let state = self.state
+        let output = self.output
         Thread.detachNewThread {
             while true {
                 let data = reader.availableData
                 if data.isEmpty { break }
-                state.output.withLock { $0 += String(decoding: data, as: UTF8.self) }
+                output.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
             }
         }
-        ChildProcess.onExit(of: pid) { code in state.status.withLock { $0 = code } }
+        child = ExitWatch(pid: pid)
     }
 
-    var text: String { state.output.withLock { $0 } }
+    var text: String { output.text.withLock { $0 } }
+    var pid: Int32 { child.pid }
+    var isRunning: Bool { child.isRunning }
 
-    var isRunning: Bool { state.status.withLock { $0 } == nil }
-
-    /// Waits at most `timeout` for the exit; its status as a shell reports it, or nil if it still runs.
     @discardableResult
-    func waitForExit(timeout: Duration = .seconds(30)) -> Int32? {
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while clock.now < deadline {
-            if let code = state.status.withLock({ $0 }) { return code }
-            usleep(5_000)
-        }
-        return state.status.withLock { $0 }
-    }
+    func waitForExit(timeout: Duration = .seconds(30)) -> Int32? { child.waitForExit(timeout: timeout) }
 
     func signal(_ sig: Int32) { if isRunning { kill(pid, sig) } }
 

@@ -1,10 +1,11 @@
+import ChildProcess
 import Foundation
 import TestSupport
 import Testing
 
 /// The real coderunner-agent binary run as a subprocess, with its stdout and stderr captured to files.
 final class AgentProcess {
-    let process = Process()
+    private let child: ExitWatch
     let directory: URL
     let stdoutURL: URL
     let stderrURL: URL
@@ -16,18 +17,19 @@ final class AgentProcess {
         stderrURL = directory.appendingPathComponent("agent-\(UUID().uuidString.prefix(6)).err")
         FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
         FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: TestSupport.binary("coderunner-agent"))
-        process.arguments = ["run", "--metrics-listen", "off"] + options + (command.isEmpty ? [] : ["--"] + command)
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("CODERUNNER_") || $0.key == "CODERUNNER_BIN_DIR" }
         env.merge(environment) { $1 }
-        process.environment = env
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
-        process.standardError = try FileHandle(forWritingTo: stderrURL)
-        try process.run()
+        let out = try FileHandle(forWritingTo: stdoutURL), err = try FileHandle(forWritingTo: stderrURL)
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devNull); try? out.close(); try? err.close() }
+        let pid = try ChildProcess.spawn(TestSupport.binary("coderunner-agent"),
+                                         ["run", "--metrics-listen", "off"] + options + (command.isEmpty ? [] : ["--"] + command),
+                                         environment: env, stdin: devNull, stdout: out.fileDescriptor, stderr: err.fileDescriptor)
+        child = ExitWatch(pid: pid)
     }
 
-    var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { child.pid }
+    var isRunning: Bool { child.isRunning }
 
     func send(_ signal: Int32) {
         kill(pid, signal)
@@ -35,7 +37,7 @@ final class AgentProcess {
 
     /// Waits (bounded) for the agent to exit and returns its exit code, or nil if it is still running.
     func waitForExit(timeout: Duration = .seconds(20)) -> Int32? {
-        process.waitForExit(timeout: timeout)
+        child.waitForExit(timeout: timeout)
     }
 
     var stdout: Data { (try? Data(contentsOf: stdoutURL)) ?? Data() }
@@ -43,9 +45,9 @@ final class AgentProcess {
 
     /// Kills the agent's child group and the agent if a test left them running.
     func cleanUp() {
-        if process.isRunning {
+        if child.isRunning {
             kill(pid, SIGKILL)
-            process.waitForExit(timeout: .seconds(10))
+            child.waitForExit(timeout: .seconds(10))
         }
     }
 }

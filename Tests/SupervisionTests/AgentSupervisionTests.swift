@@ -138,7 +138,7 @@ struct AgentSupervisionTests {
         }
         agent.send(SIGPIPE)
         Thread.sleep(forTimeInterval: 0.3)
-        #expect(agent.process.isRunning)
+        #expect(agent.isRunning)
         #expect(scratch.lines("signals") == expected)
 
         agent.send(SIGTERM)
