@@ -10,19 +10,8 @@ import Testing
 enum Promtool {
     /// Runs `promtool check metrics` on `text`; returns (exit status, combined output).
     static func check(_ text: String) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
-        process.arguments = ["check", "metrics"]
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        input.fileHandleForWriting.write(Data(text.utf8))
-        try input.fileHandleForWriting.close()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let status = process.waitForExit(timeout: .seconds(30)) ?? -1
-        return (status, String(decoding: data, as: UTF8.self))
+        let result = try TestSupport.run("/usr/bin/promtool", ["check", "metrics"], input: Data(text.utf8), timeout: .seconds(30))
+        return (result.status ?? -1, String(decoding: result.stdout + result.stderr, as: UTF8.self))
     }
 }
 

@@ -42,15 +42,7 @@ import TestSupport
     enum ServeError: Error { case noListeningLine(String) }
 
     func curl(_ url: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["-s", "--max-time", "10", url]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitForExit(timeout: .seconds(15))
-        return String(decoding: data, as: UTF8.self)
+        String(decoding: try TestSupport.run("/usr/bin/curl", ["-s", "--max-time", "10", url], timeout: .seconds(15)).stdout, as: UTF8.self)
     }
 
     func stop(_ running: Running) -> Int32? {

@@ -329,15 +329,9 @@ struct AgentSupervisionTests {
 
     @Test("--version prints the version")
     func version() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestSupport.binary("coderunner-agent"))
-        process.arguments = ["--version"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        #expect(process.waitForExit(timeout: .seconds(10)) == 0)
-        #expect(String(decoding: output, as: UTF8.self) == "0.1.0\n")
+        let result = try TestSupport.run(TestSupport.binary("coderunner-agent"), ["--version"], timeout: .seconds(10))
+        #expect(result.status == 0)
+        #expect(String(decoding: result.stdout, as: UTF8.self) == "0.1.0\n")
     }
 
     @Test("invalid options exit 64 with a message naming the option or variable", arguments: [
