@@ -6,17 +6,24 @@ import Glibc
 import Testing
 import TestSupport
 
-/// Pids of processes whose command line mentions `needle` (the agents carry --deployment <id>).
+/// Pids of processes whose command line mentions `needle` (the agents carry --deployment <id>). A process whose
+/// parent matches too is left out: it is an agent's child between posix_spawn's vfork and its exec, which reads
+/// as the agent's own command line for a moment (an agent that just got its config starting its app).
 private func processes(mentioning needle: String) -> [Int32] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap { name -> Int32? in
+    let matching: [(pid: Int32, parent: Int32)] = entries.compactMap { name in
         guard let pid = Int32(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline") else { return nil }
         let cmdline = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
         guard cmdline.contains(needle), !cmdline.contains("coderunnerPackageTests") else { return nil }
-        // A zombie already exited.
+        // "pid (comm) state ppid ...": a zombie (Z) already exited.
         let stat = (try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8)) ?? ""
-        return stat.contains(") Z ") ? nil : pid
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 1, fields[0] != "Z", let parent = Int32(fields[1]) else { return nil }
+        return (pid, parent)
     }
+    let pids = Set(matching.map(\.pid))
+    return matching.filter { !pids.contains($0.parent) }.map(\.pid)
 }
 
 /// The real controller with the local executor, polling every 0.5 s, on a free loopback port; `signUp` makes a
