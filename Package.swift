@@ -3,7 +3,7 @@
 //
 // Layout (one job per target; see README "Architecture"):
 //   C interop      CCurl, COpenSSL, CMicroHTTPD (Debian system libraries), CShims (variadic calls, prctl)
-//   shared         CodeRunnerWire (the Codable types agent and controller speak)
+//   shared         CodeRunnerWire (the Codable types agent and controller speak), ChildProcess (posix_spawn)
 //   agent          Supervision, ProcSampling, AgentCore -> coderunner-agent
 //   controller     Sealing, Scaling (pure), ControlPlane -> coderunner-controller
 // The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
