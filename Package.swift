@@ -68,7 +68,7 @@ if parts.contains("agent") {
         // CODERUNNER_BIN_DIR instead (scripts/test builds them first).
         .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
         .testTarget(name: "ProcSamplingTests", dependencies: ["ProcSampling", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
     ]
 }
 
@@ -111,7 +111,7 @@ if parts.contains("controller") {
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ControlPlaneTests",
-            dependencies: ["ControlPlane", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: ["ControlPlane", "TestSupport", "ChildProcess", .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: swiftSettings),
     ]
 }

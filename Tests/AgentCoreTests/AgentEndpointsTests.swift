@@ -1,4 +1,5 @@
 // The built coderunner-agent binary serving its real child's figures (CODERUNNER_BIN_DIR).
+import ChildProcess
 import CodeRunnerWire
 import Foundation
 import Glibc
@@ -7,8 +8,8 @@ import TestSupport
 
 /// A coderunner-agent process whose stderr is read for the "serving metrics on" line.
 final class RunningAgent {
-    let process = Process()
-    let stderr = Pipe()
+    let process: ExitWatch
+    let stderr: FileHandle
     private(set) var port: UInt16 = 0
     /// Set by stop(): the agent's exit status as a shell reports it.
     private(set) var exitStatus: Int32?
@@ -18,18 +19,19 @@ final class RunningAgent {
     }
 
     init(executable: String, arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = stderr
-        try process.run()
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw POSIXError(.EMFILE) }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { close(devNull); close(fds[1]) }
+        stderr = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)
+        process = ExitWatch(pid: try ChildProcess.spawn(executable, arguments, stdin: devNull, stdout: devNull, stderr: fds[1]))
     }
 
     /// Reads stderr until the agent names its port (bounded), or returns the stderr text read so far.
     func waitForPort() -> String {
         var text = ""
-        let handle = stderr.fileHandleForReading
+        let handle = stderr
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             var pollfd = pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
@@ -47,7 +49,7 @@ final class RunningAgent {
     }
 
     func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        if process.isRunning { kill(process.pid, SIGTERM) }
         exitStatus = process.waitForExit(timeout: .seconds(20))
     }
 
@@ -103,7 +105,7 @@ struct AgentEndpointsTests {
 
         let second = try RunningAgent(["--metrics-listen", "127.0.0.1:\(agent.port)", "--", "sleep", "60"])
         let status = second.process.waitForExit(timeout: .seconds(20))
-        let message = String(decoding: second.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let message = String(decoding: second.stderr.readDataToEndOfFile(), as: UTF8.self)
         #expect(status == 71)
         #expect(message == "coderunner-agent: cannot listen on 127.0.0.1:\(agent.port): Address already in use; pick another --metrics-listen port or 'off'\n")
     }

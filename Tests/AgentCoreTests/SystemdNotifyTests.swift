@@ -1,6 +1,7 @@
 // sd_notify over a real AF_UNIX datagram socket that the test binds, by path and in the abstract namespace:
 // the exact bytes systemd would receive.
 import AgentCore
+import ChildProcess
 import Foundation
 import Glibc
 import Testing
@@ -160,17 +161,17 @@ private final class NotifyListener {
         defer { try? FileManager.default.removeItem(at: directory) }
         let listener = try NotifyListener(directory: directory)
         let envFile = directory.appendingPathComponent("env").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestSupport.binary("coderunner-agent"))
-        process.arguments = ["run", "--metrics-listen", "off", "--grace-period", "2", "--", "sh", "-c", "env > \(envFile); exec sleep 30"]
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = listener.address
-        process.environment = environment
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        let agent = ExitWatch(pid: try ChildProcess.spawn(
+            TestSupport.binary("coderunner-agent"),
+            ["run", "--metrics-listen", "off", "--grace-period", "2", "--", "sh", "-c", "env > \(envFile); exec sleep 30"],
+            environment: environment, stdin: devNull, stdout: STDOUT_FILENO, stderr: devNull))
+        close(devNull)
         defer {
-            process.terminate()
-            process.waitForExit(timeout: .seconds(10))
+            kill(agent.pid, SIGTERM)
+            agent.waitForExit(timeout: .seconds(10))
         }
         let first = try #require(listener.receive(), "no datagram from the agent within 5 s")
         let text = String(decoding: first, as: UTF8.self)

@@ -1,6 +1,7 @@
 // Helpers for the scaler tests: a real loopback HTTP listener (python3's http.server in a child process)
 // that records every request and answers with a fixed status and body, and a harness that builds the
 // controller with a chosen executor.
+import ChildProcess
 import ControlPlane
 import Foundation
 import Hummingbird
@@ -13,14 +14,8 @@ import TestSupport
 final class LoopbackListener: Sendable {
     let port: Int
     let directory: URL
-    let pid: Int32
-    private let process: ProcessBox
-
-    /// Process is not Sendable; this box only lets deinit-free cleanup reach it, and only `stop` touches it.
-    final class ProcessBox: @unchecked Sendable {  // written once in init, read once in stop
-        let process: Process
-        init(_ p: Process) { process = p }
-    }
+    private let process: ExitWatch
+    var pid: Int32 { process.pid }
 
     static let script = #"""
 import base64, json, sys, http.server
@@ -52,27 +47,29 @@ s.serve_forever()
         try Self.script.write(to: scriptURL, atomically: true, encoding: .utf8)
         let bodyURL = directory.appendingPathComponent("body")
         try body.write(to: bodyURL, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", scriptURL.path, String(status), bodyURL.path, directory.appendingPathComponent("requests.jsonl").path]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw POSIXError(.EMFILE) }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        let arguments = ["python3", scriptURL.path, String(status), bodyURL.path, directory.appendingPathComponent("requests.jsonl").path]
+        let spawned = Result { try ChildProcess.spawn("/usr/bin/env", arguments, stdin: devNull, stdout: fds[1], stderr: devNull) }
+        close(devNull)
+        close(fds[1])
+        let out = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)
+        let process = ExitWatch(pid: try spawned.get())
         // The first line is the bound port; python prints it once the socket listens.
         var line = Data()
         while true {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            let byte = out.readData(ofLength: 1)
             if byte.isEmpty || byte == Data("\n".utf8) { break }
             line += byte
         }
         guard let port = Int(String(decoding: line, as: UTF8.self)) else {
-            p.terminate()
+            kill(process.pid, SIGKILL)
             throw ListenerError.noPort
         }
         self.port = port
-        self.pid = p.processIdentifier
-        self.process = ProcessBox(p)
+        self.process = process
     }
 
     enum ListenerError: Error { case noPort }
@@ -96,10 +93,10 @@ s.serve_forever()
         }
     }
 
-    /// SIGKILL: the test process's threads block SIGTERM and a spawned child inherits that mask.
+    /// SIGKILL: the server holds nothing worth a graceful stop.
     func stop() {
         kill(pid, SIGKILL)
-        process.process.waitForExit(timeout: .seconds(10))
+        process.waitForExit(timeout: .seconds(10))
         try? FileManager.default.removeItem(at: directory)
     }
 }

@@ -1,30 +1,35 @@
 // The real `coderunner-controller serve` binary: listening line, key file, graceful SIGTERM, key reuse.
+import ChildProcess
 import Foundation
 import Testing
 import TestSupport
 
 @Suite(.serialized) struct ServeCommandTests {
     struct Running {
-        let process: Process
+        let process: ExitWatch
         let address: String
     }
 
     func start(dataDir: URL, environment: [String: String] = [:]) throws -> Running {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestSupport.binary("coderunner-controller"))
-        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir.path, "--bcrypt-cost", "4"]
         var env = ProcessInfo.processInfo.environment
         for key in ["CODERUNNER_MASTER_KEY", "CODERUNNER_MASTER_KEY_FILE", "CODERUNNER_LISTEN", "CODERUNNER_DATA_DIR"] { env[key] = nil }
         env.merge(environment) { $1 }
-        process.environment = env
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw POSIXError(.EMFILE) }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        let spawned = Result { try ChildProcess.spawn(
+            TestSupport.binary("coderunner-controller"),
+            ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir.path, "--bcrypt-cost", "4"],
+            environment: env, stdin: devNull, stdout: fds[1], stderr: devNull) }
+        // Only the child holds the write end now: its exit ends the reads below.
+        close(devNull)
+        close(fds[1])
+        let reader = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)
+        let process = ExitWatch(pid: try spawned.get())
         // Read the listening line, bounded in time by the deadline and in size by the loop count.
         let marker = "listening on http://"
         var text = ""
-        let reader = output.fileHandleForReading
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, !text.contains(marker) || !text.hasSuffix("\n"), process.isRunning {
             let chunk = reader.availableData
@@ -32,7 +37,7 @@ import TestSupport
             text += String(decoding: chunk, as: UTF8.self)
         }
         guard let range = text.range(of: marker) else {
-            process.terminate()
+            kill(process.pid, SIGTERM)
             throw ServeError.noListeningLine(text)
         }
         let address = text[range.upperBound...].prefix { !$0.isWhitespace }
@@ -46,9 +51,9 @@ import TestSupport
     }
 
     func stop(_ running: Running) -> Int32? {
-        kill(running.process.processIdentifier, SIGTERM)
+        kill(running.process.pid, SIGTERM)
         guard let status = running.process.waitForExit(timeout: .seconds(15)) else {
-            kill(running.process.processIdentifier, SIGKILL)
+            kill(running.process.pid, SIGKILL)
             return nil
         }
         return status

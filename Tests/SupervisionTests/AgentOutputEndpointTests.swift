@@ -1,3 +1,4 @@
+import ChildProcess
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -153,14 +154,13 @@ struct AgentOutputEndpointTests {
             + "'echo on the terminal; ps -o pgid=,tpgid= -p $$ > \(groups); ps -o pgid= -p $PPID >> \(groups); sleep 2; exit 3'"
         let output = scratch.url.appendingPathComponent("typescript")
         FileManager.default.createFile(atPath: output.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
-        process.arguments = ["-qec", inner, "/dev/null"]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: output)
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitForExit(timeout: .seconds(10)) } }
+        let typescript = try FileHandle(forWritingTo: output)
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        let script = ExitWatch(pid: try ChildProcess.spawn("/usr/bin/script", ["-qec", inner, "/dev/null"], stdin: devNull,
+                                                           stdout: typescript.fileDescriptor, stderr: devNull))
+        close(devNull)
+        try typescript.close()
+        defer { if script.isRunning { kill(script.pid, SIGKILL); script.waitForExit(timeout: .seconds(10)) } }
         let text = { String(decoding: (try? Data(contentsOf: output)) ?? Data(), as: UTF8.self) }
         try #require(TestSupport.waitUntil(timeout: .seconds(10)) { Self.port(in: text()) != nil && scratch.lines("groups").count == 2 })
         let port = try #require(Self.port(in: text()))
@@ -174,6 +174,6 @@ struct AgentOutputEndpointTests {
         #expect(childGroup == foreground)  // the child's group owns the terminal
         #expect(agentGroup != childGroup)  // in a group of its own, apart from the agent's
 
-        #expect(process.waitForExit(timeout: .seconds(10)) == 3)  // script -e passes on the agent's status, the child's
+        #expect(script.waitForExit(timeout: .seconds(10)) == 3)  // script -e passes on the agent's status, the child's
     }
 }
