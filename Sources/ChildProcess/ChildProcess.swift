@@ -64,10 +64,10 @@ public enum ChildProcess {
     /// Waits for `pid` on a thread of its own and hands over its status as a shell reports it (128 + N for a
     /// signal), for a caller that must not block.
     public static func onExit(of pid: pid_t, _ handler: @escaping @Sendable (Int32) -> Void) {
-        let box = Unmanaged.passRetained(ExitWatch(pid: pid, handler: handler))
+        let box = Unmanaged.passRetained(Waiter(pid: pid, handler: handler))
         var thread = pthread_t()
         let started = pthread_create(&thread, nil, { raw in
-            let watch = Unmanaged<ExitWatch>.fromOpaque(raw!).takeRetainedValue()
+            let watch = Unmanaged<Waiter>.fromOpaque(raw!).takeRetainedValue()
             watch.handler(ChildProcess.waitForExit(watch.pid))
             return nil
         }, box.toOpaque())
@@ -89,7 +89,7 @@ public enum ChildProcess {
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 
-    private final class ExitWatch: Sendable {
+    private final class Waiter: Sendable {
         let pid: pid_t
         let handler: @Sendable (Int32) -> Void
         init(pid: pid_t, handler: @escaping @Sendable (Int32) -> Void) {
