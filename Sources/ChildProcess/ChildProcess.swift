@@ -18,9 +18,9 @@ public enum ChildProcess {
     }
 
     /// Starts `path` with `arguments` (argv[1...]) and `environment` (nil: this process's), its standard input,
-    /// output and error on the given descriptors, in a process group of its own when `newProcessGroup`.
+    /// output and error on the given descriptors.
     public static func spawn(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
-                             stdin: Int32, stdout: Int32, stderr: Int32, newProcessGroup: Bool = false) throws(SpawnError) -> pid_t {
+                             stdin: Int32, stdout: Int32, stderr: Int32) throws(SpawnError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -37,12 +37,7 @@ public enum ChildProcess {
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setsigdefault(&attributes, &all)
-        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
-        if newProcessGroup {
-            flags |= Int32(POSIX_SPAWN_SETPGROUP)
-            posix_spawnattr_setpgroup(&attributes, 0)
-        }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }

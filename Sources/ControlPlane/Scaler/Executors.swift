@@ -27,7 +27,7 @@ public enum ExecutorError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .noCommand(let id): "deployment \(id) has no command: set one before scaling it with the local executor"
+        case .noCommand(let id): "deployment \(id) has no command, so the local executor has nothing to run; create it with a command"
         case .agentStart(let reason): "could not start an agent: \(reason)"
         case .commandFailed(let reason): "scaling command failed: \(reason)"
         case .webhookFailed(let reason): "scaling webhook failed: \(reason)"
