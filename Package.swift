@@ -2,9 +2,10 @@
 // CodeRunner: the coderunner-agent sidecar and the coderunner-controller service.
 //
 // Layout (one job per target; see README "Architecture"):
-//   C interop      CCurl, COpenSSL, CMicroHTTPD (Debian system libraries), CShims (variadic calls, prctl)
+//   C interop      CCurl, COpenSSL, CMicroHTTPD, CSeccomp (Debian system libraries), CShims (variadic calls, prctl,
+//                  the sandboxed spawn)
 //   shared         CodeRunnerWire (the Codable types agent and controller speak), ChildProcess (posix_spawn)
-//   agent          Supervision, ProcSampling, AgentCore -> coderunner-agent
+//   agent          Supervision, ProcSampling, Sandbox, AgentCore -> coderunner-agent
 //   controller     Sealing, Scaling (pure), ControlPlane -> coderunner-controller
 // The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
 //
@@ -37,6 +38,7 @@ var targets: [Target] = [
     .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
     .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
     .target(name: "CShims", dependencies: ["CCurl", "CMicroHTTPD"]),
+    .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
     // MARK: Shared wire types
     .target(name: "CodeRunnerWire", swiftSettings: swiftSettings),
     // MARK: Starting child processes without Foundation's Process (see its header), for the controller and tests
@@ -50,9 +52,11 @@ if parts.contains("agent") {
     targets += [
         .target(name: "Supervision", dependencies: ["CShims"], swiftSettings: swiftSettings),
         .target(name: "ProcSampling", swiftSettings: swiftSettings),
+        // The app's sandbox: bubblewrap namespaces, cgroup limits, a seccomp filter (libseccomp), another uid.
+        .target(name: "Sandbox", dependencies: ["Supervision", "ProcSampling", "CShims", "CSeccomp"], swiftSettings: swiftSettings),
         .target(
             name: "AgentCore",
-            dependencies: ["Supervision", "ProcSampling", "CodeRunnerWire", "CShims", "CCurl", "CMicroHTTPD"],
+            dependencies: ["Supervision", "ProcSampling", "Sandbox", "CodeRunnerWire", "CShims", "CCurl", "CMicroHTTPD"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-agent",
@@ -67,6 +71,7 @@ if parts.contains("agent") {
         // flags into the test bundle, which then cannot find libTesting. Tests run the built binaries through
         // CODERUNNER_BIN_DIR instead (scripts/test builds them first).
         .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ProcSampling", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
         .testTarget(name: "ProcSamplingTests", dependencies: ["ProcSampling", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
     ]

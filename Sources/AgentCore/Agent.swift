@@ -1,5 +1,19 @@
 import Glibc
+import Sandbox
 import Supervision
+
+/// Why the agent could not set itself up.
+public enum AgentStartError: Error, CustomStringConvertible {
+    case supervisor(SupervisorError)
+    case sandbox(String)
+
+    public var description: String {
+        switch self {
+        case .supervisor(let e): e.description
+        case .sandbox(let reason): "cannot build the sandbox: \(reason)"
+        }
+    }
+}
 
 /// The agent: a supervisor around the user's app, its sampler and its HTTP endpoints, composed once here.
 ///
@@ -14,30 +28,62 @@ public final class Agent: Sendable {
     public let reloader: ConfigReloader?
     /// Present under systemd's Type=notify (NOTIFY_SOCKET set).
     let notifier: SystemdNotifier?
+    /// Present with --sandbox: the app's namespaces, cgroups and filter.
+    public let sandbox: Sandbox?
 
     /// - Parameter environment: the agent's own environment, passed unchanged to the child (with --controller,
     ///   filtered by --inherit-env, and the app waits for its config).
-    public init(configuration: AgentConfiguration, environment: [String: String]) throws(SupervisorError) {
+    public init(configuration: AgentConfiguration, environment: [String: String]) throws(AgentStartError) {
         self.configuration = configuration
         notifier = SystemdNotifier(environment: environment)
         // systemd's variables are the agent's, not the app's: an app that found NOTIFY_SOCKET would talk for the unit.
-        let environment = SystemdNotifier.removingNotifyVariables(environment)
+        var environment = SystemdNotifier.removingNotifyVariables(environment)
+        if let box = configuration.sandbox {
+            do {
+                sandbox = try Sandbox(spec: SandboxSpec(
+                    uid: box.uid, gid: box.gid, appDirectory: box.appDirectory, readOnlyPaths: box.readOnlyPaths,
+                    hostname: box.hostname,
+                    limits: ResourceLimits(cpuCores: box.cpuCores, memoryBytes: box.memoryBytes, pids: box.pids)),
+                    name: box.cgroupName)
+            } catch {
+                throw .sandbox(error.description)
+            }
+            // A sandboxed app sees the platform's variables and its config, never the agent's own environment.
+            environment = Self.platformEnvironment(configuration)
+        } else {
+            sandbox = nil
+        }
         var initial = environment
         if let reload = configuration.reload {
             initial = ConfigRules.environment(base: environment, inherit: reload.inherit, variables: [:])
         }
-        supervisor = try Supervisor(
-            configuration: SupervisorConfiguration(
-                command: configuration.command, environment: initial,
-                restartPolicy: configuration.restartPolicy, gracePeriod: configuration.gracePeriod,
-                stopSignal: configuration.stopSignal, backoff: configuration.backoff,
-                logRingLines: configuration.logRingLines, logRingBytes: configuration.logRingBytes,
-                waitForEnvironment: configuration.reload != nil))
+        do {
+            supervisor = try Supervisor(
+                configuration: SupervisorConfiguration(
+                    command: configuration.command, environment: initial,
+                    restartPolicy: configuration.restartPolicy, gracePeriod: configuration.gracePeriod,
+                    stopSignal: configuration.stopSignal, backoff: configuration.backoff,
+                    logRingLines: configuration.logRingLines, logRingBytes: configuration.logRingBytes,
+                    waitForEnvironment: configuration.reload != nil),
+                containment: sandbox)
+        } catch {
+            sandbox?.destroy()
+            throw .supervisor(error)
+        }
         let supervisor = supervisor
         reloader = configuration.reload.map { reload in
             ConfigReloader(configuration: reload, supervisor: supervisor, baseEnvironment: environment,
                            instanceId: configuration.instance ?? Agent.generatedInstanceId())
         }
+    }
+
+    /// What a sandboxed app's environment starts from: PATH, and the deployment's and the instance's ids.
+    /// (HOME is the sandbox's /app; the config's variables, PORT among them, come on top.)
+    static func platformEnvironment(_ configuration: AgentConfiguration) -> [String: String] {
+        var env = ["PATH": "/usr/local/bin:/usr/bin:/bin"]
+        if let d = configuration.deployment { env["CODERUNNER_DEPLOYMENT_ID"] = d }
+        if let i = configuration.instance { env["CODERUNNER_INSTANCE_ID"] = i }
+        return env
     }
 
     /// `<hostname>-<pid>-<random>`, restricted to the characters the controller accepts in an instance id.
@@ -57,8 +103,10 @@ public final class Agent: Sendable {
         // server's thread inherits the signal mask. A port in use or a bad token file ends the agent before any child.
         let telemetry: AgentTelemetry
         do {
-            telemetry = try AgentTelemetry(configuration: configuration, supervisor: supervisor)
+            telemetry = try AgentTelemetry(configuration: configuration, supervisor: supervisor,
+                                           appCgroups: sandbox?.cgroups.plan.samplerDirectories)
         } catch {
+            sandbox?.destroy()
             let line = "coderunner-agent: \(error.description)\n"
             _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
             return 71  // EX_OSERR
@@ -73,11 +121,13 @@ public final class Agent: Sendable {
         var systemd = notifier.map(SystemdStateReporter.init)
         let supervisor = supervisor
         let interval = systemd?.tickInterval(sampleInterval: configuration.sampleInterval) ?? configuration.sampleInterval
-        return supervisor.run(tickInterval: interval) {
+        let code = supervisor.run(tickInterval: interval) {
             telemetry.tick()
             reloader?.tick()
             systemd?.tick(supervisor.snapshot)
         }
+        sandbox?.destroy()
+        return code
     }
 
     /// Test hook (hidden option --test-restart-storm N): once the first child runs, two threads together request

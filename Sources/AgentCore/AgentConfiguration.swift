@@ -33,6 +33,17 @@ public struct AgentOptions: Sendable, Equatable {
     public var rollbackWindow: String?
     /// "true" when --start-without-config was given.
     public var startWithoutConfig: String?
+    /// "true" when --allow-insecure was given: an http:// controller that is not on loopback.
+    public var allowInsecure: String?
+    // The sandbox (Sandbox target).
+    /// "true" when --sandbox was given.
+    public var sandbox: String?
+    public var sandboxUID: String?
+    public var sandboxGID: String?
+    public var sandboxDir: String?
+    /// Comma-separated absolute paths.
+    public var sandboxReadOnly: String?
+    public var pidsLimit: String?
     /// The command after `--`; empty means "take CODERUNNER_COMMAND".
     public var command: [String]
 
@@ -86,6 +97,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var testRestartStorm: Int?
     /// Set when --controller is given: the app's environment comes from the controller.
     public var reload: ReloadConfiguration?
+    /// Set with --sandbox: the app runs in a bubblewrap sandbox held to `cpuLimit`, `memoryLimit` and `pidsLimit`.
+    public var sandbox: SandboxConfiguration?
 
     /// The environment variable that supplies each option when the command line does not.
     public enum Variable {
@@ -115,6 +128,13 @@ public struct AgentConfiguration: Sendable, Equatable {
         public static let splay = "CODERUNNER_SPLAY"
         public static let rollbackWindow = "CODERUNNER_ROLLBACK_WINDOW"
         public static let startWithoutConfig = "CODERUNNER_START_WITHOUT_CONFIG"
+        public static let allowInsecure = "CODERUNNER_ALLOW_INSECURE"
+        public static let sandbox = "CODERUNNER_SANDBOX"
+        public static let sandboxUID = "CODERUNNER_SANDBOX_UID"
+        public static let sandboxGID = "CODERUNNER_SANDBOX_GID"
+        public static let sandboxDir = "CODERUNNER_SANDBOX_DIR"
+        public static let sandboxReadOnly = "CODERUNNER_SANDBOX_READ_ONLY"
+        public static let pidsLimit = "CODERUNNER_PIDS_LIMIT"
     }
 
     /// --state-dir's default: systemd's $STATE_DIRECTORY (StateDirectory=) when set, else this, relative to
@@ -189,6 +209,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         }
 
         let reload = try resolveReload(options, r, environment: environment)
+        let sandbox = try resolveSandbox(options, r, cpuLimit: cpuLimit, memoryLimit: memoryLimit, deployment: deployment,
+                                         instance: instance, reload: reload)
 
         var command = options.command
         if command.isEmpty, let text = environment[Variable.command], !text.trimmingWhitespace.isEmpty {
@@ -205,7 +227,64 @@ public struct AgentConfiguration: Sendable, Equatable {
             sampleInterval: sampleInterval, cpuLimit: cpuLimit, memoryLimit: memoryLimit, metricsTokenFile: tokenFile,
             deployment: deployment, instance: instance,
             backoff: BackoffPolicy(initial: initial, maximum: maximum, resetAfter: reset, jitter: jitter),
-            logRingLines: ringLines, logRingBytes: ringBytes, command: command, testRestartStorm: storm, reload: reload)
+            logRingLines: ringLines, logRingBytes: ringBytes, command: command, testRestartStorm: storm, reload: reload,
+            sandbox: sandbox)
+    }
+
+    private static func resolveSandbox(
+        _ options: AgentOptions, _ r: Resolver, cpuLimit: Double?, memoryLimit: UInt64?, deployment: String?,
+        instance: String?, reload: ReloadConfiguration?
+    ) throws(AgentConfigurationError) -> SandboxConfiguration? {
+        let enabled = try r.value(options.sandbox, "--sandbox", Variable.sandbox, default: false, parseBool)
+        let uid = try r.optional(options.sandboxUID, "--sandbox-uid", Variable.sandboxUID, parseID)
+        let gid = try r.optional(options.sandboxGID, "--sandbox-gid", Variable.sandboxGID, parseID)
+        let dir = try r.optional(options.sandboxDir, "--sandbox-dir", Variable.sandboxDir) { s throws(ValueError) in
+            guard s.hasPrefix("/") else { throw ValueError("must be an absolute path") }
+            return s
+        }
+        let readOnly: [String] = try r.value(options.sandboxReadOnly, "--sandbox-read-only", Variable.sandboxReadOnly, default: []) { s throws(ValueError) -> [String] in
+            let paths = s.split(separator: ",").map { String($0).trimmingWhitespace }.filter { !$0.isEmpty }
+            guard paths.allSatisfy({ $0.hasPrefix("/") }) else { throw ValueError("must be absolute paths separated by commas") }
+            return paths
+        }
+        let pids = try r.optional(options.pidsLimit, "--pids-limit", Variable.pidsLimit) { s throws(ValueError) in
+            guard let n = Int(s), n >= 8, n <= 4_194_304 else { throw ValueError("must be a whole number from 8 to 4194304") }
+            return n
+        }
+        guard enabled else {
+            if let pids { throw .invalid(option: "--pids-limit", value: "\(pids)", reason: "needs --sandbox (only a sandbox's cgroup can enforce it)") }
+            return nil
+        }
+        // The app's directory: given, else `app` in the state directory (beside, never inside what the app can
+        // see: the token and the config cache stay out of its reach), else ./app-sandbox.
+        let appDirectory = dir ?? reload.map { $0.stateDirectory + "/app" } ?? (cwd() + "/.coderunner-sandbox")
+        let label = instance ?? deployment ?? "app"
+        return SandboxConfiguration(
+            uid: uid ?? SandboxConfiguration.defaultUID, gid: gid ?? uid ?? SandboxConfiguration.defaultUID,
+            appDirectory: appDirectory.hasPrefix("/") ? appDirectory : cwd() + "/" + appDirectory,
+            readOnlyPaths: readOnly, hostname: String(label.prefix(63)),
+            cgroupName: "coderunner-" + [deployment, instance ?? "pid\(getpid())"].compactMap { $0 }.joined(separator: "-"),
+            cpuCores: cpuLimit ?? SandboxConfiguration.defaultCPUCores,
+            memoryBytes: memoryLimit ?? SandboxConfiguration.defaultMemoryBytes,
+            pids: pids ?? SandboxConfiguration.defaultPids)
+    }
+
+    static func cwd() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        return getcwd(&buffer, buffer.count) != nil ? String(cString: buffer) : "/"
+    }
+
+    static func parseBool(_ s: String) throws(ValueError) -> Bool {
+        switch s.lowercased() {
+        case "1", "true", "yes": return true
+        case "0", "false", "no": return false
+        default: throw ValueError("must be true or false")
+        }
+    }
+
+    static func parseID(_ s: String) throws(ValueError) -> UInt32 {
+        guard let n = UInt32(s), n > 0, n < UInt32.max else { throw ValueError("must be a uid or gid from 1 to 4294967294 (never root)") }
+        return n
     }
 
     private static func resolveReload(_ options: AgentOptions, _ r: Resolver, environment: [String: String]) throws(AgentConfigurationError) -> ReloadConfiguration? {
@@ -229,19 +308,21 @@ public struct AgentConfiguration: Sendable, Equatable {
                                  default: ReloadConfiguration.defaultRollbackWindow) { s throws(ValueError) in
             try seconds(s, allowZero: true)
         }
-        let startWithout = try r.value(options.startWithoutConfig, "--start-without-config", Variable.startWithoutConfig, default: false) { s throws(ValueError) in
-            switch s.lowercased() {
-            case "1", "true", "yes": return true
-            case "0", "false", "no": return false
-            default: throw ValueError("must be true or false")
-            }
-        }
+        let startWithout = try r.value(options.startWithoutConfig, "--start-without-config", Variable.startWithoutConfig,
+                                       default: false, parseBool)
+        let allowInsecure = try r.value(options.allowInsecure, "--allow-insecure", Variable.allowInsecure, default: false, parseBool)
         guard let controller else {
             if let tokenFile { throw .invalid(option: "--token-file", value: tokenFile, reason: "needs --controller") }
             return nil
         }
         guard let tokenFile else {
             throw .invalid(option: "--controller", value: controller, reason: "needs --token-file (a file holding the deployment's agent token)")
+        }
+        // Plain http sends the agent token and the decrypted config in the clear: only over loopback, unless the
+        // operator says otherwise.
+        if !allowInsecure, !ControllerURL.isLoopbackOrTLS(controller) {
+            throw .invalid(option: "--controller", value: controller,
+                           reason: "is plain http to a host that is not loopback: the token and the secrets would cross the network unencrypted; use https://, or --allow-insecure to accept that")
         }
         let directory = stateDir ?? environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
             ?? defaultStateDirectory
@@ -418,5 +499,50 @@ extension String {
         while let c = s.first, c.isWhitespace { s.removeFirst() }
         while let c = s.last, c.isWhitespace { s.removeLast() }
         return String(s)
+    }
+}
+
+/// The app's sandbox, as the agent's options set it (Sandbox.SandboxSpec is built from it at start).
+public struct SandboxConfiguration: Sendable, Equatable {
+    /// nobody: an unprivileged uid that owns no files of the host's services.
+    public static let defaultUID: UInt32 = 65534
+    /// What an instance gets when neither --cpu-limit, --memory-limit nor --pids-limit says otherwise: the
+    /// controller's defaults too.
+    public static let defaultCPUCores = 1.0
+    public static let defaultMemoryBytes: UInt64 = 512 << 20
+    public static let defaultPids = 256
+
+    public var uid: UInt32
+    public var gid: UInt32
+    public var appDirectory: String
+    public var readOnlyPaths: [String]
+    public var hostname: String
+    /// The cgroup directory name, unique per instance on the host.
+    public var cgroupName: String
+    public var cpuCores: Double
+    public var memoryBytes: UInt64
+    public var pids: Int
+}
+
+/// Facts about the controller's URL, for the decision to talk to it over plain http.
+public enum ControllerURL {
+    /// https, or http to localhost, 127.0.0.0/8 or ::1.
+    public static func isLoopbackOrTLS(_ url: String) -> Bool {
+        let lower = url.lowercased()
+        if lower.hasPrefix("https://") { return true }
+        guard lower.hasPrefix("http://") else { return false }
+        var authority = Substring(lower.dropFirst("http://".count))
+        if let end = authority.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) { authority = authority[..<end] }
+        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+        let host: Substring
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { return false }
+            host = authority[authority.index(after: authority.startIndex)..<close]
+        } else {
+            host = authority.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        }
+        if host == "localhost" || host == "::1" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 }

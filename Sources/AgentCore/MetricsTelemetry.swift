@@ -20,9 +20,9 @@ public final class AgentTelemetry {
 
     /// Reads the token file, binds --metrics-listen and starts serving. Call it after the Supervisor
     /// exists: the server's thread inherits the signal mask the supervisor set.
-    public init(configuration: AgentConfiguration, supervisor: Supervisor) throws(HTTPServerError) {
+    public init(configuration: AgentConfiguration, supervisor: Supervisor, appCgroups: CgroupDirectories? = nil) throws(HTTPServerError) {
         sampler = ProcessTreeSampler(configuration: SamplerConfiguration(
-            cpuLimitCores: configuration.cpuLimit, memoryLimitBytes: configuration.memoryLimit))
+            cpuLimitCores: configuration.cpuLimit, memoryLimitBytes: configuration.memoryLimit, appCgroups: appCgroups))
         observations = AgentObservations(
             identity: AgentIdentity(deployment: configuration.deployment, instance: configuration.instance, version: Agent.version),
             snapshot: { supervisor.snapshot }, logs: supervisor.logs)

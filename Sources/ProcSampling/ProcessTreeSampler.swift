@@ -31,11 +31,14 @@ public struct SamplerConfiguration: Sendable, Equatable {
     public var memoryLimitBytes: UInt64?
     /// Limits are re-read every this many samples (an operator may change a cgroup limit live).
     public var limitsRefreshSamples: Int
+    /// The app's own cgroups, when they are not the agent's (a sandbox's): their limits are read as well.
+    public var appCgroups: CgroupDirectories?
 
     public static let defaultLimitsRefreshSamples = 30
 
     public init(cpuLimitCores: Double? = nil, memoryLimitBytes: UInt64? = nil,
-                limitsRefreshSamples: Int = SamplerConfiguration.defaultLimitsRefreshSamples) {
+                limitsRefreshSamples: Int = SamplerConfiguration.defaultLimitsRefreshSamples, appCgroups: CgroupDirectories? = nil) {
+        self.appCgroups = appCgroups
         self.cpuLimitCores = cpuLimitCores
         self.memoryLimitBytes = memoryLimitBytes
         self.limitsRefreshSamples = max(1, limitsRefreshSamples)
@@ -472,7 +475,10 @@ public final class ProcessTreeSampler {
         samplesSinceLimits = 0
         let memberships = reader.string("/proc/self/cgroup").map(ProcParse.cgroupMemberships) ?? []
         let mounts = reader.string("/proc/self/mountinfo").map(ProcParse.cgroupMounts) ?? []
-        let dirs = CgroupDirectories.locate(memberships: memberships, mounts: mounts)
+        var dirs = CgroupDirectories.locate(memberships: memberships, mounts: mounts)
+        if let app = configuration.appCgroups {
+            dirs = CgroupDirectories(v1CPU: app.v1CPU + dirs.v1CPU, v1Memory: app.v1Memory + dirs.v1Memory, v2: app.v2 + dirs.v2)
+        }
 
         var cpu: Double?
         var memory: UInt64?

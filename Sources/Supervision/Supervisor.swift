@@ -78,6 +78,8 @@ public final class Supervisor: Sendable {
     /// The child's output lines (empty when the child writes to the agent's terminal).
     public let logs: LogRing
     public let configuration: SupervisorConfiguration
+    /// The sandbox the child runs in, if any (see `ChildContainment`).
+    public let containment: (any ChildContainment)?
 
     private struct Shared {
         var snapshot = SupervisorSnapshot(state: .starting)
@@ -93,9 +95,10 @@ public final class Supervisor: Sendable {
     private let commandFD: Int32
 
     /// Sets up signal handling; see the type's documentation for why this must run before any thread is created.
-    public init(configuration: SupervisorConfiguration) throws(SupervisorError) {
+    public init(configuration: SupervisorConfiguration, containment: (any ChildContainment)? = nil) throws(SupervisorError) {
         guard !configuration.command.isEmpty else { throw .emptyCommand }
         self.configuration = configuration
+        self.containment = containment
         logs = LogRing(capacity: max(1, configuration.logRingLines), maxBytes: max(1, configuration.logRingBytes))
 
         // A closed fd 0, 1 or 2 would be reused by our pipes and confuse the child; point it at /dev/null.
@@ -219,6 +222,7 @@ public final class Supervisor: Sendable {
 private struct SupervisorLoop {
     let supervisor: Supervisor
     let config: SupervisorConfiguration
+    let containment: (any ChildContainment)?
     let tickInterval: Duration?
     /// The child gets the agent's terminal instead of pipes when stdin is a terminal.
     let terminal: Bool
@@ -259,8 +263,10 @@ private struct SupervisorLoop {
     init(supervisor: Supervisor, tickInterval: Duration?) {
         self.supervisor = supervisor
         config = supervisor.configuration
+        containment = supervisor.containment
         self.tickInterval = tickInterval
-        terminal = isatty(STDIN_FILENO) == 1
+        // A sandboxed app never gets the agent's terminal: it could push input into it (TIOCSTI).
+        terminal = containment == nil && isatty(STDIN_FILENO) == 1
         foreground = terminal && tcgetpgrp(STDIN_FILENO) == getpgrp()
         environment = config.environment
         backoff = RestartBackoff(policy: config.backoff)
@@ -479,18 +485,27 @@ private struct SupervisorLoop {
             guard pid == child else { continue }
             // <sys/wait.h> macros: the low 7 bits are the terminating signal, or 0 when it exited normally.
             let signal = status & 0x7f
-            childEnded(signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal))
+            var ended: ExitStatus = signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal)
+            // bubblewrap, the sandbox's launcher, reports an app that signal N ended as exit code 128+N.
+            if containment != nil, case .exited(let code) = ended, code > 128, code < 128 + 65 { ended = .signaled(code - 128) }
+            childEnded(ended)
         }
     }
 
     // MARK: Processes
 
     func groupIsEmpty(_ g: pid_t) -> Bool {
-        kill(-g, 0) == -1 && errno == ESRCH
+        if let containment { return containment.isEmpty }
+        return kill(-g, 0) == -1 && errno == ESRCH
     }
 
     /// Signals the whole group, and the child itself should it have left the group (setsid, setpgid).
+    /// In a sandbox: every process in it; the launcher (our child) only gets SIGKILL.
     func signalGroup(_ signal: Int32) {
+        if let containment {
+            containment.signal(signal, sparing: signal == SIGKILL ? nil : child)
+            return
+        }
         if let g = group { _ = kill(-g, signal) }
         if let c = child, getpgid(c) != group { _ = kill(c, signal) }
     }
@@ -501,6 +516,7 @@ private struct SupervisorLoop {
     }
 
     mutating func spawnChild() -> Result<pid_t, SpawnFailure> {
+        if let containment { return spawnContained(containment) }
         let name = config.command[0]
         let path: String
         switch ExecutableLookup.resolve(name, path: environment["PATH"]) {
@@ -557,6 +573,7 @@ private struct SupervisorLoop {
             for p in argv { free(p) }
             for p in envp { free(p) }
         }
+        cr_spawn_file_actions_addclosefrom(&actions, 3)  // libcurl's sockets may lack FD_CLOEXEC
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, path, &actions, &attributes, &argv, &envp)
         guard rc == 0 else {
@@ -566,6 +583,53 @@ private struct SupervisorLoop {
             return .failure(SpawnFailure(exitCode: code, message: "cannot run '\(path)': \(String(cString: strerror(rc)))"))
         }
         pipes += newPipes
+        return .success(pid)
+    }
+
+    /// Starts the child inside `containment`: the launcher joins the sandbox's cgroups before it runs (see
+    /// cr_spawn_contained), with /dev/null as stdin and our pipes as stdout and stderr.
+    mutating func spawnContained(_ containment: any ChildContainment) -> Result<pid_t, SpawnFailure> {
+        let name = config.command[0]
+        let launch: ContainedLaunch
+        do {
+            launch = try containment.prepareLaunch(command: config.command, environment: environment)
+        } catch {
+            return .failure(SpawnFailure(exitCode: 126, message: "cannot run '\(name)' in its sandbox: \(error)"))
+        }
+        defer { launch.close() }
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { if devNull >= 0 { close(devNull) } }
+        var ends: [[Int32]] = []
+        defer { for e in ends { close(e[1]) } }
+        for _ in 0..<2 {
+            var pair: [Int32] = [-1, -1]
+            guard cr_pipe_cloexec(&pair) == 0 else {
+                let e = errno
+                for p in ends { close(p[0]) }
+                return .failure(SpawnFailure(exitCode: 126, message: "cannot run '\(name)': pipe: \(String(cString: strerror(e)))"))
+            }
+            _ = fcntl(pair[0], F_SETFL, fcntl(pair[0], F_GETFL) | O_NONBLOCK)
+            ends.append(pair)
+        }
+        var argv: [UnsafeMutablePointer<CChar>?] = launch.arguments.map { strdup($0) } + [nil]
+        var envp: [UnsafeMutablePointer<CChar>?] = launch.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        let pid = launch.cgroupProcs.withUnsafeBufferPointer { cgroups in
+            launch.passedDescriptors.withUnsafeBufferPointer { pass in
+                cr_spawn_contained(launch.path, &argv, &envp, cgroups.baseAddress, Int32(cgroups.count),
+                                   devNull, ends[0][1], ends[1][1], pass.baseAddress, Int32(pass.count))
+            }
+        }
+        guard pid > 0 else {
+            let e = errno
+            for p in ends { close(p[0]) }
+            return .failure(SpawnFailure(exitCode: 126, message: "cannot start the sandbox for '\(name)' (\(launch.path)): \(String(cString: strerror(e)))"))
+        }
+        pipes.append(OutputPipe(fd: ends[0][0], stream: .stdout, target: STDOUT_FILENO))
+        pipes.append(OutputPipe(fd: ends[1][0], stream: .stderr, target: STDERR_FILENO))
         return .success(pid)
     }
 

@@ -52,11 +52,11 @@ struct Run: ParsableCommand {
     var sampleInterval: String?
 
     @Option(name: .customLong("cpu-limit"), help: ArgumentHelp(
-        "Cores allotted to the app when the cgroup sets no quota. Env CODERUNNER_CPU_LIMIT. Default: online CPUs.", valueName: "cores"))
+        "Cores allotted to the app when the cgroup sets no quota; with --sandbox, the quota it enforces. Env CODERUNNER_CPU_LIMIT. Default: online CPUs (1 with --sandbox).", valueName: "cores"))
     var cpuLimit: String?
 
     @Option(name: .customLong("memory-limit"), help: ArgumentHelp(
-        "Bytes allotted to the app when the cgroup sets no limit (K, M, G suffixes are powers of 1024). Env CODERUNNER_MEMORY_LIMIT. Default: MemTotal.",
+        "Bytes allotted to the app when the cgroup sets no limit; with --sandbox, the limit it enforces (K, M, G suffixes are powers of 1024). Env CODERUNNER_MEMORY_LIMIT. Default: MemTotal (512M with --sandbox).",
         valueName: "bytes"))
     var memoryLimit: String?
 
@@ -131,6 +131,35 @@ struct Run: ParsableCommand {
         "Start the app with no config when neither the controller nor the cache has one. Env CODERUNNER_START_WITHOUT_CONFIG=true."))
     var startWithoutConfig = false
 
+    @Flag(name: .customLong("allow-insecure"), help: ArgumentHelp(
+        "Accept a plain http:// controller that is not on loopback (the token and the secrets then cross the network unencrypted). Env CODERUNNER_ALLOW_INSECURE=true."))
+    var allowInsecure = false
+
+    @Flag(help: ArgumentHelp(
+        "Run the app in a sandbox: bubblewrap namespaces (PID, mount, IPC, UTS), read-only system directories, a private /app, a seccomp filter, another uid, and a cgroup holding it to --cpu-limit, --memory-limit and --pids-limit. Needs root. Env CODERUNNER_SANDBOX=true."))
+    var sandbox = false
+
+    @Option(name: .customLong("sandbox-uid"), help: ArgumentHelp(
+        "Unprivileged uid the sandboxed app runs as. Env CODERUNNER_SANDBOX_UID. Default 65534 (nobody).", valueName: "uid"))
+    var sandboxUID: String?
+
+    @Option(name: .customLong("sandbox-gid"), help: ArgumentHelp(
+        "Its gid. Env CODERUNNER_SANDBOX_GID. Default: the uid.", valueName: "gid"))
+    var sandboxGID: String?
+
+    @Option(name: .customLong("sandbox-dir"), help: ArgumentHelp(
+        "The app's private writable directory, its /app. Env CODERUNNER_SANDBOX_DIR. Default: app in --state-dir.", valueName: "dir"))
+    var sandboxDir: String?
+
+    @Option(name: .customLong("sandbox-read-only"), help: ArgumentHelp(
+        "Host paths the sandboxed app may read (its code), comma-separated. Env CODERUNNER_SANDBOX_READ_ONLY. Default: none besides /usr and the basics of /etc.",
+        valueName: "paths"))
+    var sandboxReadOnly: String?
+
+    @Option(name: .customLong("pids-limit"), help: ArgumentHelp(
+        "Processes and threads the sandboxed app may have at once. Env CODERUNNER_PIDS_LIMIT. Default 256.", valueName: "count"))
+    var pidsLimit: String?
+
     @Option(name: .customLong("test-restart-storm"), help: .private)
     var testRestartStorm: String?
 
@@ -164,6 +193,13 @@ struct Run: ParsableCommand {
         options.splay = splay
         options.rollbackWindow = rollbackWindow
         options.startWithoutConfig = startWithoutConfig ? "true" : nil
+        options.allowInsecure = allowInsecure ? "true" : nil
+        options.sandbox = sandbox ? "true" : nil
+        options.sandboxUID = sandboxUID
+        options.sandboxGID = sandboxGID
+        options.sandboxDir = sandboxDir
+        options.sandboxReadOnly = sandboxReadOnly
+        options.pidsLimit = pidsLimit
 
         let environment = processEnvironment()
         let configuration: AgentConfiguration

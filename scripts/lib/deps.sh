@@ -14,8 +14,9 @@ ensure_apt_packages() {
 }
 
 # Build dependencies of both binaries.
-BUILD_PACKAGES=(pkg-config libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libsqlite3-dev)
+BUILD_PACKAGES=(pkg-config libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libsqlite3-dev libseccomp-dev)
 # Tools the tests drive for real: promtool checks /metrics, stress-ng burns a known CPU share, python3 and sh
 # play apps, sqlite3 edits a database behind the controller's back, script(1) gives the agent a terminal,
-# openssl makes test CAs and certificates, socat terminates TLS in front of the (plain HTTP) controller.
-TEST_PACKAGES=(prometheus stress-ng procps python3 curl sqlite3 bsdutils util-linux openssl socat)
+# openssl makes test CAs and certificates, socat terminates TLS in front of the (plain HTTP) controller;
+# bubblewrap builds the apps' sandboxes.
+TEST_PACKAGES=(prometheus stress-ng procps python3 curl sqlite3 bsdutils util-linux openssl socat bubblewrap)

@@ -29,6 +29,22 @@ int cr_eventfd(void);
 int cr_pipe_cloexec(int fds[2]);
 /// posix_spawn_file_actions_addtcsetpgrp_np (glibc 2.35): the child makes its group the terminal's foreground.
 int cr_spawn_file_actions_addtcsetpgrp(posix_spawn_file_actions_t *actions, int tty_fd);
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): the child closes every descriptor from `from` up, so
+/// nothing the agent holds (libcurl's sockets may lack FD_CLOEXEC) leaks into the app.
+int cr_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+/// Starts a sandboxed child, which posix_spawn cannot do: the child must be in its cgroups before its first
+/// instruction (no window in which it could fork outside the limits). fork(), then in the child only
+/// async-signal-safe calls: write "0" to each descriptor of `cgroup_procs` (each an open cgroup.procs file: the
+/// writer joins that cgroup), setpgid(0, 0), every signal to its default and an empty mask, `stdin_fd`,
+/// `stdout_fd` and `stderr_fd` onto 0, 1 and 2, `pass` onto 3, 4, ..., every other descriptor closed, execve.
+/// Returns the child's pid; -1 with errno set when fork fails or when any step in the child fails (the child
+/// reports its errno through a close-on-exec pipe and exits 127; the caller then reaps it through SIGCHLD).
+pid_t cr_spawn_contained(const char *path, char *const argv[], char *const envp[],
+                         const int *cgroup_procs, int cgroup_count,
+                         int stdin_fd, int stdout_fd, int stderr_fd,
+                         const int *pass, int pass_count);
+/// memfd_create(name, MFD_CLOEXEC).
+int cr_memfd(const char *name);
 /// SIGRTMIN and SIGRTMAX are function calls in glibc (it reserves the first real-time signals).
 int cr_sigrtmin(void);
 int cr_sigrtmax(void);
