@@ -101,6 +101,50 @@ struct ConfigReloadRulesTests {
         #expect(throws: StateError.corrupt(path: store.path)) { try store.load() }
     }
 
+    /// A state directory others can write to, a symlinked one, or one of another user is refused: whoever can
+    /// write there could plant a config or a link that makes the agent write the secrets elsewhere.
+    @Test func anUnsafeStateDirectoryIsRefused() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("lkg-unsafe")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let open = dir.appendingPathComponent("open").path
+        mkdir(open, 0o700)
+        chmod(open, 0o777)
+        let store = LastKnownGood(directory: open)
+        #expect(throws: StateError.unsafeDirectory(path: open, reason: "has mode 777: others may write to it")) { try store.prepare() }
+        #expect(throws: StateError.unsafeDirectory(path: open, reason: "has mode 777: others may write to it")) {
+            try store.save(Self.config(["A": "1"]))
+        }
+        #expect(!FileManager.default.fileExists(atPath: store.path))
+
+        let real = dir.appendingPathComponent("real").path
+        mkdir(real, 0o700)
+        let link = dir.appendingPathComponent("link").path
+        symlink(real, link)
+        #expect(throws: StateError.unsafeDirectory(path: link, reason: "is not a directory (a symlink?)")) {
+            try LastKnownGood(directory: link).prepare()
+        }
+
+        let foreign = dir.appendingPathComponent("foreign").path
+        mkdir(foreign, 0o700)
+        chown(foreign, 65534, 65534)
+        #expect(throws: StateError.unsafeDirectory(path: foreign, reason: "belongs to uid 65534, not the agent's \(geteuid())")) {
+            try LastKnownGood(directory: foreign).prepare()
+        }
+    }
+
+    /// A link planted where the temporary file goes is replaced, never followed.
+    @Test func aPlantedLinkAtTheTemporaryPathIsNotFollowed() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("lkg-link")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = LastKnownGood(directory: dir.appendingPathComponent("state").path)
+        try store.prepare()
+        let target = dir.appendingPathComponent("stolen").path
+        symlink(target, store.path + ".tmp.\(getpid())")
+        try store.save(Self.config(["SECRET": "s3cr3t"]))
+        #expect(!FileManager.default.fileExists(atPath: target))
+        #expect(try store.load() == Self.config(["SECRET": "s3cr3t"]))
+    }
+
     @Test func tokenFileWarnsWhenOthersCanReadIt() throws {
         let dir = try TestSupport.makeTemporaryDirectory("token")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -132,5 +176,59 @@ struct ConfigReloadRulesTests {
         options.controller = "ftp://x"
         #expect(throws: AgentConfigurationError.self) { try AgentConfiguration.resolve(options, environment: [:]) }
         #expect(try AgentConfiguration.resolve(AgentOptions(command: ["true"]), environment: [:]).reload == nil)
+    }
+
+    /// Plain http carries the token and the decrypted config in the clear: only to loopback, unless
+    /// --allow-insecure says so.
+    @Test(arguments: [
+        ("http://127.0.0.1:8480", true), ("http://127.9.9.9", true), ("http://localhost:8480/x", true),
+        ("http://[::1]:8480", true), ("https://controller.example", true), ("HTTPS://10.0.0.5", true),
+        ("http://10.0.0.5:8480", false), ("http://controller.example", false), ("http://127.0.0.1.evil.example", false),
+        ("http://user@10.0.0.5", false), ("http://127.0.0.1@10.0.0.5", false), ("http://[fe80::1]:8480", false),
+    ])
+    func plainHTTPOnlyToLoopback(url: String, accepted: Bool) throws {
+        var options = AgentOptions(command: ["true"])
+        options.controller = url
+        options.tokenFile = "/run/token"
+        if accepted {
+            #expect(try AgentConfiguration.resolve(options, environment: [:]).reload?.controller == url)
+        } else {
+            #expect(throws: AgentConfigurationError.self) { try AgentConfiguration.resolve(options, environment: [:]) }
+            options.allowInsecure = "true"
+            #expect(try AgentConfiguration.resolve(options, environment: [:]).reload?.controller == url)
+            #expect(try AgentConfiguration.resolve(AgentOptions(command: ["true"]).with(controller: url), environment: ["CODERUNNER_ALLOW_INSECURE": "true"]).reload != nil)
+        }
+    }
+
+    @Test func sandboxOptions() throws {
+        var options = AgentOptions(command: ["true"])
+        options.pidsLimit = "64"
+        #expect(throws: AgentConfigurationError.invalid(option: "--pids-limit", value: "64", reason: "needs --sandbox (only a sandbox's cgroup can enforce it)")) {
+            try AgentConfiguration.resolve(options, environment: [:])
+        }
+        options.sandbox = "true"
+        options.instance = "i-1"
+        options.deployment = "dep"
+        options.cpuLimit = "0.5"
+        options.sandboxReadOnly = "/srv/app, /opt/runtime"
+        let box = try #require(try AgentConfiguration.resolve(options, environment: ["CODERUNNER_SANDBOX_UID": "900001"]).sandbox)
+        #expect(box.uid == 900_001 && box.gid == 900_001 && box.pids == 64 && box.cpuCores == 0.5)
+        #expect(box.memoryBytes == SandboxConfiguration.defaultMemoryBytes)
+        #expect(box.readOnlyPaths == ["/srv/app", "/opt/runtime"])
+        #expect(box.cgroupName == "coderunner-dep-i-1" && box.hostname == "i-1")
+        options.sandboxUID = "0"
+        #expect(throws: AgentConfigurationError.self) { try AgentConfiguration.resolve(options, environment: [:]) }
+        options.sandboxUID = nil
+        options.sandboxReadOnly = "relative/path"
+        #expect(throws: AgentConfigurationError.self) { try AgentConfiguration.resolve(options, environment: [:]) }
+    }
+}
+
+private extension AgentOptions {
+    func with(controller: String) -> AgentOptions {
+        var copy = self
+        copy.controller = controller
+        copy.tokenFile = "/run/token"
+        return copy
     }
 }
