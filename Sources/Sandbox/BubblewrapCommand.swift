@@ -68,9 +68,19 @@ public enum BubblewrapCommand {
             }
         }
         for path in etcEntries { a += ["--ro-bind-try", path, path] }
-        // bubblewrap mounts in order: the fresh /tmp first, so that a read-only path below /tmp stays visible.
-        a += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        for path in spec.readOnlyPaths { a += ["--ro-bind", path, path] }
+        // bubblewrap mounts in order: the fresh /tmp first, so that a read-only path below /tmp stays visible. The
+        // tmpfs directories are sticky and world-writable as on a host (bubblewrap makes them 0755, root's);
+        // the directories it creates on the way to a read-only path must be 0755 too, or the app cannot reach it.
+        a += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--perms", "1777", "--tmpfs", "/tmp"]
+        var made: Set<String> = []
+        for path in spec.readOnlyPaths {
+            var ancestor = ""
+            for component in path.split(separator: "/").dropLast() {
+                ancestor += "/" + component
+                if made.insert(ancestor).inserted { a += ["--perms", "0755", "--dir", ancestor] }
+            }
+            a += ["--ro-bind", path, path]
+        }
         a += ["--bind", spec.appDirectory, SandboxSpec.appMountPoint, "--chdir", SandboxSpec.appMountPoint,
               "--seccomp", "\(seccompDescriptor)",
               "--",

@@ -45,6 +45,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The coderunner-agent binary the local executor runs (env CODERUNNER_AGENT_BINARY; default: next to this executable).")
     var agentBinary: String?
 
+    @Option(help: "on: the local executor runs every instance in a sandbox (needs root); off: as this user, for development only (env CODERUNNER_SANDBOX; default on).")
+    var sandbox: String?
+
+    @Option(help: "First of the uids the local executor's sandboxes run as, one per running instance (env CODERUNNER_SANDBOX_UID_BASE; default \(LocalExecutor.SandboxSettings.defaultUIDBase)).")
+    var sandboxUidBase: UInt32?
+
+    @Option(help: "Host paths every sandboxed app may read, comma-separated absolute paths, such as where apps' code lives (env CODERUNNER_SANDBOX_READ_ONLY; default none: /usr and the basics of /etc only).")
+    var sandboxReadOnly: String?
+
     @Option(help: "Most agent polls in flight at once (env CODERUNNER_POLL_CONCURRENCY; default \(StatusPoller.defaultConcurrency)).")
     var pollConcurrency: Int?
 
@@ -69,6 +78,24 @@ struct ServeCommand: AsyncParsableCommand {
             scaling.webhookSecret = secret
         }
         scaling.agentBinary = agentBinary ?? environment["CODERUNNER_AGENT_BINARY"]
+        switch sandbox ?? environment["CODERUNNER_SANDBOX"] ?? "on" {
+        case "on": scaling.sandbox.enabled = true
+        case "off": scaling.sandbox.enabled = false
+        case let other: throw ValidationError("--sandbox must be on or off, got \(other)")
+        }
+        if let base = sandboxUidBase ?? environment["CODERUNNER_SANDBOX_UID_BASE"].flatMap(UInt32.init) {
+            guard base >= 1000, UInt64(base) + UInt64(scaling.sandbox.uidCount) < UInt64(UInt32.max) else {
+                throw ValidationError("--sandbox-uid-base must be from 1000 to \(UInt32.max - scaling.sandbox.uidCount - 1)")
+            }
+            scaling.sandbox.uidBase = base
+        }
+        if let text = sandboxReadOnly ?? environment["CODERUNNER_SANDBOX_READ_ONLY"] {
+            let paths = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard paths.allSatisfy({ $0.hasPrefix("/") && !$0.contains(",") }) else {
+                throw ValidationError("--sandbox-read-only must be absolute paths separated by commas, got \(text)")
+            }
+            scaling.sandbox.readOnlyPaths = paths
+        }
         switch executor ?? environment["CODERUNNER_EXECUTOR"] ?? "local" {
         case "local":
             scaling.executor = .local

@@ -9,7 +9,7 @@ import TestSupport
 /// Pids of processes whose command line mentions `needle` (the agents carry --deployment <id>). A process whose
 /// parent matches too is left out: it is an agent's child between posix_spawn's vfork and its exec, which reads
 /// as the agent's own command line for a moment (an agent that just got its config starting its app).
-private func processes(mentioning needle: String) -> [Int32] {
+func processes(mentioning needle: String) -> [Int32] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     let matching: [(pid: Int32, parent: Int32)] = entries.compactMap { name in
         guard let pid = Int32(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline") else { return nil }
@@ -27,18 +27,19 @@ private func processes(mentioning needle: String) -> [Int32] {
 }
 
 /// The real controller with the local executor, polling every 0.5 s, on a free loopback port; `signUp` makes a
-/// user and returns its session token.
-private struct LocalController {
+/// user and returns its session token. Its sandboxes may read `readOnly` (where a test keeps its apps' files).
+struct LocalController {
     let process: Spawned
     let base: String
 
-    init(dataDirectory: URL) throws {
+    init(dataDirectory: URL, readOnly: [String] = [], arguments: [String] = [], environment: [String: String]? = nil) throws {
         let port = TestSupport.freeLoopbackPort()
         process = try Spawned(TestSupport.binary("coderunner-controller"), [
             "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4",
             "--log-level", "error", "--executor", "local", "--agent-binary", TestSupport.binary("coderunner-agent"),
             "--poll-interval", "0.5",
-        ])
+        ] + (readOnly.isEmpty ? [] : ["--sandbox-read-only", readOnly.joined(separator: ",")]) + arguments,
+        environment: environment)
         base = "http://127.0.0.1:\(port)"
     }
 
@@ -56,9 +57,11 @@ private struct LocalController {
     @Test func localAgentsScaleUpUnderLoadAndBackDown() throws {
         let dir = try TestSupport.makeTemporaryDirectory("scaling-e2e")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let flag = dir.appendingPathComponent("burn")
+        let flag = dir.appendingPathComponent("load/burn")
+        try FileManager.default.createDirectory(at: flag.deletingLastPathComponent(), withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: flag.path, contents: nil)
-        let local = try LocalController(dataDirectory: dir.appendingPathComponent("data"))
+        // The sandboxed burner sees the flag's directory read-only (and never the controller's data beside it).
+        let local = try LocalController(dataDirectory: dir.appendingPathComponent("data"), readOnly: [flag.deletingLastPathComponent().path])
         let controller = local.process
         let base = local.base
         var deploymentId = "none"

@@ -86,7 +86,7 @@ struct BubblewrapCommandTests {
         #expect(text.contains("--ro-bind /usr /usr --symlink usr/bin /bin --ro-bind /lib64 /lib64 --ro-bind-try /etc/passwd"))
         #expect(!text.contains("/etc/coderunner") && !text.contains("--ro-bind-try /etc /etc"))
         // /tmp first, so that the read-only code below /tmp is mounted over it and stays visible.
-        #expect(text.contains("--tmpfs /tmp --ro-bind /tmp/code /tmp/code --bind /var/lib/x/app /app --chdir /app --seccomp 3 --"))
+        #expect(text.contains("--perms 1777 --tmpfs /dev/shm --perms 1777 --tmpfs /tmp --perms 0755 --dir /tmp --ro-bind /tmp/code /tmp/code --bind /var/lib/x/app /app --chdir /app --seccomp 3 --"))
         #expect(text.hasSuffix("-- /usr/bin/setpriv --reuid 900001 --regid 900001 --clear-groups --inh-caps=-all --bounding-set=-all -- /bin/sh -c echo hi"))
         #expect(!argv.contains("--unshare-net"))  // the network stays the host's (docs/security.md)
     }

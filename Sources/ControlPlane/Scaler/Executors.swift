@@ -13,9 +13,14 @@ public struct ScalingTarget: Sendable, Equatable {
     public var deploymentId: String
     /// The deployment's command (run under `sh -c` by the local executor).
     public var command: String?
-    public init(deploymentId: String, command: String?) {
+    /// The deployment's resource limits (nil: the executor's defaults).
+    public var cpuLimit: Double?
+    public var memoryLimit: Int?
+    public var pidsLimit: Int?
+    public init(deploymentId: String, command: String?, cpuLimit: Double? = nil, memoryLimit: Int? = nil, pidsLimit: Int? = nil) {
         self.deploymentId = deploymentId
         self.command = command
+        self.cpuLimit = cpuLimit; self.memoryLimit = memoryLimit; self.pidsLimit = pidsLimit
     }
 }
 

@@ -13,6 +13,28 @@ public protocol AgentCredentialIssuer: Sendable {
 extension DeploymentService: AgentCredentialIssuer {}
 
 public actor LocalExecutor: ScalingExecutor, InstanceSource {
+    /// How each instance's sandbox is set up (coderunner-agent --sandbox; docs/sandbox.md).
+    public struct SandboxSettings: Sendable, Equatable {
+        /// Off only for development on a machine where nobody else deploys: apps then run as the controller's user.
+        public var enabled = true
+        /// Instances run as uids from `uidBase` up, one per deployment with running instances, never reused while
+        /// one runs. One per deployment rather than per instance: instances share their port with SO_REUSEPORT, which
+        /// the kernel allows only between sockets of the same uid (and they are the same tenant's same code).
+        /// 900000 is above the accounts Debian creates (below 60000) and systemd's DynamicUser= range
+        /// (61184-65519); a host that hands out subordinate uids (/etc/subuid) must keep this range out of them.
+        public var uidBase: UInt32 = SandboxSettings.defaultUIDBase
+        public var uidCount: UInt32 = 100_000
+        /// Host paths every app may read (where the operator keeps apps' code), besides /usr and the basics of /etc.
+        public var readOnlyPaths: [String] = []
+        /// Limits of a deployment that sets none.
+        public var defaultCPULimit = 1.0
+        public var defaultMemoryLimit: UInt64 = 512 << 20
+        public var defaultPidsLimit = 256
+
+        public static let defaultUIDBase: UInt32 = 900_000
+        public init() {}
+    }
+
     public struct Configuration: Sendable {
         /// The coderunner-agent binary.
         /// nil when none was found: scaling up then fails with an actionable message.
@@ -26,15 +48,19 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         public var startTimeout: Duration = .seconds(10)
         /// SIGTERM, then this long for the agent (and its app) to exit, then SIGKILL.
         public var stopGrace: Duration = .seconds(10)
+        public var sandbox: SandboxSettings
 
-        public init(agentBinary: String?, logDirectory: String, credentials: (any AgentCredentialIssuer)? = nil) {
+        public init(agentBinary: String?, logDirectory: String, credentials: (any AgentCredentialIssuer)? = nil,
+                    sandbox: SandboxSettings = SandboxSettings()) {
             self.agentBinary = agentBinary
             self.logDirectory = logDirectory
             self.credentials = credentials
+            self.sandbox = sandbox
         }
     }
 
     struct Agent {
+        var deploymentId: String
         var instanceId: String
         var pid: Int32
         var exit: AsyncExit
@@ -42,12 +68,21 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         /// The agent's own controller token and the 0600 file that hands it over; revoked when it stops.
         var token: String?
         var tokenFile: String?
+        /// The token the agent's HTTP endpoints require (its 0600 file is removed when it stops): without it,
+        /// one tenant's app could read another's /v1/logs over loopback.
+        var metricsToken: String
+        var metricsTokenFile: String
+        /// The sandbox's uid (returned to the pool when it stops) and its /app on the host (removed then).
+        var uid: UInt32?
+        var appDirectory: String?
     }
 
     public let configuration: Configuration
     let logger: Logger
     private var agents: [String: [Agent]] = [:]
     private var sequence: [String: Int] = [:]
+    /// Sandbox uid of each deployment with agents running or starting, and how many hold it.
+    private var deploymentUIDs: [String: (uid: UInt32, holders: Int)] = [:]
     /// The controller's own base URL, once its listener is bound.
     private var controllerURL: String?
 
@@ -71,7 +106,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     public func pollTargets() async -> [PollTarget] {
         await reap()
         return agents.flatMap { deployment, list in
-            list.map { PollTarget(deploymentId: deployment, instanceId: $0.instanceId, statusURL: $0.statusURL) }
+            list.map { PollTarget(deploymentId: deployment, instanceId: $0.instanceId, statusURL: $0.statusURL, token: $0.metricsToken) }
         }
     }
 
@@ -93,7 +128,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         if to > running {
             guard let command = target.command, !command.isEmpty else { throw ExecutorError.noCommand(id) }
             while running < to {
-                let agent = try await start(deploymentId: id, command: command)
+                let agent = try await start(target, command: command)
                 agents[id, default: []].append(agent)
                 running += 1
             }
@@ -138,9 +173,12 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         for agent in exited { await forget(agent) }
     }
 
-    /// After an agent exited: its token is revoked and its token file removed.
+    /// After an agent exited: its token is revoked, its token files and its sandbox's /app removed, its uid freed.
     private func forget(_ agent: Agent) async {
         if let file = agent.tokenFile { unlink(file) }
+        unlink(agent.metricsTokenFile)
+        if let dir = agent.appDirectory { try? FileManager.default.removeItem(atPath: dir) }  // unlinks symlinks, never follows them
+        if agent.uid != nil { releaseUID(of: agent.deploymentId) }
         guard let token = agent.token, let credentials = configuration.credentials else { return }
         do { try await credentials.revokeInstanceToken(token) } catch {
             logger.error("cannot revoke a stopped agent's token", metadata: ["instance": "\(agent.instanceId)", "error": "\(error)"])
@@ -159,7 +197,38 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         }
     }
 
-    private func start(deploymentId: String, command: String) async throws -> Agent {
+    /// The deployment's sandbox uid: the one its running instances have, else the lowest free one.
+    private func acquireUID(for deploymentId: String) throws -> UInt32 {
+        if let held = deploymentUIDs[deploymentId] {
+            deploymentUIDs[deploymentId] = (held.uid, held.holders + 1)
+            return held.uid
+        }
+        let s = configuration.sandbox
+        let taken = Set(deploymentUIDs.values.map(\.uid))
+        for i in 0..<s.uidCount where !taken.contains(s.uidBase + i) {
+            deploymentUIDs[deploymentId] = (s.uidBase + i, 1)
+            return s.uidBase + i
+        }
+        throw ExecutorError.agentStart("all \(s.uidCount) sandbox uids from \(s.uidBase) are in use")
+    }
+
+    private func releaseUID(of deploymentId: String) {
+        guard let held = deploymentUIDs[deploymentId] else { return }
+        deploymentUIDs[deploymentId] = held.holders > 1 ? (held.uid, held.holders - 1) : nil
+    }
+
+    /// A fresh random token (256 bits, hex).
+    static func randomToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<4).map { _ in String(format: "%016llx", generator.next() as UInt64) }.joined()
+    }
+
+    private func start(_ target: ScalingTarget, command: String) async throws -> Agent {
+        let deploymentId = target.deploymentId
+        let sandbox = configuration.sandbox
+        if sandbox.enabled && geteuid() != 0 {
+            throw ExecutorError.agentStart("the local executor runs every instance in a sandbox, which needs the controller to run as root; run it as root, or use --executor exec or webhook")
+        }
         let n = (sequence[deploymentId] ?? 0) + 1
         sequence[deploymentId] = n
         let instanceId = "local-\(n)"
@@ -173,32 +242,63 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         guard let binary = configuration.agentBinary else {
             throw ExecutorError.agentStart("no coderunner-agent binary next to the controller: pass --agent-binary PATH")
         }
-        var arguments = ["run", "--metrics-listen", "127.0.0.1:0", "--deployment", deploymentId, "--instance", instanceId]
+        let base = (configuration.logDirectory as NSString).appendingPathComponent("\(deploymentId)-\(instanceId)")
+        let metricsToken = Self.randomToken()
+        try Self.writeTokenFile(metricsToken, to: base + ".bearer")
+        var arguments = ["run", "--metrics-listen", "127.0.0.1:0", "--deployment", deploymentId, "--instance", instanceId,
+                         "--metrics-token-file", base + ".bearer"]
+        var uid: UInt32?
+        var appDirectory: String?
+        if sandbox.enabled {
+            do { uid = try acquireUID(for: deploymentId) } catch {
+                unlink(base + ".bearer")
+                throw error
+            }
+            appDirectory = base + ".app"
+            arguments += ["--sandbox", "--sandbox-uid", "\(uid!)", "--sandbox-dir", appDirectory!,
+                          "--cpu-limit", "\(target.cpuLimit ?? sandbox.defaultCPULimit)",
+                          "--memory-limit", "\(target.memoryLimit.map(UInt64.init) ?? sandbox.defaultMemoryLimit)",
+                          "--pids-limit", "\(target.pidsLimit ?? sandbox.defaultPidsLimit)"]
+            if !sandbox.readOnlyPaths.isEmpty { arguments += ["--sandbox-read-only", sandbox.readOnlyPaths.joined(separator: ",")] }
+        }
         var token: String?
         var tokenFile: String?
+        // Until the agent is known, a failure below must give back what was taken.
+        func release() {
+            unlink(base + ".bearer")
+            if uid != nil { releaseUID(of: deploymentId) }
+        }
         if let url = controllerURL, let credentials = configuration.credentials {
-            let base = (configuration.logDirectory as NSString).appendingPathComponent("\(deploymentId)-\(instanceId)")
-            let issued = try await credentials.issueInstanceToken(deploymentId: deploymentId, instanceId: instanceId)
+            let issued: String
+            do { issued = try await credentials.issueInstanceToken(deploymentId: deploymentId, instanceId: instanceId) } catch {
+                release()
+                throw error
+            }
             do { try Self.writeTokenFile(issued, to: base + ".token") } catch {
                 try? await credentials.revokeInstanceToken(issued)
+                release()
                 throw error
             }
             token = issued
             tokenFile = base + ".token"
-            arguments += ["--controller", url, "--token-file", base + ".token", "--state-dir", base + ".state"]
+            // The app's environment is its config and the platform's variables only (--inherit-env none).
+            arguments += ["--controller", url, "--token-file", base + ".token", "--state-dir", base + ".state", "--inherit-env", "none"]
         }
         arguments += ["--", "/bin/sh", "-c", command]
         let pid: pid_t
         do {
-            pid = try ChildProcess.spawn(binary, arguments, stdin: devNull, stdout: log, stderr: log)
+            // The agent gets a clean environment: never the controller's (CODERUNNER_MASTER_KEY may be in it).
+            pid = try ChildProcess.spawn(binary, arguments, environment: Self.agentEnvironment, stdin: devNull, stdout: log, stderr: log)
         } catch {
             if let tokenFile { unlink(tokenFile) }
             if let token { try? await configuration.credentials?.revokeInstanceToken(token) }
+            release()
             throw ExecutorError.agentStart("\(error)")
         }
         let exit = AsyncExit()
         ChildProcess.onExit(of: pid) { exit.finish($0) }
-        let agent = Agent(instanceId: instanceId, pid: pid, exit: exit, statusURL: "", token: token, tokenFile: tokenFile)
+        let agent = Agent(deploymentId: deploymentId, instanceId: instanceId, pid: pid, exit: exit, statusURL: "", token: token, tokenFile: tokenFile,
+                          metricsToken: metricsToken, metricsTokenFile: base + ".bearer", uid: uid, appDirectory: appDirectory)
         // The agent prints "serving metrics on http://HOST:PORT/metrics" once its listener is bound.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: configuration.startTimeout)
@@ -218,6 +318,9 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         let tail = ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").suffix(400)
         throw ExecutorError.agentStart("no metrics address within \(configuration.startTimeout) (log \(logPath): \(tail))")
     }
+
+    /// What every agent starts with: a PATH, nothing of the controller's own environment.
+    static let agentEnvironment = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
 
     static func metricsURL(in log: String) -> String? {
         guard let range = log.range(of: "serving metrics on ") else { return nil }

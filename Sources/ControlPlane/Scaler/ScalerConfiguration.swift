@@ -23,6 +23,8 @@ public struct ScalerConfiguration: Sendable {
     /// Key of the HMAC-SHA256 on webhook requests and notifications; without it no notification is sent and
     /// the webhook executor is refused.
     public var webhookSecret: String?
+    /// How the local executor sandboxes each instance.
+    public var sandbox = LocalExecutor.SandboxSettings()
 
     public init() {}
 }
@@ -42,7 +44,7 @@ extension ScalingAPI {
             let local = LocalExecutor(
                 configuration: .init(agentBinary: c.agentBinary ?? LocalExecutor.agentNextToExecutable(),
                                      logDirectory: (configuration.dataDirectory as NSString).appendingPathComponent("agents"),
-                                     credentials: credentials),
+                                     credentials: credentials, sandbox: c.sandbox),
                 logger: logger)
             executor = local
             localExecutor = local
