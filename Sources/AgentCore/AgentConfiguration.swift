@@ -255,9 +255,10 @@ public struct AgentConfiguration: Sendable, Equatable {
             if let pids { throw .invalid(option: "--pids-limit", value: "\(pids)", reason: "needs --sandbox (only a sandbox's cgroup can enforce it)") }
             return nil
         }
-        // The app's directory: given, else `app` in the state directory (beside, never inside what the app can
-        // see: the token and the config cache stay out of its reach), else ./app-sandbox.
-        let appDirectory = dir ?? reload.map { $0.stateDirectory + "/app" } ?? (cwd() + "/.coderunner-sandbox")
+        // The app's directory: given, else `app` in the state directory (the token and the config cache beside it
+        // stay out of the app's reach: only /app is mounted).
+        let stateDirectory = reload?.stateDirectory ?? stateDirectoryDefault(options.stateDir, environment: r.environment)
+        let appDirectory = dir ?? stateDirectory + "/app"
         let label = instance ?? deployment ?? "app"
         return SandboxConfiguration(
             uid: uid ?? SandboxConfiguration.defaultUID, gid: gid ?? uid ?? SandboxConfiguration.defaultUID,
@@ -267,6 +268,14 @@ public struct AgentConfiguration: Sendable, Equatable {
             cpuCores: cpuLimit ?? SandboxConfiguration.defaultCPUCores,
             memoryBytes: memoryLimit ?? SandboxConfiguration.defaultMemoryBytes,
             pids: pids ?? SandboxConfiguration.defaultPids)
+    }
+
+    /// --state-dir, else CODERUNNER_STATE_DIR, else systemd's $STATE_DIRECTORY (its first entry), else
+    /// `defaultStateDirectory`.
+    static func stateDirectoryDefault(_ flag: String?, environment: [String: String]) -> String {
+        if let flag, !flag.isEmpty { return flag }
+        if let v = environment[Variable.stateDir], !v.isEmpty { return v }
+        return environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) } ?? defaultStateDirectory
     }
 
     static func cwd() -> String {
@@ -324,8 +333,7 @@ public struct AgentConfiguration: Sendable, Equatable {
             throw .invalid(option: "--controller", value: controller,
                            reason: "is plain http to a host that is not loopback: the token and the secrets would cross the network unencrypted; use https://, or --allow-insecure to accept that")
         }
-        let directory = stateDir ?? environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
-            ?? defaultStateDirectory
+        let directory = stateDir ?? stateDirectoryDefault(nil, environment: environment)
         return ReloadConfiguration(controller: controller, tokenFile: tokenFile, stateDirectory: directory, caFile: caFile,
                                    inherit: inherit, splay: splay, rollbackWindow: window, startWithoutConfig: startWithout)
     }

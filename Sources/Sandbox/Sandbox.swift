@@ -39,6 +39,11 @@ public final class Sandbox: ChildContainment {
     static func prepareAppDirectory(_ spec: SandboxSpec) throws(SandboxError) {
         let path = spec.appDirectory
         guard path.hasPrefix("/") else { throw SandboxError("the app directory '\(path)' must be absolute") }
+        // Its parent (the agent's state directory, by default) is the agent's: made 0700 when missing.
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            let parent = String(path[..<slash])
+            if mkdir(parent, 0o700) != 0 && errno != EEXIST { throw SandboxError("cannot create \(parent): \(describeErrno())") }
+        }
         if mkdir(path, 0o700) != 0 && errno != EEXIST {
             throw SandboxError("cannot create the app directory \(path): \(describeErrno())")
         }
