@@ -190,6 +190,33 @@ private func attempts(in text: String) -> [String: String] {
         #expect(running().isEmpty, "left behind: \(running())")
     }
 
+    /// The app inherits nothing of the agent but 0, 1 and 2: not its listening socket, not libcurl's.
+    @Test(arguments: [true, false])
+    func theAppInheritsOnlyTheStandardDescriptors(sandboxed: Bool) throws {
+        let dir = try TestSupport.makeTemporaryDirectory("fds")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // fstat on every number: listing /proc/self/fd would open a descriptor of its own.
+        let script = "exec python3 -c 'import os\nfor fd in range(1024):\n    try:\n        os.fstat(fd)\n        print(\"FD\", fd)\n    except OSError:\n        pass\n'"
+        let p: Spawned
+        if sandboxed {
+            p = try agent(dir, "fds-\(getpid())", ["--metrics-listen", "127.0.0.1:0", "--restart", "never"], script: script)
+        } else {
+            // A controller that never answers: the agent's libcurl handle holds a socket while the app starts.
+            let token = dir.appendingPathComponent("token").path
+            try Data("agt_never_used".utf8).write(to: URL(fileURLWithPath: token))
+            chmod(token, 0o600)
+            p = try Spawned(TestSupport.binary("coderunner-agent"), [
+                "run", "--metrics-listen", "127.0.0.1:0", "--restart", "never", "--controller", "http://127.0.0.1:9",
+                "--token-file", token, "--state-dir", dir.appendingPathComponent("state").path, "--start-without-config",
+                "--", "/bin/sh", "-c", script,
+            ], environment: ["PATH": "/usr/bin:/bin"])
+        }
+        defer { p.hardKill() }
+        #expect(p.waitForExit(timeout: .seconds(15)) == 0, "\(p.text)")
+        let fds = p.text.split(separator: "\n").filter { $0.hasPrefix("FD ") }.map { $0.split(separator: " ")[1] }
+        #expect(fds == ["0", "1", "2"], "\(p.text)")
+    }
+
     /// An app spinning on every core is held to its CPU quota: measured from the cgroup's own CPU accounting.
     @Test func spinningAppIsHeldToItsCPUQuota() throws {
         let dir = try TestSupport.makeTemporaryDirectory("spin")
@@ -197,7 +224,7 @@ private func attempts(in text: String) -> [String: String] {
         let name = "spin-\(getpid())"
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let spinners = (0..<max(2, cores)).map { _ in "(while :; do :; done) &" }.joined(separator: " ")
-        let p = try agent(dir, name, ["--cpu-limit", "0.5"], script: spinners + " wait")
+        let p = try agent(dir, name, ["--cpu-limit", "0.5", "--metrics-listen", "127.0.0.1:0"], script: spinners + " wait")
         defer { p.hardKill() }
         // The cpu controller's own statistics: how often the quota held the app back.
         let stat = "/sys/fs/cgroup/cpu/coderunner-\(name)/cpu.stat"
@@ -216,6 +243,15 @@ private func attempts(in text: String) -> [String: String] {
         let coresUsed = (cpu1 - cpu0) / elapsed
         #expect(coresUsed > 0.40 && coresUsed < 0.55, "used \(coresUsed) cores against a quota of 0.5")
         #expect(throttledPeriods() > 10, "never throttled")
+        // The agent's sampler reports against the sandbox's limits: the scaler's utilisation is relative to them.
+        let address = try #require(p.text.split(separator: "\n").first { $0.contains("serving metrics on ") }?
+            .split(separator: " ").last.map { $0.replacingOccurrences(of: "/metrics", with: "") })
+        let status = try JSONSerialization.jsonObject(with: try TestSupport.get(address + "/v1/status")) as? [String: Any]
+        let app = try #require(status?["app"] as? [String: Any])
+        #expect(app["cpuLimitCores"] as? Double == 0.5)
+        #expect(app["memoryLimitBytes"] as? Int == 512 << 20)
+        let utilization = try #require(app["cpuUtilizationPercent"] as? Double)
+        #expect(utilization > 80 && utilization < 115, "\(utilization)% of the 0.5-core quota")
         p.signal(SIGTERM)
         #expect(TestSupport.waitUntil(timeout: .seconds(10)) { !p.isRunning })
     }
