@@ -264,7 +264,7 @@ public struct AgentConfiguration: Sendable, Equatable {
             uid: uid ?? SandboxConfiguration.defaultUID, gid: gid ?? uid ?? SandboxConfiguration.defaultUID,
             appDirectory: appDirectory.hasPrefix("/") ? appDirectory : cwd() + "/" + appDirectory,
             readOnlyPaths: readOnly, hostname: String(label.prefix(63)),
-            cgroupName: "coderunner-" + [deployment, instance ?? "pid\(getpid())"].compactMap { $0 }.joined(separator: "-"),
+            cgroupName: cgroupName(deployment: deployment, instance: instance ?? "pid\(getpid())"),
             cpuCores: cpuLimit ?? SandboxConfiguration.defaultCPUCores,
             memoryBytes: memoryLimit ?? SandboxConfiguration.defaultMemoryBytes,
             pids: pids ?? SandboxConfiguration.defaultPids)
@@ -276,6 +276,16 @@ public struct AgentConfiguration: Sendable, Equatable {
         if let flag, !flag.isEmpty { return flag }
         if let v = environment[Variable.stateDir], !v.isEmpty { return v }
         return environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) } ?? defaultStateDirectory
+    }
+
+    /// `coderunner-DEPLOYMENT-INSTANCE` with every character but letters, digits, `.`, `_` and `-` replaced by `_`:
+    /// labels may hold `/`, which must not become a path below the cgroup root.
+    public static func cgroupName(deployment: String?, instance: String) -> String {
+        let raw = [deployment, instance].compactMap { $0 }.joined(separator: "-")
+        let safe = raw.unicodeScalars.map { c -> Character in
+            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "." || c == "_" || c == "-") ? Character(c) : "_"
+        }
+        return "coderunner-" + String(safe)
     }
 
     static func cwd() -> String {

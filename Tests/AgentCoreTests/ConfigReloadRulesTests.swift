@@ -216,6 +216,7 @@ struct ConfigReloadRulesTests {
         #expect(box.memoryBytes == SandboxConfiguration.defaultMemoryBytes)
         #expect(box.readOnlyPaths == ["/srv/app", "/opt/runtime"])
         #expect(box.cgroupName == "coderunner-dep-i-1" && box.hostname == "i-1")
+        #expect(AgentConfiguration.cgroupName(deployment: "../..", instance: "a/b") == "coderunner-.._..-a_b")
         options.sandboxUID = "0"
         #expect(throws: AgentConfigurationError.self) { try AgentConfiguration.resolve(options, environment: [:]) }
         options.sandboxUID = nil
