@@ -122,7 +122,7 @@ public struct ControlPlane: Sendable {
         let configs = ConfigService(store: store, secrets: secrets, feed: feed, dependencies: dependencies, logger: logger)
         let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
-                                         logger: logger)
+                                         logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
         let leftovers = try await deployments.revokeLeftoverInstanceTokens()
         if leftovers > 0 {
             logger.warning("revoked agent tokens a previous run left behind", metadata: ["count": "\(leftovers)"])

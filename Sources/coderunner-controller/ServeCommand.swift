@@ -3,6 +3,7 @@ import ControlPlane
 import Foundation
 import Hummingbird
 import Logging
+import Scaling
 import ServiceLifecycle
 
 /// `coderunner-controller serve`: the HTTP API. Each flag falls back to an environment variable.
@@ -48,8 +49,27 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Most agent polls in flight at once (env CODERUNNER_POLL_CONCURRENCY; default \(StatusPoller.defaultConcurrency)).")
     var pollConcurrency: Int?
 
+    @Option(help: "Most instances one deployment may have: bounds scaling policies, overrides, backtests and registered agents (env CODERUNNER_MAX_INSTANCES_PER_DEPLOYMENT; default \(ScalerConfiguration.defaultMaxInstancesPerDeployment); at most \(ScalingEngine.Configuration.maximumInstanceCap)).")
+    var maxInstancesPerDeployment: Int?
+
+    @Option(help: "CIDR blocks the scaler may fetch from although they are loopback, private, link-local or otherwise refused, comma-separated, e.g. 127.0.0.1/32 (env CODERUNNER_ALLOW_FETCH_TO; default: none). Tenants' URLs (notification webhooks, agents' registered metrics URLs) never reach such addresses otherwise; the local executor's own agents need no entry.")
+    var allowFetchTo: String?
+
     func scalerConfiguration(_ environment: [String: String]) throws -> ScalerConfiguration {
         var scaling = ScalerConfiguration()
+        if let text = maxInstancesPerDeployment.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_INSTANCES_PER_DEPLOYMENT"] {
+            guard let n = Int(text), (1...ScalingEngine.Configuration.maximumInstanceCap).contains(n) else {
+                throw ValidationError("--max-instances-per-deployment must be from 1 to \(ScalingEngine.Configuration.maximumInstanceCap), got \(text)")
+            }
+            scaling.maxInstancesPerDeployment = n
+        }
+        if let text = allowFetchTo ?? environment["CODERUNNER_ALLOW_FETCH_TO"] {
+            switch FetchPolicy.parseAllowList(text) {
+            case .success(let networks): scaling.fetchAllowList = networks
+            case .failure(let error):
+                throw ValidationError("--allow-fetch-to must be CIDR blocks such as 127.0.0.1/32 or fd00::/8, comma-separated; got \(error.entry)")
+            }
+        }
         if let text = pollInterval.map({ "\($0)" }) ?? environment["CODERUNNER_POLL_INTERVAL"] {
             guard let seconds = Double(text), seconds >= 0.05, seconds <= 3600 else {
                 throw ValidationError("--poll-interval must be seconds from 0.05 to 3600, got \(text)")
