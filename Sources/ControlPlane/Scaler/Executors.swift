@@ -13,9 +13,18 @@ public struct ScalingTarget: Sendable, Equatable {
     public var deploymentId: String
     /// The deployment's command (run under `sh -c` by the local executor).
     public var command: String?
-    public init(deploymentId: String, command: String?) {
+    /// What each instance may use (the deployment's ResourceLimits), for each agent's sandbox: cores, bytes
+    /// of memory, processes. nil when unknown (a deleted deployment's instances are only stopped).
+    public var cpuLimit: Double?
+    public var memoryLimit: Int?
+    public var pidsLimit: Int?
+
+    public init(deploymentId: String, command: String?, cpuLimit: Double? = nil, memoryLimit: Int? = nil, pidsLimit: Int? = nil) {
         self.deploymentId = deploymentId
         self.command = command
+        self.cpuLimit = cpuLimit
+        self.memoryLimit = memoryLimit
+        self.pidsLimit = pidsLimit
     }
 }
 

@@ -206,13 +206,13 @@ public actor Scaler {
     @discardableResult
     private func execute(_ deployment: String, from: Int, to: Int, type: ScalingEventType, reason: String,
                          decision: ScalingDecision?, metrics: ObservedMetricsView) async -> ScalingEventRecord {
-        let command = (try? await store.command(deploymentId: deployment)) ?? nil
+        let target = ((try? await store.target(deploymentId: deployment)) ?? nil) ?? ScalingTarget(deploymentId: deployment, command: nil)
         let clock = ContinuousClock()
         let started = clock.now
         var after = to
         var failure: String?
         do {
-            after = try await executor.scale(ScalingTarget(deploymentId: deployment, command: command), from: from, to: to)
+            after = try await executor.scale(target, from: from, to: to)
         } catch {
             // The event, the override's answer and the notification are the owner's: a generic reason. The
             // operator's URL, the command's stderr and paths go to the log only.
