@@ -153,4 +153,23 @@ import TestSupport
         #expect(refused.0 == 400)
         #expect(refused.1["error"] as? String == "validation failed: maxInstances 4 is above this controller's cap of 3 instances per deployment")
     }
+
+    /// `simulate` once tried to allocate one slot per initial instance: 1e15 aborted it. Now the cap refuses it.
+    @Test func simulateRefusesInitialInstancesAboveTheCap() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("simulate-cap")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = dir.appendingPathComponent("policy.json")
+        let trace = dir.appendingPathComponent("trace.csv")
+        try #"{"name": "cpu", "policyType": "target_tracking", "maxInstances": 10, "target": {"metric": "cpu", "value": 60}}"#
+            .write(to: policy, atomically: true, encoding: .utf8)
+        try "timestamp,demand\n0,1\n60,2\n".write(to: trace, atomically: true, encoding: .utf8)
+        let binary = TestSupport.binary("coderunner-controller")
+        let base = ["simulate", "--policy", policy.path, "--trace", trace.path]
+        let huge = try TestSupport.run(binary, base + ["--initial-instances", "1000000000000000"], timeout: .seconds(30))
+        #expect(huge.status == 1)
+        #expect(String(decoding: huge.stderr, as: UTF8.self)
+                == "coderunner-controller simulate: initialInstances 1000000000000000 is above this controller's cap of 20 instances per deployment\n")
+        let raised = try TestSupport.run(binary, base + ["--initial-instances", "30", "--max-instances-per-deployment", "30"], timeout: .seconds(30))
+        #expect(raised.status == 0, "\(String(decoding: raised.stderr, as: UTF8.self))")
+    }
 }
