@@ -280,6 +280,25 @@ public struct ScalingPolicy: Sendable, Codable, Equatable {
     }
 }
 
+extension ScalingPolicy {
+    /// The policy with every instance count held to `cap`: a policy stored before the cap was lowered (or before
+    /// there was one) goes on scaling within the cap instead of failing validation and stopping its deployment's
+    /// scaling altogether.
+    public func clamped(toInstanceCap cap: Int) -> ScalingPolicy {
+        var p = self
+        p.minInstances = min(p.minInstances, cap)
+        p.maxInstances = min(p.maxInstances, cap)
+        p.schedules = p.schedules.map { window in
+            var w = window
+            w.minInstances = w.minInstances.map { min($0, cap) }
+            w.maxInstances = w.maxInstances.map { min($0, cap) }
+            w.desiredInstances = w.desiredInstances.map { min($0, cap) }
+            return w
+        }
+        return p
+    }
+}
+
 /// Every problem found in a policy, each naming the field and what is accepted.
 public struct PolicyValidationError: Error, Sendable, Equatable, CustomStringConvertible {
     public let problems: [String]

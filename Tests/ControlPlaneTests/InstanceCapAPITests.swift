@@ -118,4 +118,22 @@ import Testing
             #expect((decision.data["reason"] as? String)?.contains("clamped to 20 by minInstances..maxInstances") == true, "\(decision.text)")
         }
     }
+
+    /// A policy stored before the cap (or under a higher one) keeps its deployment scaling, held to the cap,
+    /// rather than failing validation and stopping it; new policies beside it are still accepted.
+    @Test func aStoredPolicyAboveTheCapIsHeldToIt() async throws {
+        try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
+            let (token, deployment) = try await client.scaledDeployment()
+            let base = "/api/deployments/\(deployment)/scaling"
+            #expect(try await client.call(.post, "\(base)/policies", token: token, json: Self.policy()).status == .created)
+            _ = try client.harness.sqlite(
+                "UPDATE scaling_policies SET policy_json = json_set(policy_json, '$.minInstances', 30, '$.maxInstances', 50)")
+            let decision = try await client.call(.post, "\(base)/dry-run", token: token)
+            #expect(decision.status == .ok, "\(decision.text)")
+            #expect(decision.data["action"] as? String == "scale_up")
+            #expect(decision.data["targetInstances"] as? Int == 20)
+            let other = #"{"name": "mem", "policyType": "threshold", "maxInstances": 5, "scaleUpRules": [{"metric": "memory", "threshold": 80}]}"#
+            #expect(try await client.call(.post, "\(base)/policies", token: token, json: other).status == .created)
+        }
+    }
 }

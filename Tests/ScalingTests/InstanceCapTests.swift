@@ -107,4 +107,16 @@ import Testing
         let r = try Backtest.run(policies: [tracking(target: 50, max: 5)], trace: trace, options: o)
         #expect(r.maxInstances == 5)
     }
+
+    @Test func clampingHoldsEveryCountToTheCap() throws {
+        let stored = ScalingPolicy(name: "s", policyType: .scheduled, minInstances: 2, maxInstances: 50,
+                                   schedules: [ScheduleWindow(cron: "0 9 * * *", minInstances: 30, maxInstances: 40, desiredInstances: 35,
+                                                              durationSeconds: 3600)])
+        #expect(throws: PolicyValidationError.self) { try ScalingEngine(policies: [stored], configuration: Self.cap20) }
+        let held = stored.clamped(toInstanceCap: 20)
+        #expect(held.minInstances == 2 && held.maxInstances == 20)
+        #expect(held.schedules[0].minInstances == 20 && held.schedules[0].maxInstances == 20 && held.schedules[0].desiredInstances == 20)
+        _ = try ScalingEngine(policies: [held], configuration: Self.cap20)
+        #expect(Self.threshold().clamped(toInstanceCap: 20) == Self.threshold())
+    }
 }

@@ -131,7 +131,13 @@ public actor Scaler {
         let fingerprint = policies.map { "\($0.id)@\($0.updatedAt.timeIntervalSince1970)" }
         if runtime.engine == nil || runtime.fingerprint != fingerprint {
             do {
-                runtime.engine = try ScalingEngine(policies: policies.map(\.policy), configuration: engineConfiguration)
+                let cap = engineConfiguration.instanceCap
+                let capped = policies.map { $0.policy.clamped(toInstanceCap: cap) }
+                if capped != policies.map(\.policy) {
+                    logger.warning("stored scaling policies exceed the instance cap: held to it", metadata: [
+                        "deployment": "\(deployment)", "cap": "\(cap)"])
+                }
+                runtime.engine = try ScalingEngine(policies: capped, configuration: engineConfiguration)
             } catch {
                 logger.error("invalid stored policies", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
                 return nil

@@ -54,7 +54,9 @@ public struct ScalingAPI: Sendable {
         if others.contains(where: { $0.name == policy.name }) {
             throw .conflict("a scaling policy named \"\(policy.name)\" already exists on this deployment")
         }
-        do { _ = try ScalingEngine(policies: others + [policy], configuration: engineConfiguration) } catch {
+        // The stored ones are held to the cap (they may predate it); only the new one is refused past it.
+        let stored = others.map { $0.clamped(toInstanceCap: instanceCap) }
+        do { _ = try ScalingEngine(policies: stored + [policy], configuration: engineConfiguration) } catch {
             throw Self.validationError(error.problems.first ?? "\(error)")
         }
         return policy
@@ -250,7 +252,7 @@ public struct ScalingAPI: Sendable {
     /// Replays the deployment's recorded history (as demand = cpu% × instances × capacity) through the same
     /// Backtest code as `coderunner-controller simulate`.
     public func backtest(_ deploymentId: String, _ input: BacktestInput) async throws -> BacktestResult {
-        var policies = try await store.policies(deploymentId: deploymentId).map(\.policy)
+        var policies = try await store.policies(deploymentId: deploymentId).map { $0.policy.clamped(toInstanceCap: instanceCap) }
         if let given = input.policies {
             do { _ = try ScalingEngine(policies: given, configuration: engineConfiguration) } catch {
                 throw Self.validationError(error.problems.first ?? "\(error)")
