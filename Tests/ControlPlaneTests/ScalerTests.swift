@@ -407,6 +407,17 @@ private func lines(_ url: URL) -> [String] {
         try await client.shutdown()
     }
 
+    /// An agent is the tenant's: absurd figures must not make the sample infinite (events and status would then
+    /// fail to encode as JSON).
+    @Test func aggregationHoldsAbsurdFiguresToAFiniteRange() {
+        let apps = [AppUsage(cpuUtilizationPercent: 1e308, memoryUtilizationPercent: -5, tcpConnections: Int.max),
+                    AppUsage(cpuUtilizationPercent: 1e308, memoryUtilizationPercent: 10, tcpConnections: Int.max)]
+        let s = PollAggregator.sample(timestamp: 10, instances: 2, apps: apps)
+        #expect(s.cpu == MetricStats(mean: 1_000_000, max: 1_000_000))
+        #expect(s.memory == MetricStats(mean: 5, max: 10))
+        #expect(s.connections == MetricStats(mean: 1_000_000, max: 1_000_000))
+    }
+
     @Test func aggregationTakesMeanAndMaxOverRunningInstances() {
         let apps = [AppUsage(cpuUtilizationPercent: 20, memoryUtilizationPercent: 10, tcpConnections: 1),
                     AppUsage(cpuUtilizationPercent: 60, memoryUtilizationPercent: 30, tcpConnections: 5)]

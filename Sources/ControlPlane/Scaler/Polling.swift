@@ -200,10 +200,15 @@ public struct PollAggregator: Sendable {
         return samples
     }
 
+    /// Above this, a reported figure (a percentage, a connection count) is a broken or hostile agent's: it is
+    /// held here so that sums stay finite (1e308 + 1e308 is inf, which JSON cannot carry in events and status).
+    public static let maxReportedValue: Double = 1_000_000
+
     /// Mean and max over the reporting instances; requests and response time stay nil (agents do not
     /// report them yet).
     public static func sample(timestamp: Double, instances: Int, apps: [AppUsage]) -> MetricSample {
-        func stats(_ values: [Double]) -> MetricStats? {
+        func stats(_ raw: [Double]) -> MetricStats? {
+            let values = raw.map { $0.isFinite ? min(max($0, 0), maxReportedValue) : 0 }
             guard let mx = values.max() else { return nil }
             return MetricStats(mean: values.reduce(0, +) / Double(values.count), max: mx)
         }
