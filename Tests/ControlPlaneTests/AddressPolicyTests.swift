@@ -2,6 +2,7 @@
 // IPv6 forms of IPv4 addresses), the operator's allow-list, and the loose numeric host forms the system
 // resolver turns into 127.0.0.1. Resolving numeric strings and "localhost" reads no network.
 import ControlPlane
+import Foundation
 import Testing
 
 @Suite struct AddressPolicyTests {
@@ -75,5 +76,20 @@ import Testing
         #expect(IPNetwork("0.0.0.0/0")?.contains(try #require(IPAddress("8.8.8.8"))) == true)
         #expect(IPAddress("::ffff:127.0.0.1")?.description == "::ffff:127.0.0.1")
         #expect(IPAddress("10.1.2.3")?.description == "10.1.2.3")
+    }
+
+    /// A resolver that never answers (here: one that takes 3 s) is waited for at most the timeout.
+    @Test func aSlowResolverIsNotWaitedFor() async throws {
+        let clock = ContinuousClock()
+        let started = clock.now
+        let result = await HostResolver.resolve("slow.example", timeout: .milliseconds(200)) { _ in
+            sleep(3)
+            return .success([IPAddress("192.0.2.1")!])
+        }
+        #expect(clock.now - started < .seconds(2))
+        guard case .failure(let failure) = result else { Issue.record("resolved: \(result)"); return }
+        #expect(failure.reason == "the host name does not resolve in time")
+        let quick = await HostResolver.resolve("quick.example", timeout: .seconds(5)) { _ in .success([IPAddress("8.8.8.8")!]) }
+        #expect(try quick.get() == [IPAddress("8.8.8.8")!])
     }
 }

@@ -8,6 +8,7 @@ import Dispatch
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,16 +28,29 @@ public struct FetchFailure: Error, Sendable, CustomStringConvertible {
 }
 
 public enum HostResolver {
+    public static let defaultTimeout: Duration = .seconds(2)
+
     /// Every address `host` resolves to, through getaddrinfo: the system's resolver, so also the numeric forms
-    /// inet_aton accepts (2130706433, 0177.0.0.1, 127.1). Runs on a Dispatch thread: getaddrinfo blocks.
-    public static func resolve(_ host: String) async -> Result<[IPAddress], FetchFailure> {
+    /// inet_aton accepts (2130706433, 0177.0.0.1, 127.1). getaddrinfo blocks, so it runs on a Dispatch thread,
+    /// and the answer is awaited at most `timeout`: a name whose DNS never answers (a tenant's choice) must not
+    /// hold a poll round, and with it every deployment's scaling, for the resolver's own timeouts.
+    public static func resolve(_ host: String, timeout: Duration = defaultTimeout,
+                               blocking: @escaping @Sendable (String) -> Result<[IPAddress], FetchFailure> = resolveBlocking)
+        async -> Result<[IPAddress], FetchFailure> {
         if let literal = IPAddress(host) { return .success([literal]) }
-        return await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: resolveBlocking(host)) }
+        let answer = OneShot<Result<[IPAddress], FetchFailure>>()
+        DispatchQueue.global().async { answer.finish(blocking(host)) }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            answer.finish(.failure(FetchFailure(reason: "the host name does not resolve in time",
+                                                detail: "resolving \(host) took more than \(timeout)")))
         }
+        let result = await answer.wait()
+        timer.cancel()
+        return result
     }
 
-    static func resolveBlocking(_ host: String) -> Result<[IPAddress], FetchFailure> {
+    @Sendable public static func resolveBlocking(_ host: String) -> Result<[IPAddress], FetchFailure> {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -110,14 +124,14 @@ public struct GuardedFetcher: Sendable {
     }
 
     /// Resolves the URL's host and checks every address; returns the address to connect to.
-    public func check(_ url: String) async -> Result<(host: String, address: IPAddress), FetchFailure> {
+    public func check(_ url: String, timeout: Duration = HostResolver.defaultTimeout) async -> Result<(host: String, address: IPAddress), FetchFailure> {
         let host: String
         switch Self.host(of: url) {
         case .success(let h): host = h
         case .failure(let f): return .failure(f)
         }
         let addresses: [IPAddress]
-        switch await HostResolver.resolve(host) {
+        switch await HostResolver.resolve(host, timeout: timeout) {
         case .success(let a): addresses = a
         case .failure(let f): return .failure(f)
         }
@@ -131,7 +145,7 @@ public struct GuardedFetcher: Sendable {
     /// The answer's status and at most `maxBytes` of its body.
     public func fetch(_ request: HTTPClientRequest, timeout: TimeAmount, maxBytes: Int) async -> Result<(HTTPResponseStatus, ByteBuffer), FetchFailure> {
         let checked: (host: String, address: IPAddress)
-        switch await check(request.url) {
+        switch await check(request.url, timeout: .nanoseconds(timeout.nanoseconds)) {
         case .success(let c): checked = c
         case .failure(let f): return .failure(f)
         }
@@ -163,6 +177,32 @@ public struct GuardedFetcher: Sendable {
             return .success((response.status, body))
         } catch {
             return .failure(FetchFailure(reason: "the request failed (no answer, or it timed out)", detail: "\(request.url): \(error)"))
+        }
+    }
+}
+
+/// A value handed over once: the first `finish` wins, later ones are ignored; `wait` returns it.
+final class OneShot<Value: Sendable>: Sendable {
+    private let state = Mutex<(value: Value?, waiters: [CheckedContinuation<Value, Never>])>((nil, []))
+
+    func finish(_ value: Value) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Value, Never>] in
+            guard s.value == nil else { return [] }
+            s.value = value
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(returning: value) }
+    }
+
+    func wait() async -> Value {
+        await withCheckedContinuation { c in
+            let ready = state.withLock { s -> Value? in
+                if let v = s.value { return v }
+                s.waiters.append(c)
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
         }
     }
 }
