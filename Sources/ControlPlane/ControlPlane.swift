@@ -36,6 +36,8 @@ public struct ControllerConfiguration: Sendable {
     public var logLevel: Logger.Level
     /// Polling, executor and webhook settings of the scaler.
     public var scaling = ScalerConfiguration()
+    /// The resource limits of a deployment created without them.
+    public var deploymentDefaults = ResourceLimits()
 
     public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
                 masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
@@ -120,9 +122,10 @@ public struct ControlPlane: Sendable {
         let hub = ConfigWatchHub()
         let feed = ChangeFeed(hub: hub, cache: AgentConfigCache())
         let configs = ConfigService(store: store, secrets: secrets, feed: feed, dependencies: dependencies, logger: logger)
-        let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger)
+        let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
+                                            defaultLimits: configuration.deploymentDefaults)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
-                                         logger: logger)
+                                         logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
         let leftovers = try await deployments.revokeLeftoverInstanceTokens()
         if leftovers > 0 {
             logger.warning("revoked agent tokens a previous run left behind", metadata: ["count": "\(leftovers)"])

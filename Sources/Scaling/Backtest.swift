@@ -106,6 +106,10 @@ public struct BacktestOptions: Sendable, Equatable {
     public var startTime: Double = 0
     public var pricePerInstanceHour: Double?
     public var recordTimeline = false
+    /// The engine's instance cap; initialInstances and every policy must lie within it.
+    public var instanceCap = ScalingEngine.Configuration.maximumInstanceCap
+    /// Poll steps one run may simulate at most (a year at 5 s is 6.3 million).
+    public static let maxSteps = 10_000_000
     public init() {}
 }
 
@@ -150,16 +154,31 @@ public enum BacktestError: Error, Sendable, Equatable, CustomStringConvertible {
 
 public enum Backtest {
     public static func run(policies: [ScalingPolicy], trace: [TracePoint], options o: BacktestOptions = BacktestOptions()) throws(BacktestError) -> BacktestResult {
-        guard o.capacity > 0 else { throw .invalidOption("capacity must be positive (got \(Format.number(o.capacity)))") }
-        guard o.startupSeconds >= 0 else { throw .invalidOption("startup seconds must be 0 or more (got \(Format.number(o.startupSeconds)))") }
-        guard o.pollInterval > 0 else { throw .invalidOption("poll interval must be positive (got \(Format.number(o.pollInterval)))") }
+        guard o.capacity > 0 && o.capacity.isFinite else { throw .invalidOption("capacity must be positive (got \(Format.number(o.capacity)))") }
+        guard o.startupSeconds >= 0 && o.startupSeconds <= ScalingPolicy.maxSeconds else {
+            throw .invalidOption("startup seconds must be from 0 to \(Format.number(ScalingPolicy.maxSeconds)) (got \(Format.number(o.startupSeconds)))")
+        }
+        guard o.pollInterval > 0 && o.pollInterval.isFinite else {
+            throw .invalidOption("poll interval must be positive (got \(Format.number(o.pollInterval)))")
+        }
         guard o.sloUtilization > 0 && o.sloUtilization <= 100 else {
             throw .invalidOption("SLO utilization must be above 0 and at most 100 (got \(Format.number(o.sloUtilization)))")
         }
+        guard o.startTime.isFinite && abs(o.startTime) <= 1e13 else {
+            throw .invalidOption("start time must be seconds since the epoch (got \(Format.number(o.startTime)))")
+        }
         if let n = o.initialInstances, n < 0 { throw .invalidOption("initial instances must be 0 or more (got \(n))") }
+        if let n = o.initialInstances, n > o.instanceCap {
+            throw .invalidOption("initialInstances \(n) is above this controller's cap of \(o.instanceCap) instances per deployment")
+        }
         guard let last = trace.last else { throw .emptyTrace }
+        guard last.timestamp / o.pollInterval < Double(BacktestOptions.maxSteps) else {
+            throw .invalidOption("the trace spans more than \(BacktestOptions.maxSteps) polls of \(Format.number(o.pollInterval)) s")
+        }
         var engine: ScalingEngine
-        do { engine = try ScalingEngine(policies: policies) } catch { throw .invalidPolicies(error) }
+        do { engine = try ScalingEngine(policies: policies, configuration: .init(instanceCap: o.instanceCap)) } catch {
+            throw .invalidPolicies(error)
+        }
         let initial = o.initialInstances ?? (engine.policies.map(\.minInstances).max() ?? 1)
 
         var history = MetricsHistory()

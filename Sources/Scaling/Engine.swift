@@ -13,7 +13,16 @@ public struct ScalingEngine: Sendable {
         public var staleAfter: Double = 60
         /// Bound on remembered recommendations (the stabilization window at poll resolution).
         public var recommendationCapacity = 4_096
-        public init() {}
+        /// The largest instance cap there is: the engine's default, and the most an operator may configure.
+        public static let maximumInstanceCap = 10_000
+        /// The most instances one deployment may have. Every policy's minInstances and maxInstances must lie
+        /// within it and every target stays at or below it: the local executor starts one process per
+        /// instance, so a policy of 100,000 instances would be a fork bomb on the controller's host. The
+        /// controller sets its own, lower cap (`--max-instances-per-deployment`).
+        public var instanceCap = maximumInstanceCap
+        public init(instanceCap: Int = maximumInstanceCap) {
+            self.instanceCap = instanceCap
+        }
     }
 
     public let policies: [ScalingPolicy]
@@ -46,7 +55,7 @@ public struct ScalingEngine: Sendable {
         var problems: [String] = []
         var seen = Set<String>()
         for p in policies {
-            do { try p.validate() } catch { problems += error.problems }
+            do { try p.validate(instanceCap: configuration.instanceCap) } catch { problems += error.problems }
             if !seen.insert(p.name).inserted { problems.append("policy \"\(p.name)\": the name is used twice") }
         }
         if !problems.isEmpty { throw PolicyValidationError(problems: problems) }
@@ -131,10 +140,11 @@ public struct ScalingEngine: Sendable {
         recommendations.removeOldest { $0.time < horizon }
         recommendations.append(Recommendation(time: now, target: recommended))
 
-        // 2. Hard caps: schedule maxima and budgets. Every policy's minInstances stays a floor, even under a
-        // budget: availability first, and the reason says so.
-        var capReason: String?
-        var cap = Int.max
+        // 2. Hard caps: the controller's instance cap, schedule maxima and budgets. Every policy's minInstances
+        // stays a floor, even under a budget: availability first, and the reason says so. (Validation keeps
+        // every minInstances within the instance cap.)
+        var cap = configuration.instanceCap
+        var capReason = "this controller's cap of \(cap) instances per deployment"
         for e in evals { if let c = e.cap, c < cap { cap = c; capReason = "\(e.policy): schedule maxInstances \(c)" } }
         for p in policies {
             if let c = p.costCap(pricePerInstanceHour: state.pricePerInstanceHour), c < cap {
@@ -144,25 +154,23 @@ public struct ScalingEngine: Sendable {
             }
         }
         if cap < globalMin {
-            capReason = (capReason ?? "") + "; raised to minInstances \(globalMin)"
+            capReason += "; raised to minInstances \(globalMin)"
             cap = globalMin
         }
-        if cap < Int.max {
-            if action == .scaleUp && target > cap {
-                if cap <= current {
-                    let over = current > cap
-                    if !over {
-                        return decision(.noAction, current, "\(reason); capped at \(cap) by \(capReason!)", confidence, evals)
-                    }
-                } else {
-                    target = cap
-                    reason += "; capped at \(cap) by \(capReason!)"
+        if action == .scaleUp && target > cap {
+            if cap <= current {
+                let over = current > cap
+                if !over {
+                    return decision(.noAction, current, "\(reason); capped at \(cap) by \(capReason)", confidence, evals)
                 }
+            } else {
+                target = cap
+                reason += "; capped at \(cap) by \(capReason)"
             }
-            if current > cap && (action != .scaleDown || target > cap) {
-                // Over a hard limit: come down at once, past cooldowns and stabilization.
-                return decision(.scaleDown, cap, "\(current) instances exceed the limit of \(cap): \(capReason!)", 1, evals)
-            }
+        }
+        if current > cap && (action != .scaleDown || target > cap) {
+            // Over a hard limit: come down at once, past cooldowns and stabilization.
+            return decision(.scaleDown, cap, "\(current) instances exceed the limit of \(cap): \(capReason)", 1, evals)
         }
 
         if action == .noAction { return decision(.noAction, current, reason, confidence, evals) }
@@ -199,7 +207,7 @@ public struct ScalingEngine: Sendable {
                     "\(reason); scale-up cooldown: \(Format.number(now - last)) s of \(Format.number(driver.scaleUpCooldown)) s since the last scale-up",
                     confidence, evals)
             }
-            let percentStep = Int((Double(current) * driver.maxScaleUpPercent / 100).rounded(.up))
+            let percentStep = min(Format.saturatingInt((Double(current) * driver.maxScaleUpPercent / 100).rounded(.up)), cap)
             let limit = current + max(driver.maxScaleUpStep, percentStep)
             if target > limit {
                 target = limit
@@ -368,7 +376,8 @@ public struct ScalingEngine: Sendable {
                     completeness, nil, nil, false)
             }
         }
-        let unclamped = Int((Double(current) * ratio - eps).rounded(.up))
+        // Saturating: a tiny target value makes the ratio astronomically large (or infinite).
+        let unclamped = Format.saturatingInt((Double(current) * ratio - eps).rounded(.up))
         let desired = min(p.maxInstances, max(p.minInstances, unclamped))
         var why = "\(name) \(Format.number(stats.mean)) vs target \(Format.number(t.value)): ceil(\(current) × \(Format.number(ratio))) = \(unclamped)\(note)"
         if desired != unclamped { why += "; clamped to \(desired) by minInstances..maxInstances" }
@@ -417,7 +426,7 @@ public struct ScalingEngine: Sendable {
             peak = max(peak, model.forecast(stepsAhead: h))
             h += 1
         }
-        let needed = max(p.minInstances, min(p.maxInstances, Int((max(0, peak) / t.value - 1e-9).rounded(.up))))
+        let needed = max(p.minInstances, min(p.maxInstances, Format.saturatingInt((max(0, peak) / t.value - 1e-9).rounded(.up))))
         let why = "forecast peak \(t.metric.rawValue) load \(Format.number(peak)) over the next \(Format.number(o.startupSeconds + o.lookahead)) s"
             + " needs \(needed) at \(Format.number(t.value)) per instance (Holt-Winters, confidence \(Format.number(model.confidence)))"
         if needed > current { return verdict(.scaleUp, needed, why, model.confidence, nil, nil, false) }

@@ -112,7 +112,7 @@ public struct PredictiveOptions: Sendable, Codable, Equatable {
     }
 
     /// Points per season.
-    public var seasonPoints: Int { Int((seasonLength / step).rounded()) }
+    public var seasonPoints: Int { Format.saturatingInt((seasonLength / step).rounded()) }
 }
 
 /// One window of a scheduled policy: from each `cron` match (in `timeZone`) for `durationSeconds`, or
@@ -270,13 +270,32 @@ public struct ScalingPolicy: Sendable, Codable, Equatable {
         guard let price = pricePerInstanceHour, price > 0 else { return nil }
         var cap: Int?
         if let hourly = maxHourlyCost {
-            cap = Int((hourly / price + 1e-9).rounded(.down))
+            cap = Format.saturatingInt((hourly / price + 1e-9).rounded(.down))
         }
         if let monthly = maxMonthlyCost {
-            let m = Int((monthly / (price * Self.hoursPerMonth) + 1e-9).rounded(.down))
+            let m = Format.saturatingInt((monthly / (price * Self.hoursPerMonth) + 1e-9).rounded(.down))
             cap = min(cap ?? m, m)
         }
         return cap
+    }
+}
+
+extension ScalingPolicy {
+    /// The policy with every instance count held to `cap`: a policy stored before the cap was lowered (or before
+    /// there was one) goes on scaling within the cap instead of failing validation and stopping its deployment's
+    /// scaling altogether.
+    public func clamped(toInstanceCap cap: Int) -> ScalingPolicy {
+        var p = self
+        p.minInstances = min(p.minInstances, cap)
+        p.maxInstances = min(p.maxInstances, cap)
+        p.schedules = p.schedules.map { window in
+            var w = window
+            w.minInstances = w.minInstances.map { min($0, cap) }
+            w.maxInstances = w.maxInstances.map { min($0, cap) }
+            w.desiredInstances = w.desiredInstances.map { min($0, cap) }
+            return w
+        }
+        return p
     }
 }
 
@@ -287,35 +306,56 @@ public struct PolicyValidationError: Error, Sendable, Equatable, CustomStringCon
 }
 
 extension ScalingPolicy {
-    /// Checks the policy; throws every problem at once so a user fixes them in one pass.
-    public func validate() throws(PolicyValidationError) {
+    /// The longest span any duration, cooldown or window of a policy may name (a year): far beyond any real
+    /// use, and small enough that no time arithmetic on it can overflow.
+    public static let maxSeconds: Double = 366 * 86_400
+    /// Points per predictive season at most: the history and the Holt-Winters fit stay bounded.
+    public static let maxSeasonPoints = 10_000
+    /// Bound on step and adjustment sizes, whatever the instance cap: keeps `current + step` far from overflow.
+    public static let maxStep = 10_000
+    /// Bound on maxScaleUpPercent (a hundredfold per step).
+    public static let maxScaleUpPercentLimit: Double = 10_000
+
+    /// Checks the policy; throws every problem at once so a user fixes them in one pass. `instanceCap` is the
+    /// most instances the controller allows one deployment (ScalingEngine.Configuration.instanceCap).
+    public func validate(instanceCap: Int = ScalingEngine.Configuration.maximumInstanceCap) throws(PolicyValidationError) {
         var p: [String] = []
         func number(_ x: Double) -> String { Format.number(x) }
+        func seconds(_ field: String, _ x: Double) {
+            if !(x >= 0 && x <= Self.maxSeconds) {
+                p.append("\(field) must be from 0 to \(number(Self.maxSeconds)) seconds (got \(number(x)))")
+            }
+        }
+        func capped(_ field: String, _ n: Int) {
+            if n > instanceCap { p.append("\(field) \(n) is above this controller's cap of \(instanceCap) instances per deployment") }
+        }
         if name.isEmpty { p.append("name must not be empty") }
+        // The cap first: a fork-bomb policy's first problem names it.
+        capped("minInstances", minInstances)
+        capped("maxInstances", maxInstances)
         if minInstances < 1 { p.append("minInstances must be at least 1 (got \(minInstances))") }
-        if maxInstances < minInstances {
+        if maxInstances < minInstances && minInstances <= instanceCap {
             p.append("maxInstances (\(maxInstances)) must be at least minInstances (\(minInstances))")
         }
-        if !(scaleUpCooldown >= 0) { p.append("scaleUpCooldown must be 0 or more seconds (got \(number(scaleUpCooldown)))") }
-        if !(scaleDownCooldown >= 0) { p.append("scaleDownCooldown must be 0 or more seconds (got \(number(scaleDownCooldown)))") }
-        if !(scaleDownStabilization >= 0) {
-            p.append("scaleDownStabilization must be 0 or more seconds (got \(number(scaleDownStabilization)))")
-        }
-        if let c = maxHourlyCost, !(c > 0) { p.append("maxHourlyCost must be positive (got \(number(c)))") }
-        if let c = maxMonthlyCost, !(c > 0) { p.append("maxMonthlyCost must be positive (got \(number(c)))") }
+        seconds("scaleUpCooldown", scaleUpCooldown)
+        seconds("scaleDownCooldown", scaleDownCooldown)
+        seconds("scaleDownStabilization", scaleDownStabilization)
+        if let c = maxHourlyCost, !(c > 0 && c.isFinite) { p.append("maxHourlyCost must be positive (got \(number(c)))") }
+        if let c = maxMonthlyCost, !(c > 0 && c.isFinite) { p.append("maxMonthlyCost must be positive (got \(number(c)))") }
         if !(tolerance >= 0 && tolerance < 1) { p.append("tolerance must be at least 0 and below 1 (got \(number(tolerance)))") }
-        if maxScaleUpStep < 1 { p.append("maxScaleUpStep must be at least 1 (got \(maxScaleUpStep))") }
-        if !(maxScaleUpPercent >= 0) { p.append("maxScaleUpPercent must be 0 or more (got \(number(maxScaleUpPercent)))") }
-        if let s = maxScaleDownStep, s < 1 { p.append("maxScaleDownStep must be at least 1 (got \(s))") }
-        if scaleUpAdjustment < 1 { p.append("scaleUpAdjustment must be at least 1 (got \(scaleUpAdjustment))") }
-        if scaleDownAdjustment < 1 { p.append("scaleDownAdjustment must be at least 1 (got \(scaleDownAdjustment))") }
+        for (field, n) in [("maxScaleUpStep", maxScaleUpStep), ("maxScaleDownStep", maxScaleDownStep ?? 1),
+                           ("scaleUpAdjustment", scaleUpAdjustment), ("scaleDownAdjustment", scaleDownAdjustment)] {
+            if n < 1 { p.append("\(field) must be at least 1 (got \(n))") }
+            if n > Self.maxStep { p.append("\(field) must be at most \(Self.maxStep) (got \(n))") }
+        }
+        if !(maxScaleUpPercent >= 0 && maxScaleUpPercent <= Self.maxScaleUpPercentLimit) {
+            p.append("maxScaleUpPercent must be from 0 to \(number(Self.maxScaleUpPercentLimit)) (got \(number(maxScaleUpPercent)))")
+        }
         for (kind, rules) in [("scaleUpRules", scaleUpRules), ("scaleDownRules", scaleDownRules)] {
             for (i, rule) in rules.enumerated() {
                 if !rule.threshold.isFinite { p.append("\(kind)[\(i)].threshold must be a finite number") }
-                if !(rule.duration >= 0) {
-                    p.append("\(kind)[\(i)].duration must be 0 or more seconds (got \(number(rule.duration)))")
-                }
-                if let w = rule.weight, !(w > 0) { p.append("\(kind)[\(i)].weight must be positive (got \(number(w)))") }
+                seconds("\(kind)[\(i)].duration", rule.duration)
+                if let w = rule.weight, !(w > 0 && w.isFinite) { p.append("\(kind)[\(i)].weight must be positive (got \(number(w)))") }
             }
         }
         switch policyType {
@@ -337,16 +377,23 @@ extension ScalingPolicy {
             }
             if policyType == .predictive {
                 let o = predictive ?? PredictiveOptions()
-                if !(o.step > 0) { p.append("predictive.step must be positive seconds (got \(number(o.step)))") }
-                if !(o.seasonLength > 0) { p.append("predictive.seasonLength must be positive seconds (got \(number(o.seasonLength)))") }
-                if o.step > 0 && o.seasonLength > 0 {
+                // Whole seconds at least: the engine counts buckets of `now / step` in Int64.
+                if !(o.step >= 1 && o.step <= Self.maxSeconds) {
+                    p.append("predictive.step must be from 1 to \(number(Self.maxSeconds)) seconds (got \(number(o.step)))")
+                }
+                if !(o.seasonLength > 0 && o.seasonLength <= Self.maxSeconds) {
+                    p.append("predictive.seasonLength must be positive seconds, at most \(number(Self.maxSeconds)) (got \(number(o.seasonLength)))")
+                }
+                if o.step >= 1 && o.step <= Self.maxSeconds && o.seasonLength > 0 && o.seasonLength <= Self.maxSeconds {
                     let ratio = o.seasonLength / o.step
                     if abs(ratio - ratio.rounded()) > 1e-9 || ratio < 2 {
                         p.append("predictive.seasonLength (\(number(o.seasonLength))) must be a multiple of predictive.step (\(number(o.step))), at least 2 steps")
+                    } else if ratio > Double(Self.maxSeasonPoints) {
+                        p.append("predictive.seasonLength (\(number(o.seasonLength))) must be at most \(Self.maxSeasonPoints) steps of predictive.step (\(number(o.step)))")
                     }
                 }
-                if !(o.startupSeconds >= 0) { p.append("predictive.startupSeconds must be 0 or more (got \(number(o.startupSeconds)))") }
-                if !(o.lookahead >= 0) { p.append("predictive.lookahead must be 0 or more (got \(number(o.lookahead)))") }
+                seconds("predictive.startupSeconds", o.startupSeconds)
+                seconds("predictive.lookahead", o.lookahead)
             }
         case .scheduled:
             if schedules.isEmpty { p.append("a scheduled policy needs at least one entry in schedules") }
@@ -361,7 +408,8 @@ extension ScalingPolicy {
                 }
                 switch (w.durationSeconds, w.endCron) {
                 case (nil, nil), (.some, .some): p.append("\(at) needs exactly one of durationSeconds and endCron")
-                case (let d?, nil) where !(d > 0): p.append("\(at).durationSeconds must be positive (got \(number(d)))")
+                case (let d?, nil) where !(d > 0 && d <= Self.maxSeconds):
+                    p.append("\(at).durationSeconds must be positive, at most \(number(Self.maxSeconds)) (got \(number(d)))")
                 default: break
                 }
                 if w.minInstances == nil && w.maxInstances == nil && w.desiredInstances == nil {
@@ -383,6 +431,14 @@ extension ScalingPolicy {
 
 /// Number formatting without Foundation: at most two decimals, no trailing zeros.
 enum Format {
+    /// `Int(x)` without the trap: NaN is 0, and values beyond Int's range (infinities too) stop at its ends.
+    static func saturatingInt(_ x: Double) -> Int {
+        if x.isNaN { return 0 }
+        if x >= 9.2e18 { return Int.max }
+        if x <= -9.2e18 { return Int.min }
+        return Int(x)
+    }
+
     static func number(_ x: Double) -> String {
         guard x.isFinite else { return "\(x)" }
         let r = (x * 100).rounded() / 100

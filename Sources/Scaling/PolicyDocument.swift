@@ -9,7 +9,7 @@ public struct PolicyDocumentError: Error, Sendable, Equatable, CustomStringConve
 
 public enum PolicyDocument {
     /// Decodes one policy object or an array of policies, then validates them together.
-    public static func decode(_ data: Data) throws(PolicyDocumentError) -> [ScalingPolicy] {
+    public static func decode(_ data: Data, configuration: ScalingEngine.Configuration = .init()) throws(PolicyDocumentError) -> [ScalingPolicy] {
         let isArray = data.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "[")
         let policies: [ScalingPolicy]
         do {
@@ -22,7 +22,7 @@ public enum PolicyDocument {
             throw PolicyDocumentError(message: "\(error)")
         }
         do {
-            _ = try ScalingEngine(policies: policies)
+            _ = try ScalingEngine(policies: policies, configuration: configuration)
         } catch {
             throw PolicyDocumentError(message: error.problems.joined(separator: "\n"))
         }

@@ -3,6 +3,7 @@ import ControlPlane
 import Foundation
 import Hummingbird
 import Logging
+import Scaling
 import ServiceLifecycle
 
 /// `coderunner-controller serve`: the HTTP API. Each flag falls back to an environment variable.
@@ -57,8 +58,62 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Most agent polls in flight at once (env CODERUNNER_POLL_CONCURRENCY; default \(StatusPoller.defaultConcurrency)).")
     var pollConcurrency: Int?
 
+    @Option(help: "Most instances one deployment may have: bounds scaling policies, overrides, backtests and registered agents (env CODERUNNER_MAX_INSTANCES_PER_DEPLOYMENT; default \(ScalerConfiguration.defaultMaxInstancesPerDeployment); at most \(ScalingEngine.Configuration.maximumInstanceCap)).")
+    var maxInstancesPerDeployment: Int?
+
+    @Option(help: "CIDR blocks the scaler may fetch from although they are loopback, private, link-local or otherwise refused, comma-separated, e.g. 127.0.0.1/32 (env CODERUNNER_ALLOW_FETCH_TO; default: none). Tenants' URLs (notification webhooks, agents' registered metrics URLs) never reach such addresses otherwise; the local executor's own agents need no entry.")
+    var allowFetchTo: String?
+
+    @Option(help: "Cores each instance of a deployment created without cpuLimit may use (env CODERUNNER_DEFAULT_CPU_LIMIT; default \(Int(ResourceLimits.defaultCPU))).")
+    var defaultCpuLimit: Double?
+
+    @Option(help: "Bytes of memory each instance of a deployment created without memoryLimit may use; K, M, G suffixes are powers of 1024 (env CODERUNNER_DEFAULT_MEMORY_LIMIT; default 512M; at least 4M).")
+    var defaultMemoryLimit: String?
+
+    @Option(help: "Processes each instance of a deployment created without pidsLimit may run (env CODERUNNER_DEFAULT_PIDS_LIMIT; default \(ResourceLimits.defaultPids); at least \(ResourceLimits.minimumPids)).")
+    var defaultPidsLimit: Int?
+
+    func deploymentDefaults(_ environment: [String: String]) throws -> ResourceLimits {
+        var limits = ResourceLimits()
+        do {
+            if let text = defaultCpuLimit.map({ "\($0)" }) ?? environment["CODERUNNER_DEFAULT_CPU_LIMIT"] {
+                guard let cores = Double(text) else { throw ControlPlaneError.validation(field: "--default-cpu-limit", reason: "must be a number of cores") }
+                try ResourceLimits.checkCPU(cores, field: "--default-cpu-limit")
+                limits.cpu = cores
+            }
+            if let text = defaultMemoryLimit ?? environment["CODERUNNER_DEFAULT_MEMORY_LIMIT"] {
+                guard let bytes = ResourceLimits.parseBytes(text) else {
+                    throw ControlPlaneError.validation(field: "--default-memory-limit", reason: "must be bytes, with an optional K, M or G suffix")
+                }
+                try ResourceLimits.checkMemory(bytes, field: "--default-memory-limit")
+                limits.memory = bytes
+            }
+            if let text = defaultPidsLimit.map({ "\($0)" }) ?? environment["CODERUNNER_DEFAULT_PIDS_LIMIT"] {
+                guard let pids = Int(text) else { throw ControlPlaneError.validation(field: "--default-pids-limit", reason: "must be a number of processes") }
+                try ResourceLimits.checkPids(pids, field: "--default-pids-limit")
+                limits.pids = pids
+            }
+        } catch let error as ControlPlaneError {
+            throw ValidationError(String(error.message.dropFirst("validation failed: ".count)))
+        }
+        return limits
+    }
+
     func scalerConfiguration(_ environment: [String: String]) throws -> ScalerConfiguration {
         var scaling = ScalerConfiguration()
+        if let text = maxInstancesPerDeployment.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_INSTANCES_PER_DEPLOYMENT"] {
+            guard let n = Int(text), (1...ScalingEngine.Configuration.maximumInstanceCap).contains(n) else {
+                throw ValidationError("--max-instances-per-deployment must be from 1 to \(ScalingEngine.Configuration.maximumInstanceCap), got \(text)")
+            }
+            scaling.maxInstancesPerDeployment = n
+        }
+        if let text = allowFetchTo ?? environment["CODERUNNER_ALLOW_FETCH_TO"] {
+            switch FetchPolicy.parseAllowList(text) {
+            case .success(let networks): scaling.fetchAllowList = networks
+            case .failure(let error):
+                throw ValidationError("--allow-fetch-to must be CIDR blocks such as 127.0.0.1/32 or fd00::/8, comma-separated; got \(error.entry)")
+            }
+        }
         if let text = pollInterval.map({ "\($0)" }) ?? environment["CODERUNNER_POLL_INTERVAL"] {
             guard let seconds = Double(text), seconds >= 0.05, seconds <= 3600 else {
                 throw ValidationError("--poll-interval must be seconds from 0.05 to 3600, got \(text)")
@@ -140,6 +195,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.logLevel = parsed
         }
         configuration.scaling = try scalerConfiguration(environment)
+        configuration.deploymentDefaults = try deploymentDefaults(environment)
         let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration) { address in
             // Unbuffered, so that a supervisor or test reading the pipe sees it at once.
             FileHandle.standardOutput.write(Data("coderunner-controller listening on http://\(address)\n".utf8))

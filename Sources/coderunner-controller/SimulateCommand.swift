@@ -1,5 +1,6 @@
 // `coderunner-controller simulate`: reads the policy and the trace, runs Scaling's backtest, prints JSON.
 import ArgumentParser
+import ControlPlane
 import Foundation
 import Scaling
 
@@ -56,6 +57,11 @@ struct SimulateCommand: AsyncParsableCommand {
     @Flag(help: "Include every step in the output.")
     var timeline = false
 
+    @Option(name: .customLong("max-instances-per-deployment"), help: ArgumentHelp(
+        "Most instances the policies and --initial-instances may name, as serve's flag of that name (env CODERUNNER_MAX_INSTANCES_PER_DEPLOYMENT; default \(ScalerConfiguration.defaultMaxInstancesPerDeployment)).",
+        valueName: "n"))
+    var maxInstancesPerDeployment: Int?
+
     func run() async throws {
         do {
             print(try simulate())
@@ -78,9 +84,18 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     private func simulate() throws -> String {
+        let capText = maxInstancesPerDeployment.map { "\($0)" }
+            ?? ProcessInfo.processInfo.environment["CODERUNNER_MAX_INSTANCES_PER_DEPLOYMENT"]
+        var engine = ScalingEngine.Configuration(instanceCap: ScalerConfiguration.defaultMaxInstancesPerDeployment)
+        if let capText {
+            guard let n = Int(capText), (1...ScalingEngine.Configuration.maximumInstanceCap).contains(n) else {
+                throw Failure(message: "--max-instances-per-deployment must be from 1 to \(ScalingEngine.Configuration.maximumInstanceCap), got \(capText)")
+            }
+            engine.instanceCap = n
+        }
         let policies: [ScalingPolicy]
         do {
-            policies = try PolicyDocument.decode(try read(policy, what: "policy"))
+            policies = try PolicyDocument.decode(try read(policy, what: "policy"), configuration: engine)
         } catch let e as PolicyDocumentError {
             throw Failure(message: "\(policy): \(e.message)")
         }
@@ -102,6 +117,7 @@ struct SimulateCommand: AsyncParsableCommand {
         options.startTime = startTime
         options.pricePerInstanceHour = pricePerInstanceHour
         options.recordTimeline = timeline
+        options.instanceCap = engine.instanceCap
         let result: BacktestResult
         do {
             result = try Backtest.run(policies: policies, trace: points, options: options)

@@ -85,7 +85,7 @@ final class ManualTimer: Sendable {
 
 struct Harness {
     let directory: URL
-    let configuration: ControllerConfiguration
+    var configuration: ControllerConfiguration
     let now = TestNow()
     let timer = ManualTimer()
 

@@ -20,6 +20,8 @@ final class LoopbackListener: Sendable {
     static let script = #"""
 import base64, json, sys, http.server
 status, body, log = int(sys.argv[1]), open(sys.argv[2], 'rb').read(), sys.argv[3]
+location = sys.argv[4] if len(sys.argv) > 4 else ''
+
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     def handle_any(self):
@@ -31,6 +33,7 @@ class H(http.server.BaseHTTPRequestHandler):
                                 'body': base64.b64encode(data).decode()}) + '\n')
         self.send_response(status)
         self.send_header('Content-Type', 'application/json')
+        if location: self.send_header('Location', location)
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -41,7 +44,8 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 """#
 
-    init(status: Int = 200, body: String = #"{"ok":true}"#) throws {
+    /// `location`: a Location header on every answer (with a 3xx status, a redirect).
+    init(status: Int = 200, body: String = #"{"ok":true}"#, location: String? = nil) throws {
         directory = try TestSupport.makeTemporaryDirectory("listener")
         let scriptURL = directory.appendingPathComponent("server.py")
         try Self.script.write(to: scriptURL, atomically: true, encoding: .utf8)
@@ -52,6 +56,7 @@ s.serve_forever()
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
         let arguments = ["python3", scriptURL.path, String(status), bodyURL.path, directory.appendingPathComponent("requests.jsonl").path]
+            + (location.map { [$0] } ?? [])
         let spawned = Result { try ChildProcess.spawn("/usr/bin/env", arguments, stdin: devNull, stdout: fds[1], stderr: devNull) }
         close(devNull)
         close(fds[1])
@@ -113,11 +118,12 @@ struct ScalerHarness {
         configuration = c
     }
 
-    func run<T: Sendable>(_ body: @Sendable (Client) async throws -> T) async throws -> T {
+    /// `.live` puts the controller on a loopback socket, as clients reach it.
+    func run<T: Sendable>(_ setup: TestingSetup = .router, _ body: @Sendable (Client) async throws -> T) async throws -> T {
         defer { try? FileManager.default.removeItem(at: base.directory) }
         let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration, dependencies: base.dependencies)
         do {
-            let result = try await app.test(.router) { client in
+            let result = try await app.test(setup) { client in
                 try await body(Client(client: client, controlPlane: controlPlane, harness: base))
             }
             await controlPlane.scaling.scaler.shutdown()

@@ -10,7 +10,7 @@ import TestSupport
         let address: String
     }
 
-    func start(dataDir: URL, environment: [String: String] = [:]) throws -> Running {
+    func start(dataDir: URL, environment: [String: String] = [:], arguments extra: [String] = []) throws -> Running {
         var env = ProcessInfo.processInfo.environment
         for key in ["CODERUNNER_MASTER_KEY", "CODERUNNER_MASTER_KEY_FILE", "CODERUNNER_LISTEN", "CODERUNNER_DATA_DIR"] { env[key] = nil }
         env.merge(environment) { $1 }
@@ -20,7 +20,7 @@ import TestSupport
         let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
         let spawned = Result { try ChildProcess.spawn(
             TestSupport.binary("coderunner-controller"),
-            ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir.path, "--bcrypt-cost", "4"],
+            ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir.path, "--bcrypt-cost", "4"] + extra,
             environment: env, stdin: devNull, stdout: fds[1], stderr: devNull) }
         // Only the child holds the write end now: its exit ends the reads below.
         close(devNull)
@@ -85,5 +85,91 @@ import TestSupport
             _ = stop(running)
         }
         #expect(!FileManager.default.fileExists(atPath: dataDir.appendingPathComponent("master.key").path))
+    }
+
+    /// The key given in the environment is gone from the running controller's environment, /proc included, so
+    /// no child inherits it and no process of the same user reads it there.
+    @Test func theMasterKeyLeavesTheControllersEnvironment() throws {
+        let dataDir = try TestSupport.makeTemporaryDirectory("serve-envkey")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let key = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="
+        let running = try start(dataDir: dataDir, environment: ["CODERUNNER_MASTER_KEY": key])
+        let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(running.process.pid)/environ"))) ?? Data()
+        #expect(!environ.isEmpty)
+        #expect(environ.range(of: Data(key.utf8)) == nil, "the master key is still in /proc/PID/environ")
+        #expect(try curl("http://\(running.address)/healthz").contains(#""status":"ok""#))
+        #expect(stop(running) == 0)
+    }
+
+    @Test(arguments: [
+        (["--max-instances-per-deployment", "0"], "--max-instances-per-deployment must be from 1 to 10000, got 0"),
+        (["--max-instances-per-deployment", "100000"], "--max-instances-per-deployment must be from 1 to 10000, got 100000"),
+        (["--allow-fetch-to", "127.0.0.1/32,10.0.0.0/33"], "--allow-fetch-to must be CIDR blocks such as 127.0.0.1/32 or fd00::/8, comma-separated; got 10.0.0.0/33"),
+        (["--default-cpu-limit", "0"], "--default-cpu-limit must be a number of cores above 0 and at most 1024"),
+        (["--default-memory-limit", "1M"], "--default-memory-limit must be bytes from 4194304 (4 MiB) to 1099511627776 (1 TiB)"),
+        (["--default-memory-limit", "lots"], "--default-memory-limit must be bytes, with an optional K, M or G suffix"),
+        (["--default-pids-limit", "7"], "--default-pids-limit must be from 8 to 4194304 processes"),
+    ])
+    func badLimitFlagsAreRefused(arguments: [String], message: String) throws {
+        let dataDir = try TestSupport.makeTemporaryDirectory("serve-flags")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let result = try TestSupport.run(TestSupport.binary("coderunner-controller"),
+                                         ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir.path] + arguments, timeout: .seconds(30))
+        #expect(result.status == 64)
+        let stderr = String(decoding: result.stderr, as: UTF8.self)
+        #expect(stderr.contains(message), "\(stderr)")
+    }
+
+    /// One HTTP call through curl: (status, parsed body).
+    func api(_ method: String, _ url: String, token: String? = nil, json: String? = nil) throws -> (Int, [String: Any]) {
+        var arguments = ["-s", "--max-time", "10", "-X", method, "-w", "\n%{http_code}", url]
+        if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
+        if let json { arguments += ["-H", "Content-Type: application/json", "--data-binary", json] }
+        let text = String(decoding: try TestSupport.run("/usr/bin/curl", arguments, timeout: .seconds(15)).stdout, as: UTF8.self)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = Int(lines.last ?? "") ?? 0
+        let body = lines.dropLast().joined(separator: "\n")
+        let object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:]
+        return (status, object)
+    }
+
+    /// The flag's environment fallback reaches the API of the real binary: the 400 names the configured cap.
+    @Test func theInstanceCapComesFromTheEnvironment() throws {
+        let dataDir = try TestSupport.makeTemporaryDirectory("serve-cap")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let running = try start(dataDir: dataDir, environment: ["CODERUNNER_MAX_INSTANCES_PER_DEPLOYMENT": "3"],
+                                arguments: ["--executor", "exec", "--exec-command", "true"])
+        defer { _ = stop(running) }
+        let base = "http://\(running.address)/api"
+        let credentials = #"{"email": "cap@example.com", "password": "correct horse battery"}"#
+        #expect(try api("POST", base + "/auth/register", json: credentials).0 == 201)
+        let token = try #require(try api("POST", base + "/auth/login", json: credentials).1["data"] as? [String: Any])["token"] as? String
+        let project = try #require((try api("POST", base + "/projects", token: token, json: #"{"name": "p"}"#).1["data"] as? [String: Any])?["id"] as? String)
+        let created = try api("POST", base + "/deployments", token: token, json: #"{"projectId": "\#(project)", "environment": "development"}"#)
+        let deployment = try #require((created.1["data"] as? [String: Any])?["id"] as? String)
+        #expect((created.1["data"] as? [String: Any])?["pidsLimit"] as? Int == 256)
+        let policy = #"{"name": "cpu", "policyType": "threshold", "maxInstances": 4, "scaleUpRules": [{"metric": "cpu", "threshold": 50}]}"#
+        let refused = try api("POST", base + "/deployments/\(deployment)/scaling/policies", token: token, json: policy)
+        #expect(refused.0 == 400)
+        #expect(refused.1["error"] as? String == "validation failed: maxInstances 4 is above this controller's cap of 3 instances per deployment")
+    }
+
+    /// `simulate` once tried to allocate one slot per initial instance: 1e15 aborted it. Now the cap refuses it.
+    @Test func simulateRefusesInitialInstancesAboveTheCap() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("simulate-cap")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = dir.appendingPathComponent("policy.json")
+        let trace = dir.appendingPathComponent("trace.csv")
+        try #"{"name": "cpu", "policyType": "target_tracking", "maxInstances": 10, "target": {"metric": "cpu", "value": 60}}"#
+            .write(to: policy, atomically: true, encoding: .utf8)
+        try "timestamp,demand\n0,1\n60,2\n".write(to: trace, atomically: true, encoding: .utf8)
+        let binary = TestSupport.binary("coderunner-controller")
+        let base = ["simulate", "--policy", policy.path, "--trace", trace.path]
+        let huge = try TestSupport.run(binary, base + ["--initial-instances", "1000000000000000"], timeout: .seconds(30))
+        #expect(huge.status == 1)
+        #expect(String(decoding: huge.stderr, as: UTF8.self)
+                == "coderunner-controller simulate: initialInstances 1000000000000000 is above this controller's cap of 20 instances per deployment\n")
+        let raised = try TestSupport.run(binary, base + ["--initial-instances", "30", "--max-instances-per-deployment", "30"], timeout: .seconds(30))
+        #expect(raised.status == 0, "\(String(decoding: raised.stderr, as: UTF8.self))")
     }
 }

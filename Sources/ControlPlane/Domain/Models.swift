@@ -105,6 +105,12 @@ public struct Deployment: Codable, Sendable, Equatable {
     public var updatedAt: Date
     /// Present only in the answer that issued it; stored as a SHA-256 hash.
     public var agentToken: String?
+    /// What each instance may use: cores, bytes of memory, processes (ResourceLimits).
+    public var cpuLimit: Double
+    public var memoryLimit: Int
+    public var pidsLimit: Int
+
+    public var limits: ResourceLimits { ResourceLimits(cpu: cpuLimit, memory: memoryLimit, pids: pidsLimit) }
 }
 
 /// One entry of the tamper-evident audit log.

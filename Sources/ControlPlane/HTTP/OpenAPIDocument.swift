@@ -434,6 +434,22 @@ paths:
             application/json:
               schema: {$ref: "#/components/schemas/DeploymentEnvelope"}
         default: {$ref: "#/components/responses/Error"}
+    put:
+      tags: [deployments]
+      operationId: updateDeployment
+      description: Renames the deployment or changes its resource limits; instances started afterwards get the new limits.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/UpdateDeployment"}
+      responses:
+        "200":
+          description: The updated deployment.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/DeploymentEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
   /api/deployments/{id}/status:
     parameters:
       - {$ref: "#/components/parameters/Id"}
@@ -1096,9 +1112,34 @@ components:
         name: {type: string, minLength: 1, maxLength: 255}
         runtimeType: {type: string, maxLength: 4096}
         command: {type: string, maxLength: 4096}
+        cpuLimit: {$ref: "#/components/schemas/CpuLimit"}
+        memoryLimit: {$ref: "#/components/schemas/MemoryLimit"}
+        pidsLimit: {$ref: "#/components/schemas/PidsLimit"}
+    UpdateDeployment:
+      type: object
+      properties:
+        name: {type: string, minLength: 1, maxLength: 255}
+        cpuLimit: {$ref: "#/components/schemas/CpuLimit"}
+        memoryLimit: {$ref: "#/components/schemas/MemoryLimit"}
+        pidsLimit: {$ref: "#/components/schemas/PidsLimit"}
+    CpuLimit:
+      type: number
+      exclusiveMinimum: 0
+      maximum: 1024
+      description: Cores each instance may use; default the controller's --default-cpu-limit (1).
+    MemoryLimit:
+      type: integer
+      minimum: 4194304
+      maximum: 1099511627776
+      description: Bytes of memory each instance may use (at least 4 MiB); default the controller's --default-memory-limit (512 MiB).
+    PidsLimit:
+      type: integer
+      minimum: 8
+      maximum: 4194304
+      description: Processes each instance may run; default the controller's --default-pids-limit (256).
     Deployment:
       type: object
-      required: [id, projectId, environment, name, status, configVersion, createdAt, updatedAt]
+      required: [id, projectId, environment, name, status, configVersion, createdAt, updatedAt, cpuLimit, memoryLimit, pidsLimit]
       properties:
         id: {type: string}
         projectId: {type: string}
@@ -1111,6 +1152,9 @@ components:
         createdAt: {$ref: "#/components/schemas/Timestamp"}
         updatedAt: {$ref: "#/components/schemas/Timestamp"}
         agentToken: {type: string, description: "Only in the answer that created the deployment."}
+        cpuLimit: {$ref: "#/components/schemas/CpuLimit"}
+        memoryLimit: {$ref: "#/components/schemas/MemoryLimit"}
+        pidsLimit: {$ref: "#/components/schemas/PidsLimit"}
     DeploymentStatusData:
       type: object
       required: [id, status, configVersion, updatedAt]
@@ -1434,8 +1478,8 @@ components:
         name: {type: string}
         isEnabled: {type: boolean, default: true}
         policyType: {type: string, enum: [threshold, multi_metric, target_tracking, predictive, scheduled]}
-        minInstances: {type: integer, minimum: 1, default: 1}
-        maxInstances: {type: integer, minimum: 1, default: 10}
+        minInstances: {type: integer, minimum: 1, maximum: 10000, default: 1, description: "At most the controller's --max-instances-per-deployment (default 20)."}
+        maxInstances: {type: integer, minimum: 1, maximum: 10000, default: 10, description: "At most the controller's --max-instances-per-deployment (default 20)."}
         scaleUpRules: {type: array, items: {$ref: "#/components/schemas/ScalingRule"}}
         scaleDownRules: {type: array, items: {$ref: "#/components/schemas/ScalingRule"}}
         scaleUpCooldown: {type: number, default: 300}
@@ -1562,7 +1606,7 @@ components:
       type: object
       required: [instances]
       properties:
-        instances: {type: integer, minimum: 0, maximum: 100}
+        instances: {type: integer, minimum: 0, maximum: 10000, description: "At most the controller's --max-instances-per-deployment (default 20)."}
         reason: {type: string, maxLength: 255}
     ScalingPricing:
       type: object
@@ -1596,7 +1640,7 @@ components:
         capacity: {type: number, exclusiveMinimum: 0}
         startupSeconds: {type: number, minimum: 0}
         sloUtilization: {type: number, exclusiveMinimum: 0, maximum: 100}
-        initialInstances: {type: integer, minimum: 1}
+        initialInstances: {type: integer, minimum: 1, maximum: 10000, description: "At most the controller's --max-instances-per-deployment (default 20)."}
         timeline: {type: boolean}
         policies: {type: array, items: {$ref: "#/components/schemas/ScalingPolicy"}}
 

@@ -188,6 +188,11 @@ extension ControlPlane {
         authed.get("api/deployments/:id") { request, context in
             Reply(try await deployments.get(context.parameters.require("id"), actor: actor(request, context)))
         }
+        authed.put("api/deployments/:id") { request, context in
+            let body = try await RequestBody.decode(DeploymentService.UpdateDeployment.self, from: request, context: context)
+            return Reply(try await deployments.update(context.parameters.require("id"), body, actor: actor(request, context)),
+                         message: "deployment updated")
+        }
         authed.get("api/deployments/:id/status") { request, context in
             let deployment = try await deployments.get(context.parameters.require("id"), actor: actor(request, context))
             return Reply(DeploymentStatusData(id: deployment.id, status: deployment.status,

@@ -13,14 +13,18 @@ public struct ScalingTarget: Sendable, Equatable {
     public var deploymentId: String
     /// The deployment's command (run under `sh -c` by the local executor).
     public var command: String?
-    /// The deployment's resource limits (nil: the executor's defaults).
+    /// What each instance may use (the deployment's ResourceLimits), for each agent's sandbox: cores, bytes
+    /// of memory, processes. nil when unknown (a deleted deployment's instances are only stopped).
     public var cpuLimit: Double?
     public var memoryLimit: Int?
     public var pidsLimit: Int?
+
     public init(deploymentId: String, command: String?, cpuLimit: Double? = nil, memoryLimit: Int? = nil, pidsLimit: Int? = nil) {
         self.deploymentId = deploymentId
         self.command = command
-        self.cpuLimit = cpuLimit; self.memoryLimit = memoryLimit; self.pidsLimit = pidsLimit
+        self.cpuLimit = cpuLimit
+        self.memoryLimit = memoryLimit
+        self.pidsLimit = pidsLimit
     }
 }
 
@@ -36,6 +40,18 @@ public enum ExecutorError: Error, Equatable, Sendable, CustomStringConvertible {
         case .agentStart(let reason): "could not start an agent: \(reason)"
         case .commandFailed(let reason): "scaling command failed: \(reason)"
         case .webhookFailed(let reason): "scaling webhook failed: \(reason)"
+        }
+    }
+
+    /// What the deployment's owner may read (events, the override's answer, notifications): which step
+    /// failed, never the operator's URL, the command's output or paths on the host. `description` goes to
+    /// the controller's log.
+    public var tenantReason: String {
+        switch self {
+        case .noCommand: description
+        case .agentStart: "could not start an agent; the operator finds the details in the controller's log"
+        case .commandFailed: "the scaling command failed; the operator finds the details in the controller's log"
+        case .webhookFailed: "the scaling webhook failed; the operator finds the details in the controller's log"
         }
     }
 }
@@ -60,6 +76,10 @@ extension ScalingExecutor {
 /// (its last stderr bytes are the message). Bounded by `timeout`, after which it is killed.
 public struct ExecExecutor: ScalingExecutor {
     public static let defaultTimeout: Duration = .seconds(60)
+    /// The only variables the command inherits from the controller: what a shell and its tools need, never
+    /// the controller's configuration or secrets (a webhook secret, a master key given in the environment).
+    public static let inheritedVariables = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"]
+    public static let defaultPath = "/usr/local/bin:/usr/bin:/bin"
     public var command: String
     public var timeout: Duration
 
@@ -68,11 +88,18 @@ public struct ExecExecutor: ScalingExecutor {
         self.timeout = timeout
     }
 
-    public func scale(_ target: ScalingTarget, from: Int, to: Int) async throws -> Int {
-        var environment = ProcessInfo.processInfo.environment
+    /// The command's whole environment: the inherited few, then the scaling's own variables.
+    static func environment(_ target: ScalingTarget, from: Int, to: Int, parent: [String: String]) -> [String: String] {
+        var environment = parent.filter { inheritedVariables.contains($0.key) }
+        if environment["PATH"] == nil { environment["PATH"] = defaultPath }
         environment["DEPLOYMENT_ID"] = target.deploymentId
         environment["FROM"] = String(from)
         environment["TO"] = String(to)
+        return environment
+    }
+
+    public func scale(_ target: ScalingTarget, from: Int, to: Int) async throws -> Int {
+        let environment = Self.environment(target, from: from, to: to, parent: ProcessInfo.processInfo.environment)
         let result = try await CommandRunner.run(executable: "/bin/sh", arguments: ["-c", command], environment: environment,
                                                 timeout: timeout)
         guard result.status == 0 else {
@@ -173,17 +200,24 @@ public struct ScalingNotification: Codable, Sendable, Equatable {
     public var timestamp: Double
 }
 
-/// POSTs signed JSON; a 2xx answer is success.
+/// POSTs signed JSON; a 2xx answer is success. Each post has a client of its own that follows no redirect
+/// (posts are rare: one per scaling).
 public struct WebhookPoster: Sendable {
     public static let defaultTimeout: Duration = .seconds(10)
-    let client: HTTPClient
     let signer: WebhookSigner
     let timeout: Duration
+    /// Set when tenants choose the URLs (notifications): each post's address is checked and pinned.
+    let fetcher: GuardedFetcher?
 
-    public init(client: HTTPClient, signer: WebhookSigner, timeout: Duration = defaultTimeout) {
-        self.client = client
+    public init(signer: WebhookSigner, timeout: Duration = defaultTimeout, policy: FetchPolicy? = nil) {
         self.signer = signer
         self.timeout = timeout
+        self.fetcher = policy.map { GuardedFetcher(policy: $0, client: nil) }
+    }
+
+    /// The same signer and timeout, for URLs tenants choose.
+    public func guarded(by policy: FetchPolicy) -> WebhookPoster {
+        WebhookPoster(signer: signer, timeout: timeout, policy: policy)
     }
 
     public func post(_ notification: ScalingNotification, to url: String) async throws {
@@ -196,16 +230,16 @@ public struct WebhookPoster: Sendable {
         request.headers.add(name: WebhookSigner.header, value: signer.signature(body))
         request.body = .bytes(ByteBuffer(bytes: body))
         let ms = Int64(timeout.components.seconds * 1000)
-        do {
-            let response = try await client.execute(request, timeout: .milliseconds(ms))
-            _ = try? await response.body.collect(upTo: 64 * 1024)
-            guard (200..<300).contains(Int(response.status.code)) else {
-                throw ExecutorError.webhookFailed("\(url) answered HTTP \(response.status.code)")
-            }
-        } catch let error as ExecutorError {
-            throw error
-        } catch {
-            throw ExecutorError.webhookFailed("\(url): \(error)")
+        let result = if let fetcher {
+            await fetcher.fetch(request, timeout: .milliseconds(ms), maxBytes: 64 * 1024)
+        } else {
+            await GuardedFetcher.once(request, timeout: .milliseconds(ms), maxBytes: 64 * 1024)
+        }
+        switch result {
+        case .failure(let failure):
+            throw ExecutorError.webhookFailed(failure.detail)
+        case .success(let (status, _)):
+            guard (200..<300).contains(Int(status.code)) else { throw ExecutorError.webhookFailed("\(url) answered HTTP \(status.code)") }
         }
     }
 }

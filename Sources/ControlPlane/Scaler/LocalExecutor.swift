@@ -106,7 +106,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     public func pollTargets() async -> [PollTarget] {
         await reap()
         return agents.flatMap { deployment, list in
-            list.map { PollTarget(deploymentId: deployment, instanceId: $0.instanceId, statusURL: $0.statusURL, token: $0.metricsToken) }
+            list.map { PollTarget(deploymentId: deployment, instanceId: $0.instanceId, statusURL: $0.statusURL, bearerToken: $0.metricsToken) }
         }
     }
 

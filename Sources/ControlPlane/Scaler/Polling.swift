@@ -12,14 +12,27 @@ public struct PollTarget: Sendable, Hashable {
     public var instanceId: String
     /// e.g. http://127.0.0.1:41234/v1/status
     public var statusURL: String
-    /// Sent as `Authorization: Bearer`; never logged.
-    public var token: String?
+    /// Sent as `Authorization: Bearer <token>` (the agent's --metrics-token-file); never logged.
+    public var bearerToken: String?
+    /// The controller chose the URL itself (the local executor read it from its own agent's output), so it
+    /// is fetched as it is. Any other URL is a tenant's (an agent registered it) and passes the FetchPolicy.
+    public var trusted: Bool
 
-    public init(deploymentId: String, instanceId: String, statusURL: String, token: String? = nil) {
+    public init(deploymentId: String, instanceId: String, statusURL: String, bearerToken: String? = nil, trusted: Bool = false) {
         self.deploymentId = deploymentId
         self.instanceId = instanceId
         self.statusURL = statusURL
-        self.token = token
+        self.bearerToken = bearerToken
+        self.trusted = trusted
+    }
+}
+
+/// A source whose every target the controller chose itself (the local executor's agents).
+public struct TrustedInstanceSource: InstanceSource {
+    public let source: any InstanceSource
+    public init(_ source: any InstanceSource) { self.source = source }
+    public func pollTargets() async -> [PollTarget] {
+        await source.pollTargets().map { var t = $0; t.trusted = true; return t }
     }
 }
 
@@ -48,12 +61,16 @@ public struct PollResult: Sendable {
     public var target: PollTarget
     /// nil when the poll failed; `error` then says why.
     public var status: AgentStatus?
+    /// What kind of failure, for the deployment's owner: never an address, a port or a system error's text.
     public var error: String?
+    /// The failure in full (URL, error), for the controller's log only.
+    public var detail: String?
 
-    public init(target: PollTarget, status: AgentStatus?, error: String? = nil) {
+    public init(target: PollTarget, status: AgentStatus?, error: String? = nil, detail: String? = nil) {
         self.target = target
         self.status = status
         self.error = error
+        self.detail = detail ?? error
     }
 }
 
@@ -68,11 +85,15 @@ public struct StatusPoller: Sendable {
     let client: HTTPClient
     public let concurrency: Int
     public let timeout: Duration
+    /// Checks and pins the address of every target not `trusted`; nil fetches every URL as it is (tests).
+    let fetcher: GuardedFetcher?
 
-    public init(client: HTTPClient, concurrency: Int = defaultConcurrency, timeout: Duration = defaultTimeout) {
+    public init(client: HTTPClient, concurrency: Int = defaultConcurrency, timeout: Duration = defaultTimeout,
+                policy: FetchPolicy? = nil) {
         self.client = client
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
+        self.fetcher = policy.map { GuardedFetcher(policy: $0, client: client) }
     }
 
     /// A client sized for polling: keep-alive connections, as many per host as the concurrency (a load tool
@@ -104,18 +125,27 @@ public struct StatusPoller: Sendable {
 
     func pollOne(_ target: PollTarget) async -> PollResult {
         var request = HTTPClientRequest(url: target.statusURL)
-        if let token = target.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let token = target.bearerToken { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         let ms = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        do {
-            let response = try await client.execute(request, timeout: .milliseconds(ms))
-            let body = try await response.body.collect(upTo: Self.maxBodyBytes)
-            guard response.status == .ok else {
-                return PollResult(target: target, status: nil, error: "HTTP \(response.status.code)")
+        let fetched: Result<(HTTPResponseStatus, ByteBuffer), FetchFailure>
+        if let fetcher, !target.trusted {
+            fetched = await fetcher.fetch(request, timeout: .milliseconds(ms), maxBytes: Self.maxBodyBytes)
+        } else {
+            fetched = await GuardedFetcher.run(request, on: client, timeout: .milliseconds(ms), maxBytes: Self.maxBodyBytes)
+        }
+        switch fetched {
+        case .failure(let failure):
+            return PollResult(target: target, status: nil, error: failure.reason, detail: failure.detail)
+        case .success(let (status, body)):
+            guard status == .ok else {
+                return PollResult(target: target, status: nil, error: "HTTP \(status.code)", detail: "\(target.statusURL) answered HTTP \(status.code)")
             }
-            let status = try JSONDecoder().decode(AgentStatus.self, from: Data(buffer: body))
-            return PollResult(target: target, status: status, error: nil)
-        } catch {
-            return PollResult(target: target, status: nil, error: "\(error)")
+            do {
+                return PollResult(target: target, status: try JSONDecoder().decode(AgentStatus.self, from: Data(buffer: body)))
+            } catch {
+                return PollResult(target: target, status: nil, error: "the answer is not an agent's status",
+                                  detail: "\(target.statusURL) answered a body that is not an agent's status: \(error)")
+            }
         }
     }
 }
@@ -170,10 +200,15 @@ public struct PollAggregator: Sendable {
         return samples
     }
 
+    /// Above this, a reported figure (a percentage, a connection count) is a broken or hostile agent's: it is
+    /// held here so that sums stay finite (1e308 + 1e308 is inf, which JSON cannot carry in events and status).
+    public static let maxReportedValue: Double = 1_000_000
+
     /// Mean and max over the reporting instances; requests and response time stay nil (agents do not
     /// report them yet).
     public static func sample(timestamp: Double, instances: Int, apps: [AppUsage]) -> MetricSample {
-        func stats(_ values: [Double]) -> MetricStats? {
+        func stats(_ raw: [Double]) -> MetricStats? {
+            let values = raw.map { $0.isFinite ? min(max($0, 0), maxReportedValue) : 0 }
             guard let mx = values.max() else { return nil }
             return MetricStats(mean: values.reduce(0, +) / Double(values.count), max: mx)
         }

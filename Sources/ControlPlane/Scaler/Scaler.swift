@@ -29,13 +29,20 @@ public actor Scaler {
     let notifier: WebhookPoster?
     let now: @Sendable () -> Date
     let logger: Logger
+    /// Every engine's configuration: the controller's instance cap.
+    public nonisolated let engineConfiguration: ScalingEngine.Configuration
+    /// What the poller may fetch from registered agents (their metricsUrl is the tenant's choice).
+    public nonisolated let fetchPolicy: FetchPolicy
     private var runtimes: [String: Runtime] = [:]
     private var aggregator = PollAggregator()
     private var inFlight: Set<String> = []
     private var executions: [String: Task<Void, Never>] = [:]
 
     public init(store: ScalingStore, executor: any ScalingExecutor, source: any InstanceSource, notifier: WebhookPoster?,
-                now: @escaping @Sendable () -> Date, logger: Logger) {
+                now: @escaping @Sendable () -> Date, logger: Logger, engine: ScalingEngine.Configuration = .init(),
+                fetchPolicy: FetchPolicy = FetchPolicy()) {
+        self.engineConfiguration = engine
+        self.fetchPolicy = fetchPolicy
         self.store = store
         self.executor = executor
         self.source = source
@@ -83,6 +90,17 @@ public actor Scaler {
     public func evaluate(results: [PollResult]) async -> [ScalingDecision] {
         let t = now().timeIntervalSince1970
         let samples = aggregator.round(results, now: t)
+        // The owner sees a generic reason in the status; the operator gets the detail, once per outage.
+        for r in results where r.status == nil {
+            let key = r.target.deploymentId + "\u{0}" + r.target.instanceId
+            let metadata: Logger.Metadata = ["deployment": "\(r.target.deploymentId)", "instance": "\(r.target.instanceId)",
+                                             "error": "\(r.detail ?? r.error ?? "")"]
+            if aggregator.health[key]?.consecutiveMisses == 1 {
+                logger.warning("agent poll failed", metadata: metadata)
+            } else {
+                logger.debug("agent poll failed", metadata: metadata)
+            }
+        }
         for (deployment, sample) in samples { runtimes[deployment, default: Runtime()].history.append(sample) }
         let scaled: [String: [StoredScalingPolicy]]
         do { scaled = try await store.scaledDeployments() } catch {
@@ -113,7 +131,13 @@ public actor Scaler {
         let fingerprint = policies.map { "\($0.id)@\($0.updatedAt.timeIntervalSince1970)" }
         if runtime.engine == nil || runtime.fingerprint != fingerprint {
             do {
-                runtime.engine = try ScalingEngine(policies: policies.map(\.policy))
+                let cap = engineConfiguration.instanceCap
+                let capped = policies.map { $0.policy.clamped(toInstanceCap: cap) }
+                if capped != policies.map(\.policy) {
+                    logger.warning("stored scaling policies exceed the instance cap: held to it", metadata: [
+                        "deployment": "\(deployment)", "cap": "\(cap)"])
+                }
+                runtime.engine = try ScalingEngine(policies: capped, configuration: engineConfiguration)
             } catch {
                 logger.error("invalid stored policies", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
                 return nil
@@ -188,15 +212,19 @@ public actor Scaler {
     @discardableResult
     private func execute(_ deployment: String, from: Int, to: Int, type: ScalingEventType, reason: String,
                          decision: ScalingDecision?, metrics: ObservedMetricsView) async -> ScalingEventRecord {
-        let command = (try? await store.command(deploymentId: deployment)) ?? nil
+        let target = ((try? await store.target(deploymentId: deployment)) ?? nil) ?? ScalingTarget(deploymentId: deployment, command: nil)
         let clock = ContinuousClock()
         let started = clock.now
         var after = to
         var failure: String?
         do {
-            after = try await executor.scale(ScalingTarget(deploymentId: deployment, command: command), from: from, to: to)
+            after = try await executor.scale(target, from: from, to: to)
         } catch {
-            failure = "\(error)"
+            // The event, the override's answer and the notification are the owner's: a generic reason. The
+            // operator's URL, the command's stderr and paths go to the log only.
+            failure = (error as? ExecutorError)?.tenantReason ?? "the executor failed; the operator finds the details in the controller's log"
+            logger.error("scaling failed", metadata: ["deployment": "\(deployment)", "from": "\(from)", "to": "\(to)",
+                                                      "error": "\(error)"])
             after = await executor.runningInstances(deploymentId: deployment) ?? from
         }
         let elapsed = clock.now - started
@@ -307,7 +335,7 @@ public struct ScalerService: Service {
 
     public func run() async throws {
         let client = StatusPoller.makeClient(concurrency: concurrency)
-        let poller = StatusPoller(client: client, concurrency: concurrency, timeout: timeout)
+        let poller = StatusPoller(client: client, concurrency: concurrency, timeout: timeout, policy: scaler.fetchPolicy)
         let clock = ContinuousClock()
         // Graceful shutdown cancels the loop (a sleep or a poll round); running scalings finish below.
         try? await cancelWhenGracefulShutdown {

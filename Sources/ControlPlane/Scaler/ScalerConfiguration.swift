@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import GRDB
 import Logging
+import Scaling
 
 public struct ScalerConfiguration: Sendable {
     public enum Executor: Sendable, Equatable {
@@ -25,6 +26,16 @@ public struct ScalerConfiguration: Sendable {
     public var webhookSecret: String?
     /// How the local executor sandboxes each instance.
     public var sandbox = LocalExecutor.SandboxSettings()
+    /// The most instances one deployment may have: bounds policies, overrides, backtests, registered agents
+    /// and every target. Low by default: each local instance is a process on this host.
+    public static let defaultMaxInstancesPerDeployment = 20
+    public var maxInstancesPerDeployment = defaultMaxInstancesPerDeployment
+    /// Blocks the scaler may fetch from even though they are loopback, private, link-local...
+    /// (`--allow-fetch-to`): tenants' URLs (notifications, registered agents' metricsUrl) may not reach
+    /// them otherwise. The local executor's own agents are trusted and need no entry.
+    public var fetchAllowList: [IPNetwork] = []
+
+    public var fetchPolicy: FetchPolicy { FetchPolicy(allowed: fetchAllowList) }
 
     public init() {}
 }
@@ -35,7 +46,8 @@ extension ScalingAPI {
                      credentials: any AgentCredentialIssuer, dependencies: Dependencies, logger: Logger) -> ScalingAPI {
         let c = configuration.scaling
         let store = ScalingStore(pool: pool)
-        let poster = c.webhookSecret.map { WebhookPoster(client: .shared, signer: WebhookSigner(secret: $0)) }
+        // The operator's webhook executor URL is the operator's choice; notification URLs are the tenants'.
+        let poster = c.webhookSecret.map { WebhookPoster(signer: WebhookSigner(secret: $0)) }
         let executor: any ScalingExecutor
         var sources: [any InstanceSource] = [instances]
         var localExecutor: LocalExecutor?
@@ -48,17 +60,20 @@ extension ScalingAPI {
                 logger: logger)
             executor = local
             localExecutor = local
-            sources.insert(local, at: 0)
+            // First, so that an agent it runs (which also registers) is polled as the trusted target.
+            sources.insert(TrustedInstanceSource(local), at: 0)
         case .exec(let command):
             executor = ExecExecutor(command: command)
         case .webhook(let url):
             // serve refuses a webhook executor without a secret; tests may build one with an empty key.
-            executor = WebhookExecutor(url: url, poster: poster ?? WebhookPoster(client: .shared, signer: WebhookSigner(secret: "")),
+            executor = WebhookExecutor(url: url, poster: poster ?? WebhookPoster(signer: WebhookSigner(secret: "")),
                                        now: dependencies.now)
         }
-        let scaler = Scaler(store: store, executor: executor, source: CombinedInstanceSource(sources), notifier: poster,
-                            now: dependencies.now, logger: logger)
-        return ScalingAPI(store: store, scaler: scaler, localExecutor: localExecutor, now: dependencies.now)
+        let scaler = Scaler(store: store, executor: executor, source: CombinedInstanceSource(sources),
+                            notifier: poster?.guarded(by: c.fetchPolicy), now: dependencies.now, logger: logger,
+                            engine: ScalingEngine.Configuration(instanceCap: c.maxInstancesPerDeployment), fetchPolicy: c.fetchPolicy)
+        return ScalingAPI(store: store, scaler: scaler, localExecutor: localExecutor, now: dependencies.now,
+                          instanceCap: c.maxInstancesPerDeployment)
     }
 
     /// The service that polls and scales every `pollInterval`; run it beside the HTTP server.

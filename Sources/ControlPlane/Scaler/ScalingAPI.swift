@@ -9,12 +9,23 @@ public struct ScalingAPI: Sendable {
     /// The `local` executor, when it is the one; it learns the controller's URL once the listener is bound.
     public let localExecutor: LocalExecutor?
     let now: @Sendable () -> Date
+    /// The most instances one deployment may have (`--max-instances-per-deployment`).
+    public let instanceCap: Int
 
-    public init(store: ScalingStore, scaler: Scaler, localExecutor: LocalExecutor? = nil, now: @escaping @Sendable () -> Date) {
+    public init(store: ScalingStore, scaler: Scaler, localExecutor: LocalExecutor? = nil, now: @escaping @Sendable () -> Date,
+                instanceCap: Int = ScalerConfiguration.defaultMaxInstancesPerDeployment) {
         self.store = store
         self.scaler = scaler
         self.localExecutor = localExecutor
         self.now = now
+        self.instanceCap = instanceCap
+    }
+
+    var engineConfiguration: ScalingEngine.Configuration { ScalingEngine.Configuration(instanceCap: instanceCap) }
+
+    /// "<field> <n> is above this controller's cap of <cap> instances per deployment", as a validation error.
+    func aboveCap(_ field: String, _ n: Int) -> ControlPlaneError {
+        .validation(field: field, reason: "\(n) is above this controller's cap of \(instanceCap) instances per deployment")
     }
 
     /// Turns the engine's problem text ("policy \"x\": maxInstances (2) must be ...", "scaleUpRules[0].metric:
@@ -36,14 +47,16 @@ public struct ScalingAPI: Sendable {
             throw .validation(field: "body", reason: "must be one policy object")
         }
         let policies: [ScalingPolicy]
-        do { policies = try PolicyDocument.decode(Data(body)) } catch {
+        do { policies = try PolicyDocument.decode(Data(body), configuration: engineConfiguration) } catch {
             throw Self.validationError(error.message.split(separator: "\n").first.map(String.init) ?? error.message)
         }
         let policy = policies[0]
         if others.contains(where: { $0.name == policy.name }) {
             throw .conflict("a scaling policy named \"\(policy.name)\" already exists on this deployment")
         }
-        do { _ = try ScalingEngine(policies: others + [policy]) } catch {
+        // The stored ones are held to the cap (they may predate it); only the new one is refused past it.
+        let stored = others.map { $0.clamped(toInstanceCap: instanceCap) }
+        do { _ = try ScalingEngine(policies: stored + [policy], configuration: engineConfiguration) } catch {
             throw Self.validationError(error.problems.first ?? "\(error)")
         }
         return policy
@@ -115,13 +128,10 @@ public struct ScalingAPI: Sendable {
         public var reason: String?
     }
 
-    public static let maxOverrideInstances = 100
-
     public func override(_ deploymentId: String, _ input: OverrideInput) async throws -> ScalingEventRecord {
         guard let n = input.instances else { throw ControlPlaneError.validation(field: "instances", reason: "is required") }
-        guard (0...Self.maxOverrideInstances).contains(n) else {
-            throw ControlPlaneError.validation(field: "instances", reason: "must be from 0 to \(Self.maxOverrideInstances)")
-        }
+        guard n >= 0 else { throw ControlPlaneError.validation(field: "instances", reason: "must be 0 or more") }
+        guard n <= instanceCap else { throw aboveCap("instances", n) }
         if let r = input.reason, r.utf8.count > 255 {
             throw ControlPlaneError.validation(field: "reason", reason: "must be at most 255 bytes")
         }
@@ -161,6 +171,8 @@ public struct ScalingAPI: Sendable {
         func field(_ name: String, _ value: Double?) throws(ControlPlaneError) -> Double {
             guard let value else { throw .validation(field: name, reason: "is required") }
             guard value.isFinite && value >= 0 else { throw .validation(field: name, reason: "must be a number 0 or more") }
+            // Far above any real price or size, and low enough that products of them stay finite (JSON has no inf).
+            guard value <= 1e9 else { throw .validation(field: name, reason: "must be at most 1000000000") }
             return value
         }
         let pricing = DeploymentPricing(
@@ -180,6 +192,12 @@ public struct ScalingAPI: Sendable {
             guard let u = URL(string: url), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil,
                   url.utf8.count <= 2048 else {
                 throw ControlPlaneError.validation(field: "url", reason: "must be an http or https URL")
+            }
+            // An address the controller never posts to is refused now; a name is checked again at every post,
+            // since what it resolves to may change.
+            if case .success(let host) = GuardedFetcher.host(of: url), let address = IPAddress(host),
+               let kind = scaler.fetchPolicy.refusal(address) {
+                throw ControlPlaneError.validation(field: "url", reason: "is a \(kind.rawValue) address, which this controller does not post to")
             }
         }
         var s = try await store.state(deploymentId: deploymentId)
@@ -234,9 +252,11 @@ public struct ScalingAPI: Sendable {
     /// Replays the deployment's recorded history (as demand = cpu% × instances × capacity) through the same
     /// Backtest code as `coderunner-controller simulate`.
     public func backtest(_ deploymentId: String, _ input: BacktestInput) async throws -> BacktestResult {
-        var policies = try await store.policies(deploymentId: deploymentId).map(\.policy)
+        var policies = try await store.policies(deploymentId: deploymentId).map { $0.policy.clamped(toInstanceCap: instanceCap) }
         if let given = input.policies {
-            do { _ = try ScalingEngine(policies: given) } catch { throw Self.validationError(error.problems.first ?? "\(error)") }
+            do { _ = try ScalingEngine(policies: given, configuration: engineConfiguration) } catch {
+                throw Self.validationError(error.problems.first ?? "\(error)")
+            }
             policies = given
         }
         guard !policies.isEmpty else { throw ControlPlaneError.conflict("the deployment has no scaling policy to backtest") }
@@ -250,10 +270,15 @@ public struct ScalingAPI: Sendable {
             options.startupSeconds = s
         }
         if let u = input.sloUtilization {
-            guard u > 0 && u <= 100 else { throw ControlPlaneError.validation(field: "sloUtilization", reason: "must be above 0 and at most 100") }
+            guard u > 0 && u <= 100 && u.isFinite else { throw ControlPlaneError.validation(field: "sloUtilization", reason: "must be above 0 and at most 100") }
             options.sloUtilization = u
         }
+        if let n = input.initialInstances {
+            guard n >= 0 else { throw ControlPlaneError.validation(field: "initialInstances", reason: "must be 0 or more") }
+            guard n <= instanceCap else { throw aboveCap("initialInstances", n) }
+        }
         options.initialInstances = input.initialInstances
+        options.instanceCap = instanceCap
         options.recordTimeline = input.timeline ?? false
         let samples = await scaler.samples(deploymentId: deploymentId)
         let trace = Trace.fromHistory(samples, capacity: options.capacity)

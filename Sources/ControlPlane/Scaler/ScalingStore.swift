@@ -147,6 +147,17 @@ public final class ScalingStore: Sendable {
         }
     }
 
+    /// What the executor needs to start the deployment's instances: its command and resource limits (nil
+    /// when the deployment is gone).
+    public func target(deploymentId: String) async throws -> ScalingTarget? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT command, cpu_limit, memory_limit, pids_limit FROM deployments WHERE id = ?",
+                                             arguments: [deploymentId]) else { return nil }
+            return ScalingTarget(deploymentId: deploymentId, command: row["command"], cpuLimit: row["cpu_limit"],
+                                 memoryLimit: row["memory_limit"], pidsLimit: row["pids_limit"])
+        }
+    }
+
     public func state(deploymentId: String) async throws -> DeploymentScalingState {
         try await pool.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deployment_scaling WHERE deployment_id = ?",

@@ -11,12 +11,16 @@ public final class DeploymentService: Sendable {
     let feed: ChangeFeed
     let dependencies: Dependencies
     let logger: Logger
+    /// The limits of a deployment created without them (`--default-cpu-limit` and the others).
+    let defaultLimits: ResourceLimits
     /// Agent token hash → deployment id. Agents present their token on every poll; this spares a query.
     private let tokenCache = Mutex<[String: String]>([:])
     /// Tamper reports already audited (variable id + version), so a polling agent does not flood the log.
     private let reportedTamper = Mutex<Set<String>>([])
 
-    init(store: any ControlPlaneStore, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger) {
+    init(store: any ControlPlaneStore, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger,
+         defaultLimits: ResourceLimits = ResourceLimits()) {
+        self.defaultLimits = defaultLimits
         self.store = store
         self.configs = configs
         self.feed = feed
@@ -30,6 +34,18 @@ public final class DeploymentService: Sendable {
         public var name: String?
         public var runtimeType: String?
         public var command: String?
+        /// Optional; the controller's defaults otherwise.
+        public var cpuLimit: Double?
+        public var memoryLimit: Int?
+        public var pidsLimit: Int?
+    }
+
+    /// Every field optional: what is given changes, the rest stays.
+    public struct UpdateDeployment: Codable, Sendable {
+        public var name: String?
+        public var cpuLimit: Double?
+        public var memoryLimit: Int?
+        public var pidsLimit: Int?
     }
 
     public func create(_ body: CreateDeployment, actor: Actor) async throws -> Deployment {
@@ -40,6 +56,7 @@ public final class DeploymentService: Sendable {
                 throw ControlPlaneError.validation(field: field, reason: "must be at most 4096 bytes without NUL")
             }
         }
+        let limits = try ResourceLimits.merged(defaultLimits, cpu: body.cpuLimit, memory: body.memoryLimit, pids: body.pidsLimit)
         _ = try await configs.ownedProject(projectId, actor: actor)
         let id = newID()
         let name = try Validation.checkName(body.name ?? "\(environment.rawValue)-\(id.prefix(8))")
@@ -47,10 +64,12 @@ public final class DeploymentService: Sendable {
         let now = dependencies.now()
         var deployment = Deployment(
             id: id, projectId: projectId, environment: environment, name: name, runtimeType: body.runtimeType,
-            command: body.command, status: .pending, configVersion: 1, createdAt: now, updatedAt: now, agentToken: nil)
+            command: body.command, status: .pending, configVersion: 1, createdAt: now, updatedAt: now, agentToken: nil,
+            cpuLimit: limits.cpu, memoryLimit: limits.memory, pidsLimit: limits.pids)
         deployment = try await store.createDeployment(deployment, agentTokenHash: Tokens.hash(token), audit: configs.draft(
             actor, projectId: projectId, action: "create", resourceType: "deployment", resourceId: id,
-            changes: ["environment": environment.rawValue, "name": name, "agentToken": ConfigService.redacted]))
+            changes: ["environment": environment.rawValue, "name": name, "agentToken": ConfigService.redacted,
+                      "cpuLimit": "\(limits.cpu)", "memoryLimit": "\(limits.memory)", "pidsLimit": "\(limits.pids)"]))
         deployment.agentToken = token
         return deployment
     }
@@ -64,6 +83,30 @@ public final class DeploymentService: Sendable {
             throw ControlPlaneError.notFound("deployment")
         }
         return deployment
+    }
+
+    /// Renames the deployment or changes its limits; instances started from now on get the new limits.
+    public func update(_ id: String, _ body: UpdateDeployment, actor: Actor) async throws -> Deployment {
+        var deployment = try await get(id, actor: actor)
+        let limits = try ResourceLimits.merged(deployment.limits, cpu: body.cpuLimit, memory: body.memoryLimit, pids: body.pidsLimit)
+        var changes: [String: String] = [:]
+        if let name = body.name {
+            deployment.name = try Validation.checkName(name)
+            changes["name"] = deployment.name
+        }
+        if body.cpuLimit != nil { changes["cpuLimit"] = "\(limits.cpu)" }
+        if body.memoryLimit != nil { changes["memoryLimit"] = "\(limits.memory)" }
+        if body.pidsLimit != nil { changes["pidsLimit"] = "\(limits.pids)" }
+        deployment.cpuLimit = limits.cpu
+        deployment.memoryLimit = limits.memory
+        deployment.pidsLimit = limits.pids
+        deployment.updatedAt = dependencies.now()
+        do {
+            return try await store.updateDeployment(deployment, audit: configs.draft(
+                actor, projectId: deployment.projectId, action: "update", resourceType: "deployment", resourceId: id, changes: changes))
+        } catch StoreError.notFound {
+            throw ControlPlaneError.notFound("deployment")
+        }
     }
 
     public struct IssuedToken: Codable, Sendable {

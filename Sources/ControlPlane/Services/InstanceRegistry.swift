@@ -48,9 +48,14 @@ public final class InstanceRegistry: Sendable {
     let dependencies: Dependencies
     let logger: Logger
     public let heartbeatInterval: Duration
+    /// Live instances one deployment may register at most (`--max-instances-per-deployment`): each is a URL
+    /// the scaler fetches every poll.
+    public let instanceCap: Int
 
     init(pool: DatabasePool, store: any ControlPlaneStore, deployments: DeploymentService, dependencies: Dependencies,
-         logger: Logger, heartbeatInterval: Duration = defaultHeartbeatInterval) {
+         logger: Logger, heartbeatInterval: Duration = defaultHeartbeatInterval,
+         instanceCap: Int = ScalerConfiguration.defaultMaxInstancesPerDeployment) {
+        self.instanceCap = instanceCap
         self.pool = pool
         self.store = store
         self.deployments = deployments
@@ -74,6 +79,15 @@ public final class InstanceRegistry: Sendable {
         let created = try await pool.write { db -> Bool in
             let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM instances WHERE deployment_id = ? AND instance_id = ?",
                                            arguments: [deploymentId, registration.instanceId]) ?? false
+            if !exists {
+                let live = try Row.fetchAll(db, sql: "SELECT * FROM instances WHERE deployment_id = ?", arguments: [deploymentId])
+                    .map { Self.instance($0, now: now, staleAfter: self.staleAfter) }
+                    .filter { !$0.stale && $0.state != "exited" }.count
+                guard live < self.instanceCap else {
+                    throw ControlPlaneError.conflict(
+                        "this deployment already has \(live) live instances, this controller's cap of \(self.instanceCap) instances per deployment")
+                }
+            }
             try db.execute(sql: """
                 INSERT INTO instances (deployment_id, instance_id, metrics_url, agent_version, hostname, pid, config_version,
                     state, registered_at, last_heartbeat_at)

@@ -6,7 +6,14 @@ import Glibc
 #endif
 
 enum MasterKeyLoader {
+    /// The variable that may hold the key itself.
+    static let environmentVariable = "CODERUNNER_MASTER_KEY"
+
     static func load(_ configuration: ControllerConfiguration) throws -> MasterKey {
+        // Once read (or not needed), the key leaves the process environment: every child (the local
+        // executor's agents, an exec command) would inherit it. unsetenv alone leaves the bytes where the
+        // kernel put them, which /proc/PID/environ shows: they are zeroed first.
+        defer { scrubEnvironment() }
         switch configuration.masterKey {
         case .base64(let text):
             return try decode(text, origin: "CODERUNNER_MASTER_KEY")
@@ -34,6 +41,11 @@ enum MasterKeyLoader {
             }
             return key
         }
+    }
+
+    static func scrubEnvironment() {
+        if let value = getenv(environmentVariable) { memset(value, 0, strlen(value)) }
+        unsetenv(environmentVariable)
     }
 
     private static func decode(_ text: String, origin: String) throws -> MasterKey {

@@ -126,6 +126,8 @@ public protocol ControlPlaneStore: Sendable {
     func createDeployment(_ deployment: Deployment, agentTokenHash: String, audit: AuditDraft) async throws -> Deployment
     func deployments(ownerId: String) async throws -> [Deployment]
     func deployment(id: String, ownerId: String) async throws -> Deployment?
+    /// Writes the deployment's name and resource limits (and updatedAt), with the audit record.
+    func updateDeployment(_ deployment: Deployment, audit: AuditDraft) async throws -> Deployment
     /// Revokes the deployment's agent tokens and, if `newHash` is given, issues that one.
     func replaceAgentToken(deploymentId: String, newHash: String?, now: Date, audit: AuditDraft) async throws
     func deploymentId(forAgentTokenHash hash: String) async throws -> String?

@@ -131,6 +131,16 @@ enum Migrations {
             try db.execute(sql: "ALTER TABLE agent_tokens ADD COLUMN issued_by TEXT")
         }
         ScalingMigrations.register(&migrator)
+        // What each instance may use (ResourceLimits). Rows from before get the built-in defaults (1 core,
+        // 512 MiB, 256 processes); new rows always get explicit values (the controller's --default-* flags).
+        // Registered by name at the end: never renumber, never edit; add another migration after it.
+        migrator.registerMigration("v5-deployment-resource-limits") { db in
+            try db.execute(sql: """
+                ALTER TABLE deployments ADD COLUMN cpu_limit REAL NOT NULL DEFAULT 1 CHECK (cpu_limit > 0);
+                ALTER TABLE deployments ADD COLUMN memory_limit INTEGER NOT NULL DEFAULT 536870912 CHECK (memory_limit >= 4194304);
+                ALTER TABLE deployments ADD COLUMN pids_limit INTEGER NOT NULL DEFAULT 256 CHECK (pids_limit >= 8);
+                """)
+        }
         return migrator
     }
 }

@@ -413,11 +413,12 @@ public final class SQLiteStore: ControlPlaneStore {
         try await write { db in
             try db.execute(sql: """
                 INSERT INTO deployments (id, project_id, environment, name, runtime_type, command, status, config_version,
-                                         created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         created_at, updated_at, cpu_limit, memory_limit, pids_limit)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [deployment.id, deployment.projectId, deployment.environment.rawValue, deployment.name,
                                  deployment.runtimeType, deployment.command, deployment.status.rawValue,
-                                 deployment.configVersion, deployment.createdAt, deployment.updatedAt])
+                                 deployment.configVersion, deployment.createdAt, deployment.updatedAt,
+                                 deployment.cpuLimit, deployment.memoryLimit, deployment.pidsLimit])
             try db.execute(sql: "INSERT INTO agent_tokens (token_hash, deployment_id, created_at) VALUES (?, ?, ?)",
                            arguments: [agentTokenHash, deployment.id, deployment.createdAt])
             try Self.append(audit, db)
@@ -439,6 +440,18 @@ public final class SQLiteStore: ControlPlaneStore {
             try Row.fetchOne(db, sql: """
                 SELECT d.* FROM deployments d JOIN projects p ON p.id = d.project_id WHERE d.id = ? AND p.owner_id = ?
                 """, arguments: [id, ownerId]).map(Self.deployment)
+        }
+    }
+
+    public func updateDeployment(_ deployment: Deployment, audit: AuditDraft) async throws -> Deployment {
+        try await write { db in
+            try db.execute(sql: """
+                UPDATE deployments SET name = ?, cpu_limit = ?, memory_limit = ?, pids_limit = ?, updated_at = ? WHERE id = ?
+                """, arguments: [deployment.name, deployment.cpuLimit, deployment.memoryLimit, deployment.pidsLimit,
+                                 deployment.updatedAt, deployment.id])
+            guard db.changesCount > 0 else { throw StoreError.notFound("deployment") }
+            try Self.append(audit, db)
+            return deployment
         }
     }
 
@@ -521,6 +534,7 @@ public final class SQLiteStore: ControlPlaneStore {
             id: row["id"], projectId: row["project_id"], environment: EnvironmentName(rawValue: row["environment"]) ?? .development,
             name: row["name"], runtimeType: row["runtime_type"], command: row["command"],
             status: DeploymentStatus(rawValue: row["status"]) ?? .pending, configVersion: row["config_version"],
-            createdAt: row["created_at"], updatedAt: row["updated_at"], agentToken: nil)
+            createdAt: row["created_at"], updatedAt: row["updated_at"], agentToken: nil,
+            cpuLimit: row["cpu_limit"], memoryLimit: row["memory_limit"], pidsLimit: row["pids_limit"])
     }
 }
