@@ -35,7 +35,7 @@ private struct LocalController {
     init(dataDirectory: URL) throws {
         let port = TestSupport.freeLoopbackPort()
         process = try Spawned(TestSupport.binary("coderunner-controller"), [
-            "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4",
+            "serve", "--registration", "open", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4",
             "--log-level", "error", "--executor", "local", "--agent-binary", TestSupport.binary("coderunner-agent"),
             "--poll-interval", "0.5",
         ])
