@@ -14,8 +14,10 @@ public struct ControllerConfiguration: Sendable {
     public static let defaultTokenLifetime: Duration = .seconds(24 * 3600)
     /// Rotate long before NIST SP 800-38D's 2^32 random-nonce encryptions per key (2^24: 256 times below).
     public static let defaultRotationThreshold: UInt64 = 1 << 24
-    /// An agent holds one blocking query; a few more cover a restart overlapping the old process's query.
-    public static let defaultMaxPollsPerToken = 4
+    /// An agent holds one blocking query (two while a restart overlaps the old process's). A deployment's
+    /// instances may share its token (exec and webhook executors, agents started by hand), so the limit
+    /// bounds what one leaked or looping token can pin, not one agent: 32 instances with restarts overlapping.
+    public static let defaultMaxPollsPerToken = 64
     /// A keep-alive connection with no request in progress is closed after this (nginx's keepalive_timeout).
     public static let defaultIdleTimeout: Duration = .seconds(75)
     /// From a request's first byte to its complete head (Go's ReadHeaderTimeout is commonly set to 10 s).

@@ -523,7 +523,7 @@ paths:
         version is above it or `wait` passes (default 30s, capped at 5m), then answers the current version.
         The X-CodeRunner-Index header repeats the version. When the controller shuts down, held queries end
         at once with 503 (retry with backoff). When the token is revoked, its held queries end at once with 401.
-        One token holds at most `--max-polls-per-token` queries at once (default 4); one more is 429.
+        One token holds at most `--max-polls-per-token` queries at once (default 64); one more is 429.
       parameters:
         - name: index
           in: query
