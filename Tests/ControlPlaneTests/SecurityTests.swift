@@ -1,6 +1,7 @@
 // The security issue's items: revoked agent tokens, server exhaustion, registration, enumeration, template names.
 import AsyncHTTPClient
 import Foundation
+import GRDB
 import HTTPTypes
 import NIOCore
 import NIOHTTP1
@@ -515,5 +516,52 @@ final class RawConnection: Sendable {
             let all = try await client.call(.get, "/api/config/templates", token: alice).list
             #expect(all.filter { $0["isOfficial"] as? Bool == true }.count == 7)
         }
+    }
+}
+
+@Suite struct TemplateNamesMigrationTests {
+    @Test("v5-template-names-per-owner keeps every template of a database made before it")
+    func upgradeKeepsTemplates() async throws {
+        let directory = try TestSupport.makeTemporaryDirectory("template-migration")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("coderunner.sqlite").path
+        do {
+            // The schema as it was before the migration, with an official and a user's template in it.
+            let pool = try DatabasePool(path: path)
+            try Migrations.migrator.migrate(pool, upTo: "v100-scaling")
+            try await pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO users (id, email, password_hash, is_admin, created_at) VALUES ('u1', 'a@example.com', 'x', 1, '2026-01-01');
+                    INSERT INTO config_templates (id, name, description, category, is_official, owner_id, usage_count, template_data, created_at, updated_at)
+                    VALUES ('t1', 'Go', 'official', 'go', 1, NULL, 3, '{}', '2026-01-01', '2026-01-01'),
+                           ('t2', 'Mine', 'a user''s', 'custom', 0, 'u1', 1, '{}', '2026-01-01', '2026-01-01');
+                    """)
+            }
+        }
+        let store = try SQLiteStore(path: path)
+        let rows = try await store.pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, name, owner_id, usage_count FROM config_templates ORDER BY id")
+                .map { "\($0["id"] as String)|\($0["name"] as String)|\(($0["owner_id"] as String?) ?? "-")|\($0["usage_count"] as Int)" }
+        }
+        #expect(rows == ["t1|Go|-|3", "t2|Mine|u1|1"])
+        // Names are now unique per owner: another user may take "Mine", its owner may not take it twice.
+        try await store.pool.write { db in
+            try db.execute(sql: "INSERT INTO users (id, email, password_hash, is_admin, created_at) VALUES ('u2', 'b@example.com', 'x', 0, '2026-01-01')")
+            try db.execute(sql: """
+                INSERT INTO config_templates (id, name, description, category, is_official, owner_id, usage_count, template_data, created_at, updated_at)
+                VALUES ('t3', 'Mine', '', 'custom', 0, 'u2', 0, '{}', '2026-01-01', '2026-01-01')
+                """)
+        }
+        await #expect(throws: DatabaseError.self) {
+            try await store.pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO config_templates (id, name, description, category, is_official, owner_id, usage_count, template_data, created_at, updated_at)
+                    VALUES ('t4', 'Mine', '', 'custom', 0, 'u1', 0, '{}', '2026-01-01', '2026-01-01')
+                    """)
+            }
+        }
+        // Seeding the official templates again adds no duplicate.
+        try await store.seedTemplates(OfficialTemplates.templates(now: Date()))
+        #expect(try await store.pool.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM config_templates WHERE name = 'Go'") } == 1)
     }
 }
