@@ -14,6 +14,18 @@ public struct ControllerConfiguration: Sendable {
     public static let defaultTokenLifetime: Duration = .seconds(24 * 3600)
     /// Rotate long before NIST SP 800-38D's 2^32 random-nonce encryptions per key (2^24: 256 times below).
     public static let defaultRotationThreshold: UInt64 = 1 << 24
+    /// An agent holds one blocking query (two while a restart overlaps the old process's). A deployment's
+    /// instances may share its token (exec and webhook executors, agents started by hand), so the limit
+    /// bounds what one leaked or looping token can pin, not one agent: 32 instances with restarts overlapping.
+    public static let defaultMaxPollsPerToken = 64
+    /// A keep-alive connection with no request in progress is closed after this (nginx's keepalive_timeout).
+    public static let defaultIdleTimeout: Duration = .seconds(75)
+    /// From a request's first byte to its complete head (Go's ReadHeaderTimeout is commonly set to 10 s).
+    public static let defaultHeaderReadTimeout: Duration = .seconds(10)
+    public static let defaultInviteLifetime: Duration = .seconds(7 * 24 * 3600)
+    /// Login and registration attempts per minute per client address (and the burst): a person who mistypes
+    /// is never held up; a guesser gets 14,400 tries a day instead of bcrypt's hundreds a second.
+    public static let defaultAuthAttemptsPerMinute = 10
 
     public enum MasterKeySource: Sendable {
         /// `<dataDirectory>/master.key`, generated with mode 0600 on first start and never overwritten.
@@ -38,6 +50,14 @@ public struct ControllerConfiguration: Sendable {
     public var scaling = ScalerConfiguration()
     /// The resource limits of a deployment created without them.
     public var deploymentDefaults = ResourceLimits()
+    /// nil: registration is open only until the first user exists.
+    public var registration: RegistrationMode?
+    /// Login and registration attempts per client address.
+    public var authRateLimit = TokenBucketLimiter.Policy.perMinute(defaultAuthAttemptsPerMinute)
+    /// Blocking queries one agent token may hold at once (429 above).
+    public var maxPollsPerToken = defaultMaxPollsPerToken
+    public var idleTimeout = defaultIdleTimeout
+    public var headerReadTimeout = defaultHeaderReadTimeout
 
     public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
                 masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
@@ -102,6 +122,8 @@ public struct ControlPlane: Sendable {
     public let instances: InstanceRegistry
     /// Scaling policies, events, costs and the scaler itself.
     public let scaling: ScalingAPI
+    /// Login and registration attempts per client address.
+    let authAttempts: AttemptLimiter
     let feed: ChangeFeed
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
@@ -123,7 +145,8 @@ public struct ControlPlane: Sendable {
         let feed = ChangeFeed(hub: hub, cache: AgentConfigCache())
         let configs = ConfigService(store: store, secrets: secrets, feed: feed, dependencies: dependencies, logger: logger)
         let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
-                                            defaultLimits: configuration.deploymentDefaults)
+                                            defaultLimits: configuration.deploymentDefaults,
+                                            maxPollsPerToken: configuration.maxPollsPerToken)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
         let leftovers = try await deployments.revokeLeftoverInstanceTokens()
@@ -132,13 +155,16 @@ public struct ControlPlane: Sendable {
         }
         return ControlPlane(
             configuration: configuration, store: store,
-            auth: AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
-                              tokenLifetime: configuration.tokenLifetime, adminEmail: configuration.adminEmail?.lowercased()),
+            auth: try await AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
+                                        tokenLifetime: configuration.tokenLifetime,
+                                        adminEmail: configuration.adminEmail?.lowercased(),
+                                        registration: configuration.registration),
             projects: ProjectService(store: store, configs: configs), configs: configs,
             deployments: deployments, secrets: secrets, hub: hub,
             instances: instances,
             scaling: ScalingAPI.open(configuration, pool: store.pool, instances: instances, credentials: deployments,
                                      dependencies: dependencies, logger: logger),
+            authAttempts: AttemptLimiter(policy: configuration.authRateLimit),
             feed: feed)
     }
 }
@@ -167,6 +193,9 @@ public func buildApplication(
     }
     let app = Application(
         router: controlPlane.router(),
+        server: .http1(configuration: .init(
+            additionalChannelHandlers: [HeaderReadTimeoutHandler(timeout: .init(configuration.headerReadTimeout))],
+            idleTimeout: .init(configuration.idleTimeout))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "coderunner-controller"),
         onServerRunning: { channel in
             let host = channel.localAddress?.ipAddress ?? configuration.host

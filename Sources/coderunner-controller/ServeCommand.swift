@@ -99,6 +99,37 @@ struct ServeCommand: AsyncParsableCommand {
         return limits
     }
 
+    @Option(help: "Who may register: open, closed or invite (an administrator's single-use code) (env CODERUNNER_REGISTRATION; default: open only until the first user, the administrator, exists).")
+    var registration: String?
+
+    @Option(help: "Blocking config queries one agent token may hold at once; more answer 429 (env CODERUNNER_MAX_POLLS_PER_TOKEN; default \(ControllerConfiguration.defaultMaxPollsPerToken)).")
+    var maxPollsPerToken: Int?
+
+    @Option(help: "Login and registration attempts per minute per client address, also the burst (env CODERUNNER_AUTH_RATE_LIMIT; default \(ControllerConfiguration.defaultAuthAttemptsPerMinute)).")
+    var authRateLimit: Int?
+
+    /// The security flags, apart so that tests can check them without starting a server.
+    func securityConfiguration(_ configuration: inout ControllerConfiguration, _ environment: [String: String]) throws {
+        if let text = registration ?? environment["CODERUNNER_REGISTRATION"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard let mode = RegistrationMode(rawValue: text) else {
+                throw ValidationError("--registration must be open, closed or invite, got \(text)")
+            }
+            configuration.registration = mode
+        }
+        if let text = maxPollsPerToken.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_POLLS_PER_TOKEN"] {
+            guard let n = Int(text), (1...1000).contains(n) else {
+                throw ValidationError("--max-polls-per-token must be from 1 to 1000, got \(text)")
+            }
+            configuration.maxPollsPerToken = n
+        }
+        if let text = authRateLimit.map({ "\($0)" }) ?? environment["CODERUNNER_AUTH_RATE_LIMIT"] {
+            guard let n = Int(text), (1...100_000).contains(n) else {
+                throw ValidationError("--auth-rate-limit must be from 1 to 100000 attempts a minute, got \(text)")
+            }
+            configuration.authRateLimit = .perMinute(n)
+        }
+    }
+
     func scalerConfiguration(_ environment: [String: String]) throws -> ScalerConfiguration {
         var scaling = ScalerConfiguration()
         if let text = maxInstancesPerDeployment.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_INSTANCES_PER_DEPLOYMENT"] {
@@ -196,6 +227,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         configuration.scaling = try scalerConfiguration(environment)
         configuration.deploymentDefaults = try deploymentDefaults(environment)
+        try securityConfiguration(&configuration, environment)
         let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration) { address in
             // Unbuffered, so that a supervisor or test reading the pipe sees it at once.
             FileHandle.standardOutput.write(Data("coderunner-controller listening on http://\(address)\n".utf8))

@@ -89,12 +89,20 @@ struct Harness {
     let now = TestNow()
     let timer = ManualTimer()
 
-    init(rotationThreshold: UInt64 = ControllerConfiguration.defaultRotationThreshold, adminEmail: String? = nil) throws {
+    /// Registration is open and the login rate limit out of the way unless a test asks otherwise: most tests
+    /// sign several users up from one (in-process, address-less) client.
+    init(rotationThreshold: UInt64 = ControllerConfiguration.defaultRotationThreshold, adminEmail: String? = nil,
+         registration: RegistrationMode? = .open, authRateLimit: TokenBucketLimiter.Policy = .perMinute(100_000),
+         bcryptCost: UInt8 = 4, configure: (inout ControllerConfiguration) -> Void = { _ in }) throws {
         directory = try TestSupport.makeTemporaryDirectory("controlplane")
         // bcrypt cost 4 (its minimum) keeps tests fast; the cost itself is Bcrypt's business.
-        configuration = ControllerConfiguration(
+        var configuration = ControllerConfiguration(
             host: "127.0.0.1", port: 0, dataDirectory: directory.path, masterKey: .generatedInDataDirectory,
-            adminEmail: adminEmail, bcryptCost: 4, rotationThreshold: rotationThreshold, logLevel: .critical)
+            adminEmail: adminEmail, bcryptCost: bcryptCost, rotationThreshold: rotationThreshold, logLevel: .critical)
+        configuration.registration = registration
+        configuration.authRateLimit = authRateLimit
+        configure(&configuration)
+        self.configuration = configuration
     }
 
     var dependencies: Dependencies {

@@ -77,6 +77,22 @@ import TestSupport
         #expect(stop(second) == 0)
     }
 
+    @Test("--registration falls back to CODERUNNER_REGISTRATION; an unknown mode does not start")
+    func registrationModeFromTheEnvironment() throws {
+        let dataDir = try TestSupport.makeTemporaryDirectory("serve-registration")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let running = try start(dataDir: dataDir, environment: ["CODERUNNER_REGISTRATION": "closed"])
+        let answer = try TestSupport.run("/usr/bin/curl", [
+            "-s", "--max-time", "10", "-H", "Content-Type: application/json",
+            "-d", #"{"email":"first@example.com","password":"longenough"}"#, "http://\(running.address)/api/auth/register",
+        ], timeout: .seconds(15))
+        #expect(String(decoding: answer.stdout, as: UTF8.self).contains("registration is closed on this controller"))
+        #expect(stop(running) == 0)
+        #expect(throws: ServeError.self) {
+            _ = stop(try start(dataDir: dataDir, environment: ["CODERUNNER_REGISTRATION": "bogus"]))
+        }
+    }
+
     @Test func refusesAnUnusableMasterKey() throws {
         let dataDir = try TestSupport.makeTemporaryDirectory("serve-badkey")
         defer { try? FileManager.default.removeItem(at: dataDir) }

@@ -131,7 +131,7 @@ final class ControllerProcess {
 
     func start() throws {
         let p = try Spawned(TestSupport.binary("coderunner-controller"), [
-            "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4", "--log-level", "error",
+            "serve", "--registration", "open", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4", "--log-level", "error",
         ])
         process = p
         let up = TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {

@@ -35,7 +35,7 @@ struct LocalController {
     init(dataDirectory: URL, readOnly: [String] = [], arguments: [String] = [], environment: [String: String]? = nil) throws {
         let port = TestSupport.freeLoopbackPort()
         process = try Spawned(TestSupport.binary("coderunner-controller"), [
-            "serve", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4",
+            "serve", "--registration", "open", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4",
             "--log-level", "error", "--executor", "local", "--agent-binary", TestSupport.binary("coderunner-agent"),
             "--poll-interval", "0.5",
         ] + (readOnly.isEmpty ? [] : ["--sandbox-read-only", readOnly.joined(separator: ",")]) + arguments,

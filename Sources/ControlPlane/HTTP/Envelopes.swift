@@ -23,8 +23,9 @@ enum EnvelopeCoding {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    static func error(status: HTTPResponse.Status, message: String) -> Response {
-        response(Envelope<Empty>(success: false, error: message, timestamp: Timestamps.format(Date())), status: status)
+    static func error(status: HTTPResponse.Status, message: String, headers: HTTPFields = [:]) -> Response {
+        response(Envelope<Empty>(success: false, error: message, timestamp: Timestamps.format(Date())), status: status,
+                 headers: headers)
     }
 }
 

@@ -1,4 +1,5 @@
 // The HTTP edge: one place maps every error to a status and an envelope; one place checks sizes and tokens.
+import HTTPTypes
 import Hummingbird
 import Logging
 
@@ -18,7 +19,9 @@ struct ErrorMiddleware: RouterMiddleware {
     static func response(for error: any Error, context: Context) -> Response {
         switch error {
         case let error as ControlPlaneError:
-            return EnvelopeCoding.error(status: .init(code: error.status), message: error.message)
+            var headers: HTTPFields = [:]
+            if case .tooManyRequests(_, let retryAfter) = error { headers[.retryAfter] = String(retryAfter) }
+            return EnvelopeCoding.error(status: .init(code: error.status), message: error.message, headers: headers)
         case let error as StoreError:
             switch error {
             case .conflict(let what): return EnvelopeCoding.error(status: .conflict, message: what)

@@ -13,9 +13,10 @@ info:
 
     Every JSON answer is the envelope `{success, data, error, message, timestamp}`: `data` on success,
     `error` (a human-readable message) on failure. Status codes: 400 validation (the error starts with
-    "validation failed" and names the field), 401 missing/invalid token, 403 not an administrator,
-    404 unknown route or another user's resource ("... not found"), 409 conflict or a corrupted
-    (tampered) ciphertext ("corrupted: ..."), 413 body over 1 MiB.
+    "validation failed" and names the field), 401 missing/invalid token, 403 not an administrator or
+    registration refused (the reason says why), 404 unknown route or another user's resource ("... not found"),
+    409 conflict or a corrupted (tampered) ciphertext ("corrupted: ..."), 413 body over 1 MiB, 429 too many
+    attempts or queries (with Retry-After in seconds).
 
     Secrets (variableType `secret`, or `isEncrypted`) are never returned in plaintext by the user API:
     their `value` is the mask `********` and `isMasked` is true, unless the owner passes `reveal=true`,
@@ -69,12 +70,45 @@ paths:
         content:
           application/json:
             schema: {$ref: "#/components/schemas/Credentials"}
+      description: |
+        Who may register is the operator's choice (`serve --registration`): by default only the first user
+        (the administrator); `open`: anyone; `closed`: nobody; `invite`: whoever sends an unused `inviteCode`
+        an administrator created (the first user needs none). A refusal is 403 with the reason. An address
+        that cannot be registered (it has an account) is 409 "registration failed: ...", a message that does
+        not say why. Attempts count against the per-address login limit (429 with Retry-After).
       responses:
         "201":
           description: Registered. The first user (or the one named by --admin-email) is the administrator.
           content:
             application/json:
               schema: {$ref: "#/components/schemas/UserEnvelope"}
+        "403":
+          description: Registration is closed, or needs a valid invite code.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ErrorEnvelope"}
+        "429":
+          description: Too many login or registration attempts from this address.
+          headers:
+            Retry-After:
+              schema: {type: string}
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ErrorEnvelope"}
+        default: {$ref: "#/components/responses/Error"}
+  /api/auth/invites:
+    post:
+      tags: [auth]
+      operationId: createInvite
+      description: |
+        A single-use invite code for `--registration invite` (administrators only; 403 otherwise), valid for
+        7 days and shown only once (the controller keeps its SHA-256). Audited.
+      responses:
+        "201":
+          description: The invite.
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/InviteEnvelope"}
         default: {$ref: "#/components/responses/Error"}
   /api/auth/login:
     post:
@@ -88,10 +122,18 @@ paths:
             schema: {$ref: "#/components/schemas/Credentials"}
       responses:
         "200":
-          description: A session token (256 random bits, expires after 24 h). A wrong password is 401 "Invalid credentials".
+          description: A session token (256 random bits, expires after 24 h). A wrong password, or an unknown address, is 401 "Invalid credentials" (after the same bcrypt work either way).
           content:
             application/json:
               schema: {$ref: "#/components/schemas/SessionEnvelope"}
+        "429":
+          description: Too many login or registration attempts from this address.
+          headers:
+            Retry-After:
+              schema: {type: string}
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/ErrorEnvelope"}
         default: {$ref: "#/components/responses/Error"}
   /api/auth/me:
     get:
@@ -325,7 +367,7 @@ paths:
             schema: {$ref: "#/components/schemas/CreateTemplate"}
       responses:
         "201":
-          description: A custom template, visible to its creator.
+          description: A custom template, visible to its creator. Names are unique per owner (409 for a second one of the same name), so another user's template of that name is neither refused nor revealed.
           content:
             application/json:
               schema: {$ref: "#/components/schemas/TemplateEnvelope"}
@@ -496,7 +538,8 @@ paths:
         The deployment's decrypted configuration. A blocking query: with `index`, the request is held until the
         version is above it or `wait` passes (default 30s, capped at 5m), then answers the current version.
         The X-CodeRunner-Index header repeats the version. When the controller shuts down, held queries end
-        at once with 503 (retry with backoff).
+        at once with 503 (retry with backoff). When the token is revoked, its held queries end at once with 401.
+        One token holds at most `--max-polls-per-token` queries at once (default 64); one more is 429.
       parameters:
         - name: index
           in: query
@@ -873,7 +916,7 @@ components:
       schema: {type: boolean, default: false}
   responses:
     Error:
-      description: An error envelope (400, 401, 403, 404, 409, 413).
+      description: An error envelope (400, 401, 403, 404, 409, 413, 429, 503).
       content:
         application/json:
           schema: {$ref: "#/components/schemas/ErrorEnvelope"}
@@ -900,6 +943,14 @@ components:
       properties:
         email: {type: string, format: email}
         password: {type: string, minLength: 8, maxLength: 72}
+        inviteCode: {type: string, description: "Required by registration under --registration invite (not for the first user)."}
+    Invite:
+      type: object
+      required: [id, code, expiresAt]
+      properties:
+        id: {type: string}
+        code: {type: string, description: "cri_ and 64 hex digits; shown only once."}
+        expiresAt: {$ref: "#/components/schemas/Timestamp"}
     User:
       type: object
       required: [id, email, isAdmin, createdAt]
@@ -1292,6 +1343,14 @@ components:
       properties:
         success: {const: true}
         data: {$ref: "#/components/schemas/Status"}
+        message: {type: string}
+        timestamp: {$ref: "#/components/schemas/Timestamp"}
+    InviteEnvelope:
+      type: object
+      required: [success, data, timestamp]
+      properties:
+        success: {const: true}
+        data: {$ref: "#/components/schemas/Invite"}
         message: {type: string}
         timestamp: {$ref: "#/components/schemas/Timestamp"}
     UserEnvelope:

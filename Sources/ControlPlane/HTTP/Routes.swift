@@ -41,13 +41,16 @@ extension ControlPlane {
         }
 
         // MARK: Users
-        struct Credentials: Codable, Sendable { var email: String?; var password: String? }
+        struct Credentials: Codable, Sendable { var email: String?; var password: String?; var inviteCode: String? }
+        // Both spend bcrypt's work and both answer a guesser: limited per client address before anything else.
         router.post("api/auth/register") { request, context in
+            try authAttempts.check(context.remoteAddress)
             let body = try await RequestBody.decode(Credentials.self, from: request, context: context)
-            let user = try await auth.register(email: body.email, password: body.password)
+            let user = try await auth.register(email: body.email, password: body.password, inviteCode: body.inviteCode)
             return Reply(user, message: "user registered", status: .created)
         }
         router.post("api/auth/login") { request, context in
+            try authAttempts.check(context.remoteAddress)
             let body = try await RequestBody.decode(Credentials.self, from: request, context: context)
             return Reply(try await auth.login(email: body.email, password: body.password), message: "logged in")
         }
@@ -79,6 +82,11 @@ extension ControlPlane {
         addInstanceRoutes(agents: router, owners: authed)
         addScalingRoutes(to: authed)
         authed.get("api/auth/me") { _, context in Reply(try context.requireUser()) }
+        authed.post("api/auth/invites") { request, context in
+            let user = try context.requireUser()
+            return Reply(try await auth.createInvite(actor: actor(request, context), isAdmin: user.isAdmin),
+                         message: "invite created; the code is shown only once", status: .created)
+        }
         authed.post("api/auth/logout") { _, context in
             if let token = context.sessionToken { try await auth.logout(token: token) }
             return Reply<Empty>.message("logged out")

@@ -1,7 +1,8 @@
-// Registration, login, session tokens.
+// Registration, login, session tokens, invites.
 import Foundation
 import HummingbirdBcrypt
 import NIOPosix
+import Synchronization
 
 public struct AuthService: Sendable {
     let store: any ControlPlaneStore
@@ -9,6 +10,22 @@ public struct AuthService: Sendable {
     let bcryptCost: UInt8
     let tokenLifetime: Duration
     let adminEmail: String?
+    let registration: RegistrationMode?
+    /// A hash of a password nobody knows, at the configured cost: a login for an unknown e-mail is checked
+    /// against it, so that it takes as long as one for a known e-mail and the timing does not tell them apart.
+    let dummyHash: String
+
+    init(store: any ControlPlaneStore, dependencies: Dependencies, bcryptCost: UInt8, tokenLifetime: Duration,
+         adminEmail: String?, registration: RegistrationMode?) async throws {
+        self.store = store
+        self.dependencies = dependencies
+        self.bcryptCost = bcryptCost
+        self.tokenLifetime = tokenLifetime
+        self.adminEmail = adminEmail
+        self.registration = registration
+        let secret = try Tokens.mint(prefix: "", random: dependencies.random)
+        dummyHash = try await Self.offLoop { Bcrypt.hash(secret, cost: bcryptCost) }
+    }
 
     public struct Session: Codable, Sendable {
         public var token: String
@@ -16,17 +33,40 @@ public struct AuthService: Sendable {
         public var user: User
     }
 
-    public func register(email rawEmail: String?, password rawPassword: String?) async throws -> User {
+    /// bcrypt is deliberately slow: it runs on NIO's blocking pool, never on an event loop nor on Swift's
+    /// cooperative pool (whose few threads also run every request handler).
+    static func offLoop<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
+    }
+
+    public func register(email rawEmail: String?, password rawPassword: String?, inviteCode: String? = nil) async throws -> User {
+        // A closed controller refuses before bcrypt's work (the store checks again, in the transaction).
+        if registration == .closed { throw Self.refusal(.closed) }
         let email = try Validation.checkEmail(rawEmail)
         let password = try Validation.checkPassword(rawPassword)
         let cost = bcryptCost
-        // bcrypt is deliberately slow: run it on NIO's blocking pool, never on an event loop.
-        let hash = try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+        let hash = try await Self.offLoop { Bcrypt.hash(password, cost: cost) }
+        let rule = RegistrationRule(registration, inviteCodeHash: inviteCode.map(Tokens.hash))
         do {
-            return try await store.createUser(id: newID(), email: email, passwordHash: hash, adminEmail: adminEmail,
+            return try await store.createUser(id: newID(), email: email, passwordHash: hash, adminEmail: adminEmail, rule: rule,
                                               now: dependencies.now())
         } catch StoreError.conflict {
-            throw ControlPlaneError.conflict("a user with this email already exists")
+            throw ControlPlaneError.registrationFailed
+        } catch let refusal as RegistrationRefusal {
+            throw Self.refusal(refusal)
+        }
+    }
+
+    static func refusal(_ refusal: RegistrationRefusal) -> ControlPlaneError {
+        switch refusal {
+        case .closed:
+            .forbidden("registration is closed on this controller; an administrator can change --registration")
+        case .firstUserExists:
+            .forbidden("registration is closed: it is open only until the first user (the administrator) exists; the operator can start the controller with --registration open or invite")
+        case .inviteRequired:
+            .forbidden("registration requires an invite: send inviteCode, which an administrator creates with POST /api/auth/invites")
+        case .inviteInvalid:
+            .forbidden("the invite code is invalid, expired or already used")
         }
     }
 
@@ -35,11 +75,13 @@ public struct AuthService: Sendable {
             throw ControlPlaneError.validation(field: rawEmail == nil ? "email" : "password", reason: "is required")
         }
         let invalid = ControlPlaneError.unauthorized("Invalid credentials")
-        guard let (user, hash) = try await store.credentials(email: rawEmail.lowercased()),
-              rawPassword.utf8.count <= 72
-        else { throw invalid }
-        let matches = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(rawPassword, hash: hash) }
-        guard matches else { throw invalid }
+        let record = try await store.credentials(email: rawEmail.lowercased())
+        // Unknown address or over-long password: verify against the dummy hash anyway (see dummyHash).
+        let usable = record != nil && rawPassword.utf8.count <= 72
+        let hash = usable ? record!.passwordHash : dummyHash
+        let candidate = String(decoding: Array(rawPassword.utf8.prefix(72)), as: UTF8.self)
+        let matches = try await Self.offLoop { Bcrypt.verify(candidate, hash: hash) }
+        guard usable, matches, let user = record?.user else { throw invalid }
         let token = try Tokens.mint(prefix: Tokens.userPrefix, random: dependencies.random)
         let now = dependencies.now()
         let expiresAt = now.addingTimeInterval(Double(tokenLifetime.components.seconds))
@@ -57,5 +99,44 @@ public struct AuthService: Sendable {
 
     public func logout(token: String) async throws {
         try await store.revokeAPIToken(hash: Tokens.hash(token), now: dependencies.now())
+    }
+
+    /// A single-use invite code (administrators only), shown once; audited.
+    public func createInvite(actor: Actor, isAdmin: Bool) async throws -> RegistrationInvite {
+        guard isAdmin, let userId = actor.userId else { throw ControlPlaneError.forbidden("administrator role required") }
+        let code = try Tokens.mint(prefix: Tokens.invitePrefix, random: dependencies.random)
+        let now = dependencies.now()
+        let invite = RegistrationInvite(
+            id: newID(), code: code,
+            expiresAt: now.addingTimeInterval(Double(ControllerConfiguration.defaultInviteLifetime.components.seconds)))
+        try await store.createInvite(
+            id: invite.id, codeHash: Tokens.hash(code), createdBy: userId, expiresAt: invite.expiresAt,
+            audit: AuditDraft(userId: userId, projectId: nil, action: "create", resourceType: "invite", resourceId: invite.id,
+                              changes: ["expiresAt": Timestamps.format(invite.expiresAt)], ipAddress: actor.ipAddress,
+                              userAgent: actor.userAgent, timestamp: now))
+        return invite
+    }
+}
+
+/// Login and registration attempts per client address (TokenBucketLimiter on the monotonic clock).
+final class AttemptLimiter: Sendable {
+    private let state: Mutex<TokenBucketLimiter>
+    private let now: @Sendable () -> Duration
+
+    init(policy: TokenBucketLimiter.Policy, now: (@Sendable () -> Duration)? = nil) {
+        state = Mutex(TokenBucketLimiter(policy: policy))
+        let origin = ContinuousClock.now
+        self.now = now ?? { origin.duration(to: .now) }
+    }
+
+    func check(_ address: String?) throws(ControlPlaneError) {
+        let time = now()
+        switch state.withLock({ $0.take(address ?? "unknown", now: time) }) {
+        case .allowed:
+            return
+        case .limited(let seconds):
+            throw .tooManyRequests("too many login or registration attempts from this address; retry in \(seconds) s",
+                                   retryAfter: seconds)
+        }
     }
 }

@@ -5,11 +5,24 @@
 import ServiceLifecycle
 
 public actor ConfigWatchHub {
+    /// How a wait ended.
+    public enum Outcome: Sendable, Equatable {
+        /// A version above the index exists, or the timeout passed: answer with the current version.
+        case ready
+        /// The controller is shutting down.
+        case closed
+        /// A token of the deployment was revoked (or was already when the wait began): the caller must
+        /// check its token again before answering anything.
+        case revoked
+    }
+
     private struct Waiter {
         var deploymentId: String
+        /// The agent token's hash, so that revoking one token wakes only the requests holding it.
+        var tokenHash: String?
         var above: Int64
         var bucket: Bucket
-        var continuation: CheckedContinuation<Bool, Never>
+        var continuation: CheckedContinuation<Outcome, Never>
     }
 
     /// Waits end at the end of their expiry bucket, up to a bucket's width after their timeout: 1 s for the
@@ -46,7 +59,23 @@ public actor ConfigWatchHub {
         waiters = [:]
         byDeployment = [:]
         buckets = [:]
-        for waiter in parked { waiter.continuation.resume(returning: false) }
+        for waiter in parked { waiter.continuation.resume(returning: .closed) }
+    }
+
+    /// Wakes the requests waiting with a token that was just revoked (after the revocation committed): every
+    /// waiter of `deploymentId` when `tokenHash` is nil, else only those holding that token.
+    public func revoke(deploymentId: String, tokenHash: String? = nil) {
+        for id in byDeployment[deploymentId] ?? [] where tokenHash == nil || waiters[id]?.tokenHash == tokenHash {
+            remove(id)?.continuation.resume(returning: .revoked)
+        }
+    }
+
+    /// The same for a token whose deployment is not known here (it was not in the token cache): looks at every
+    /// waiter, which is fine for a rare event (the local executor stopping an agent).
+    public func revoke(tokenHash: String) {
+        for (id, waiter) in waiters where waiter.tokenHash == tokenHash {
+            remove(id)?.continuation.resume(returning: .revoked)
+        }
     }
 
     /// Records new versions (after their transaction committed) and wakes whoever waited for them.
@@ -54,7 +83,7 @@ public actor ConfigWatchHub {
         for update in updates {
             versions[update.deploymentId] = max(versions[update.deploymentId] ?? 0, update.version)
             for id in byDeployment[update.deploymentId] ?? [] where update.version > (waiters[id]?.above ?? .max) {
-                remove(id)?.continuation.resume(returning: true)
+                remove(id)?.continuation.resume(returning: .ready)
             }
         }
     }
@@ -66,20 +95,32 @@ public actor ConfigWatchHub {
     @discardableResult
     public func wait(deploymentId: String, above index: Int64, seen: Int64, timeout: Duration,
                      sleep: @escaping @Sendable (Duration) async -> Void) async -> Bool {
+        await wait(deploymentId: deploymentId, tokenHash: nil, above: index, seen: seen, timeout: timeout,
+                   stillAuthorized: { true }, sleep: sleep) != .closed
+    }
+
+    /// The same for an agent's request: `tokenHash` lets `revoke` wake it, and `stillAuthorized` is asked inside
+    /// the actor just before parking, so a revocation that committed after the caller checked its token but
+    /// before it parked is not missed (the revoker makes it false before calling `revoke`).
+    public func wait(deploymentId: String, tokenHash: String?, above index: Int64, seen: Int64, timeout: Duration,
+                     stillAuthorized: @Sendable () -> Bool,
+                     sleep: @escaping @Sendable (Duration) async -> Void) async -> Outcome {
         let known = max(versions[deploymentId] ?? seen, seen)
         versions[deploymentId] = known
-        if known > index { return true }
-        if closed { return false }
+        if known > index { return .ready }
+        if closed { return .closed }
+        if !stillAuthorized() { return .revoked }
         let id = nextWaiter
         nextWaiter += 1
         let bucket = bucket(after: timeout)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 if Task.isCancelled {
-                    continuation.resume(returning: true)
+                    continuation.resume(returning: .ready)
                     return
                 }
-                waiters[id] = Waiter(deploymentId: deploymentId, above: index, bucket: bucket, continuation: continuation)
+                waiters[id] = Waiter(deploymentId: deploymentId, tokenHash: tokenHash, above: index, bucket: bucket,
+                                     continuation: continuation)
                 byDeployment[deploymentId, default: []].insert(id)
                 if buckets[bucket] == nil {
                     buckets[bucket] = [id]
@@ -110,13 +151,13 @@ public actor ConfigWatchHub {
 
     private func expireBucket(_ bucket: Bucket) {
         for id in buckets[bucket] ?? [] {
-            remove(id)?.continuation.resume(returning: true)
+            remove(id)?.continuation.resume(returning: .ready)
         }
         buckets[bucket] = nil
     }
 
     private func expire(_ id: UInt64) {
-        remove(id)?.continuation.resume(returning: true)
+        remove(id)?.continuation.resume(returning: .ready)
     }
 
     private func remove(_ id: UInt64) -> Waiter? {

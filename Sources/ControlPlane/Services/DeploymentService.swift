@@ -14,14 +14,27 @@ public final class DeploymentService: Sendable {
     /// The limits of a deployment created without them (`--default-cpu-limit` and the others).
     let defaultLimits: ResourceLimits
     /// Agent token hash → deployment id. Agents present their token on every poll; this spares a query.
-    private let tokenCache = Mutex<[String: String]>([:])
+    private let tokenCache = Mutex(TokenCache())
+    /// Blocking queries held per agent token hash, against `maxPollsPerToken`.
+    private let pollsInFlight = Mutex<[String: Int]>([:])
+    let maxPollsPerToken: Int
+
+    struct TokenCache {
+        var entries: [String: String] = [:]
+        /// Bumped by every revocation once it committed. A lookup that read the database under an older
+        /// generation may have read the token before it was revoked: it answers its own request, but must not
+        /// put the token back into the cache after the revocation emptied it.
+        var generation: UInt64 = 0
+    }
     /// Tamper reports already audited (variable id + version), so a polling agent does not flood the log.
     private let reportedTamper = Mutex<Set<String>>([])
 
     init(store: any ControlPlaneStore, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger,
-         defaultLimits: ResourceLimits = ResourceLimits()) {
+         defaultLimits: ResourceLimits = ResourceLimits(),
+         maxPollsPerToken: Int = ControllerConfiguration.defaultMaxPollsPerToken) {
         self.defaultLimits = defaultLimits
         self.store = store
+        self.maxPollsPerToken = maxPollsPerToken
         self.configs = configs
         self.feed = feed
         self.dependencies = dependencies
@@ -120,7 +133,7 @@ public final class DeploymentService: Sendable {
         let token = try Tokens.mint(prefix: Tokens.agentPrefix, random: dependencies.random)
         try await store.replaceAgentToken(deploymentId: id, newHash: Tokens.hash(token), now: dependencies.now(), audit: configs.draft(
             actor, projectId: deployment.projectId, action: "issue_token", resourceType: "deployment", resourceId: id))
-        forgetTokens(of: id)
+        await forgetTokens(of: id)
         return IssuedToken(deploymentId: id, agentToken: token)
     }
 
@@ -128,16 +141,29 @@ public final class DeploymentService: Sendable {
         let deployment = try await get(id, actor: actor)
         try await store.replaceAgentToken(deploymentId: id, newHash: nil, now: dependencies.now(), audit: configs.draft(
             actor, projectId: deployment.projectId, action: "revoke_token", resourceType: "deployment", resourceId: id))
-        forgetTokens(of: id)
+        await forgetTokens(of: id)
     }
 
-    func forgetTokens(of deploymentId: String) {
-        tokenCache.withLock { cache in cache = cache.filter { $0.value != deploymentId } }
+    /// After a revocation committed: no cached lookup, nor one in flight, serves the deployment's old tokens
+    /// again, and its held blocking queries wake to check their token (401 for a revoked one).
+    func forgetTokens(of deploymentId: String) async {
+        tokenCache.withLock { cache in
+            cache.generation &+= 1
+            cache.entries = cache.entries.filter { $0.value != deploymentId }
+        }
+        await feed.hub.revoke(deploymentId: deploymentId)
     }
 
+    /// After deleting projects (their deployments' tokens went with them). Held queries of those deployments
+    /// find their token gone when their wait ends.
     func forgetAllTokens() {
-        tokenCache.withLock { $0.removeAll() }
+        tokenCache.withLock { cache in
+            cache.generation &+= 1
+            cache.entries.removeAll()
+        }
     }
+
+    var tokenGeneration: UInt64 { tokenCache.withLock { $0.generation } }
 
     // MARK: The local executor's agents
 
@@ -160,7 +186,15 @@ public final class DeploymentService: Sendable {
     public func revokeInstanceToken(_ token: String) async throws {
         let hash = Tokens.hash(token)
         try await store.revokeAgentToken(hash: hash, now: dependencies.now())
-        tokenCache.withLock { _ = $0.removeValue(forKey: hash) }
+        let deploymentId = tokenCache.withLock { cache in
+            cache.generation &+= 1
+            return cache.entries.removeValue(forKey: hash)
+        }
+        if let deploymentId {
+            await feed.hub.revoke(deploymentId: deploymentId, tokenHash: hash)
+        } else {
+            await feed.hub.revoke(tokenHash: hash)
+        }
     }
 
     /// Revokes what a previous run of the controller left (it was killed before stopping its agents).
@@ -187,27 +221,66 @@ public final class DeploymentService: Sendable {
     // MARK: Agents
 
     func deploymentId(agentToken: String) async throws -> String {
-        let hash = Tokens.hash(agentToken)
-        if let id = tokenCache.withLock({ $0[hash] }) { return id }
+        try await deploymentId(tokenHash: Tokens.hash(agentToken))
+    }
+
+    func deploymentId(tokenHash hash: String) async throws -> String {
+        let (cached, generation) = tokenCache.withLock { ($0.entries[hash], $0.generation) }
+        if let cached { return cached }
         guard let id = try await store.deploymentId(forAgentTokenHash: hash) else {
             throw ControlPlaneError.unauthorized("invalid or revoked agent token")
         }
-        tokenCache.withLock { $0[hash] = id }
+        tokenCache.withLock { cache in
+            if cache.generation == generation { cache.entries[hash] = id }
+        }
         return id
+    }
+
+    /// Counts a held blocking query against its token's limit: a leaked or buggy agent cannot hold an
+    /// unbounded number of sockets and continuations.
+    private func beginPoll(_ hash: String) throws(ControlPlaneError) {
+        let admitted = pollsInFlight.withLock { polls -> Bool in
+            let held = polls[hash, default: 0]
+            guard held < maxPollsPerToken else { return false }
+            polls[hash] = held + 1
+            return true
+        }
+        guard admitted else {
+            throw .tooManyRequests("too many blocking queries for this agent token: at most \(maxPollsPerToken) at once",
+                                   retryAfter: 1)
+        }
+    }
+
+    private func endPoll(_ hash: String) {
+        pollsInFlight.withLock { polls in
+            let held = polls[hash, default: 1] - 1
+            polls[hash] = held > 0 ? held : nil
+        }
     }
 
     /// The config for the token's deployment. With `index`, holds until the version is above it or
     /// `wait` passes (capped by WaitDuration.maximum), then answers the current version.
     public func agentConfig(agentToken: String, index: Int64?, wait: Duration?) async throws -> RenderedAgentConfig {
-        let deploymentId = try await deploymentId(agentToken: agentToken)
+        let hash = Tokens.hash(agentToken)
+        // Read before the token is checked: a revocation that commits after the check moves it on.
+        let generation = tokenGeneration
+        let deploymentId = try await deploymentId(tokenHash: hash)
         let current = try await agentConfig(deploymentId: deploymentId)
         guard let index, current.config.version <= index else { return current }
+        try beginPoll(hash)
+        defer { endPoll(hash) }
         let duration = min(wait ?? WaitDuration.defaultWait, WaitDuration.maximum)
-        let open = await feed.hub.wait(deploymentId: deploymentId, above: index, seen: current.config.version,
-                                       timeout: duration, sleep: dependencies.sleep)
+        let outcome = await feed.hub.wait(deploymentId: deploymentId, tokenHash: hash, above: index, seen: current.config.version,
+                                          timeout: duration, stillAuthorized: { [self] in tokenGeneration == generation },
+                                          sleep: dependencies.sleep)
         // An error, not the unchanged config: an agent backs off after an error, and would ask again at once
         // after an answer, in a loop until the listener closes.
-        guard open else { throw ControlPlaneError.unavailable("the controller is shutting down; retry") }
+        if outcome == .closed { throw ControlPlaneError.unavailable("the controller is shutting down; retry") }
+        // The token may have been revoked while the request waited: check it again before answering (a cache
+        // hit unless a revocation happened meanwhile).
+        guard try await self.deploymentId(tokenHash: hash) == deploymentId else {
+            throw ControlPlaneError.unauthorized("invalid or revoked agent token")
+        }
         return try await agentConfig(deploymentId: deploymentId)
     }
 

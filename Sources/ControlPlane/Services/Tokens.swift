@@ -6,6 +6,7 @@ public enum Tokens {
     /// Prefixes tell a leaked token's kind at a glance (and let secret scanners match them).
     public static let userPrefix = "crt_"
     public static let agentPrefix = "cra_"
+    public static let invitePrefix = "cri_"
 
     /// A new token: prefix + 64 hex digits from `random(32)`.
     public static func mint(prefix: String, random: @Sendable (Int) throws -> [UInt8]) throws -> String {

@@ -75,8 +75,13 @@ public enum StoreError: Error, Equatable, Sendable {
 
 public protocol ControlPlaneStore: Sendable {
     // MARK: Users and sessions
-    /// Creates a user; the first user, or the one whose e-mail is `adminEmail`, is an administrator.
-    func createUser(id: String, email: String, passwordHash: String, adminEmail: String?, now: Date) async throws -> User
+    /// Creates a user if `rule` allows it (else throws RegistrationRefusal), in one transaction with the check;
+    /// the first user, or the one whose e-mail is `adminEmail`, is an administrator. Under `.invite` the
+    /// invite is used up in that same transaction.
+    func createUser(id: String, email: String, passwordHash: String, adminEmail: String?, rule: RegistrationRule,
+                    now: Date) async throws -> User
+    /// Stores a single-use invite (by its code's hash) and its audit record.
+    func createInvite(id: String, codeHash: String, createdBy: String, expiresAt: Date, audit: AuditDraft) async throws
     func credentials(email: String) async throws -> (user: User, passwordHash: String)?
     func insertAPIToken(hash: String, userId: String, expiresAt: Date, now: Date) async throws
     func user(forTokenHash hash: String, now: Date) async throws -> User?

@@ -141,6 +141,46 @@ enum Migrations {
                 ALTER TABLE deployments ADD COLUMN pids_limit INTEGER NOT NULL DEFAULT 256 CHECK (pids_limit >= 8);
                 """)
         }
+        // Template names were unique across all users, so one tenant could squat a name and learn from the 409
+        // that another's existed. Now: unique per owner, and among official templates. SQLite cannot drop a
+        // column's UNIQUE, hence the rebuild (GRDB runs a migration with foreign-key checks deferred).
+        migrator.registerMigration("v5-template-names-per-owner") { db in
+            try db.execute(sql: """
+                CREATE TABLE config_templates_new (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    description TEXT NOT NULL,
+                    category TEXT NOT NULL,
+                    is_official INTEGER NOT NULL DEFAULT 0,
+                    owner_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+                    usage_count INTEGER NOT NULL DEFAULT 0,
+                    template_data TEXT NOT NULL,
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL
+                );
+                INSERT INTO config_templates_new SELECT id, name, description, category, is_official, owner_id, usage_count,
+                    template_data, created_at, updated_at FROM config_templates;
+                DROP TABLE config_templates;
+                ALTER TABLE config_templates_new RENAME TO config_templates;
+                CREATE INDEX idx_config_templates_category ON config_templates(category);
+                CREATE UNIQUE INDEX idx_config_templates_owner_name ON config_templates(owner_id, name) WHERE owner_id IS NOT NULL;
+                CREATE UNIQUE INDEX idx_config_templates_official_name ON config_templates(name) WHERE is_official = 1;
+                """)
+        }
+        // Single-use invites for `--registration invite`; only the code's SHA-256 is stored.
+        migrator.registerMigration("v5-registration-invites") { db in
+            try db.execute(sql: """
+                CREATE TABLE registration_invites (
+                    id TEXT PRIMARY KEY,
+                    code_hash TEXT NOT NULL UNIQUE,
+                    created_by TEXT REFERENCES users(id) ON DELETE SET NULL,
+                    created_at DATETIME NOT NULL,
+                    expires_at DATETIME NOT NULL,
+                    used_at DATETIME,
+                    used_by TEXT REFERENCES users(id) ON DELETE SET NULL
+                );
+                """)
+        }
         return migrator
     }
 }

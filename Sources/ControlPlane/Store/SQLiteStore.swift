@@ -34,14 +34,53 @@ public final class SQLiteStore: ControlPlaneStore {
 
     // MARK: Users
 
-    public func createUser(id: String, email: String, passwordHash: String, adminEmail: String?, now: Date) async throws -> User {
+    public func createUser(id: String, email: String, passwordHash: String, adminEmail: String?, rule: RegistrationRule,
+                           now: Date) async throws -> User {
+        // One write transaction: the count, the rule's check, the insert and the invite's use cannot interleave
+        // with another registration's (GRDB's pool has a single writer, and SQLite's lock covers other processes).
         try await write(conflict: "a user with this email already exists") { db in
             let existing = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM users") ?? 0
+            var invite: (id: String, hash: String)?
+            switch rule {
+            case .open:
+                break
+            case .closed:
+                throw RegistrationRefusal.closed
+            case .firstUserOnly:
+                guard existing == 0 else { throw RegistrationRefusal.firstUserExists }
+            case .invite(let codeHash):
+                // The first user needs no invite: nobody exists who could have created one.
+                guard existing > 0 else { break }
+                guard let codeHash else { throw RegistrationRefusal.inviteRequired }
+                // Checked before the insert, so that an invalid code cannot learn whether the address exists.
+                guard let inviteId = try String.fetchOne(db, sql: """
+                    SELECT id FROM registration_invites WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?
+                    """, arguments: [codeHash, now])
+                else { throw RegistrationRefusal.inviteInvalid }
+                invite = (inviteId, codeHash)
+            }
             let isAdmin = adminEmail.map { $0.lowercased() == email } ?? (existing == 0)
             try db.execute(
                 sql: "INSERT INTO users (id, email, password_hash, is_admin, created_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [id, email, passwordHash, isAdmin, now])
+            if let invite {
+                try db.execute(sql: """
+                    UPDATE registration_invites SET used_at = ?, used_by = ? WHERE code_hash = ? AND used_at IS NULL
+                    """, arguments: [now, id, invite.hash])
+                guard db.changesCount == 1 else { throw RegistrationRefusal.inviteInvalid }
+                try Self.append(AuditDraft(userId: id, projectId: nil, action: "use", resourceType: "invite",
+                                           resourceId: invite.id, timestamp: now), db)
+            }
             return User(id: id, email: email, isAdmin: isAdmin, createdAt: now)
+        }
+    }
+
+    public func createInvite(id: String, codeHash: String, createdBy: String, expiresAt: Date, audit: AuditDraft) async throws {
+        try await write { db in
+            try db.execute(sql: """
+                INSERT INTO registration_invites (id, code_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+                """, arguments: [id, codeHash, createdBy, audit.timestamp, expiresAt])
+            try Self.append(audit, db)
         }
     }
 
@@ -243,7 +282,7 @@ public final class SQLiteStore: ControlPlaneStore {
                 try db.execute(sql: """
                     INSERT INTO config_templates (id, name, description, category, is_official, owner_id, usage_count,
                                                   template_data, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, 1, NULL, 0, ?, ?, ?) ON CONFLICT (name) DO NOTHING
+                    VALUES (?, ?, ?, ?, 1, NULL, 0, ?, ?, ?) ON CONFLICT (name) WHERE is_official = 1 DO NOTHING
                     """, arguments: [template.id, template.name, template.description, template.category,
                                      try Self.json(template.templateData), template.createdAt, template.updatedAt])
             }
@@ -268,7 +307,7 @@ public final class SQLiteStore: ControlPlaneStore {
     }
 
     public func createTemplate(_ template: ConfigTemplate, ownerId: String, audit: AuditDraft) async throws {
-        try await write(conflict: "a template with this name already exists") { db in
+        try await write(conflict: "you already have a template with this name") { db in
             try db.execute(sql: """
                 INSERT INTO config_templates (id, name, description, category, is_official, owner_id, usage_count,
                                               template_data, created_at, updated_at)
