@@ -46,15 +46,28 @@ public struct Cgroups: Sendable {
     }
 
     /// cgroup v2 hands a controller to a child only once the parent's cgroup.subtree_control lists it, and a
-    /// cgroup with processes of its own cannot do that ("no internal processes"): the agent then moves itself
-    /// into a leaf `agent` below its cgroup first, as systemd's Delegate= documentation describes.
+    /// non-root cgroup with processes of its own cannot have children with controllers ("no internal processes":
+    /// the kernel may accept the subtree_control write, then refuse every attach below with EOPNOTSUPP). So the
+    /// agent first moves itself, with anything else in its cgroup, into a leaf `agent` below it, as systemd's
+    /// Delegate= documentation describes. The root cgroup (no cgroup.type file) is exempt.
     static func enableV2Controllers(in parent: String, _ controllers: [CgroupPlan.Controller]) throws(SandboxError) {
         let line = controllers.map { "+" + $0.rawValue }.joined(separator: " ")
-        if writeText(parent + "/cgroup.subtree_control", line) { return }
-        guard errno == EBUSY else { throw SandboxError("cannot enable \(line) in \(parent)/cgroup.subtree_control: \(describeErrno())") }
-        let leaf = parent + "/agent"
-        if mkdir(leaf, 0o755) != 0 && errno != EEXIST { throw SandboxError("cannot create \(leaf): \(describeErrno())") }
-        guard writeText(leaf + "/cgroup.procs", "0") else { throw SandboxError("cannot move the agent into \(leaf): \(describeErrno())") }
+        let isRoot = access(parent + "/cgroup.type", F_OK) != 0
+        let hasProcesses = !(readText(parent + "/cgroup.procs") ?? "").isEmpty
+        if !isRoot && hasProcesses {
+            // A previous agent of this unit may have left controllers enabled, which makes every child refuse
+            // processes: hand them back first (the sandbox's own cgroup below gets them again at once).
+            let enabled = (readText(parent + "/cgroup.subtree_control") ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if !enabled.isEmpty, !writeText(parent + "/cgroup.subtree_control", enabled.map { "-" + $0 }.joined(separator: " ")) {
+                throw SandboxError("cannot reset \(parent)/cgroup.subtree_control: \(describeErrno())")
+            }
+            let leaf = parent + "/agent"
+            if mkdir(leaf, 0o755) != 0 && errno != EEXIST { throw SandboxError("cannot create \(leaf): \(describeErrno())") }
+            let pids = (readText(parent + "/cgroup.procs") ?? "").split(separator: "\n")
+            for pid in pids where !writeText(leaf + "/cgroup.procs", String(pid)) && errno != ESRCH {
+                throw SandboxError("cannot move process \(pid) into \(leaf): \(describeErrno())")
+            }
+        }
         guard writeText(parent + "/cgroup.subtree_control", line) else {
             throw SandboxError("cannot enable \(line) in \(parent)/cgroup.subtree_control: \(describeErrno())")
         }

@@ -47,6 +47,22 @@ struct CgroupPlanTests {
         #expect(plan.optionalWrites(Self.limits).map(\.value) == ["0"])  // memory.swap.max
     }
 
+    /// A controller on v2 beside others on v1 (checked for real on this machine with the pids hierarchy unmounted
+    /// and the agent in a child v2 cgroup: it moved itself into `agent`, and pids.max held the app).
+    @Test func mixedLayoutPutsEachControllerWhereItIs() throws {
+        let plan = try CgroupPlan.locate(
+            name: "n", memberships: ProcParse.cgroupMemberships("4:memory:/\n1:cpu:/\n0::/test-agent\n"),
+            mounts: ProcParse.cgroupMounts("""
+                32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+                35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+                41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+
+                """), v2Available: ["pids"]).get()
+        #expect(plan.directories.map(\.path) == ["/sys/fs/cgroup/cpu/n", "/sys/fs/cgroup/memory/n", "/sys/fs/cgroup/unified/test-agent/n"])
+        #expect(plan.v2Parent == "/sys/fs/cgroup/unified/test-agent")
+        #expect(plan.membershipDirectory == "/sys/fs/cgroup/unified/test-agent/n")
+    }
+
     /// cpu and cpuacct mounted together (many v1 hosts): one directory carries the cpu controller.
     @Test func coMountedV1Controllers() throws {
         let plan = try CgroupPlan.locate(
