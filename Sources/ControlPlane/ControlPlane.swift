@@ -50,6 +50,8 @@ public struct ControllerConfiguration: Sendable {
     public var scaling = ScalerConfiguration()
     /// The resource limits of a deployment created without them.
     public var deploymentDefaults = ResourceLimits()
+    /// The most a deployment may ask for (its defaults included).
+    public var deploymentCeiling = ResourceLimits.defaultCeiling
     /// nil: registration is open only until the first user exists.
     public var registration: RegistrationMode?
     /// Login and registration attempts per client address.
@@ -146,6 +148,7 @@ public struct ControlPlane: Sendable {
         let configs = ConfigService(store: store, secrets: secrets, feed: feed, dependencies: dependencies, logger: logger)
         let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
                                             defaultLimits: configuration.deploymentDefaults,
+                                            limitCeiling: configuration.deploymentCeiling,
                                             maxPollsPerToken: configuration.maxPollsPerToken)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)

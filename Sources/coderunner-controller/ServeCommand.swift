@@ -73,6 +73,45 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Processes each instance of a deployment created without pidsLimit may run (env CODERUNNER_DEFAULT_PIDS_LIMIT; default \(ResourceLimits.defaultPids); at least \(ResourceLimits.minimumPids)).")
     var defaultPidsLimit: Int?
 
+    @Option(help: "Most cores a tenant may give each instance (env CODERUNNER_MAX_CPU_LIMIT; default \(Int(ResourceLimits.defaultCeiling.cpu))).")
+    var maxCpuLimit: Double?
+
+    @Option(help: "Most bytes of memory a tenant may give each instance; K, M, G suffixes (env CODERUNNER_MAX_MEMORY_LIMIT; default 4G).")
+    var maxMemoryLimit: String?
+
+    @Option(help: "Most processes a tenant may give each instance (env CODERUNNER_MAX_PIDS_LIMIT; default \(ResourceLimits.defaultCeiling.pids)).")
+    var maxPidsLimit: Int?
+
+    /// The ceiling on what tenants ask for; the defaults must be under it.
+    func deploymentCeiling(_ environment: [String: String], defaults: ResourceLimits) throws -> ResourceLimits {
+        var ceiling = ResourceLimits.defaultCeiling
+        do {
+            if let text = maxCpuLimit.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_CPU_LIMIT"] {
+                guard let cores = Double(text) else { throw ControlPlaneError.validation(field: "--max-cpu-limit", reason: "must be a number of cores") }
+                try ResourceLimits.checkCPU(cores, field: "--max-cpu-limit")
+                ceiling.cpu = cores
+            }
+            if let text = maxMemoryLimit ?? environment["CODERUNNER_MAX_MEMORY_LIMIT"] {
+                guard let bytes = ResourceLimits.parseBytes(text) else {
+                    throw ControlPlaneError.validation(field: "--max-memory-limit", reason: "must be bytes, with an optional K, M or G suffix")
+                }
+                try ResourceLimits.checkMemory(bytes, field: "--max-memory-limit")
+                ceiling.memory = bytes
+            }
+            if let text = maxPidsLimit.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_PIDS_LIMIT"] {
+                guard let pids = Int(text) else { throw ControlPlaneError.validation(field: "--max-pids-limit", reason: "must be a number of processes") }
+                try ResourceLimits.checkPids(pids, field: "--max-pids-limit")
+                ceiling.pids = pids
+            }
+        } catch let error as ControlPlaneError {
+            throw ValidationError(String(error.message.dropFirst("validation failed: ".count)))
+        }
+        guard defaults.cpu <= ceiling.cpu, defaults.memory <= ceiling.memory, defaults.pids <= ceiling.pids else {
+            throw ValidationError("the default limits (--default-*-limit) must not exceed the ceiling (--max-*-limit)")
+        }
+        return ceiling
+    }
+
     func deploymentDefaults(_ environment: [String: String]) throws -> ResourceLimits {
         var limits = ResourceLimits()
         do {
@@ -227,6 +266,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         configuration.scaling = try scalerConfiguration(environment)
         configuration.deploymentDefaults = try deploymentDefaults(environment)
+        configuration.deploymentCeiling = try deploymentCeiling(environment, defaults: configuration.deploymentDefaults)
         try securityConfiguration(&configuration, environment)
         let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration) { address in
             // Unbuffered, so that a supervisor or test reading the pipe sees it at once.

@@ -36,6 +36,21 @@ import TestSupport
             let listed = try await c.call(.get, "/api/deployments", token: token)
             #expect(listed.list.first { $0["id"] as? String == id }?["pidsLimit"] as? Int == 64)
 
+            // A tenant cannot lift its own sandbox above the controller's ceiling (4 cores, 4 GiB, 1024 processes by
+            // default): a pids or memory limit that high would no longer protect the host.
+            for (body, message) in [
+                (#"{"pidsLimit": 4194304}"#, "validation failed: pidsLimit 4194304 is above this controller's ceiling of 1024 processes per instance"),
+                (#"{"memoryLimit": 1099511627776}"#, "validation failed: memoryLimit 1099511627776 is above this controller's ceiling of 4294967296 bytes per instance"),
+                (#"{"cpuLimit": 64}"#, "validation failed: cpuLimit 64.0 is above this controller's ceiling of 4.0 cores per instance"),
+            ] {
+                let refused = try await c.call(.put, "/api/deployments/\(id)", token: token, json: body)
+                #expect(refused.status == .badRequest, "\(refused.text)")
+                #expect(refused.error == message)
+                let created = try await c.call(.post, "/api/deployments", token: token, json: String(body.dropLast()) + #", "projectId": "\#(project)", "environment": "development"}"#)
+                #expect(created.status == .badRequest, "\(created.text)")
+            }
+            #expect(try harness.sqlite("SELECT pids_limit FROM deployments WHERE id = '\(id)'") == "64")
+
             let mallory = try await c.signUp("mallory@example.com")
             #expect(try await c.call(.put, "/api/deployments/\(id)", token: mallory, json: #"{"cpuLimit": 8}"#).status == .notFound)
         }

@@ -15,6 +15,11 @@ public struct ResourceLimits: Sendable, Equatable {
     public static let maximumMemory = 1 << 40
     public static let maximumPids = 4_194_304
 
+    /// What a tenant may ask for at most, unless the operator says otherwise (--max-cpu-limit, --max-memory-limit,
+    /// --max-pids-limit): without a ceiling below the kernel's bounds a tenant could set a pids or memory limit that
+    /// no longer protects the host.
+    public static let defaultCeiling = ResourceLimits(cpu: 4, memory: 4 << 30, pids: 1024)
+
     public var cpu: Double
     public var memory: Int
     public var pids: Int
@@ -44,12 +49,25 @@ public struct ResourceLimits: Sendable, Equatable {
         }
     }
 
-    /// `base` with each given field replaced, every field checked.
-    public static func merged(_ base: ResourceLimits, cpu: Double?, memory: Int?, pids: Int?) throws(ControlPlaneError) -> ResourceLimits {
+    /// `base` with each given field replaced, every field checked, none above `ceiling`.
+    public static func merged(_ base: ResourceLimits, cpu: Double?, memory: Int?, pids: Int?,
+                              ceiling: ResourceLimits = defaultCeiling) throws(ControlPlaneError) -> ResourceLimits {
         var limits = base
-        if let cpu { try checkCPU(cpu); limits.cpu = cpu }
-        if let memory { try checkMemory(memory); limits.memory = memory }
-        if let pids { try checkPids(pids); limits.pids = pids }
+        if let cpu {
+            try checkCPU(cpu)
+            guard cpu <= ceiling.cpu else { throw .validation(field: "cpuLimit", reason: "\(cpu) is above this controller's ceiling of \(ceiling.cpu) cores per instance") }
+            limits.cpu = cpu
+        }
+        if let memory {
+            try checkMemory(memory)
+            guard memory <= ceiling.memory else { throw .validation(field: "memoryLimit", reason: "\(memory) is above this controller's ceiling of \(ceiling.memory) bytes per instance") }
+            limits.memory = memory
+        }
+        if let pids {
+            try checkPids(pids)
+            guard pids <= ceiling.pids else { throw .validation(field: "pidsLimit", reason: "\(pids) is above this controller's ceiling of \(ceiling.pids) processes per instance") }
+            limits.pids = pids
+        }
         return limits
     }
 

@@ -13,6 +13,8 @@ public final class DeploymentService: Sendable {
     let logger: Logger
     /// The limits of a deployment created without them (`--default-cpu-limit` and the others).
     let defaultLimits: ResourceLimits
+    /// The most a tenant may ask for.
+    let limitCeiling: ResourceLimits
     /// Agent token hash → deployment id. Agents present their token on every poll; this spares a query.
     private let tokenCache = Mutex(TokenCache())
     /// Blocking queries held per agent token hash, against `maxPollsPerToken`.
@@ -31,8 +33,10 @@ public final class DeploymentService: Sendable {
 
     init(store: any ControlPlaneStore, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger,
          defaultLimits: ResourceLimits = ResourceLimits(),
+         limitCeiling: ResourceLimits = ResourceLimits.defaultCeiling,
          maxPollsPerToken: Int = ControllerConfiguration.defaultMaxPollsPerToken) {
         self.defaultLimits = defaultLimits
+        self.limitCeiling = limitCeiling
         self.store = store
         self.maxPollsPerToken = maxPollsPerToken
         self.configs = configs
@@ -69,7 +73,8 @@ public final class DeploymentService: Sendable {
                 throw ControlPlaneError.validation(field: field, reason: "must be at most 4096 bytes without NUL")
             }
         }
-        let limits = try ResourceLimits.merged(defaultLimits, cpu: body.cpuLimit, memory: body.memoryLimit, pids: body.pidsLimit)
+        let limits = try ResourceLimits.merged(defaultLimits, cpu: body.cpuLimit, memory: body.memoryLimit, pids: body.pidsLimit,
+                                               ceiling: limitCeiling)
         _ = try await configs.ownedProject(projectId, actor: actor)
         let id = newID()
         let name = try Validation.checkName(body.name ?? "\(environment.rawValue)-\(id.prefix(8))")
@@ -101,7 +106,8 @@ public final class DeploymentService: Sendable {
     /// Renames the deployment or changes its limits; instances started from now on get the new limits.
     public func update(_ id: String, _ body: UpdateDeployment, actor: Actor) async throws -> Deployment {
         var deployment = try await get(id, actor: actor)
-        let limits = try ResourceLimits.merged(deployment.limits, cpu: body.cpuLimit, memory: body.memoryLimit, pids: body.pidsLimit)
+        let limits = try ResourceLimits.merged(deployment.limits, cpu: body.cpuLimit, memory: body.memoryLimit, pids: body.pidsLimit,
+                                               ceiling: limitCeiling)
         var changes: [String: String] = [:]
         if let name = body.name {
             deployment.name = try Validation.checkName(name)
