@@ -84,28 +84,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// The ceiling on what tenants ask for; the defaults must be under it.
     func deploymentCeiling(_ environment: [String: String], defaults: ResourceLimits) throws -> ResourceLimits {
-        var ceiling = ResourceLimits.defaultCeiling
-        do {
-            if let text = maxCpuLimit.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_CPU_LIMIT"] {
-                guard let cores = Double(text) else { throw ControlPlaneError.validation(field: "--max-cpu-limit", reason: "must be a number of cores") }
-                try ResourceLimits.checkCPU(cores, field: "--max-cpu-limit")
-                ceiling.cpu = cores
-            }
-            if let text = maxMemoryLimit ?? environment["CODERUNNER_MAX_MEMORY_LIMIT"] {
-                guard let bytes = ResourceLimits.parseBytes(text) else {
-                    throw ControlPlaneError.validation(field: "--max-memory-limit", reason: "must be bytes, with an optional K, M or G suffix")
-                }
-                try ResourceLimits.checkMemory(bytes, field: "--max-memory-limit")
-                ceiling.memory = bytes
-            }
-            if let text = maxPidsLimit.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_PIDS_LIMIT"] {
-                guard let pids = Int(text) else { throw ControlPlaneError.validation(field: "--max-pids-limit", reason: "must be a number of processes") }
-                try ResourceLimits.checkPids(pids, field: "--max-pids-limit")
-                ceiling.pids = pids
-            }
-        } catch let error as ControlPlaneError {
-            throw ValidationError(String(error.message.dropFirst("validation failed: ".count)))
-        }
+        let ceiling = try Self.resourceLimits(.defaultCeiling, flags: "max", cpu: maxCpuLimit, memory: maxMemoryLimit,
+                                              pids: maxPidsLimit, environment)
         guard defaults.cpu <= ceiling.cpu, defaults.memory <= ceiling.memory, defaults.pids <= ceiling.pids else {
             throw ValidationError("the default limits (--default-*-limit) must not exceed the ceiling (--max-*-limit)")
         }
@@ -113,24 +93,32 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func deploymentDefaults(_ environment: [String: String]) throws -> ResourceLimits {
-        var limits = ResourceLimits()
+        try Self.resourceLimits(ResourceLimits(), flags: "default", cpu: defaultCpuLimit, memory: defaultMemoryLimit,
+                                pids: defaultPidsLimit, environment)
+    }
+
+    /// `base` with --FLAGS-cpu-limit, --FLAGS-memory-limit and --FLAGS-pids-limit (or CODERUNNER_FLAGS_*_LIMIT), each checked.
+    static func resourceLimits(_ base: ResourceLimits, flags: String, cpu: Double?, memory: String?, pids: Int?,
+                               _ environment: [String: String]) throws -> ResourceLimits {
+        var limits = base
+        let variable = "CODERUNNER_\(flags.uppercased())_"
         do {
-            if let text = defaultCpuLimit.map({ "\($0)" }) ?? environment["CODERUNNER_DEFAULT_CPU_LIMIT"] {
-                guard let cores = Double(text) else { throw ControlPlaneError.validation(field: "--default-cpu-limit", reason: "must be a number of cores") }
-                try ResourceLimits.checkCPU(cores, field: "--default-cpu-limit")
+            if let text = cpu.map({ "\($0)" }) ?? environment[variable + "CPU_LIMIT"] {
+                guard let cores = Double(text) else { throw ControlPlaneError.validation(field: "--\(flags)-cpu-limit", reason: "must be a number of cores") }
+                try ResourceLimits.checkCPU(cores, field: "--\(flags)-cpu-limit")
                 limits.cpu = cores
             }
-            if let text = defaultMemoryLimit ?? environment["CODERUNNER_DEFAULT_MEMORY_LIMIT"] {
+            if let text = memory ?? environment[variable + "MEMORY_LIMIT"] {
                 guard let bytes = ResourceLimits.parseBytes(text) else {
-                    throw ControlPlaneError.validation(field: "--default-memory-limit", reason: "must be bytes, with an optional K, M or G suffix")
+                    throw ControlPlaneError.validation(field: "--\(flags)-memory-limit", reason: "must be bytes, with an optional K, M or G suffix")
                 }
-                try ResourceLimits.checkMemory(bytes, field: "--default-memory-limit")
+                try ResourceLimits.checkMemory(bytes, field: "--\(flags)-memory-limit")
                 limits.memory = bytes
             }
-            if let text = defaultPidsLimit.map({ "\($0)" }) ?? environment["CODERUNNER_DEFAULT_PIDS_LIMIT"] {
-                guard let pids = Int(text) else { throw ControlPlaneError.validation(field: "--default-pids-limit", reason: "must be a number of processes") }
-                try ResourceLimits.checkPids(pids, field: "--default-pids-limit")
-                limits.pids = pids
+            if let text = pids.map({ "\($0)" }) ?? environment[variable + "PIDS_LIMIT"] {
+                guard let n = Int(text) else { throw ControlPlaneError.validation(field: "--\(flags)-pids-limit", reason: "must be a number of processes") }
+                try ResourceLimits.checkPids(n, field: "--\(flags)-pids-limit")
+                limits.pids = n
             }
         } catch let error as ControlPlaneError {
             throw ValidationError(String(error.message.dropFirst("validation failed: ".count)))
