@@ -88,9 +88,7 @@ public final class Agent: Sendable {
 
     /// `<hostname>-<pid>-<random>`, restricted to the characters the controller accepts in an instance id.
     static func generatedInstanceId() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        gethostname(&buffer, 255)
-        let host = String(cString: buffer).map { c -> Character in
+        let host = hostName().map { c -> Character in
             c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == ".") ? c : "-"
         }
         let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
@@ -107,8 +105,7 @@ public final class Agent: Sendable {
                                            appCgroups: sandbox?.cgroups.plan.samplerDirectories)
         } catch {
             sandbox?.destroy()
-            let line = "coderunner-agent: \(error.description)\n"
-            _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+            AgentLog.write(error.description)
             return 71  // EX_OSERR
         }
         defer { telemetry.stop() }

@@ -511,15 +511,6 @@ public enum CommandWords {
     }
 }
 
-extension String {
-    var trimmingWhitespace: String {
-        var s = Substring(self)
-        while let c = s.first, c.isWhitespace { s.removeFirst() }
-        while let c = s.last, c.isWhitespace { s.removeLast() }
-        return String(s)
-    }
-}
-
 /// The app's sandbox, as the agent's options set it (Sandbox.SandboxSpec is built from it at start).
 public struct SandboxConfiguration: Sendable, Equatable {
     /// nobody: an unprivileged uid that owns no files of the host's services.

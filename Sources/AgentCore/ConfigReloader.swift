@@ -190,13 +190,13 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
                 return nil
             }
             let environment = ConfigRules.environment(base: base, inherit: configuration.inherit, variables: good.variables)
-            let reason = "the app \(Self.describe(exit.status)) \(Self.seconds(exit.ranFor)) s after starting with this version (rollback window \(Self.seconds(configuration.rollbackWindow)) s)"
+            let reason = "the app \(exit.status) \(exit.ranFor.seconds) s after starting with this version (rollback window \(configuration.rollbackWindow.seconds) s)"
             record(&s, .rolledBack, p.config, reason: reason)
             s.running = Running(config: good, hash: ConfigRules.hash(environment), source: "cache")
             return (environment, p.config, good)
         }
         guard let rollback else { return }
-        env.log("config version \(rollback.failed.version) failed: the app \(Self.describe(exit.status)) within the rollback window; rolling back to version \(rollback.good.version)")
+        env.log("config version \(rollback.failed.version) failed: the app \(exit.status) within the rollback window; rolling back to version \(rollback.good.version)")
         supervisor.restart(environment: rollback.environment)
         wakeSession()
     }
@@ -218,7 +218,7 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
                 // The new version's app is up, perhaps between two ticks that both saw `running`: say so.
                 changed = true
             }
-            guard now - started >= Self.seconds(configuration.rollbackWindow) else { return changed }
+            guard now - started >= configuration.rollbackWindow.seconds else { return changed }
             s.probation = nil
             s.lastKnownGood = p.config
             s.lastKnownGoodToSave = p.config
@@ -341,35 +341,11 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
 
     // MARK: Helpers
 
-    public static func wallClock() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    public static func wallClock() -> Double { Now.unix() }
 
-    public static func sleep(_ d: Duration) {
-        let c = d.components
-        guard c.seconds > 0 || c.attoseconds > 0 else { return }
-        var request = timespec(tv_sec: Int(c.seconds), tv_nsec: Int(c.attoseconds / 1_000_000_000))
-        var remaining = timespec()
-        while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
-    }
+    public static func sleep(_ d: Duration) { Now.sleep(d) }
 
-    public static func log(_ text: String) {
-        let line = "coderunner-agent: \(text)\n"
-        _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
-    }
-
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
-
-    static func describe(_ status: ExitStatus) -> String {
-        switch status {
-        case .exited(let code): "exited with code \(code)"
-        case .signaled(let signal): "was killed by SIG\(Signals.name(of: signal))"
-        }
-    }
+    public static func log(_ text: String) { AgentLog.write(text) }
 }
 
 /// The poll thread: first fetch (boot), then blocking queries, forever.
@@ -436,9 +412,7 @@ struct SessionLoop: Sendable {
         var attempt = 0
         var nextHeartbeat = Now.monotonic()
         var lastSent: AgentHeartbeat?
-        var hostBuffer = [CChar](repeating: 0, count: 256)
-        gethostname(&hostBuffer, 255)
-        let hostname = String(cString: hostBuffer)
+        let hostname = hostName()
         while true {
             let (reports, cache) = r.takeOutbox()
             if let cache {
@@ -506,38 +480,11 @@ struct SessionLoop: Sendable {
                 }
             }
             var fds = [pollfd(fd: r.sessionWake, events: Int16(POLLIN), revents: 0)]
-            let ms = Int32(clamping: Int(wait.components.seconds) * 1000 + Int(wait.components.attoseconds / 1_000_000_000_000_000) + 1)
+            let ms = wait.pollMilliseconds
             if poll(&fds, 1, ms) > 0 {
                 var count: UInt64 = 0
                 _ = read(r.sessionWake, &count, 8)
             }
         }
-    }
-}
-
-enum Now {
-    static func monotonic() -> Duration {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
-    }
-}
-
-/// Runs `body` on a new detached thread (no Foundation in the agent).
-func spawnThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box: Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(&thread, nil, { arg in
-        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
-        return nil
-    }, box)
-    if rc == 0 {
-        pthread_detach(thread)
-    } else {
-        Unmanaged<Box>.fromOpaque(box).release()
     }
 }

@@ -1,6 +1,7 @@
 // The agent's side of the controller API (`/api/agent/v1/...`), over one reused CurlEasy handle.
 // JSON through FoundationEssentials (already linked by ArgumentParser); no full Foundation in the agent.
 import CodeRunnerWire
+import Supervision
 import FoundationEssentials
 
 public enum ControllerError: Error, Equatable, CustomStringConvertible {
@@ -45,7 +46,7 @@ public final class ControllerClient {
         var url = base + "/api/agent/v1/config"
         var timeout = Self.requestTimeout
         if let index {
-            let ms = Int(wait.components.seconds) * 1000 + Int(wait.components.attoseconds / 1_000_000_000_000_000)
+            let ms = wait.wholeMilliseconds
             url += "?index=\(index)&wait=\(ms)ms"
             timeout = wait + Self.longPollMargin
         }

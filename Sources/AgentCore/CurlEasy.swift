@@ -2,6 +2,7 @@
 // stays open (keep-alive) across long polls. The only code in the agent that touches libcurl.
 import CCurl
 import CShims
+import Supervision
 import Glibc
 import Synchronization
 
@@ -90,10 +91,6 @@ public final class CurlEasy {
             data.withMemoryRebound(to: UInt8.self, capacity: n) { sink.bytes.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
             return n
         }
-        func millis(_ d: Duration) -> Int {
-            let c = d.components
-            return Int(c.seconds) * 1000 + Int(c.attoseconds / 1_000_000_000_000_000)
-        }
         var rc = CURLE_OK
         func set(_ option: CURLoption, _ value: Int) { if rc == CURLE_OK { rc = cr_curl_setopt_long(handle, option, value) } }
         func set(_ option: CURLoption, _ value: String) { if rc == CURLE_OK { rc = cr_curl_setopt_string(handle, option, value) } }
@@ -101,8 +98,8 @@ public final class CurlEasy {
 
         set(CURLOPT_URL, url)
         set(CURLOPT_NOSIGNAL, 1)  // no SIGALRM for DNS timeouts: the agent's signals belong to the supervisor
-        set(CURLOPT_TIMEOUT_MS, max(1, millis(timeout)))
-        set(CURLOPT_CONNECTTIMEOUT_MS, max(1, millis(options.connectTimeout)))
+        set(CURLOPT_TIMEOUT_MS, max(1, timeout.wholeMilliseconds))
+        set(CURLOPT_CONNECTTIMEOUT_MS, max(1, options.connectTimeout.wholeMilliseconds))
         set(CURLOPT_TCP_KEEPALIVE, 1)
         set(CURLOPT_SSL_VERIFYPEER, 1)
         set(CURLOPT_SSL_VERIFYHOST, 2)

@@ -31,7 +31,7 @@ public final class AgentTelemetry {
             let server = try HTTPServer(listen: HTTPListenAddress(host: host, port: port),
                                         router: HTTPRouter(observations: observations, token: token))
             self.server = server
-            Self.announce("coderunner-agent: serving metrics on http://\(server.address)/metrics\n")
+            AgentLog.write("serving metrics on http://\(server.address)/metrics")
         }
     }
 
@@ -44,9 +44,5 @@ public final class AgentTelemetry {
     public func stop() {
         server?.stop()
         server = nil
-    }
-
-    private static func announce(_ line: String) {
-        _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
     }
 }

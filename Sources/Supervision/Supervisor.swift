@@ -338,10 +338,7 @@ private struct SupervisorLoop {
         if child == nil && group != nil { consider(now + Self.groupPollInterval) }
         guard let nearest else { return -1 }
         let wait = nearest - now
-        if wait <= .zero { return 0 }
-        let (seconds, attoseconds) = wait.components
-        let ms = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000  // round up
-        return Int32(clamping: ms)
+        return wait.pollMilliseconds
     }
 
     // MARK: Decisions
@@ -416,7 +413,7 @@ private struct SupervisorLoop {
             nextStartAt = now
         } else if config.restartPolicy.restarts(after: status) {
             nextStartAt = backoff.childExited(startedAt: childStartedAt, exitedAt: now, using: &random)
-            message("the child \(describe(status)); restarting in \(format(nextStartAt! - now)) s (restart policy \(config.restartPolicy.rawValue))")
+            message("the child \(status); restarting in \(format(nextStartAt! - now)) s (restart policy \(config.restartPolicy.rawValue))")
         } else {
             exiting = true
         }
@@ -653,27 +650,7 @@ private struct SupervisorLoop {
     }
 
     func message(_ text: String) {
-        let line = "coderunner-agent: \(text)\n"
-        var bytes = Array(line.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
-            if n > 0 {
-                offset += n
-            } else if n < 0 && errno == EINTR {
-                continue
-            } else {
-                return
-            }
-        }
-        bytes.removeAll()
-    }
-
-    func describe(_ status: ExitStatus) -> String {
-        switch status {
-        case .exited(let code): "exited with code \(code)"
-        case .signaled(let signal): "was killed by SIG\(Signals.name(of: signal))"
-        }
+        AgentLog.write(text)
     }
 
     func format(_ d: Duration) -> String {
@@ -780,29 +757,7 @@ private struct OutputPipe {
     }
 }
 
-// MARK: - Clocks and PATH
-
-enum Now {
-    static func monotonic() -> Duration {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
-    }
-
-    static func unix() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-}
-
-extension Duration {
-    /// The duration in seconds, as a Double.
-    var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
-    }
-}
+// MARK: - PATH
 
 /// Finds a command the way execvp does, but in the child's PATH rather than the agent's (posix_spawnp would use
 /// the agent's, and a restart may change PATH).

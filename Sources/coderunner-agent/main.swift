@@ -1,6 +1,7 @@
 // coderunner-agent: parses arguments and hands them to AgentCore. No logic lives here.
 import AgentCore
 import ArgumentParser
+import Supervision
 import Glibc
 
 struct CoderunnerAgent: ParsableCommand {
@@ -219,8 +220,7 @@ struct Run: ParsableCommand {
 }
 
 func fail(_ message: String, code: Int32) -> Never {
-    let line = "coderunner-agent: \(message)\n"
-    _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+    AgentLog.write(message)
     exit(code)
 }
 
