@@ -6,9 +6,8 @@
 // with posix_spawn directly: the child's signal mask is emptied and every signal's disposition reset (a parent
 // running ServiceLifecycle blocks SIGTERM and SIGINT, which a child must not inherit), descriptors 0-2 come from
 // the caller, and every other descriptor is closed (posix_spawn_file_actions_addclosefrom_np, glibc 2.34).
-#if canImport(Glibc)
+import CSystemShims
 import Glibc
-#endif
 
 public enum ChildProcess {
     public struct SpawnError: Error, CustomStringConvertible {
@@ -27,7 +26,7 @@ public enum ChildProcess {
         posix_spawn_file_actions_adddup2(&actions, stdin, 0)
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
-        if let closeFrom = addCloseFrom { _ = closeFrom(&actions, 3) }
+        cr_spawn_file_actions_addclosefrom(&actions, 3)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -80,8 +79,7 @@ public enum ChildProcess {
         while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR { return -1 }
         }
-        let signal = status & 0x7f
-        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+        return cr_wifsignaled(status) != 0 ? 128 + cr_wtermsig(status) : cr_wexitstatus(status)
     }
 
     private final class Waiter: Sendable {
@@ -92,11 +90,4 @@ public enum ChildProcess {
             self.handler = handler
         }
     }
-
-    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift's Glibc module does not declare.
-    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    private static let addCloseFrom: AddCloseFrom? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(symbol, to: AddCloseFrom.self)
-    }()
 }
