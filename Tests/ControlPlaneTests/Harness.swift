@@ -14,7 +14,15 @@ import TestSupport
 struct Answer: Sendable {
     let status: HTTPResponse.Status
     let headers: HTTPFields
-    let text: String
+    let bytes: [UInt8]
+
+    init(status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer) {
+        self.status = status
+        self.headers = headers
+        bytes = Array(buffer: body)
+    }
+
+    var text: String { String(decoding: bytes, as: UTF8.self) }
 
     var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]) ?? [:] }
     var success: Bool? { json["success"] as? Bool }
@@ -150,7 +158,7 @@ struct Client: Sendable {
             payload = ByteBuffer(string: json)
         }
         let response = try await client.executeRequest(uri: uri, method: method, headers: headers, body: payload)
-        return Answer(status: response.status, headers: response.headers, text: String(buffer: response.body))
+        return Answer(status: response.status, headers: response.headers, body: response.body)
     }
 
     func json(_ object: [String: Any]) -> String {

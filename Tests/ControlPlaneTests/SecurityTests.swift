@@ -28,7 +28,7 @@ extension Client {
         for (name, value) in response.headers {
             if let name = HTTPField.Name(name) { headers.append(HTTPField(name: name, value: value)) }
         }
-        return Answer(status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers, text: String(buffer: body))
+        return Answer(status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers, body: body)
     }
 }
 

@@ -35,9 +35,10 @@ extension ControlPlane {
         router.add(middleware: BodyLimitMiddleware())
 
         router.get("healthz") { _, _ in Reply(StatusData(status: "ok")) }
+        // openapi/openapi.yaml, embedded at build time by SwiftPM (Package.swift), byte for byte.
         router.get("api/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
-                     body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
+                     body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_yaml)))
         }
 
         // MARK: Users
