@@ -64,10 +64,7 @@ public final class InstanceRegistry: Sendable {
         self.heartbeatInterval = heartbeatInterval
     }
 
-    var staleAfter: TimeInterval {
-        let c = heartbeatInterval.components
-        return (Double(c.seconds) + Double(c.attoseconds) / 1e18) * Double(Self.staleAfterMissed)
-    }
+    var staleAfter: TimeInterval { heartbeatInterval.inSeconds * Double(Self.staleAfterMissed) }
 
     // MARK: Agents (agent token)
 
@@ -103,9 +100,8 @@ public final class InstanceRegistry: Sendable {
         }
         logger.info("instance registered", metadata: ["deployment": "\(deploymentId)", "instance": "\(registration.instanceId)",
                                                       "state": "\(registration.state)"])
-        let c = heartbeatInterval.components
         return (AgentRegistrationAccepted(instanceId: registration.instanceId,
-                                          heartbeatIntervalSeconds: Double(c.seconds) + Double(c.attoseconds) / 1e18), created)
+                                          heartbeatIntervalSeconds: heartbeatInterval.inSeconds), created)
     }
 
     /// Records a heartbeat; an unknown instance is 404 so that the agent registers again.
