@@ -1,4 +1,4 @@
-// The response envelope every controller endpoint answers with (the plan's ApiResponse<T>).
+// The response envelope every controller endpoint answers with: success, data or error, message, timestamp.
 // No Foundation: the agent decodes it too, and the timestamp travels as an ISO 8601 string.
 
 /// `{success, data, error, message, timestamp}`. `data` is present on success, `error` on failure.

@@ -1,5 +1,5 @@
-// Cost analytics and optimization recommendations (the plan's cost_analytics and
-// optimization_recommendations), computed from samples: pure functions of their inputs.
+// Cost analytics and optimization recommendations (the cost_analytics and optimization_recommendations
+// tables), computed from samples: pure functions of their inputs.
 
 /// The price of one instance: CPU cores × a price per core-hour plus GB of memory × a price per GB-hour.
 public struct InstancePricing: Sendable, Codable, Equatable {
@@ -143,7 +143,7 @@ public struct ResourceConfig: Sendable, Codable, Equatable {
     public var schedule: ScheduleWindow?
 }
 
-/// One row of the plan's optimization_recommendations table.
+/// One row of the optimization_recommendations table.
 public struct OptimizationRecommendation: Sendable, Codable, Equatable {
     public var recommendationType: RecommendationType
     public var title: String

@@ -1,4 +1,4 @@
-// Every answer is the plan's envelope. Handlers return `Reply`; errors become envelopes in ErrorMiddleware.
+// Every answer is CodeRunnerWire's Envelope. Handlers return `Reply`; errors become envelopes in ErrorMiddleware.
 import CodeRunnerWire
 import Foundation
 import HTTPTypes

@@ -1,4 +1,4 @@
-// The routes: the plan's, plus users, deployments, the agents' endpoint and key rotation.
+// The routes: users, projects, configs and templates, deployments, the agents' endpoint and key rotation.
 import CodeRunnerWire
 import Foundation
 import HTTPTypes

@@ -11,7 +11,7 @@ public struct StoredScalingPolicy: Codable, Sendable, Equatable {
     public var updatedAt: Date
 }
 
-/// The plan's scaling_events.event_type.
+/// Why a scaling event happened (scaling_events.event_type).
 public enum ScalingEventType: String, Codable, Sendable {
     case scaleUp = "scale_up"
     case scaleDown = "scale_down"
