@@ -458,6 +458,10 @@ private func lines(_ url: URL) -> [String] {
             let costs = try await client.call(.get, "\(base)/costs?period=hour", token: token)
             #expect(costs.status == .ok, "\(costs.text)")
             let hour = try #require(costs.list.first)
+            #expect(hour["deploymentId"] as? String == deployment)
+            // Epoch seconds in Scaling's CostPeriod, dates in the API: the hour from 2027-01-15T08:00Z.
+            #expect(hour["periodStart"] as? String == "2027-01-15T08:00:00.000Z")
+            #expect(hour["periodEnd"] as? String == "2027-01-15T09:00:00.000Z")
             #expect(hour["periodType"] as? String == "hour")
             #expect(abs((hour["totalInstanceHours"] as? Double ?? 0) - 3) < 1e-9)
             // (2 cores × 0.05 + 4 GB × 0.01) per instance-hour × 3 instance-hours.

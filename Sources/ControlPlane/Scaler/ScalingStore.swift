@@ -214,13 +214,15 @@ public final class ScalingStore: Sendable {
         }
     }
 
-    public func costPeriods(deploymentId: String, periodType: CostPeriodType, limit: Int) async throws -> [CostAnalyticsRecord] {
+    /// The stored periods, oldest first (dates in the table, epoch seconds in CostPeriod).
+    public func costPeriods(deploymentId: String, periodType: CostPeriodType, limit: Int) async throws -> [CostPeriod] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT * FROM cost_analytics WHERE deployment_id = ? AND period_type = ? ORDER BY period_start DESC LIMIT ?
                 """, arguments: [deploymentId, periodType.rawValue, limit]).reversed().map { row in
-                    CostAnalyticsRecord(
-                        deploymentId: deploymentId, periodStart: row["period_start"], periodEnd: row["period_end"],
+                    CostPeriod(
+                        periodStart: (row["period_start"] as Date).timeIntervalSince1970,
+                        periodEnd: (row["period_end"] as Date).timeIntervalSince1970,
                         periodType: periodType, avgInstances: row["avg_instances"], maxInstances: row["max_instances"],
                         totalInstanceHours: row["total_instance_hours"], computeCost: row["compute_cost"],
                         memoryCost: row["memory_cost"], totalCost: row["total_cost"], avgCpuUsage: row["avg_cpu_usage"],
