@@ -173,6 +173,42 @@ struct Client: Sendable {
         return try #require(login.string("token"))
     }
 
+    /// Signs a user up and creates a project of theirs: where most tests start.
+    func signUpWithProject(_ email: String) async throws -> (token: String, project: String) {
+        let token = try await signUp(email)
+        return (token, try await createProject(token))
+    }
+
+    /// The same with a development deployment: returns its id and agent token too.
+    func signUpWithDeployment(_ email: String) async throws -> (token: String, project: String, deployment: String, agent: String) {
+        let (token, project) = try await signUpWithProject(email)
+        let (deployment, agent) = try await createDeployment(token, project: project)
+        return (token, project, deployment, agent)
+    }
+
+    /// Issues the deployment a new agent token (revoking the others) and returns it.
+    func newAgentToken(_ token: String, _ deployment: String) async throws -> String {
+        try #require(try await call(.post, "/api/deployments/\(deployment)/agent-token", token: token).string("agentToken"))
+    }
+
+    /// Registers an agent instance with its deployment's agent token.
+    @discardableResult
+    func register(_ agentToken: String, _ instanceId: String, state: String = "running", version: Int? = 2,
+                  metrics: String? = "http://127.0.0.1:9464") async throws -> Answer {
+        try await call(.post, "/api/agent/v1/register", token: agentToken, json: json(
+            InstanceRegistryTests.registration(instanceId, state: state, version: version, metrics: metrics)))
+    }
+
+    @discardableResult
+    func heartbeat(_ agentToken: String, _ instanceId: String, state: String) async throws -> Answer {
+        try await call(.post, "/api/agent/v1/heartbeat", token: agentToken, json: json(["instanceId": instanceId, "state": state]))
+    }
+
+    /// A deployment's status as its owner reads it.
+    func deploymentStatus(_ token: String, _ deployment: String) async throws -> String? {
+        try await call(.get, "/api/deployments/\(deployment)/status", token: token).string("status")
+    }
+
     func createProject(_ token: String, name: String = "p") async throws -> String {
         let answer = try await call(.post, "/api/projects", token: token, json: json(["name": name]))
         #expect(answer.status == .created)

@@ -55,7 +55,7 @@ import Testing
             #expect(over.status == .badRequest)
             #expect(over.error == "validation failed: maxInstances 4 is above this controller's cap of 3 instances per deployment")
             #expect(try await client.call(.post, "\(base)/policies", token: token, json: Self.policy(max: 3)).status == .created)
-            let override = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 4}"#)
+            let override = try await client.override(token, deployment, instances: 4)
             #expect(override.status == .badRequest)
             #expect(override.error == "validation failed: instances 4 is above this controller's cap of 3 instances per deployment")
         }
@@ -67,7 +67,7 @@ import Testing
             let base = "/api/deployments/\(deployment)/scaling"
             for (n, message) in [(21, "validation failed: instances 21 is above this controller's cap of 20 instances per deployment"),
                                  (-1, "validation failed: instances must be 0 or more")] {
-                let answer = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": \#(n)}"#)
+                let answer = try await client.override(token, deployment, instances: n)
                 #expect(answer.status == .badRequest, "\(answer.text)")
                 #expect(answer.error == message)
             }

@@ -134,7 +134,7 @@ private func lines(_ url: URL) -> [String] {
                 #expect(try await client.call(.post, "\(base)/policies", token: token, json: body).status == .created)
             }
             for n in [2, 1] {
-                #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": \#(n)}"#).status == .ok)
+                #expect(try await client.override(token, deployment, instances: n).status == .ok)
             }
             var seen: [[String: Any]] = []
             var cursor: Int?
@@ -199,7 +199,7 @@ private func lines(_ url: URL) -> [String] {
             #expect(answer.data["instancesAfter"] as? Int == 3)
             #expect(answer.data["success"] as? Bool == true)
             #expect(lines(calls) == ["\(deployment) 0 3"])
-            let again = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 1}"#)
+            let again = try await client.override(token, deployment, instances: 1)
             #expect(again.data["instancesBefore"] as? Int == 3)
             #expect(lines(calls) == ["\(deployment) 0 3", "\(deployment) 3 1"])
             let status = try await client.call(.get, "\(base)/status", token: token)
@@ -229,17 +229,15 @@ private func lines(_ url: URL) -> [String] {
     @Test("an override the local executor cannot run (no command) is the deployment's fault: 409, nothing recorded")
     func overrideWithoutCommandIsAConflict() async throws {
         try await ScalerHarness { $0.executor = .local }.run { client in
-            let token = try await client.signUp("nocommand@example.com")
-            let project = try await client.createProject(token)
-            let (deployment, _) = try await client.createDeployment(token, project: project)
+            let (token, _, deployment, _) = try await client.signUpWithDeployment("nocommand@example.com")
             let base = "/api/deployments/\(deployment)/scaling"
-            let answer = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 2}"#)
+            let answer = try await client.override(token, deployment, instances: 2)
             #expect(answer.status == .conflict)
             #expect(answer.error == "the deployment has no command, so the local executor has nothing to run; create it with a command")
             let events = try await client.call(.get, "\(base)/events", token: token)
             #expect((events.data["events"] as? [Any])?.isEmpty == true, "\(events.text)")
             // Zero instances needs no command.
-            #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 0}"#).status == .ok)
+            #expect(try await client.override(token, deployment, instances: 0).status == .ok)
         }
     }
 
@@ -299,7 +297,7 @@ private func lines(_ url: URL) -> [String] {
             #expect(bad.error == "validation failed: url must be an http or https URL")
             let set = try await client.call(.put, "\(base)/notification", token: token, json: #"{"url": "\#(listener.url)/notify"}"#)
             #expect(set.status == .ok, "\(set.text)")
-            #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 2}"#).status == .ok)
+            #expect(try await client.override(token, deployment, instances: 2).status == .ok)
             let request = try #require(listener.requests.first)
             #expect(request.path == "/notify")
             #expect(request.headers["x-coderunner-signature"]
