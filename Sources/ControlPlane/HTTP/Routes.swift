@@ -109,9 +109,6 @@ extension ControlPlane {
         }
         authed.delete("api/projects/:id") { request, context in
             try await projects.delete(context.parameters.require("id"), actor: actor(request, context))
-            // Its deployments are gone: agents holding their tokens must now be refused.
-            deployments.forgetAllTokens()
-            await feed.cache.invalidateAll()
             return Reply<Empty>.message("project deleted")
         }
 
@@ -221,7 +218,6 @@ extension ControlPlane {
             let user = try context.requireUser()
             guard user.isAdmin else { throw ControlPlaneError.forbidden("administrator role required") }
             let result = try await secrets.rotate(actor: actor(request, context), reason: "manual")
-            await feed.cache.invalidateAll()
             return Reply(result, message: "data key rotated; secrets rewrapped")
         }
         return router
