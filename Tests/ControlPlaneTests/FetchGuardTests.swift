@@ -14,8 +14,7 @@ import TestSupport
 
     @Test func aLoopbackNotificationURLIsRefusedWhenSet() async throws {
         try await ScalerHarness.notifying().run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, _, base) = try await client.scaledDeployment()
             for (url, kind) in [("http://127.0.0.1:9/notify", "loopback"), ("http://[::1]:9/", "loopback"),
                                 ("http://169.254.169.254/latest/meta-data/", "cloud metadata"), ("http://10.0.0.1/", "private"),
                                 ("http://[::ffff:127.0.0.1]:9/", "loopback"), ("http://0.0.0.0:9/", "unspecified")] {
@@ -32,8 +31,7 @@ import TestSupport
         let listener = try LoopbackListener(status: 204, body: "")
         defer { listener.stop() }
         try await ScalerHarness.notifying().run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let set = try await client.call(.put, "\(base)/notification", token: token,
                                             json: #"{"url": "http://\#(host):\#(listener.port)/notify"}"#)
             #expect(set.status == .ok, "\(set.text)")
@@ -47,8 +45,7 @@ import TestSupport
         let listener = try LoopbackListener(status: 204, body: "")
         defer { listener.stop() }
         try await ScalerHarness.notifying(allowingLoopback: true).run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             // By name too: localhost resolves to 127.0.0.1 (allowed), and ::1 where the resolver returns it, which
             // is not: every address must pass, so only the address form is used here.
             let set = try await client.call(.put, "\(base)/notification", token: token, json: #"{"url": "\#(listener.url)/notify"}"#)
@@ -71,8 +68,7 @@ import TestSupport
         let redirector = try LoopbackListener(status: 302, body: "", location: target.url + "/stolen")
         defer { redirector.stop() }
         try await ScalerHarness.notifying(allowingLoopback: true).run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             #expect(try await client.call(.put, "\(base)/notification", token: token, json: #"{"url": "\#(redirector.url)/n"}"#).status == .ok)
             #expect(try await client.override(token, deployment, instances: 2).status == .ok)
             #expect(redirector.requests.count == 1)
@@ -87,7 +83,7 @@ import TestSupport
         let redirector = try LoopbackListener(status: 307, body: "", location: target.url + "/stolen")
         defer { redirector.stop() }
         try await ScalerHarness { $0.executor = .webhook(redirector.url + "/scale"); $0.webhookSecret = "webhook-secret-for-tests" }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.override(token, deployment, instances: 2)
             #expect(answer.status == .badGateway)
             #expect(redirector.requests.count == 1)
@@ -113,7 +109,7 @@ import TestSupport
         let agent = try LoopbackListener(status: 200, body: try Self.agentStatus(cpu: 40))
         defer { agent.stop() }
         try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let agentToken = try await client.newAgentToken(token, deployment)
             for (id, url) in [("i-1", agent.url), ("i-2", "http://localhost:\(agent.port)"), ("i-3", "http://2130706433:\(agent.port)")] {
                 let registered = try await client.register(agentToken, id, metrics: url)
@@ -136,7 +132,7 @@ import TestSupport
         defer { agent.stop() }
         let deadPort = TestSupport.freeLoopbackPort()
         try await ScalerHarness { $0.executor = .exec("true"); $0.fetchAllowList = [IPNetwork("127.0.0.1/32")!] }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let agentToken = try await client.newAgentToken(token, deployment)
             for (id, url) in [("live", agent.url), ("dead", "http://127.0.0.1:\(deadPort)")] {
                 let registered = try await client.register(agentToken, id, metrics: url)
@@ -154,7 +150,7 @@ import TestSupport
 
     @Test func registrationStopsAtTheCap() async throws {
         try await ScalerHarness { $0.executor = .exec("true"); $0.maxInstancesPerDeployment = 2 }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let agentToken = try await client.newAgentToken(token, deployment)
             for id in ["i-1", "i-2"] {
                 let answer = try await client.register(agentToken, id)

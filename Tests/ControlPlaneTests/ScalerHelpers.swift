@@ -146,13 +146,16 @@ struct ScalerHarness {
 }
 
 extension Client {
-    /// A user, a project and a deployment running `command`; returns (session token, deployment id).
-    func scaledDeployment(_ email: String = "owner@example.com", command: String = "sleep 1000") async throws -> (String, String) {
+    /// A user, a project and a deployment running `command`: the session token, the deployment's id and the
+    /// base path of its scaling routes.
+    func scaledDeployment(_ email: String = "owner@example.com",
+                          command: String = "sleep 1000") async throws -> (token: String, deployment: String, base: String) {
         let (token, project) = try await signUpWithProject(email)
         let answer = try await call(.post, "/api/deployments", token: token,
                                     json: json(["projectId": project, "environment": "development", "command": command]))
         #expect(answer.status == .created, "create deployment: \(answer.text)")
-        return (token, try #require(answer.string("id")))
+        let deployment = try #require(answer.string("id"))
+        return (token, deployment, "/api/deployments/\(deployment)/scaling")
     }
 
     /// Sets the deployment's instance count by hand.

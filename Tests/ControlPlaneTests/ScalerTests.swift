@@ -39,7 +39,7 @@ private func lines(_ url: URL) -> [String] {
 @Suite("Scaler") struct ScalerTests {
     @Test func policyCRUD() async throws {
         try await ScalerHarness { _ in }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let base = "/api/deployments/\(deployment)/scaling/policies"
             let created = try await client.call(.post, base, token: token, json: thresholdPolicy)
             #expect(created.status == .created, "\(created.text)")
@@ -87,7 +87,7 @@ private func lines(_ url: URL) -> [String] {
     ])
     func policyValidation(body: String, message: String) async throws {
         try await ScalerHarness { _ in }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/policies", token: token, json: body)
             #expect(answer.status == .badRequest)
             answer.expectEnvelope()
@@ -97,7 +97,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func unparseableCronNamesTheField() async throws {
         try await ScalerHarness { _ in }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let body = #"{"name": "night", "policyType": "scheduled", "maxInstances": 5, "schedules": [{"cron": "61 * * * *", "timeZone": "UTC", "minInstances": 2, "durationSeconds": 3600}]}"#
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/policies", token: token, json: body)
             #expect(answer.status == .badRequest)
@@ -107,7 +107,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func anotherUsersDeploymentIsNotFound() async throws {
         try await ScalerHarness { _ in }.run { client in
-            let (_, deployment) = try await client.scaledDeployment("alice@example.com")
+            let (_, deployment, _) = try await client.scaledDeployment("alice@example.com")
             let mallory = try await client.signUp("mallory@example.com")
             let base = "/api/deployments/\(deployment)/scaling"
             let calls: [(HTTPRequest.Method, String, String?)] = [
@@ -127,8 +127,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func eventsArePagedNewestFirst() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             for name in ["a", "b", "c"] {
                 let body = thresholdPolicy.replacingOccurrences(of: #""name": "cpu""#, with: #""name": "\#(name)""#)
                 #expect(try await client.call(.post, "\(base)/policies", token: token, json: body).status == .created)
@@ -162,8 +161,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func dryRunDecidesWithoutActing() async throws {
         try await ScalerHarness { $0.executor = .exec("exit 9") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let none = try await client.call(.post, "\(base)/dry-run", token: token)
             #expect(none.status == .conflict)
             #expect(none.error == "the deployment has no enabled scaling policy")
@@ -189,8 +187,7 @@ private func lines(_ url: URL) -> [String] {
         defer { try? FileManager.default.removeItem(at: dir) }
         let (command, calls) = try execScript(dir)
         try await ScalerHarness { $0.executor = .exec(command) }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 3, "reason": "launch"}"#)
             #expect(answer.status == .ok, "\(answer.text)")
             #expect(answer.string("eventType") == "manual_override")
@@ -212,7 +209,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func execFailureIsRecorded() async throws {
         try await ScalerHarness { $0.executor = .exec("echo 'no capacity left' >&2; exit 3") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token,
                                                json: #"{"instances": 2}"#)
             #expect(answer.status == .badGateway)
@@ -249,7 +246,7 @@ private func lines(_ url: URL) -> [String] {
             $0.executor = .webhook(listener.url + "/scale")
             $0.webhookSecret = secret
         }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token,
                                                json: #"{"instances": 2}"#)
             #expect(answer.status == .ok, "\(answer.text)")
@@ -273,7 +270,7 @@ private func lines(_ url: URL) -> [String] {
             $0.executor = .webhook(listener.url + "/scale")
             $0.webhookSecret = "webhook-secret-for-tests"
         }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token,
                                                json: #"{"instances": 2}"#)
             #expect(answer.status == .badGateway)
@@ -290,8 +287,7 @@ private func lines(_ url: URL) -> [String] {
             $0.webhookSecret = secret
             $0.fetchAllowList = [IPNetwork("127.0.0.1/32")!]  // the listener is on loopback
         }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let bad = try await client.call(.put, "\(base)/notification", token: token, json: #"{"url": "ftp://x"}"#)
             #expect(bad.status == .badRequest)
             #expect(bad.error == "validation failed: url must be an http or https URL")
@@ -318,7 +314,7 @@ private func lines(_ url: URL) -> [String] {
         // Holds the scaling open until the test creates `release` (at most 10 s).
         let (command, calls) = try execScript(dir, tail: "for i in $(seq 200); do [ -e '\(release.path)' ] && exit 0; sleep 0.05; done; exit 1")
         try await ScalerHarness { $0.executor = .exec(command) }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             #expect(try await client.call(.post, "/api/deployments/\(deployment)/scaling/policies", token: token,
                                           json: thresholdPolicy).status == .created)
             let scaler = client.controlPlane.scaling.scaler
@@ -354,8 +350,7 @@ private func lines(_ url: URL) -> [String] {
     /// A dry run builds the engine; an update afterwards must still reach the loop's engine.
     @Test func anUpdatedPolicyReachesTheLoopAfterADryRun() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let created = try await client.call(.post, "\(base)/policies", token: token, json: thresholdPolicy)
             let id = try #require(created.string("id"))
             let scaler = client.controlPlane.scaling.scaler
@@ -434,8 +429,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func costsRecommendationsAndBacktestUseTheRecordedHistory() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let noPricing = try await client.call(.get, "\(base)/recommendations", token: token)
             #expect(noPricing.status == .conflict)
             let pricing = try await client.call(.put, "\(base)/pricing", token: token,
