@@ -24,7 +24,7 @@ public final class SQLiteStore: ControlPlaneStore {
         try Migrations.migrator.migrate(pool)
     }
 
-    // MARK: Errors
+    // MARK: The write path and stored values
 
     /// Runs a write transaction, turning SQLite's uniqueness failures into StoreError.conflict.
     private func write<T: Sendable>(conflict: String = "resource already exists", _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
@@ -34,7 +34,8 @@ public final class SQLiteStore: ControlPlaneStore {
     /// The one write path: runs the transaction, then publishes what it changed in agents' configs before
     /// the caller hears back, so the next read sees no stale cache and every waiting agent is woken. A
     /// config version moves only through `bumpVersions` and `bumpVersion`, which record into `changes`:
-    /// no write can move one without it being published.
+    /// no write of this store can move one without it being published. (InstanceRegistry and ScalingStore
+    /// write their own tables through `pool`; none of them holds a config version.)
     private func write<T: Sendable>(conflict: String = "resource already exists",
                                     _ body: @escaping @Sendable (Database, inout ConfigChanges) throws -> T) async throws -> T {
         let (result, changes): (T, ConfigChanges)
