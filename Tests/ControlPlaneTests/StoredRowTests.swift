@@ -52,4 +52,20 @@ import Testing
             }
         }
     }
+
+    @Test func anUnknownScalingEventTypeIsAnErrorNamingTheRow() async throws {
+        try await ScalerHarness { $0.executor = .exec("true") }.run { c in
+            let (token, deployment, base) = try await c.scaledDeployment()
+            #expect(try await c.override(token, deployment, instances: 2).status == .ok)
+            let id = try c.harness.sqlite("SELECT id FROM scaling_events WHERE deployment_id = '\(deployment)'")
+            _ = try c.harness.sqlite("""
+                PRAGMA ignore_check_constraints = ON;
+                UPDATE scaling_events SET event_type = 'scale_sideways' WHERE id = '\(id)';
+                """)
+            #expect(try await c.call(.get, "\(base)/events", token: token).status == .internalServerError)
+            await #expect(throws: StoreError.invalidRow(table: "scaling_events", id: id, column: "event_type", value: "scale_sideways")) {
+                try await c.controlPlane.scaling.store.events(deploymentId: deployment, limit: 10, before: nil)
+            }
+        }
+    }
 }

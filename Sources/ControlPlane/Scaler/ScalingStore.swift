@@ -128,9 +128,14 @@ public final class ScalingStore: Sendable {
 
     private static func event(_ row: Row) throws -> ScalingEventRecord {
         let decision: String? = row["decision_json"]
+        let rawType: String = row["event_type"]
+        // An unknown type is a damaged row, not a policy change.
+        guard let eventType = ScalingEventType(rawValue: rawType) else {
+            throw StoreError.invalidRow(table: "scaling_events", id: row["id"], column: "event_type", value: rawType)
+        }
         return ScalingEventRecord(
             id: row["id"], sequence: row["sequence"], deploymentId: row["deployment_id"], policyId: row["policy_id"],
-            eventType: ScalingEventType(rawValue: row["event_type"]) ?? .policyChange, triggerReason: row["trigger_reason"],
+            eventType: eventType, triggerReason: row["trigger_reason"],
             instancesBefore: row["instances_before"], instancesAfter: row["instances_after"], cpuUsage: row["cpu_usage"],
             memoryUsage: row["memory_usage"], requestRate: row["request_rate"], responseTime: row["response_time"],
             connections: row["connections"], costBefore: row["cost_before"], costAfter: row["cost_after"],
