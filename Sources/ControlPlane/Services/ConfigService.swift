@@ -4,8 +4,6 @@ import CodeRunnerWire
 import Foundation
 import Logging
 
-typealias AgentConfigValue = RenderedAgentConfig
-
 /// An agent config with its JSON already encoded: one change wakes thousands of waiting agents, and they
 /// all get the same bytes, so it is encoded once per version rather than once per request.
 public struct RenderedAgentConfig: Sendable {
