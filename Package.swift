@@ -111,6 +111,8 @@ if parts.contains("controller") {
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
+            // The API's OpenAPI document, served as it is in the repository (PackageResources.openapi_yaml).
+            resources: [.embedInCode("../../openapi/openapi.yaml")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-controller",

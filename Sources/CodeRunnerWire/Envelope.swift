@@ -1,8 +1,9 @@
-// The response envelope every controller endpoint answers with (the plan's ApiResponse<T>).
+// The response envelope every controller endpoint answers with: success, data or error, message, timestamp.
 // No Foundation: the agent decodes it too, and the timestamp travels as an ISO 8601 string.
 
 /// `{success, data, error, message, timestamp}`. `data` is present on success, `error` on failure.
-public struct Envelope<T: Codable & Sendable>: Codable, Sendable {
+/// Encodable or Decodable as its payload is: the controller sends some payloads it never reads back.
+public struct Envelope<T: Sendable>: Sendable {
     public var success: Bool
     public var data: T?
     public var error: String?
@@ -18,6 +19,9 @@ public struct Envelope<T: Codable & Sendable>: Codable, Sendable {
         self.timestamp = timestamp
     }
 }
+
+extension Envelope: Encodable where T: Encodable {}
+extension Envelope: Decodable where T: Decodable {}
 
 /// The payload of an envelope that carries no data (errors, deletes).
 public struct Empty: Codable, Sendable, Equatable {

@@ -126,7 +126,6 @@ public struct ControlPlane: Sendable {
     public let scaling: ScalingAPI
     /// Login and registration attempts per client address.
     let authAttempts: AttemptLimiter
-    let feed: ChangeFeed
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
     /// and seeds the official templates.
@@ -138,14 +137,14 @@ public struct ControlPlane: Sendable {
         } catch {
             throw ConfigurationError.dataDirectory(configuration.dataDirectory, "cannot create it (\(error.localizedDescription))")
         }
-        let store = try SQLiteStore(path: configuration.databasePath)
+        let hub = ConfigWatchHub()
+        let feed = ChangeFeed(hub: hub, cache: AgentConfigCache())
+        let store = try SQLiteStore(path: configuration.databasePath, publishingTo: feed)
         let master = try MasterKeyLoader.load(configuration)
         let secrets = try await SecretBox(master: master, store: store, rotationThreshold: configuration.rotationThreshold,
                                           dependencies: dependencies, logger: logger)
         try await store.seedTemplates(OfficialTemplates.templates(now: dependencies.now()))
-        let hub = ConfigWatchHub()
-        let feed = ChangeFeed(hub: hub, cache: AgentConfigCache())
-        let configs = ConfigService(store: store, secrets: secrets, feed: feed, dependencies: dependencies, logger: logger)
+        let configs = ConfigService(store: store, secrets: secrets, dependencies: dependencies, logger: logger)
         let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
                                             defaultLimits: configuration.deploymentDefaults,
                                             limitCeiling: configuration.deploymentCeiling,
@@ -162,13 +161,12 @@ public struct ControlPlane: Sendable {
                                         tokenLifetime: configuration.tokenLifetime,
                                         adminEmail: configuration.adminEmail?.lowercased(),
                                         registration: configuration.registration),
-            projects: ProjectService(store: store, configs: configs), configs: configs,
+            projects: ProjectService(store: store, configs: configs, deployments: deployments), configs: configs,
             deployments: deployments, secrets: secrets, hub: hub,
             instances: instances,
             scaling: ScalingAPI.open(configuration, pool: store.pool, instances: instances, credentials: deployments,
                                      dependencies: dependencies, logger: logger),
-            authAttempts: AttemptLimiter(policy: configuration.authRateLimit),
-            feed: feed)
+            authAttempts: AttemptLimiter(policy: configuration.authRateLimit))
     }
 }
 

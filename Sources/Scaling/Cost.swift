@@ -1,5 +1,5 @@
-// Cost analytics and optimization recommendations (the plan's cost_analytics and
-// optimization_recommendations), computed from samples: pure functions of their inputs.
+// Cost analytics and optimization recommendations (the cost_analytics and optimization_recommendations
+// tables), computed from samples: pure functions of their inputs.
 
 /// The price of one instance: CPU cores × a price per core-hour plus GB of memory × a price per GB-hour.
 public struct InstancePricing: Sendable, Codable, Equatable {
@@ -52,7 +52,8 @@ public enum CostPeriodType: String, Sendable, Codable, CaseIterable {
     }
 }
 
-/// One row of the plan's cost_analytics table.
+/// One period of a deployment's cost (a row of cost_analytics). Times are seconds since the epoch; the
+/// controller's store and API turn them into dates at their edges.
 public struct CostPeriod: Sendable, Codable, Equatable {
     public var periodStart: Double
     public var periodEnd: Double
@@ -66,6 +67,23 @@ public struct CostPeriod: Sendable, Codable, Equatable {
     public var avgCpuUsage: Double?
     public var avgMemoryUsage: Double?
     public var avgResponseTime: Double?
+
+    public init(periodStart: Double, periodEnd: Double, periodType: CostPeriodType, avgInstances: Double, maxInstances: Int,
+                totalInstanceHours: Double, computeCost: Double, memoryCost: Double, totalCost: Double,
+                avgCpuUsage: Double?, avgMemoryUsage: Double?, avgResponseTime: Double?) {
+        self.periodStart = periodStart
+        self.periodEnd = periodEnd
+        self.periodType = periodType
+        self.avgInstances = avgInstances
+        self.maxInstances = maxInstances
+        self.totalInstanceHours = totalInstanceHours
+        self.computeCost = computeCost
+        self.memoryCost = memoryCost
+        self.totalCost = totalCost
+        self.avgCpuUsage = avgCpuUsage
+        self.avgMemoryUsage = avgMemoryUsage
+        self.avgResponseTime = avgResponseTime
+    }
 }
 
 public enum CostAnalytics {
@@ -143,7 +161,7 @@ public struct ResourceConfig: Sendable, Codable, Equatable {
     public var schedule: ScheduleWindow?
 }
 
-/// One row of the plan's optimization_recommendations table.
+/// One row of the optimization_recommendations table.
 public struct OptimizationRecommendation: Sendable, Codable, Equatable {
     public var recommendationType: RecommendationType
     public var title: String

@@ -1,4 +1,4 @@
-// The inputs and outputs of a decision: the deployment's state and the plan's ScalingDecision.
+// The inputs and outputs of a decision: the deployment's state and the ScalingDecision.
 
 /// What the engine knows about the deployment besides its metrics. Times are seconds since the epoch.
 public struct DeploymentState: Sendable, Codable, Equatable {
@@ -87,8 +87,8 @@ public struct PolicyEvaluation: Sendable, Codable, Equatable {
     }
 }
 
-/// The plan's ScalingDecision, with `no_action` for the plan's `maintain`, a cost impact per hour and per
-/// month, and each policy's evaluation.
+/// What the engine decided: an action (`no_action` when the count stays), the target count, a cost
+/// impact per hour and per month, and each policy's evaluation.
 public struct ScalingDecision: Sendable, Codable, Equatable {
     public var deploymentId: String?
     public var timestamp: Double

@@ -1,6 +1,6 @@
-// The scaling policy: the plan's ScalingPolicy and ScalingRule JSON (camelCase), plus the options the
-// plan left out. New options add fields and rename none; every new field has a default, so a plan-shaped
-// body decodes as it is. README.md, Scaling policies is the reference for users.
+// The scaling policy: ScalingPolicy and ScalingRule JSON (camelCase) with its options. New options add
+// fields and rename none; every new field has a default, so a body written before an option existed
+// decodes as it is. README.md, Scaling policies is the reference for users.
 
 /// A metric a rule, a target or a forecast can name. Values are per-instance means over fresh instances.
 public enum Metric: String, Sendable, Codable, CaseIterable, Hashable {
@@ -41,7 +41,7 @@ public enum PolicyType: String, Sendable, Codable, CaseIterable, Hashable {
     }
 }
 
-/// The plan's ScalingRule: `metric` compared with `threshold`, held for `duration` seconds.
+/// A rule: `metric` compared with `threshold`, held for `duration` seconds.
 /// Scale-up rules fire above the threshold, scale-down rules below it (both strict).
 public struct ScalingRule: Sendable, Codable, Equatable {
     public var metric: Metric
@@ -151,7 +151,7 @@ public struct ScheduleWindow: Sendable, Codable, Equatable {
     }
 }
 
-/// The plan's ScalingPolicy. Defaults are the plan's schema defaults (min 1, max 10, cooldowns 300/600 s)
+/// A deployment's scaling policy. Defaults: min 1, max 10, cooldowns 300/600 s (scaling_policies' column defaults)
 /// and the HPA's (tolerance 0.1, scale-down stabilization 300 s, scale-up step max(100%, 4 instances)).
 public struct ScalingPolicy: Sendable, Codable, Equatable {
     public static let defaultMinInstances = 1
@@ -188,10 +188,10 @@ public struct ScalingPolicy: Sendable, Codable, Equatable {
     public var maxScaleUpPercent: Double
     /// At most this many instances removed per decision; nil means no limit (the HPA allows 100%).
     public var maxScaleDownStep: Int?
-    /// Instances a threshold or multi_metric policy adds or removes per decision (the plan's 1).
+    /// Instances a threshold or multi_metric policy adds or removes per decision (default 1).
     public var scaleUpAdjustment: Int
     public var scaleDownAdjustment: Int
-    /// multi_metric: the weighted share of scale-up rules that must fire (default 0.5, the plan's cut).
+    /// multi_metric: the weighted share of scale-up rules that must fire (default 0.5: half of them).
     public var scaleUpScore: Double
     /// multi_metric: the weighted share of scale-down rules that must fire (default 1: all of them).
     public var scaleDownScore: Double

@@ -7,8 +7,8 @@
 //   StoredDataKey, Keyring          versioned data keys wrapped by the master key; seal/open/rewrap/rotate
 //   SealedHeader                    the documented byte layout (README.md, Encryption at rest)
 //
-// Why not the plan's EncryptionService: it called the deprecated createCipher, which ignores the IV it
-// generated and derives key and IV from the password alone (one fixed nonce for every secret: GCM's
-// catastrophic failure), used one constant AAD for every row, and its rotation deactivated old keys so
-// existing ciphertext became unreadable. Here every seal draws a fresh 96-bit nonce, the AAD binds the row,
-// and old versions keep opening until explicitly retired.
+// What it guards against: a fixed nonce (deriving key and IV from a password alone gives every secret the
+// same nonce: GCM's catastrophic failure), one constant AAD for every row (a ciphertext could be moved to
+// another row), and a rotation that deactivates old keys (existing ciphertext becomes unreadable). Here
+// every seal draws a fresh 96-bit nonce, the AAD binds the row, and old versions keep opening until
+// explicitly retired.

@@ -263,9 +263,12 @@ struct ServeCommand: AsyncParsableCommand {
         var logger = Logger(label: "coderunner-controller")
         logger.logLevel = configuration.logLevel
         // Graceful shutdown on SIGTERM and SIGINT, in reverse order of the list: held blocking queries are
-        // released (503), the scaler stops its local agents, in-flight requests finish, then the process exits.
+        // released (503), statuses stop refreshing, the scaler stops its local agents, in-flight requests
+        // finish, then the process exits.
         let group = ServiceGroup(
-            services: [app, controlPlane.scaling.service(configuration, logger: logger), ConfigWatchDrain(hub: controlPlane.hub)],
+            services: [app, controlPlane.scaling.service(configuration, logger: logger),
+                       StatusRefreshService(registry: controlPlane.instances, logger: logger),
+                       ConfigWatchDrain(hub: controlPlane.hub)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }

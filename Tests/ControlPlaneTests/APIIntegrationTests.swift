@@ -1,4 +1,5 @@
-// A port of the plan's tests/integration/api-integration.spec.ts (P2-T06), over a real loopback socket.
+// The API's main journey end to end over a real loopback socket: sign up and log in, projects, a config
+// and a secret, a deployment and its status, the error answers, and concurrent requests.
 import Foundation
 import Testing
 

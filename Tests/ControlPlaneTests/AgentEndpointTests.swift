@@ -8,8 +8,7 @@ import Testing
 @Suite struct AgentEndpointTests {
     @Test func servesDecryptedConfigOfItsDeploymentOnly() async throws {
         try await Harness().run { client in
-            let token = try await client.signUp("agent@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("agent@example.com")
             let development = try await client.createConfig(token, project: project, environment: "development")
             let production = try await client.createConfig(token, project: project, environment: "production")
             try await client.setVariable(token, config: development, key: "API_KEY", value: "dev-key", type: "secret", required: true)
@@ -47,8 +46,7 @@ import Testing
     @Test("the local executor's per-instance tokens: audited, beside the owner's, revoked one by one or as leftovers")
     func instanceTokens() async throws {
         try await Harness().run { client in
-            let token = try await client.signUp("instances@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("instances@example.com")
             _ = try await client.createConfig(token, project: project)
             let (deploymentId, ownerToken) = try await client.createDeployment(token, project: project)
             let deployments = client.controlPlane.deployments
@@ -82,8 +80,7 @@ import Testing
 
     @Test func versionGrowsOnVariableChangesAndReloads() async throws {
         try await Harness().run { client in
-            let token = try await client.signUp("versions@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("versions@example.com")
             let config = try await client.createConfig(token, project: project)
             let (deploymentId, agentToken) = try await client.createDeployment(token, project: project)
             func version() async throws -> Int? {
@@ -111,8 +108,7 @@ import Testing
     @Test func blockingQueryWakesOnChange() async throws {
         let harness = try Harness()
         try await harness.run { client in
-            let token = try await client.signUp("block@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("block@example.com")
             let config = try await client.createConfig(token, project: project)
             let (_, agentToken) = try await client.createDeployment(token, project: project)
             // index below the current version answers at once.
@@ -146,9 +142,7 @@ import Testing
     @Test("a held blocking query ends with 503 when the controller shuts down, so the shutdown does not wait for it")
     func blockingQueryEndsOnShutdown() async throws {
         try await Harness().run { client in
-            let token = try await client.signUp("shutdown@example.com")
-            let project = try await client.createProject(token)
-            let (_, agentToken) = try await client.createDeployment(token, project: project)
+            let (_, _, _, agentToken) = try await client.signUpWithDeployment("shutdown@example.com")
             async let answer = client.call(.get, "/api/agent/v1/config?index=1&wait=5m", token: agentToken)
             #expect(await TestSupport.waitUntil(timeout: .seconds(10)) { await client.controlPlane.hub.waitingCount == 1 })
             await client.controlPlane.hub.close()
@@ -164,9 +158,7 @@ import Testing
     @Test func blockingQueryTimesOutWithTheCurrentVersion() async throws {
         let harness = try Harness()
         try await harness.run { client in
-            let token = try await client.signUp("timeout@example.com")
-            let project = try await client.createProject(token)
-            let (_, agentToken) = try await client.createDeployment(token, project: project)
+            let (_, _, _, agentToken) = try await client.signUpWithDeployment("timeout@example.com")
             async let answer = client.call(.get, "/api/agent/v1/config?index=1&wait=10m", token: agentToken)
             let parked = await TestSupport.waitUntil(timeout: .seconds(10)) { await client.controlPlane.hub.waitingCount == 1 }
             #expect(parked)

@@ -20,8 +20,7 @@ import Testing
     @Test func applyWithMissingRequiredWritesNothing() async throws {
         let harness = try Harness()
         try await harness.run { client in
-            let token = try await client.signUp("apply@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("apply@example.com")
             let templates = try await client.call(.get, "/api/config/templates?category=nodejs", token: token)
             let express = try #require(templates.list.first { $0["name"] as? String == "Node.js / Express" })
             let templateId = try #require(express["id"] as? String)
@@ -86,8 +85,7 @@ import Testing
 
     @Test func variableRulesAndConflicts() async throws {
         try await Harness().run { client in
-            let token = try await client.signUp("rules@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("rules@example.com")
             let config = try await client.createConfig(token, project: project, name: "same")
             let duplicate = try await client.call(.post, "/api/config/projects/\(project)/environments", token: token,
                                                   json: client.json(["environment": "development", "name": "same"]))
@@ -128,8 +126,7 @@ import Testing
 
     @Test func exportAndImport() async throws {
         try await Harness().run { client in
-            let token = try await client.signUp("io@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("io@example.com")
             let config = try await client.createConfig(token, project: project)
             try await client.setVariable(token, config: config, key: "SECRET", value: "hunter2", type: "secret")
             try await client.setVariable(token, config: config, key: "GREETING", value: "hello \"world\"")
@@ -172,8 +169,7 @@ import Testing
     @Test func auditChainDetectsAnEditedRow() async throws {
         let harness = try Harness()
         try await harness.run { client in
-            let token = try await client.signUp("audit@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("audit@example.com")
             let config = try await client.createConfig(token, project: project)
             try await client.setVariable(token, config: config, key: "A", value: "1")
             try await client.setVariable(token, config: config, key: "A", value: "2")

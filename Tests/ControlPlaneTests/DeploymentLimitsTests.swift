@@ -10,8 +10,7 @@ import TestSupport
     @Test func defaultsExplicitValuesAndUpdates() async throws {
         let harness = try Harness()
         try await harness.run(.live) { c in
-            let token = try await c.signUp("limits@example.com")
-            let project = try await c.createProject(token)
+            let (token, project) = try await c.signUpWithProject("limits@example.com")
             let plain = try await c.call(.post, "/api/deployments", token: token, json: c.json(["projectId": project, "environment": "development"]))
             #expect(plain.status == .created, "\(plain.text)")
             #expect(plain.data["cpuLimit"] as? Double == 1)
@@ -68,8 +67,7 @@ import TestSupport
     ])
     func invalidLimitsNameTheField(field: String, message: String) async throws {
         try await Harness().run(.live) { c in
-            let token = try await c.signUp("limits@example.com")
-            let project = try await c.createProject(token)
+            let (token, project) = try await c.signUpWithProject("limits@example.com")
             let created = try await c.call(.post, "/api/deployments", token: token,
                                            json: #"{"projectId": "\#(project)", "environment": "development", \#(field)}"#)
             #expect(created.status == .badRequest, "\(created.text)")
@@ -84,8 +82,7 @@ import TestSupport
     @Test(arguments: [#""cpuLimit": 1e999"#, #""memoryLimit": 1e30"#, #""pidsLimit": 2.5"#, #""memoryLimit": "512M""#])
     func numbersNoFieldCanHoldAreBadRequests(field: String) async throws {
         try await Harness().run(.live) { c in
-            let token = try await c.signUp("limits@example.com")
-            let project = try await c.createProject(token)
+            let (token, project) = try await c.signUpWithProject("limits@example.com")
             let created = try await c.call(.post, "/api/deployments", token: token,
                                            json: #"{"projectId": "\#(project)", "environment": "development", \#(field)}"#)
             #expect(created.status == .badRequest, "\(created.text)")
@@ -97,8 +94,7 @@ import TestSupport
         var harness = try Harness()
         harness.configuration.deploymentDefaults = ResourceLimits(cpu: 0.25, memory: 128 * 1024 * 1024, pids: 64)
         try await harness.run { c in
-            let token = try await c.signUp("limits@example.com")
-            let project = try await c.createProject(token)
+            let (token, project) = try await c.signUpWithProject("limits@example.com")
             let answer = try await c.call(.post, "/api/deployments", token: token, json: c.json(["projectId": project, "environment": "development"]))
             #expect(answer.data["cpuLimit"] as? Double == 0.25)
             #expect(answer.data["memoryLimit"] as? Int == 128 * 1024 * 1024)
@@ -110,8 +106,7 @@ import TestSupport
     @Test func theScalingTargetCarriesTheLimits() async throws {
         let recorder = RecordingExecutor()
         try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
-            let token = try await client.signUp("limits@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("limits@example.com")
             let created = try await client.call(.post, "/api/deployments", token: token, json: client.json([
                 "projectId": project, "environment": "development", "command": "sleep 100",
                 "cpuLimit": 1.5, "memoryLimit": 256 * 1024 * 1024, "pidsLimit": 100]))

@@ -13,9 +13,8 @@ import TestSupport
     static let refused = "refused: the address is not one this controller fetches from"
 
     @Test func aLoopbackNotificationURLIsRefusedWhenSet() async throws {
-        try await ScalerHarness { $0.executor = .exec("true"); $0.webhookSecret = "notification-secret-1" }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+        try await ScalerHarness.notifying().run(.live) { client in
+            let (token, _, base) = try await client.scaledDeployment()
             for (url, kind) in [("http://127.0.0.1:9/notify", "loopback"), ("http://[::1]:9/", "loopback"),
                                 ("http://169.254.169.254/latest/meta-data/", "cloud metadata"), ("http://10.0.0.1/", "private"),
                                 ("http://[::ffff:127.0.0.1]:9/", "loopback"), ("http://0.0.0.0:9/", "unspecified")] {
@@ -31,13 +30,12 @@ import TestSupport
     func aNameThatResolvesToLoopbackGetsNoNotification(host: String) async throws {
         let listener = try LoopbackListener(status: 204, body: "")
         defer { listener.stop() }
-        try await ScalerHarness { $0.executor = .exec("true"); $0.webhookSecret = "notification-secret-1" }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+        try await ScalerHarness.notifying().run(.live) { client in
+            let (token, deployment, base) = try await client.scaledDeployment()
             let set = try await client.call(.put, "\(base)/notification", token: token,
                                             json: #"{"url": "http://\#(host):\#(listener.port)/notify"}"#)
             #expect(set.status == .ok, "\(set.text)")
-            let scaled = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 2}"#)
+            let scaled = try await client.override(token, deployment, instances: 2)
             #expect(scaled.status == .ok, "\(scaled.text)")
             #expect(listener.requests.isEmpty)
         }
@@ -46,23 +44,18 @@ import TestSupport
     @Test func theAllowListLetsTheOperatorNotifyLoopback() async throws {
         let listener = try LoopbackListener(status: 204, body: "")
         defer { listener.stop() }
-        try await ScalerHarness {
-            $0.executor = .exec("true")
-            $0.webhookSecret = "notification-secret-1"
-            $0.fetchAllowList = [IPNetwork("127.0.0.1/32")!]
-        }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+        try await ScalerHarness.notifying(allowingLoopback: true).run(.live) { client in
+            let (token, deployment, base) = try await client.scaledDeployment()
             // By name too: localhost resolves to 127.0.0.1 (allowed), and ::1 where the resolver returns it, which
             // is not: every address must pass, so only the address form is used here.
             let set = try await client.call(.put, "\(base)/notification", token: token, json: #"{"url": "\#(listener.url)/notify"}"#)
             #expect(set.status == .ok, "\(set.text)")
-            #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 2}"#).status == .ok)
+            #expect(try await client.override(token, deployment, instances: 2).status == .ok)
             #expect(listener.requests.map(\.path) == ["/notify"])
             let bynumber = try await client.call(.put, "\(base)/notification", token: token,
                                                  json: #"{"url": "http://2130706433:\#(listener.port)/by-number"}"#)
             #expect(bynumber.status == .ok)
-            #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 1}"#).status == .ok)
+            #expect(try await client.override(token, deployment, instances: 1).status == .ok)
             // Connected to the checked 127.0.0.1, with the URL's own host in the Host header.
             #expect(listener.requests.map(\.path) == ["/notify", "/by-number"])
             #expect(listener.requests.last?.headers["host"] == "2130706433:\(listener.port)")
@@ -74,15 +67,10 @@ import TestSupport
         defer { target.stop() }
         let redirector = try LoopbackListener(status: 302, body: "", location: target.url + "/stolen")
         defer { redirector.stop() }
-        try await ScalerHarness {
-            $0.executor = .exec("true")
-            $0.webhookSecret = "notification-secret-1"
-            $0.fetchAllowList = [IPNetwork("127.0.0.1/32")!]
-        }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+        try await ScalerHarness.notifying(allowingLoopback: true).run(.live) { client in
+            let (token, deployment, base) = try await client.scaledDeployment()
             #expect(try await client.call(.put, "\(base)/notification", token: token, json: #"{"url": "\#(redirector.url)/n"}"#).status == .ok)
-            #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 2}"#).status == .ok)
+            #expect(try await client.override(token, deployment, instances: 2).status == .ok)
             #expect(redirector.requests.count == 1)
             #expect(target.requests.isEmpty)
         }
@@ -95,8 +83,8 @@ import TestSupport
         let redirector = try LoopbackListener(status: 307, body: "", location: target.url + "/stolen")
         defer { redirector.stop() }
         try await ScalerHarness { $0.executor = .webhook(redirector.url + "/scale"); $0.webhookSecret = "webhook-secret-for-tests" }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token, json: #"{"instances": 2}"#)
+            let (token, deployment, _) = try await client.scaledDeployment()
+            let answer = try await client.override(token, deployment, instances: 2)
             #expect(answer.status == .badGateway)
             #expect(redirector.requests.count == 1)
             #expect(target.requests.isEmpty)
@@ -121,11 +109,10 @@ import TestSupport
         let agent = try LoopbackListener(status: 200, body: try Self.agentStatus(cpu: 40))
         defer { agent.stop() }
         try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let agentToken = try #require(try await client.call(.post, "/api/deployments/\(deployment)/agent-token", token: token).string("agentToken"))
+            let (token, deployment, _) = try await client.scaledDeployment()
+            let agentToken = try await client.newAgentToken(token, deployment)
             for (id, url) in [("i-1", agent.url), ("i-2", "http://localhost:\(agent.port)"), ("i-3", "http://2130706433:\(agent.port)")] {
-                let registered = try await client.call(.post, "/api/agent/v1/register", token: agentToken,
-                                                       json: client.json(InstanceRegistryTests.registration(id, metrics: url)))
+                let registered = try await client.register(agentToken, id, metrics: url)
                 #expect(registered.status == .created, "\(registered.text)")
             }
             await Self.tick(client)
@@ -145,11 +132,10 @@ import TestSupport
         defer { agent.stop() }
         let deadPort = TestSupport.freeLoopbackPort()
         try await ScalerHarness { $0.executor = .exec("true"); $0.fetchAllowList = [IPNetwork("127.0.0.1/32")!] }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let agentToken = try #require(try await client.call(.post, "/api/deployments/\(deployment)/agent-token", token: token).string("agentToken"))
+            let (token, deployment, _) = try await client.scaledDeployment()
+            let agentToken = try await client.newAgentToken(token, deployment)
             for (id, url) in [("live", agent.url), ("dead", "http://127.0.0.1:\(deadPort)")] {
-                let registered = try await client.call(.post, "/api/agent/v1/register", token: agentToken,
-                                                       json: client.json(InstanceRegistryTests.registration(id, metrics: url)))
+                let registered = try await client.register(agentToken, id, metrics: url)
                 #expect(registered.status == .created, "\(registered.text)")
             }
             await Self.tick(client)
@@ -164,23 +150,19 @@ import TestSupport
 
     @Test func registrationStopsAtTheCap() async throws {
         try await ScalerHarness { $0.executor = .exec("true"); $0.maxInstancesPerDeployment = 2 }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let agentToken = try #require(try await client.call(.post, "/api/deployments/\(deployment)/agent-token", token: token).string("agentToken"))
+            let (token, deployment, _) = try await client.scaledDeployment()
+            let agentToken = try await client.newAgentToken(token, deployment)
             for id in ["i-1", "i-2"] {
-                let answer = try await client.call(.post, "/api/agent/v1/register", token: agentToken,
-                                                   json: client.json(InstanceRegistryTests.registration(id)))
+                let answer = try await client.register(agentToken, id)
                 #expect(answer.status == .created)
             }
-            let third = try await client.call(.post, "/api/agent/v1/register", token: agentToken,
-                                              json: client.json(InstanceRegistryTests.registration("i-3")))
+            let third = try await client.register(agentToken, "i-3")
             #expect(third.status == .conflict)
             #expect(third.error == "this deployment already has 2 live instances, this controller's cap of 2 instances per deployment")
             // A known instance registers again; one that went stale frees its place.
-            #expect(try await client.call(.post, "/api/agent/v1/register", token: agentToken,
-                                          json: client.json(InstanceRegistryTests.registration("i-2"))).status == .ok)
+            #expect(try await client.register(agentToken, "i-2").status == .ok)
             client.harness.now.advance(31)
-            #expect(try await client.call(.post, "/api/agent/v1/register", token: agentToken,
-                                          json: client.json(InstanceRegistryTests.registration("i-3"))).status == .created)
+            #expect(try await client.register(agentToken, "i-3").status == .created)
             #expect(await client.controlPlane.instances.pollTargets().count == 1)
         }
     }

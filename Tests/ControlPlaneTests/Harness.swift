@@ -14,7 +14,15 @@ import TestSupport
 struct Answer: Sendable {
     let status: HTTPResponse.Status
     let headers: HTTPFields
-    let text: String
+    let bytes: [UInt8]
+
+    init(status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer) {
+        self.status = status
+        self.headers = headers
+        bytes = Array(buffer: body)
+    }
+
+    var text: String { String(decoding: bytes, as: UTF8.self) }
 
     var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]) ?? [:] }
     var success: Bool? { json["success"] as? Bool }
@@ -150,7 +158,7 @@ struct Client: Sendable {
             payload = ByteBuffer(string: json)
         }
         let response = try await client.executeRequest(uri: uri, method: method, headers: headers, body: payload)
-        return Answer(status: response.status, headers: response.headers, text: String(buffer: response.body))
+        return Answer(status: response.status, headers: response.headers, body: response.body)
     }
 
     func json(_ object: [String: Any]) -> String {
@@ -163,6 +171,42 @@ struct Client: Sendable {
         #expect(registered.status == .created, "register: \(registered.text)")
         let login = try await call(.post, "/api/auth/login", json: json(["email": email, "password": password]))
         return try #require(login.string("token"))
+    }
+
+    /// Signs a user up and creates a project of theirs: where most tests start.
+    func signUpWithProject(_ email: String) async throws -> (token: String, project: String) {
+        let token = try await signUp(email)
+        return (token, try await createProject(token))
+    }
+
+    /// The same with a development deployment: returns its id and agent token too.
+    func signUpWithDeployment(_ email: String) async throws -> (token: String, project: String, deployment: String, agent: String) {
+        let (token, project) = try await signUpWithProject(email)
+        let (deployment, agent) = try await createDeployment(token, project: project)
+        return (token, project, deployment, agent)
+    }
+
+    /// Issues the deployment a new agent token (revoking the others) and returns it.
+    func newAgentToken(_ token: String, _ deployment: String) async throws -> String {
+        try #require(try await call(.post, "/api/deployments/\(deployment)/agent-token", token: token).string("agentToken"))
+    }
+
+    /// Registers an agent instance with its deployment's agent token.
+    @discardableResult
+    func register(_ agentToken: String, _ instanceId: String, state: String = "running", version: Int? = 2,
+                  metrics: String? = "http://127.0.0.1:9464") async throws -> Answer {
+        try await call(.post, "/api/agent/v1/register", token: agentToken, json: json(
+            InstanceRegistryTests.registration(instanceId, state: state, version: version, metrics: metrics)))
+    }
+
+    @discardableResult
+    func heartbeat(_ agentToken: String, _ instanceId: String, state: String) async throws -> Answer {
+        try await call(.post, "/api/agent/v1/heartbeat", token: agentToken, json: json(["instanceId": instanceId, "state": state]))
+    }
+
+    /// A deployment's status as its owner reads it.
+    func deploymentStatus(_ token: String, _ deployment: String) async throws -> String? {
+        try await call(.get, "/api/deployments/\(deployment)/status", token: token).string("status")
     }
 
     func createProject(_ token: String, name: String = "p") async throws -> String {

@@ -23,7 +23,7 @@ import Testing
     ])
     func policyPastTheCap(body: String, message: String) async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/policies", token: token, json: body)
             #expect(answer.status == .badRequest, "\(answer.text)")
             answer.expectEnvelope()
@@ -40,7 +40,7 @@ import Testing
     ])
     func unrepresentableNumbersAreBadRequests(body: String) async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/policies", token: token, json: body)
             #expect(answer.status == .badRequest, "\(answer.text)")
             #expect(answer.error?.hasPrefix("validation failed: ") == true, "\(answer.text)")
@@ -49,13 +49,12 @@ import Testing
 
     @Test func theFlagSetsTheCap() async throws {
         try await ScalerHarness { $0.executor = .exec("true"); $0.maxInstancesPerDeployment = 3 }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let over = try await client.call(.post, "\(base)/policies", token: token, json: Self.policy(max: 4))
             #expect(over.status == .badRequest)
             #expect(over.error == "validation failed: maxInstances 4 is above this controller's cap of 3 instances per deployment")
             #expect(try await client.call(.post, "\(base)/policies", token: token, json: Self.policy(max: 3)).status == .created)
-            let override = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 4}"#)
+            let override = try await client.override(token, deployment, instances: 4)
             #expect(override.status == .badRequest)
             #expect(override.error == "validation failed: instances 4 is above this controller's cap of 3 instances per deployment")
         }
@@ -63,11 +62,10 @@ import Testing
 
     @Test func overrideAboveTheDefaultCap() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             for (n, message) in [(21, "validation failed: instances 21 is above this controller's cap of 20 instances per deployment"),
                                  (-1, "validation failed: instances must be 0 or more")] {
-                let answer = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": \#(n)}"#)
+                let answer = try await client.override(token, deployment, instances: n)
                 #expect(answer.status == .badRequest, "\(answer.text)")
                 #expect(answer.error == message)
             }
@@ -79,8 +77,7 @@ import Testing
     /// The trap the issue reported: a backtest from 1e15 instances allocated one slot per instance.
     @Test func backtestInitialInstancesAboveTheCap() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             #expect(try await client.call(.post, "\(base)/policies", token: token, json: Self.policy()).status == .created)
             let start = client.harness.now.now.timeIntervalSince1970
             for i in 0..<3 {
@@ -102,8 +99,7 @@ import Testing
     /// A target value of 1e-300 is a valid positive number; the ratio it makes once trapped the Int conversion.
     @Test func aTinyTargetValueDecidesWithinTheCap() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let body = #"{"name": "t", "policyType": "target_tracking", "maxInstances": 20, "target": {"metric": "cpu", "value": 1e-300}}"#
             let created = try await client.call(.post, "\(base)/policies", token: token, json: body)
             #expect(created.status == .created, "\(created.text)")
@@ -123,8 +119,7 @@ import Testing
     /// rather than failing validation and stopping it; new policies beside it are still accepted.
     @Test func aStoredPolicyAboveTheCapIsHeldToIt() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, _, base) = try await client.scaledDeployment()
             #expect(try await client.call(.post, "\(base)/policies", token: token, json: Self.policy()).status == .created)
             _ = try client.harness.sqlite(
                 "UPDATE scaling_policies SET policy_json = json_set(policy_json, '$.minInstances', 30, '$.maxInstances', 50)")

@@ -17,20 +17,17 @@ struct InstanceRegistryTests {
     @Test func registerHeartbeatListAndStaleness() async throws {
         let harness = try Harness()
         try await harness.run { c in
-            let owner = try await c.signUp("owner@example.com")
-            let project = try await c.createProject(owner)
-            let (deployment, agent) = try await c.createDeployment(owner, project: project)
+            let (owner, _, deployment, agent) = try await c.signUpWithDeployment("owner@example.com")
 
-            let first = try await c.call(.post, "/api/agent/v1/register", token: agent, json: c.json(Self.registration("i-1")))
+            let first = try await c.register(agent, "i-1")
             first.expectEnvelope()
             #expect(first.status == .created, "\(first.text)")
             #expect(first.string("instanceId") == "i-1")
             #expect(first.data["heartbeatIntervalSeconds"] as? Double == 10)
-            let again = try await c.call(.post, "/api/agent/v1/register", token: agent, json: c.json(Self.registration("i-1")))
+            let again = try await c.register(agent, "i-1")
             #expect(again.status == .ok)
 
-            let status = try await c.call(.get, "/api/deployments/\(deployment)/status", token: owner)
-            #expect(status.string("status") == "RUNNING")
+            #expect(try await c.deploymentStatus(owner, deployment) == "RUNNING")
 
             var list = try await c.call(.get, "/api/deployments/\(deployment)/instances", token: owner)
             #expect(list.status == .ok)
@@ -49,11 +46,13 @@ struct InstanceRegistryTests {
             #expect(list.list.first?["stale"] as? Bool == true)
             #expect(list.list.first?["configVersion"] as? Int == 3)
             #expect(try await c.controlPlane.instances.freshInstances(deploymentId: deployment).isEmpty)
-            let stopped = try await c.call(.get, "/api/deployments/\(deployment)/status", token: owner)
-            #expect(stopped.string("status") == "STOPPED")
+            // Reading wrote nothing: the status moves when the statuses are refreshed (StatusRefreshTests).
+            #expect(try await c.deploymentStatus(owner, deployment) == "RUNNING")
+            try await c.controlPlane.instances.refreshStatuses()
+            #expect(try await c.deploymentStatus(owner, deployment) == "STOPPED")
 
             // A heartbeat brings it back.
-            _ = try await c.call(.post, "/api/agent/v1/heartbeat", token: agent, json: c.json(["instanceId": "i-1", "state": "running"]))
+            try await c.heartbeat(agent, "i-1", state: "running")
             let fresh = try await c.controlPlane.instances.freshInstances(deploymentId: deployment)
             #expect(fresh.map(\.instanceId) == ["i-1"])
             #expect(try await c.controlPlane.instances.allDeploymentsWithInstances()[deployment]?.count == 1)
@@ -63,18 +62,16 @@ struct InstanceRegistryTests {
     @Test func unknownInstanceHeartbeatIs404AndTokensScopeDeployments() async throws {
         let harness = try Harness()
         try await harness.run { c in
-            let owner = try await c.signUp("a@example.com")
-            let project = try await c.createProject(owner)
-            let (deploymentA, agentA) = try await c.createDeployment(owner, project: project)
+            let (owner, project, deploymentA, agentA) = try await c.signUpWithDeployment("a@example.com")
             let (deploymentB, agentB) = try await c.createDeployment(owner, project: project, environment: "staging")
 
-            let unknown = try await c.call(.post, "/api/agent/v1/heartbeat", token: agentA, json: c.json(["instanceId": "nope", "state": "running"]))
+            let unknown = try await c.heartbeat(agentA, "nope", state: "running")
             #expect(unknown.status == .notFound)
             #expect(unknown.error == "instance not found")
 
-            _ = try await c.call(.post, "/api/agent/v1/register", token: agentA, json: c.json(Self.registration("shared-id")))
+            try await c.register(agentA, "shared-id")
             // Agent B cannot heartbeat A's instance: its token names deployment B, where the id is unknown.
-            let cross = try await c.call(.post, "/api/agent/v1/heartbeat", token: agentB, json: c.json(["instanceId": "shared-id", "state": "exited"]))
+            let cross = try await c.heartbeat(agentB, "shared-id", state: "exited")
             #expect(cross.status == .notFound)
             #expect(try await c.call(.get, "/api/deployments/\(deploymentB)/instances", token: owner).list.isEmpty)
             #expect(try await c.call(.get, "/api/deployments/\(deploymentA)/instances", token: owner).list.count == 1)
@@ -99,9 +96,7 @@ struct InstanceRegistryTests {
     func invalidRegistrationsNameTheField(body: [String: any Sendable], field: String) async throws {
         let harness = try Harness()
         try await harness.run { c in
-            let owner = try await c.signUp("v@example.com")
-            let project = try await c.createProject(owner)
-            let (_, agent) = try await c.createDeployment(owner, project: project)
+            let (_, _, _, agent) = try await c.signUpWithDeployment("v@example.com")
             let answer = try await c.call(.post, "/api/agent/v1/register", token: agent, json: c.json(body))
             #expect(answer.status == .badRequest)
             #expect(answer.error?.hasPrefix("validation failed: \(field)") == true, "\(answer.text)")
@@ -111,10 +106,8 @@ struct InstanceRegistryTests {
     @Test func invalidAndRolledBackReportsAreAuditedAndShown() async throws {
         let harness = try Harness()
         try await harness.run { c in
-            let owner = try await c.signUp("r@example.com")
-            let project = try await c.createProject(owner)
-            let (deployment, agent) = try await c.createDeployment(owner, project: project)
-            _ = try await c.call(.post, "/api/agent/v1/register", token: agent, json: c.json(Self.registration("i-9")))
+            let (owner, project, deployment, agent) = try await c.signUpWithDeployment("r@example.com")
+            try await c.register(agent, "i-9")
 
             let invalid = try await c.call(.post, "/api/agent/v1/reports", token: agent, json: c.json(
                 ["instanceId": "i-9", "version": 5, "checksum": "c5", "result": "invalid", "reason": "missing required keys: DB_URL"]))
@@ -151,21 +144,69 @@ struct InstanceRegistryTests {
     @Test func deploymentStatusFollowsInstances() async throws {
         let harness = try Harness()
         try await harness.run { c in
-            let owner = try await c.signUp("s@example.com")
-            let project = try await c.createProject(owner)
-            let (deployment, agent) = try await c.createDeployment(owner, project: project)
-            func status() async throws -> String? {
-                try await c.call(.get, "/api/deployments/\(deployment)/status", token: owner).string("status")
-            }
-            #expect(try await status() == "PENDING")
-            _ = try await c.call(.post, "/api/agent/v1/register", token: agent, json: c.json(Self.registration("w", state: "waiting_for_config", version: nil)))
-            #expect(try await status() == "PROVISIONING")
-            _ = try await c.call(.post, "/api/agent/v1/heartbeat", token: agent, json: c.json(["instanceId": "w", "state": "backoff"]))
-            #expect(try await status() == "FAILED")
-            _ = try await c.call(.post, "/api/agent/v1/heartbeat", token: agent, json: c.json(["instanceId": "w", "state": "running"]))
-            #expect(try await status() == "RUNNING")
-            _ = try await c.call(.post, "/api/agent/v1/heartbeat", token: agent, json: c.json(["instanceId": "w", "state": "exited"]))
-            #expect(try await status() == "STOPPED")
+            let (owner, _, deployment, agent) = try await c.signUpWithDeployment("s@example.com")
+            #expect(try await c.deploymentStatus(owner, deployment) == "PENDING")
+            try await c.register(agent, "w", state: "waiting_for_config", version: nil)
+            #expect(try await c.deploymentStatus(owner, deployment) == "PROVISIONING")
+            try await c.heartbeat(agent, "w", state: "backoff")
+            #expect(try await c.deploymentStatus(owner, deployment) == "FAILED")
+            try await c.heartbeat(agent, "w", state: "running")
+            #expect(try await c.deploymentStatus(owner, deployment) == "RUNNING")
+            try await c.heartbeat(agent, "w", state: "exited")
+            #expect(try await c.deploymentStatus(owner, deployment) == "STOPPED")
+        }
+    }
+}
+
+/// Staleness advances on its own: StatusRefreshService recomputes statuses every interval, on an injected
+/// clock here, while reads change nothing.
+@Suite struct StatusRefreshTests {
+    @Test func aSilentInstanceStopsItsDeploymentAtTheNextRefresh() async throws {
+        let harness = try Harness()
+        try await harness.run { c in
+            let (owner, _, deployment, agent) = try await c.signUpWithDeployment("refresh@example.com")
+            try await c.register(agent, "i-1")
+            #expect(try await c.deploymentStatus(owner, deployment) == "RUNNING")
+
+            let clock = ManualClock()
+            let service = StatusRefreshService(registry: c.controlPlane.instances, clock: clock)
+            let running = Task { try await service.run() }
+            await clock.untilSomeoneSleeps()
+
+            // Past three missed heartbeats; listing shows it stale but writes nothing.
+            harness.now.advance(31)
+            let listed = try await c.call(.get, "/api/deployments/\(deployment)/instances", token: owner)
+            #expect(listed.list.first?["stale"] as? Bool == true)
+            #expect(try await c.deploymentStatus(owner, deployment) == "RUNNING")
+            // Not yet the refresh: nothing moves.
+            clock.advance(by: InstanceRegistry.statusRefreshInterval - .milliseconds(1))
+            #expect(try await c.deploymentStatus(owner, deployment) == "RUNNING")
+            // The refresh runs, then the service sleeps again.
+            clock.advance(by: .milliseconds(1))
+            await clock.untilSomeoneSleeps()
+            #expect(try await c.deploymentStatus(owner, deployment) == "STOPPED")
+
+            running.cancel()
+            try await running.value
+        }
+    }
+
+    @Test func refreshStatusesFollowsTheInjectedTime() async throws {
+        let harness = try Harness()
+        try await harness.run { c in
+            let (owner, _, deployment, agent) = try await c.signUpWithDeployment("times@example.com")
+            try await c.register(agent, "i-1")
+            let registry = c.controlPlane.instances
+            // 30 s is three intervals exactly: not stale yet (stale means more than that).
+            harness.now.advance(30)
+            try await registry.refreshStatuses()
+            #expect(try await c.deploymentStatus(owner, deployment) == "RUNNING")
+            harness.now.advance(1)
+            try await registry.refreshStatuses()
+            #expect(try await c.deploymentStatus(owner, deployment) == "STOPPED")
+            // A heartbeat brings it back at once (a write moves the status itself).
+            try await c.heartbeat(agent, "i-1", state: "running")
+            #expect(try await c.deploymentStatus(owner, deployment) == "RUNNING")
         }
     }
 }

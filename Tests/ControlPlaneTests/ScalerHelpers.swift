@@ -118,6 +118,16 @@ struct ScalerHarness {
         configuration = c
     }
 
+    /// A scaler that runs `command` for each scaling and signs its notifications; `allowingLoopback` lets it
+    /// post to (and poll) 127.0.0.1, where the tests' listeners are.
+    static func notifying(_ command: String = "true", allowingLoopback: Bool = false) throws -> ScalerHarness {
+        try ScalerHarness {
+            $0.executor = .exec(command)
+            $0.webhookSecret = "notification-secret-1"
+            if allowingLoopback { $0.fetchAllowList = [IPNetwork("127.0.0.1/32")!] }
+        }
+    }
+
     /// `.live` puts the controller on a loopback socket, as clients reach it.
     func run<T: Sendable>(_ setup: TestingSetup = .router, _ body: @Sendable (Client) async throws -> T) async throws -> T {
         defer { try? FileManager.default.removeItem(at: base.directory) }
@@ -136,13 +146,20 @@ struct ScalerHarness {
 }
 
 extension Client {
-    /// A user, a project and a deployment running `command`; returns (session token, deployment id).
-    func scaledDeployment(_ email: String = "owner@example.com", command: String = "sleep 1000") async throws -> (String, String) {
-        let token = try await signUp(email)
-        let project = try await createProject(token)
+    /// A user, a project and a deployment running `command`: the session token, the deployment's id and the
+    /// base path of its scaling routes.
+    func scaledDeployment(_ email: String = "owner@example.com",
+                          command: String = "sleep 1000") async throws -> (token: String, deployment: String, base: String) {
+        let (token, project) = try await signUpWithProject(email)
         let answer = try await call(.post, "/api/deployments", token: token,
                                     json: json(["projectId": project, "environment": "development", "command": command]))
         #expect(answer.status == .created, "create deployment: \(answer.text)")
-        return (token, try #require(answer.string("id")))
+        let deployment = try #require(answer.string("id"))
+        return (token, deployment, "/api/deployments/\(deployment)/scaling")
+    }
+
+    /// Sets the deployment's instance count by hand.
+    func override(_ token: String, _ deployment: String, instances: Int) async throws -> Answer {
+        try await call(.post, "/api/deployments/\(deployment)/scaling/override", token: token, json: #"{"instances": \#(instances)}"#)
     }
 }

@@ -39,7 +39,7 @@ private func lines(_ url: URL) -> [String] {
 @Suite("Scaler") struct ScalerTests {
     @Test func policyCRUD() async throws {
         try await ScalerHarness { _ in }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let base = "/api/deployments/\(deployment)/scaling/policies"
             let created = try await client.call(.post, base, token: token, json: thresholdPolicy)
             #expect(created.status == .created, "\(created.text)")
@@ -87,7 +87,7 @@ private func lines(_ url: URL) -> [String] {
     ])
     func policyValidation(body: String, message: String) async throws {
         try await ScalerHarness { _ in }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/policies", token: token, json: body)
             #expect(answer.status == .badRequest)
             answer.expectEnvelope()
@@ -97,7 +97,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func unparseableCronNamesTheField() async throws {
         try await ScalerHarness { _ in }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let body = #"{"name": "night", "policyType": "scheduled", "maxInstances": 5, "schedules": [{"cron": "61 * * * *", "timeZone": "UTC", "minInstances": 2, "durationSeconds": 3600}]}"#
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/policies", token: token, json: body)
             #expect(answer.status == .badRequest)
@@ -107,7 +107,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func anotherUsersDeploymentIsNotFound() async throws {
         try await ScalerHarness { _ in }.run { client in
-            let (_, deployment) = try await client.scaledDeployment("alice@example.com")
+            let (_, deployment, _) = try await client.scaledDeployment("alice@example.com")
             let mallory = try await client.signUp("mallory@example.com")
             let base = "/api/deployments/\(deployment)/scaling"
             let calls: [(HTTPRequest.Method, String, String?)] = [
@@ -127,14 +127,13 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func eventsArePagedNewestFirst() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             for name in ["a", "b", "c"] {
                 let body = thresholdPolicy.replacingOccurrences(of: #""name": "cpu""#, with: #""name": "\#(name)""#)
                 #expect(try await client.call(.post, "\(base)/policies", token: token, json: body).status == .created)
             }
             for n in [2, 1] {
-                #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": \#(n)}"#).status == .ok)
+                #expect(try await client.override(token, deployment, instances: n).status == .ok)
             }
             var seen: [[String: Any]] = []
             var cursor: Int?
@@ -162,8 +161,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func dryRunDecidesWithoutActing() async throws {
         try await ScalerHarness { $0.executor = .exec("exit 9") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let none = try await client.call(.post, "\(base)/dry-run", token: token)
             #expect(none.status == .conflict)
             #expect(none.error == "the deployment has no enabled scaling policy")
@@ -189,8 +187,7 @@ private func lines(_ url: URL) -> [String] {
         defer { try? FileManager.default.removeItem(at: dir) }
         let (command, calls) = try execScript(dir)
         try await ScalerHarness { $0.executor = .exec(command) }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 3, "reason": "launch"}"#)
             #expect(answer.status == .ok, "\(answer.text)")
             #expect(answer.string("eventType") == "manual_override")
@@ -199,7 +196,7 @@ private func lines(_ url: URL) -> [String] {
             #expect(answer.data["instancesAfter"] as? Int == 3)
             #expect(answer.data["success"] as? Bool == true)
             #expect(lines(calls) == ["\(deployment) 0 3"])
-            let again = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 1}"#)
+            let again = try await client.override(token, deployment, instances: 1)
             #expect(again.data["instancesBefore"] as? Int == 3)
             #expect(lines(calls) == ["\(deployment) 0 3", "\(deployment) 3 1"])
             let status = try await client.call(.get, "\(base)/status", token: token)
@@ -212,7 +209,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func execFailureIsRecorded() async throws {
         try await ScalerHarness { $0.executor = .exec("echo 'no capacity left' >&2; exit 3") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token,
                                                json: #"{"instances": 2}"#)
             #expect(answer.status == .badGateway)
@@ -229,17 +226,15 @@ private func lines(_ url: URL) -> [String] {
     @Test("an override the local executor cannot run (no command) is the deployment's fault: 409, nothing recorded")
     func overrideWithoutCommandIsAConflict() async throws {
         try await ScalerHarness { $0.executor = .local }.run { client in
-            let token = try await client.signUp("nocommand@example.com")
-            let project = try await client.createProject(token)
-            let (deployment, _) = try await client.createDeployment(token, project: project)
+            let (token, _, deployment, _) = try await client.signUpWithDeployment("nocommand@example.com")
             let base = "/api/deployments/\(deployment)/scaling"
-            let answer = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 2}"#)
+            let answer = try await client.override(token, deployment, instances: 2)
             #expect(answer.status == .conflict)
             #expect(answer.error == "the deployment has no command, so the local executor has nothing to run; create it with a command")
             let events = try await client.call(.get, "\(base)/events", token: token)
             #expect((events.data["events"] as? [Any])?.isEmpty == true, "\(events.text)")
             // Zero instances needs no command.
-            #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 0}"#).status == .ok)
+            #expect(try await client.override(token, deployment, instances: 0).status == .ok)
         }
     }
 
@@ -251,7 +246,7 @@ private func lines(_ url: URL) -> [String] {
             $0.executor = .webhook(listener.url + "/scale")
             $0.webhookSecret = secret
         }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token,
                                                json: #"{"instances": 2}"#)
             #expect(answer.status == .ok, "\(answer.text)")
@@ -275,7 +270,7 @@ private func lines(_ url: URL) -> [String] {
             $0.executor = .webhook(listener.url + "/scale")
             $0.webhookSecret = "webhook-secret-for-tests"
         }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token,
                                                json: #"{"instances": 2}"#)
             #expect(answer.status == .badGateway)
@@ -292,14 +287,13 @@ private func lines(_ url: URL) -> [String] {
             $0.webhookSecret = secret
             $0.fetchAllowList = [IPNetwork("127.0.0.1/32")!]  // the listener is on loopback
         }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let bad = try await client.call(.put, "\(base)/notification", token: token, json: #"{"url": "ftp://x"}"#)
             #expect(bad.status == .badRequest)
             #expect(bad.error == "validation failed: url must be an http or https URL")
             let set = try await client.call(.put, "\(base)/notification", token: token, json: #"{"url": "\#(listener.url)/notify"}"#)
             #expect(set.status == .ok, "\(set.text)")
-            #expect(try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 2}"#).status == .ok)
+            #expect(try await client.override(token, deployment, instances: 2).status == .ok)
             let request = try #require(listener.requests.first)
             #expect(request.path == "/notify")
             #expect(request.headers["x-coderunner-signature"]
@@ -320,7 +314,7 @@ private func lines(_ url: URL) -> [String] {
         // Holds the scaling open until the test creates `release` (at most 10 s).
         let (command, calls) = try execScript(dir, tail: "for i in $(seq 200); do [ -e '\(release.path)' ] && exit 0; sleep 0.05; done; exit 1")
         try await ScalerHarness { $0.executor = .exec(command) }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
+            let (token, deployment, _) = try await client.scaledDeployment()
             #expect(try await client.call(.post, "/api/deployments/\(deployment)/scaling/policies", token: token,
                                           json: thresholdPolicy).status == .created)
             let scaler = client.controlPlane.scaling.scaler
@@ -356,8 +350,7 @@ private func lines(_ url: URL) -> [String] {
     /// A dry run builds the engine; an update afterwards must still reach the loop's engine.
     @Test func anUpdatedPolicyReachesTheLoopAfterADryRun() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let created = try await client.call(.post, "\(base)/policies", token: token, json: thresholdPolicy)
             let id = try #require(created.string("id"))
             let scaler = client.controlPlane.scaling.scaler
@@ -436,8 +429,7 @@ private func lines(_ url: URL) -> [String] {
 
     @Test func costsRecommendationsAndBacktestUseTheRecordedHistory() async throws {
         try await ScalerHarness { $0.executor = .exec("true") }.run { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+            let (token, deployment, base) = try await client.scaledDeployment()
             let noPricing = try await client.call(.get, "\(base)/recommendations", token: token)
             #expect(noPricing.status == .conflict)
             let pricing = try await client.call(.put, "\(base)/pricing", token: token,
@@ -458,6 +450,10 @@ private func lines(_ url: URL) -> [String] {
             let costs = try await client.call(.get, "\(base)/costs?period=hour", token: token)
             #expect(costs.status == .ok, "\(costs.text)")
             let hour = try #require(costs.list.first)
+            #expect(hour["deploymentId"] as? String == deployment)
+            // Epoch seconds in Scaling's CostPeriod, dates in the API: the hour from 2027-01-15T08:00Z.
+            #expect(hour["periodStart"] as? String == "2027-01-15T08:00:00.000Z")
+            #expect(hour["periodEnd"] as? String == "2027-01-15T09:00:00.000Z")
             #expect(hour["periodType"] as? String == "hour")
             #expect(abs((hour["totalInstanceHours"] as? Double ?? 0) - 3) < 1e-9)
             // (2 cores × 0.05 + 4 GB × 0.01) per instance-hour × 3 instance-hours.

@@ -31,8 +31,8 @@ import TestSupport
         setenv("CODERUNNER_TEST_CANARY", "must-not-leak", 1)
         defer { unsetenv("CODERUNNER_TEST_CANARY") }
         try await ScalerHarness { $0.executor = .exec("env > '\(output.path)'") }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token, json: #"{"instances": 2}"#)
+            let (token, deployment, _) = try await client.scaledDeployment()
+            let answer = try await client.override(token, deployment, instances: 2)
             #expect(answer.status == .ok, "\(answer.text)")
             let text = try String(contentsOf: output, encoding: .utf8)
             let names = Set(text.split(separator: "\n").compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
@@ -50,16 +50,11 @@ import TestSupport
     @Test func aFailedExecCommandGivesTheOwnerAGenericReason() async throws {
         let listener = try LoopbackListener(status: 204, body: "")
         defer { listener.stop() }
-        try await ScalerHarness {
-            $0.executor = .exec("echo 'token=operator-secret at /etc/scaler.conf' >&2; exit 3")
-            $0.webhookSecret = "notification-secret-1"
-            $0.fetchAllowList = [IPNetwork("127.0.0.1/32")!]
-        }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let base = "/api/deployments/\(deployment)/scaling"
+        try await ScalerHarness.notifying("echo 'token=operator-secret at /etc/scaler.conf' >&2; exit 3", allowingLoopback: true).run(.live) { client in
+            let (token, deployment, base) = try await client.scaledDeployment()
             #expect(try await client.call(.put, "\(base)/notification", token: token, json: #"{"url": "\#(listener.url)/n"}"#).status == .ok)
             let generic = "the scaling command failed; the operator finds the details in the controller's log"
-            let answer = try await client.call(.post, "\(base)/override", token: token, json: #"{"instances": 2}"#)
+            let answer = try await client.override(token, deployment, instances: 2)
             #expect(answer.status == .badGateway)
             #expect(answer.error == "override failed: \(generic)")
             #expect(answer.string("errorMessage") == generic)
@@ -76,8 +71,8 @@ import TestSupport
         defer { listener.stop() }
         let operatorURL = listener.url + "/scale?key=operator-secret"
         try await ScalerHarness { $0.executor = .webhook(operatorURL); $0.webhookSecret = "webhook-secret-for-tests" }.run(.live) { client in
-            let (token, deployment) = try await client.scaledDeployment()
-            let answer = try await client.call(.post, "/api/deployments/\(deployment)/scaling/override", token: token, json: #"{"instances": 2}"#)
+            let (token, deployment, _) = try await client.scaledDeployment()
+            let answer = try await client.override(token, deployment, instances: 2)
             #expect(answer.status == .badGateway)
             #expect(answer.string("errorMessage") == "the scaling webhook failed; the operator finds the details in the controller's log")
             #expect(!answer.text.contains("operator-secret") && !answer.text.contains("127.0.0.1"), "\(answer.text)")

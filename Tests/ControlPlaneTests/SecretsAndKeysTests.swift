@@ -26,8 +26,7 @@ import Testing
     @Test func databaseFileHoldsNoSecretPlaintext() async throws {
         let harness = try Harness()
         try await harness.run { client in
-            let token = try await client.signUp("secrets@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("secrets@example.com")
             let config = try await client.createConfig(token, project: project)
             let secret = "PLAINTEXT-MARKER-\(UUID().uuidString)"
             let converted = "CONVERTED-MARKER-\(UUID().uuidString)"
@@ -96,8 +95,7 @@ import Testing
     @Test func usageCounterTriggersAutomaticRotation() async throws {
         let harness = try Harness(rotationThreshold: 3)
         try await harness.run { client in
-            let token = try await client.signUp("auto@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("auto@example.com")
             let config = try await client.createConfig(token, project: project)
             #expect(client.controlPlane.secrets.currentVersion == 1)
             for index in 0..<3 {
@@ -118,8 +116,7 @@ import Testing
     @Test func tamperedCiphertextIsNeverServed() async throws {
         let harness = try Harness()
         try await harness.run { client in
-            let token = try await client.signUp("tamper@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("tamper@example.com")
             let config = try await client.createConfig(token, project: project)
             try await client.setVariable(token, config: config, key: "A", value: "alpha-secret", type: "secret")
             try await client.setVariable(token, config: config, key: "B", value: "bravo-secret", type: "secret")

@@ -28,7 +28,7 @@ extension Client {
         for (name, value) in response.headers {
             if let name = HTTPField.Name(name) { headers.append(HTTPField(name: name, value: value)) }
         }
-        return Answer(status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers, text: String(buffer: body))
+        return Answer(status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers, body: body)
     }
 }
 
@@ -39,8 +39,7 @@ extension Client {
     func revocationWakesHeldQueriesWith401() async throws {
         let harness = try Harness()
         try await harness.run(.live) { client in
-            let token = try await client.signUp("revoke@example.com")
-            let project = try await client.createProject(token)
+            let (token, project) = try await client.signUpWithProject("revoke@example.com")
             let config = try await client.createConfig(token, project: project)
             let (deployment, agentToken) = try await client.createDeployment(token, project: project)
             async let held = client.callAlone(.GET, "/api/agent/v1/config?index=1&wait=5m", token: agentToken)
@@ -68,9 +67,7 @@ extension Client {
     func reissueWakesOldTokensQueries() async throws {
         let harness = try Harness()
         try await harness.run(.live) { client in
-            let token = try await client.signUp("reissue@example.com")
-            let project = try await client.createProject(token)
-            let (deployment, oldToken) = try await client.createDeployment(token, project: project)
+            let (token, _, deployment, oldToken) = try await client.signUpWithDeployment("reissue@example.com")
             async let held = client.callAlone(.GET, "/api/agent/v1/config?index=1&wait=5m", token: oldToken)
             #expect(await TestSupport.waitUntil(timeout: .seconds(10)) { await client.controlPlane.hub.waitingCount == 1 })
             let issued = try await client.call(.post, "/api/deployments/\(deployment)/agent-token", token: token)
@@ -113,9 +110,7 @@ extension Client {
     @Test("under load, no lookup refills the token cache after a revocation")
     func tokenCacheIsNotRefilledAfterRevocation() async throws {
         try await Harness().run { client in
-            let token = try await client.signUp("race@example.com")
-            let project = try await client.createProject(token)
-            let (deployment, _) = try await client.createDeployment(token, project: project)
+            let (token, _, deployment, _) = try await client.signUpWithDeployment("race@example.com")
             let service = client.controlPlane.deployments
             let owner = try await client.controlPlane.auth.authenticate(token: token)
             let actor = Actor(userId: owner.id)
@@ -242,9 +237,7 @@ final class RawConnection: Sendable {
     func pollsPerTokenAreLimited() async throws {
         let harness = try Harness { $0.maxPollsPerToken = 2 }
         try await harness.run(.live) { client in
-            let token = try await client.signUp("polls@example.com")
-            let project = try await client.createProject(token)
-            let (_, agentToken) = try await client.createDeployment(token, project: project)
+            let (_, _, _, agentToken) = try await client.signUpWithDeployment("polls@example.com")
             let uri = "/api/agent/v1/config?index=1&wait=5m"
             async let first = client.callAlone(.GET, uri, token: agentToken)
             async let second = client.callAlone(.GET, uri, token: agentToken)

@@ -159,7 +159,7 @@ struct RulePolicyTests {
     }
 
     @Test func noDownRulesNeverScalesDown() throws {
-        // The plan's code scaled down whenever the list of down rules was empty.
+        // An empty list of down rules holds vacuously ("all of none fired"): that must not mean scale down.
         let p = ScalingPolicy(
             name: "up-only", policyType: .threshold, scaleUpRules: [ScalingRule(metric: .cpu, threshold: 80)],
             scaleUpCooldown: 0, scaleDownCooldown: 0, scaleDownStabilization: 0)

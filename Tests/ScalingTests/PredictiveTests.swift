@@ -52,12 +52,15 @@ struct PredictiveTests {
         name: "forecast", policyType: .predictive, minInstances: 1, maxInstances: 20,
         target: MetricTarget(metric: .cpu, value: 50), predictive: PredictiveOptions(startupSeconds: 1800))
 
+    /// The forecast policy alone, deciding at `now` for 4 instances after the recorded days.
+    static func decideAlone(at now: Double) throws -> ScalingDecision {
+        var engine = try ScalingEngine(policies: [policy])
+        return engine.decide(now: now, history: recorded(until: now), state: DeploymentState(currentInstances: 4))
+    }
+
     @Test func scalesOutAheadOfTheDailyPeak() throws {
         // 05:00 on day 4: the load of 4 × ~90% = ~360 needs 8 instances at 50% each.
-        let now = 3 * 86_400.0 + 5 * 3600
-        let h = Self.recorded(until: now)
-        var engine = try ScalingEngine(policies: [Self.policy])
-        let d = engine.decide(now: now, history: h, state: DeploymentState(currentInstances: 4))
+        let d = try Self.decideAlone(at: 3 * 86_400.0 + 5 * 3600)
         #expect(d.action == .scaleUp)
         #expect((7...8).contains(d.targetInstances))
         #expect(d.reason.contains("(Holt-Winters, confidence "))
@@ -66,10 +69,7 @@ struct PredictiveTests {
 
     @Test func neverScalesInOnAForecast() throws {
         // 18:00: the forecast load is ~40, one instance would do, but a forecast alone never scales in.
-        let now = 3 * 86_400.0 + 18 * 3600
-        let h = Self.recorded(until: now)
-        var engine = try ScalingEngine(policies: [Self.policy])
-        let d = engine.decide(now: now, history: h, state: DeploymentState(currentInstances: 4))
+        let d = try Self.decideAlone(at: 3 * 86_400.0 + 18 * 3600)
         #expect(d.action == .noAction)
         #expect(d.policies.first?.verdict == .abstain)
         #expect(d.reason.hasSuffix("; a forecast never scales in"))
@@ -89,9 +89,7 @@ struct PredictiveTests {
     }
 
     @Test func abstainsWithoutTwoSeasonsOfHistory() throws {
-        let h = Self.recorded(until: 86_400)
-        var engine = try ScalingEngine(policies: [Self.policy])
-        let d = engine.decide(now: 86_400, history: h, state: DeploymentState(currentInstances: 4))
+        let d = try Self.decideAlone(at: 86_400)
         #expect(d.action == .noAction)
         #expect(d.reason == "forecast: no forecast: needs two seasons (48 h) of history, has 24 h")
     }

@@ -1,4 +1,4 @@
-// The API's resources, named after the plan's TypeScript interfaces (camelCase JSON).
+// The API's resources as they travel (camelCase JSON); openapi/openapi.yaml describes each of them.
 import Foundation
 
 public struct User: Codable, Sendable, Equatable {

@@ -1,4 +1,4 @@
-// The official templates seeded at start (the plan's "popular frameworks"). Defaults are conventional
+// The official templates seeded at start, one per popular framework. Defaults are conventional
 // values from each framework's documentation; secrets never have defaults.
 import Foundation
 

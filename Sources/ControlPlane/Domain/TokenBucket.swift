@@ -51,22 +51,18 @@ public struct TokenBucketLimiter: Sendable {
             bucket.tokens -= 1
             return .allowed
         }
-        let wait = (1 - bucket.tokens) * Self.seconds(policy.refillInterval)
+        let wait = (1 - bucket.tokens) * policy.refillInterval.inSeconds
         return .limited(retryAfterSeconds: max(1, Int(wait.rounded(.up))))
     }
 
     private func refilled(_ bucket: Bucket, now: Duration) -> Bucket {
-        let elapsed = max(0, Self.seconds(now - bucket.updated))
-        let refillSeconds = Self.seconds(policy.refillInterval)
+        let elapsed = max(0, (now - bucket.updated).inSeconds)
+        let refillSeconds = policy.refillInterval.inSeconds
         let gained = refillSeconds > 0 ? elapsed / refillSeconds : Double(policy.burst)
         return Bucket(tokens: min(Double(policy.burst), bucket.tokens + gained), updated: max(now, bucket.updated))
     }
 
     private mutating func prune(now: Duration) {
         buckets = buckets.filter { refilled($0.value, now: now).tokens < Double(policy.burst) }
-    }
-
-    private static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

@@ -1,12 +1,13 @@
 // Validation rules for configuration input. Pure: values in, values or typed errors out.
 import Foundation
 
-/// The deployment stages the plan allows (its CHECK constraint on environment_configs.environment).
+/// The deployment stages a config or a deployment belongs to (stored in environment_configs.environment
+/// and deployments.environment).
 public enum EnvironmentName: String, Codable, Sendable, CaseIterable {
     case development, staging, production
 }
 
-/// The plan's `variable_type` values.
+/// What a variable's value must look like (`variable_type`); `secret` is always sealed at rest.
 public enum VariableType: String, Codable, Sendable, CaseIterable {
     case string, number, boolean, json, url, secret
 }

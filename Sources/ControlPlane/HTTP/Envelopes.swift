@@ -1,4 +1,4 @@
-// Every answer is the plan's envelope. Handlers return `Reply`; errors become envelopes in ErrorMiddleware.
+// Every answer is CodeRunnerWire's Envelope. Handlers return `Reply`; errors become envelopes in ErrorMiddleware.
 import CodeRunnerWire
 import Foundation
 import HTTPTypes
@@ -15,7 +15,7 @@ enum EnvelopeCoding {
         return encoder
     }
 
-    static func response<T: Codable & Sendable>(_ envelope: Envelope<T>, status: HTTPResponse.Status,
+    static func response<T: Encodable & Sendable>(_ envelope: Envelope<T>, status: HTTPResponse.Status,
                                                  headers extra: HTTPFields = [:]) -> Response {
         let data = (try? encoder().encode(envelope)) ?? Data(#"{"success":false,"error":"response encoding failed"}"#.utf8)
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
@@ -30,7 +30,7 @@ enum EnvelopeCoding {
 }
 
 /// A successful answer: data, optional message, status (200 unless a create says 201).
-struct Reply<T: Codable & Sendable>: ResponseGenerator {
+struct Reply<T: Encodable & Sendable>: ResponseGenerator {
     var data: T?
     var message: String?
     /// Set for an answer that reports a failure along with data (success false, as every error envelope).

@@ -26,6 +26,10 @@ struct ErrorMiddleware: RouterMiddleware {
             switch error {
             case .conflict(let what): return EnvelopeCoding.error(status: .conflict, message: what)
             case .notFound(let what): return EnvelopeCoding.error(status: .notFound, message: "\(what) not found")
+            case .invalidRow:
+                // The operator's problem, named in the log (table, row and column; enum values are no secret).
+                context.logger.error("invalid stored row", metadata: ["error": "\(error)"])
+                return EnvelopeCoding.error(status: .internalServerError, message: "internal error")
             }
         case let error as DecodingError:
             let mapped = RequestBody.describe(error)

@@ -1,4 +1,4 @@
-// The routes: the plan's, plus users, deployments, the agents' endpoint and key rotation.
+// The routes: users, projects, configs and templates, deployments, the agents' endpoint and key rotation.
 import CodeRunnerWire
 import Foundation
 import HTTPTypes
@@ -35,9 +35,10 @@ extension ControlPlane {
         router.add(middleware: BodyLimitMiddleware())
 
         router.get("healthz") { _, _ in Reply(StatusData(status: "ok")) }
+        // openapi/openapi.yaml, embedded at build time by SwiftPM (Package.swift), byte for byte.
         router.get("api/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
-                     body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
+                     body: .init(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_yaml)))
         }
 
         // MARK: Users
@@ -108,9 +109,6 @@ extension ControlPlane {
         }
         authed.delete("api/projects/:id") { request, context in
             try await projects.delete(context.parameters.require("id"), actor: actor(request, context))
-            // Its deployments are gone: agents holding their tokens must now be refused.
-            deployments.forgetAllTokens()
-            await feed.cache.invalidateAll()
             return Reply<Empty>.message("project deleted")
         }
 
@@ -220,7 +218,6 @@ extension ControlPlane {
             let user = try context.requireUser()
             guard user.isAdmin else { throw ControlPlaneError.forbidden("administrator role required") }
             let result = try await secrets.rotate(actor: actor(request, context), reason: "manual")
-            await feed.cache.invalidateAll()
             return Reply(result, message: "data key rotated; secrets rewrapped")
         }
         return router

@@ -229,11 +229,10 @@ public struct WebhookPoster: Sendable {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: WebhookSigner.header, value: signer.signature(body))
         request.body = .bytes(ByteBuffer(bytes: body))
-        let ms = Int64(timeout.components.seconds * 1000)
         let result = if let fetcher {
-            await fetcher.fetch(request, timeout: .milliseconds(ms), maxBytes: 64 * 1024)
+            await fetcher.fetch(request, timeout: TimeAmount(timeout), maxBytes: 64 * 1024)
         } else {
-            await GuardedFetcher.once(request, timeout: .milliseconds(ms), maxBytes: 64 * 1024)
+            await GuardedFetcher.once(request, timeout: TimeAmount(timeout), maxBytes: 64 * 1024)
         }
         switch result {
         case .failure(let failure):

@@ -126,12 +126,11 @@ public struct StatusPoller: Sendable {
     func pollOne(_ target: PollTarget) async -> PollResult {
         var request = HTTPClientRequest(url: target.statusURL)
         if let token = target.bearerToken { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        let ms = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let fetched: Result<(HTTPResponseStatus, ByteBuffer), FetchFailure>
         if let fetcher, !target.trusted {
-            fetched = await fetcher.fetch(request, timeout: .milliseconds(ms), maxBytes: Self.maxBodyBytes)
+            fetched = await fetcher.fetch(request, timeout: TimeAmount(timeout), maxBytes: Self.maxBodyBytes)
         } else {
-            fetched = await GuardedFetcher.run(request, on: client, timeout: .milliseconds(ms), maxBytes: Self.maxBodyBytes)
+            fetched = await GuardedFetcher.run(request, on: client, timeout: TimeAmount(timeout), maxBytes: Self.maxBodyBytes)
         }
         switch fetched {
         case .failure(let failure):

@@ -244,7 +244,7 @@ public actor Scaler {
             triggerReason: reason, instancesBefore: from, instancesAfter: after, cpuUsage: metrics.cpu,
             memoryUsage: metrics.memory, requestRate: metrics.requests, responseTime: metrics.responseTime,
             connections: metrics.connections, costBefore: price.map { $0 * Double(from) }, costAfter: price.map { $0 * Double(after) },
-            executionTimeMs: Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000),
+            executionTimeMs: Int(elapsed.inMilliseconds),
             success: failure == nil, errorMessage: failure, decision: decision, timestamp: t)
         var saved = record
         do { saved = try await store.appendEvent(record) } catch {

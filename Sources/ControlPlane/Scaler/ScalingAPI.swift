@@ -208,7 +208,7 @@ public struct ScalingAPI: Sendable {
 
     // MARK: Analytics
 
-    public func costAnalytics(_ deploymentId: String, period: CostPeriodType, limit: Int) async throws -> [CostAnalyticsRecord] {
+    public func costAnalytics(_ deploymentId: String, period: CostPeriodType, limit: Int) async throws -> [DeploymentCostPeriod] {
         let s = try await store.state(deploymentId: deploymentId)
         if let pricing = s.pricing {
             let samples = await scaler.samples(deploymentId: deploymentId)
@@ -225,6 +225,7 @@ public struct ScalingAPI: Sendable {
             }
         }
         return try await store.costPeriods(deploymentId: deploymentId, periodType: period, limit: limit)
+            .map { DeploymentCostPeriod(deploymentId: deploymentId, period: $0) }
     }
 
     public func recommendations(_ deploymentId: String) async throws -> [StoredRecommendation] {

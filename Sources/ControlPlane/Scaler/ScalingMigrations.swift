@@ -1,13 +1,13 @@
-// The scaler's tables (the plan's P2-T05 schema, on SQLite). Registered after the controller's own
-// migrations; like them, a registered migration is never edited: add a new one.
+// The scaler's tables: policies, events, recommendations, cost analytics and per-deployment state.
+// Registered after the controller's own migrations; like them, a registered migration is never edited: add a new one.
 import GRDB
 
 enum ScalingMigrations {
     static func register(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v100-scaling") { db in
             try db.execute(sql: """
-                -- The plan's columns, plus policy_json: the whole policy document (the API's body), which
-                -- carries the options the plan's columns lack. The columns mirror it for queries.
+                -- policy_json is the whole policy document (the API's body), with every option; the
+                -- other columns mirror its main fields for queries.
                 CREATE TABLE scaling_policies (
                     id TEXT PRIMARY KEY,
                     deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,

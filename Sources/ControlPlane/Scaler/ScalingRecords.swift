@@ -11,7 +11,7 @@ public struct StoredScalingPolicy: Codable, Sendable, Equatable {
     public var updatedAt: Date
 }
 
-/// The plan's scaling_events.event_type.
+/// Why a scaling event happened (scaling_events.event_type).
 public enum ScalingEventType: String, Codable, Sendable {
     case scaleUp = "scale_up"
     case scaleDown = "scale_down"
@@ -84,19 +84,21 @@ public struct StoredRecommendation: Codable, Sendable, Equatable {
     public var createdAt: Date
 }
 
-/// One row of cost_analytics (the plan's table without its always-zero storage and network costs).
-public struct CostAnalyticsRecord: Codable, Sendable, Equatable {
+/// A deployment's cost period as the API answers it: Scaling's CostPeriod with the deployment's id, and
+/// its bounds as dates (ISO 8601, like every time in the API) instead of epoch seconds.
+public struct DeploymentCostPeriod: Encodable, Sendable, Equatable {
     public var deploymentId: String
-    public var periodStart: Date
-    public var periodEnd: Date
-    public var periodType: CostPeriodType
-    public var avgInstances: Double
-    public var maxInstances: Int
-    public var totalInstanceHours: Double
-    public var computeCost: Double
-    public var memoryCost: Double
-    public var totalCost: Double
-    public var avgCpuUsage: Double?
-    public var avgMemoryUsage: Double?
-    public var avgResponseTime: Double?
+    public var period: CostPeriod
+
+    private enum EdgeKeys: String, CodingKey { case deploymentId, periodStart, periodEnd }
+
+    public func encode(to encoder: any Encoder) throws {
+        // CostPeriod's own fields first; then the same keyed container takes the id and replaces the two
+        // bounds with dates (a keyed container's later value for a key wins).
+        try period.encode(to: encoder)
+        var container = encoder.container(keyedBy: EdgeKeys.self)
+        try container.encode(deploymentId, forKey: .deploymentId)
+        try container.encode(Date(timeIntervalSince1970: period.periodStart), forKey: .periodStart)
+        try container.encode(Date(timeIntervalSince1970: period.periodEnd), forKey: .periodEnd)
+    }
 }

@@ -128,9 +128,14 @@ public final class ScalingStore: Sendable {
 
     private static func event(_ row: Row) throws -> ScalingEventRecord {
         let decision: String? = row["decision_json"]
+        let rawType: String = row["event_type"]
+        // An unknown type is a damaged row, not a policy change.
+        guard let eventType = ScalingEventType(rawValue: rawType) else {
+            throw StoreError.invalidRow(table: "scaling_events", id: row["id"], column: "event_type", value: rawType)
+        }
         return ScalingEventRecord(
             id: row["id"], sequence: row["sequence"], deploymentId: row["deployment_id"], policyId: row["policy_id"],
-            eventType: ScalingEventType(rawValue: row["event_type"]) ?? .policyChange, triggerReason: row["trigger_reason"],
+            eventType: eventType, triggerReason: row["trigger_reason"],
             instancesBefore: row["instances_before"], instancesAfter: row["instances_after"], cpuUsage: row["cpu_usage"],
             memoryUsage: row["memory_usage"], requestRate: row["request_rate"], responseTime: row["response_time"],
             connections: row["connections"], costBefore: row["cost_before"], costAfter: row["cost_after"],
@@ -214,13 +219,15 @@ public final class ScalingStore: Sendable {
         }
     }
 
-    public func costPeriods(deploymentId: String, periodType: CostPeriodType, limit: Int) async throws -> [CostAnalyticsRecord] {
+    /// The stored periods, oldest first (dates in the table, epoch seconds in CostPeriod).
+    public func costPeriods(deploymentId: String, periodType: CostPeriodType, limit: Int) async throws -> [CostPeriod] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT * FROM cost_analytics WHERE deployment_id = ? AND period_type = ? ORDER BY period_start DESC LIMIT ?
                 """, arguments: [deploymentId, periodType.rawValue, limit]).reversed().map { row in
-                    CostAnalyticsRecord(
-                        deploymentId: deploymentId, periodStart: row["period_start"], periodEnd: row["period_end"],
+                    CostPeriod(
+                        periodStart: (row["period_start"] as Date).timeIntervalSince1970,
+                        periodEnd: (row["period_end"] as Date).timeIntervalSince1970,
                         periodType: periodType, avgInstances: row["avg_instances"], maxInstances: row["max_instances"],
                         totalInstanceHours: row["total_instance_hours"], computeCost: row["compute_cost"],
                         memoryCost: row["memory_cost"], totalCost: row["total_cost"], avgCpuUsage: row["avg_cpu_usage"],

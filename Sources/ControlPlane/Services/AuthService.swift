@@ -84,7 +84,7 @@ public struct AuthService: Sendable {
         guard usable, matches, let user = record?.user else { throw invalid }
         let token = try Tokens.mint(prefix: Tokens.userPrefix, random: dependencies.random)
         let now = dependencies.now()
-        let expiresAt = now.addingTimeInterval(Double(tokenLifetime.components.seconds))
+        let expiresAt = now.addingTimeInterval(tokenLifetime.inSeconds)
         try await store.insertAPIToken(hash: Tokens.hash(token), userId: user.id, expiresAt: expiresAt, now: now)
         return Session(token: token, expiresAt: expiresAt, user: user)
     }
@@ -108,7 +108,7 @@ public struct AuthService: Sendable {
         let now = dependencies.now()
         let invite = RegistrationInvite(
             id: newID(), code: code,
-            expiresAt: now.addingTimeInterval(Double(ControllerConfiguration.defaultInviteLifetime.components.seconds)))
+            expiresAt: now.addingTimeInterval(ControllerConfiguration.defaultInviteLifetime.inSeconds))
         try await store.createInvite(
             id: invite.id, codeHash: Tokens.hash(code), createdBy: userId, expiresAt: invite.expiresAt,
             audit: AuditDraft(userId: userId, projectId: nil, action: "create", resourceType: "invite", resourceId: invite.id,

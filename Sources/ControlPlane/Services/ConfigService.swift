@@ -1,10 +1,8 @@
-// Environment configs, variables, templates, import/export and the audit log: the plan's
-// ConfigurationService, with ownership checks, validation, encryption at rest and audit in every write.
+// Environment configs, variables, templates, import/export and the audit log, with ownership checks,
+// validation, encryption at rest and audit in every write. The store publishes what a write changed.
 import CodeRunnerWire
 import Foundation
 import Logging
-
-typealias AgentConfigValue = RenderedAgentConfig
 
 /// An agent config with its JSON already encoded: one change wakes thousands of waiting agents, and they
 /// all get the same bytes, so it is encoded once per version rather than once per request.
@@ -18,17 +16,6 @@ public struct RenderedAgentConfig: Sendable {
     }
 }
 
-/// Tells waiting agents and the config cache that versions moved (after the transaction committed).
-struct ChangeFeed: Sendable {
-    let hub: ConfigWatchHub
-    let cache: AgentConfigCache
-
-    func published(_ versions: [DeploymentVersion]) async {
-        guard !versions.isEmpty else { return }
-        await cache.invalidate(versions.map(\.deploymentId))
-        await hub.publish(versions)
-    }
-}
 
 /// A variable as the API receives it (`PUT .../variables/:key`, or inside a create).
 public struct VariableInput: Codable, Sendable {
@@ -43,7 +30,6 @@ public struct VariableInput: Codable, Sendable {
 public struct ConfigService: Sendable {
     let store: any ControlPlaneStore
     let secrets: SecretBox
-    let feed: ChangeFeed
     let dependencies: Dependencies
     let logger: Logger
 
@@ -154,16 +140,14 @@ public struct ConfigService: Sendable {
         let config = StoredConfig(id: configId, projectId: projectId, environment: environment, name: name,
                                   description: body.description, isActive: body.isActive ?? true, createdAt: now,
                                   updatedAt: now, variables: variables)
-        let versions: [DeploymentVersion]
         do {
-            versions = try await store.createConfig(config, audit: draft(
+            try await store.createConfig(config, audit: draft(
                 actor, projectId: projectId, configId: configId, action: "create", resourceType: "config", resourceId: configId,
                 changes: ["environment": environment.rawValue, "name": name, "variables": variables.map(\.key).joined(separator: ",")]))
         } catch StoreError.conflict(let reason) {
             throw ControlPlaneError.conflict(reason)
         }
         if variables.contains(where: \.isEncrypted) { try await secrets.persistUsage(actor: actor) }
-        await feed.published(versions)
         return try await present(config, reveal: false, actor: actor)
     }
 
@@ -225,22 +209,20 @@ public struct ConfigService: Sendable {
         let config = try await ownedConfig(configId, actor: actor)
         let existing = config.variables.first { $0.key == key }
         let variable = try stored(input, key: key, configId: configId, existing: existing, now: dependencies.now())
-        let versions = try await store.upsertVariables(configId: configId, [variable], audit: draft(
+        try await store.upsertVariables(configId: configId, [variable], audit: draft(
             actor, projectId: config.projectId, configId: configId, action: existing == nil ? "create" : "update",
             resourceType: "variable", resourceId: variable.id,
             changes: Self.auditChanges(variable, plaintext: input.value ?? "", previous: existing)))
         if variable.isEncrypted { try await secrets.persistUsage(actor: actor) }
-        await feed.published(versions)
         return try present(variable, reveal: false)
     }
 
     public func deleteVariable(configId: String, key: String, actor: Actor) async throws {
         let config = try await ownedConfig(configId, actor: actor)
-        guard let versions = try await store.deleteVariable(configId: configId, key: key, audit: draft(
+        guard try await store.deleteVariable(configId: configId, key: key, audit: draft(
             actor, projectId: config.projectId, configId: configId, action: "delete", resourceType: "variable",
             resourceId: config.variables.first { $0.key == key }?.id, changes: ["key": key]))
         else { throw ControlPlaneError.notFound("variable") }
-        await feed.published(versions)
     }
 
     // MARK: Templates
@@ -326,9 +308,8 @@ public struct ConfigService: Sendable {
         let config = StoredConfig(id: configId, projectId: projectId, environment: environment, name: name,
                                   description: "Configuration based on the \(template.name) template", isActive: true,
                                   createdAt: now, updatedAt: now, variables: variables)
-        let versions: [DeploymentVersion]
         do {
-            versions = try await store.applyTemplate(templateId: templateId, config: config, audit: draft(
+            try await store.applyTemplate(templateId: templateId, config: config, audit: draft(
                 actor, projectId: projectId, configId: configId, action: "apply_template", resourceType: "template",
                 resourceId: templateId, changes: ["template": template.name, "environment": environment.rawValue, "name": name,
                                                   "variables": variables.map(\.key).joined(separator: ",")]))
@@ -336,7 +317,6 @@ public struct ConfigService: Sendable {
             throw ControlPlaneError.conflict(reason)
         }
         if variables.contains(where: \.isEncrypted) { try await secrets.persistUsage(actor: actor) }
-        await feed.published(versions)
         return try await present(config, reveal: false, actor: actor)
     }
 
@@ -422,11 +402,10 @@ public struct ConfigService: Sendable {
                                        existing: existing, now: now, field: "body.\(key)."))
         }
         if !imported.isEmpty {
-            let versions = try await store.upsertVariables(configId: configId, imported, audit: draft(
+            try await store.upsertVariables(configId: configId, imported, audit: draft(
                 actor, projectId: config.projectId, configId: configId, action: "import", resourceType: "config", resourceId: configId,
                 changes: ["keys": imported.map(\.key).joined(separator: ","), "format": isJSON ? "json" : "dotenv"]))
             if imported.contains(where: \.isEncrypted) { try await secrets.persistUsage(actor: actor) }
-            await feed.published(versions)
         }
         return ImportResult(imported: imported.map(\.key), skipped: skipped)
     }

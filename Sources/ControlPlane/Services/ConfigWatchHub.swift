@@ -170,13 +170,29 @@ public actor ConfigWatchHub {
     }
 }
 
+/// The store's subscriber: after a write committed, drops the rendered configs it made stale, then wakes
+/// the agents waiting for the versions it moved (in that order, so a woken agent reads the new config).
+struct ChangeFeed: ConfigChangeSubscriber {
+    let hub: ConfigWatchHub
+    let cache: AgentConfigCache
+
+    func committed(_ changes: ConfigChanges) async {
+        if changes.everything {
+            await cache.invalidateAll()
+        } else {
+            await cache.invalidate(changes.versions.map(\.deploymentId) + changes.removed)
+        }
+        if !changes.versions.isEmpty { await hub.publish(changes.versions) }
+    }
+}
+
 /// Rendered agent configs by deployment, so that 10,000 agents woken by one change cause one database
 /// read and one round of decryption, not 10,000.
 actor AgentConfigCache {
-    private var entries: [String: AgentConfigValue] = [:]
-    private var loading: [String: Task<AgentConfigValue, any Error>] = [:]
+    private var entries: [String: RenderedAgentConfig] = [:]
+    private var loading: [String: Task<RenderedAgentConfig, any Error>] = [:]
 
-    func config(_ deploymentId: String, load: @escaping @Sendable () async throws -> AgentConfigValue) async throws -> AgentConfigValue {
+    func config(_ deploymentId: String, load: @escaping @Sendable () async throws -> RenderedAgentConfig) async throws -> RenderedAgentConfig {
         if let entry = entries[deploymentId] { return entry }
         if let task = loading[deploymentId] { return try await task.value }
         let task = Task { try await load() }

@@ -220,7 +220,6 @@ public final class DeploymentService: Sendable {
         let deployment = try await get(id, actor: actor)
         let version = try await store.bumpVersion(deploymentId: id, audit: configs.draft(
             actor, projectId: deployment.projectId, action: "reload", resourceType: "deployment", resourceId: id))
-        await feed.published([DeploymentVersion(deploymentId: id, version: version)])
         return Reloaded(deploymentId: id, version: version)
     }
 

@@ -40,6 +40,9 @@ public final class InstanceRegistry: Sendable {
     public static let defaultHeartbeatInterval: Duration = .seconds(10)
     /// An instance is stale after this many missed heartbeats (Consul and Nomad use a similar TTL multiple).
     public static let staleAfterMissed = 3
+    /// How often deployments' statuses are recomputed for staleness: a deployment whose last instance went
+    /// silent shows STOPPED at most this long after the instance became stale.
+    public static let statusRefreshInterval: Duration = .seconds(5)
     static let maxFieldBytes = 2048
 
     let pool: DatabasePool
@@ -64,10 +67,7 @@ public final class InstanceRegistry: Sendable {
         self.heartbeatInterval = heartbeatInterval
     }
 
-    var staleAfter: TimeInterval {
-        let c = heartbeatInterval.components
-        return (Double(c.seconds) + Double(c.attoseconds) / 1e18) * Double(Self.staleAfterMissed)
-    }
+    var staleAfter: TimeInterval { heartbeatInterval.inSeconds * Double(Self.staleAfterMissed) }
 
     // MARK: Agents (agent token)
 
@@ -103,9 +103,8 @@ public final class InstanceRegistry: Sendable {
         }
         logger.info("instance registered", metadata: ["deployment": "\(deploymentId)", "instance": "\(registration.instanceId)",
                                                       "state": "\(registration.state)"])
-        let c = heartbeatInterval.components
         return (AgentRegistrationAccepted(instanceId: registration.instanceId,
-                                          heartbeatIntervalSeconds: Double(c.seconds) + Double(c.attoseconds) / 1e18), created)
+                                          heartbeatIntervalSeconds: heartbeatInterval.inSeconds), created)
     }
 
     /// Records a heartbeat; an unknown instance is 404 so that the agent registers again.
@@ -168,13 +167,13 @@ public final class InstanceRegistry: Sendable {
     // MARK: Owner and scaler
 
     /// Every instance of the deployment, fresh or stale, newest registration first. The caller checks ownership.
+    /// A pure read: the deployment's status moves with heartbeats and with `StatusRefreshService`.
     public func instances(deploymentId: String) async throws -> [Instance] {
         let now = dependencies.now()
         let staleAfter = self.staleAfter
-        return try await pool.write { db in
-            try Self.updateDeploymentStatus(deploymentId, now: now, staleAfter: staleAfter, db)
-            return try Row.fetchAll(db, sql: "SELECT * FROM instances WHERE deployment_id = ? ORDER BY registered_at DESC, instance_id",
-                                    arguments: [deploymentId]).map { Self.instance($0, now: now, staleAfter: staleAfter) }
+        return try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM instances WHERE deployment_id = ? ORDER BY registered_at DESC, instance_id",
+                             arguments: [deploymentId]).map { Self.instance($0, now: now, staleAfter: staleAfter) }
         }
     }
 
@@ -194,7 +193,8 @@ public final class InstanceRegistry: Sendable {
         return Dictionary(grouping: all.filter { !$0.stale && $0.state != "exited" }, by: \.deploymentId)
     }
 
-    /// Recomputes the status of every deployment with instances (stale ones stop counting); call periodically.
+    /// Recomputes the status of every deployment with instances: an instance that stopped heartbeating
+    /// stops counting without anyone asking. `StatusRefreshService` calls it every `statusRefreshInterval`.
     public func refreshStatuses() async throws {
         let now = dependencies.now()
         let staleAfter = self.staleAfter

@@ -4,6 +4,8 @@ import Foundation
 public struct ProjectService: Sendable {
     let store: any ControlPlaneStore
     let configs: ConfigService
+    /// Holds the agent-token cache that a deletion must empty.
+    let deployments: DeploymentService
 
     public struct ProjectInput: Codable, Sendable {
         public var name: String?
@@ -50,5 +52,8 @@ public struct ProjectService: Sendable {
         let deleted = try await store.deleteProject(id: id, ownerId: actor.userId ?? "", audit: configs.draft(
             actor, projectId: id, action: "delete", resourceType: "project", resourceId: id))
         guard deleted else { throw ControlPlaneError.notFound("project") }
+        // Its deployments are gone (the store dropped their rendered configs): agents holding their tokens
+        // must now be refused.
+        deployments.forgetAllTokens()
     }
 }

@@ -2,6 +2,8 @@
 // PostgreSQL implementation (PostgresNIO) can replace it for multi-controller setups without touching them.
 // Every method that changes more than one row is one transaction, and mutations append their audit
 // record inside that same transaction, so a failed write leaves neither the change nor its record.
+// A write that changes what agents' configs are built from publishes that change (ConfigChanges) to the
+// store's subscriber once it committed: the callers do not, and so cannot forget to.
 import Foundation
 import Sealing
 
@@ -43,6 +45,30 @@ public struct DeploymentVersion: Sendable, Equatable {
     public var version: Int64
 }
 
+/// What one committed write changed in what agents' configs are built from. The store publishes it after
+/// the commit, on its own write path, so that no service can forget to tell waiting agents.
+public struct ConfigChanges: Sendable, Equatable {
+    /// Deployments whose config version moved: their rendered config is stale and their agents are woken.
+    public var versions: [DeploymentVersion] = []
+    /// Deployments deleted (with their project): their rendered config is dropped.
+    public var removed: [String] = []
+    /// Every rendered config is dropped (the secrets were re-sealed under a new key).
+    public var everything = false
+
+    public init(versions: [DeploymentVersion] = [], removed: [String] = [], everything: Bool = false) {
+        self.versions = versions
+        self.removed = removed
+        self.everything = everything
+    }
+
+    public var isEmpty: Bool { versions.isEmpty && removed.isEmpty && !everything }
+}
+
+/// Hears of committed config changes (the controller's watch hub and rendered-config cache).
+public protocol ConfigChangeSubscriber: Sendable {
+    func committed(_ changes: ConfigChanges) async
+}
+
 /// What an agent's config is built from: the deployment's version and the merged variables of its
 /// environment's active configs (a later-created config overrides an earlier one's key).
 public struct AgentSnapshot: Sendable {
@@ -67,10 +93,22 @@ public struct AuditLink: Sendable {
     public var fields: AuditChain.Fields
 }
 
-public enum StoreError: Error, Equatable, Sendable {
+public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A uniqueness constraint refused the write; `what` names it for the user.
     case conflict(String)
     case notFound(String)
+    /// A stored row holds a value the controller does not know (an edited file, or a newer controller's
+    /// data): an error for the operator, never a guess that could act on the wrong rows.
+    case invalidRow(table: String, id: String, column: String, value: String)
+
+    public var description: String {
+        switch self {
+        case .conflict(let what): "conflict: \(what)"
+        case .notFound(let what): "\(what) not found"
+        case .invalidRow(let table, let id, let column, let value):
+            "the database row \(table) id=\(id) holds an unknown \(column) '\(value)'; repair or delete that row"
+        }
+    }
 }
 
 public protocol ControlPlaneStore: Sendable {
@@ -92,17 +130,19 @@ public protocol ControlPlaneStore: Sendable {
     func projects(ownerId: String) async throws -> [Project]
     func project(id: String, ownerId: String) async throws -> Project?
     func updateProject(_ project: Project, audit: AuditDraft) async throws
+    /// Deletes the project with its configs and deployments (published as removed).
     func deleteProject(id: String, ownerId: String, audit: AuditDraft) async throws -> Bool
 
     // MARK: Environment configs and variables
     func configs(projectId: String) async throws -> [StoredConfig]
     /// The config if its project belongs to `ownerId`.
     func config(id: String, ownerId: String) async throws -> StoredConfig?
-    func createConfig(_ config: StoredConfig, audit: AuditDraft) async throws -> [DeploymentVersion]
+    /// Moves the versions of the deployments of the config's project and environment (and publishes them).
+    func createConfig(_ config: StoredConfig, audit: AuditDraft) async throws
     /// Inserts or replaces the variable (by config and key); keeps the original id and createdAt.
-    func upsertVariables(configId: String, _ variables: [StoredVariable], audit: AuditDraft) async throws -> [DeploymentVersion]
-    /// nil when the config has no such key.
-    func deleteVariable(configId: String, key: String, audit: AuditDraft) async throws -> [DeploymentVersion]?
+    func upsertVariables(configId: String, _ variables: [StoredVariable], audit: AuditDraft) async throws
+    /// false when the config has no such key.
+    func deleteVariable(configId: String, key: String, audit: AuditDraft) async throws -> Bool
 
     // MARK: Templates
     /// Inserts official templates whose name is not present yet.
@@ -112,7 +152,7 @@ public protocol ControlPlaneStore: Sendable {
     func template(id: String, ownerId: String) async throws -> ConfigTemplate?
     func createTemplate(_ template: ConfigTemplate, ownerId: String, audit: AuditDraft) async throws
     /// Creates the config with its variables and bumps the template's usage count, atomically.
-    func applyTemplate(templateId: String, config: StoredConfig, audit: AuditDraft) async throws -> [DeploymentVersion]
+    func applyTemplate(templateId: String, config: StoredConfig, audit: AuditDraft) async throws
 
     // MARK: Audit
     func appendAudit(_ draft: AuditDraft) async throws
@@ -142,6 +182,7 @@ public protocol ControlPlaneStore: Sendable {
     /// Revokes one token; `issuedBy` revokes every live token that issuer holds (a restart's leftovers).
     func revokeAgentToken(hash: String, now: Date) async throws
     func revokeAgentTokens(issuedBy: String, now: Date) async throws -> Int
+    /// An explicit reload: a new version (published) that agents restart on even when nothing changed.
     func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64
     func agentSnapshot(deploymentId: String) async throws -> AgentSnapshot?
 }

@@ -5,9 +5,13 @@ import Sealing
 
 public final class SQLiteStore: ControlPlaneStore {
     let pool: DatabasePool
+    /// Hears of every committed write that changed what agents' configs are built from.
+    let subscriber: (any ConfigChangeSubscriber)?
 
-    /// Opens (creating if needed) the database at `path` and migrates it to the newest schema.
-    public init(path: String) throws {
+    /// Opens (creating if needed) the database at `path` and migrates it to the newest schema. Writes that
+    /// change agents' configs are published to `subscriber` once they committed.
+    public init(path: String, publishingTo subscriber: (any ConfigChangeSubscriber)? = nil) throws {
+        self.subscriber = subscriber
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         // A writer waits for another writer instead of failing at once (several processes, or a backup).
@@ -20,16 +24,43 @@ public final class SQLiteStore: ControlPlaneStore {
         try Migrations.migrator.migrate(pool)
     }
 
-    // MARK: Errors
+    // MARK: The write path and stored values
 
     /// Runs a write transaction, turning SQLite's uniqueness failures into StoreError.conflict.
     private func write<T: Sendable>(conflict: String = "resource already exists", _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await write(conflict: conflict) { db, _ in try body(db) }
+    }
+
+    /// The one write path: runs the transaction, then publishes what it changed in agents' configs before
+    /// the caller hears back, so the next read sees no stale cache and every waiting agent is woken. A
+    /// config version moves only through `bumpVersions` and `bumpVersion`, which record into `changes`:
+    /// no write of this store can move one without it being published. (InstanceRegistry and ScalingStore
+    /// write their own tables through `pool`; none of them holds a config version.)
+    private func write<T: Sendable>(conflict: String = "resource already exists",
+                                    _ body: @escaping @Sendable (Database, inout ConfigChanges) throws -> T) async throws -> T {
+        let (result, changes): (T, ConfigChanges)
         do {
-            return try await pool.write(body)
+            (result, changes) = try await pool.write { db in
+                var changes = ConfigChanges()
+                let result = try body(db, &changes)
+                return (result, changes)
+            }
         } catch let error as DatabaseError
             where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE || error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
             throw StoreError.conflict(conflict)
         }
+        if !changes.isEmpty { await subscriber?.committed(changes) }
+        return result
+    }
+
+    /// A stored enum value; an unknown one is a damaged row, reported with its table, id and column.
+    private static func decode<Value: RawRepresentable<String>>(_ row: Row, _ column: String, table: String,
+                                                               id: String? = nil) throws -> Value {
+        let raw: String = row[column]
+        guard let value = Value(rawValue: raw) else {
+            throw StoreError.invalidRow(table: table, id: id ?? row["id"], column: column, value: raw)
+        }
+        return value
     }
 
     // MARK: Users
@@ -154,10 +185,12 @@ public final class SQLiteStore: ControlPlaneStore {
     }
 
     public func deleteProject(id: String, ownerId: String, audit: AuditDraft) async throws -> Bool {
-        try await write { db in
+        try await write { db, changes in
+            let deployments = try String.fetchAll(db, sql: "SELECT id FROM deployments WHERE project_id = ?", arguments: [id])
             try db.execute(sql: "DELETE FROM projects WHERE id = ? AND owner_id = ?", arguments: [id, ownerId])
             guard db.changesCount == 1 else { return false }
             try Self.append(audit, db)
+            changes.removed = deployments
             return true
         }
     }
@@ -186,55 +219,62 @@ public final class SQLiteStore: ControlPlaneStore {
         }
     }
 
-    public func createConfig(_ config: StoredConfig, audit: AuditDraft) async throws -> [DeploymentVersion] {
-        try await write(conflict: "an environment config with this project, environment and name already exists") { db in
+    public func createConfig(_ config: StoredConfig, audit: AuditDraft) async throws {
+        try await write(conflict: "an environment config with this project, environment and name already exists") { db, changes in
             try Self.insert(config, db)
             try Self.append(audit, db)
-            return try Self.bumpVersions(projectId: config.projectId, environment: config.environment, db)
+            try Self.bumpVersions(projectId: config.projectId, environment: config.environment, db, into: &changes)
         }
     }
 
-    public func upsertVariables(configId: String, _ variables: [StoredVariable], audit: AuditDraft) async throws -> [DeploymentVersion] {
-        try await write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT project_id, environment FROM environment_configs WHERE id = ?",
-                                             arguments: [configId])
-            else { throw StoreError.notFound("environment config") }
+    public func upsertVariables(configId: String, _ variables: [StoredVariable], audit: AuditDraft) async throws {
+        try await write { db, changes in
+            guard let (projectId, environment) = try Self.configScope(configId, db) else {
+                throw StoreError.notFound("environment config")
+            }
             for variable in variables { try Self.upsert(variable, db) }
             try db.execute(sql: "UPDATE environment_configs SET updated_at = ? WHERE id = ?", arguments: [audit.timestamp, configId])
             try Self.append(audit, db)
-            return try Self.bumpVersions(projectId: row["project_id"], environment: EnvironmentName(rawValue: row["environment"]) ?? .development, db)
+            try Self.bumpVersions(projectId: projectId, environment: environment, db, into: &changes)
         }
     }
 
-    public func deleteVariable(configId: String, key: String, audit: AuditDraft) async throws -> [DeploymentVersion]? {
-        try await write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT project_id, environment FROM environment_configs WHERE id = ?",
-                                             arguments: [configId])
-            else { return nil }
+    public func deleteVariable(configId: String, key: String, audit: AuditDraft) async throws -> Bool {
+        try await write { db, changes in
+            guard let (projectId, environment) = try Self.configScope(configId, db) else { return false }
             try db.execute(sql: "DELETE FROM environment_variables WHERE config_id = ? AND key = ?", arguments: [configId, key])
-            guard db.changesCount == 1 else { return nil }
+            guard db.changesCount == 1 else { return false }
             try Self.append(audit, db)
-            return try Self.bumpVersions(projectId: row["project_id"], environment: EnvironmentName(rawValue: row["environment"]) ?? .development, db)
+            try Self.bumpVersions(projectId: projectId, environment: environment, db, into: &changes)
+            return true
         }
+    }
+
+    /// The project and environment whose deployments a change to the config reaches; nil when it does not exist.
+    private static func configScope(_ configId: String, _ db: Database) throws -> (String, EnvironmentName)? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT project_id, environment FROM environment_configs WHERE id = ?",
+                                         arguments: [configId])
+        else { return nil }
+        return (row["project_id"], try decode(row, "environment", table: "environment_configs", id: configId))
     }
 
     private static func config(_ row: Row, _ db: Database) throws -> StoredConfig {
         let id: String = row["id"]
         let variables = try Row.fetchAll(db, sql: "SELECT * FROM environment_variables WHERE config_id = ? ORDER BY key",
-                                         arguments: [id]).map(variable)
+                                         arguments: [id]).map { try variable($0) }
         return StoredConfig(
-            id: id, projectId: row["project_id"], environment: EnvironmentName(rawValue: row["environment"]) ?? .development,
+            id: id, projectId: row["project_id"], environment: try decode(row, "environment", table: "environment_configs"),
             name: row["name"], description: row["description"], isActive: row["is_active"],
             createdAt: row["created_at"], updatedAt: row["updated_at"], variables: variables)
     }
 
-    private static func variable(_ row: Row) -> StoredVariable {
+    private static func variable(_ row: Row) throws -> StoredVariable {
         let sealed: Data? = row["sealed_value"]
         return StoredVariable(
             id: row["id"], configId: row["config_id"], key: row["key"],
             value: sealed.map { .sealed(Array($0)) } ?? .plain(row["value"]),
             isRequired: row["is_required"], description: row["description"],
-            variableType: VariableType(rawValue: row["variable_type"]) ?? .string,
+            variableType: try decode(row, "variable_type", table: "environment_variables"),
             createdAt: row["created_at"], updatedAt: row["updated_at"])
     }
 
@@ -265,9 +305,10 @@ public final class SQLiteStore: ControlPlaneStore {
                              variable.createdAt, variable.updatedAt])
     }
 
-    /// Every deployment of that project and environment sees a new version.
-    private static func bumpVersions(projectId: String, environment: EnvironmentName, _ db: Database) throws -> [DeploymentVersion] {
-        try Row.fetchAll(db, sql: """
+    /// Every deployment of that project and environment sees a new version, published after the commit.
+    private static func bumpVersions(projectId: String, environment: EnvironmentName, _ db: Database,
+                                     into changes: inout ConfigChanges) throws {
+        changes.versions += try Row.fetchAll(db, sql: """
             UPDATE deployments SET config_version = config_version + 1
             WHERE project_id = ? AND environment = ? RETURNING id, config_version
             """, arguments: [projectId, environment.rawValue])
@@ -318,12 +359,12 @@ public final class SQLiteStore: ControlPlaneStore {
         }
     }
 
-    public func applyTemplate(templateId: String, config: StoredConfig, audit: AuditDraft) async throws -> [DeploymentVersion] {
-        try await write(conflict: "an environment config with this project, environment and name already exists") { db in
+    public func applyTemplate(templateId: String, config: StoredConfig, audit: AuditDraft) async throws {
+        try await write(conflict: "an environment config with this project, environment and name already exists") { db, changes in
             try Self.insert(config, db)
             try db.execute(sql: "UPDATE config_templates SET usage_count = usage_count + 1 WHERE id = ?", arguments: [templateId])
             try Self.append(audit, db)
-            return try Self.bumpVersions(projectId: config.projectId, environment: config.environment, db)
+            try Self.bumpVersions(projectId: config.projectId, environment: config.environment, db, into: &changes)
         }
     }
 
@@ -423,7 +464,9 @@ public final class SQLiteStore: ControlPlaneStore {
 
     public func rewrapSecrets(audit: AuditDraft, keys: @escaping @Sendable () -> [StoredDataKey],
                               transform: @escaping @Sendable ([UInt8], String, String) throws -> [UInt8]) async throws -> RewrapReport {
-        try await write { db in
+        try await write { db, changes in
+            // The plaintexts stay, but rendered configs are dropped so none outlives the key it was read under.
+            changes.everything = true
             let rows = try Row.fetchAll(db, sql: "SELECT id, config_id, key, sealed_value FROM environment_variables WHERE sealed_value IS NOT NULL ORDER BY id")
             var report = RewrapReport(rewrapped: 0, corrupted: [])
             for row in rows {
@@ -470,7 +513,7 @@ public final class SQLiteStore: ControlPlaneStore {
             try Row.fetchAll(db, sql: """
                 SELECT d.* FROM deployments d JOIN projects p ON p.id = d.project_id
                 WHERE p.owner_id = ? ORDER BY d.created_at, d.id
-                """, arguments: [ownerId]).map(Self.deployment)
+                """, arguments: [ownerId]).map { try Self.deployment($0) }
         }
     }
 
@@ -478,7 +521,7 @@ public final class SQLiteStore: ControlPlaneStore {
         try await pool.read { db in
             try Row.fetchOne(db, sql: """
                 SELECT d.* FROM deployments d JOIN projects p ON p.id = d.project_id WHERE d.id = ? AND p.owner_id = ?
-                """, arguments: [id, ownerId]).map(Self.deployment)
+                """, arguments: [id, ownerId]).map { try Self.deployment($0) }
         }
     }
 
@@ -542,13 +585,14 @@ public final class SQLiteStore: ControlPlaneStore {
     }
 
     public func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64 {
-        try await write { db in
+        try await write { db, changes in
             guard let version = try Int64.fetchOne(db, sql: """
                 UPDATE deployments SET config_version = config_version + 1, reload_version = config_version + 1
                 WHERE id = ? RETURNING config_version
                 """, arguments: [deploymentId])
             else { throw StoreError.notFound("deployment") }
             try Self.append(audit, db)
+            changes.versions.append(DeploymentVersion(deploymentId: deploymentId, version: version))
             return version
         }
     }
@@ -562,17 +606,17 @@ public final class SQLiteStore: ControlPlaneStore {
                 SELECT v.* FROM environment_variables v JOIN environment_configs c ON c.id = v.config_id
                 WHERE c.project_id = ? AND c.environment = ? AND c.is_active = 1
                 ORDER BY c.created_at, c.id, v.key
-                """, arguments: [row["project_id"] as String, row["environment"] as String]).map(Self.variable)
+                """, arguments: [row["project_id"] as String, row["environment"] as String]).map { try Self.variable($0) }
             return AgentSnapshot(deploymentId: deploymentId, projectId: row["project_id"], version: row["config_version"],
                                  variables: variables, reloadVersion: row["reload_version"])
         }
     }
 
-    private static func deployment(_ row: Row) -> Deployment {
+    private static func deployment(_ row: Row) throws -> Deployment {
         Deployment(
-            id: row["id"], projectId: row["project_id"], environment: EnvironmentName(rawValue: row["environment"]) ?? .development,
+            id: row["id"], projectId: row["project_id"], environment: try decode(row, "environment", table: "deployments"),
             name: row["name"], runtimeType: row["runtime_type"], command: row["command"],
-            status: DeploymentStatus(rawValue: row["status"]) ?? .pending, configVersion: row["config_version"],
+            status: try decode(row, "status", table: "deployments"), configVersion: row["config_version"],
             createdAt: row["created_at"], updatedAt: row["updated_at"], agentToken: nil,
             cpuLimit: row["cpu_limit"], memoryLimit: row["memory_limit"], pidsLimit: row["pids_limit"])
     }
