@@ -97,7 +97,7 @@ public final class Agent: Sendable {
 
     /// Runs until the child is done for good; returns the exit code for the agent (the child's status).
     public func run() -> Int32 {
-        // The sampler and the HTTP server (MetricsTelemetry.swift); created here, after the Supervisor, so the
+        // The sampler and the HTTP server (Metrics/AgentTelemetry.swift); created here, after the Supervisor, so the
         // server's thread inherits the signal mask. A port in use or a bad token file ends the agent before any child.
         let telemetry: AgentTelemetry
         do {
