@@ -72,7 +72,7 @@ public final class Agent: Sendable {
         }
         let supervisor = supervisor
         reloader = configuration.reload.map { reload in
-            ConfigReloader(configuration: reload, supervisor: supervisor, baseEnvironment: environment,
+            ConfigReloader(configuration: reload, restarter: supervisor, baseEnvironment: environment,
                            instanceId: configuration.instance ?? Agent.generatedInstanceId())
         }
     }
@@ -113,6 +113,7 @@ public final class Agent: Sendable {
         if let reloader {
             telemetry.observations.register(reloader)
             telemetry.observations.setConfigStatus { reloader.status }
+            supervisor.onChildExit { reloader.childExited($0) }
             reloader.start(metricsURL: telemetry.metricsAddress.map { "http://\($0)" })
         }
         var systemd = notifier.map(SystemdStateReporter.init)
