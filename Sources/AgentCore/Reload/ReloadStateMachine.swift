@@ -36,6 +36,10 @@ public struct ReloadStateMachine: Sendable {
         public var hash: UInt64
         /// "controller" or "cache".
         public var source: String
+
+        public init(config: AgentConfig, hash: UInt64, source: String) {
+            self.config = config; self.hash = hash; self.source = source
+        }
     }
 
     /// A newly applied version that has not yet run for the whole rollback window.
@@ -46,6 +50,10 @@ public struct ReloadStateMachine: Sendable {
         /// Unix seconds the version arrived (the start of the reload's measured duration).
         public var receivedAt: Double
         public var measured = false
+
+        public init(generation: UInt64, config: AgentConfig, receivedAt: Double, measured: Bool = false) {
+            self.generation = generation; self.config = config; self.receivedAt = receivedAt; self.measured = measured
+        }
     }
 
     /// What to do with an offered version.
@@ -68,6 +76,12 @@ public struct ReloadStateMachine: Sendable {
         public var receivedAt: Double
         /// The splay: zero for the first config, else up to `Settings.splay`.
         public var delay: Duration
+
+        public init(config: AgentConfig, environment: [String: String], hash: UInt64, fromCache: Bool, receivedAt: Double,
+                    delay: Duration) {
+            self.config = config; self.environment = environment; self.hash = hash; self.fromCache = fromCache
+            self.receivedAt = receivedAt; self.delay = delay
+        }
     }
 
     /// A failed version to replace by the last known good.
@@ -76,6 +90,10 @@ public struct ReloadStateMachine: Sendable {
         public var failed: AgentConfig
         public var good: AgentConfig
         public var reason: String
+
+        public init(environment: [String: String], failed: AgentConfig, good: AgentConfig, reason: String) {
+            self.environment = environment; self.failed = failed; self.good = good; self.reason = reason
+        }
     }
 
     /// What to do when the controller cannot give the first config.
