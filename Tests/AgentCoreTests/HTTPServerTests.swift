@@ -273,8 +273,13 @@ struct HTTPServerTests {
         #expect(try HTTPListenAddress.parse("[::1]:0") == HTTPListenAddress(host: "::1", port: 0))
         #expect(try HTTPListenAddress.parse("localhost:80") == HTTPListenAddress(host: "localhost", port: 80))
         #expect(try HTTPListenAddress.parse("off") == nil)
-        for bad in ["9464", "127.0.0.1", "127.0.0.1:99999", ":80", "::1:80", "host:port"] {
-            #expect(throws: HTTPServerError.invalidListenAddress(bad)) { try HTTPListenAddress.parse(bad) }
+        #expect(try HTTPListenAddress.parse("OFF") == nil)
+        #expect(HTTPListenAddress.metricsDefault.description == "127.0.0.1:9464")
+        let shape = ValueError("must be HOST:PORT, [IPv6]:PORT or off")
+        let port = ValueError("needs a port from 0 to 65535 (0 takes a free port)")
+        for (bad, error) in [("9464", shape), ("127.0.0.1", shape), ("::1:80", shape), ("[::1]80", shape),
+                             ("127.0.0.1:99999", port), ("host:port", port), (":80", ValueError("needs a host, such as 127.0.0.1:9464"))] {
+            #expect(throws: error) { try HTTPListenAddress.parse(bad) }
         }
         #expect(HTTPServerError.invalidListenAddress("x").description
                 == "invalid --metrics-listen 'x': expected HOST:PORT (e.g. 127.0.0.1:9464, [::1]:0) or 'off'")
