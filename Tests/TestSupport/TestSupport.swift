@@ -33,8 +33,8 @@ public enum TestSupport {
         return url
     }
 
-    /// Polls `condition` every `interval` until it holds or `timeout` passes. Returns whether it held.
-    @discardableResult
+    /// Polls `condition` every `interval` until it holds or `timeout` passes. Returns whether it held: assert it
+    /// (`#require`), or a check that follows runs on whatever state the wait gave up on.
     public static func waitUntil(
         timeout: Duration = .seconds(10), interval: Duration = .milliseconds(20),
         _ condition: () throws -> Bool
@@ -49,7 +49,6 @@ public enum TestSupport {
     }
 
     /// Async variant of `waitUntil`.
-    @discardableResult
     public static func waitUntil(
         timeout: Duration = .seconds(10), interval: Duration = .milliseconds(20),
         _ condition: () async throws -> Bool
