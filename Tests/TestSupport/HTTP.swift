@@ -15,14 +15,14 @@ public enum HTTP {
             do {
                 return try JSONDecoder().decode(Envelope<T>.self, from: body)
             } catch {
-                throw HTTPError.undecodable(type: "\(T.self)", status: status, body: text, error: "\(error)")
+                throw HTTPCallError.undecodable(type: "\(T.self)", status: status, body: text, error: "\(error)")
             }
         }
 
         /// The envelope's `data`, which must be there.
         public func data<T: Codable & Sendable>(_ type: T.Type = T.self) throws -> T {
             guard let data = try envelope(T.self).data else {
-                throw HTTPError.undecodable(type: "\(T.self)", status: status, body: text, error: "no data")
+                throw HTTPCallError.undecodable(type: "\(T.self)", status: status, body: text, error: "no data")
             }
             return data
         }
@@ -43,13 +43,13 @@ public enum HTTP {
         guard result.status == 0, let newline = raw.lastIndex(of: UInt8(ascii: "\n")),
               let code = Int(String(decoding: raw[(newline + 1)...], as: UTF8.self)) else {
             let message = String(decoding: result.stderr, as: UTF8.self)
-            throw HTTPError.noAnswer("\(method) \(url): no answer (curl status \(result.status.map(String.init) ?? "timeout")): \(message)")
+            throw HTTPCallError.noAnswer("\(method) \(url): no answer (curl status \(result.status.map(String.init) ?? "timeout")): \(message)")
         }
         return Answer(status: code, body: Data(raw[..<newline]))
     }
 }
 
-public enum HTTPError: Error, CustomStringConvertible {
+public enum HTTPCallError: Error, CustomStringConvertible {
     case noAnswer(String)
     case undecodable(type: String, status: Int, body: String, error: String)
 
