@@ -413,4 +413,27 @@ struct ConfigReloaderTests {
         #expect(restarter.restarts.withLock { $0 } == [])
         #expect(clock.lines.withLock { $0 } == ["config version 1 (checksum sum1) rejected: missing required keys: A; the app keeps running"])
     }
+
+    /// A controller client that cannot be made (libcurl failing to set up) no longer ends the poll or session
+    /// thread silently: the first failure is an error naming the cause, and the attempts go on with the backoff.
+    @Test func aClientThatCannotBeMadeIsRetriedWithBackoffAndSaidLoudly() {
+        let clock = VirtualClock()
+        let attempts = Mutex(0)
+        var firstFailures = 0
+        let value = ConfigReloader.retrying("the controller client for config polling", environment: clock.environment,
+                                            onFirstFailure: { firstFailures += 1 }) { () throws(CurlError) -> Int in
+            let n = attempts.withLock { $0 += 1; return $0 }
+            if n < 4 { throw CurlError.setup("curl_easy_init failed") }
+            return 42
+        }
+        #expect(value == 42)
+        #expect(attempts.withLock { $0 } == 4)
+        #expect(firstFailures == 1)
+        // Full jitter with the random unit 0.5: half of 250 ms, 500 ms and 1 s.
+        #expect(clock.slept.withLock { $0 } == [.milliseconds(125), .milliseconds(250), .milliseconds(500)])
+        #expect(clock.lines.withLock { $0 } == [
+            "error: cannot set up the controller client for config polling: libcurl: curl_easy_init failed; retrying with backoff (up to 30.0 s apart)",
+            "the controller client for config polling is set up after 4 attempts",
+        ])
+    }
 }

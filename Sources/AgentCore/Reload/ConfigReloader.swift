@@ -188,20 +188,29 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
         }
     }
 
-    /// A client for the controller, retried with the controller backoff until one can be made: without it the
-    /// agent would silently stop polling, registering and heartbeating. `onFirstFailure` runs once, after the
-    /// first failure is logged.
+    /// A client for the controller, retried until one can be made: without it the agent would silently stop
+    /// polling, registering and heartbeating. `onFirstFailure` runs once, after the first failure is logged.
     func makeClient(token: String, for purpose: String, onFirstFailure: () -> Void = {}) -> ControllerClient {
+        Self.retrying("the controller client for \(purpose)", environment: env, onFirstFailure: onFirstFailure) { () throws(CurlError) in
+            try ControllerClient(controller: configuration.controller, token: token, options: CurlEasy.Options(caFile: configuration.caFile))
+        }
+    }
+
+    /// Calls `make` until it succeeds, sleeping the controller backoff between attempts (full jitter, at most
+    /// `ConfigRules.backoffCap`, never less than 10 ms: bounded, and never a spin). The first failure is logged
+    /// as an error naming `what` and the cause; a later success says how many attempts it took.
+    public static func retrying<T, E: Error & CustomStringConvertible>(
+        _ what: String, environment env: Environment, onFirstFailure: () -> Void = {}, _ make: () throws(E) -> T
+    ) -> T {
         var attempt = 0
         while true {
             do {
-                let client = try ControllerClient(controller: configuration.controller, token: token,
-                                                  options: CurlEasy.Options(caFile: configuration.caFile))
-                if attempt > 0 { env.log("the controller client for \(purpose) is set up after \(attempt + 1) attempts") }
-                return client
+                let value = try make()
+                if attempt > 0 { env.log("\(what) is set up after \(attempt + 1) attempts") }
+                return value
             } catch {
                 if attempt == 0 {
-                    env.log("error: cannot set up the controller client for \(purpose): \(error.description); retrying with backoff (up to \(ConfigRules.backoffCap.seconds) s apart)")
+                    env.log("error: cannot set up \(what): \(error.description); retrying with backoff (up to \(ConfigRules.backoffCap.seconds) s apart)")
                     onFirstFailure()
                 }
                 env.sleep(ConfigRules.backoff(attempt: attempt, unit: env.random()))
