@@ -42,17 +42,6 @@ public struct ReloadConfiguration: Sendable, Equatable {
     public var usesTLS: Bool { controller.lowercased().hasPrefix("https://") }
 }
 
-/// What the reloader needs of the supervisor: restart the app with an environment, and its current state.
-public protocol AppRestarter: Sendable {
-    /// Restarts the app with `environment` (asynchronously); returns the environment's generation, which the
-    /// started child reports in `snapshot.generation` and in `ChildExit`.
-    @discardableResult
-    func restart(environment: [String: String]) -> UInt64
-    var snapshot: SupervisorSnapshot { get }
-}
-
-extension Supervisor: AppRestarter {}
-
 public final class ConfigReloader: Sendable, MetricFamilyProvider {
     /// The clocks, randomness, sleep and log line the reloader's threads use; injected so that a test can run
     /// the reloader on a virtual clock.
