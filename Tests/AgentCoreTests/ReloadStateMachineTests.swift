@@ -1,6 +1,6 @@
 // The hot-reload rules on a virtual clock: `now` is a number the test picks, the random unit too, and the
 // supervisor's side (generations, exits, snapshots) is plain values. No process, no sleep.
-import AgentCore
+@testable import AgentCore
 import CodeRunnerWire
 import Supervision
 import Synchronization
@@ -50,8 +50,8 @@ struct ReloadStateMachineTests {
         let v2 = Self.config(2)
         let offer = m.offer(v2, splay: false, now: 1000, random: 0.9)
         let environment = Self.environment(["A": "1"])
-        #expect(offer == .apply(.init(config: v2, environment: environment, hash: ConfigRules.hash(environment),
-                                      fromCache: false, receivedAt: 1000, delay: .zero)))
+        #expect(offer == .apply(.init(running: .init(config: v2, hash: ConfigRules.hash(environment), source: "controller"),
+                                      environment: environment, receivedAt: 1000, delay: .zero)))
         guard case .apply(let apply) = offer else { return }
         m.restarted(apply, generation: 7)
         #expect(m.running == .init(config: v2, hash: ConfigRules.hash(environment), source: "controller"))
@@ -122,8 +122,8 @@ struct ReloadStateMachineTests {
         #expect(apply.config.version == 3)
         let reloadAgain = m.offer(Self.config(4, reload: 3), now: 1002, random: 0.5)
         #expect(reloadAgain == .apply(.init(
-            config: Self.config(4, reload: 3), environment: apply.environment, hash: apply.hash, fromCache: false,
-            receivedAt: 1002, delay: .zero)), "version 3 was not restarted yet, so reload 3 is still news")
+            running: .init(config: Self.config(4, reload: 3), hash: apply.running.hash, source: "controller"),
+            environment: apply.environment, receivedAt: 1002, delay: .zero)), "version 3 was not restarted yet, so reload 3 is still news")
     }
 
     @Test func anInvalidConfigNeverReplacesTheRunningApp() throws {

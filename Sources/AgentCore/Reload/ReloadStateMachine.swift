@@ -36,10 +36,6 @@ public struct ReloadStateMachine: Sendable {
         public var hash: UInt64
         /// "controller" or "cache".
         public var source: String
-
-        public init(config: AgentConfig, hash: UInt64, source: String) {
-            self.config = config; self.hash = hash; self.source = source
-        }
     }
 
     /// A newly applied version that has not yet run for the whole rollback window.
@@ -50,10 +46,6 @@ public struct ReloadStateMachine: Sendable {
         /// Unix seconds the version arrived (the start of the reload's measured duration).
         public var receivedAt: Double
         public var measured = false
-
-        public init(generation: UInt64, config: AgentConfig, receivedAt: Double, measured: Bool = false) {
-            self.generation = generation; self.config = config; self.receivedAt = receivedAt; self.measured = measured
-        }
     }
 
     /// What to do with an offered version.
@@ -69,19 +61,17 @@ public struct ReloadStateMachine: Sendable {
 
     /// A restart to carry out.
     public struct Apply: Sendable, Equatable {
-        public var config: AgentConfig
+        /// What runs once the app has restarted (`restarted` records it).
+        public var running: Running
         public var environment: [String: String]
-        public var hash: UInt64
-        public var fromCache: Bool
+        /// Unix seconds the version arrived.
         public var receivedAt: Double
         /// The splay: zero for the first config, else up to `Settings.splay`.
         public var delay: Duration
 
-        public init(config: AgentConfig, environment: [String: String], hash: UInt64, fromCache: Bool, receivedAt: Double,
-                    delay: Duration) {
-            self.config = config; self.environment = environment; self.hash = hash; self.fromCache = fromCache
-            self.receivedAt = receivedAt; self.delay = delay
-        }
+        public var config: AgentConfig { running.config }
+        /// A config from the last-known-good cache, which needs no probation.
+        public var fromCache: Bool { running.source == "cache" }
     }
 
     /// A failed version to replace by the last known good.
@@ -90,10 +80,6 @@ public struct ReloadStateMachine: Sendable {
         public var failed: AgentConfig
         public var good: AgentConfig
         public var reason: String
-
-        public init(environment: [String: String], failed: AgentConfig, good: AgentConfig, reason: String) {
-            self.environment = environment; self.failed = failed; self.good = good; self.reason = reason
-        }
     }
 
     /// What to do when the controller cannot give the first config.
@@ -160,14 +146,14 @@ public struct ReloadStateMachine: Sendable {
             return .unchanged
         case .apply(let environment, let hash):
             let delay = splay && settings.splay > .zero ? settings.splay * min(max(random, 0), 1) : .zero
-            return .apply(Apply(config: config, environment: environment, hash: hash, fromCache: fromCache,
-                                receivedAt: now, delay: delay))
+            return .apply(Apply(running: Running(config: config, hash: hash, source: fromCache ? "cache" : "controller"),
+                                environment: environment, receivedAt: now, delay: delay))
         }
     }
 
     /// The app was asked to restart for `apply`; `generation` is what the restarter returned.
     public mutating func restarted(_ apply: Apply, generation: UInt64) {
-        running = Running(config: apply.config, hash: apply.hash, source: apply.fromCache ? "cache" : "controller")
+        running = apply.running
         // A cached config already proved itself; a new one must survive the rollback window.
         probation = apply.fromCache ? nil : Probation(generation: generation, config: apply.config, receivedAt: apply.receivedAt)
         if apply.fromCache { lastKnownGood = apply.config }
