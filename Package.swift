@@ -2,8 +2,9 @@
 // CodeRunner: the coderunner-agent sidecar and the coderunner-controller service.
 //
 // Layout (one job per target; see README "Architecture"):
-//   C interop      CCurl, COpenSSL, CMicroHTTPD, CSeccomp (Debian system libraries), CShims (variadic calls, prctl,
-//                  the sandboxed spawn)
+//   C interop      CCurl, COpenSSL, CMicroHTTPD, CSeccomp (Debian system libraries), CSystemShims (libc calls and
+//                  macros Swift cannot make: signalfd, prctl, wait-status macros, the sandboxed spawn), CShims
+//                  (libcurl's and libmicrohttpd's variadic calls)
 //   shared         CodeRunnerWire (the Codable types agent and controller speak), ChildProcess (posix_spawn)
 //   agent          Supervision, ProcSampling, Sandbox, AgentCore -> coderunner-agent
 //   controller     Sealing, Scaling (pure), ControlPlane -> coderunner-controller
@@ -37,12 +38,13 @@ var targets: [Target] = [
     .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
     .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
     .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
+    .target(name: "CSystemShims"),
     .target(name: "CShims", dependencies: ["CCurl", "CMicroHTTPD"]),
     .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
     // MARK: Shared wire types
     .target(name: "CodeRunnerWire", swiftSettings: swiftSettings),
     // MARK: Starting child processes without Foundation's Process (see its header), for the controller and tests
-    .target(name: "ChildProcess", swiftSettings: swiftSettings),
+    .target(name: "ChildProcess", dependencies: ["CSystemShims"], swiftSettings: swiftSettings),
     // MARK: Shared by the test targets
     // The agent harness decodes the agent's and the controller's answers with the wire types.
     .target(name: "TestSupport", dependencies: ["ChildProcess", "CodeRunnerWire"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
@@ -51,13 +53,13 @@ var targets: [Target] = [
 if parts.contains("agent") {
     products.append(.executable(name: "coderunner-agent", targets: ["coderunner-agent"]))
     targets += [
-        .target(name: "Supervision", dependencies: ["CShims"], swiftSettings: swiftSettings),
+        .target(name: "Supervision", dependencies: ["CSystemShims"], swiftSettings: swiftSettings),
         .target(name: "ProcSampling", swiftSettings: swiftSettings),
         // The app's sandbox: bubblewrap namespaces, cgroup limits, a seccomp filter (libseccomp), another uid.
-        .target(name: "Sandbox", dependencies: ["Supervision", "ProcSampling", "CShims", "CSeccomp"], swiftSettings: swiftSettings),
+        .target(name: "Sandbox", dependencies: ["Supervision", "ProcSampling", "CSystemShims", "CSeccomp"], swiftSettings: swiftSettings),
         .target(
             name: "AgentCore",
-            dependencies: ["Supervision", "ProcSampling", "Sandbox", "CodeRunnerWire", "CShims", "CCurl", "CMicroHTTPD"],
+            dependencies: ["Supervision", "ProcSampling", "Sandbox", "CodeRunnerWire", "CShims", "CSystemShims", "CCurl", "CMicroHTTPD"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-agent",

@@ -276,8 +276,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     }
 
     static func cwd() -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        return getcwd(&buffer, buffer.count) != nil ? String(cString: buffer) : "/"
+        guard let path = getcwd(nil, 0) else { return "/" }  // glibc allocates a buffer of the right size
+        defer { free(path) }
+        return String(cString: path)
     }
 
     static func parseBool(_ s: String) throws(ValueError) -> Bool {

@@ -6,9 +6,25 @@
 // with posix_spawn directly: the child's signal mask is emptied and every signal's disposition reset (a parent
 // running ServiceLifecycle blocks SIGTERM and SIGINT, which a child must not inherit), descriptors 0-2 come from
 // the caller, and every other descriptor is closed (posix_spawn_file_actions_addclosefrom_np, glibc 2.34).
-#if canImport(Glibc)
+//
+// Why not swiftlang/swift-subprocess (1.0.2 was weighed against this file). It spawns just as cleanly: an empty
+// mask and default dispositions (Sources/_SubprocessCShims/process_shims.c:455-489, applied at
+// Platforms/Subprocess+Spawn.swift:397-404), every descriptor from 3 up closed (Subprocess+Spawn.swift:385-386),
+// and no Foundation Process. It does not fit how we use a child, though:
+// - Its API is async only: every `run` is `async throws` (Sources/Subprocess/API.swift:37-50, 141-158). Our test
+//   harnesses (TestSupport.run, ExitWatch, the agent harnesses) are synchronous and block on a child's exit.
+// - A child lives only as long as the `run` call: the Execution "is valid only for the duration of the call"
+//   (API.swift:131-134), and `run` returns only once the process has terminated (Configuration.swift:102-125).
+//   The controller's executors start agents that outlive the call that started them and report the exit through
+//   a callback (`onExit`); with swift-subprocess each would need a task parked in `run` for its whole life.
+// - It reaps its children itself, from a process-wide monitor thread over epoll and pidfds
+//   (Platforms/Subprocess+Linux.swift:231-245, 309-405), and installs a SIGCHLD handler where waitid(P_PIDFD) is
+//   missing (Subprocess+Linux.swift:388-392). Our callers waitpid(2) their own pids; the two cannot share a child.
+// - Cost: it brings apple/swift-system, about 28,000 lines with it (14.3k + 13.9k), and its default trait imports
+//   Foundation (SubprocessFoundation/Input+Foundation.swift:16). A clean debug build of the two took 68 s on this
+//   2-core machine; this file is some 75 lines of code over the C shim.
+import CSystemShims
 import Glibc
-#endif
 
 public enum ChildProcess {
     public struct SpawnError: Error, CustomStringConvertible {
@@ -27,7 +43,7 @@ public enum ChildProcess {
         posix_spawn_file_actions_adddup2(&actions, stdin, 0)
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
-        if let closeFrom = addCloseFrom { _ = closeFrom(&actions, 3) }
+        cr_spawn_file_actions_addclosefrom(&actions, 3)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -80,8 +96,7 @@ public enum ChildProcess {
         while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR { return -1 }
         }
-        let signal = status & 0x7f
-        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+        return cr_wifsignaled(status) != 0 ? 128 + cr_wtermsig(status) : cr_wexitstatus(status)
     }
 
     private final class Waiter: Sendable {
@@ -92,11 +107,4 @@ public enum ChildProcess {
             self.handler = handler
         }
     }
-
-    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift's Glibc module does not declare.
-    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    private static let addCloseFrom: AddCloseFrom? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(symbol, to: AddCloseFrom.self)
-    }()
 }

@@ -1,10 +1,6 @@
 // The sampler's I/O edge: reads /proc files into one reused buffer with plain open/read/close.
 // No Foundation, no per-read allocation: at 1 s sampling the agent reads a few hundred files a second.
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Reads /proc files into a reused buffer. Not thread-safe: one per sampling thread.
 public final class ProcFileReader {

@@ -18,11 +18,7 @@
 //   subreaper) is reaped by the agent, whose own cutime we never count: its last seen CPU is added.
 //   CPU used between the last sample and the exit is counted only if the sampler sees the zombie,
 //   whose stat still shows its final times; the agent samples before reaping where it can.
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 public struct SamplerConfiguration: Sendable, Equatable {
     /// --cpu-limit: the allocation when no cgroup quota is set.

@@ -3,11 +3,7 @@
 // machine (262144 buckets) that is 4 ms per file, 8 ms a sample with tcp6, 40 times the agent's
 // whole CPU budget. An inet_diag dump filtered to LISTEN and ESTABLISHED costs well under 1 ms.
 // The layouts are linux/netlink.h, linux/sock_diag.h and linux/inet_diag.h (stable kernel ABI).
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 extension ProcParse {
     static let nlmsgHeaderSize = 16

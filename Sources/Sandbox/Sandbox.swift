@@ -1,7 +1,7 @@
 // One instance's sandbox: bubblewrap namespaces, a cgroup per controller holding the limits, a seccomp filter
 // and an unprivileged uid. The agent stays outside as the sandbox's parent (docs/sandbox.md says why) and
 // supervises it through `ChildContainment`.
-import CShims
+import CSystemShims
 import Glibc
 import Supervision
 

@@ -4,7 +4,7 @@
 // (moby/profiles/seccomp/default.json) and systemd's @mount, @module, @reboot, @swap, @raw-io, @clock,
 // @debug and @obsolete groups.
 import CSeccomp
-import CShims
+import CSystemShims
 import Glibc
 
 public enum SeccompFilter {

@@ -1,4 +1,4 @@
-import CShims
+import CSystemShims
 import Glibc
 
 /// Signal numbers and names, and which signals the supervisor forwards.
@@ -12,12 +12,13 @@ public enum Signals {
     public static let stopRequests: [Int32] = [SIGTERM, SIGINT, SIGQUIT]
 
     /// Every signal the supervisor receives through its signalfd: all of them (standard and real-time) except
-    /// SIGKILL and SIGSTOP (which cannot be caught), the synchronous ones, and SIGPIPE, which the agent ignores so
-    /// that a closed output becomes EPIPE and an external SIGPIPE is a no-op.
+    /// SIGKILL and SIGSTOP (which cannot be caught) and the synchronous ones. SIGPIPE is among them: a blocked
+    /// SIGPIPE never kills the agent (a write to a closed output fails with EPIPE), and the signalfd tells the one
+    /// the kernel raised on the agent's own write from one another process sent (`SignalSource`).
     public static var handled: sigset_t {
         var set = sigset_t()
         sigfillset(&set)  // glibc leaves out its two internal real-time signals itself
-        for signal in synchronous + [SIGPIPE, SIGKILL, SIGSTOP] { sigdelset(&set, signal) }
+        for signal in synchronous + [SIGKILL, SIGSTOP] { sigdelset(&set, signal) }
         return set
     }
 
@@ -50,5 +51,31 @@ public enum Signals {
         }
         if let abbrev = cr_signal_abbrev(signal) { return String(cString: abbrev) }
         return String(signal)
+    }
+}
+
+/// Who raised a signal, from signalfd's ssi_code and ssi_pid.
+public enum SignalSource: Sendable, Equatable {
+    /// Another process, with kill(2), sigqueue(3) or tgkill(2); pid 0 when the sender is outside the agent's pid
+    /// namespace (`docker kill`).
+    case process(pid_t)
+    /// The agent itself. The kernel raises SIGPIPE on a thread that writes to a closed pipe or socket as if that
+    /// thread had sent it with kill(2): SI_USER from the agent's own pid.
+    case agent
+    /// The kernel: SI_KERNEL, a child's state change (SIGCHLD), a terminal's hangup, ...
+    case kernel
+
+    /// Classifies a signal that `agentPid` received with si_code `code` from si_pid `pid`.
+    public init(code: Int32, pid: pid_t, agentPid: pid_t) {
+        if code == cr_si_user() || code == cr_si_queue() || code == cr_si_tkill() {
+            self = pid == agentPid ? .agent : .process(pid)
+        } else {
+            self = .kernel
+        }
+    }
+
+    /// Whether another process sent the signal.
+    public var isAnotherProcess: Bool {
+        if case .process = self { true } else { false }
     }
 }

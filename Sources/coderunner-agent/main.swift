@@ -22,8 +22,8 @@ struct Run: ParsableCommand {
             into words at blanks, with 'single quotes', "double quotes" and backslash escapes as in a shell, and \
             nothing expanded (use sh -c '...' for shell syntax).
 
-            Signals sent to the agent are forwarded to the app's process group (except SIGCHLD, SIGPIPE, which is \
-            ignored, and the synchronous ones). SIGTERM, SIGINT, SIGQUIT and the stop signal also stop the agent: \
+            Signals sent to the agent are forwarded to the app's process group (except SIGCHLD and the synchronous \
+            ones; a SIGPIPE the agent raises on itself by writing to a closed output is not forwarded). SIGTERM, SIGINT, SIGQUIT and the stop signal also stop the agent: \
             the app is not restarted, what is left of its group gets SIGKILL after the grace period, and the agent \
             exits with the app's status.
 

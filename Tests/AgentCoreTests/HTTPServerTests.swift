@@ -223,12 +223,12 @@ struct HTTPServerTests {
         let dir = try TestSupport.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let empty = dir.appendingPathComponent("empty").path
-        FileManager.default.createFile(atPath: empty, contents: Data("\n".utf8))
+        try #require(FileManager.default.createFile(atPath: empty, contents: Data("\n".utf8)))
         #expect(throws: HTTPServerError.tokenFile(path: empty, reason: "the file is empty")) { try BearerToken.load(path: empty) }
         let missing = dir.appendingPathComponent("missing").path
         #expect(throws: HTTPServerError.tokenFile(path: missing, reason: "No such file or directory")) { try BearerToken.load(path: missing) }
         let good = dir.appendingPathComponent("token").path
-        FileManager.default.createFile(atPath: good, contents: Data("  abc \n".utf8))
+        try #require(FileManager.default.createFile(atPath: good, contents: Data("  abc \n".utf8)))
         #expect(try BearerToken.load(path: good).accepts(authorization: "Bearer abc"))
     }
 

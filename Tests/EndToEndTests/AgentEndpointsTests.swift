@@ -37,7 +37,7 @@ struct AgentEndpointsTests {
         let dir = try TestSupport.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let tokenPath = dir.appendingPathComponent("token").path
-        FileManager.default.createFile(atPath: tokenPath, contents: Data("t0ken\n".utf8))
+        try #require(FileManager.default.createFile(atPath: tokenPath, contents: Data("t0ken\n".utf8)))
         let agent = try AgentProcess(options: ["--metrics-token-file", tokenPath], command: ["sleep", "60"],
                                      metricsListen: "127.0.0.1:0", in: dir)
         try #require(agent.metricsAddress() != nil, "no port announced: \(agent.stderr)")

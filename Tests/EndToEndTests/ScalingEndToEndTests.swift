@@ -59,7 +59,7 @@ struct LocalController {
         defer { try? FileManager.default.removeItem(at: dir) }
         let flag = dir.appendingPathComponent("load/burn")
         try FileManager.default.createDirectory(at: flag.deletingLastPathComponent(), withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: flag.path, contents: nil)
+        try #require(FileManager.default.createFile(atPath: flag.path, contents: nil))
         // The sandboxed burner sees the flag's directory read-only (and never the controller's data beside it).
         let local = try LocalController(dataDirectory: dir.appendingPathComponent("data"), readOnly: [flag.deletingLastPathComponent().path])
         let controller = local.process

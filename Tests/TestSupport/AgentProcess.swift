@@ -48,8 +48,8 @@ public final class AgentProcess: Sendable {
         let tag = UUID().uuidString.prefix(6)
         stdoutURL = self.directory.appendingPathComponent("agent-\(tag).out")
         stderrURL = self.directory.appendingPathComponent("agent-\(tag).err")
-        FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
-        FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
 
         var env: [String: String] = [:]
         if inheritEnvironment {

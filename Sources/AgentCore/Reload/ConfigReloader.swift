@@ -11,7 +11,7 @@ import CodeRunnerWire
 import Glibc
 import Supervision
 import Synchronization
-import CShims
+import CSystemShims
 
 /// The hot-reload options (`--controller` and friends), validated.
 public struct ReloadConfiguration: Sendable, Equatable {
