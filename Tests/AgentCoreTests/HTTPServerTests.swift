@@ -13,17 +13,11 @@ struct RawHTTPClient {
     let fd: Int32
 
     init(port: UInt16, receiveTimeoutSeconds: Int = 5) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var timeout = timeval(tv_sec: receiveTimeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = port.bigEndian
-        let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        do {
+            fd = try TestSupport.connectLoopback(port, receiveTimeout: receiveTimeoutSeconds)
+        } catch {
+            throw HTTPTestError.connect(error.code.rawValue)
         }
-        guard rc == 0 else { Glibc.close(fd); throw HTTPTestError.connect(errno) }
     }
 
     func send(_ text: String) { send(Array(text.utf8)) }
