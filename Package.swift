@@ -46,7 +46,8 @@ var targets: [Target] = [
     // MARK: Starting child processes without Foundation's Process (see its header), for the controller and tests
     .target(name: "ChildProcess", dependencies: ["CSystemShims"], swiftSettings: swiftSettings),
     // MARK: Shared by the test targets
-    .target(name: "TestSupport", dependencies: ["ChildProcess"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
+    // The agent harness decodes the agent's and the controller's answers with the wire types.
+    .target(name: "TestSupport", dependencies: ["ChildProcess", "CodeRunnerWire"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
 ]
 
 if parts.contains("agent") {

@@ -72,7 +72,7 @@ public final class Agent: Sendable {
         }
         let supervisor = supervisor
         reloader = configuration.reload.map { reload in
-            ConfigReloader(configuration: reload, supervisor: supervisor, baseEnvironment: environment,
+            ConfigReloader(configuration: reload, restarter: supervisor, baseEnvironment: environment,
                            instanceId: configuration.instance ?? Agent.generatedInstanceId())
         }
     }
@@ -97,7 +97,7 @@ public final class Agent: Sendable {
 
     /// Runs until the child is done for good; returns the exit code for the agent (the child's status).
     public func run() -> Int32 {
-        // The sampler and the HTTP server (MetricsTelemetry.swift); created here, after the Supervisor, so the
+        // The sampler and the HTTP server (Metrics/AgentTelemetry.swift); created here, after the Supervisor, so the
         // server's thread inherits the signal mask. A port in use or a bad token file ends the agent before any child.
         let telemetry: AgentTelemetry
         do {
@@ -113,6 +113,7 @@ public final class Agent: Sendable {
         if let reloader {
             telemetry.observations.register(reloader)
             telemetry.observations.setConfigStatus { reloader.status }
+            supervisor.onChildExit { reloader.childExited($0) }
             reloader.start(metricsURL: telemetry.metricsAddress.map { "http://\($0)" })
         }
         var systemd = notifier.map(SystemdStateReporter.init)

@@ -52,23 +52,9 @@ public struct AgentOptions: Sendable, Equatable {
     }
 }
 
-/// Where the metrics endpoint listens.
-public enum MetricsListen: Sendable, Equatable, CustomStringConvertible {
-    case off
-    /// `host` is an IPv4 or IPv6 literal or a name (IPv6 without brackets); port 0 asks for a free port.
-    case address(host: String, port: UInt16)
-
-    public var description: String {
-        switch self {
-        case .off: "off"
-        case .address(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        }
-    }
-}
-
 /// The agent's validated configuration: a plain value, built by `resolve` and nothing else.
 public struct AgentConfiguration: Sendable, Equatable {
-    public static let defaultMetricsListen = MetricsListen.address(host: "127.0.0.1", port: 9464)
+    public static let defaultMetricsListen: HTTPListenAddress? = HTTPListenAddress.metricsDefault
     public static let defaultRestartPolicy = RestartPolicy.onFailure
     public static let defaultGracePeriod = SupervisorConfiguration.defaultGracePeriod
     public static let defaultStopSignal = SIGTERM
@@ -76,7 +62,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public static let defaultLogRingLines = SupervisorConfiguration.defaultLogRingLines
     public static let defaultLogRingBytes = LogRing.defaultMaxBytes
 
-    public var metricsListen: MetricsListen
+    /// nil when --metrics-listen is off.
+    public var metricsListen: HTTPListenAddress?
     public var restartPolicy: RestartPolicy
     public var gracePeriod: Duration
     public var stopSignal: Int32
@@ -148,7 +135,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         _ options: AgentOptions, environment: [String: String]
     ) throws(AgentConfigurationError) -> AgentConfiguration {
         let r = Resolver(environment: environment)
-        let metricsListen = try r.value(options.metricsListen, "--metrics-listen", Variable.metricsListen, default: defaultMetricsListen, parseListen)
+        let metricsListen = try r.value(options.metricsListen, "--metrics-listen", Variable.metricsListen, default: defaultMetricsListen, HTTPListenAddress.parse)
         let restartPolicy = try r.value(options.restart, "--restart", Variable.restart, default: defaultRestartPolicy) { s throws(ValueError) in
             guard let p = RestartPolicy(rawValue: s.lowercased()) else { throw ValueError("must be always, on-failure or never") }
             return p
@@ -289,8 +276,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     }
 
     static func cwd() -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        return getcwd(&buffer, buffer.count) != nil ? String(cString: buffer) : "/"
+        guard let path = getcwd(nil, 0) else { return "/" }  // glibc allocates a buffer of the right size
+        defer { free(path) }
+        return String(cString: path)
     }
 
     static func parseBool(_ s: String) throws(ValueError) -> Bool {
@@ -349,29 +337,6 @@ public struct AgentConfiguration: Sendable, Equatable {
     }
 
     // MARK: Value parsers (pure)
-
-    /// "HOST:PORT", "[IPv6]:PORT" or "off".
-    static func parseListen(_ s: String) throws(ValueError) -> MetricsListen {
-        if s.lowercased() == "off" { return .off }
-        let host: Substring
-        let portText: Substring
-        if s.hasPrefix("[") {
-            guard let close = s.firstIndex(of: "]"), s[s.index(after: close)...].hasPrefix(":") else {
-                throw ValueError("must be HOST:PORT, [IPv6]:PORT or off")
-            }
-            host = s[s.index(after: s.startIndex)..<close]
-            portText = s[s.index(close, offsetBy: 2)...]
-        } else {
-            guard let colon = s.lastIndex(of: ":"), !s[..<colon].contains(":") else {
-                throw ValueError("must be HOST:PORT, [IPv6]:PORT or off")
-            }
-            host = s[..<colon]
-            portText = s[s.index(after: colon)...]
-        }
-        guard !host.isEmpty else { throw ValueError("needs a host, such as 127.0.0.1:9464") }
-        guard let port = UInt16(portText) else { throw ValueError("needs a port from 0 to 65535 (0 takes a free port)") }
-        return .address(host: String(host), port: port)
-    }
 
     /// Seconds as a decimal number ("10", "0.5").
     static func seconds(_ s: String, allowZero: Bool) throws(ValueError) -> Duration {

@@ -33,7 +33,7 @@ struct Run: ParsableCommand {
             """)
 
     @Option(name: .customLong("metrics-listen"), help: ArgumentHelp(
-        "HOST:PORT for the metrics endpoint; port 0 takes a free port (printed); `off` serves nothing. Env CODERUNNER_METRICS_LISTEN. Default 127.0.0.1:9464.",
+        "HOST:PORT for the metrics endpoint; port 0 takes a free port (printed); `off` serves nothing. Env CODERUNNER_METRICS_LISTEN. Default \(HTTPListenAddress.metricsDefault).",
         valueName: "host:port"))
     var metricsListen: String?
 

@@ -13,17 +13,11 @@ struct RawHTTPClient {
     let fd: Int32
 
     init(port: UInt16, receiveTimeoutSeconds: Int = 5) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var timeout = timeval(tv_sec: receiveTimeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = port.bigEndian
-        let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        do {
+            fd = try TestSupport.connectLoopback(port, receiveTimeout: receiveTimeoutSeconds)
+        } catch {
+            throw HTTPTestError.connect(error.code.rawValue)
         }
-        guard rc == 0 else { Glibc.close(fd); throw HTTPTestError.connect(errno) }
     }
 
     func send(_ text: String) { send(Array(text.utf8)) }
@@ -223,12 +217,12 @@ struct HTTPServerTests {
         let dir = try TestSupport.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let empty = dir.appendingPathComponent("empty").path
-        FileManager.default.createFile(atPath: empty, contents: Data("\n".utf8))
+        try #require(FileManager.default.createFile(atPath: empty, contents: Data("\n".utf8)))
         #expect(throws: HTTPServerError.tokenFile(path: empty, reason: "the file is empty")) { try BearerToken.load(path: empty) }
         let missing = dir.appendingPathComponent("missing").path
         #expect(throws: HTTPServerError.tokenFile(path: missing, reason: "No such file or directory")) { try BearerToken.load(path: missing) }
         let good = dir.appendingPathComponent("token").path
-        FileManager.default.createFile(atPath: good, contents: Data("  abc \n".utf8))
+        try #require(FileManager.default.createFile(atPath: good, contents: Data("  abc \n".utf8)))
         #expect(try BearerToken.load(path: good).accepts(authorization: "Bearer abc"))
     }
 
@@ -273,8 +267,13 @@ struct HTTPServerTests {
         #expect(try HTTPListenAddress.parse("[::1]:0") == HTTPListenAddress(host: "::1", port: 0))
         #expect(try HTTPListenAddress.parse("localhost:80") == HTTPListenAddress(host: "localhost", port: 80))
         #expect(try HTTPListenAddress.parse("off") == nil)
-        for bad in ["9464", "127.0.0.1", "127.0.0.1:99999", ":80", "::1:80", "host:port"] {
-            #expect(throws: HTTPServerError.invalidListenAddress(bad)) { try HTTPListenAddress.parse(bad) }
+        #expect(try HTTPListenAddress.parse("OFF") == nil)
+        #expect(HTTPListenAddress.metricsDefault.description == "127.0.0.1:9464")
+        let shape = ValueError("must be HOST:PORT, [IPv6]:PORT or off")
+        let port = ValueError("needs a port from 0 to 65535 (0 takes a free port)")
+        for (bad, error) in [("9464", shape), ("127.0.0.1", shape), ("::1:80", shape), ("[::1]80", shape),
+                             ("127.0.0.1:99999", port), ("host:port", port), (":80", ValueError("needs a host, such as 127.0.0.1:9464"))] {
+            #expect(throws: error) { try HTTPListenAddress.parse(bad) }
         }
         #expect(HTTPServerError.invalidListenAddress("x").description
                 == "invalid --metrics-listen 'x': expected HOST:PORT (e.g. 127.0.0.1:9464, [::1]:0) or 'off'")

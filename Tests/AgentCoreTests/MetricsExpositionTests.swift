@@ -7,14 +7,6 @@ import Supervision
 import TestSupport
 import Testing
 
-enum Promtool {
-    /// Runs `promtool check metrics` on `text`; returns (exit status, combined output).
-    static func check(_ text: String) throws -> (Int32, String) {
-        let result = try TestSupport.run("/usr/bin/promtool", ["check", "metrics"], input: Data(text.utf8), timeout: .seconds(30))
-        return (result.status ?? -1, String(decoding: result.stdout + result.stderr, as: UTF8.self))
-    }
-}
-
 struct MetricsExpositionTests {
     @Test func rendersExactTextWithEscapedLabels() throws {
         let families = [

@@ -1,65 +1,11 @@
 // sd_notify over a real AF_UNIX datagram socket that the test binds, by path and in the abstract namespace:
 // the exact bytes systemd would receive.
 import AgentCore
-import ChildProcess
 import Foundation
 import Glibc
 import Testing
 import Supervision
 import TestSupport
-
-/// A bound AF_UNIX datagram socket standing in for systemd's notification socket.
-private final class NotifyListener {
-    let fd: Int32
-    /// The value for NOTIFY_SOCKET.
-    let address: String
-    private let path: String?
-
-    /// Binds `<directory>/notify` when `directory` is given, else a unique abstract name.
-    init(directory: URL?) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        try #require(fd >= 0)
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)  // a missing datagram fails the test instead of hanging it
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var name: [UInt8]
-        if let directory {
-            path = directory.appendingPathComponent("notify").path
-            address = path!
-            name = Array(address.utf8) + [0]
-        } else {
-            path = nil
-            address = "@coderunner-test-notify-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            name = Array(address.utf8)
-            name[0] = 0
-        }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: name) }
-        let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + name.count)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        if rc != 0 { close(fd) }
-        try #require(rc == 0, "bind \(address): \(String(cString: strerror(errno)))")
-    }
-
-    /// One datagram, whole (MSG_TRUNC reports its real size even if the buffer were too small).
-    func receive() -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_TRUNC)) }
-        guard n >= 0, n <= buffer.count else { return nil }
-        return Array(buffer[..<n])
-    }
-
-    /// Whether a datagram is waiting (without blocking).
-    var hasPending: Bool {
-        var byte: UInt8 = 0
-        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) >= 0
-    }
-
-    deinit {
-        close(fd)
-        if let path { unlink(path) }
-    }
-}
 
 @Suite struct SystemdNotifyTests {
     @Test(arguments: [true, false])
@@ -154,31 +100,5 @@ private final class NotifyListener {
         #expect(listener.receive().map { String(decoding: $0, as: UTF8.self) } == "STATUS=app running, pid 43, 1 restarts",
                 "READY=1 goes out only once")
         #expect(listener.receive().map { String(decoding: $0, as: UTF8.self) } == "WATCHDOG=1")
-    }
-
-    @Test func theBuiltAgentTellsSystemdItIsReadyOnceTheAppRuns() throws {
-        let directory = try TestSupport.makeTemporaryDirectory("notify")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let listener = try NotifyListener(directory: directory)
-        let envFile = directory.appendingPathComponent("env").path
-        var environment = ProcessInfo.processInfo.environment
-        environment["NOTIFY_SOCKET"] = listener.address
-        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
-        let agent = ExitWatch(pid: try ChildProcess.spawn(
-            TestSupport.binary("coderunner-agent"),
-            ["run", "--metrics-listen", "off", "--grace-period", "2", "--", "sh", "-c", "env > \(envFile); exec sleep 30"],
-            environment: environment, stdin: devNull, stdout: STDOUT_FILENO, stderr: devNull))
-        close(devNull)
-        defer {
-            kill(agent.pid, SIGTERM)
-            agent.waitForExit(timeout: .seconds(10))
-        }
-        let first = try #require(listener.receive(), "no datagram from the agent within 5 s")
-        let text = String(decoding: first, as: UTF8.self)
-        #expect(text.hasPrefix("READY=1\nSTATUS=app running, pid "), "got \(text)")
-        try #require(TestSupport.waitUntil(timeout: .seconds(5)) { FileManager.default.fileExists(atPath: envFile) })
-        TestSupport.waitUntil(timeout: .seconds(2)) { ((try? String(contentsOfFile: envFile, encoding: .utf8)) ?? "").contains("PATH=") }
-        let childEnvironment = try String(contentsOfFile: envFile, encoding: .utf8)
-        #expect(!childEnvironment.contains("NOTIFY_SOCKET="), "the app must not inherit systemd's socket")
     }
 }

@@ -27,7 +27,7 @@ struct HotReloadTests {
             let agent = try AgentProcess(controller: controller.base, token: tenant.agentToken, directory: dir.appendingPathComponent("a1"),
                                          extra: ["--rollback-window", "0.5"])
             defer { agent.stop() }
-            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appEnvironment["GREETING"] == "hello" }, "\(agent.process.text)")
+            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appEnvironment["GREETING"] == "hello" }, "\(agent.stderr)")
             #expect(agent.appEnvironment["API_SECRET"] == "s3cret-value-42")
             let firstPid = try #require(agent.appPid)
 
@@ -55,16 +55,16 @@ struct HotReloadTests {
             // Measured on the supervisor's next tick once the new app runs.
             #expect(TestSupport.waitUntil(timeout: Self.wait) {
                 (agent.metric("coderunner_config_last_reload_duration_seconds") ?? -1) >= 0
-            }, "\(agent.metrics)")
+            }, "\(agent.metrics())")
             // Values never leave the app's environment: not in /v1/status, /metrics, or the agent's log.
             let statusText = try HTTP.call("GET", "http://127.0.0.1:\(agent.port)/v1/status").text
-            #expect(!statusText.contains("s3cret-value-42") && !agent.metrics.contains("s3cret-value-42"))
-            #expect(!agent.process.text.contains("s3cret-value-42"))
+            #expect(!statusText.contains("s3cret-value-42") && !agent.metrics().contains("s3cret-value-42"))
+            #expect(!agent.stderr.contains("s3cret-value-42"))
 
             // The registry knows the instance and what it runs; the cache is private.
             #expect(TestSupport.waitUntil(timeout: Self.wait) {
                 let list = (try? tenant.instances()) ?? []
-                return list.count == 1 && list[0]["state"] as? String == "running"
+                return list.count == 1 && list[0].state == "running"
             })
             #expect(TestSupport.waitUntil(timeout: Self.wait) { (try? agent.status().config?.lastKnownGoodVersion) == config.version })
             let cache = dir.appendingPathComponent("a1/state/last-known-good.json").path
@@ -86,7 +86,7 @@ struct HotReloadTests {
             controller.kill()
             #expect(TestSupport.waitUntil(timeout: Self.wait) {
                 agent.metric("coderunner_controller_up") == 0 && (agent.metric("coderunner_controller_errors_total") ?? 0) >= 3
-            }, "\(agent.metrics)")
+            }, "\(agent.metrics())")
             let errors = agent.metric("coderunner_controller_errors_total") ?? 0
             // Backoff, not a busy loop: over one second, a handful of attempts at most (250 ms base, full jitter).
             Thread.sleep(forTimeInterval: 1)
@@ -117,13 +117,13 @@ struct HotReloadTests {
 
             let second = try AgentProcess(controller: controller.base, token: tenant.agentToken, directory: agentDir)
             defer { second.stop() }
-            #expect(TestSupport.waitUntil(timeout: Self.wait) { second.appEnvironment["MODE"] == "cached" }, "\(second.process.text)")
+            #expect(TestSupport.waitUntil(timeout: Self.wait) { second.appEnvironment["MODE"] == "cached" }, "\(second.stderr)")
             #expect(second.appEnvironment["TOKEN"] == "t0ps3cret")
             let status = try second.status()
             #expect(status.config?.source == "cache")
             #expect(status.config?.version == version)
             #expect(status.config?.controllerUp == false)
-            #expect(second.process.text.contains("starting the app from the last-known-good config version"))
+            #expect(second.stderr.contains("starting the app from the last-known-good config version"))
             try controller.start()  // for the deferred stop
         }
     }
@@ -135,7 +135,7 @@ struct HotReloadTests {
         let nobody = "http://127.0.0.1:\(TestSupport.freeLoopbackPort())"
         let agent = try AgentProcess(controller: nobody, token: "agt_none", directory: dir.appendingPathComponent("a"))
         defer { agent.stop() }
-        #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.process.text.contains("waiting for config") })
+        #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.stderr.contains("waiting for config") })
         let status = try agent.status()
         #expect(status.state == "waiting_for_config")
         #expect(status.pid == nil && agent.appPid == nil)
@@ -157,8 +157,8 @@ struct HotReloadTests {
             #expect(status.config?.lastReloadReason == "missing required keys: DB_URL")
             #expect(agent.appPid == pid && kill(pid, 0) == 0)
             #expect(TestSupport.waitUntil(timeout: Self.wait) {
-                let report = (try? tenant.instances())?.first?["lastReport"] as? [String: Any]
-                return report?["result"] as? String == "invalid" && report?["reason"] as? String == "missing required keys: DB_URL"
+                let report = (try? tenant.instances())?.first?.lastReport
+                return report?.result == "invalid" && report?.reason == "missing required keys: DB_URL"
             })
             #expect(try tenant.auditActions().contains("config_invalid"))
         }
@@ -176,7 +176,7 @@ struct HotReloadTests {
             let pid = try #require(agent.appPid)
 
             try tenant.set("CRASH", "1")
-            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.reloads("rolled_back") == 1 }, "\(agent.process.text)")
+            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.reloads("rolled_back") == 1 }, "\(agent.stderr)")
             #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appPid != pid && agent.appPid != nil })
             #expect(agent.appEnvironment["CRASH"] == "0" && agent.appEnvironment["RELEASE"] == "v1")
             let status = try agent.status()
@@ -184,8 +184,8 @@ struct HotReloadTests {
             #expect(status.config?.lastReloadResult == "rolled_back")
             #expect(status.config?.version == good)
             #expect(TestSupport.waitUntil(timeout: Self.wait) {
-                let report = (try? tenant.instances())?.first?["lastReport"] as? [String: Any]
-                return report?["result"] as? String == "rolled_back"
+                let report = (try? tenant.instances())?.first?.lastReport
+                return report?.result == "rolled_back"
             })
             #expect(try tenant.auditActions().contains("config_rolled_back"))
         }
@@ -215,7 +215,7 @@ struct HotReloadTests {
             // (10 s), nor when the version leaves probation (the rollback window, 10 s here).
             #expect(TestSupport.waitUntil(timeout: .seconds(3)) {
                 let list = (try? tenant.instances()) ?? []
-                return list.count == 2 && list.allSatisfy { $0["configVersion"] as? Int == Int(version) && $0["state"] as? String == "running" }
+                return list.count == 2 && list.allSatisfy { $0.configVersion == version && $0.state == "running" }
             }, "the controller still shows \((try? tenant.instances()) ?? [])")
         }
     }

@@ -59,9 +59,9 @@ private func attempts(in text: String) -> [String: String] {
         let attackerSession = try local.signUp("attacker@example.com")
 
         // The victim's instance, with a secret in its config.
-        let victimProject = try #require(try HTTP.call("POST", base + "/api/projects", token: victimSession, json: ["name": "victim"]).data["id"] as? String)
-        let victim = try #require(try HTTP.call("POST", base + "/api/deployments", token: victimSession,
-            json: ["projectId": victimProject, "environment": "production", "command": "exec sleep 1000"]).data["id"] as? String)
+        let victimProject = try HTTP.call("POST", base + "/api/projects", token: victimSession, json: ["name": "victim"]).data(Identified.self).id
+        let victim = try HTTP.call("POST", base + "/api/deployments", token: victimSession,
+            json: ["projectId": victimProject, "environment": "production", "command": "exec sleep 1000"]).data(Identified.self).id
         deployments.append(victim)
         #expect(try HTTP.call("POST", base + "/api/deployments/\(victim)/scaling/override", token: victimSession, json: ["instances": 1]).status == 200)
         let victimToken = "\(data)/agents/\(victim)-local-1.token"
@@ -70,7 +70,7 @@ private func attempts(in text: String) -> [String: String] {
 
         let controllerPID = local.process.pid
         let sleepMarker = "1000.\(UInt32.random(in: 0...UInt32.max))"
-        let attackerProject = try #require(try HTTP.call("POST", base + "/api/projects", token: attackerSession, json: ["name": "attack"]).data["id"] as? String)
+        let attackerProject = try HTTP.call("POST", base + "/api/projects", token: attackerSession, json: ["name": "attack"]).data(Identified.self).id
         let script = attemptFunction + """
             attempt master-key cat \(data)/master.key; \
             attempt database cat \(data)/coderunner.sqlite; \
@@ -91,8 +91,8 @@ private func attempts(in text: String) -> [String: String] {
             env | grep -c \(canary) || true; \
             echo HOSTILE-DONE; exec sleep \(sleepMarker)
             """
-        let attacker = try #require(try HTTP.call("POST", base + "/api/deployments", token: attackerSession,
-            json: ["projectId": attackerProject, "environment": "production", "command": script]).data["id"] as? String)
+        let attacker = try HTTP.call("POST", base + "/api/deployments", token: attackerSession,
+            json: ["projectId": attackerProject, "environment": "production", "command": script]).data(Identified.self).id
         deployments.append(attacker)
         let override = try HTTP.call("POST", base + "/api/deployments/\(attacker)/scaling/override", token: attackerSession, json: ["instances": 1])
         #expect(override.status == 200, "\(override.text)")
@@ -125,11 +125,10 @@ private func attempts(in text: String) -> [String: String] {
 /// The agent binary alone with --sandbox: the limits and kill-by-cgroup, on real processes.
 @Suite("Sandbox limits", .serialized) struct SandboxLimitTests {
     /// Starts `coderunner-agent run --sandbox` around `script`, in a fresh directory; returns the process.
-    private func agent(_ dir: URL, _ name: String, _ options: [String], script: String) throws -> Spawned {
-        try Spawned(TestSupport.binary("coderunner-agent"), [
-            "run", "--sandbox", "--metrics-listen", "off", "--instance", name, "--sandbox-dir", dir.appendingPathComponent("app").path,
-            "--grace-period", "2",
-        ] + options + ["--", "/bin/sh", "-c", script], environment: ["PATH": "/usr/bin:/bin"])
+    private func agent(_ dir: URL, _ name: String, _ options: [String], script: String) throws -> AgentProcess {
+        try AgentProcess(options: ["--sandbox", "--instance", name, "--sandbox-dir", dir.appendingPathComponent("app").path,
+                                   "--grace-period", "2"] + options,
+                         command: ["/bin/sh", "-c", script], environment: ["PATH": "/usr/bin:/bin"], inheritEnvironment: false, in: dir)
     }
 
     /// A fork bomb stops at the pids limit; the host keeps forking.
@@ -141,7 +140,7 @@ private func attempts(in text: String) -> [String: String] {
         let bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
         let p = try agent(dir, name, ["--pids-limit", "40", "--memory-limit", "1G", "--restart", "never"],
                           script: "exec python3 -c '\(bomb)'")
-        defer { p.hardKill() }
+        defer { p.cleanUp() }
         let cgroup = "/sys/fs/cgroup/pids/coderunner-\(name)"
         func read(_ file: String) -> String {
             ((try? String(contentsOfFile: cgroup + "/" + file, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
@@ -149,13 +148,13 @@ private func attempts(in text: String) -> [String: String] {
         // pids.events counts the forks the limit refused.
         func refused() -> Int { Int(read("pids.events").split(separator: " ").last ?? "") ?? 0 }
         #expect(TestSupport.waitUntil(timeout: .seconds(10), interval: .milliseconds(50)) { refused() > 100 },
-                "the limit never refused a fork: \(read("pids.events")) \(p.text.suffix(500))")
+                "the limit never refused a fork: \(read("pids.events")) \(p.output.suffix(500))")
         #expect(read("pids.max") == "40")
         if let peak = Int(read("pids.peak")) { #expect(peak <= 40 && peak >= 30, "peak \(peak)") }  // Linux 6.1+
         // The host is unharmed: it still starts processes; the bomb is still held, and the stop ends it all.
         #expect(try TestSupport.run("/bin/true", []).status == 0)
         #expect(p.isRunning)
-        p.signal(SIGTERM)
+        p.send(SIGTERM)
         #expect(TestSupport.waitUntil(timeout: .seconds(10)) { !p.isRunning }, "the agent did not stop")
         #expect(!FileManager.default.fileExists(atPath: cgroup), "the cgroup is left behind")
     }
@@ -166,10 +165,10 @@ private func attempts(in text: String) -> [String: String] {
         defer { try? FileManager.default.removeItem(at: dir) }
         let p = try agent(dir, "oom-\(getpid())", ["--memory-limit", "64M", "--restart", "never"],
                           script: "python3 -c 'b = []\nwhile True: b.append(bytearray(8 << 20))'")
-        defer { p.hardKill() }
+        defer { p.cleanUp() }
         // SIGKILL from the OOM killer: the agent exits with the app's status as a shell reports it.
-        #expect(p.waitForExit(timeout: .seconds(20)) == 137, "\(p.text)")
-        #expect(p.text.contains("MemoryError") == false, "python saw a MemoryError instead of the OOM killer: \(p.text)")
+        #expect(p.waitForExit(timeout: .seconds(20)) == 137, "\(p.output)")
+        #expect(p.output.contains("MemoryError") == false, "python saw a MemoryError instead of the OOM killer: \(p.output)")
     }
 
     /// A stop leaves nothing behind, even processes that left the group (setsid) or were double-forked.
@@ -182,11 +181,11 @@ private func attempts(in text: String) -> [String: String] {
         // One leaves the session and the group, one is double-forked; the app itself ignores SIGTERM.
         let p = try agent(dir, "escape-\(getpid())", [],
                           script: "setsid sleep 1000.\(n) & (sleep 1001.\(n) &) ; trap '' TERM; while :; do sleep 1; done")
-        defer { p.hardKill() }
+        defer { p.cleanUp() }
         #expect(TestSupport.waitUntil(timeout: .seconds(10)) { running().count == 2 })
-        p.signal(SIGTERM)
+        p.send(SIGTERM)
         // The grace period (2 s), then SIGKILL to every process in the sandbox's cgroup.
-        #expect(TestSupport.waitUntil(timeout: .seconds(10)) { !p.isRunning }, "the agent did not stop: \(p.text)")
+        #expect(TestSupport.waitUntil(timeout: .seconds(10)) { !p.isRunning }, "the agent did not stop: \(p.output)")
         #expect(running().isEmpty, "left behind: \(running())")
     }
 
@@ -197,7 +196,7 @@ private func attempts(in text: String) -> [String: String] {
         defer { try? FileManager.default.removeItem(at: dir) }
         // fstat on every number: listing /proc/self/fd would open a descriptor of its own.
         let script = "exec python3 -c 'import os\nfor fd in range(1024):\n    try:\n        os.fstat(fd)\n        print(\"FD\", fd)\n    except OSError:\n        pass\n'"
-        let p: Spawned
+        let p: AgentProcess
         if sandboxed {
             p = try agent(dir, "fds-\(getpid())", ["--metrics-listen", "127.0.0.1:0", "--restart", "never"], script: script)
         } else {
@@ -205,16 +204,16 @@ private func attempts(in text: String) -> [String: String] {
             let token = dir.appendingPathComponent("token").path
             try Data("agt_never_used".utf8).write(to: URL(fileURLWithPath: token))
             chmod(token, 0o600)
-            p = try Spawned(TestSupport.binary("coderunner-agent"), [
-                "run", "--metrics-listen", "127.0.0.1:0", "--restart", "never", "--controller", "http://127.0.0.1:9",
-                "--token-file", token, "--state-dir", dir.appendingPathComponent("state").path, "--start-without-config",
-                "--", "/bin/sh", "-c", script,
-            ], environment: ["PATH": "/usr/bin:/bin"])
+            p = try AgentProcess(options: [
+                "--restart", "never", "--controller", "http://127.0.0.1:9", "--token-file", token,
+                "--state-dir", dir.appendingPathComponent("state").path, "--start-without-config",
+            ], command: ["/bin/sh", "-c", script], metricsListen: "127.0.0.1:0", environment: ["PATH": "/usr/bin:/bin"],
+                                 inheritEnvironment: false, in: dir)
         }
-        defer { p.hardKill() }
-        #expect(p.waitForExit(timeout: .seconds(15)) == 0, "\(p.text)")
-        let fds = p.text.split(separator: "\n").filter { $0.hasPrefix("FD ") }.map { $0.split(separator: " ")[1] }
-        #expect(fds == ["0", "1", "2"], "\(p.text)")
+        defer { p.cleanUp() }
+        #expect(p.waitForExit(timeout: .seconds(15)) == 0, "\(p.output)")
+        let fds = p.output.split(separator: "\n").filter { $0.hasPrefix("FD ") }.map { $0.split(separator: " ")[1] }
+        #expect(fds == ["0", "1", "2"], "\(p.output)")
     }
 
     /// An app spinning on every core is held to its CPU quota: measured from the cgroup's own CPU accounting.
@@ -225,7 +224,7 @@ private func attempts(in text: String) -> [String: String] {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let spinners = (0..<max(2, cores)).map { _ in "(while :; do :; done) &" }.joined(separator: " ")
         let p = try agent(dir, name, ["--cpu-limit", "0.5", "--metrics-listen", "127.0.0.1:0"], script: spinners + " wait")
-        defer { p.hardKill() }
+        defer { p.cleanUp() }
         // The cpu controller's own statistics: how often the quota held the app back.
         let stat = "/sys/fs/cgroup/cpu/coderunner-\(name)/cpu.stat"
         #expect(TestSupport.waitUntil(timeout: .seconds(5)) { FileManager.default.fileExists(atPath: stat) })
@@ -244,15 +243,12 @@ private func attempts(in text: String) -> [String: String] {
         #expect(coresUsed > 0.40 && coresUsed < 0.55, "used \(coresUsed) cores against a quota of 0.5")
         #expect(throttledPeriods() > 10, "never throttled")
         // The agent's sampler reports against the sandbox's limits: the scaler's utilisation is relative to them.
-        let address = try #require(p.text.split(separator: "\n").first { $0.contains("serving metrics on ") }?
-            .split(separator: " ").last.map { $0.replacingOccurrences(of: "/metrics", with: "") })
-        let status = try JSONSerialization.jsonObject(with: try TestSupport.get(address + "/v1/status")) as? [String: Any]
-        let app = try #require(status?["app"] as? [String: Any])
-        #expect(app["cpuLimitCores"] as? Double == 0.5)
-        #expect(app["memoryLimitBytes"] as? Int == 512 << 20)
-        let utilization = try #require(app["cpuUtilizationPercent"] as? Double)
+        let app = try p.status().app
+        #expect(app.cpuLimitCores == 0.5)
+        #expect(app.memoryLimitBytes == 512 << 20)
+        let utilization = app.cpuUtilizationPercent
         #expect(utilization > 80 && utilization < 115, "\(utilization)% of the 0.5-core quota")
-        p.signal(SIGTERM)
+        p.send(SIGTERM)
         #expect(TestSupport.waitUntil(timeout: .seconds(10)) { !p.isRunning })
     }
 

@@ -49,7 +49,7 @@ struct LocalController {
         }, "controller did not start: \(process.text)")
         let credentials: [String: Any] = ["email": email, "password": "correct horse battery"]
         #expect(try HTTP.call("POST", base + "/api/auth/register", json: credentials).status == 201)
-        return try #require(try HTTP.call("POST", base + "/api/auth/login", json: credentials).data["token"] as? String)
+        return try HTTP.call("POST", base + "/api/auth/login", json: credentials).data(LoginAnswer.self).token
     }
 }
 
@@ -59,7 +59,7 @@ struct LocalController {
         defer { try? FileManager.default.removeItem(at: dir) }
         let flag = dir.appendingPathComponent("load/burn")
         try FileManager.default.createDirectory(at: flag.deletingLastPathComponent(), withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: flag.path, contents: nil)
+        try #require(FileManager.default.createFile(atPath: flag.path, contents: nil))
         // The sandboxed burner sees the flag's directory read-only (and never the controller's data beside it).
         let local = try LocalController(dataDirectory: dir.appendingPathComponent("data"), readOnly: [flag.deletingLastPathComponent().path])
         let controller = local.process
@@ -71,12 +71,12 @@ struct LocalController {
             for pid in processes(mentioning: deploymentId) + processes(mentioning: flag.path) { kill(pid, SIGKILL) }
         }
         let session = try local.signUp("scaling@example.com")
-        let project = try #require(try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "burn"]).data["id"] as? String)
+        let project = try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "burn"]).data(Identified.self).id
         // Busy while the flag exists, nearly idle after.
         let burner = "while :; do if [ -e '\(flag.path)' ]; then :; else sleep 0.1; fi; done"
         let deployment = try HTTP.call("POST", base + "/api/deployments", token: session,
                                        json: ["projectId": project, "environment": "production", "command": burner])
-        deploymentId = try #require(deployment.data["id"] as? String)
+        deploymentId = try deployment.data(Identified.self).id
         let scaling = base + "/api/deployments/\(deploymentId)/scaling"
         let policy: [String: Any] = [
             "name": "cpu", "policyType": "threshold", "minInstances": 1, "maxInstances": 2,
@@ -87,14 +87,16 @@ struct LocalController {
         let created = try HTTP.call("POST", scaling + "/policies", token: session, json: policy)
         #expect(created.status == 201, "\(created.text)")
 
-        func current() -> Int { (try? HTTP.call("GET", scaling + "/status", token: session, timeout: 2).data["currentInstances"] as? Int) ?? -1 }
-        func events() -> [[String: Any]] {
-            (try? HTTP.call("GET", scaling + "/events?limit=50", token: session, timeout: 2).data["events"] as? [[String: Any]]) ?? []
+        func current() -> Int {
+            (try? HTTP.call("GET", scaling + "/status", token: session, timeout: 2).data(ScalingStatusAnswer.self).currentInstances) ?? -1
+        }
+        func events() -> [ScalingEventsAnswer.Event] {
+            (try? HTTP.call("GET", scaling + "/events?limit=50", token: session, timeout: 2).data(ScalingEventsAnswer.self).events) ?? []
         }
 
         // The minimum first, then a second instance while the burner burns.
         #expect(TestSupport.waitUntil(timeout: .seconds(25), interval: .milliseconds(200)) { current() == 2 },
-                "no scale-up to 2: events \(events().map { "\($0["eventType"] ?? "") \($0["instancesBefore"] ?? "")→\($0["instancesAfter"] ?? "") \($0["errorMessage"] ?? "")" })")
+                "no scale-up to 2: events \(events().map { "\($0.eventType) \($0.instancesBefore)→\($0.instancesAfter) \($0.errorMessage ?? "")" })")
         #expect(processes(mentioning: "--deployment \(deploymentId)").count == 2)
         // The local executor handed each agent the controller's URL and a token of its own (a 0600 file):
         // both registered, so the deployment's instance list shows them running.
@@ -103,8 +105,9 @@ struct LocalController {
             ((try? FileManager.default.contentsOfDirectory(atPath: agentsDirectory)) ?? []).filter { $0.hasSuffix(".token") }
         }
         func registered() -> Int {
-            let list = (try? HTTP.call("GET", base + "/api/deployments/\(deploymentId)/instances", token: session, timeout: 2).list) ?? []
-            return list.filter { $0["stale"] as? Bool == false && $0["state"] as? String == "running" }.count
+            let list = (try? HTTP.call("GET", base + "/api/deployments/\(deploymentId)/instances", token: session, timeout: 2)
+                .data([InstanceAnswer].self)) ?? []
+            return list.filter { !$0.stale && $0.state == "running" }.count
         }
         #expect(TestSupport.waitUntil(timeout: .seconds(15), interval: .milliseconds(200)) { registered() == 2 })
         #expect(tokenFiles().count == 2)
@@ -112,8 +115,8 @@ struct LocalController {
             let mode = try FileManager.default.attributesOfItem(atPath: agentsDirectory + "/" + file)[.posixPermissions] as? Int
             #expect(mode == 0o600, "\(file)")
         }
-        let ups = events().filter { $0["eventType"] as? String == "scale_up" && $0["success"] as? Bool == true }
-        #expect(ups.contains { $0["instancesBefore"] as? Int == 1 && $0["instancesAfter"] as? Int == 2 && ($0["cpuUsage"] as? Double ?? 0) > 15 })
+        let ups = events().filter { $0.eventType == "scale_up" && $0.success }
+        #expect(ups.contains { $0.instancesBefore == 1 && $0.instancesAfter == 2 && ($0.cpuUsage ?? 0) > 15 })
 
         // Load stops: back to the minimum.
         try FileManager.default.removeItem(at: flag)
@@ -122,12 +125,12 @@ struct LocalController {
         // The count drops when the scale-down starts; its event is written once the agent has stopped.
         func scaledDown() -> Bool {
             events().contains {
-                $0["eventType"] as? String == "scale_down" && $0["success"] as? Bool == true && $0["instancesBefore"] as? Int == 2
-                    && $0["instancesAfter"] as? Int == 1 && ($0["cpuUsage"] as? Double ?? 100) < 5
+                $0.eventType == "scale_down" && $0.success && $0.instancesBefore == 2 && $0.instancesAfter == 1
+                    && ($0.cpuUsage ?? 100) < 5
             }
         }
         #expect(TestSupport.waitUntil(timeout: .seconds(15), interval: .milliseconds(200)) { scaledDown() },
-                "no scale_down 2→1 event: \(events().map { "\($0["eventType"] ?? "") \($0["instancesBefore"] ?? "")→\($0["instancesAfter"] ?? "") cpu \($0["cpuUsage"] ?? "-") \($0["errorMessage"] ?? "")" })")
+                "no scale_down 2→1 event: \(events().map { "\($0.eventType) \($0.instancesBefore)→\($0.instancesAfter) cpu \($0.cpuUsage.map { "\($0)" } ?? "-") \($0.errorMessage ?? "")" })")
         #expect(TestSupport.waitUntil(timeout: .seconds(10)) { processes(mentioning: "--deployment \(deploymentId)").count == 1 })
         #expect(tokenFiles().count == 1, "the stopped agent's token file stays: \(tokenFiles())")
 
@@ -154,10 +157,10 @@ struct LocalController {
             for pid in processes(mentioning: deploymentId) { kill(pid, SIGKILL) }
         }
         let session = try local.signUp("delete@example.com")
-        let project = try #require(try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "gone"]).data["id"] as? String)
+        let project = try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "gone"]).data(Identified.self).id
         let deployment = try HTTP.call("POST", base + "/api/deployments", token: session,
                                        json: ["projectId": project, "environment": "production", "command": "exec sleep 1000"])
-        deploymentId = try #require(deployment.data["id"] as? String)
+        deploymentId = try deployment.data(Identified.self).id
         let policy: [String: Any] = ["name": "two", "policyType": "target_tracking", "minInstances": 2, "maxInstances": 2,
                                      "target": ["metric": "cpu", "value": 50]]
         #expect(try HTTP.call("POST", base + "/api/deployments/\(deploymentId)/scaling/policies", token: session, json: policy).status == 201)

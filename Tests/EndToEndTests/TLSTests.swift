@@ -113,11 +113,11 @@ struct TLSTests {
             let agent = try AgentProcess(controller: tls.base, token: tenant.agentToken, directory: dir.appendingPathComponent("a"),
                                          extra: ["--ca-file", pki.path("ca.pem")])
             defer { agent.stop() }
-            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appEnvironment["GREETING"] == "hello" }, "\(agent.process.text)")
+            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appEnvironment["GREETING"] == "hello" }, "\(agent.stderr)")
             let pid = try #require(agent.appPid)
 
             try tenant.set("GREETING", "world")
-            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appEnvironment["GREETING"] == "world" }, "\(agent.process.text)")
+            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appEnvironment["GREETING"] == "world" }, "\(agent.stderr)")
             #expect(agent.appPid != pid && agent.appPid != nil)
 
             let status = try agent.status()
@@ -131,7 +131,7 @@ struct TLSTests {
             // Registration and heartbeats go through the same verified TLS path.
             #expect(TestSupport.waitUntil(timeout: Self.wait) {
                 let list = (try? tenant.instances()) ?? []
-                return list.count == 1 && list[0]["state"] as? String == "running"
+                return list.count == 1 && list[0].state == "running"
             })
         }
     }
@@ -166,10 +166,10 @@ struct TLSTests {
                                          extra: refusal.caFile.map { ["--ca-file", pki.path($0)] } ?? [])
             defer { agent.stop() }
             let line = Self.refusal(tls, refusal.reason)
-            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.process.text.contains(line) }, "\(agent.process.text)")
+            #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.stderr.contains(line) }, "\(agent.stderr)")
             #expect(TestSupport.waitUntil(timeout: Self.wait) {
                 agent.metric("coderunner_controller_up") == 0 && (agent.metric("coderunner_controller_errors_total") ?? 0) >= 1
-            }, "\(agent.metrics)")
+            }, "\(agent.metrics())")
             let errors = agent.metric("coderunner_controller_errors_total") ?? 0
             #expect(TestSupport.waitUntil(timeout: Self.wait) { (agent.metric("coderunner_controller_errors_total") ?? 0) > errors },
                     "the agent keeps retrying, and keeps failing")
@@ -179,7 +179,7 @@ struct TLSTests {
             #expect(status.pid == nil && agent.appPid == nil, "the app never started")
             #expect(status.config?.controllerUp == false)
             #expect(status.config?.version == nil)
-            #expect(agent.process.text.contains("waiting for config"))
+            #expect(agent.stderr.contains("waiting for config"))
             #expect(try tenant.instances().isEmpty, "not even the registration got through")
         }
     }
@@ -208,14 +208,14 @@ struct TLSTests {
             let system = try AgentProcess(controller: tls.base, token: tenant.agentToken, directory: dir.appendingPathComponent("system"),
                                           wrapper: inNamespace)
             defer { system.stop() }
-            #expect(TestSupport.waitUntil(timeout: Self.wait) { system.appEnvironment["GREETING"] == "hello" }, "\(system.process.text)")
+            #expect(TestSupport.waitUntil(timeout: Self.wait) { system.appEnvironment["GREETING"] == "hello" }, "\(system.stderr)")
 
             // With --ca-file, only that file counts.
             let pinned = try AgentProcess(controller: tls.base, token: tenant.agentToken, directory: dir.appendingPathComponent("pinned"),
                                           extra: ["--ca-file", pki.path("other-ca.pem")], wrapper: inNamespace)
             defer { pinned.stop() }
             let line = Self.refusal(tls, Self.unknownIssuer)
-            #expect(TestSupport.waitUntil(timeout: Self.wait) { pinned.process.text.contains(line) }, "\(pinned.process.text)")
+            #expect(TestSupport.waitUntil(timeout: Self.wait) { pinned.stderr.contains(line) }, "\(pinned.stderr)")
             #expect(try pinned.status().state == "waiting_for_config")
             #expect(pinned.appPid == nil)
         }

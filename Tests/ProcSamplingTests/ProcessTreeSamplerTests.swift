@@ -182,20 +182,6 @@ struct TCPConnectionSamplingTests {
         return (fd, port)
     }
 
-    /// An IPv4 client connection to 127.0.0.1:port.
-    static func connectLoopback(_ port: UInt16) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = port.bigEndian
-        let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { close(fd); throw SpawnError(argv: ["connect"], code: errno) }
-        return fd
-    }
-
     /// The child holds the listening socket (as fd 3) and never accepts: connections wait in its
     /// accept queue, ESTABLISHED in /proc/net/tcp, exactly the queued concurrency an app sees.
     /// Both socket sources: inet_diag (the agent's own network namespace) and /proc/net/tcp{,6}
@@ -217,8 +203,8 @@ struct TCPConnectionSamplingTests {
         let k = 4
         var clients: [Int32] = []
         defer { clients.forEach { close($0) } }
-        for _ in 0..<k { clients.append(try Self.connectLoopback(port)) }
-        for _ in 0..<2 { clients.append(try Self.connectLoopback(foreignPort)) }
+        for _ in 0..<k { clients.append(try TestSupport.connectLoopback(port)) }
+        for _ in 0..<2 { clients.append(try TestSupport.connectLoopback(foreignPort)) }
         var seen = -1
         #expect(TestSupport.waitUntil(timeout: .seconds(5)) {
             seen = sampler.sample(root: child.pid).tcpConnections

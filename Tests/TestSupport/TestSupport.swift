@@ -33,8 +33,8 @@ public enum TestSupport {
         return url
     }
 
-    /// Polls `condition` every `interval` until it holds or `timeout` passes. Returns whether it held.
-    @discardableResult
+    /// Polls `condition` every `interval` until it holds or `timeout` passes. Returns whether it held: assert it
+    /// (`#require`), or a check that follows runs on whatever state the wait gave up on.
     public static func waitUntil(
         timeout: Duration = .seconds(10), interval: Duration = .milliseconds(20),
         _ condition: () throws -> Bool
@@ -49,7 +49,6 @@ public enum TestSupport {
     }
 
     /// Async variant of `waitUntil`.
-    @discardableResult
     public static func waitUntil(
         timeout: Duration = .seconds(10), interval: Duration = .milliseconds(20),
         _ condition: () async throws -> Bool
@@ -80,5 +79,27 @@ public enum TestSupport {
         }
         precondition(bound, "bind to 127.0.0.1:0 failed")
         return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// A TCP client connection to 127.0.0.1:port (blocking); the caller closes it. `receiveTimeout` bounds each
+    /// read, so that a server that never answers fails the test instead of hanging it.
+    public static func connectLoopback(_ port: UInt16, receiveTimeout: Int = 5) throws(POSIXError) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        var timeout = timeval(tv_sec: receiveTimeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = port.bigEndian
+        let rc = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            let code = errno
+            close(fd)
+            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+        }
+        return fd
     }
 }

@@ -1,9 +1,5 @@
 // The agent's own process figures (process_* metrics), read from /proc/self.
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import CodeRunnerWire
 import ProcSampling
 

@@ -2,16 +2,13 @@
 // epoll thread; we bind the socket ourselves (so port 0 works and the chosen port is known) and
 // answer every request from `HTTPRouter`. MHD enforces the per-connection memory limit (oversized
 // request lines and headers), the idle timeout (slowloris) and the connection limit.
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import CMicroHTTPD
 import CShims
 import ProcSampling
 
 public enum HTTPServerError: Error, Equatable, CustomStringConvertible {
+    /// The host does not resolve to an address to listen on.
     case invalidListenAddress(String)
     case bind(address: String, errno: Int32)
     case tokenFile(path: String, reason: String)
@@ -20,7 +17,7 @@ public enum HTTPServerError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .invalidListenAddress(let text):
-            "invalid --metrics-listen '\(text)': expected HOST:PORT (e.g. 127.0.0.1:9464, [::1]:0) or 'off'"
+            "invalid --metrics-listen '\(text)': expected HOST:PORT (e.g. \(HTTPListenAddress.metricsDefault), [::1]:0) or 'off'"
         case .bind(let address, let code):
             "cannot listen on \(address): \(String(cString: strerror(code))); pick another --metrics-listen port or 'off'"
         case .tokenFile(let path, let reason):
@@ -29,30 +26,6 @@ public enum HTTPServerError: Error, Equatable, CustomStringConvertible {
             "libmicrohttpd could not start serving on \(address)"
         }
     }
-}
-
-/// `--metrics-listen HOST:PORT`: an IPv4 or bracketed IPv6 literal, or a host name, and a port (0: any).
-public struct HTTPListenAddress: Sendable, Equatable, CustomStringConvertible {
-    public static let defaultValue = "127.0.0.1:9464"
-    public var host: String
-    public var port: UInt16
-
-    public init(host: String, port: UInt16) { self.host = host; self.port = port }
-
-    /// nil for `off` (serve nothing).
-    public static func parse(_ text: String) throws(HTTPServerError) -> HTTPListenAddress? {
-        if text == "off" { return nil }
-        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
-            throw .invalidListenAddress(text)
-        }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        else if host.contains(":") { throw .invalidListenAddress(text) }  // an IPv6 literal needs brackets
-        guard !host.isEmpty else { throw .invalidListenAddress(text) }
-        return HTTPListenAddress(host: host, port: port)
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 extension BearerToken {

@@ -71,9 +71,12 @@ public enum ConfigRules {
         return h
     }
 
+    /// The longest wait between two attempts to reach the controller.
+    public static let backoffCap: Duration = .seconds(30)
+
     /// Full-jitter exponential backoff (AWS Architecture Blog, "Exponential Backoff and Jitter"): a uniform
     /// delay between 0 and min(cap, base * 2^attempt). `unit` is a uniform random number in [0, 1).
-    public static func backoff(attempt: Int, base: Duration = .milliseconds(250), cap: Duration = .seconds(30), unit: Double) -> Duration {
+    public static func backoff(attempt: Int, base: Duration = .milliseconds(250), cap: Duration = backoffCap, unit: Double) -> Duration {
         let ceiling = min(cap, base * (1 << min(attempt, 20)))
         let floor: Duration = .milliseconds(10)  // never a zero delay: a failing controller must not be hammered
         return max(floor, ceiling * min(max(unit, 0), 1))

@@ -47,10 +47,10 @@ struct TestCgroup {
         procsFiles = directories.map { $0 + "/cgroup.procs" }
     }
 
-    /// `sh` that moves itself into the cgroup, then execs `argv`.
-    func wrap(_ argv: [String]) -> [String] {
+    /// A wrapper for `AgentProcess`: `sh` that moves itself into the cgroup, then execs its arguments.
+    var wrapper: [String] {
         let moves = procsFiles.map { "echo $$ > \($0)" }.joined(separator: " && ")
-        return ["/bin/sh", "-c", "\(moves) && exec \"$0\" \"$@\""] + argv
+        return ["/bin/sh", "-c", "\(moves) && exec \"$0\" \"$@\""]
     }
 
     /// Removes the groups once their processes are gone (bounded wait).
@@ -67,17 +67,15 @@ struct AgentCgroupLimitTests {
     @Test func usesTheCgroupQuotaAndLimitAsTheAllocation() throws {
         let cgroup = try TestCgroup()
         defer { cgroup.remove() }
-        let argv = cgroup.wrap([TestSupport.binary("coderunner-agent"), "run", "--metrics-listen", "127.0.0.1:0",
-                                "--sample-interval", "0.25", "--cpu-limit", "1.5", "--memory-limit", "1G",
-                                "--", "sh", "-c", "while :; do :; done"])
-        let agent = try RunningAgent(executable: argv[0], arguments: Array(argv.dropFirst()))
-        let announced = agent.waitForPort()
-        try #require(agent.port != 0, "no port announced: \(announced)")
+        let agent = try AgentProcess(options: ["--sample-interval", "0.25", "--cpu-limit", "1.5", "--memory-limit", "1G"],
+                                     command: ["sh", "-c", "while :; do :; done"], metricsListen: "127.0.0.1:0",
+                                     wrapper: cgroup.wrapper)
+        try #require(agent.metricsAddress() != nil, "no port announced: \(agent.stderr)")
 
         // Warm up, then read the agent's view twice, 2 s apart.
         var status: AgentStatus?
-        #expect(TestSupport.waitUntil(timeout: .seconds(10), interval: .milliseconds(100)) {
-            status = try? JSONDecoder().decode(AgentStatus.self, from: Data(RawHTTPClient.get(port: agent.port, "/v1/status").body.utf8))
+        try #require(TestSupport.waitUntil(timeout: .seconds(10), interval: .milliseconds(100)) {
+            status = try? agent.status()
             return (status?.app.cpuSecondsTotal ?? 0) > 0.2
         })
         let app = try #require(status?.app)
@@ -90,13 +88,13 @@ struct AgentCgroupLimitTests {
         // The quota caps the busy loop at 0.5 cores: over 2 s of samples, never above it (+3 pp: tick rounding).
         let first = try #require(status)
         usleep(2_000_000)
-        let later = try JSONDecoder().decode(AgentStatus.self, from: Data(RawHTTPClient.get(port: agent.port, "/v1/status").body.utf8))
+        let later = try agent.status()
         let window = try #require(later.sampledAt) - #require(first.sampledAt)
         try #require(window > 1.5)
         let cores = (later.app.cpuSecondsTotal - first.app.cpuSecondsTotal) / window
         #expect(cores <= TestCgroup.quotaCores + 0.03, "measured \(cores) cores under a 0.5-core quota")
         #expect(cores > 0.05)
-        let metrics = try RawHTTPClient.get(port: agent.port, "/metrics").body
+        let metrics = agent.metrics()
         #expect(metrics.contains("coderunner_app_cpu_limit_cores 0.5\n"))
         #expect(metrics.contains("coderunner_app_memory_limit_bytes 536870912\n"))
         agent.stop()

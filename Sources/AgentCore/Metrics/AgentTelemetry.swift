@@ -1,10 +1,6 @@
 // The agent's sampling and HTTP half, started by `Agent.run`: the sampler runs on the supervisor's tick,
 // the HTTP server on libmicrohttpd's thread, and `AgentObservations` joins them.
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ProcSampling
 import Supervision
 
@@ -26,9 +22,9 @@ public final class AgentTelemetry {
         observations = AgentObservations(
             identity: AgentIdentity(deployment: configuration.deployment, instance: configuration.instance, version: Agent.version),
             snapshot: { supervisor.snapshot }, logs: supervisor.logs)
-        if case .address(let host, let port) = configuration.metricsListen {
+        if let listen = configuration.metricsListen {
             let token = try configuration.metricsTokenFile.map { path throws(HTTPServerError) in try BearerToken.load(path: path) }
-            let server = try HTTPServer(listen: HTTPListenAddress(host: host, port: port),
+            let server = try HTTPServer(listen: listen,
                                         router: HTTPRouter(observations: observations, token: token))
             self.server = server
             AgentLog.write("serving metrics on http://\(server.address)/metrics")

@@ -1,11 +1,8 @@
-// The real coderunner-controller and coderunner-agent binaries on loopback (CODERUNNER_BIN_DIR), driven
-// through the controller's HTTP API as a user would. Every wait is bounded.
+// The real coderunner-controller on loopback (CODERUNNER_BIN_DIR), driven through its HTTP API as a user would,
+// and the hot-reload app that the agents around it run (TestSupport's AgentProcess). Every wait is bounded.
 import ChildProcess
 import CodeRunnerWire
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Glibc
 import Synchronization
 import Testing
@@ -83,39 +80,6 @@ final class Spawned: Sendable {
     }
 }
 
-/// Synchronous HTTP against loopback through curl(1), bounded by --max-time.
-enum HTTP {
-    struct Answer {
-        var status: Int
-        var body: Data
-        var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:] }
-        var data: [String: Any] { json["data"] as? [String: Any] ?? [:] }
-        var list: [[String: Any]] { json["data"] as? [[String: Any]] ?? [] }
-        var text: String { String(decoding: body, as: UTF8.self) }
-    }
-
-    /// `curlOptions` go to curl before the URL (for https: `--cacert`, `--resolve`).
-    static func call(_ method: String, _ url: String, token: String? = nil, json: [String: Any]? = nil,
-                     timeout: TimeInterval = 30, curlOptions: [String] = []) throws -> Answer {
-        // curl, not URLSession: FoundationNetworking's shared session stalled here for good under the parallel
-        // suites (requests the controller answered at once with curl never completed), failing tests at random.
-        var arguments = ["-sS", "-X", method, "--max-time", String(timeout), "-o", "-", "-w", "\n%{http_code}",
-                         "-H", "Connection: close"]
-        if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
-        if json != nil { arguments += ["-H", "Content-Type: application/json", "--data-binary", "@-"] }
-        let body = try json.map { try JSONSerialization.data(withJSONObject: $0) }
-        let result = try TestSupport.run("/usr/bin/curl", arguments + curlOptions + [url], input: body,
-                                         timeout: .seconds(Int64(timeout) + 5))
-        let raw = result.stdout
-        guard result.status == 0, let newline = raw.lastIndex(of: UInt8(ascii: "\n")),
-              let code = Int(String(decoding: raw[(newline + 1)...], as: UTF8.self)) else {
-            let message = String(decoding: result.stderr, as: UTF8.self)
-            throw E2EError.failed("\(method) \(url): no answer (curl status \(result.status.map(String.init) ?? "timeout")): \(message)")
-        }
-        return Answer(status: code, body: Data(raw[..<newline]))
-    }
-}
-
 /// A controller process on a fixed loopback port and data directory, restartable on both.
 final class ControllerProcess {
     let port: Int
@@ -159,20 +123,15 @@ struct Tenant {
         let email = "e2e-\(UUID().uuidString.prefix(8))@example.com"
         let registered = try HTTP.call("POST", base + "/api/auth/register", json: ["email": email, "password": "correct horse battery"])
         guard registered.status == 201 else { throw E2EError.failed("register: \(registered.text)") }
-        let login = try HTTP.call("POST", base + "/api/auth/login", json: ["email": email, "password": "correct horse battery"])
-        guard let session = login.data["token"] as? String else { throw E2EError.failed("login: \(login.text)") }
-        let project = try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "e2e"])
-        guard let projectId = project.data["id"] as? String else { throw E2EError.failed("project: \(project.text)") }
-        let config = try HTTP.call("POST", base + "/api/config/projects/\(projectId)/environments", token: session,
-                                   json: ["environment": "production", "name": "main"])
-        guard let configId = config.data["id"] as? String else { throw E2EError.failed("config: \(config.text)") }
+        let session = try HTTP.call("POST", base + "/api/auth/login", json: ["email": email, "password": "correct horse battery"])
+            .data(LoginAnswer.self).token
+        let projectId = try HTTP.call("POST", base + "/api/projects", token: session, json: ["name": "e2e"]).data(Identified.self).id
+        let configId = try HTTP.call("POST", base + "/api/config/projects/\(projectId)/environments", token: session,
+                                     json: ["environment": "production", "name": "main"]).data(Identified.self).id
         let deployment = try HTTP.call("POST", base + "/api/deployments", token: session,
-                                       json: ["projectId": projectId, "environment": "production"])
-        guard let deploymentId = deployment.data["id"] as? String, let token = deployment.data["agentToken"] as? String else {
-            throw E2EError.failed("deployment: \(deployment.text)")
-        }
+                                       json: ["projectId": projectId, "environment": "production"]).data(CreatedDeployment.self)
         let tenant = Tenant(controller: controller, session: session, projectId: projectId, configId: configId,
-                            deploymentId: deploymentId, agentToken: token)
+                            deploymentId: deployment.id, agentToken: deployment.agentToken)
         for v in variables { try tenant.set(v.key, v.value, secret: v.secret, required: v.required) }
         return tenant
     }
@@ -189,28 +148,24 @@ struct Tenant {
 
     func reload() throws -> Int64 {
         let answer = try HTTP.call("POST", controller.base + "/api/config/deployments/\(deploymentId)/reload", token: session)
-        guard answer.status == 200, let version = answer.data["version"] as? Int else { throw E2EError.failed("reload: \(answer.text)") }
-        return Int64(version)
+        guard answer.status == 200 else { throw E2EError.failed("reload: \(answer.text)") }
+        return try answer.data(ReloadAnswer.self).version
     }
 
-    func instances() throws -> [[String: Any]] {
-        try HTTP.call("GET", controller.base + "/api/deployments/\(deploymentId)/instances", token: session).list
+    func instances() throws -> [InstanceAnswer] {
+        try HTTP.call("GET", controller.base + "/api/deployments/\(deploymentId)/instances", token: session).data([InstanceAnswer].self)
     }
 
     func auditActions() throws -> [String] {
-        try HTTP.call("GET", controller.base + "/api/config/projects/\(projectId)/audit", token: session).list
-            .compactMap { $0["action"] as? String }
+        try HTTP.call("GET", controller.base + "/api/config/projects/\(projectId)/audit", token: session).data([AuditAnswer].self)
+            .map(\.action)
     }
 }
 
 /// An agent around a shell app that records its pid in `<dir>/pid`, then its environment in `<dir>/env` (each
-/// atomically: write, then rename; a new env file therefore implies the new pid file), then sleeps. With CRASH=1 in its environment it exits 3 at once instead.
-/// `wrapper` (a command that ends by exec'ing its arguments, such as unshare) runs the agent inside it.
-final class AgentProcess {
-    let directory: URL
-    let process: Spawned
-    private(set) var port: UInt16 = 0
-
+/// atomically: write, then rename; a new env file therefore implies the new pid file), then sleeps. With CRASH=1 in
+/// its environment it exits 3 at once instead.
+extension AgentProcess {
     static let app = """
         if [ "$CRASH" = "1" ]; then echo crashing; exit 3; fi
         echo $$ > "$APP_DIR/pid.tmp.$$" && mv "$APP_DIR/pid.tmp.$$" "$APP_DIR/pid"
@@ -218,8 +173,9 @@ final class AgentProcess {
         exec sleep 1000
         """
 
-    init(controller: String, token: String, directory: URL, extra: [String] = [], wrapper: [String] = []) throws {
-        self.directory = directory
+    /// Starts the agent with --controller around `app`, and waits until it announces its metrics port.
+    /// `wrapper` (a command that ends by exec'ing its arguments, such as unshare) runs the agent inside it.
+    convenience init(controller: String, token: String, directory: URL, extra: [String] = [], wrapper: [String] = []) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let tokenFile = directory.appendingPathComponent("token")
         if !FileManager.default.fileExists(atPath: tokenFile.path) {
@@ -229,18 +185,13 @@ final class AgentProcess {
         // A small, explicit environment: the app inherits it (--inherit-env all) under the config's variables.
         let env = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "APP_DIR": directory.path,
                    "LANG": "C.UTF-8"]
-        let command = wrapper + [TestSupport.binary("coderunner-agent")]
-        process = try Spawned(command[0], Array(command.dropFirst()) + [
-            "run", "--controller", controller, "--token-file", tokenFile.path,
-            "--state-dir", directory.appendingPathComponent("state").path, "--metrics-listen", "127.0.0.1:0",
+        try self.init(options: [
+            "--controller", controller, "--token-file", tokenFile.path,
+            "--state-dir", directory.appendingPathComponent("state").path,
             "--sample-interval", "0.1", "--grace-period", "2", "--backoff-initial", "0.2", "--backoff-max", "1",
-        ] + extra + ["--", "sh", "-c", Self.app], environment: env, stdout: FileHandle.nullDevice)
-        let announced = TestSupport.waitUntil(timeout: .seconds(10)) {
-            guard let range = process.text.range(of: #"http://127\.0\.0\.1:(\d+)/metrics"#, options: .regularExpression) else { return false }
-            port = UInt16(process.text[range].dropFirst("http://127.0.0.1:".count).dropLast("/metrics".count)) ?? 0
-            return port != 0
-        }
-        guard announced else { throw E2EError.failed("agent did not announce its port: \(process.text)") }
+        ] + extra, command: ["sh", "-c", Self.app], metricsListen: "127.0.0.1:0", environment: env, inheritEnvironment: false,
+                      wrapper: wrapper, stdout: .discard, in: directory)
+        guard metricsAddress() != nil else { throw E2EError.failed("agent did not announce its port: \(stderr)") }
     }
 
     /// The app's environment as last recorded (empty before the first start).
@@ -258,25 +209,7 @@ final class AgentProcess {
             .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
-    func status() throws -> AgentStatus {
-        let answer = try HTTP.call("GET", "http://127.0.0.1:\(port)/v1/status", timeout: 3)
-        return try JSONDecoder().decode(AgentStatus.self, from: answer.body)
-    }
-
-    var metrics: String { (try? HTTP.call("GET", "http://127.0.0.1:\(port)/metrics", timeout: 3).text) ?? "" }
-
-    /// The value of one series, by its exact name and labels as rendered (`name{label="v"}`).
-    func metric(_ series: String) -> Double? {
-        for line in metrics.split(separator: "\n") where !line.hasPrefix("#") {
-            guard let space = line.lastIndex(of: " ") else { continue }
-            if line[..<space] == series { return Double(line[line.index(after: space)...]) }
-        }
-        return nil
-    }
-
     func reloads(_ result: String) -> Double { metric("coderunner_config_reloads_total{result=\"\(result)\"}") ?? -1 }
-
-    func stop() { process.stop() }
 }
 
 extension AgentStatus {
