@@ -16,6 +16,10 @@ import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
+    // Swift 6's coming defaults: an import no longer leaks to a module's clients unless it is `public import`,
+    // and a module's members are visible only in files that import it.
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
 let parts: Set<String> = {
@@ -28,6 +32,11 @@ let parts: Set<String> = {
 }()
 
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let hummingbird = Target.Dependency.product(name: "Hummingbird", package: "hummingbird")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-http-types")
 
 var products: [Product] = []
 var dependencies: [Package.Dependency] = [
@@ -63,7 +72,7 @@ if parts.contains("agent") {
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-agent",
-            dependencies: ["AgentCore", argumentParser],
+            dependencies: ["AgentCore", "Supervision", argumentParser],
             swiftSettings: swiftSettings,
             // A static Swift stdlib: no Swift runtime to install next to a sidecar. FoundationEssentials
             // (pulled in by ArgumentParser) needs its C shims and Synchronization named when linked statically.
@@ -76,7 +85,7 @@ if parts.contains("agent") {
         .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "ProcSampling", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
         .testTarget(name: "ProcSamplingTests", dependencies: ["ProcSampling", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "Supervision", "ProcSampling", "CodeRunnerWire", "TestSupport", "ChildProcess"], swiftSettings: swiftSettings),
     ]
 }
 
@@ -99,6 +108,11 @@ if parts.contains("controller") {
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // The scaler polls every agent's /v1/status; HummingbirdTesting already pulls this client in.
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // Already in the graph through Hummingbird; named because ControlPlane and its tests import their modules
+        // themselves, and every target depends on each module it imports rather than getting it transitively.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ]
     targets += [
         .target(
@@ -111,17 +125,29 @@ if parts.contains("controller") {
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                nioCore, nioHTTP1, httpTypes,
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ],
             // The API's OpenAPI document, served as it is in the repository (PackageResources.openapi_yaml).
             resources: [.embedInCode("../../openapi/openapi.yaml")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-controller",
-            dependencies: ["ControlPlane", "Scaling", argumentParser],
+            dependencies: [
+                "ControlPlane", "Scaling", argumentParser, hummingbird, logging,
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "ControlPlaneTests",
-            dependencies: ["ControlPlane", "TestSupport", "ChildProcess", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: [
+                "ControlPlane", "Scaling", "Sealing", "CodeRunnerWire", "TestSupport", "ChildProcess",
+                hummingbird, nioCore, nioHTTP1, httpTypes,
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: swiftSettings),
     ]
 }

@@ -1,6 +1,6 @@
 import Glibc
-import Sandbox
-import Supervision
+public import Sandbox
+public import Supervision
 
 /// Why the agent could not set itself up.
 public enum AgentStartError: Error, CustomStringConvertible {

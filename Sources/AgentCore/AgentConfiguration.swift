@@ -1,5 +1,5 @@
 import Glibc
-import Supervision
+public import Supervision
 
 /// The agent's options as given: each a raw string from the command line, or nil when absent. `resolve` fills the
 /// gaps from the CODERUNNER_* environment variables and the defaults, and validates everything in one place, so

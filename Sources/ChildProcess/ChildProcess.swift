@@ -23,7 +23,7 @@
 // - Cost: it brings apple/swift-system, about 28,000 lines with it (14.3k + 13.9k), and its default trait imports
 //   Foundation (SubprocessFoundation/Input+Foundation.swift:16). A clean debug build of the two took 68 s on this
 //   2-core machine; this file is some 75 lines of code over the C shim.
-import CSystemShims
+public import CSystemShims
 import Glibc
 
 public enum ChildProcess {

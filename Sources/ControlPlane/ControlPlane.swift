@@ -1,7 +1,7 @@
 // ControlPlane: the controller's store, services and HTTP routes, wired from a configuration.
 import Foundation
 import Hummingbird
-import Logging
+public import Logging
 import NIOCore
 import Sealing
 

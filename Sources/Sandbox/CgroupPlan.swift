@@ -2,7 +2,7 @@
 // /proc/self/mountinfo and the v2 cgroup.controllers file say, and returns paths and values; Cgroups.swift does
 // the writing. The kernel's Documentation/admin-guide/cgroup-v1/{cpu,memory,pids}.rst and cgroup-v2.rst name
 // the files.
-import ProcSampling
+public import ProcSampling
 
 /// What the sandbox holds the app to.
 public struct ResourceLimits: Sendable, Equatable {

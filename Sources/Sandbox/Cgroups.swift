@@ -1,5 +1,5 @@
 // The cgroups of one sandbox on disk: made once per agent, limits written, emptied and removed at the end.
-import Glibc
+public import Glibc
 import ProcSampling
 
 /// The live cgroups of one sandbox (see `CgroupPlan` for where they are and what goes in them).

@@ -1,9 +1,9 @@
 // One instance's sandbox: bubblewrap namespaces, a cgroup per controller holding the limits, a seccomp filter
 // and an unprivileged uid. The agent stays outside as the sandbox's parent (docs/sandbox.md says why) and
 // supervises it through `ChildContainment`.
-import CSystemShims
-import Glibc
-import Supervision
+public import CSystemShims
+public import Glibc
+public import Supervision
 
 public final class Sandbox: ChildContainment {
     public let spec: SandboxSpec

@@ -1,6 +1,6 @@
 // Decoding policy JSON (a single policy or an array of them) with messages that name the field, for the
 // simulate command and the controller's policy API alike.
-import Foundation
+public import Foundation
 
 public struct PolicyDocumentError: Error, Sendable, Equatable, CustomStringConvertible {
     public let message: String

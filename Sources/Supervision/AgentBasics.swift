@@ -1,4 +1,4 @@
-import Glibc
+public import Glibc
 
 // Small helpers the agent's targets share. The agent links neither Foundation's Process nor swift-log (its
 // footprint is a feature), so these few live here, in its lowest target, once.

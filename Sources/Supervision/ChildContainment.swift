@@ -1,4 +1,4 @@
-import Glibc
+public import Glibc
 
 /// A sandbox around the child (the Sandbox target builds one): how a child starts inside it, and how the
 /// supervisor reaches the child's processes there. Without one, the supervisor uses the child's process group.

@@ -1,5 +1,5 @@
-import CSystemShims
-import Glibc
+public import CSystemShims
+public import Glibc
 
 /// Signal numbers and names, and which signals the supervisor forwards.
 public enum Signals {

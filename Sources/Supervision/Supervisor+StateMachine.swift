@@ -1,4 +1,4 @@
-import Glibc
+public import Glibc
 
 /// Every rule of the supervisor, without I/O: when a child starts, which signal reaches its group and when, when
 /// SIGKILL follows, how long a restart waits, and the agent's exit code.

@@ -1,4 +1,4 @@
-import CSystemShims
+public import CSystemShims
 import Glibc
 import Synchronization
 

@@ -3,8 +3,8 @@
 // has exited (no reader thread to race with the exit). Started with ChildProcess (posix_spawn), never
 // Foundation's Process; every wait is bounded.
 import ChildProcess
-import CodeRunnerWire
-import Foundation
+public import CodeRunnerWire
+public import Foundation
 import Synchronization
 
 public final class AgentProcess: Sendable {

@@ -3,7 +3,7 @@
 // times per suite. Output is read with poll(2) from both pipes, so a chatty stderr cannot block stdout; the command
 // is killed at `timeout`.
 import ChildProcess
-import Foundation
+public import Foundation
 
 extension TestSupport {
     public struct CommandResult: Sendable {

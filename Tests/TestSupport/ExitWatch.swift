@@ -1,6 +1,6 @@
 // A child started with ChildProcess.spawn, and its exit as a thread waiting for it reports it.
 import ChildProcess
-import Foundation
+public import Foundation
 import Synchronization
 
 public final class ExitWatch: Sendable {

@@ -1,8 +1,8 @@
 // Synchronous HTTP against the agents and controllers the tests start on loopback, through curl(1), bounded by
 // --max-time. curl, not URLSession: FoundationNetworking's shared session stalled here for good under the
 // parallel suites (requests the controller answered at once with curl never completed), failing tests at random.
-import CodeRunnerWire
-import Foundation
+public import CodeRunnerWire
+public import Foundation
 
 public enum HTTP {
     public struct Answer: Sendable {

@@ -1,6 +1,6 @@
 // GET against the agents and controllers the tests start, through curl(1). FoundationNetworking's URLSession
 // stalled for good here under the parallel suites (requests a server answered at once never completed).
-import Foundation
+public import Foundation
 
 public enum LoopbackHTTPError: Error, CustomStringConvertible {
     case failed(url: String, status: Int32?, message: String)

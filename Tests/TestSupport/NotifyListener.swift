@@ -1,6 +1,6 @@
 // A bound AF_UNIX datagram socket standing in for systemd's notification socket (NOTIFY_SOCKET), by path or in
 // the abstract namespace: the tests read the exact bytes systemd would receive.
-import Foundation
+public import Foundation
 
 public final class NotifyListener {
     public struct SetupError: Error, CustomStringConvertible {

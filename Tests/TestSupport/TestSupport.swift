@@ -1,6 +1,6 @@
 // Helpers shared by the test targets: locating the built binaries, temporary directories,
 // and bounded waiting. Every wait here is bounded in time; nothing loops forever.
-import Foundation
+public import Foundation
 
 public enum TestSupport {
     /// Directory holding the built executables: $CODERUNNER_BIN_DIR (set by scripts/test),

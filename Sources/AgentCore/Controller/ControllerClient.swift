@@ -1,6 +1,6 @@
 // The agent's side of the controller API (`/api/agent/v1/...`), over one reused CurlEasy handle.
 // JSON through FoundationEssentials (already linked by ArgumentParser); no full Foundation in the agent.
-import CodeRunnerWire
+public import CodeRunnerWire
 import Supervision
 import FoundationEssentials
 

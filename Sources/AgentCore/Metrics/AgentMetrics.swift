@@ -1,8 +1,8 @@
 // The agent's metric families and status document, built from plain values: the supervisor's
 // snapshot, the latest sample of the app's tree and the agent's own figures. Pure.
 import CodeRunnerWire
-import ProcSampling
-import Supervision
+public import ProcSampling
+public import Supervision
 
 /// Who this agent is: the labels on every metric and the fields of /v1/status.
 public struct AgentIdentity: Sendable, Equatable {

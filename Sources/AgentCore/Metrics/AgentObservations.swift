@@ -1,9 +1,9 @@
 // What the HTTP endpoints read: the supervisor's snapshot, the latest sample (published by the
 // sampling tick), the log ring and any extra metric families. Thread-safe: the tick publishes on the
 // supervisor's thread, the HTTP server reads on its own.
-import CodeRunnerWire
-import ProcSampling
-import Supervision
+public import CodeRunnerWire
+public import ProcSampling
+public import Supervision
 import Synchronization
 
 public final class AgentObservations: Sendable {

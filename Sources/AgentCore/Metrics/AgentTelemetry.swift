@@ -1,8 +1,8 @@
 // The agent's sampling and HTTP half, started by `Agent.run`: the sampler runs on the supervisor's tick,
 // the HTTP server on libmicrohttpd's thread, and `AgentObservations` joins them.
 import Glibc
-import ProcSampling
-import Supervision
+public import ProcSampling
+public import Supervision
 
 /// Owns the sampler and the HTTP server for one agent run. Not Sendable: `tick` runs on the
 /// supervisor's thread only (the sampler keeps per-process state between samples).

@@ -1,6 +1,6 @@
 // The agent's own process figures (process_* metrics), read from /proc/self.
 import Glibc
-import CodeRunnerWire
+public import CodeRunnerWire
 import ProcSampling
 
 public enum SelfMetrics {

@@ -1,7 +1,7 @@
 // /v1/status and /v1/logs documents from the supervisor's values. Pure.
-import CodeRunnerWire
-import ProcSampling
-import Supervision
+public import CodeRunnerWire
+public import ProcSampling
+public import Supervision
 
 public enum StatusReport {
     public static func status(snapshot: SupervisorSnapshot, sample: ProcessTreeSample?, agent: AgentUsage,

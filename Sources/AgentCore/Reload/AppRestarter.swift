@@ -1,6 +1,6 @@
 // The reloader's view of the supervisor: a protocol, so that the reload rules can be driven by a test's
 // restarter as well as by the real Supervisor.
-import Supervision
+public import Supervision
 
 /// What the reloader needs of the supervisor: restart the app with an environment, and its current state.
 public protocol AppRestarter: Sendable {

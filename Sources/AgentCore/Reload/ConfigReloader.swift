@@ -7,9 +7,9 @@
 // - the session thread (`SessionLoop`) registers the instance, heartbeats, sends reports and writes the
 //   last-known-good cache.
 // The supervisor's thread calls `childExited` (rollback) and `tick` (probation). The state is one Mutex.
-import CodeRunnerWire
+public import CodeRunnerWire
 import Glibc
-import Supervision
+public import Supervision
 import Synchronization
 import CSystemShims
 

@@ -1,6 +1,7 @@
 // The pure rules of hot reload: which names the app inherits from the agent, validation, the environment
 // hash, the controller backoff and the decision for a new version. No I/O, no clock: tests feed values.
-import CodeRunnerWire
+public import CodeRunnerWire
+import Supervision
 
 /// `--inherit-env`: which of the agent's own variables the app gets under the config's.
 public enum InheritEnvironment: Sendable, Equatable {

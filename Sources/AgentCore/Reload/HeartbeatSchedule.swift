@@ -1,5 +1,5 @@
 // When the session thread heartbeats and how long it then sleeps. Pure: `now` is the caller's monotonic time.
-import CodeRunnerWire
+public import CodeRunnerWire
 import Supervision
 
 public struct HeartbeatSchedule: Sendable, Equatable {

@@ -1,7 +1,7 @@
 // The last-known-good cache: the newest config that ran for the whole rollback window, kept in --state-dir so
 // the app can start when the controller is down. Mode 0600 (it holds decrypted secrets), written atomically:
 // a temporary file, fsync, rename over the old one, fsync of the directory. A crash leaves the old or the new.
-import CodeRunnerWire
+public import CodeRunnerWire
 import FoundationEssentials
 import Glibc
 

@@ -2,8 +2,8 @@
 // controller's answers), decisions come out. No I/O, no clock, no randomness: the caller passes `now` and a
 // uniform random number, and carries out what comes back (restart the app, sleep the splay, wake the session
 // thread). `ConfigReloader` is that caller; the tests drive this type alone, on a virtual clock.
-import CodeRunnerWire
-import Supervision
+public import CodeRunnerWire
+public import Supervision
 
 public struct ReloadStateMachine: Sendable {
     /// The rules' fixed inputs, from the agent's options.

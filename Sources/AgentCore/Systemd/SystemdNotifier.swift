@@ -2,8 +2,8 @@
 // to the socket named by $NOTIFY_SOCKET (an abstract address when it starts with '@'). It is documented as stable
 // and small enough that linking libsystemd (and through it liblz4, libzstd, liblzma, libgcrypt) into every sidecar
 // would cost more than these few lines. Glibc only, no Foundation, like the rest of the agent.
-import Glibc
-import Supervision
+public import Glibc
+public import Supervision
 
 /// Why a notification could not be sent. The agent runs the same without systemd, so callers usually log this once
 /// and carry on.

@@ -1,5 +1,5 @@
 // The API's resources as they travel (camelCase JSON); openapi/openapi.yaml describes each of them.
-import Foundation
+public import Foundation
 
 public struct User: Codable, Sendable, Equatable {
     public var id: String

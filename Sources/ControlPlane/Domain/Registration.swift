@@ -42,4 +42,4 @@ public struct RegistrationInvite: Codable, Sendable, Equatable {
     public var expiresAt: Date
 }
 
-import Foundation
+public import Foundation

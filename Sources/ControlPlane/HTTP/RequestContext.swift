@@ -1,5 +1,5 @@
 // The per-request context: the authenticated user (set by AuthMiddleware) and the peer address for audit.
-import Hummingbird
+public import Hummingbird
 import NIOCore
 
 public struct ControlPlaneContext: RequestContext {

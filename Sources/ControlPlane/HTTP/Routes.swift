@@ -2,7 +2,7 @@
 import CodeRunnerWire
 import Foundation
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 
 struct StatusData: Codable, Sendable {
     var status: String

@@ -3,7 +3,7 @@
 // scalings of one deployment at once.
 import AsyncHTTPClient
 import ChildProcess
-import Foundation
+public import Foundation
 import NIOCore
 import Sealing
 import Synchronization

@@ -3,10 +3,10 @@
 // that changes between the check and the connection (rebinding) cannot slip past. Redirects are never followed.
 // What went wrong is told twice: a generic reason for the tenant, the detail (host, address, error) for the
 // operator's log.
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Dispatch
 import Foundation
-import NIOCore
+public import NIOCore
 import NIOHTTP1
 import Synchronization
 #if canImport(Glibc)

@@ -2,7 +2,7 @@
 // metrics on its own loopback port. It is also an InstanceSource: the scaler polls the agents it started.
 import ChildProcess
 import Foundation
-import Logging
+public import Logging
 
 /// Issues the per-instance agent tokens (DeploymentService, in the controller).
 public protocol AgentCredentialIssuer: Sendable {

@@ -1,10 +1,10 @@
 // Polling every agent's GET /v1/status and aggregating the answers into one MetricSample per deployment.
-import AsyncHTTPClient
-import CodeRunnerWire
+public import AsyncHTTPClient
+public import CodeRunnerWire
 import Foundation
 import NIOCore
 import NIOHTTP1
-import Scaling
+public import Scaling
 
 /// One instance the scaler polls.
 public struct PollTarget: Sendable, Hashable {

@@ -2,10 +2,10 @@
 // deployment's engine for a decision and hands a scaling to the executor (at most one per deployment at a
 // time). Executions run beside the loop, so a slow executor delays neither polling nor other deployments.
 import AsyncHTTPClient
-import Foundation
-import Logging
-import Scaling
-import ServiceLifecycle
+public import Foundation
+public import Logging
+public import Scaling
+public import ServiceLifecycle
 
 public enum ScalerError: Error, Equatable, Sendable {
     /// A scaling of this deployment is already running.

@@ -2,7 +2,7 @@
 import AsyncHTTPClient
 import Foundation
 import GRDB
-import Logging
+public import Logging
 import Scaling
 
 public struct ScalerConfiguration: Sendable {

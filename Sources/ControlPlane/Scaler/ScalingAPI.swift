@@ -1,7 +1,7 @@
 // What the scaling routes do, once the deployment's ownership has been checked: policy CRUD with the
 // policy document's validation, events, dry-run, costs, recommendations, override, backtest and pricing.
-import Foundation
-import Scaling
+public import Foundation
+public import Scaling
 
 public struct ScalingAPI: Sendable {
     public let store: ScalingStore

@@ -1,6 +1,6 @@
 // The scaler's records as the API shows them: stored policies, scaling events, a deployment's scaling state.
-import Foundation
-import Scaling
+public import Foundation
+public import Scaling
 
 /// A policy as stored for one deployment: the policy document plus its identity.
 public struct StoredScalingPolicy: Codable, Sendable, Equatable {

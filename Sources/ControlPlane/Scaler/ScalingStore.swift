@@ -1,7 +1,7 @@
 // The scaler's tables through GRDB, on the controller's database pool.
-import Foundation
+public import Foundation
 import GRDB
-import Scaling
+public import Scaling
 
 public final class ScalingStore: Sendable {
     let pool: DatabasePool

@@ -1,5 +1,5 @@
 // Registration, login, session tokens, invites.
-import Foundation
+public import Foundation
 import HummingbirdBcrypt
 import NIOPosix
 import Synchronization

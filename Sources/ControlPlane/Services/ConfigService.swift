@@ -1,6 +1,6 @@
 // Environment configs, variables, templates, import/export and the audit log, with ownership checks,
 // validation, encryption at rest and audit in every write. The store publishes what a write changed.
-import CodeRunnerWire
+public import CodeRunnerWire
 import Foundation
 import Logging
 

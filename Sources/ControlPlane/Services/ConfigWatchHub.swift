@@ -2,7 +2,7 @@
 // parks here as a continuation until a write publishes a newer version or its wait ends. A publish resumes
 // every parked request of that deployment at once: no polling, one continuation per waiting request.
 
-import ServiceLifecycle
+public import ServiceLifecycle
 
 public actor ConfigWatchHub {
     /// How a wait ended.

@@ -1,5 +1,5 @@
 // What services take from the outside world, injected so that tests control time and randomness.
-import Foundation
+public import Foundation
 import Sealing
 
 public struct Dependencies: Sendable {

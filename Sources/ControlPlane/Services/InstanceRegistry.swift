@@ -2,8 +2,8 @@
 // was last heard from. Agents register and heartbeat with their deployment's agent token (the token names
 // the deployment, so an agent can never touch another deployment's instances); the owner lists them; the
 // scaler asks for the fresh ones. The deployment's status follows its instances.
-import CodeRunnerWire
-import Foundation
+public import CodeRunnerWire
+public import Foundation
 import GRDB
 import Logging
 

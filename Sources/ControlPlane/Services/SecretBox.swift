@@ -1,8 +1,8 @@
 // Secrets at rest: seals and opens variable values with the Keyring, keeps the encryption_keys table in
 // step with the keyring (versions and usage counters), and rotates when the usage counter says so.
 import Foundation
-import Logging
-import Sealing
+public import Logging
+public import Sealing
 
 public final class SecretBox: Sendable {
     let keyring: Keyring

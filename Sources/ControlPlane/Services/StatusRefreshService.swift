@@ -1,8 +1,8 @@
 // Staleness advances on its own: an instance that stops heartbeating writes nothing, so a deployment's status
 // would otherwise stay RUNNING until the next heartbeat of another instance. This service recomputes the
 // statuses on a clock, beside the HTTP server and the scaler, and reads stay reads.
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 
 public struct StatusRefreshService<C: Clock>: Service where C.Duration == Duration {
     let registry: InstanceRegistry

@@ -4,7 +4,7 @@
 // record inside that same transaction, so a failed write leaves neither the change nor its record.
 // A write that changes what agents' configs are built from publishes that change (ConfigChanges) to the
 // store's subscriber once it committed: the callers do not, and so cannot forget to.
-import Foundation
+public import Foundation
 import Sealing
 
 /// A variable's value as stored: plaintext, or a ciphertext sealed by the Keyring (AAD = config id + key).

@@ -1,7 +1,7 @@
 // ControlPlaneStore on SQLite through GRDB: one DatabasePool in WAL mode (readers never block the writer).
-import Foundation
+public import Foundation
 import GRDB
-import Sealing
+public import Sealing
 
 public final class SQLiteStore: ControlPlaneStore {
     let pool: DatabasePool
