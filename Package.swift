@@ -127,6 +127,7 @@ if parts.contains("controller") {
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 nioCore, nioHTTP1, httpTypes,
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ],
             // The API's OpenAPI document, served as it is in the repository (PackageResources.openapi_yaml).
@@ -137,6 +138,7 @@ if parts.contains("controller") {
             dependencies: [
                 "ControlPlane", "Scaling", argumentParser, hummingbird, logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(

@@ -1,6 +1,6 @@
 // ControlPlane: the controller's store, services and HTTP routes, wired from a configuration.
 import Foundation
-import Hummingbird
+public import Hummingbird
 public import Logging
 import NIOCore
 import Sealing

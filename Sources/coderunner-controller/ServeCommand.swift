@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import Scaling
 import ServiceLifecycle
+import UnixSignals
 
 /// `coderunner-controller serve`: the HTTP API. Each flag falls back to an environment variable.
 struct ServeCommand: AsyncParsableCommand {

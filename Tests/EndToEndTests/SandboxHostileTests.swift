@@ -1,5 +1,6 @@
 // Hostile tenants. Each test deploys (or runs under the agent) an app that tries to break out of its sandbox,
 // and checks that every attempt failed while the host and the other tenants are unharmed. Every wait is bounded.
+import CodeRunnerWire
 import Foundation
 import Glibc
 import Testing

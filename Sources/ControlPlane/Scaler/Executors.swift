@@ -5,6 +5,7 @@ import AsyncHTTPClient
 import ChildProcess
 public import Foundation
 import NIOCore
+import NIOHTTP1
 import Sealing
 import Synchronization
 

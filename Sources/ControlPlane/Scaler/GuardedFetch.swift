@@ -7,7 +7,7 @@ public import AsyncHTTPClient
 import Dispatch
 import Foundation
 public import NIOCore
-import NIOHTTP1
+public import NIOHTTP1
 import Synchronization
 #if canImport(Glibc)
 import Glibc

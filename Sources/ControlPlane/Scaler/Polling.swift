@@ -3,6 +3,7 @@ public import AsyncHTTPClient
 public import CodeRunnerWire
 import Foundation
 import NIOCore
+import NIOFoundationEssentialsCompat
 import NIOHTTP1
 public import Scaling
 

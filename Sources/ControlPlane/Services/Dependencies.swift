@@ -1,6 +1,6 @@
 // What services take from the outside world, injected so that tests control time and randomness.
 public import Foundation
-import Sealing
+public import Sealing
 
 public struct Dependencies: Sendable {
     public var now: @Sendable () -> Date

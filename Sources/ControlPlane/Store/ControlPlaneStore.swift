@@ -5,7 +5,7 @@
 // A write that changes what agents' configs are built from publishes that change (ConfigChanges) to the
 // store's subscriber once it committed: the callers do not, and so cannot forget to.
 public import Foundation
-import Sealing
+public import Sealing
 
 /// A variable's value as stored: plaintext, or a ciphertext sealed by the Keyring (AAD = config id + key).
 public enum StoredValue: Sendable, Equatable {
