@@ -145,7 +145,7 @@ if parts.contains("controller") {
             name: "ControlPlaneTests",
             dependencies: [
                 "ControlPlane", "Scaling", "Sealing", "CodeRunnerWire", "TestSupport", "ChildProcess",
-                hummingbird, nioCore, nioHTTP1, httpTypes,
+                hummingbird, logging, nioCore, nioHTTP1, httpTypes,
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

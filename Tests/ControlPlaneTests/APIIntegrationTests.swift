@@ -1,6 +1,8 @@
 // The API's main journey end to end over a real loopback socket: sign up and log in, projects, a config
 // and a secret, a deployment and its status, the error answers, and concurrent requests.
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
 import Testing
 
 @Suite struct APIIntegrationTests {

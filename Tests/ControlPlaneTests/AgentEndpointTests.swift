@@ -4,6 +4,7 @@ import Foundation
 import Sealing
 import Testing
 @testable import ControlPlane
+import HTTPTypes
 
 @Suite struct AgentEndpointTests {
     @Test func servesDecryptedConfigOfItsDeploymentOnly() async throws {

@@ -1,6 +1,7 @@
 // Every write that changes what a deployment's agents run wakes their held blocking query, and no other
 // write does: the store publishes on its write path, so this holds for every route without each service
 // remembering to. One row per write; each runs against its own controller with one agent waiting.
+import ControlPlane
 import Foundation
 import HTTPTypes
 import NIOCore

@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import ControlPlane
+import HTTPTypes
 
 @Suite struct ConfigurationTests {
     @Test func officialTemplatesAreSeeded() async throws {

@@ -3,6 +3,9 @@
 // executor on every scaling.
 import ControlPlane
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Logging
 import Testing
 import TestSupport
 

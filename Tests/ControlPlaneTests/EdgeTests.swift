@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import Testing
 @testable import ControlPlane
+import HTTPTypes
 
 @Suite struct EdgeTests {
     @Test func bodyOverOneMebibyteIs413() async throws {

@@ -2,9 +2,12 @@
 // notification URL and a registered agent's metricsUrl may not reach loopback (or any refused address) unless
 // the operator allows it; redirects are not followed; the tenant sees a generic reason, never an address. All
 // traffic goes to 127.0.0.1.
+import AsyncHTTPClient
 import CodeRunnerWire
 import ControlPlane
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
 import Scaling
 import Testing
 import TestSupport

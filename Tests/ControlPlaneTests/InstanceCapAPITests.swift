@@ -2,6 +2,8 @@
 // it answer 400 naming the cap; numbers no Int can hold answer 400; none of it reaches a trap.
 import ControlPlane
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
 import Scaling
 import Testing
 

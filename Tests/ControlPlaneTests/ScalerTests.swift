@@ -1,6 +1,7 @@
 // The scaler through the controller's API and its own types: policy CRUD and validation, events paging,
 // dry-run, manual override, the exec and webhook executors, notifications, the poller against real
 // sockets, one-scaling-at-a-time, costs and backtest. The clock is the harness's; executors are real.
+import AsyncHTTPClient
 import CodeRunnerWire
 import ControlPlane
 import Foundation

@@ -1,9 +1,13 @@
 // Secrets that must not reach the wrong eyes: the master key leaves the environment once read, an exec
 // command gets an explicit environment, tenants read generic failure reasons (the operator's URL and the
 // command's stderr stay in the log), and a poll target's bearer token reaches the agent.
+import AsyncHTTPClient
 import CodeRunnerWire
 import ControlPlane
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Logging
 import Sealing
 import Testing
 import TestSupport

@@ -3,6 +3,7 @@ import Foundation
 import Sealing
 import Testing
 @testable import ControlPlane
+import HTTPTypes
 
 @Suite struct SecretsAndKeysTests {
     /// Every byte of the database and its WAL/SHM files.

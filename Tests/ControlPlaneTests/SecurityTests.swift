@@ -9,6 +9,7 @@ import Synchronization
 import Testing
 import TestSupport
 @testable import ControlPlane
+import HummingbirdTesting
 
 extension Client {
     /// A request on a connection of its own. The live test client sends its requests down one connection, one

@@ -4,6 +4,7 @@
 // ignore_check_constraints, a separate process on the controller's real database file).
 @testable import ControlPlane
 import Foundation
+import HTTPTypes
 import Testing
 
 @Suite struct StoredRowTests {
