@@ -2,6 +2,8 @@
 // and an unprivileged uid. The agent stays outside as the sandbox's parent (docs/sandbox.md says why) and
 // supervises it through `ChildContainment`.
 public import CSystemShims
+// public: `signal(_:sparing:)` takes a pid_t.
+// Swift 6.3 warns that this import is unused; it is wrong: made internal, the declarations fail to compile.
 public import Glibc
 public import Supervision
 

@@ -1,4 +1,6 @@
 public import CSystemShims
+// public: the API names pid_t.
+// Swift 6.3 warns that this import is unused; it is wrong: made internal, the declarations fail to compile.
 public import Glibc
 
 /// Signal numbers and names, and which signals the supervisor forwards.

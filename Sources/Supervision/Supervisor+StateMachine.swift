@@ -1,3 +1,5 @@
+// public: the API names pid_t.
+// Swift 6.3 warns that this import is unused; it is wrong: made internal, the declarations fail to compile.
 public import Glibc
 
 /// Every rule of the supervisor, without I/O: when a child starts, which signal reaches its group and when, when

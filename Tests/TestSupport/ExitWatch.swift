@@ -1,5 +1,7 @@
 // A child started with ChildProcess.spawn, and its exit as a thread waiting for it reports it.
 import ChildProcess
+// public: `pid` is a pid_t, which this file sees through Foundation.
+// Swift 6.3 warns that this import is unused; it is wrong: made internal, the declarations fail to compile.
 public import Foundation
 import Synchronization
 
