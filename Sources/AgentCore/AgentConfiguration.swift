@@ -31,6 +31,7 @@ public struct AgentOptions: Sendable, Equatable {
     public var inheritEnv: String?
     public var splay: String?
     public var rollbackWindow: String?
+    public var retryMax: String?
     /// "true" when --start-without-config was given.
     public var startWithoutConfig: String?
     /// "true" when --allow-insecure was given: an http:// controller that is not on loopback.
@@ -114,6 +115,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         public static let inheritEnv = "CODERUNNER_INHERIT_ENV"
         public static let splay = "CODERUNNER_SPLAY"
         public static let rollbackWindow = "CODERUNNER_ROLLBACK_WINDOW"
+        public static let retryMax = "CODERUNNER_RETRY_MAX"
         public static let startWithoutConfig = "CODERUNNER_START_WITHOUT_CONFIG"
         public static let allowInsecure = "CODERUNNER_ALLOW_INSECURE"
         public static let sandbox = "CODERUNNER_SANDBOX"
@@ -315,6 +317,9 @@ public struct AgentConfiguration: Sendable, Equatable {
                                  default: ReloadConfiguration.defaultRollbackWindow) { s throws(ValueError) in
             try seconds(s, allowZero: true)
         }
+        let retryMax = try r.value(options.retryMax, "--retry-max", Variable.retryMax, default: ConfigRules.backoffCap) { s throws(ValueError) in
+            try seconds(s, allowZero: false)
+        }
         let startWithout = try r.value(options.startWithoutConfig, "--start-without-config", Variable.startWithoutConfig,
                                        default: false, parseBool)
         let allowInsecure = try r.value(options.allowInsecure, "--allow-insecure", Variable.allowInsecure, default: false, parseBool)
@@ -333,7 +338,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         }
         let directory = stateDir ?? stateDirectoryDefault(nil, environment: environment)
         return ReloadConfiguration(controller: controller, tokenFile: tokenFile, stateDirectory: directory, caFile: caFile,
-                                   inherit: inherit, splay: splay, rollbackWindow: window, startWithoutConfig: startWithout)
+                                   inherit: inherit, splay: splay, rollbackWindow: window, startWithoutConfig: startWithout,
+                                   retryMax: retryMax)
     }
 
     // MARK: Value parsers (pure)

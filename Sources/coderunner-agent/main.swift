@@ -128,6 +128,11 @@ struct Run: ParsableCommand {
         valueName: "seconds"))
     var rollbackWindow: String?
 
+    @Option(name: .customLong("retry-max"), help: ArgumentHelp(
+        "The longest wait between two attempts to reach the controller (full-jitter backoff from 0.25 s). Env CODERUNNER_RETRY_MAX. Default \(ConfigRules.backoffCap.components.seconds).",
+        valueName: "seconds"))
+    var retryMax: String?
+
     @Flag(name: .customLong("start-without-config"), help: ArgumentHelp(
         "Start the app with no config when neither the controller nor the cache has one. Env CODERUNNER_START_WITHOUT_CONFIG=true."))
     var startWithoutConfig = false
@@ -193,6 +198,7 @@ struct Run: ParsableCommand {
         options.inheritEnv = inheritEnv
         options.splay = splay
         options.rollbackWindow = rollbackWindow
+        options.retryMax = retryMax
         options.startWithoutConfig = startWithoutConfig ? "true" : nil
         options.allowInsecure = allowInsecure ? "true" : nil
         options.sandbox = sandbox ? "true" : nil

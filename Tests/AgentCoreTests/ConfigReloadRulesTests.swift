@@ -170,6 +170,13 @@ struct ConfigReloadRulesTests {
         #expect(reload.inherit == .names(["PATH", "HOME"]))
         #expect(reload.stateDirectory == "/var/lib/x")
         #expect(reload.splay == .zero && !reload.startWithoutConfig && !reload.usesTLS)
+        #expect(reload.retryMax == .seconds(30))
+        options.retryMax = "1.5"
+        #expect(try AgentConfiguration.resolve(options, environment: env).reload?.retryMax == .milliseconds(1500))
+        options.retryMax = "0"
+        #expect(throws: AgentConfigurationError.self) { try AgentConfiguration.resolve(options, environment: env) }
+        options.retryMax = nil
+        #expect(try AgentConfiguration.resolve(options, environment: ["CODERUNNER_RETRY_MAX": "2"]).reload?.retryMax == .seconds(2))
         options.tokenFile = nil
         #expect(throws: AgentConfigurationError.self) { try AgentConfiguration.resolve(options, environment: [:]) }
         options.tokenFile = "/run/token"

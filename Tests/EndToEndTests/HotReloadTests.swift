@@ -78,7 +78,9 @@ struct HotReloadTests {
     func controllerOutage() throws {
         try withController { controller, dir in
             let tenant = try Tenant.create(controller, variables: [("COLOR", "red", false, false)])
-            let agent = try AgentProcess(controller: controller.base, token: tenant.agentToken, directory: dir.appendingPathComponent("a"))
+            // --retry-max 2: the agent's backoff would otherwise grow to 30 s apart while the controller restarts.
+            let agent = try AgentProcess(controller: controller.base, token: tenant.agentToken, directory: dir.appendingPathComponent("a"),
+                                         extra: ["--retry-max", "2"])
             defer { agent.stop() }
             #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appEnvironment["COLOR"] == "red" })
             let pid = try #require(agent.appPid)
@@ -96,7 +98,7 @@ struct HotReloadTests {
             #expect(try agent.status().state == "running")
 
             try controller.start()
-            #expect(TestSupport.waitUntil(timeout: .seconds(40)) { agent.metric("coderunner_controller_up") == 1 })
+            #expect(TestSupport.waitUntil(timeout: .seconds(15)) { agent.metric("coderunner_controller_up") == 1 })
             try tenant.set("COLOR", "blue")
             #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appEnvironment["COLOR"] == "blue" })
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Supervision
+import TestSupport
 import Testing
 
 @Suite("PATH lookup as execvp does, in the child's PATH")

@@ -30,13 +30,16 @@ public struct ReloadConfiguration: Sendable, Equatable {
     public var rollbackWindow: Duration
     public var startWithoutConfig: Bool
     public var longPollWait: Duration
+    /// The longest wait between two attempts to reach the controller (consul-template's retry max_backoff).
+    public var retryMax: Duration
 
     public init(controller: String, tokenFile: String, stateDirectory: String, caFile: String? = nil,
                 inherit: InheritEnvironment = .all, splay: Duration = .zero, rollbackWindow: Duration = defaultRollbackWindow,
-                startWithoutConfig: Bool = false, longPollWait: Duration = defaultLongPollWait) {
+                startWithoutConfig: Bool = false, longPollWait: Duration = defaultLongPollWait,
+                retryMax: Duration = ConfigRules.backoffCap) {
         self.controller = controller; self.tokenFile = tokenFile; self.stateDirectory = stateDirectory; self.caFile = caFile
         self.inherit = inherit; self.splay = splay; self.rollbackWindow = rollbackWindow
-        self.startWithoutConfig = startWithoutConfig; self.longPollWait = longPollWait
+        self.startWithoutConfig = startWithoutConfig; self.longPollWait = longPollWait; self.retryMax = retryMax
     }
 
     public var usesTLS: Bool { controller.lowercased().hasPrefix("https://") }
@@ -180,16 +183,16 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
     /// A client for the controller, retried until one can be made: without it the agent would silently stop
     /// polling, registering and heartbeating. `onFirstFailure` runs once, after the first failure is logged.
     func makeClient(token: String, for purpose: String, onFirstFailure: () -> Void = {}) -> ControllerClient {
-        Self.retrying("the controller client for \(purpose)", environment: env, onFirstFailure: onFirstFailure) { () throws(CurlError) in
+        Self.retrying("the controller client for \(purpose)", environment: env, cap: configuration.retryMax, onFirstFailure: onFirstFailure) { () throws(CurlError) in
             try ControllerClient(controller: configuration.controller, token: token, options: CurlEasy.Options(caFile: configuration.caFile))
         }
     }
 
     /// Calls `make` until it succeeds, sleeping the controller backoff between attempts (full jitter, at most
-    /// `ConfigRules.backoffCap`, never less than 10 ms: bounded, and never a spin). The first failure is logged
+    /// `cap`, never less than 10 ms: bounded, and never a spin). The first failure is logged
     /// as an error naming `what` and the cause; a later success says how many attempts it took.
     public static func retrying<T, E: Error & CustomStringConvertible>(
-        _ what: String, environment env: Environment, onFirstFailure: () -> Void = {}, _ make: () throws(E) -> T
+        _ what: String, environment env: Environment, cap: Duration = ConfigRules.backoffCap, onFirstFailure: () -> Void = {}, _ make: () throws(E) -> T
     ) -> T {
         var attempt = 0
         while true {
@@ -199,10 +202,10 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
                 return value
             } catch {
                 if attempt == 0 {
-                    env.log("error: cannot set up \(what): \(error.description); retrying with backoff (up to \(ConfigRules.backoffCap.seconds) s apart)")
+                    env.log("error: cannot set up \(what): \(error.description); retrying with backoff (up to \(cap.seconds) s apart)")
                     onFirstFailure()
                 }
-                env.sleep(ConfigRules.backoff(attempt: attempt, unit: env.random()))
+                env.sleep(ConfigRules.backoff(attempt: attempt, cap: cap, unit: env.random()))
                 attempt += 1
             }
         }

@@ -39,7 +39,7 @@ struct PollLoop: Sendable {
                 if case .http(let status, _) = error, status == 401 {
                     r.env.log("the controller refused the agent token (401); check --token-file")
                 }
-                r.env.sleep(ConfigRules.backoff(attempt: attempt, unit: r.env.random()))
+                r.env.sleep(ConfigRules.backoff(attempt: attempt, cap: r.configuration.retryMax, unit: r.env.random()))
                 attempt += 1
             }
         }

@@ -22,6 +22,9 @@ struct SessionLoop: Sendable {
                 do { try r.store.save(cache) } catch { r.env.log("warning: cannot write the last-known-good cache: \(error.description)") }
             }
             var failed = false
+            // Whether the controller answered a call this round. The poll thread learns of a controller that came
+            // back only when its blocking query ends (up to 30 s later); this thread usually learns first.
+            var answered = false
             if !registered {
                 let hb = r.heartbeat()
                 do {
@@ -29,6 +32,7 @@ struct SessionLoop: Sendable {
                         instanceId: r.instanceId, metricsUrl: metricsURL, agentVersion: Agent.version, hostname: hostname,
                         pid: getpid(), configVersion: hb.configVersion, state: hb.state))
                     registered = true
+                    answered = true
                     schedule.registered(hb, interval: .milliseconds(Int64(max(0.1, accepted.heartbeatIntervalSeconds) * 1000)),
                                         now: r.env.monotonicNow())
                 } catch {
@@ -39,6 +43,7 @@ struct SessionLoop: Sendable {
                 for (i, report) in reports.enumerated() {
                     do {
                         try client.report(report)
+                        answered = true
                     } catch {
                         if error.status == 404 { registered = false }
                         if error.status == nil || error.status == 404 { r.requeue(Array(reports[i...])) }
@@ -53,6 +58,7 @@ struct SessionLoop: Sendable {
             if registered, schedule.isDue(beat, now: r.env.monotonicNow()) {
                 do {
                     try client.heartbeat(beat)
+                    answered = true
                     schedule.sent(beat, now: r.env.monotonicNow())
                 } catch {
                     if error.status == 404 {
@@ -67,9 +73,10 @@ struct SessionLoop: Sendable {
             let wait: Duration
             if failed {
                 r.controllerFailed()
-                wait = ConfigRules.backoff(attempt: attempt, unit: r.env.random())
+                wait = ConfigRules.backoff(attempt: attempt, cap: r.configuration.retryMax, unit: r.env.random())
                 attempt += 1
             } else {
+                if answered { r.controllerAnswered() }
                 attempt = 0
                 wait = schedule.wait(now: r.env.monotonicNow(), registered: registered)
             }
