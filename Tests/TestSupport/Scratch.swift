@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A scratch directory with helpers to write scripts and read files back.
 public struct Scratch {
