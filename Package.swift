@@ -5,7 +5,8 @@
 //   C interop      CCurl, COpenSSL, CMicroHTTPD, CSeccomp (Debian system libraries), CSystemShims (libc calls and
 //                  macros Swift cannot make: signalfd, prctl, wait-status macros, the sandboxed spawn), CShims
 //                  (libcurl's and libmicrohttpd's variadic calls)
-//   shared         CodeRunnerWire (the Codable types agent and controller speak), ChildProcess (posix_spawn)
+//   shared         CodeRunnerWire (the Codable types agent and controller speak), ChildProcess (posix_spawn, and a
+//                  detached thread)
 //   agent          Supervision, ProcSampling, Sandbox, AgentCore -> coderunner-agent
 //   controller     Sealing, Scaling (pure), ControlPlane -> coderunner-controller
 // The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
@@ -68,7 +69,7 @@ if parts.contains("agent") {
         .target(name: "Sandbox", dependencies: ["Supervision", "ProcSampling", "CSystemShims", "CSeccomp"], swiftSettings: swiftSettings),
         .target(
             name: "AgentCore",
-            dependencies: ["Supervision", "ProcSampling", "Sandbox", "CodeRunnerWire", "CShims", "CSystemShims", "CCurl", "CMicroHTTPD"],
+            dependencies: ["Supervision", "ProcSampling", "Sandbox", "CodeRunnerWire", "ChildProcess", "CShims", "CSystemShims", "CCurl", "CMicroHTTPD"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-agent",

@@ -1,3 +1,4 @@
+import ChildProcess
 import Glibc
 public import Sandbox
 public import Supervision
@@ -136,7 +137,7 @@ public final class Agent: Sendable {
         let supervisor = supervisor
         let base = supervisor.configuration.environment
         for (name, share) in [("a", (count + 1) / 2), ("b", count / 2)] where share > 0 {
-            spawnThread {
+            DetachedThread.start {
                 var random = SystemRandomNumberGenerator()
                 for _ in 0..<500 where supervisor.snapshot.state != .running { usleep(10_000) }
                 for i in 1...share {

@@ -75,17 +75,7 @@ public enum ChildProcess {
     /// Waits for `pid` on a thread of its own and hands over its status as a shell reports it (128 + N for a
     /// signal), for a caller that must not block.
     public static func onExit(of pid: pid_t, _ handler: @escaping @Sendable (Int32) -> Void) {
-        let box = Unmanaged.passRetained(Waiter(pid: pid, handler: handler))
-        var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { raw in
-            let watch = Unmanaged<Waiter>.fromOpaque(raw!).takeRetainedValue()
-            watch.handler(ChildProcess.waitForExit(watch.pid))
-            return nil
-        }, box.toOpaque())
-        if started == 0 {
-            pthread_detach(thread)
-        } else {
-            box.release()
+        if !DetachedThread.start({ handler(waitForExit(pid)) }) {
             handler(waitForExit(pid))
         }
     }
@@ -97,14 +87,5 @@ public enum ChildProcess {
             if errno != EINTR { return -1 }
         }
         return cr_wifsignaled(status) != 0 ? 128 + cr_wtermsig(status) : cr_wexitstatus(status)
-    }
-
-    private final class Waiter: Sendable {
-        let pid: pid_t
-        let handler: @Sendable (Int32) -> Void
-        init(pid: pid_t, handler: @escaping @Sendable (Int32) -> Void) {
-            self.pid = pid
-            self.handler = handler
-        }
     }
 }

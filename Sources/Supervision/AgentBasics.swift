@@ -84,28 +84,6 @@ public func hostName() -> String {
     return String(cString: buffer)
 }
 
-/// Runs `body` on a new detached thread (the agent has no Foundation Thread).
-/// Returns false when the thread could not be created.
-@discardableResult
-public func spawnThread(_ body: @escaping @Sendable () -> Void) -> Bool {
-    final class Box: Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(&thread, nil, { arg in
-        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
-        return nil
-    }, box)
-    guard rc == 0 else {
-        Unmanaged<Box>.fromOpaque(box).release()
-        return false
-    }
-    pthread_detach(thread)
-    return true
-}
-
 extension String {
     /// The string without leading and trailing whitespace.
     public var trimmingWhitespace: String {

@@ -8,6 +8,7 @@
 //   last-known-good cache.
 // The supervisor's thread calls `childExited` (rollback) and `tick` (probation). The state is one Mutex.
 public import CodeRunnerWire
+import ChildProcess
 import Glibc
 public import Supervision
 import Synchronization
@@ -159,8 +160,8 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
         CurlGlobal.initialize(tls: configuration.usesTLS)
         let poll = PollLoop(reloader: self, token: token)
         let session = SessionLoop(reloader: self, token: token, metricsURL: metricsURL)
-        spawnThread { poll.run() }
-        spawnThread { session.run() }
+        DetachedThread.start { poll.run() }
+        DetachedThread.start { session.run() }
     }
 
     /// No controller answer: the cache, else an empty start when allowed, else wait (and say so).
