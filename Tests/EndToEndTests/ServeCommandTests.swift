@@ -1,5 +1,6 @@
 // The real `coderunner-controller serve` binary: listening line, key file, graceful SIGTERM, key reuse.
 import ChildProcess
+import CodeRunnerWire
 import Foundation
 import Testing
 import TestSupport
@@ -136,8 +137,9 @@ import TestSupport
         #expect(stderr.contains(message), "\(stderr)")
     }
 
-    /// One HTTP call through curl: (status, parsed body).
-    func api(_ method: String, _ url: String, token: String? = nil, json: String? = nil) throws -> (Int, [String: Any]) {
+    /// One HTTP call through curl: its status and its envelope, `data` decoded as `T`.
+    func api<T: Decodable & Sendable>(_ method: String, _ url: String, token: String? = nil, json: String? = nil,
+                                      as: T.Type = Empty.self) throws -> (Int, Envelope<T>) {
         var arguments = ["-s", "--max-time", "10", "-X", method, "-w", "\n%{http_code}", url]
         if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
         if let json { arguments += ["-H", "Content-Type: application/json", "--data-binary", json] }
@@ -145,9 +147,12 @@ import TestSupport
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         let status = Int(lines.last ?? "") ?? 0
         let body = lines.dropLast().joined(separator: "\n")
-        let object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:]
-        return (status, object)
+        return (status, try JSONDecoder().decode(Envelope<T>.self, from: Data(body.utf8)))
     }
+
+    /// A `data` whose fields the test does not read.
+    struct Empty: Decodable, Sendable {}
+    struct LimitedDeployment: Decodable, Sendable { var id: String; var pidsLimit: Int }
 
     /// The flag's environment fallback reaches the API of the real binary: the 400 names the configured cap.
     @Test func theInstanceCapComesFromTheEnvironment() throws {
@@ -159,15 +164,16 @@ import TestSupport
         let base = "http://\(running.address)/api"
         let credentials = #"{"email": "cap@example.com", "password": "correct horse battery"}"#
         #expect(try api("POST", base + "/auth/register", json: credentials).0 == 201)
-        let token = try #require(try api("POST", base + "/auth/login", json: credentials).1["data"] as? [String: Any])["token"] as? String
-        let project = try #require((try api("POST", base + "/projects", token: token, json: #"{"name": "p"}"#).1["data"] as? [String: Any])?["id"] as? String)
-        let created = try api("POST", base + "/deployments", token: token, json: #"{"projectId": "\#(project)", "environment": "development"}"#)
-        let deployment = try #require((created.1["data"] as? [String: Any])?["id"] as? String)
-        #expect((created.1["data"] as? [String: Any])?["pidsLimit"] as? Int == 256)
+        let token = try #require(try api("POST", base + "/auth/login", json: credentials, as: LoginAnswer.self).1.data).token
+        let project = try #require(try api("POST", base + "/projects", token: token, json: #"{"name": "p"}"#, as: Identified.self).1.data).id
+        let created = try #require(try api("POST", base + "/deployments", token: token,
+                                           json: #"{"projectId": "\#(project)", "environment": "development"}"#, as: LimitedDeployment.self).1.data)
+        let deployment = created.id
+        #expect(created.pidsLimit == 256)
         let policy = #"{"name": "cpu", "policyType": "threshold", "maxInstances": 4, "scaleUpRules": [{"metric": "cpu", "threshold": 50}]}"#
         let refused = try api("POST", base + "/deployments/\(deployment)/scaling/policies", token: token, json: policy)
         #expect(refused.0 == 400)
-        #expect(refused.1["error"] as? String == "validation failed: maxInstances 4 is above this controller's cap of 3 instances per deployment")
+        #expect(refused.1.error == "validation failed: maxInstances 4 is above this controller's cap of 3 instances per deployment")
     }
 
     /// `simulate` once tried to allocate one slot per initial instance: 1e15 aborted it. Now the cap refuses it.
