@@ -154,7 +154,7 @@ struct AgentOutputEndpointTests {
         let inner = "\(agentPath) run --metrics-listen 127.0.0.1:0 --restart never -- sh -c "
             + "'echo on the terminal; ps -o pgid=,tpgid= -p $$ > \(groups); ps -o pgid= -p $PPID >> \(groups); sleep 2; exit 3'"
         let output = scratch.url.appendingPathComponent("typescript")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        try #require(FileManager.default.createFile(atPath: output.path, contents: nil))
         let typescript = try FileHandle(forWritingTo: output)
         let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
         let script = ExitWatch(pid: try ChildProcess.spawn("/usr/bin/script", ["-qec", inner, "/dev/null"], stdin: devNull,

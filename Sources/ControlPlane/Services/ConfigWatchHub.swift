@@ -145,7 +145,7 @@ public actor ConfigWatchHub {
         let delay = max(.zero, ContinuousClock.now.duration(to: origin.advanced(by: bucket.end)))
         Task { [self] in
             await sleep(delay)
-            await expireBucket(bucket)
+            expireBucket(bucket)  // the task inherits the actor: no hop
         }
     }
 
