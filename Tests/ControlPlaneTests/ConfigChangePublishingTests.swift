@@ -103,4 +103,24 @@ import TestSupport
             #expect(ended.data["version"] as? Int == (write.wakes ? current + 1 : current))
         }
     }
+
+    @Test func deletingTheProjectEndsItsAgentsHeldQueriesAtOnceWith401() async throws {
+        let harness = try Harness()
+        try await harness.run { c in
+            let (owner, project) = try await c.signUpWithProject("owner@example.com")
+            let (_, agent) = try await c.createDeployment(owner, project: project)
+            let current = try #require(try await c.call(.get, "/api/agent/v1/config", token: agent).data["version"] as? Int)
+
+            async let held = c.call(.get, "/api/agent/v1/config?index=\(current)&wait=5m", token: agent)
+            #expect(await TestSupport.waitUntil { await c.controlPlane.hub.waitingCount == 1 })
+            let deleted = try await c.call(.delete, "/api/projects/\(project)", token: owner)
+            #expect(deleted.status == .ok, "\(deleted.text)")
+            // Woken by the deletion itself, not by the wait's timer (which never fires here).
+            #expect(await c.controlPlane.hub.waitingCount == 0)
+            harness.timer.fire()  // ends a wait the deletion failed to end, so that a regression fails, not hangs
+            let ended = try await held
+            #expect(ended.status == .unauthorized)
+            #expect(ended.error == "invalid or revoked agent token")
+        }
+    }
 }

@@ -183,6 +183,9 @@ struct ChangeFeed: ConfigChangeSubscriber {
             await cache.invalidate(changes.versions.map(\.deploymentId) + changes.removed)
         }
         if !changes.versions.isEmpty { await hub.publish(changes.versions) }
+        // Their tokens went with them: held queries wake now and answer 401 (the config no longer loads),
+        // rather than at the end of their wait.
+        for deploymentId in changes.removed { await hub.revoke(deploymentId: deploymentId) }
     }
 }
 

@@ -160,8 +160,8 @@ public final class DeploymentService: Sendable {
         await feed.hub.revoke(deploymentId: deploymentId)
     }
 
-    /// After deleting projects (their deployments' tokens went with them). Held queries of those deployments
-    /// find their token gone when their wait ends.
+    /// After deleting projects (their deployments' tokens went with them). Their held queries were woken by the
+    /// store's change feed and answer 401, since their config no longer loads.
     func forgetAllTokens() {
         tokenCache.withLock { cache in
             cache.generation &+= 1
