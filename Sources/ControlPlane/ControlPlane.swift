@@ -120,6 +120,8 @@ public struct ControlPlane: Sendable {
     public let deployments: DeploymentService
     public let secrets: SecretBox
     public let hub: ConfigWatchHub
+    /// Wakes live status streams when a deployment's status or instances may have changed.
+    public let statusFeed: StatusFeed
     /// Registered agents (heartbeats, reports); the scaler reads it as an InstanceSource.
     public let instances: InstanceRegistry
     /// Scaling policies, events, costs and the scaler itself.
@@ -138,7 +140,8 @@ public struct ControlPlane: Sendable {
             throw ConfigurationError.dataDirectory(configuration.dataDirectory, "cannot create it (\(error.localizedDescription))")
         }
         let hub = ConfigWatchHub()
-        let feed = ChangeFeed(hub: hub, cache: AgentConfigCache())
+        let statusFeed = StatusFeed()
+        let feed = ChangeFeed(hub: hub, cache: AgentConfigCache(), status: statusFeed)
         let store = try SQLiteStore(path: configuration.databasePath, publishingTo: feed)
         let master = try MasterKeyLoader.load(configuration)
         let secrets = try await SecretBox(master: master, store: store, rotationThreshold: configuration.rotationThreshold,
@@ -162,7 +165,7 @@ public struct ControlPlane: Sendable {
                                         adminEmail: configuration.adminEmail?.lowercased(),
                                         registration: configuration.registration),
             projects: ProjectService(store: store, configs: configs, deployments: deployments), configs: configs,
-            deployments: deployments, secrets: secrets, hub: hub,
+            deployments: deployments, secrets: secrets, hub: hub, statusFeed: statusFeed,
             instances: instances,
             scaling: ScalingAPI.open(configuration, pool: store.pool, instances: instances, credentials: deployments,
                                      dependencies: dependencies, logger: logger),

@@ -175,6 +175,8 @@ public actor ConfigWatchHub {
 struct ChangeFeed: ConfigChangeSubscriber {
     let hub: ConfigWatchHub
     let cache: AgentConfigCache
+    /// Live status watchers; a removed deployment's watchers learn it is gone.
+    let status: StatusFeed
 
     func committed(_ changes: ConfigChanges) async {
         if changes.everything {
@@ -186,6 +188,7 @@ struct ChangeFeed: ConfigChangeSubscriber {
         // Their tokens went with them: held queries wake now and answer 401 (the config no longer loads),
         // rather than at the end of their wait.
         for deploymentId in changes.removed { await hub.revoke(deploymentId: deploymentId) }
+        status.touch(changes.removed)
     }
 }
 

@@ -101,6 +101,7 @@ public final class InstanceRegistry: Sendable {
             try Self.updateDeploymentStatus(deploymentId, now: now, staleAfter: self.staleAfter, db)
             return !exists
         }
+        deployments.feed.status.touch(deploymentId)
         logger.info("instance registered", metadata: ["deployment": "\(deploymentId)", "instance": "\(registration.instanceId)",
                                                       "state": "\(registration.state)"])
         return (AgentRegistrationAccepted(instanceId: registration.instanceId,
@@ -125,6 +126,7 @@ public final class InstanceRegistry: Sendable {
             return true
         }
         guard known else { throw ControlPlaneError.notFound("instance") }
+        deployments.feed.status.touch(deploymentId)
     }
 
     /// Records what became of a config version on an instance; `invalid` and `rolled_back` go to the audit
@@ -198,11 +200,13 @@ public final class InstanceRegistry: Sendable {
     public func refreshStatuses() async throws {
         let now = dependencies.now()
         let staleAfter = self.staleAfter
-        try await pool.write { db in
-            for id in try String.fetchAll(db, sql: "SELECT DISTINCT deployment_id FROM instances") {
-                try Self.updateDeploymentStatus(id, now: now, staleAfter: staleAfter, db)
-            }
+        let ids = try await pool.write { db in
+            let ids = try String.fetchAll(db, sql: "SELECT DISTINCT deployment_id FROM instances")
+            for id in ids { try Self.updateDeploymentStatus(id, now: now, staleAfter: staleAfter, db) }
+            return ids
         }
+        // Staleness changes instance counts even where the status stays: let watchers look again.
+        deployments.feed.status.touch(ids)
     }
 
     // MARK: Rules
