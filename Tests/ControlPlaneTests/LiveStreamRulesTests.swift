@@ -2,6 +2,7 @@
 // drop counts, the cross-instance order, the upgrade gate, the metrics summary and the logs route's parameters.
 import CodeRunnerWire
 import Foundation
+import HTTPTypes
 import NIOCore
 import Testing
 @testable import ControlPlane
@@ -97,11 +98,10 @@ import Testing
 
     @Test func dropsWhatOverflowsAndCountsIt() {
         var q = OutboxQueue(logCapacity: 2)
-        #expect(q.pushLog("d1", frame("a")))
-        q.pushControl(frame("c"))
-        #expect(q.pushLog("d1", frame("b")))
-        #expect(!q.pushLog("d1", frame("x")))
-        #expect(!q.pushLog("d2", frame("y")))
+        // The mutating calls happen outside #expect, which evaluates its operands as constants.
+        let taken = [q.pushLog("d1", frame("a")), { q.pushControl(frame("c")); return true }(), q.pushLog("d1", frame("b")),
+                     q.pushLog("d1", frame("x")), q.pushLog("d2", frame("y"))]
+        #expect(taken == [true, true, true, false, false])
         #expect(q.droppedTotal == 2)
         #expect(texts(q.drain()) == ["a", "c", "b", String(buffer: LiveFrames.dropped("d1", 1)), String(buffer: LiveFrames.dropped("d2", 1))])
         #expect(q.isEmpty)
@@ -180,6 +180,9 @@ import Testing
         #expect(LiveGate.credential(request()) == .success(.bearer("cr_abc")))
         #expect(LiveGate.credential(request(origin: "http://127.0.0.1:8480")) == .success(.bearer("cr_abc")))
         #expect(LiveGate.credential(request(origin: "https://Ctl.Example.com", host: "ctl.example.com:443")) == .success(.bearer("cr_abc")))
+        // What WebSocket client libraries send: the URL they dial, without its port.
+        #expect(LiveGate.credential(request(origin: "ws://127.0.0.1")) == .success(.bearer("cr_abc")))
+        #expect(LiveGate.credential(request(origin: "wss://[::1]:8480", host: "[::1]:8480")) == .success(.bearer("cr_abc")))
     }
 
     @Test func refuses() {
@@ -189,6 +192,8 @@ import Testing
         #expect(LiveGate.credential(request(origin: "http://evil.example")) == .failure(foreign))
         #expect(LiveGate.credential(request(origin: "http://127.0.0.1:8481")) == .failure(foreign))
         #expect(LiveGate.credential(request(origin: "null")) == .failure(foreign))
+        #expect(LiveGate.credential(request(origin: "ws://evil.example")) == .failure(foreign))
+        #expect(LiveGate.credential(request(origin: "chrome-extension://abc")) == .failure(foreign))
         #expect(LiveGate.credential(request(origin: "http://127.0.0.1:8480", host: nil)) == .failure(foreign))
         #expect(LiveGate.credential(request(path: "/api/other")) == .failure(LiveRefusal(status: .notFound, message: "route not found")))
     }

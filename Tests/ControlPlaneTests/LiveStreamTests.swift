@@ -4,9 +4,11 @@
 import Foundation
 import CodeRunnerWire
 import HTTPTypes
+import HummingbirdTesting
 import HummingbirdWSClient
 import Logging
 import NIOCore
+import NIOWebSocket
 import Synchronization
 import Testing
 import TestSupport
@@ -56,6 +58,11 @@ struct LiveReader {
     }
 }
 
+/// What the client's handler hands back to the test.
+final class Box<T: Sendable>: Sendable {
+    let value = Mutex<T?>(nil)
+}
+
 enum LiveTestError: Error { case closed(String), timeout(String) }
 
 func send(_ outbound: WebSocketOutboundWriter, _ object: [String: Any]) async throws {
@@ -82,7 +89,7 @@ extension Client {
     static let app = #"i=0; while :; do i=$((i+1)); echo "INFO tick $i"; echo "ERROR boom $i" >&2; sleep 0.1; done"#
 
     static func harness(tokenLifetime: Duration? = nil) throws -> Harness {
-        let agent = try TestSupport.binary("coderunner-agent")
+        let agent = TestSupport.binary("coderunner-agent")
         return try Harness { c in
             c.scaling.agentBinary = agent
             // The sandbox is its own suite's business; here the agent and its app run as the test's user.
@@ -94,16 +101,19 @@ extension Client {
     static func connect<T: Sendable>(_ port: Int, token: String,
                                      _ body: @escaping @Sendable (inout LiveReader, WebSocketOutboundWriter) async throws -> T)
         async throws -> (result: T?, close: WebSocketCloseFrame?) {
-        let result = Mutex<T?>(nil)
-        var configuration = WebSocketClientConfiguration()
-        configuration.additionalHeaders = [.authorization: "Bearer \(token)"]
+        let result = Box<T>()
+        let configuration = {
+            var c = WebSocketClientConfiguration()
+            c.additionalHeaders = [.authorization: "Bearer \(token)"]
+            return c
+        }()
         let close = try await withThrowingTaskGroup(of: WebSocketCloseFrame?.self) { group in
             group.addTask {
                 try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/api/ws", configuration: configuration,
                                                   logger: Logger(label: "live-test")) { inbound, outbound, _ in
                     var reader = LiveReader(iterator: inbound.messages(maxSize: 1 << 20).makeAsyncIterator())
                     let value = try await body(&reader, outbound)
-                    result.withLock { $0 = value }
+                    result.value.withLock { $0 = value }
                 }
             }
             group.addTask {
@@ -114,7 +124,7 @@ extension Client {
             group.cancelAll()
             return first
         }
-        return (result.withLock { $0 }, close)
+        return (result.value.withLock { $0 }, close)
     }
 
     @Test func handshakeRefusals() async throws {

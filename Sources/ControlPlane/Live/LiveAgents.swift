@@ -68,7 +68,7 @@ struct LiveAgents: Sendable {
         }
         let known = Set(out.map(\.instanceId))
         let registered = (try? await registry.freshInstances(deploymentId: deploymentId)) ?? []
-        for instance in registered.suffix(registry.instanceCap) where !known.contains(instance.instanceId) {
+        for instance in registered.suffix(registry.instanceCap) where !known.contains(instance.instanceId) && !stoppedLocally(instance.instanceId) {
             guard let base = instance.metricsUrl else { continue }
             let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
             out.append(PollTarget(deploymentId: deploymentId, instanceId: instance.instanceId, statusURL: trimmed + "/v1/status"))
@@ -80,8 +80,18 @@ struct LiveAgents: Sendable {
     func instanceCount(_ deploymentId: String) async -> Int {
         var ids = Set<String>()
         if let local { ids.formUnion(await local.instances(deploymentId: deploymentId)) }
-        for instance in (try? await registry.freshInstances(deploymentId: deploymentId)) ?? [] { ids.insert(instance.instanceId) }
+        for instance in (try? await registry.freshInstances(deploymentId: deploymentId)) ?? [] where !stoppedLocally(instance.instanceId) {
+            ids.insert(instance.instanceId)
+        }
         return ids.count
+    }
+
+    /// The local executor names its agents `local-N`, and only it does. Once it has stopped one, the agent's
+    /// registration stays fresh until three heartbeats are missed: the executor's own list is the truth for those
+    /// (as it is for the scaler's instance count), so a registered `local-N` it does not run no longer counts.
+    private func stoppedLocally(_ instanceId: String) -> Bool {
+        guard local != nil, instanceId.hasPrefix("local-") else { return false }
+        return Int(instanceId.dropFirst("local-".count)) != nil
     }
 
     /// The instance's /v1/logs URL (beside its /v1/status).

@@ -1,5 +1,6 @@
 // Who may open GET /api/ws, decided on the upgrade request before any WebSocket exists. Pure: the headers in,
 // a credential to check or a refusal out.
+import Foundation
 import HTTPTypes
 
 /// The parts of the upgrade request the gate reads.
@@ -43,21 +44,30 @@ enum LiveGate {
     }
 
     /// The Origin names the controller itself: its host and port are the request's Host (any scheme: TLS may end at
-    /// a proxy in front). "null" (a sandboxed or file page) is never the controller.
+    /// a proxy in front). "null" (a sandboxed or file page) is never the controller. A `ws://` or `wss://` Origin is
+    /// no page's (browsers send the page's http or https origin); WebSocket client libraries send the URL they
+    /// dial, often without its port, so for those the host name alone must match.
     static func sameOrigin(_ origin: String, host: String?) -> Bool {
         guard let host, !host.isEmpty else { return false }
         let lowered = origin.lowercased()
-        let rest: Substring
-        if lowered.hasPrefix("https://") {
-            rest = lowered.dropFirst("https://".count)
-        } else if lowered.hasPrefix("http://") {
-            rest = lowered.dropFirst("http://".count)
-        } else {
+        guard let separator = lowered.range(of: "://") else { return false }
+        let scheme = String(lowered[..<separator.lowerBound])
+        let rest = String(lowered[separator.upperBound...])
+        guard !rest.isEmpty, !rest.contains("/") else { return false }
+        switch scheme {
+        case "http", "https":
+            return normalized(rest, scheme: scheme) == normalized(host.lowercased(), scheme: scheme)
+        case "ws", "wss":
+            return hostName(rest) == hostName(host.lowercased())
+        default:
             return false
         }
-        guard !rest.contains("/") else { return false }
-        let scheme = lowered.hasPrefix("https://") ? "https" : "http"
-        return normalized(String(rest), scheme: scheme) == normalized(host.lowercased(), scheme: scheme)
+    }
+
+    /// The host of host[:port] ([v6]:port too).
+    private static func hostName(_ authority: String) -> String {
+        if authority.hasPrefix("["), let end = authority.firstIndex(of: "]") { return String(authority[...end]) }
+        return String(authority.split(separator: ":", maxSplits: 1).first ?? "")
     }
 
     /// host[:port] without the scheme's default port.
