@@ -149,6 +149,23 @@ extension Client {
         }
     }
 
+    @Test func anExpiredSessionClosesTheSocketWith4401() async throws {
+        let harness = try Self.harness(tokenLifetime: .seconds(2))
+        try await harness.run(.live) { client in
+            let port = try #require(client.client.port)
+            let token = try await client.signUp("expiry@example.com")
+            let (_, close) = try await Self.connect(port, token: token) { reader, outbound in
+                try await send(outbound, ["event": "ping"])
+                _ = try await reader.next(["pong"])
+                // The store's clock passes the token's expiry; the connection notices within its next check.
+                client.harness.now.advance(3)
+                try await reader.untilClosed()
+            }
+            #expect(close?.closeCode == .unknown(4401))
+            #expect(close?.reason == "session expired or revoked")
+        }
+    }
+
     @Test func everyEventAgainstARealAgent() async throws {
         try await Self.harness().run(.live) { client in
             do {
