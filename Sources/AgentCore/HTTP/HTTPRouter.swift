@@ -118,6 +118,7 @@ public struct HTTPRouter: Sendable {
     /// Why a `/v1/logs` query was refused, in words for the client.
     public struct LogQueryError: Error, Equatable {
         public var message: String
+        public init(message: String) { self.message = message }
     }
 
     /// `after`/`limit` (as before), or `tail`, and `wait`.
