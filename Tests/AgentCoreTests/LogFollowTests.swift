@@ -224,6 +224,23 @@ struct HeldLogRequestTests {
         #expect(took < .seconds(5))
     }
 
+    @Test func connectionsStayOpenBetweenRequestsSoAFollowerReusesOne() throws {
+        let live = try LiveServer()
+        live.logs.append("one", stream: .stdout, timestamp: 1)
+        let client = try RawHTTPClient(port: live.port, receiveTimeoutSeconds: 10)
+        defer { client.close() }
+        // Two requests on one connection, the first held: the second is answered after it, on the same connection.
+        client.send("GET /v1/logs?after=1&wait=20s HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/logs?tail=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        Now.sleep(.milliseconds(100))
+        live.logs.append("two", stream: .stdout, timestamp: 2)
+        let text = String(decoding: client.readAll(), as: UTF8.self)
+        let answers = text.components(separatedBy: "HTTP/1.1 ").dropFirst()
+        #expect(answers.count == 2, "\(text)")
+        #expect(answers.allSatisfy { $0.hasPrefix("200 OK\r\n") })
+        #expect(answers.first?.contains("Connection: close") == false)
+        #expect(answers.allSatisfy { $0.hasSuffix("{\"lastSequence\":2,\"lines\":[{\"sequence\":2,\"stream\":\"stdout\",\"text\":\"two\",\"timestamp\":2}],\"oldestSequence\":1}\n") })
+    }
+
     @Test func beyondTheBoundRequestsGet429AndStopAnswersTheHeldOnes() throws {
         var limits = HTTPServerLimits()
         limits.heldLogRequests = 3

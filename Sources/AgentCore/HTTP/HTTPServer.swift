@@ -111,8 +111,12 @@ public final class HTTPServer {
 
     // MARK: Request handling on MHD's thread
 
-    /// Answers on the first call for a request (when its headers are in), so no body is ever read; or, for
-    /// `/v1/logs?wait=` with nothing to answer yet, suspends it and answers when it is resumed.
+    /// Marks a request whose headers are in and whose answer waits for MHD's next call (see `handle`).
+    final class Deferred: Sendable {}
+    static let deferred = Deferred()
+
+    /// Answers a request once it is complete; or, for `/v1/logs?wait=` with nothing to answer yet, suspends it
+    /// and answers when it is resumed.
     private static func handle(cls: UnsafeMutableRawPointer?, connection: OpaquePointer?, url: UnsafePointer<CChar>?,
                                method: UnsafePointer<CChar>?, version: UnsafePointer<CChar>?, uploadSize: UnsafeMutablePointer<Int>?,
                                requestContext: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> MHD_Result {
@@ -122,7 +126,9 @@ public final class HTTPServer {
             return .YES
         }
         let context = Unmanaged<Context>.fromOpaque(cls).takeUnretainedValue()
-        if let marker = requestContext.pointee {
+        let deferred = Unmanaged.passUnretained(Self.deferred).toOpaque()
+        let marker = requestContext.pointee
+        if let marker, marker != deferred {
             guard marker != cls else { return .YES }  // already answered
             // A held request, resumed (a line came, its deadline passed, or the server stops).
             let held = Unmanaged<HeldRequest>.fromOpaque(marker).takeUnretainedValue()
@@ -130,11 +136,21 @@ public final class HTTPServer {
             held.answered = true
             return queue(HTTPRouter.json(context.router.observations.logs(held.query)), on: connection)
         }
-        requestContext.pointee = cls  // any non-nil marker
 
         func value(_ kind: MHD_ValueKind, _ key: String) -> String? {
             MHD_lookup_connection_value(connection, kind, key).map { String(cString: $0) }
         }
+        // A request without a body is answered on MHD's next call, once it is complete: an answer queued before
+        // that makes libmicrohttpd close the connection after it, and a follower or a scraper would pay a new TCP
+        // connection for every request. One that declares a body is answered now (its connection then closes),
+        // so that the body is never read.
+        let declaresBody = value(.HEADER_KIND, "Transfer-Encoding") != nil || (value(.HEADER_KIND, "Content-Length").map { $0 != "0" } ?? false)
+        if marker == nil && !declaresBody {
+            requestContext.pointee = deferred
+            return .YES
+        }
+        requestContext.pointee = cls  // answered
+
         var query: [String: String] = [:]
         for key in ["after", "limit", "tail", "wait"] { if let v = value(.GET_ARGUMENT_KIND, key) { query[key] = v } }
         let request = HTTPRequestHead(
@@ -179,7 +195,8 @@ public final class HTTPServer {
 
     /// MHD is done with a request (answered, or its connection closed): a held one's context is released here.
     private static func completed(cls: UnsafeMutableRawPointer?, requestContext: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) {
-        guard let cls, let requestContext, let marker = requestContext.pointee, marker != cls else { return }
+        guard let cls, let requestContext, let marker = requestContext.pointee, marker != cls,
+              marker != Unmanaged.passUnretained(Self.deferred).toOpaque() else { return }
         requestContext.pointee = nil
         Unmanaged<HeldRequest>.fromOpaque(marker).release()
         Unmanaged<Context>.fromOpaque(cls).takeUnretainedValue().held.finished()
