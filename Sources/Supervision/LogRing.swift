@@ -75,7 +75,14 @@ public final class LogRing: Sendable {
     }
     private let storage: Mutex<Storage>
     private let wakeArmed = Atomic<Bool>(false)
-    private let wake = Mutex<(@Sendable () -> Void)?>(nil)
+    private let wake = Mutex<WakeFunction?>(nil)
+
+    /// The wake function in a class: a closure kept directly in a Mutex gains a reabstraction thunk each time
+    /// `withLock { $0 }` reads it (Swift 6.3), so every call would walk a longer chain than the one before.
+    private final class WakeFunction: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
 
     /// - Parameters:
     ///   - capacity: the most lines held (at least 1).
@@ -113,14 +120,17 @@ public final class LogRing: Sendable {
         // After the lock: a reader that armed before it looked at the ring (under the same lock) and found nothing
         // is seen armed here, so no wake-up is lost between its look and its wait.
         if wakeArmed.load(ordering: .acquiring), wakeArmed.exchange(false, ordering: .acquiringAndReleasing) {
-            wake.withLock { $0 }?()
+            wake.withLock { $0 }?.body()
         }
         return sequence
     }
 
     /// The function the next append after `armWake()` calls (replacing any earlier one; nil removes it).
     /// It runs on the appending thread, the supervisor's: it must not block.
-    public func setWake(_ body: (@Sendable () -> Void)?) { wake.withLock { $0 = body } }
+    public func setWake(_ body: (@Sendable () -> Void)?) {
+        let function = body.map(WakeFunction.init)
+        wake.withLock { $0 = function }
+    }
 
     /// Makes the next append call the wake function, once. Arm before looking for new lines, so that a line
     /// appended between the look and the wait is not missed.

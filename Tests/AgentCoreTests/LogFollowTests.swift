@@ -5,6 +5,7 @@ import CodeRunnerWire
 import Foundation
 import Glibc
 import Supervision
+import Synchronization
 import Testing
 import TestSupport
 
@@ -144,6 +145,35 @@ struct LogWaitListTests {
     @Test func aListWithNoRoomHoldsNothing() {
         var list = LogWaitList<Int>(capacity: 0)
         #expect(list.add(1, after: 0, deadline: .seconds(5)) == .full)
+    }
+}
+
+@Suite("Functions kept for other threads")
+struct KeptFunctionTests {
+    /// Swift 6.3 wraps a closure kept directly in a Mutex in one more reabstraction thunk each time it is read,
+    /// so the n-th call walks n thunks: 20,000 calls took minutes. Boxed, they take milliseconds; the bound
+    /// below is a hundred times that, far from either.
+    @Test func aRingsWakeUpAndTheStatusProviderCostTheSameOnTheLastCallAsOnTheFirst() {
+        let ring = LogRing(capacity: 4)
+        let calls = Mutex(0)
+        ring.setWake { calls.withLock { $0 += 1 } }
+        let observations = AgentObservations(identity: AgentIdentity(version: "0"), snapshot: { SupervisorSnapshot(state: .running) },
+                                             logs: ring, selfUsage: { AgentUsage() })
+        observations.setConfigStatus {
+            AgentConfigStatus(version: 3, checksum: nil, keys: [], source: nil, lastReloadResult: nil, lastReloadVersion: nil,
+                              lastReloadReason: nil, controllerUp: true, lastKnownGoodVersion: nil)
+        }
+        let start = ContinuousClock.now
+        var versions: Int64 = 0
+        for _ in 0..<20_000 where ContinuousClock.now - start < .seconds(5) {
+            ring.armWake()
+            ring.append("x", stream: .stdout, timestamp: 0)
+            versions += observations.status().config?.version ?? 0
+        }
+        let took = ContinuousClock.now - start
+        #expect(calls.withLock { $0 } == 20_000)
+        #expect(versions == 60_000)
+        #expect(took < .seconds(5), "20,000 calls took \(took)")
     }
 }
 

@@ -14,7 +14,14 @@ public final class AgentObservations: Sendable {
     private let latest = Mutex<ProcessTreeSample?>(nil)
     private let providers = Mutex<[any MetricFamilyProvider]>([])
     private let selfUsage: @Sendable () -> AgentUsage
-    private let configStatus = Mutex<(@Sendable () -> AgentConfigStatus)?>(nil)
+    private let configStatus = Mutex<ConfigStatusProvider?>(nil)
+
+    /// The provider in a class: a closure kept directly in a Mutex gains a reabstraction thunk each time
+    /// `withLock { $0 }` reads it (Swift 6.3), so each /v1/status would walk a longer chain than the one before.
+    private final class ConfigStatusProvider: Sendable {
+        let body: @Sendable () -> AgentConfigStatus
+        init(_ body: @escaping @Sendable () -> AgentConfigStatus) { self.body = body }
+    }
 
     /// - Parameters:
     ///   - snapshot: the supervisor's current snapshot (`{ supervisor.snapshot }`).
@@ -45,11 +52,14 @@ public final class AgentObservations: Sendable {
     }
 
     /// Adds the hot-reload section to /v1/status (ConfigReloader).
-    public func setConfigStatus(_ provider: @escaping @Sendable () -> AgentConfigStatus) { configStatus.withLock { $0 = provider } }
+    public func setConfigStatus(_ provider: @escaping @Sendable () -> AgentConfigStatus) {
+        let boxed = ConfigStatusProvider(provider)
+        configStatus.withLock { $0 = boxed }
+    }
 
     public func status() -> AgentStatus {
         var status = StatusReport.status(snapshot: snapshotProvider(), sample: latestSample, agent: selfUsage(), identity: identity)
-        status.config = configStatus.withLock { $0 }?()
+        status.config = configStatus.withLock { $0 }?.body()
         return status
     }
 
