@@ -148,6 +148,35 @@ struct LogWaitListTests {
     }
 }
 
+@Suite("The /v1/logs document")
+struct LogsJSONTests {
+    static func encoderBytes(_ logs: AgentLogs) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(logs)) + [0x0A]
+    }
+
+    static let allControlCharacters = String(decoding: Array(0..<0x20 as Range<UInt8>), as: UTF8.self)
+
+    @Test(arguments: [
+        AgentLogs(lines: [], lastSequence: 0, oldestSequence: 1),
+        AgentLogs(lines: [AgentLogLine(sequence: 7, timestamp: 1_796_206_100.61655, stream: "stdout", text: "listening on :8080")],
+                  lastSequence: 9, oldestSequence: 3),
+        AgentLogs(lines: [
+            AgentLogLine(sequence: 1, timestamp: 2, stream: "stderr", text: "quote \" backslash \\ slash / tab \t"),
+            AgentLogLine(sequence: 2, timestamp: 0.1, stream: "stdout", text: allControlCharacters + "\u{7f} é € 😀 \u{2028}"),
+            AgentLogLine(sequence: 3, timestamp: 1e20, stream: "stdout", text: ""),
+            AgentLogLine(sequence: UInt64.max, timestamp: 1e-7, stream: "stdout", text: "{\"level\":\"error\",\"msg\":\"x\"}"),
+            AgentLogLine(sequence: 4, timestamp: 1_796_206_100, stream: "stdout", text: "ERROR 5e-324"),
+        ], lastSequence: UInt64.max, oldestSequence: 1),
+    ])
+    func writesTheBytesJSONEncoderWrites(_ logs: AgentLogs) throws {
+        let bytes = LogsJSON.render(logs)
+        #expect(String(decoding: bytes, as: UTF8.self) == String(decoding: try Self.encoderBytes(logs), as: UTF8.self))
+        #expect(try JSONDecoder().decode(AgentLogs.self, from: Data(bytes)) == logs)
+    }
+}
+
 @Suite("Functions kept for other threads")
 struct KeptFunctionTests {
     /// Swift 6.3 wraps a closure kept directly in a Mutex in one more reabstraction thunk each time it is read,

@@ -94,7 +94,7 @@ public struct HTTPRouter: Sendable {
     public func respond(to request: HTTPRequestHead) -> HTTPResponse {
         switch route(request) {
         case .response(let response): response
-        case .logs(let query): Self.json(observations.logs(query))
+        case .logs(let query): Self.logs(observations.logs(query))
         }
     }
 
@@ -206,6 +206,11 @@ public struct HTTPRouter: Sendable {
     }
 
     static let jsonType = "application/json"
+
+    /// A /v1/logs answer (`LogsJSON`: every line of a follower's answers goes through here).
+    static func logs(_ logs: AgentLogs) -> HTTPResponse {
+        HTTPResponse(status: 200, contentType: jsonType, body: LogsJSON.render(logs))
+    }
 
     static func error(_ status: Int, _ code: String, _ message: String) -> HTTPResponse {
         json(ErrorBody(error: .init(code: code, message: message)), status: status)

@@ -134,7 +134,7 @@ public final class HTTPServer {
             let held = Unmanaged<HeldRequest>.fromOpaque(marker).takeUnretainedValue()
             guard !held.answered else { return .YES }
             held.answered = true
-            return queue(HTTPRouter.json(context.router.observations.logs(held.query)), on: connection)
+            return queue(HTTPRouter.logs(context.router.observations.logs(held.query)), on: connection)
         }
 
         func value(_ kind: MHD_ValueKind, _ key: String) -> String? {
@@ -163,11 +163,11 @@ public final class HTTPServer {
         case .response(let response):
             return queue(response, on: connection)
         case .logs(let logQuery) where logQuery.wait == .zero:
-            return queue(HTTPRouter.json(observations.logs(logQuery)), on: connection)
+            return queue(HTTPRouter.logs(observations.logs(logQuery)), on: connection)
         case .logs(let logQuery):
             switch context.held.hold(connection, query: logQuery) {
             case .answerNow:
-                return queue(HTTPRouter.json(observations.logs(logQuery)), on: connection)
+                return queue(HTTPRouter.logs(observations.logs(logQuery)), on: connection)
             case .held(let resumeQuery):
                 // Suspended already; MHD calls this handler again once it is resumed.
                 requestContext.pointee = Unmanaged.passRetained(HeldRequest(resumeQuery)).toOpaque()
