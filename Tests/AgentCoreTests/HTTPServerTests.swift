@@ -131,7 +131,8 @@ struct HTTPServerTests {
         let logs = try RawHTTPClient.get(port: live.port, "/v1/logs?after=1&limit=1")
         #expect(logs.status == 200)
         let page = try JSONDecoder().decode(AgentLogs.self, from: Data(logs.body.utf8))
-        #expect(page == AgentLogs(lines: [AgentLogLine(sequence: 2, timestamp: 1_795_740_002, stream: "stderr", text: "oops")], lastSequence: 3))
+        #expect(page == AgentLogs(lines: [AgentLogLine(sequence: 2, timestamp: 1_795_740_002, stream: "stderr", text: "oops")], lastSequence: 3,
+                                  oldestSequence: 1))
         let all = try JSONDecoder().decode(AgentLogs.self, from: Data(try RawHTTPClient.get(port: live.port, "/v1/logs").body.utf8))
         #expect(all.lines.map(\.text) == ["hello", "oops", "again"])
 

@@ -1,4 +1,5 @@
 import Supervision
+import Synchronization
 import Testing
 
 @Suite("Log ring and line splitting")
@@ -49,6 +50,48 @@ struct LogRingTests {
         #expect(lines.map(\.sequence) == [4])
         #expect(ring.usage.lines == 1)
         #expect(ring.usage.bytes == 10)
+    }
+
+    @Test("page() and tail() read the lines with the ring's bounds: oldestSequence shows what was dropped")
+    func pagesAndTails() {
+        let ring = LogRing(capacity: 3)
+        #expect(ring.page(after: 0, limit: 10) == LogPage(lines: [], oldestSequence: 1, lastSequence: 0))
+        #expect(ring.tail(5) == LogPage(lines: [], oldestSequence: 1, lastSequence: 0))
+        for i in 1...5 { ring.append("l\(i)", stream: .stdout, timestamp: Double(i)) }
+        // Lines 1 and 2 were dropped: a reader after 0 lost 3 - 0 - 1 = 2 lines.
+        let behind = ring.page(after: 0, limit: 10)
+        #expect(behind.lines.map(\.sequence) == [3, 4, 5])
+        #expect(behind.oldestSequence == 3)
+        #expect(behind.lastSequence == 5)
+        #expect(ring.page(after: 3, limit: 1).lines.map(\.text) == ["l4"])
+        #expect(ring.page(after: 5, limit: 10) == LogPage(lines: [], oldestSequence: 3, lastSequence: 5))
+        #expect(ring.page(after: 9, limit: 10) == LogPage(lines: [], oldestSequence: 3, lastSequence: 5))
+        #expect(ring.tail(2).lines.map(\.sequence) == [4, 5])
+        #expect(ring.tail(1).lines.map(\.text) == ["l5"])
+        #expect(ring.tail(10).lines.map(\.sequence) == [3, 4, 5])
+        #expect(ring.tail(10).oldestSequence == 3)
+        #expect(ring.tail(0).lines.isEmpty)
+    }
+
+    @Test("an armed wake-up is called once, by the next append, and never without arming")
+    func wakeUps() {
+        let ring = LogRing(capacity: 4)
+        let calls = Mutex<[UInt64]>([])
+        ring.setWake { calls.withLock { $0.append(ring.lastSequence) } }
+        ring.append("a", stream: .stdout, timestamp: 0)
+        #expect(calls.withLock { $0 }.isEmpty)
+        ring.armWake()
+        ring.append("b", stream: .stdout, timestamp: 0)
+        ring.append("c", stream: .stdout, timestamp: 0)
+        #expect(calls.withLock { $0 } == [2])  // it ran after line 2 was in, and only for it
+        ring.armWake()
+        ring.armWake()
+        ring.append("d", stream: .stderr, timestamp: 0)
+        #expect(calls.withLock { $0 } == [2, 4])
+        ring.setWake(nil)
+        ring.armWake()
+        ring.append("e", stream: .stdout, timestamp: 0)
+        #expect(calls.withLock { $0 } == [2, 4])
     }
 
     @Test("appends from many threads get unique, contiguous sequence numbers")

@@ -9,11 +9,19 @@ import Synchronization
 public final class AgentObservations: Sendable {
     public let identity: AgentIdentity
     private let snapshotProvider: @Sendable () -> SupervisorSnapshot
-    private let logRing: LogRing?
+    /// Internal: the HTTP server arms its wake-up for held `/v1/logs?wait=` requests.
+    let logRing: LogRing?
     private let latest = Mutex<ProcessTreeSample?>(nil)
     private let providers = Mutex<[any MetricFamilyProvider]>([])
     private let selfUsage: @Sendable () -> AgentUsage
-    private let configStatus = Mutex<(@Sendable () -> AgentConfigStatus)?>(nil)
+    private let configStatus = Mutex<ConfigStatusProvider?>(nil)
+
+    /// The provider in a class: a closure kept directly in a Mutex gains a reabstraction thunk each time
+    /// `withLock { $0 }` reads it (Swift 6.3), so each /v1/status would walk a longer chain than the one before.
+    private final class ConfigStatusProvider: Sendable {
+        let body: @Sendable () -> AgentConfigStatus
+        init(_ body: @escaping @Sendable () -> AgentConfigStatus) { self.body = body }
+    }
 
     /// - Parameters:
     ///   - snapshot: the supervisor's current snapshot (`{ supervisor.snapshot }`).
@@ -44,18 +52,28 @@ public final class AgentObservations: Sendable {
     }
 
     /// Adds the hot-reload section to /v1/status (ConfigReloader).
-    public func setConfigStatus(_ provider: @escaping @Sendable () -> AgentConfigStatus) { configStatus.withLock { $0 = provider } }
+    public func setConfigStatus(_ provider: @escaping @Sendable () -> AgentConfigStatus) {
+        let boxed = ConfigStatusProvider(provider)
+        configStatus.withLock { $0 = boxed }
+    }
 
     public func status() -> AgentStatus {
         var status = StatusReport.status(snapshot: snapshotProvider(), sample: latestSample, agent: selfUsage(), identity: identity)
-        status.config = configStatus.withLock { $0 }?()
+        status.config = configStatus.withLock { $0 }?.body()
         return status
     }
 
     public func logs(after sequence: UInt64, limit: Int) -> AgentLogs {
-        guard let logRing else { return AgentLogs(lines: [], lastSequence: 0) }
-        // lastSequence first: a line appended in between is then served on the next poll, not skipped.
-        let last = logRing.lastSequence
-        return StatusReport.logs(logRing.lines(after: sequence, limit: limit).filter { $0.sequence <= last }, lastSequence: last)
+        logs(LogQuery(start: .after(sequence), limit: limit))
+    }
+
+    /// The lines `query` asks for now (its `wait` is the HTTP server's business), with the ring's bounds read
+    /// in the same look, so `lastSequence` is never behind the lines.
+    public func logs(_ query: LogQuery) -> AgentLogs {
+        guard let logRing else { return AgentLogs(lines: [], lastSequence: 0, oldestSequence: 1) }
+        switch query.start {
+        case .after(let sequence): return StatusReport.logs(logRing.page(after: sequence, limit: query.limit))
+        case .tail(let count): return StatusReport.logs(logRing.tail(count))
+        }
     }
 }
