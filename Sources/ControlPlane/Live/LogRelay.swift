@@ -15,6 +15,8 @@ actor LogRelay {
     static let maxPending = 10_000
     /// After an immediate empty answer (an agent that does not long-poll), wait this long before asking again.
     static let emptyPollBackoff: Duration = .milliseconds(200)
+    /// Requests to one agent are at least this far apart (docs/agent-logs.md).
+    static let minRequestInterval: Duration = .milliseconds(10)
     /// A failing agent is asked again after this long, doubling up to `maxFailureBackoff`.
     static let failureBackoff: Duration = .milliseconds(200)
     static let maxFailureBackoff: Duration = .seconds(5)
@@ -147,8 +149,12 @@ actor LogRelay {
                     continue
                 }
                 if let last = page.lines.last {
-                    deliver(target.instanceId, page.lines, oldest: page.oldestSequence)
+                    deliver(target.instanceId, page.lines)
                     after = max(after, last.sequence)
+                    // The agent's contract: no request sooner than 10 ms after the one before. At a high line rate
+                    // that caps the follower at 100 requests a second, each carrying up to 1000 lines.
+                    let elapsed = began.duration(to: .now)
+                    if elapsed < Self.minRequestInterval { try? await Task.sleep(for: Self.minRequestInterval - elapsed) }
                 } else if began.duration(to: .now) < .milliseconds(100) {
                     try? await Task.sleep(for: Self.emptyPollBackoff)
                 }
@@ -171,7 +177,7 @@ actor LogRelay {
     }
 
     /// Hands the lines after the instance's cursor to every subscriber, each line encoded once.
-    func deliver(_ instanceId: String, _ lines: [AgentLine], oldest: UInt64?) {
+    func deliver(_ instanceId: String, _ lines: [AgentLine]) {
         guard var cursor = cursors[instanceId] else { return }
         let filtering = subscribers.values.contains { $0.filter != nil }
         for line in lines where line.sequence > cursor {
