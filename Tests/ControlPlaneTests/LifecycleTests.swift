@@ -140,6 +140,24 @@ extension Client {
         }
     }
 
+    @Test("a start whose executor fails answers 502 with the deployment, and a new start tries again")
+    func failedStart() async throws {
+        try await ScalerHarness { $0.executor = .exec("echo 'no capacity left' >&2; exit 3") }.run { client in
+            let (token, deployment, _) = try await client.scaledDeployment()
+            for _ in 0..<2 {
+                let answer = try await client.lifecycle("start", token, deployment)
+                #expect(answer.status == .badGateway)
+                #expect(answer.success == false)
+                // The owner reads a generic reason; the script's stderr goes to the controller's log only.
+                #expect(answer.error == "start failed: the scaling command failed; the operator finds the details in the controller's log")
+                #expect(answer.string("id") == deployment)
+                #expect(answer.string("status") == "PROVISIONING")
+            }
+            let project = try await client.projectOf(token, deployment)
+            #expect(try await client.auditActions(token, project: project, deployment: deployment) == ["create", "start", "start"])
+        }
+    }
+
     @Test("a start brings the deployment to its enabled policies' largest minimum")
     func startUsesThePolicyCount() async throws {
         let script = try RecordingScript()
