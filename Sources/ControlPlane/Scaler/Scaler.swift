@@ -245,6 +245,8 @@ public actor Scaler {
     public func setInstances(deploymentId: String, to instances: Int, reason: String) async -> ScalingEventRecord? {
         await acquire(deploymentId)
         defer { release(deploymentId) }
+        // A stop or destroy that committed since the start did wins: its own call comes next and finds nothing to stop.
+        if instances > 0, (try? await store.lifecycle(deploymentId: deploymentId)) != .active { return nil }
         let stored = (try? await store.state(deploymentId: deploymentId)) ?? DeploymentScalingState(deploymentId: deploymentId)
         let current = await currentInstances(deploymentId, stored: stored)
         guard instances > 0 || current > 0 else { return nil }
