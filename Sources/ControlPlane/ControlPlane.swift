@@ -60,6 +60,9 @@ public struct ControllerConfiguration: Sendable {
     public var maxPollsPerToken = defaultMaxPollsPerToken
     public var idleTimeout = defaultIdleTimeout
     public var headerReadTimeout = defaultHeaderReadTimeout
+    /// What a deployment created without a command runs (`--default-command`); nil: such a deployment has
+    /// nothing for the local executor to run, and starting it is refused.
+    public var defaultCommand: String?
 
     public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
                 masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
@@ -128,6 +131,8 @@ public struct ControlPlane: Sendable {
     public let scaling: ScalingAPI
     /// Login and registration attempts per client address.
     let authAttempts: AttemptLimiter
+    /// The owner's stop, start and destroy, and each deployment's url.
+    public let lifecycle: DeploymentLifecycle
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
     /// and seeds the official templates.
@@ -151,13 +156,16 @@ public struct ControlPlane: Sendable {
         let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
                                             defaultLimits: configuration.deploymentDefaults,
                                             limitCeiling: configuration.deploymentCeiling,
-                                            maxPollsPerToken: configuration.maxPollsPerToken)
+                                            maxPollsPerToken: configuration.maxPollsPerToken,
+                                            defaultCommand: configuration.defaultCommand)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
         let leftovers = try await deployments.revokeLeftoverInstanceTokens()
         if leftovers > 0 {
             logger.warning("revoked agent tokens a previous run left behind", metadata: ["count": "\(leftovers)"])
         }
+        let scaling = ScalingAPI.open(configuration, pool: store.pool, instances: instances, credentials: deployments,
+                                      dependencies: dependencies, logger: logger)
         return ControlPlane(
             configuration: configuration, store: store,
             auth: try await AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
@@ -167,9 +175,10 @@ public struct ControlPlane: Sendable {
             projects: ProjectService(store: store, configs: configs, deployments: deployments), configs: configs,
             deployments: deployments, secrets: secrets, hub: hub, statusFeed: statusFeed,
             instances: instances,
-            scaling: ScalingAPI.open(configuration, pool: store.pool, instances: instances, credentials: deployments,
-                                     dependencies: dependencies, logger: logger),
-            authAttempts: AttemptLimiter(policy: configuration.authRateLimit))
+            scaling: scaling,
+            authAttempts: AttemptLimiter(policy: configuration.authRateLimit),
+            lifecycle: DeploymentLifecycle(deployments: deployments, scaling: scaling,
+                                           appHost: scaling.localExecutor == nil ? nil : configuration.scaling.appHost))
     }
 }
 
