@@ -65,6 +65,9 @@ public struct ControllerConfiguration: Sendable {
     public var headerReadTimeout = defaultHeaderReadTimeout
     /// A WebSocket connection is pinged this often; one whose pong does not come back before the next ping is closed.
     public var webSocketPingInterval = defaultWebSocketPingInterval
+    /// What a deployment created without a command runs (`--default-command`); nil: such a deployment has
+    /// nothing for the local executor to run, and starting it is refused.
+    public var defaultCommand: String?
 
     public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
                 masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
@@ -133,6 +136,8 @@ public struct ControlPlane: Sendable {
     public let scaling: ScalingAPI
     /// Login and registration attempts per client address.
     let authAttempts: AttemptLimiter
+    /// The owner's stop, start and destroy, and each deployment's url.
+    public let lifecycle: DeploymentLifecycle
     /// The live streams of GET /api/ws (logs, status, metrics): their relays and the agents they follow.
     public let live: LiveHub
 
@@ -158,7 +163,8 @@ public struct ControlPlane: Sendable {
         let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
                                             defaultLimits: configuration.deploymentDefaults,
                                             limitCeiling: configuration.deploymentCeiling,
-                                            maxPollsPerToken: configuration.maxPollsPerToken)
+                                            maxPollsPerToken: configuration.maxPollsPerToken,
+                                            defaultCommand: configuration.defaultCommand)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
         let leftovers = try await deployments.revokeLeftoverInstanceTokens()
@@ -178,8 +184,12 @@ public struct ControlPlane: Sendable {
             configuration: configuration, store: store, auth: auth,
             projects: ProjectService(store: store, configs: configs, deployments: deployments), configs: configs,
             deployments: deployments, secrets: secrets, hub: hub, statusFeed: statusFeed,
-            instances: instances, scaling: scaling,
-            authAttempts: AttemptLimiter(policy: configuration.authRateLimit), live: live)
+            instances: instances,
+            scaling: scaling,
+            authAttempts: AttemptLimiter(policy: configuration.authRateLimit),
+            lifecycle: DeploymentLifecycle(deployments: deployments, scaling: scaling,
+                                           appHost: scaling.localExecutor == nil ? nil : configuration.scaling.appHost),
+            live: live)
     }
 }
 

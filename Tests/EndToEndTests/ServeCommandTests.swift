@@ -126,6 +126,8 @@ import TestSupport
         (["--default-memory-limit", "1M"], "--default-memory-limit must be bytes from 4194304 (4 MiB) to 1099511627776 (1 TiB)"),
         (["--default-memory-limit", "lots"], "--default-memory-limit must be bytes, with an optional K, M or G suffix"),
         (["--default-pids-limit", "7"], "--default-pids-limit must be from 8 to 4194304 processes"),
+        (["--app-host", "a b"], "--app-host must be a host name or address, got a b"),
+        (["--app-host", "user@host"], "--app-host must be a host name or address, got user@host"),
     ])
     func badLimitFlagsAreRefused(arguments: [String], message: String) throws {
         let dataDir = try TestSupport.makeTemporaryDirectory("serve-flags")
@@ -174,6 +176,27 @@ import TestSupport
         let refused = try api("POST", base + "/deployments/\(deployment)/scaling/policies", token: token, json: policy)
         #expect(refused.0 == 400)
         #expect(refused.1.error == "validation failed: maxInstances 4 is above this controller's cap of 3 instances per deployment")
+    }
+
+    struct CommandedDeployment: Decodable, Sendable { var id: String; var command: String?; var status: String }
+
+    /// CODERUNNER_DEFAULT_COMMAND reaches the API of the real binary: a deployment created without a command runs it.
+    @Test func theDefaultCommandComesFromTheEnvironment() throws {
+        let dataDir = try TestSupport.makeTemporaryDirectory("serve-default-command")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let running = try start(dataDir: dataDir, environment: ["CODERUNNER_DEFAULT_COMMAND": "exec sleep 7"],
+                                arguments: ["--executor", "exec", "--exec-command", "true"])
+        defer { _ = stop(running) }
+        let base = "http://\(running.address)/api"
+        let credentials = #"{"email": "default@example.com", "password": "correct horse battery"}"#
+        #expect(try api("POST", base + "/auth/register", json: credentials).0 == 201)
+        let token = try #require(try api("POST", base + "/auth/login", json: credentials, as: LoginAnswer.self).1.data).token
+        let project = try #require(try api("POST", base + "/projects", token: token, json: #"{"name": "p"}"#, as: Identified.self).1.data).id
+        let created = try #require(try api("POST", base + "/deployments", token: token,
+                                           json: #"{"projectId": "\#(project)", "environment": "development"}"#,
+                                           as: CommandedDeployment.self).1.data)
+        #expect(created.command == "exec sleep 7")
+        #expect(created.status == "PENDING")
     }
 
     /// `simulate` once tried to allocate one slot per initial instance: 1e15 aborted it. Now the cap refuses it.
