@@ -183,8 +183,10 @@ public func buildApplication(
 }
 
 /// Same, also handing back the wired services (tests inspect the hub and the store through them).
+/// `addRoutes` adds routes beside the API's (the executable adds the web dashboard's; ControlPlane knows none of them).
 public func buildApplication(
     controlPlane existing: ControlPlane?, _ configuration: ControllerConfiguration, dependencies: Dependencies = .live,
+    addRoutes: (ControlPlane, Router<ControlPlaneContext>) throws -> Void = { _, _ in },
     onServerRunning: @escaping @Sendable (String) async -> Void = { _ in }
 ) async throws -> (app: some ApplicationProtocol, controlPlane: ControlPlane) {
     var logger = Logger(label: "coderunner-controller")
@@ -195,8 +197,10 @@ public func buildApplication(
     } else {
         controlPlane = try await ControlPlane.open(configuration, dependencies: dependencies, logger: logger)
     }
+    let router = controlPlane.router()
+    try addRoutes(controlPlane, router)
     let app = Application(
-        router: controlPlane.router(),
+        router: router,
         server: .http1(configuration: .init(
             additionalChannelHandlers: [HeaderReadTimeoutHandler(timeout: .init(configuration.headerReadTimeout))],
             idleTimeout: .init(configuration.idleTimeout))),

@@ -124,6 +124,10 @@ public protocol ControlPlaneStore: Sendable {
     func insertAPIToken(hash: String, userId: String, expiresAt: Date, now: Date) async throws
     func user(forTokenHash hash: String, now: Date) async throws -> User?
     func revokeAPIToken(hash: String, now: Date) async throws
+    /// The dashboard's cookie sessions (SQLiteStore+BrowserSessions.swift).
+    func insertBrowserSession(hash: String, userId: String, expiresAt: Date, now: Date) async throws
+    func user(forBrowserSessionHash hash: String, now: Date) async throws -> User?
+    func revokeBrowserSession(hash: String, now: Date) async throws
 
     // MARK: Projects
     func createProject(_ project: Project, audit: AuditDraft) async throws
