@@ -163,7 +163,7 @@ if parts.contains("controller") {
         .testTarget(
             name: "WebDashboardTests",
             dependencies: [
-                "WebDashboard", "ControlPlane", "TestSupport", hummingbird, httpTypes, nioCore,
+                "WebDashboard", "ControlPlane", "Sealing", "TestSupport", hummingbird, httpTypes, nioCore, logging,
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings),

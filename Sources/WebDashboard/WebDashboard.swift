@@ -61,7 +61,7 @@ struct WebRequest {
 
     func parameter(_ name: String) throws -> String { try context.parameters.require(name) }
 
-    func query(_ name: String) -> String? { request.uri.queryParameters.get(name).map(String.init) }
+    func query(_ name: String) -> String? { request.uri.queryParameters.get(name) }
 }
 
 struct Visitor: Sendable {

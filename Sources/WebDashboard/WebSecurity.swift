@@ -53,7 +53,7 @@ enum WebSecurity {
     /// browsers, some privacy settings), the token alone decides.
     static func sameOrigin(_ request: Request) -> Bool {
         guard let origin = request.headers[.origin] else { return true }
-        guard let host = request.headers[.host] ?? request.head.authority else { return false }
+        guard let host = request.head.authority else { return false }
         return origin == "http://\(host)" || origin == "https://\(host)"
     }
 

@@ -76,7 +76,7 @@ import Testing
             let token = try #require(form.csrf)
             #expect(token.count == 64)
             #expect(browser.cookies["cr_form"] == token)
-            #expect(form.setCookies == ["cr_form=\(token); Max-Age=3600; Path=/; HttpOnly; SameSite=Strict"])
+            #expect(form.setCookies == ["cr_form=\(token); Max-Age=3600; Path=/; SameSite=Strict; HttpOnly"])
             // A page of another site can post the fields but not the cookie's value.
             browser.setCookie("cr_form", nil)
             let forged = try await browser.post("/register", [("_csrf", token), ("email", "ada@example.com"),

@@ -19,7 +19,7 @@ import Testing
             let token = try #require(browser.cookies["cr_session"])
             #expect(token.hasPrefix("crs_") && token.count == 68)
             // 24 h (the token lifetime) from the test clock's now, which is also the session's start.
-            #expect(cookie == "cr_session=\(token); Max-Age=86400; Path=/; HttpOnly; SameSite=Strict")
+            #expect(cookie == "cr_session=\(token); Max-Age=86400; Path=/; SameSite=Strict; HttpOnly")
             #expect(!cookie.contains("Secure"))
             let stored = try dashboard.sqlite("SELECT token_hash FROM browser_sessions")
             #expect(stored == Digest.sha256Hex(Array(token.utf8)))

@@ -93,7 +93,7 @@ def test_project_and_configuration_journey(page):
         page.click('[data-testid="export-dotenv-link"]')
     download = download_info.value
     assert download.suggested_filename == "e2e-test-project-development.env"
-    assert open(download.path()).read() == "API_KEY=********\nLOG_LEVEL=debug\nWORKERS=4\n"
+    assert open(download.path()).read() == 'API_KEY="********"\nLOG_LEVEL="debug"\nWORKERS="4"\n'
 
     # The audit log holds the reveal and verifies its chain.
     page.click('[data-testid="audit-tab"]')

@@ -1,6 +1,6 @@
 // The dashboard's browser sessions. They change nothing agents' configs are built from, so they write through
 // the pool directly (like InstanceRegistry), not through the publishing write path.
-import Foundation
+public import Foundation
 import GRDB
 
 extension SQLiteStore {
