@@ -47,7 +47,7 @@ import Testing
             let token = try #require(try await browser.get("/dashboard").csrf)
             for fields in [[("name", "Missing token")], [("_csrf", "0" + token.dropFirst()), ("name", "Wrong token")]] {
                 let refused = try await browser.post("/projects", fields)
-                #expect(refused.status == .forbidden)
+                #expect(refused.status == .forbidden, "\(fields): \(refused.location ?? "-")")
                 #expect(refused.body.contains("This form has expired or did not come from this site."))
             }
             let crossSite = try await browser.post("/projects", [("_csrf", token), ("name", "Cross site")],
@@ -62,8 +62,7 @@ import Testing
             #expect(try await browser.post("/logout", []).status == .forbidden)
             // None of them created anything; the right token does.
             #expect(!(try await browser.get("/dashboard").body.contains("data-testid=\"project-card\"")))
-            let accepted = try await browser.post("/projects", [("_csrf", token), ("name", "Real")],
-                                                  headers: [.origin: "http://localhost", .host: "localhost"])
+            let accepted = try await browser.post("/projects", [("_csrf", token), ("name", "Real")])
             #expect(accepted.status == .seeOther)
             #expect(try await browser.get("/dashboard").body.contains("<h2>Real</h2>"))
         }
@@ -76,7 +75,7 @@ import Testing
             let token = try #require(form.csrf)
             #expect(token.count == 64)
             #expect(browser.cookies["cr_form"] == token)
-            #expect(form.setCookies == ["cr_form=\(token); Max-Age=3600; Path=/; SameSite=Strict; HttpOnly"])
+            #expect(form.setCookies.map(Self.attributes) == [Self.attributes("cr_form=\(token); Max-Age=3600; Path=/; SameSite=Strict; HttpOnly")])
             // A page of another site can post the fields but not the cookie's value.
             browser.setCookie("cr_form", nil)
             let forged = try await browser.post("/register", [("_csrf", token), ("email", "ada@example.com"),
@@ -89,6 +88,12 @@ import Testing
                                                                 ("password", "correct horse battery")])
             #expect(retried.location == "/dashboard")
         }
+    }
+
+    /// A cookie's name=value and its attributes, whose order Hummingbird does not keep.
+    static func attributes(_ cookie: String) -> [String] {
+        let parts = cookie.components(separatedBy: "; ")
+        return [parts[0]] + parts.dropFirst().sorted()
     }
 
     @Test func theStylesheetIsServedWithAnETagAndRevalidates() async throws {
@@ -130,8 +135,8 @@ import Testing
             try await owner.post("/projects/\(project)/environments/development/variables",
                                  [("_csrf", ownerToken), ("key", "KEEP_ME"), ("value", "hunter22"), ("variableType", "secret")])
             let staging = try await owner.get("/projects/\(project)?env=staging")
-            let template = try #require(Page.attribute("value", afterMarker: "data-testid=\"template-select\">\n        <option value=\"",
-                                                       in: staging.body))
+            let afterSelect = try #require(staging.body.components(separatedBy: "data-testid=\"template-select\">").last)
+            let template = try #require(Page.attribute("value", afterMarker: "<option value=\"", in: afterSelect))
             let intruder = Browser(client)
             try await intruder.register("eve@example.com")
             let intruderToken = try #require(try await intruder.get("/dashboard").csrf)

@@ -4,6 +4,7 @@ import ControlPlane
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdTesting
 import Sealing
 import Testing
 @testable import WebDashboard
@@ -19,7 +20,8 @@ import Testing
             let token = try #require(browser.cookies["cr_session"])
             #expect(token.hasPrefix("crs_") && token.count == 68)
             // 24 h (the token lifetime) from the test clock's now, which is also the session's start.
-            #expect(cookie == "cr_session=\(token); Max-Age=86400; Path=/; SameSite=Strict; HttpOnly")
+            #expect(PageSecurityTests.attributes(cookie)
+                    == PageSecurityTests.attributes("cr_session=\(token); Max-Age=86400; Path=/; SameSite=Strict; HttpOnly"))
             #expect(!cookie.contains("Secure"))
             let stored = try dashboard.sqlite("SELECT token_hash FROM browser_sessions")
             #expect(stored == Digest.sha256Hex(Array(token.utf8)))
