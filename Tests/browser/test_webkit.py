@@ -3,7 +3,6 @@ axe-core. WebKitGTK draws on X11, so the test starts its own Xvfb."""
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import axe_playwright_python
@@ -21,8 +20,12 @@ DRIVER = shutil.which("WebKitWebDriver")
 MINIBROWSER = next(iter(Path("/usr/lib").glob("*/webkit2gtk-4.*/MiniBrowser")), None)
 AXE = Path(axe_playwright_python.__file__).with_name("axe.min.js")
 
-pytestmark = pytest.mark.skipif(not DRIVER or not MINIBROWSER or not shutil.which("Xvfb"),
-                                reason="needs webkit2gtk-driver and xvfb (scripts/test-browser installs them)")
+pytestmark = [
+    pytest.mark.skipif(not DRIVER or not MINIBROWSER or not shutil.which("Xvfb"),
+                       reason="needs webkit2gtk-driver and xvfb (scripts/test-browser installs them)"),
+    # Selenium's own WebKitGTK driver class still uses a constructor argument Selenium deprecated.
+    pytest.mark.filterwarnings("ignore:setting remote_server_addr:DeprecationWarning"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ def measure(browser, url, state):
     context = browser.new_context(storage_state=state)
     page = context.new_page()
     sizes = []
-    page.on("requestfinished", lambda request: sizes.append(len(request.response().body())))
+    page.on("requestfinished", lambda request: sizes.append(
+        0 if 300 <= request.response().status < 400 else len(request.response().body())))
     page.goto(url, wait_until="load")
     timing = page.evaluate("(() => { const n = performance.getEntriesByType('navigation')[0];"
                            " return [n.domInteractive, n.loadEventEnd]; })()")
@@ -52,9 +53,11 @@ def main():
                 page.click('[data-testid="save-variable-button"]')
             state = setup.storage_state()
             setup.close()
-            for name, url in [("/login", controller.url + "/login"), ("/dashboard", controller.url + "/dashboard"),
-                              ("/projects/:id (20 variables)", project)]:
-                results = [measure(browser, url, state) for _ in range(runs)]
+            anonymous = {"cookies": [], "origins": []}
+            for name, url, session in [("/login", controller.url + "/login", anonymous),
+                                       ("/dashboard (6 projects)", controller.url + "/dashboard", state),
+                                       ("/projects/:id (20 variables)", project, state)]:
+                results = [measure(browser, url, session) for _ in range(runs)]
                 size, requests = results[0][0], results[0][1]
                 interactive = sorted(r[2] for r in results)
                 loaded = sorted(r[3] for r in results)
