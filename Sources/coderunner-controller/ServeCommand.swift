@@ -10,7 +10,7 @@ import WebDashboard
 
 /// `coderunner-controller serve`: the HTTP API. Each flag falls back to an environment variable.
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the HTTP API.")
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the HTTP API and the web dashboard.")
 
     @Option(help: "Address to listen on, HOST:PORT (env CODERUNNER_LISTEN; default \(ControllerConfiguration.defaultListen)).")
     var listen: String?
