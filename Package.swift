@@ -43,7 +43,7 @@ let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-htt
 /// install beside it, and a page can never meet a template of another version.
 let webDashboardResources: [Resource] = [
     "layout.mustache", "nav.mustache", "login.mustache", "register.mustache", "dashboard.mustache", "project.mustache",
-    "audit.mustache", "deployments.mustache", "denied.mustache", "tabs.mustache",
+    "audit.mustache", "deployments.mustache", "denied.mustache", "tabs.mustache", "deployment.mustache",
 ].map { .embedInCode("Templates/\($0)") } + ["app.css"].map { .embedInCode("Assets/\($0)") }
 
 var products: [Product] = []

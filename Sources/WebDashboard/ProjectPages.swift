@@ -65,6 +65,9 @@ extension WebDashboard {
         router.get("projects/:id/deployments") { request, context in
             try await handle(request, context, signedIn: true) { web in try await deploymentsPage(web) }
         }
+        router.get("deployments/:id") { request, context in
+            try await handle(request, context, signedIn: true) { web in try await deploymentPage(web) }
+        }
     }
 
     // MARK: Dashboard
@@ -292,5 +295,21 @@ extension WebDashboard {
             project: ProjectHeader(project), tab: .deployments,
             deployments: deployments.sorted { $0.createdAt > $1.createdAt }.map(DeploymentRow.init))
         return render("deployments", page)
+    }
+
+    /// One deployment without its live parts (logs and metrics arrive with the WebSocket streams): status,
+    /// settings and the instances the registry knows.
+    func deploymentPage(_ web: WebRequest) async throws -> Response {
+        let deployment = try await controlPlane.deployments.get(try web.parameter("id"), actor: web.actor)
+        let project = try await controlPlane.projects.get(deployment.projectId, actor: web.actor)
+        let instances = try await controlPlane.instances.instances(deploymentId: deployment.id)
+        let projects = try await controlPlane.projects.list(actor: web.actor)
+        let page = DeploymentPage(
+            chrome: chrome(web.visitor, title: deployment.name, projects: projects),
+            project: ProjectHeader(project), deployment: DeploymentRow(deployment),
+            cpu: String(format: "%g", deployment.cpuLimit), memory: ByteCountFormatter.string(fromByteCount: Int64(deployment.memoryLimit), countStyle: .memory),
+            pids: deployment.pidsLimit,
+            instances: instances.sorted { $0.instanceId < $1.instanceId }.map(InstanceRow.init), hasInstances: !instances.isEmpty)
+        return render("deployment", page)
     }
 }

@@ -159,3 +159,32 @@ struct DeploymentsPage {
     var tab: ProjectTab
     var deployments: [DeploymentRow]
 }
+
+struct InstanceRow {
+    var id: String
+    var state: String
+    var configVersion: String
+    var hostname: String
+    var lastHeartbeat: String
+    var stale: Bool
+
+    init(_ instance: Instance) {
+        id = instance.instanceId
+        state = instance.state
+        configVersion = instance.configVersion.map(String.init) ?? "none yet"
+        hostname = instance.hostname
+        lastHeartbeat = Format.date(instance.lastHeartbeatAt)
+        stale = instance.stale
+    }
+}
+
+struct DeploymentPage {
+    var chrome: Chrome
+    var project: ProjectHeader
+    var deployment: DeploymentRow
+    var cpu: String
+    var memory: String
+    var pids: Int
+    var instances: [InstanceRow]
+    var hasInstances: Bool
+}

@@ -172,4 +172,30 @@ import Testing
             #expect(revealed.body.contains("data-testid=\"variable-value\">hunter22</code>"))
         }
     }
+
+    @Test func aDeploymentPageIsItsOwnersOnly() async throws {
+        let dashboard = try Dashboard()
+        try await dashboard.run { owner, _, controlPlane, client in
+            try await owner.register("ada@example.com")
+            let project = try await owner.createProject("Shop")
+            let user = try #require(try await controlPlane.store.credentials(email: "ada@example.com")).user
+            let input = try JSONDecoder().decode(DeploymentService.CreateDeployment.self, from: Data(
+                #"{"projectId": "\#(project)", "environment": "development", "name": "web", "command": "python3 -m http.server"}"#.utf8))
+            let deployment = try await controlPlane.deployments.create(input, actor: Actor(userId: user.id))
+            let list = try await owner.get("/projects/\(project)/deployments")
+            #expect(list.body.contains("<a href=\"/deployments/\(deployment.id)\" data-testid=\"deployment-link\">web</a>"))
+            let page = try await owner.get("/deployments/\(deployment.id)")
+            #expect(page.status == .ok)
+            #expect(page.body.contains("<span class=\"badge\" data-testid=\"deployment-status\">PENDING</span>"))
+            #expect(page.body.contains("<code>python3 -m http.server</code>"))
+            #expect(page.body.contains("No instances have registered yet."))
+            let intruder = Browser(client)
+            try await intruder.register("eve@example.com")
+            let theirs = try await intruder.get("/deployments/\(deployment.id)")
+            let unknown = try await intruder.get("/deployments/\(UUID().uuidString.lowercased())")
+            #expect(theirs.status == .notFound)
+            #expect(theirs.body.contains("<h1 id=\"denied-title\">Access Denied</h1>"))
+            #expect(theirs.body == unknown.body)
+        }
+    }
 }

@@ -6,7 +6,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from conftest import new_email, screenshot
-from helpers import add_variable, create_project, register
+from helpers import add_variable, create_deployment, create_project, register
 
 PHONE = {"width": 375, "height": 667}
 TABLET = {"width": 768, "height": 1024}
@@ -55,13 +55,14 @@ def assert_accessible(axe, page, name):
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_axe_finds_no_violations(page, axe, viewport):
+def test_axe_finds_no_violations(page, axe, viewport, base_url):
     page.set_viewport_size(viewport)
     page.goto("/login")
     assert_accessible(axe, page, "login")
     page.goto("/register")
     assert_accessible(axe, page, "register")
-    register(page, new_email())
+    email = new_email()
+    register(page, email)
     assert_accessible(axe, page, "empty dashboard")
     page.click('[data-testid="user-menu"]')
     assert_accessible(axe, page, "dashboard with the user menu open")
@@ -75,7 +76,13 @@ def test_axe_finds_no_violations(page, axe, viewport):
     assert_accessible(axe, page, "environment with the template form")
     page.goto(project + "/audit")
     assert_accessible(axe, page, "audit log")
+    deployment = create_deployment(base_url, email, project)
     page.goto(project + "/deployments")
     assert_accessible(axe, page, "deployments")
+    page.click('[data-testid="deployment-link"]')
+    expect(page.locator('[data-testid="deployment-status"]')).to_have_text("PENDING")
+    assert page.url.endswith(f"/deployments/{deployment}")
+    assert_accessible(axe, page, "deployment")
+    screenshot(page, f"deployment-{viewport['width']}")
     page.goto(project.replace(project[-36:], "00000000-0000-4000-8000-000000000000"))
     assert_accessible(axe, page, "access denied")
