@@ -39,6 +39,13 @@ let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
 let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-http-types")
 
+/// The dashboard's templates and assets, compiled into the binary (PackageResources.<file>_<ext>): nothing to
+/// install beside it, and a page can never meet a template of another version.
+let webDashboardResources: [Resource] = [
+    "layout.mustache", "nav.mustache", "login.mustache", "register.mustache", "dashboard.mustache", "project.mustache",
+    "audit.mustache", "deployments.mustache", "denied.mustache", "tabs.mustache", "deployment.mustache",
+].map { .embedInCode("Templates/\($0)") } + ["app.css"].map { .embedInCode("Assets/\($0)") }
+
 var products: [Product] = []
 var dependencies: [Package.Dependency] = [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
@@ -117,6 +124,8 @@ if parts.contains("controller") {
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        // The dashboard's server-rendered pages (docs/dashboard.md says why Mustache); no dependencies of its own.
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ]
     targets += [
         .target(
@@ -141,12 +150,28 @@ if parts.contains("controller") {
             // The API's OpenAPI document, served as it is in the repository (PackageResources.openapi_yaml).
             resources: [.embedInCode("../../openapi/openapi.yaml")],
             swiftSettings: swiftSettings),
+        // The web dashboard: pages, browser sessions' cookies and CSRF, embedded assets; ControlPlane's services do the work.
+        .target(
+            name: "WebDashboard",
+            dependencies: [
+                "ControlPlane", "Sealing", hummingbird, logging, httpTypes, nioCore,
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            resources: webDashboardResources,
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-controller",
             dependencies: [
-                "ControlPlane", "Scaling", argumentParser, hummingbird, logging,
+                "ControlPlane", "WebDashboard", "Scaling", argumentParser, hummingbird, logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "WebDashboardTests",
+            dependencies: [
+                "WebDashboard", "ControlPlane", "Sealing", "TestSupport", hummingbird, httpTypes, nioCore, logging,
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(

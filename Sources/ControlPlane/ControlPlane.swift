@@ -203,8 +203,10 @@ public func buildApplication(
 }
 
 /// Same, also handing back the wired services (tests inspect the hub and the store through them).
+/// `addRoutes` adds routes beside the API's (the executable adds the web dashboard's; ControlPlane knows none of them).
 public func buildApplication(
     controlPlane existing: ControlPlane?, _ configuration: ControllerConfiguration, dependencies: Dependencies = .live,
+    addRoutes: (ControlPlane, Router<ControlPlaneContext>) throws -> Void = { _, _ in },
     onServerRunning: @escaping @Sendable (String) async -> Void = { _ in }
 ) async throws -> (app: some ApplicationProtocol, controlPlane: ControlPlane) {
     var logger = Logger(label: "coderunner-controller")
@@ -218,8 +220,10 @@ public func buildApplication(
     // HTTP/1 with the WebSocket upgrade of GET /api/ws (Live/LiveUpgradeChannel.swift); the header-read timeout and
     // the idle timeout of plain HTTP are as before. Sockets are kept alive by a ping every 30 s (closed when a pong
     // does not come back in the next 30 s).
+    let router = controlPlane.router()
+    try addRoutes(controlPlane, router)
     let app = Application(
-        router: controlPlane.router(),
+        router: router,
         server: .http1WithLiveStreams(
             http1: .init(idleTimeout: .init(configuration.idleTimeout)),
             ws: .init(maxFrameSize: 1 << 16, autoPing: .enabled(timePeriod: configuration.webSocketPingInterval)),

@@ -6,10 +6,11 @@ import Logging
 import Scaling
 import ServiceLifecycle
 import UnixSignals
+import WebDashboard
 
 /// `coderunner-controller serve`: the HTTP API. Each flag falls back to an environment variable.
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the HTTP API.")
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the HTTP API and the web dashboard.")
 
     @Option(help: "Address to listen on, HOST:PORT (env CODERUNNER_LISTEN; default \(ControllerConfiguration.defaultListen)).")
     var listen: String?
@@ -158,6 +159,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Login and registration attempts per minute per client address, also the burst (env CODERUNNER_AUTH_RATE_LIMIT; default \(ControllerConfiguration.defaultAuthAttemptsPerMinute)).")
     var authRateLimit: Int?
 
+    @Option(help: "on: the dashboard's cookies are always Secure, for HTTPS through a proxy that sends no X-Forwarded-Proto; auto: Secure when the request came over HTTPS (env CODERUNNER_SECURE_COOKIES; default auto).")
+    var secureCookies: String?
+
+    /// The web dashboard's settings.
+    func dashboardConfiguration(_ environment: [String: String]) throws -> WebDashboard.Configuration {
+        switch secureCookies ?? environment["CODERUNNER_SECURE_COOKIES"] ?? "auto" {
+        case "auto": return .init(secureCookies: false)
+        case "on": return .init(secureCookies: true)
+        case let other: throw ValidationError("--secure-cookies must be auto or on, got \(other)")
+        }
+    }
+
     /// The security flags, apart so that tests can check them without starting a server.
     func securityConfiguration(_ configuration: inout ControllerConfiguration, _ environment: [String: String]) throws {
         if let text = registration ?? environment["CODERUNNER_REGISTRATION"].flatMap({ $0.isEmpty ? nil : $0 }) {
@@ -280,7 +293,10 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.deploymentCeiling = try deploymentCeiling(environment, defaults: configuration.deploymentDefaults)
         try securityConfiguration(&configuration, environment)
         try deploymentConfiguration(&configuration, environment)
-        let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration) { address in
+        let dashboard = try dashboardConfiguration(environment)
+        let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration, addRoutes: { controlPlane, router in
+            try WebDashboard(controlPlane: controlPlane, configuration: dashboard).addRoutes(to: router)
+        }) { address in
             // Unbuffered, so that a supervisor or test reading the pipe sees it at once.
             FileHandle.standardOutput.write(Data("coderunner-controller listening on http://\(address)\n".utf8))
         }

@@ -73,6 +73,16 @@ public struct AuthService: Sendable {
     }
 
     public func login(email rawEmail: String?, password rawPassword: String?) async throws -> Session {
+        let user = try await verify(email: rawEmail, password: rawPassword)
+        let token = try Tokens.mint(prefix: Tokens.userPrefix, random: dependencies.random)
+        let now = dependencies.now()
+        let expiresAt = now.addingTimeInterval(tokenLifetime.inSeconds)
+        try await store.insertAPIToken(hash: Tokens.hash(token), userId: user.id, expiresAt: expiresAt, now: now)
+        return Session(token: token, expiresAt: expiresAt, user: user)
+    }
+
+    /// The user whose e-mail and password these are, or "Invalid credentials" whichever of the two is wrong.
+    func verify(email rawEmail: String?, password rawPassword: String?) async throws -> User {
         guard let rawEmail, let rawPassword, !rawPassword.isEmpty else {
             throw ControlPlaneError.validation(field: rawEmail == nil ? "email" : "password", reason: "is required")
         }
@@ -84,11 +94,7 @@ public struct AuthService: Sendable {
         let candidate = String(decoding: Array(rawPassword.utf8.prefix(72)), as: UTF8.self)
         let matches = try await Self.offLoop { Bcrypt.verify(candidate, hash: hash) }
         guard usable, matches, let user = record?.user else { throw invalid }
-        let token = try Tokens.mint(prefix: Tokens.userPrefix, random: dependencies.random)
-        let now = dependencies.now()
-        let expiresAt = now.addingTimeInterval(tokenLifetime.inSeconds)
-        try await store.insertAPIToken(hash: Tokens.hash(token), userId: user.id, expiresAt: expiresAt, now: now)
-        return Session(token: token, expiresAt: expiresAt, user: user)
+        return user
     }
 
     /// The user a session token belongs to, if it is known, unexpired and not revoked.

@@ -25,6 +25,17 @@ public struct VariableInput: Codable, Sendable {
     public var isRequired: Bool?
     public var description: String?
     public var variableType: VariableType?
+
+    /// Public, for front ends other than the JSON API (the dashboard's forms).
+    public init(key: String? = nil, value: String? = nil, isEncrypted: Bool? = nil, isRequired: Bool? = nil,
+                description: String? = nil, variableType: VariableType? = nil) {
+        self.key = key
+        self.value = value
+        self.isEncrypted = isEncrypted
+        self.isRequired = isRequired
+        self.description = description
+        self.variableType = variableType
+    }
 }
 
 public struct ConfigService: Sendable {
@@ -110,6 +121,15 @@ public struct ConfigService: Sendable {
         public var description: String?
         public var isActive: Bool?
         public var variables: [VariableInput]?
+
+        public init(environment: String? = nil, name: String? = nil, description: String? = nil, isActive: Bool? = nil,
+                    variables: [VariableInput]? = nil) {
+            self.environment = environment
+            self.name = name
+            self.description = description
+            self.isActive = isActive
+            self.variables = variables
+        }
     }
 
     public func environments(projectId: String, actor: Actor) async throws -> [EnvironmentConfig] {
@@ -239,6 +259,14 @@ public struct ConfigService: Sendable {
         public var environment: String?
         public var name: String?
         public var overrides: [String: String]?
+
+        public init(templateId: String? = nil, environment: String? = nil, name: String? = nil,
+                    overrides: [String: String]? = nil) {
+            self.templateId = templateId
+            self.environment = environment
+            self.name = name
+            self.overrides = overrides
+        }
     }
 
     public func templates(category: String?, actor: Actor) async throws -> [ConfigTemplate] {

@@ -10,6 +10,11 @@ public struct ProjectService: Sendable {
     public struct ProjectInput: Codable, Sendable {
         public var name: String?
         public var description: String?
+
+        public init(name: String? = nil, description: String? = nil) {
+            self.name = name
+            self.description = description
+        }
     }
 
     static func checkDescription(_ description: String?) throws(ControlPlaneError) {

@@ -7,6 +7,8 @@ public enum Tokens {
     public static let userPrefix = "crt_"
     public static let agentPrefix = "cra_"
     public static let invitePrefix = "cri_"
+    /// The dashboard's session cookie.
+    public static let browserSessionPrefix = "crs_"
 
     /// A new token: prefix + 64 hex digits from `random(32)`.
     public static func mint(prefix: String, random: @Sendable (Int) throws -> [UInt8]) throws -> String {

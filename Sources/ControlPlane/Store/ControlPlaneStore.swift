@@ -126,6 +126,10 @@ public protocol ControlPlaneStore: Sendable {
     /// The same, with the token's expiry.
     func session(forTokenHash hash: String, now: Date) async throws -> (user: User, expiresAt: Date)?
     func revokeAPIToken(hash: String, now: Date) async throws
+    /// The dashboard's cookie sessions (SQLiteStore+BrowserSessions.swift).
+    func insertBrowserSession(hash: String, userId: String, expiresAt: Date, now: Date) async throws
+    func user(forBrowserSessionHash hash: String, now: Date) async throws -> User?
+    func revokeBrowserSession(hash: String, now: Date) async throws
 
     // MARK: Projects
     func createProject(_ project: Project, audit: AuditDraft) async throws

@@ -219,6 +219,20 @@ enum Migrations {
                 CREATE INDEX idx_deployments_project_env ON deployments(project_id, environment);
                 """)
         }
+        // The dashboard's browser sessions: a cookie's token, stored only as its SHA-256 like API tokens, but in a
+        // table of its own so that a cookie never works as a Bearer token nor a Bearer token as a cookie.
+        migrator.registerMigration("v7-browser-sessions") { db in
+            try db.execute(sql: """
+                CREATE TABLE browser_sessions (
+                    token_hash TEXT PRIMARY KEY,
+                    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    created_at DATETIME NOT NULL,
+                    expires_at DATETIME NOT NULL,
+                    revoked_at DATETIME
+                );
+                CREATE INDEX idx_browser_sessions_user ON browser_sessions(user_id);
+                """)
+        }
         return migrator
     }
 }
