@@ -123,13 +123,25 @@ public struct AgentUsage: Codable, Sendable, Equatable {
     }
 }
 
-/// `GET /v1/logs?after=SEQ&limit=N`: lines after SEQ, oldest first. Resume with `after=lastSequence`
-/// of the previous answer (or the last line's sequence); a gap in sequences means lines were dropped.
+/// `GET /v1/logs`: the app's output lines, oldest first.
+/// - `after=SEQ&limit=N` (default 0 and 100, limit 1...1000): up to N lines after SEQ;
+/// - `tail=N` (1...1000; not with `after` or `limit`): the newest N lines held;
+/// - `wait=DURATION` (`500ms`, `30s`, `2.5s`, or plain seconds; at most 60 s): when no line after SEQ is held,
+///   the agent holds the request until one is appended (answering at once) or the wait ends (answering no lines).
+/// To follow the log, ask again with `after=` the last line's sequence, or `lastSequence` when no line came.
+/// `oldestSequence - after - 1`, when positive, is how many lines the ring dropped before they were read.
 public struct AgentLogs: Codable, Sendable, Equatable {
     public var lines: [AgentLogLine]
     /// The newest sequence the agent has assigned (0 before any output).
     public var lastSequence: UInt64
-    public init(lines: [AgentLogLine], lastSequence: UInt64) { self.lines = lines; self.lastSequence = lastSequence }
+    /// The oldest sequence the ring still holds (`lastSequence + 1` while it holds none).
+    public var oldestSequence: UInt64
+    /// `oldestSequence` defaults to the first line's sequence (`lastSequence + 1` without lines): the ring held
+    /// at least these lines.
+    public init(lines: [AgentLogLine], lastSequence: UInt64, oldestSequence: UInt64? = nil) {
+        self.lines = lines; self.lastSequence = lastSequence
+        self.oldestSequence = oldestSequence ?? lines.first?.sequence ?? lastSequence + 1
+    }
 }
 
 public struct AgentLogLine: Codable, Sendable, Equatable {

@@ -65,9 +65,18 @@ public struct BearerToken: Sendable, Equatable {
     }
 }
 
+/// What the router decided: an answer, or lines of the log, which the server may hold back (`wait=`).
+public enum HTTPRoute: Sendable, Equatable {
+    case response(HTTPResponse)
+    case logs(LogQuery)
+}
+
 public struct HTTPRouter: Sendable {
     public static let defaultLogLimit = 100
     public static let maxLogLimit = 1000
+    /// The longest `/v1/logs?wait=`: a follower asks again at least this often, so a lost client holds a
+    /// connection for no longer.
+    public static let maxLogWait = Duration.seconds(60)
     /// No endpoint takes a body; anything larger than this is refused before it is read.
     public static let maxBodyBytes = 1024
 
@@ -81,7 +90,90 @@ public struct HTTPRouter: Sendable {
 
     static let routes = ["/metrics", "/v1/status", "/v1/logs", "/healthz"]
 
+    /// The answer now: a `/v1/logs` request is answered with the lines held at this instant, whatever its `wait`.
     public func respond(to request: HTTPRequestHead) -> HTTPResponse {
+        switch route(request) {
+        case .response(let response): response
+        case .logs(let query): Self.json(observations.logs(query))
+        }
+    }
+
+    public func route(_ request: HTTPRequestHead) -> HTTPRoute {
+        if let refusal = validate(request) { return .response(refusal) }
+        switch request.path {
+        case "/metrics":
+            return .response(HTTPResponse(status: 200, contentType: PrometheusText.contentType, body: Array(observations.metricsText().utf8)))
+        case "/v1/status":
+            return .response(Self.json(observations.status()))
+        case "/v1/logs":
+            switch Self.logQuery(request.query) {
+            case .success(let query): return .logs(query)
+            case .failure(let error): return .response(Self.error(400, "bad_request", error.message))
+            }
+        default:
+            return .response(Self.json(["status": "ok"]))
+        }
+    }
+
+    /// Why a `/v1/logs` query was refused, in words for the client.
+    public struct LogQueryError: Error, Equatable {
+        public var message: String
+    }
+
+    /// `after`/`limit` (as before), or `tail`, and `wait`.
+    public static func logQuery(_ query: [String: String]) -> Result<LogQuery, LogQueryError> {
+        func fail(_ message: String) -> Result<LogQuery, LogQueryError> { .failure(LogQueryError(message: message)) }
+        var wait = Duration.zero
+        if let text = query["wait"] {
+            guard let value = parseWait(text) else {
+                return fail("wait must be a duration such as 500ms, 30s or 2.5s (plain numbers are seconds), got '\(text)'")
+            }
+            guard value <= maxLogWait else { return fail("wait must be at most 60s, got '\(text)'") }
+            wait = value
+        }
+        if let text = query["tail"] {
+            if query["after"] != nil { return fail("tail and after cannot be combined: tail=N answers the newest N lines, after=SEQ the lines after SEQ") }
+            if query["limit"] != nil { return fail("tail and limit cannot be combined: tail=N answers at most N lines") }
+            guard let count = Int(text), (1...maxLogLimit).contains(count) else {
+                return fail("tail must be between 1 and \(maxLogLimit), got '\(text)'")
+            }
+            return .success(LogQuery(start: .tail(count), limit: count, wait: wait))
+        }
+        var after: UInt64 = 0
+        if let text = query["after"] {
+            guard let value = UInt64(text) else { return fail("after must be a sequence number (0 or more), got '\(text)'") }
+            after = value
+        }
+        var limit = defaultLogLimit
+        if let text = query["limit"] {
+            guard let value = Int(text), (1...maxLogLimit).contains(value) else {
+                return fail("limit must be between 1 and \(maxLogLimit), got '\(text)'")
+            }
+            limit = value
+        }
+        return .success(LogQuery(start: .after(after), limit: limit, wait: wait))
+    }
+
+    /// `500ms`, `30s`, `2.5s` or `30` (seconds): digits with at most one decimal point, then `ms`, `s` or nothing.
+    /// Nil for anything else (negative numbers, exponents, other units); nine characters at most keep the
+    /// nanoseconds within Int64.
+    public static func parseWait(_ text: String) -> Duration? {
+        var number = Substring(text)
+        var nanosecondsPerUnit: Double = 1e9
+        if number.hasSuffix("ms") {
+            number = number.dropLast(2)
+            nanosecondsPerUnit = 1e6
+        } else if number.hasSuffix("s") {
+            number = number.dropLast()
+        }
+        guard !number.isEmpty, number.count <= 9, number.first != ".", number.last != ".",
+              number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), number.filter({ $0 == "." }).count <= 1,
+              let value = Double(number) else { return nil }
+        return .nanoseconds(Int64((value * nanosecondsPerUnit).rounded()))
+    }
+
+    /// The error for a request that no endpoint takes, or nil.
+    private func validate(_ request: HTTPRequestHead) -> HTTPResponse? {
         // RFC 9112 3.2: a server must answer 400 to an HTTP/1.1 request without Host (libmicrohttpd lets it through).
         if request.version == "HTTP/1.1" && request.host == nil {
             return Self.error(400, "bad_request", "HTTP/1.1 requests need a Host header")
@@ -104,28 +196,7 @@ public struct HTTPRouter: Sendable {
             response.headers["WWW-Authenticate"] = "Bearer realm=\"coderunner-agent\""
             return response
         }
-        switch request.path {
-        case "/metrics":
-            return HTTPResponse(status: 200, contentType: PrometheusText.contentType, body: Array(observations.metricsText().utf8))
-        case "/v1/status":
-            return Self.json(observations.status())
-        case "/v1/logs":
-            var after: UInt64 = 0
-            if let text = request.query["after"] {
-                guard let value = UInt64(text) else { return Self.error(400, "bad_request", "after must be a sequence number (0 or more), got '\(text)'") }
-                after = value
-            }
-            var limit = Self.defaultLogLimit
-            if let text = request.query["limit"] {
-                guard let value = Int(text), (1...Self.maxLogLimit).contains(value) else {
-                    return Self.error(400, "bad_request", "limit must be between 1 and \(Self.maxLogLimit), got '\(text)'")
-                }
-                limit = value
-            }
-            return Self.json(observations.logs(after: after, limit: limit))
-        default:
-            return Self.json(["status": "ok"])
-        }
+        return nil
     }
 
     struct ErrorBody: Encodable {

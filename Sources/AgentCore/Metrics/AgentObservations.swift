@@ -9,7 +9,8 @@ import Synchronization
 public final class AgentObservations: Sendable {
     public let identity: AgentIdentity
     private let snapshotProvider: @Sendable () -> SupervisorSnapshot
-    private let logRing: LogRing?
+    /// Internal: the HTTP server arms its wake-up for held `/v1/logs?wait=` requests.
+    let logRing: LogRing?
     private let latest = Mutex<ProcessTreeSample?>(nil)
     private let providers = Mutex<[any MetricFamilyProvider]>([])
     private let selfUsage: @Sendable () -> AgentUsage
@@ -53,9 +54,16 @@ public final class AgentObservations: Sendable {
     }
 
     public func logs(after sequence: UInt64, limit: Int) -> AgentLogs {
-        guard let logRing else { return AgentLogs(lines: [], lastSequence: 0) }
-        // lastSequence first: a line appended in between is then served on the next poll, not skipped.
-        let last = logRing.lastSequence
-        return StatusReport.logs(logRing.lines(after: sequence, limit: limit).filter { $0.sequence <= last }, lastSequence: last)
+        logs(LogQuery(start: .after(sequence), limit: limit))
+    }
+
+    /// The lines `query` asks for now (its `wait` is the HTTP server's business), with the ring's bounds read
+    /// in the same look, so `lastSequence` is never behind the lines.
+    public func logs(_ query: LogQuery) -> AgentLogs {
+        guard let logRing else { return AgentLogs(lines: [], lastSequence: 0, oldestSequence: 1) }
+        switch query.start {
+        case .after(let sequence): return StatusReport.logs(logRing.page(after: sequence, limit: query.limit))
+        case .tail(let count): return StatusReport.logs(logRing.tail(count))
+        }
     }
 }

@@ -29,8 +29,8 @@ public enum StatusReport {
         }
     }
 
-    public static func logs(_ lines: [LogLine], lastSequence: UInt64) -> AgentLogs {
-        AgentLogs(lines: lines.map { AgentLogLine(sequence: $0.sequence, timestamp: $0.timestamp, stream: $0.stream.rawValue, text: $0.text) },
-                  lastSequence: lastSequence)
+    public static func logs(_ page: LogPage) -> AgentLogs {
+        AgentLogs(lines: page.lines.map { AgentLogLine(sequence: $0.sequence, timestamp: $0.timestamp, stream: $0.stream.rawValue, text: $0.text) },
+                  lastSequence: page.lastSequence, oldestSequence: page.oldestSequence)
     }
 }

@@ -17,6 +17,7 @@ CURLcode cr_curl_getinfo_long(CURL *handle, CURLINFO info, long *value);
 
 /// MHD_start_daemon is variadic. This starts a daemon with one internal polling thread (epoll),
 /// a connection limit, a per-connection memory limit and a timeout, on an already bound and listening socket.
+/// Connections may be suspended and resumed (MHD_ALLOW_SUSPEND_RESUME).
 struct MHD_Daemon *cr_mhd_start(int listen_fd,
                                 MHD_AccessHandlerCallback handler, void *handler_cls,
                                 MHD_RequestCompletedCallback completed, void *completed_cls,
