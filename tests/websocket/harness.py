@@ -163,6 +163,11 @@ class Controller:
                 return int(row.split()[1])
         return 0
 
+    def cpu_seconds(self):
+        """User plus system CPU time the controller has used so far."""
+        fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def agent_pids(self):
         """Agents this controller started: children whose command line names our data directory."""
         pids = []
