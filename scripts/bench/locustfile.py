@@ -118,7 +118,7 @@ class PlanUser(FastHttpUser):
         fire = self.environment.events.request.fire
         started = time.perf_counter()
         try:
-            ws = connect(url, additional_headers=self.auth(), open_timeout=10, close_timeout=5)
+            ws = connect(url, additional_headers=self.auth(), open_timeout=10, close_timeout=5).__enter__()
         except Exception as error:
             # The status alone: websockets' message lists every header, which would split one error in many.
             status = getattr(getattr(error, "response", None), "status_code", None)

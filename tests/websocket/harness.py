@@ -213,7 +213,8 @@ class Socket:
     def __init__(self, url, token, **options):
         from websockets.sync.client import connect
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.ws = connect(url, additional_headers=headers, open_timeout=10, close_timeout=5, **options)
+        # Entered as a context manager (websockets 17 warns about a bare connect()); close() exits it.
+        self.ws = connect(url, additional_headers=headers, open_timeout=10, close_timeout=5, **options).__enter__()
         self.frames = []
         self.cursor = 0
 

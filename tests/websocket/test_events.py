@@ -165,3 +165,18 @@ def test_controller_shutdown_closes_sockets_with_1001():
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     finally:
         assert server.stop() == []
+
+
+def test_a_foreign_origin_is_refused_even_with_a_valid_token(controller, owner):
+    # A page of another site would send its own Origin; riding on a user's credentials must not work.
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect as raw_connect
+    with pytest.raises(InvalidStatus) as refused:
+        raw_connect(controller.ws_url, additional_headers={"Authorization": f"Bearer {owner.token}",
+                                                           "Origin": "http://evil.example"}, open_timeout=10)
+    assert refused.value.response.status_code == 403
+    # The controller's own origin is fine.
+    same = Socket(controller.ws_url, owner.token, origin=controller.base)
+    same.send("ping")
+    same.expect("pong", seconds=5)
+    same.close()
