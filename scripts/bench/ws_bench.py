@@ -193,7 +193,7 @@ def anchor_poller(base, token, deployment, measure_from_ns, stop_at, interval, t
     while time.monotonic() < stop_at:
         started = time.monotonic()
         try:
-            rows = api.data("GET", f"/api/deployments/{deployment}/logs?tail={tail}&format=json", timeout=10)
+            rows = api.data("GET", f"/api/deployments/{deployment}/logs?tail={tail}&format=json", timeout=10)["lines"]
         except Exception:
             errors += 1
             rows = []
