@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,6 +31,7 @@ def prepare(controller, users, running, work):
     doc = urllib.request.urlopen(controller.base + "/api/openapi.yaml", timeout=10).read().decode()
     with_logs = "/api/deployments/{id}/logs" in doc
     with_delete = "/api/deployments/{id}/stop" in doc  # the lifecycle (stop, start, DELETE) came together
+    with_ws = websocket_served(controller)
     print(f"== preparing {users} users (each: a project and a deployment; {running} of them running)")
     accounts = []
     for i in range(users):
@@ -42,20 +44,30 @@ def prepare(controller, users, running, work):
         accounts.append({"email": email, "password": password, "projectId": project, "deploymentId": deployment})
     users_file = os.path.join(work, "users.json")
     json.dump(accounts, open(users_file, "w"))
-    return users_file, with_logs, with_delete
+    return users_file, with_logs, with_delete, with_ws
+
+
+def websocket_served(controller):
+    """GET /api/ws without the upgrade headers answers 426 where the WebSocket exists, 404 where it does not."""
+    try:
+        urllib.request.urlopen(controller.base + "/api/ws", timeout=10)
+    except urllib.error.HTTPError as error:
+        return error.code == 426
+    return False
 
 
 def run_locust(controller, users_file, work, users, spawn_rate, duration, wait_min, wait_max, with_logs,
-               with_delete):
+               with_delete, with_ws):
     """Runs Locust headless; returns its figures: rows (the stats CSV), failures, p95, errors, and more."""
     env = dict(os.environ, LOAD_USERS=users_file, LOAD_WAIT_MIN=str(wait_min), LOAD_WAIT_MAX=str(wait_max),
-               LOAD_WITH_LOGS="1" if with_logs else "0", LOAD_WITH_DELETE="1" if with_delete else "0")
+               LOAD_WITH_LOGS="1" if with_logs else "0", LOAD_WITH_DELETE="1" if with_delete else "0",
+               LOAD_WITH_WS="1" if with_ws else "0")
     prefix = os.path.join(work, "locust")
     argv = [sys.executable, "-m", "locust", "-f", os.path.join(HERE, "locustfile.py"), "--headless",
             "-u", str(users), "-r", str(spawn_rate), "-t", f"{duration}s", "--host", controller.base,
             "--csv", prefix, "--only-summary", "--stop-timeout", "30", "--loglevel", "WARNING"]
     print(f"== locust: {users} users, spawn {spawn_rate}/s, {duration}s, think {wait_min}-{wait_max}s between "
-          f"journeys; logs step: {with_logs}; DELETE step: {with_delete}")
+          f"journeys; logs step: {with_logs}; DELETE step: {with_delete}; WebSocket journey: {with_ws}")
     rss_before, cpu_before = controller.rss_kb(), controller.cpu_seconds()
     started = time.monotonic()
     output = os.path.join(work, "locust.out")
@@ -113,9 +125,9 @@ def main():
     controller = Controller(args.bin_dir, extra=settings).start()
     work = tempfile.mkdtemp(prefix="coderunner-load-")
     try:
-        users_file, with_logs, with_delete = prepare(controller, args.users, args.running, work)
+        users_file, with_logs, with_delete, with_ws = prepare(controller, args.users, args.running, work)
         result = run_locust(controller, users_file, work, args.users, args.spawn_rate, args.duration, args.wait_min,
-                            args.wait_max, with_logs, with_delete)
+                            args.wait_max, with_logs, with_delete, with_ws)
     finally:
         left = controller.stop()
     print_table(result)

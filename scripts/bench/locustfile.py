@@ -9,7 +9,7 @@ creates the users and sets the environment below); not meant to be run alone.
   websocket      10   log in, open /api/ws, subscribe to logs, 10 s, subscribe to status, 15 s, unsubscribe
 
 Environment: LOAD_USERS (JSON file: [{email, password, projectId, deploymentId}]), LOAD_WAIT_MIN/MAX (think time
-between journeys, s), LOAD_WITH_LOGS and LOAD_WITH_DELETE (1 when the controller serves those routes).
+between journeys, s), LOAD_WITH_LOGS, LOAD_WITH_DELETE and LOAD_WITH_WS (1 when the controller serves those routes).
 """
 import itertools
 import json
@@ -23,6 +23,8 @@ from locust import FastHttpUser, between, task
 ACCOUNTS = json.load(open(os.environ["LOAD_USERS"]))
 WITH_LOGS = os.environ.get("LOAD_WITH_LOGS") == "1"
 WITH_DELETE = os.environ.get("LOAD_WITH_DELETE") == "1"
+# A controller without the WebSocket runs the other journeys only (the driver prints which ran).
+WITH_WS = os.environ.get("LOAD_WITH_WS", "1") == "1"
 _next_account = itertools.count()
 
 
@@ -110,7 +112,7 @@ class PlanUser(FastHttpUser):
 
     @task(10)
     def websocket(self):
-        if not self.login():
+        if not WITH_WS or not self.login():
             return
         from websockets.sync.client import connect
         url = self.host.replace("http://", "ws://") + "/api/ws"

@@ -338,7 +338,7 @@ def bench_stability(args):
             followed.append((user, deployment))
         for user, deployment in followed:
             user.wait_running(deployment, 1)
-        users_file, with_logs, with_delete = load_test.prepare(controller, args.load_users, 0, work)
+        users_file, with_logs, with_delete, with_ws = load_test.prepare(controller, args.load_users, 0, work)
         stop_at = time.monotonic() + args.duration + 30
         measure_from = time.monotonic_ns() + 30_000_000_000
         jobs = [(user.token, deployment) for user, deployment in followed] * (args.connections // args.deployments)
@@ -346,7 +346,7 @@ def bench_stability(args):
         time.sleep(10)
         print(f"== {len(jobs)} followers connected; Locust load for {args.duration}s")
         locust = load_test.run_locust(controller, users_file, work, args.load_users, 20, args.duration, 1, 3,
-                                      with_logs, with_delete)
+                                      with_logs, with_delete, with_ws)
         summaries = collect(workers, results, stop_at)
         for user, deployment in followed:
             user.scale(deployment, 0)
