@@ -1,6 +1,7 @@
 // ControlPlane: the controller's store, services and HTTP routes, wired from a configuration.
 import Foundation
 public import Hummingbird
+import HummingbirdWebSocket
 public import Logging
 import NIOCore
 import Sealing
@@ -22,6 +23,8 @@ public struct ControllerConfiguration: Sendable {
     public static let defaultIdleTimeout: Duration = .seconds(75)
     /// From a request's first byte to its complete head (Go's ReadHeaderTimeout is commonly set to 10 s).
     public static let defaultHeaderReadTimeout: Duration = .seconds(10)
+    /// Below the 60 s idle timeouts common in proxies and load balancers in front of a controller.
+    public static let defaultWebSocketPingInterval: Duration = .seconds(30)
     public static let defaultInviteLifetime: Duration = .seconds(7 * 24 * 3600)
     /// Login and registration attempts per minute per client address (and the burst): a person who mistypes
     /// is never held up; a guesser gets 14,400 tries a day instead of bcrypt's hundreds a second.
@@ -60,6 +63,8 @@ public struct ControllerConfiguration: Sendable {
     public var maxPollsPerToken = defaultMaxPollsPerToken
     public var idleTimeout = defaultIdleTimeout
     public var headerReadTimeout = defaultHeaderReadTimeout
+    /// A WebSocket connection is pinged this often; one whose pong does not come back before the next ping is closed.
+    public var webSocketPingInterval = defaultWebSocketPingInterval
 
     public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
                 masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
@@ -128,6 +133,8 @@ public struct ControlPlane: Sendable {
     public let scaling: ScalingAPI
     /// Login and registration attempts per client address.
     let authAttempts: AttemptLimiter
+    /// The live streams of GET /api/ws (logs, status, metrics): their relays and the agents they follow.
+    public let live: LiveHub
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
     /// and seeds the official templates.
@@ -158,18 +165,21 @@ public struct ControlPlane: Sendable {
         if leftovers > 0 {
             logger.warning("revoked agent tokens a previous run left behind", metadata: ["count": "\(leftovers)"])
         }
+        let auth = try await AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
+                                         tokenLifetime: configuration.tokenLifetime,
+                                         adminEmail: configuration.adminEmail?.lowercased(),
+                                         registration: configuration.registration)
+        let scaling = ScalingAPI.open(configuration, pool: store.pool, instances: instances, credentials: deployments,
+                                      dependencies: dependencies, logger: logger)
+        // The streams reach the agents the scaler polls, past the same address policy.
+        let live = LiveHub(agents: LiveAgents(local: scaling.localExecutor, registry: instances, policy: scaling.scaler.fetchPolicy),
+                           statusFeed: statusFeed, deployments: deployments, auth: auth, logger: logger, now: dependencies.now)
         return ControlPlane(
-            configuration: configuration, store: store,
-            auth: try await AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
-                                        tokenLifetime: configuration.tokenLifetime,
-                                        adminEmail: configuration.adminEmail?.lowercased(),
-                                        registration: configuration.registration),
+            configuration: configuration, store: store, auth: auth,
             projects: ProjectService(store: store, configs: configs, deployments: deployments), configs: configs,
             deployments: deployments, secrets: secrets, hub: hub, statusFeed: statusFeed,
-            instances: instances,
-            scaling: ScalingAPI.open(configuration, pool: store.pool, instances: instances, credentials: deployments,
-                                     dependencies: dependencies, logger: logger),
-            authAttempts: AttemptLimiter(policy: configuration.authRateLimit))
+            instances: instances, scaling: scaling,
+            authAttempts: AttemptLimiter(policy: configuration.authRateLimit), live: live)
     }
 }
 
@@ -195,12 +205,17 @@ public func buildApplication(
     } else {
         controlPlane = try await ControlPlane.open(configuration, dependencies: dependencies, logger: logger)
     }
+    // HTTP/1 with the WebSocket upgrade of GET /api/ws (Live/LiveUpgradeChannel.swift); the header-read timeout and
+    // the idle timeout of plain HTTP are as before. Sockets are kept alive by a ping every 30 s (closed when a pong
+    // does not come back in the next 30 s).
     let app = Application(
         router: controlPlane.router(),
-        server: .http1(configuration: .init(
-            additionalChannelHandlers: [HeaderReadTimeoutHandler(timeout: .init(configuration.headerReadTimeout))],
-            idleTimeout: .init(configuration.idleTimeout))),
+        server: .http1WithLiveStreams(
+            http1: .init(idleTimeout: .init(configuration.idleTimeout)),
+            ws: .init(maxFrameSize: 1 << 16, autoPing: .enabled(timePeriod: configuration.webSocketPingInterval)),
+            headerReadTimeout: .init(configuration.headerReadTimeout), hub: controlPlane.live),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "coderunner-controller"),
+        services: [LiveHubService(hub: controlPlane.live)],
         onServerRunning: { channel in
             let host = channel.localAddress?.ipAddress ?? configuration.host
             let port = channel.localAddress?.port ?? configuration.port

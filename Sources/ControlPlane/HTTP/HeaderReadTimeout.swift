@@ -44,13 +44,15 @@ final class HeaderReadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    private let watcher: ByteWatcher
+    /// Installed by this handler, or earlier by a pipeline that reads the first head itself (LiveUpgradeChannel).
+    let watcher: ByteWatcher
 
     init(timeout: TimeAmount) {
         watcher = ByteWatcher(timeout: timeout)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        guard !watcher.installed else { return }
         do {
             try context.pipeline.syncOperations.addHandler(watcher, position: .first)
         } catch {
@@ -76,9 +78,14 @@ final class HeaderReadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHand
         let timeout: TimeAmount
         private var deadline = HeaderReadDeadline()
         private var timer: Scheduled<Void>?
+        private(set) var installed = false
 
         init(timeout: TimeAmount) {
             self.timeout = timeout
+        }
+
+        func handlerAdded(context: ChannelHandlerContext) {
+            installed = true
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {

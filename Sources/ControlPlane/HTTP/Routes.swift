@@ -82,6 +82,7 @@ extension ControlPlane {
         let authed = router.group().add(middleware: AuthMiddleware(auth: auth))
         addInstanceRoutes(agents: router, owners: authed)
         addScalingRoutes(to: authed)
+        addLiveRoutes(public: router, owners: authed)
         authed.get("api/auth/me") { _, context in Reply(try context.requireUser()) }
         authed.post("api/auth/invites") { request, context in
             let user = try context.requireUser()

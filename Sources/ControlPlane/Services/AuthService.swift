@@ -14,6 +14,8 @@ public struct AuthService: Sendable {
     /// A hash of a password nobody knows, at the configured cost: a login for an unknown e-mail is checked
     /// against it, so that it takes as long as one for a known e-mail and the timing does not tell them apart.
     let dummyHash: String
+    /// Logout tells open WebSocket connections of the session through it (they close with 4401).
+    public let revocations = SessionRevocations()
 
     init(store: any ControlPlaneStore, dependencies: Dependencies, bcryptCost: UInt8, tokenLifetime: Duration,
          adminEmail: String?, registration: RegistrationMode?) async throws {
@@ -97,8 +99,18 @@ public struct AuthService: Sendable {
         return user
     }
 
+    /// The same check, also telling when the session expires (a WebSocket connection closes then).
+    public func authenticateSession(token: String) async throws -> (user: User, expiresAt: Date) {
+        guard let session = try await store.session(forTokenHash: Tokens.hash(token), now: dependencies.now()) else {
+            throw ControlPlaneError.unauthorized("invalid or expired token")
+        }
+        return session
+    }
+
     public func logout(token: String) async throws {
-        try await store.revokeAPIToken(hash: Tokens.hash(token), now: dependencies.now())
+        let hash = Tokens.hash(token)
+        try await store.revokeAPIToken(hash: hash, now: dependencies.now())
+        revocations.revoke(tokenHash: hash)
     }
 
     /// A single-use invite code (administrators only), shown once; audited.

@@ -123,6 +123,8 @@ public protocol ControlPlaneStore: Sendable {
     func credentials(email: String) async throws -> (user: User, passwordHash: String)?
     func insertAPIToken(hash: String, userId: String, expiresAt: Date, now: Date) async throws
     func user(forTokenHash hash: String, now: Date) async throws -> User?
+    /// The same, with the token's expiry.
+    func session(forTokenHash hash: String, now: Date) async throws -> (user: User, expiresAt: Date)?
     func revokeAPIToken(hash: String, now: Date) async throws
 
     // MARK: Projects

@@ -139,6 +139,15 @@ public final class SQLiteStore: ControlPlaneStore {
         }
     }
 
+    public func session(forTokenHash hash: String, now: Date) async throws -> (user: User, expiresAt: Date)? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT u.*, t.expires_at AS token_expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id
+                WHERE t.token_hash = ? AND t.revoked_at IS NULL AND t.expires_at > ?
+                """, arguments: [hash, now]).map { (Self.user($0), $0["token_expires_at"] as Date) }
+        }
+    }
+
     public func revokeAPIToken(hash: String, now: Date) async throws {
         try await write { db in
             try db.execute(sql: "UPDATE api_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",

@@ -1,0 +1,141 @@
+// Where the live streams reach a deployment's agents: the same instances the scaler polls (the local executor's
+// agents, trusted, with their metrics tokens; registered agents' URLs, which are the tenants' and pass the
+// FetchPolicy), fetched the same way (GuardedFetcher; never a raw fetch of a tenant's URL).
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationEssentialsCompat
+import NIOHTTP1
+import Synchronization
+
+/// The agents' HTTP client, made on first use: a controller (or a test) that never serves a stream never has one.
+/// Connections to agents are kept alive, one per long-poll, and redirects are never followed (GuardedFetcher).
+final class LazyClient: Sendable {
+    private let state = Mutex<(client: HTTPClient?, closed: Bool)>((nil, false))
+
+    var client: HTTPClient {
+        state.withLock { s in
+            if let client = s.client { return client }
+            let client = HTTPClient(eventLoopGroupProvider: .singleton,
+                                    configuration: GuardedFetcher.configuration(connectionsPerHost: 64))
+            s.client = client
+            return client
+        }
+    }
+
+    func shutdown() async {
+        let client = state.withLock { s -> HTTPClient? in
+            defer { s.client = nil; s.closed = true }
+            return s.client
+        }
+        try? await client?.shutdown()
+    }
+}
+
+struct LiveAgents: Sendable {
+    /// A page of /v1/logs holds at most this many lines (the agent's own maximum).
+    static let maxLogLimit = 1000
+    /// How long an agent may hold a log request open (its long-poll); agents without it answer at once.
+    static let logWait: Duration = .seconds(30)
+    /// 1000 lines of at most 16 KiB each (the agent's line bound), JSON-escaped: far above any real page.
+    static let maxLogPageBytes = 64 << 20
+
+    let local: LocalExecutor?
+    let registry: InstanceRegistry
+    let policy: FetchPolicy
+    private let clients: LazyClient
+
+    init(local: LocalExecutor?, registry: InstanceRegistry, policy: FetchPolicy) {
+        self.local = local
+        self.registry = registry
+        self.policy = policy
+        clients = LazyClient()
+    }
+
+    var client: HTTPClient { clients.client }
+    var fetcher: GuardedFetcher { GuardedFetcher(policy: policy, client: client) }
+    /// Shorter than the scaler's timeout: an update is due every second.
+    var poller: StatusPoller { StatusPoller(client: client, concurrency: 64, timeout: .milliseconds(900), policy: policy) }
+
+    func shutdown() async { await clients.shutdown() }
+
+    /// The deployment's live instances that serve HTTP, as the scaler's CombinedInstanceSource would list them:
+    /// the local executor's first (trusted), then registered ones not already listed.
+    func targets(_ deploymentId: String) async -> [PollTarget] {
+        var out: [PollTarget] = []
+        if let local {
+            out = await local.pollTargets().filter { $0.deploymentId == deploymentId }.map { var t = $0; t.trusted = true; return t }
+        }
+        let known = Set(out.map(\.instanceId))
+        let registered = (try? await registry.freshInstances(deploymentId: deploymentId)) ?? []
+        for instance in registered.suffix(registry.instanceCap) where !known.contains(instance.instanceId) {
+            guard let base = instance.metricsUrl else { continue }
+            let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+            out.append(PollTarget(deploymentId: deploymentId, instanceId: instance.instanceId, statusURL: trimmed + "/v1/status"))
+        }
+        return out
+    }
+
+    /// How many instances the deployment runs: the local executor's agents and the fresh registered ones.
+    func instanceCount(_ deploymentId: String) async -> Int {
+        var ids = Set<String>()
+        if let local { ids.formUnion(await local.instances(deploymentId: deploymentId)) }
+        for instance in (try? await registry.freshInstances(deploymentId: deploymentId)) ?? [] { ids.insert(instance.instanceId) }
+        return ids.count
+    }
+
+    /// The instance's /v1/logs URL (beside its /v1/status).
+    static func logsURL(_ target: PollTarget, after: UInt64, limit: Int, wait: Duration?) -> String {
+        var base = target.statusURL
+        if base.hasSuffix("/v1/status") { base.removeLast("/v1/status".count) }
+        var url = base + "/v1/logs?after=\(after)&limit=\(limit)"
+        if let wait { url += "&wait=\(wait.components.seconds)s" }
+        return url
+    }
+
+    /// One page of the instance's log: lines after `after`, at most `limit`, held up to `wait` by an agent that
+    /// long-polls.
+    func logs(_ target: PollTarget, after: UInt64, limit: Int, wait: Duration?) async -> Result<AgentLogPage, FetchFailure> {
+        var request = HTTPClientRequest(url: Self.logsURL(target, after: after, limit: limit, wait: wait))
+        if let token = target.bearerToken { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let timeout = TimeAmount((wait ?? .zero) + .seconds(5))
+        let fetched: Result<(HTTPResponseStatus, ByteBuffer), FetchFailure>
+        if target.trusted {
+            fetched = await GuardedFetcher.run(request, on: client, timeout: timeout, maxBytes: Self.maxLogPageBytes)
+        } else {
+            fetched = await fetcher.fetch(request, timeout: timeout, maxBytes: Self.maxLogPageBytes)
+        }
+        switch fetched {
+        case .failure(let failure):
+            return .failure(failure)
+        case .success(let (status, body)):
+            guard status == .ok else {
+                return .failure(FetchFailure(reason: "HTTP \(status.code)", detail: "\(target.statusURL): /v1/logs answered HTTP \(status.code)"))
+            }
+            do {
+                return .success(try JSONDecoder().decode(AgentLogPage.self, from: Data(buffer: body)))
+            } catch {
+                return .failure(FetchFailure(reason: "the answer is not an agent's log",
+                                             detail: "\(target.statusURL): /v1/logs answered a body that is not a log page: \(error)"))
+            }
+        }
+    }
+
+    /// The lines after `after` up to and including `through`, page by page. `lost` counts lines the agent's ring
+    /// no longer holds (the first line given is past `after + 1`).
+    func range(_ target: PollTarget, after: UInt64, through: UInt64) async -> (lines: [AgentLine], lost: UInt64) {
+        var lines: [AgentLine] = []
+        var cursor = after
+        var lost: UInt64 = 0
+        while cursor < through {
+            let limit = Int(min(UInt64(Self.maxLogLimit), through - cursor))
+            guard case .success(let page) = await logs(target, after: cursor, limit: limit, wait: nil) else { break }
+            let wanted = page.lines.filter { $0.sequence > cursor && $0.sequence <= through }
+            guard let first = wanted.first, let last = wanted.last else { break }
+            if first.sequence > cursor + 1 { lost += first.sequence - cursor - 1 }
+            lines += wanted
+            cursor = last.sequence
+        }
+        return (lines, lost)
+    }
+}
