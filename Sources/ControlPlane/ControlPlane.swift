@@ -65,6 +65,9 @@ public struct ControllerConfiguration: Sendable {
     public var headerReadTimeout = defaultHeaderReadTimeout
     /// A WebSocket connection is pinged this often; one whose pong does not come back before the next ping is closed.
     public var webSocketPingInterval = defaultWebSocketPingInterval
+    /// What a deployment created without a command runs (`--default-command`); nil: such a deployment has
+    /// nothing for the local executor to run, and starting it is refused.
+    public var defaultCommand: String?
 
     public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
                 masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
@@ -135,6 +138,8 @@ public struct ControlPlane: Sendable {
     let authAttempts: AttemptLimiter
     /// The live streams of GET /api/ws (logs, status, metrics): their relays and the agents they follow.
     public let live: LiveHub
+    /// The owner's stop, start and destroy, and each deployment's url.
+    public let lifecycle: DeploymentLifecycle
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
     /// and seeds the official templates.
@@ -158,7 +163,8 @@ public struct ControlPlane: Sendable {
         let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
                                             defaultLimits: configuration.deploymentDefaults,
                                             limitCeiling: configuration.deploymentCeiling,
-                                            maxPollsPerToken: configuration.maxPollsPerToken)
+                                            maxPollsPerToken: configuration.maxPollsPerToken,
+                                            defaultCommand: configuration.defaultCommand)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
         let leftovers = try await deployments.revokeLeftoverInstanceTokens()
@@ -179,7 +185,9 @@ public struct ControlPlane: Sendable {
             projects: ProjectService(store: store, configs: configs, deployments: deployments), configs: configs,
             deployments: deployments, secrets: secrets, hub: hub, statusFeed: statusFeed,
             instances: instances, scaling: scaling,
-            authAttempts: AttemptLimiter(policy: configuration.authRateLimit), live: live)
+            authAttempts: AttemptLimiter(policy: configuration.authRateLimit), live: live,
+            lifecycle: DeploymentLifecycle(deployments: deployments, scaling: scaling,
+                                           appHost: scaling.localExecutor == nil ? nil : configuration.scaling.appHost))
     }
 }
 

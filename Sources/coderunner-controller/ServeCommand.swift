@@ -127,6 +127,28 @@ struct ServeCommand: AsyncParsableCommand {
         return limits
     }
 
+    @Option(help: "Command (run by sh -c) of a deployment created without one, so that a project with no code of its own can be deployed (env CODERUNNER_DEFAULT_COMMAND; default: none, and such a deployment has nothing to run).")
+    var defaultCommand: String?
+
+    @Option(help: "Host in a deployment's url, where the local executor's apps answer (env CODERUNNER_APP_HOST; default \(ScalerConfiguration.defaultAppHost)).")
+    var appHost: String?
+
+    /// The deployment flags that are neither limits nor security, apart so that tests can check them.
+    func deploymentConfiguration(_ configuration: inout ControllerConfiguration, _ environment: [String: String]) throws {
+        if let command = defaultCommand ?? environment["CODERUNNER_DEFAULT_COMMAND"], !command.isEmpty {
+            guard command.utf8.count <= 4096, !command.utf8.contains(0) else {
+                throw ValidationError("--default-command must be at most 4096 bytes without NUL")
+            }
+            configuration.defaultCommand = command
+        }
+        if let host = appHost ?? environment["CODERUNNER_APP_HOST"] {
+            guard !host.isEmpty, host.utf8.count <= 255, !host.contains(where: { $0.isWhitespace || "/?#@".contains($0) }) else {
+                throw ValidationError("--app-host must be a host name or address, got \(host)")
+            }
+            configuration.scaling.appHost = host
+        }
+    }
+
     @Option(help: "Who may register: open, closed or invite (an administrator's single-use code) (env CODERUNNER_REGISTRATION; default: open only until the first user, the administrator, exists).")
     var registration: String?
 
@@ -257,6 +279,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.deploymentDefaults = try deploymentDefaults(environment)
         configuration.deploymentCeiling = try deploymentCeiling(environment, defaults: configuration.deploymentDefaults)
         try securityConfiguration(&configuration, environment)
+        try deploymentConfiguration(&configuration, environment)
         let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration) { address in
             // Unbuffered, so that a supervisor or test reading the pipe sees it at once.
             FileHandle.standardOutput.write(Data("coderunner-controller listening on http://\(address)\n".utf8))

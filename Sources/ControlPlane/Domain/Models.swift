@@ -89,6 +89,8 @@ public struct ConfigTemplate: Codable, Sendable, Equatable {
 
 public enum DeploymentStatus: String, Codable, Sendable, CaseIterable {
     case pending = "PENDING", provisioning = "PROVISIONING", running = "RUNNING", stopped = "STOPPED", failed = "FAILED"
+    /// A tombstone: the owner deleted it. Its tokens are revoked and nothing starts it again.
+    case destroyed = "DESTROYED"
 }
 
 public struct Deployment: Codable, Sendable, Equatable {
@@ -109,8 +111,37 @@ public struct Deployment: Codable, Sendable, Equatable {
     public var cpuLimit: Double
     public var memoryLimit: Int
     public var pidsLimit: Int
+    /// Where its app answers (`http://HOST:PORT`, the local executor's shared port); nil while nothing serves.
+    /// Filled in by DeploymentLifecycle for answers; never stored.
+    public var url: String?
 
     public var limits: ResourceLimits { ResourceLimits(cpu: cpuLimit, memory: memoryLimit, pids: pidsLimit) }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, projectId, environment, name, runtimeType, command, status, configVersion, createdAt, updatedAt, agentToken,
+             cpuLimit, memoryLimit, pidsLimit, url
+    }
+
+    /// As synthesized, except that `url` is always present: null says "nothing serves", which a client must
+    /// not confuse with a controller that predates the field.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(projectId, forKey: .projectId)
+        try c.encode(environment, forKey: .environment)
+        try c.encode(name, forKey: .name)
+        try c.encodeIfPresent(runtimeType, forKey: .runtimeType)
+        try c.encodeIfPresent(command, forKey: .command)
+        try c.encode(status, forKey: .status)
+        try c.encode(configVersion, forKey: .configVersion)
+        try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(updatedAt, forKey: .updatedAt)
+        try c.encodeIfPresent(agentToken, forKey: .agentToken)
+        try c.encode(cpuLimit, forKey: .cpuLimit)
+        try c.encode(memoryLimit, forKey: .memoryLimit)
+        try c.encode(pidsLimit, forKey: .pidsLimit)
+        try c.encode(url, forKey: .url)
+    }
 }
 
 /// One entry of the tamper-evident audit log.

@@ -83,6 +83,7 @@ extension ControlPlane {
         addInstanceRoutes(agents: router, owners: authed)
         addScalingRoutes(to: authed)
         addLiveRoutes(public: router, owners: authed)
+        addLifecycleRoutes(to: authed)
         authed.get("api/auth/me") { _, context in Reply(try context.requireUser()) }
         authed.post("api/auth/invites") { request, context in
             let user = try context.requireUser()
@@ -188,16 +189,17 @@ extension ControlPlane {
         // MARK: Deployments
         authed.post("api/deployments") { request, context in
             let body = try await RequestBody.decode(DeploymentService.CreateDeployment.self, from: request, context: context)
-            return Reply(try await deployments.create(body, actor: actor(request, context)),
+            return Reply(await lifecycle.present(try await deployments.create(body, actor: actor(request, context))),
                          message: "deployment created; the agent token is shown only once", status: .created)
         }
-        authed.get("api/deployments") { request, context in Reply(try await deployments.list(actor: actor(request, context))) }
+        authed.get("api/deployments") { request, context in Reply(try await lifecycle.list(actor: actor(request, context))) }
         authed.get("api/deployments/:id") { request, context in
-            Reply(try await deployments.get(context.parameters.require("id"), actor: actor(request, context)))
+            Reply(try await lifecycle.get(context.parameters.require("id"), actor: actor(request, context)))
         }
         authed.put("api/deployments/:id") { request, context in
             let body = try await RequestBody.decode(DeploymentService.UpdateDeployment.self, from: request, context: context)
-            return Reply(try await deployments.update(context.parameters.require("id"), body, actor: actor(request, context)),
+            return Reply(await lifecycle.present(try await deployments.update(context.parameters.require("id"), body,
+                                                                              actor: actor(request, context))),
                          message: "deployment updated")
         }
         authed.get("api/deployments/:id/status") { request, context in

@@ -10,6 +10,8 @@ public import ServiceLifecycle
 public enum ScalerError: Error, Equatable, Sendable {
     /// A scaling of this deployment is already running.
     case busy(String)
+    /// Its owner stopped or destroyed the deployment: nothing but a start adds instances.
+    case inactive(String, LifecycleState)
 }
 
 public actor Scaler {
@@ -37,6 +39,8 @@ public actor Scaler {
     private var aggregator = PollAggregator()
     private var inFlight: Set<String> = []
     private var executions: [String: Task<Void, Never>] = [:]
+    /// Lifecycle calls waiting for a deployment's running scaling to end.
+    private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
 
     public init(store: ScalingStore, executor: any ScalingExecutor, source: any InstanceSource, notifier: WebhookPoster?,
                 now: @escaping @Sendable () -> Date, logger: Logger, engine: ScalingEngine.Configuration = .init(),
@@ -57,32 +61,47 @@ public actor Scaler {
     @discardableResult
     public func tick(poller: StatusPoller) async -> [ScalingDecision] {
         let targets = await source.pollTargets()
-        await stopDeleted(Set(targets.map(\.deploymentId)))
+        await stopInactive(Set(targets.map(\.deploymentId)))
         let results = await poller.poll(targets)
         return await evaluate(results: results)
     }
 
-    /// Instances whose deployment was deleted (with its project) are stopped: no policy is left to scale them
-    /// down, and their agents would go on running the app with a revoked token. Only the local executor's
-    /// can be left behind; registered instances go with the deployment's rows.
-    private func stopDeleted(_ deployments: Set<String>) async {
+    /// Instances whose deployment was deleted (with its project), stopped or destroyed by its owner are
+    /// stopped: no policy is left to scale them down, and their agents would go on running the app (with a
+    /// revoked token, for a deleted one). The owner's stop stops them itself; this catches what a race left
+    /// (an instance started while the stop committed). Only the local executor's can be left behind;
+    /// registered instances go with the deployment's rows or are their operator's.
+    private func stopInactive(_ deployments: Set<String>) async {
         guard !deployments.isEmpty else { return }
-        let existing: Set<String>
-        do { existing = try await store.existingDeployments(deployments) } catch {
+        let active: Set<String>
+        do { active = try await store.activeDeployments(deployments) } catch {
             logger.error("cannot read deployments", metadata: ["error": "\(error)"])
             return
         }
-        for id in deployments.subtracting(existing).sorted() where !inFlight.contains(id) {
+        for id in deployments.subtracting(active).sorted() where !inFlight.contains(id) {
             let running = await executor.runningInstances(deploymentId: id) ?? 0
             guard running > 0 else { continue }
-            logger.notice("deployment deleted: stopping its instances", metadata: ["deployment": "\(id)", "instances": "\(running)"])
+            logger.notice("deployment deleted or stopped: stopping its instances", metadata: ["deployment": "\(id)", "instances": "\(running)"])
             inFlight.insert(id)
             do { _ = try await executor.scale(ScalingTarget(deploymentId: id, command: nil), from: running, to: 0) } catch {
-                logger.error("cannot stop a deleted deployment's instances", metadata: ["deployment": "\(id)", "error": "\(error)"])
+                logger.error("cannot stop an inactive deployment's instances", metadata: ["deployment": "\(id)", "error": "\(error)"])
             }
-            inFlight.remove(id)
+            release(id)
             runtimes[id] = nil
         }
+    }
+
+    /// Waits until no scaling of the deployment runs, then holds its slot (released with `release`).
+    private func acquire(_ deployment: String) async {
+        while inFlight.contains(deployment) {
+            await withCheckedContinuation { waiters[deployment, default: []].append($0) }
+        }
+        inFlight.insert(deployment)
+    }
+
+    private func release(_ deployment: String) {
+        inFlight.remove(deployment)
+        for waiter in waiters.removeValue(forKey: deployment) ?? [] { waiter.resume() }
     }
 
     /// Folds this round's poll results into the histories and decides for every scaled deployment.
@@ -173,6 +192,12 @@ public actor Scaler {
     private func launch(_ deployment: String, decision: ScalingDecision) {
         inFlight.insert(deployment)
         executions[deployment] = Task {
+            // The owner may have stopped the deployment since the policies were read: then nothing is added.
+            if decision.targetInstances > decision.currentInstances,
+               (try? await self.store.lifecycle(deploymentId: deployment)) != .active {
+                self.finish(deployment)
+                return
+            }
             await self.execute(deployment, from: decision.currentInstances, to: decision.targetInstances,
                                type: decision.action == .scaleUp ? .scaleUp : .scaleDown, reason: decision.reason,
                                decision: decision, metrics: ObservedMetricsView(decision.metrics))
@@ -181,8 +206,8 @@ public actor Scaler {
     }
 
     private func finish(_ deployment: String) {
-        inFlight.remove(deployment)
         executions[deployment] = nil
+        release(deployment)
     }
 
     /// Waits for running executions (tests and shutdown).
@@ -199,12 +224,33 @@ public actor Scaler {
     public func override(deploymentId: String, instances: Int, reason: String?) async throws -> ScalingEventRecord {
         guard !inFlight.contains(deploymentId) else { throw ScalerError.busy(deploymentId) }
         inFlight.insert(deploymentId)
-        defer { inFlight.remove(deploymentId) }
+        defer { release(deploymentId) }
+        // Checked again while holding the slot: a stop that committed meanwhile wins.
+        if instances > 0, let state = try await store.lifecycle(deploymentId: deploymentId), state != .active {
+            throw ScalerError.inactive(deploymentId, state)
+        }
         let stored = try await store.state(deploymentId: deploymentId)
         let current = await currentInstances(deploymentId, stored: stored)
         let metrics = ObservedMetricsView(runtimes[deploymentId]?.history.latest)
         return await execute(deploymentId, from: current, to: instances, type: .manualOverride,
                              reason: reason.map { "manual override: \($0)" } ?? "manual override", decision: nil, metrics: metrics)
+    }
+
+    // MARK: The owner's start and stop
+
+    /// Brings the deployment to `instances` for its owner's start or stop (a manual_override event with
+    /// `reason`). Unlike an override it waits for a running scaling to end instead of refusing, so that a stop
+    /// always takes effect; the caller has already written the new lifecycle state, so no policy decision
+    /// started after it adds instances. nil when there was nothing to do (stopping a deployment that runs none).
+    public func setInstances(deploymentId: String, to instances: Int, reason: String) async -> ScalingEventRecord? {
+        await acquire(deploymentId)
+        defer { release(deploymentId) }
+        let stored = (try? await store.state(deploymentId: deploymentId)) ?? DeploymentScalingState(deploymentId: deploymentId)
+        let current = await currentInstances(deploymentId, stored: stored)
+        guard instances > 0 || current > 0 else { return nil }
+        let metrics = ObservedMetricsView(runtimes[deploymentId]?.history.latest)
+        return await execute(deploymentId, from: current, to: instances, type: .manualOverride, reason: reason,
+                             decision: nil, metrics: metrics)
     }
 
     // MARK: Execution and records

@@ -36,6 +36,9 @@ public struct ScalerConfiguration: Sendable {
     public var fetchAllowList: [IPNetwork] = []
 
     public var fetchPolicy: FetchPolicy { FetchPolicy(allowed: fetchAllowList) }
+    /// The host in a deployment's url (`--app-host`): where the local executor's apps, on this machine, answer.
+    public static let defaultAppHost = "127.0.0.1"
+    public var appHost = defaultAppHost
 
     public init() {}
 }

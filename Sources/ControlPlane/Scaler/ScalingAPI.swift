@@ -73,7 +73,15 @@ public struct ScalingAPI: Sendable {
         return p
     }
 
+    /// A tombstone's policies are history: none is added or changed (the scaler would not run them anyway).
+    func refuseDestroyed(_ deploymentId: String) async throws {
+        if try await store.lifecycle(deploymentId: deploymentId) == .destroyed {
+            throw ControlPlaneError.conflict(LifecycleRules.destroyedReason)
+        }
+    }
+
     public func createPolicy(_ deploymentId: String, body: [UInt8]) async throws -> StoredScalingPolicy {
+        try await refuseDestroyed(deploymentId)
         let existing = try await store.policies(deploymentId: deploymentId)
         let policy = try parse(body, others: existing.map(\.policy))
         let t = now()
@@ -83,6 +91,7 @@ public struct ScalingAPI: Sendable {
     }
 
     public func updatePolicy(_ deploymentId: String, id: String, body: [UInt8]) async throws -> StoredScalingPolicy {
+        try await refuseDestroyed(deploymentId)
         let existing = try await store.policies(deploymentId: deploymentId)
         guard var stored = existing.first(where: { $0.id == id }) else { throw ControlPlaneError.notFound("scaling policy") }
         stored.policy = try parse(body, others: existing.filter { $0.id != id }.map(\.policy))
@@ -135,15 +144,39 @@ public struct ScalingAPI: Sendable {
         if let r = input.reason, r.utf8.count > 255 {
             throw ControlPlaneError.validation(field: "reason", reason: "must be at most 255 bytes")
         }
-        // Not the executor's failure but the deployment's: nothing to run (a 4xx, before any event is recorded).
-        if n > 0, localExecutor != nil, (try await store.command(deploymentId: deploymentId) ?? "").isEmpty {
-            throw ControlPlaneError.conflict("the deployment has no command, so the local executor has nothing to run; create it with a command")
+        switch try await store.lifecycle(deploymentId: deploymentId) {
+        case .destroyed: throw ControlPlaneError.conflict(LifecycleRules.destroyedReason)
+        case .stopped where n > 0: throw ControlPlaneError.conflict(LifecycleRules.stoppedReason)
+        default: break
         }
+        if n > 0 { try await requireCommand(deploymentId) }
         do {
             return try await scaler.override(deploymentId: deploymentId, instances: n, reason: input.reason)
         } catch ScalerError.busy {
             throw ControlPlaneError.conflict("a scaling of this deployment is running; retry when it ends")
+        } catch ScalerError.inactive(_, let state) {
+            throw ControlPlaneError.conflict(state == .destroyed ? LifecycleRules.destroyedReason : LifecycleRules.stoppedReason)
         }
+    }
+
+    /// Not the executor's failure but the deployment's: nothing to run (a 4xx, before any event is recorded).
+    func requireCommand(_ deploymentId: String) async throws {
+        if localExecutor != nil, (try await store.command(deploymentId: deploymentId) ?? "").isEmpty {
+            throw ControlPlaneError.conflict("the deployment has no command, so the local executor has nothing to run; create it with a command")
+        }
+    }
+
+    // MARK: The owner's start and stop (DeploymentLifecycle)
+
+    /// How many instances a start brings the deployment to: its enabled policies' largest minimum, or one.
+    func startCount(_ deploymentId: String) async throws -> Int {
+        let minimums = try await store.policies(deploymentId: deploymentId).filter(\.policy.isEnabled).map(\.policy.minInstances)
+        return LifecycleRules.startCount(enabledPolicyMinimums: minimums, instanceCap: instanceCap)
+    }
+
+    /// The instances the executor runs for the deployment now (nil: it does not know), for the start's rule.
+    func runningInstances(_ deploymentId: String) async -> Int {
+        await scaler.currentInstances(deploymentId: deploymentId)
     }
 
     // MARK: Pricing and notification

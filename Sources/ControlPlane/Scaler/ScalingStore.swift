@@ -31,12 +31,14 @@ public final class ScalingStore: Sendable {
         }
     }
 
-    /// Every deployment with at least one enabled policy, with all its policies.
+    /// Every deployment with at least one enabled policy, with all its policies; not those their owner stopped
+    /// or destroyed, which no policy runs.
     public func scaledDeployments() async throws -> [String: [StoredScalingPolicy]] {
         try await pool.read { db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT * FROM scaling_policies WHERE deployment_id IN
                     (SELECT deployment_id FROM scaling_policies WHERE is_enabled = 1)
+                AND deployment_id IN (SELECT id FROM deployments WHERE stopped_at IS NULL)
                 ORDER BY created_at, name
                 """)
             return try Dictionary(grouping: rows.map(Self.policy), by: \.deploymentId)
@@ -45,11 +47,30 @@ public final class ScalingStore: Sendable {
 
     /// Which of these deployments still exist.
     public func existingDeployments(_ ids: Set<String>) async throws -> Set<String> {
+        try await deployments(ids, where: "1")
+    }
+
+    /// Which of these deployments exist and may run: not stopped or destroyed by their owner.
+    public func activeDeployments(_ ids: Set<String>) async throws -> Set<String> {
+        try await deployments(ids, where: "stopped_at IS NULL")
+    }
+
+    private func deployments(_ ids: Set<String>, where condition: String) async throws -> Set<String> {
         guard !ids.isEmpty else { return [] }
         return try await pool.read { db in
             let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
-            return Set(try String.fetchAll(db, sql: "SELECT id FROM deployments WHERE id IN (\(marks))",
+            return Set(try String.fetchAll(db, sql: "SELECT id FROM deployments WHERE id IN (\(marks)) AND \(condition)",
                                            arguments: StatementArguments(Array(ids))))
+        }
+    }
+
+    /// What the owner last asked of the deployment (nil when it is gone).
+    public func lifecycle(deploymentId: String) async throws -> LifecycleState? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT stopped_at, destroyed_at FROM deployments WHERE id = ?",
+                                             arguments: [deploymentId]) else { return nil }
+            if (row["destroyed_at"] as Date?) != nil { return .destroyed }
+            return (row["stopped_at"] as Date?) != nil ? .stopped : .active
         }
     }
 

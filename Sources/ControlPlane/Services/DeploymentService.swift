@@ -15,6 +15,8 @@ public final class DeploymentService: Sendable {
     let defaultLimits: ResourceLimits
     /// The most a tenant may ask for.
     let limitCeiling: ResourceLimits
+    /// What a deployment created without a command runs (`--default-command`); nil: it runs nothing of its own.
+    let defaultCommand: String?
     /// Agent token hash → deployment id. Agents present their token on every poll; this spares a query.
     private let tokenCache = Mutex(TokenCache())
     /// Blocking queries held per agent token hash, against `maxPollsPerToken`.
@@ -34,8 +36,9 @@ public final class DeploymentService: Sendable {
     init(store: any ControlPlaneStore, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger,
          defaultLimits: ResourceLimits = ResourceLimits(),
          limitCeiling: ResourceLimits = ResourceLimits.defaultCeiling,
-         maxPollsPerToken: Int = ControllerConfiguration.defaultMaxPollsPerToken) {
+         maxPollsPerToken: Int = ControllerConfiguration.defaultMaxPollsPerToken, defaultCommand: String? = nil) {
         self.defaultLimits = defaultLimits
+        self.defaultCommand = defaultCommand
         self.limitCeiling = limitCeiling
         self.store = store
         self.maxPollsPerToken = maxPollsPerToken
@@ -80,13 +83,17 @@ public final class DeploymentService: Sendable {
         let name = try Validation.checkName(body.name ?? "\(environment.rawValue)-\(id.prefix(8))")
         let token = try Tokens.mint(prefix: Tokens.agentPrefix, random: dependencies.random)
         let now = dependencies.now()
+        // Resolved now and stored: the deployment shows what it runs, and a later change of the controller's
+        // default does not change what an existing deployment runs.
+        let command = (body.command?.isEmpty ?? true) ? defaultCommand : body.command
         var deployment = Deployment(
             id: id, projectId: projectId, environment: environment, name: name, runtimeType: body.runtimeType,
-            command: body.command, status: .pending, configVersion: 1, createdAt: now, updatedAt: now, agentToken: nil,
+            command: command, status: .pending, configVersion: 1, createdAt: now, updatedAt: now, agentToken: nil,
             cpuLimit: limits.cpu, memoryLimit: limits.memory, pidsLimit: limits.pids)
         deployment = try await store.createDeployment(deployment, agentTokenHash: Tokens.hash(token), audit: configs.draft(
             actor, projectId: projectId, action: "create", resourceType: "deployment", resourceId: id,
             changes: ["environment": environment.rawValue, "name": name, "agentToken": ConfigService.redacted,
+                      "command": command == nil ? "none" : (command == body.command ? "given" : "default"),
                       "cpuLimit": "\(limits.cpu)", "memoryLimit": "\(limits.memory)", "pidsLimit": "\(limits.pids)"]))
         deployment.agentToken = token
         return deployment

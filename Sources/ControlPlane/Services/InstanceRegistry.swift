@@ -77,6 +77,12 @@ public final class InstanceRegistry: Sendable {
         try Self.validate(registration)
         let now = dependencies.now()
         let created = try await pool.write { db -> Bool in
+            // A tombstone's tokens are revoked with it; this closes the window of a registration already past
+            // the token check when the deletion committed.
+            guard try Bool.fetchOne(db, sql: "SELECT destroyed_at IS NULL FROM deployments WHERE id = ?",
+                                    arguments: [deploymentId]) == true else {
+                throw ControlPlaneError.unauthorized("invalid or revoked agent token")
+            }
             let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM instances WHERE deployment_id = ? AND instance_id = ?",
                                            arguments: [deploymentId, registration.instanceId]) ?? false
             if !exists {
@@ -222,11 +228,19 @@ public final class InstanceRegistry: Sendable {
         return .provisioning
     }
 
+    /// A deployment its owner stopped or destroyed keeps that status whatever its instances do. Instances last
+    /// heard from before the deployment's last start are history: until a new one reports, a started deployment
+    /// stays PROVISIONING rather than going back to STOPPED on its previous run's exited instances.
     private static func updateDeploymentStatus(_ deploymentId: String, now: Date, staleAfter: TimeInterval, _ db: Database) throws {
+        guard let deployment = try Row.fetchOne(db, sql: "SELECT stopped_at, started_at FROM deployments WHERE id = ?",
+                                                arguments: [deploymentId]),
+              (deployment["stopped_at"] as Date?) == nil else { return }
+        let startedAt: Date? = deployment["started_at"]
         let instances = try Row.fetchAll(db, sql: "SELECT * FROM instances WHERE deployment_id = ?", arguments: [deploymentId])
             .map { instance($0, now: now, staleAfter: staleAfter) }
+            .filter { startedAt == nil || $0.lastHeartbeatAt >= startedAt! }
         guard let status = status(of: instances) else { return }
-        try db.execute(sql: "UPDATE deployments SET status = ?, updated_at = ? WHERE id = ? AND status != ?",
+        try db.execute(sql: "UPDATE deployments SET status = ?, updated_at = ? WHERE id = ? AND status != ? AND stopped_at IS NULL",
                        arguments: [status.rawValue, now, deploymentId, status.rawValue])
     }
 

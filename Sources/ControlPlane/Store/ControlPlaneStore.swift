@@ -173,7 +173,8 @@ public protocol ControlPlaneStore: Sendable {
     func createDeployment(_ deployment: Deployment, agentTokenHash: String, audit: AuditDraft) async throws -> Deployment
     func deployments(ownerId: String) async throws -> [Deployment]
     func deployment(id: String, ownerId: String) async throws -> Deployment?
-    /// Writes the deployment's name and resource limits (and updatedAt), with the audit record.
+    /// Writes the deployment's name and resource limits (and updatedAt), with the audit record. A destroyed
+    /// deployment is a conflict (so are a new token and a version bump below).
     func updateDeployment(_ deployment: Deployment, audit: AuditDraft) async throws -> Deployment
     /// Revokes the deployment's agent tokens and, if `newHash` is given, issues that one.
     func replaceAgentToken(deploymentId: String, newHash: String?, now: Date, audit: AuditDraft) async throws
@@ -187,4 +188,14 @@ public protocol ControlPlaneStore: Sendable {
     /// An explicit reload: a new version (published) that agents restart on even when nothing changed.
     func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64
     func agentSnapshot(deploymentId: String) async throws -> AgentSnapshot?
+
+    // MARK: Lifecycle
+    /// What the owner last asked of the deployment; nil when it does not exist.
+    func lifecycleState(deploymentId: String) async throws -> LifecycleState?
+    /// Decides `LifecycleRules.outcome` and carries out a `.change`, in one transaction: stop pins the status
+    /// at STOPPED, start clears that (PROVISIONING until an instance runs), destroy leaves the DESTROYED
+    /// tombstone and revokes every agent token. Only a change is audited. nil when the deployment does not exist;
+    /// else the outcome and the deployment as it is afterwards.
+    func applyLifecycle(_ action: LifecycleAction, deploymentId: String, running: Int, now: Date,
+                        audit: AuditDraft) async throws -> (outcome: LifecycleOutcome, deployment: Deployment)?
 }

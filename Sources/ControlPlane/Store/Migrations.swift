@@ -181,6 +181,44 @@ enum Migrations {
                 );
                 """)
         }
+        // The owner's lifecycle: stopped_at (stopped by the owner: the scaler leaves it at zero and the status
+        // stays STOPPED), destroyed_at (a tombstone, DESTROYED), started_at (the last start: instances last heard
+        // from before it are history and do not make the status). DESTROYED is a new status, and SQLite cannot
+        // change a CHECK in place, hence the rebuild (GRDB runs it with foreign keys off and checks them after,
+        // so the rows that reference deployments stay as they are).
+        migrator.registerMigration("v6-deployment-lifecycle") { db in
+            try db.execute(sql: """
+                CREATE TABLE deployments_new (
+                    id TEXT PRIMARY KEY,
+                    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                    environment TEXT NOT NULL CHECK (environment IN ('development', 'staging', 'production')),
+                    name TEXT NOT NULL,
+                    runtime_type TEXT,
+                    command TEXT,
+                    status TEXT NOT NULL DEFAULT 'PENDING'
+                        CHECK (status IN ('PENDING', 'PROVISIONING', 'RUNNING', 'STOPPED', 'FAILED', 'DESTROYED')),
+                    config_version INTEGER NOT NULL DEFAULT 1,
+                    created_at DATETIME NOT NULL,
+                    updated_at DATETIME NOT NULL,
+                    reload_version INTEGER NOT NULL DEFAULT 0,
+                    cpu_limit REAL NOT NULL DEFAULT 1 CHECK (cpu_limit > 0),
+                    memory_limit INTEGER NOT NULL DEFAULT 536870912 CHECK (memory_limit >= 4194304),
+                    pids_limit INTEGER NOT NULL DEFAULT 256 CHECK (pids_limit >= 8),
+                    stopped_at DATETIME,
+                    destroyed_at DATETIME,
+                    started_at DATETIME,
+                    CHECK ((status = 'DESTROYED') = (destroyed_at IS NOT NULL)),
+                    CHECK (destroyed_at IS NULL OR stopped_at IS NOT NULL)
+                );
+                INSERT INTO deployments_new (id, project_id, environment, name, runtime_type, command, status, config_version,
+                                             created_at, updated_at, reload_version, cpu_limit, memory_limit, pids_limit)
+                    SELECT id, project_id, environment, name, runtime_type, command, status, config_version,
+                           created_at, updated_at, reload_version, cpu_limit, memory_limit, pids_limit FROM deployments;
+                DROP TABLE deployments;
+                ALTER TABLE deployments_new RENAME TO deployments;
+                CREATE INDEX idx_deployments_project_env ON deployments(project_id, environment);
+                """)
+        }
         return migrator
     }
 }

@@ -537,17 +537,36 @@ public final class SQLiteStore: ControlPlaneStore {
     public func updateDeployment(_ deployment: Deployment, audit: AuditDraft) async throws -> Deployment {
         try await write { db in
             try db.execute(sql: """
-                UPDATE deployments SET name = ?, cpu_limit = ?, memory_limit = ?, pids_limit = ?, updated_at = ? WHERE id = ?
+                UPDATE deployments SET name = ?, cpu_limit = ?, memory_limit = ?, pids_limit = ?, updated_at = ?
+                WHERE id = ? AND destroyed_at IS NULL
                 """, arguments: [deployment.name, deployment.cpuLimit, deployment.memoryLimit, deployment.pidsLimit,
                                  deployment.updatedAt, deployment.id])
-            guard db.changesCount > 0 else { throw StoreError.notFound("deployment") }
+            guard db.changesCount > 0 else { throw try Self.missingOrDestroyed(deployment.id, db) }
             try Self.append(audit, db)
             return deployment
         }
     }
 
+    /// Why a write that names a deployment changed nothing: it is gone (404) or a tombstone (409).
+    private static func missingOrDestroyed(_ deploymentId: String, _ db: Database) throws -> StoreError {
+        let destroyed = try Bool.fetchOne(db, sql: "SELECT destroyed_at IS NOT NULL FROM deployments WHERE id = ?",
+                                          arguments: [deploymentId])
+        return destroyed == true ? .conflict(LifecycleRules.destroyedReason) : .notFound("deployment")
+    }
+
+    private static func lifecycle(_ row: Row) -> LifecycleState {
+        if (row["destroyed_at"] as Date?) != nil { return .destroyed }
+        if (row["stopped_at"] as Date?) != nil { return .stopped }
+        return .active
+    }
+
     public func replaceAgentToken(deploymentId: String, newHash: String?, now: Date, audit: AuditDraft) async throws {
         try await write { db in
+            // A tombstone gets no new token: nothing may run it again. Revoking stays possible (and changes nothing).
+            if newHash != nil, try Bool.fetchOne(db, sql: "SELECT destroyed_at IS NOT NULL FROM deployments WHERE id = ?",
+                                                 arguments: [deploymentId]) == true {
+                throw StoreError.conflict(LifecycleRules.destroyedReason)
+            }
             try db.execute(sql: "UPDATE agent_tokens SET revoked_at = ? WHERE deployment_id = ? AND revoked_at IS NULL",
                            arguments: [now, deploymentId])
             if let newHash {
@@ -567,7 +586,7 @@ public final class SQLiteStore: ControlPlaneStore {
 
     public func addAgentToken(deploymentId: String, hash: String, issuedBy: String, now: Date, audit: AuditDraft) async throws -> Bool {
         try await write { db in
-            guard let projectId = try String.fetchOne(db, sql: "SELECT project_id FROM deployments WHERE id = ?",
+            guard let projectId = try String.fetchOne(db, sql: "SELECT project_id FROM deployments WHERE id = ? AND destroyed_at IS NULL",
                                                       arguments: [deploymentId]) else { return false }
             try db.execute(sql: "INSERT INTO agent_tokens (token_hash, deployment_id, created_at, issued_by) VALUES (?, ?, ?, ?)",
                            arguments: [hash, deploymentId, now, issuedBy])
@@ -597,9 +616,9 @@ public final class SQLiteStore: ControlPlaneStore {
         try await write { db, changes in
             guard let version = try Int64.fetchOne(db, sql: """
                 UPDATE deployments SET config_version = config_version + 1, reload_version = config_version + 1
-                WHERE id = ? RETURNING config_version
+                WHERE id = ? AND destroyed_at IS NULL RETURNING config_version
                 """, arguments: [deploymentId])
-            else { throw StoreError.notFound("deployment") }
+            else { throw try Self.missingOrDestroyed(deploymentId, db) }
             try Self.append(audit, db)
             changes.versions.append(DeploymentVersion(deploymentId: deploymentId, version: version))
             return version
@@ -618,6 +637,47 @@ public final class SQLiteStore: ControlPlaneStore {
                 """, arguments: [row["project_id"] as String, row["environment"] as String]).map { try Self.variable($0) }
             return AgentSnapshot(deploymentId: deploymentId, projectId: row["project_id"], version: row["config_version"],
                                  variables: variables, reloadVersion: row["reload_version"])
+        }
+    }
+
+    // MARK: Lifecycle
+
+    public func lifecycleState(deploymentId: String) async throws -> LifecycleState? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT stopped_at, destroyed_at FROM deployments WHERE id = ?", arguments: [deploymentId])
+                .map(Self.lifecycle)
+        }
+    }
+
+    public func applyLifecycle(_ action: LifecycleAction, deploymentId: String, running: Int, now: Date,
+                               audit: AuditDraft) async throws -> (outcome: LifecycleOutcome, deployment: Deployment)? {
+        try await write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deployments WHERE id = ?", arguments: [deploymentId]) else {
+                return nil
+            }
+            let outcome = LifecycleRules.outcome(action, from: Self.lifecycle(row), running: running)
+            guard outcome == .change else { return (outcome, try Self.deployment(row)) }
+            switch action {
+            case .stop:
+                try db.execute(sql: "UPDATE deployments SET stopped_at = ?, status = 'STOPPED', updated_at = ? WHERE id = ?",
+                               arguments: [now, now, deploymentId])
+            case .start:
+                try db.execute(sql: """
+                    UPDATE deployments SET stopped_at = NULL, started_at = ?, status = 'PROVISIONING', updated_at = ? WHERE id = ?
+                    """, arguments: [now, now, deploymentId])
+            case .destroy:
+                try db.execute(sql: """
+                    UPDATE deployments SET destroyed_at = ?, stopped_at = COALESCE(stopped_at, ?), status = 'DESTROYED',
+                        updated_at = ? WHERE id = ?
+                    """, arguments: [now, now, now, deploymentId])
+                try db.execute(sql: "UPDATE agent_tokens SET revoked_at = ? WHERE deployment_id = ? AND revoked_at IS NULL",
+                               arguments: [now, deploymentId])
+            }
+            try Self.append(audit, db)
+            guard let updated = try Row.fetchOne(db, sql: "SELECT * FROM deployments WHERE id = ?", arguments: [deploymentId]) else {
+                return nil
+            }
+            return (outcome, try Self.deployment(updated))
         }
     }
 

@@ -1,0 +1,102 @@
+// The owner's deployment lifecycle: stop, start and destroy, and the deployment's `url`. The state is written
+// first (so that no policy, override or status refresh acts against it), then the instances follow through the
+// scaler's executor; live status watchers are woken after each step.
+import Foundation
+
+public struct DeploymentLifecycle: Sendable {
+    let deployments: DeploymentService
+    let scaling: ScalingAPI
+    /// The host in a deployment's url: where the local executor's apps listen. nil: no url.
+    let appHost: String?
+
+    /// A start whose executor failed: the deployment is started (its state says so) but nothing runs.
+    public struct Started: Sendable {
+        public var deployment: Deployment
+        /// The owner's reason (never the operator's details), when the executor failed.
+        public var failure: String?
+    }
+
+    public func list(actor: Actor) async throws -> [Deployment] {
+        var out: [Deployment] = []
+        for deployment in try await deployments.list(actor: actor) { out.append(await present(deployment)) }
+        return out
+    }
+
+    public func get(_ id: String, actor: Actor) async throws -> Deployment {
+        await present(try await deployments.get(id, actor: actor))
+    }
+
+    /// Stops every instance; the status stays STOPPED until the owner starts it. Stopping a stopped deployment
+    /// changes nothing and records nothing (but makes sure nothing runs).
+    public func stop(_ id: String, actor: Actor) async throws -> Deployment {
+        let deployment = try await deployments.get(id, actor: actor)
+        try await apply(.stop, deployment, running: 0, actor: actor, changes: [:])
+        _ = await scaling.scaler.setInstances(deploymentId: id, to: 0, reason: "deployment stopped by its owner")
+        deployments.feed.status.touch(id)
+        return try await get(id, actor: actor)
+    }
+
+    /// Brings the deployment to its policies' count (or 1) and clears a stop. A deployment that runs
+    /// instances already is left as it is.
+    public func start(_ id: String, actor: Actor) async throws -> Started {
+        let deployment = try await deployments.get(id, actor: actor)
+        if deployment.status == .destroyed { throw ControlPlaneError.conflict(LifecycleRules.destroyedReason) }
+        try await scaling.requireCommand(id)
+        let count = try await scaling.startCount(id)
+        let running = await scaling.runningInstances(id)
+        guard try await apply(.start, deployment, running: running, actor: actor, changes: ["instances": String(count)]) else {
+            return Started(deployment: try await get(id, actor: actor), failure: nil)
+        }
+        let event = await scaling.scaler.setInstances(deploymentId: id, to: count, reason: "deployment started by its owner")
+        deployments.feed.status.touch(id)
+        let failure = event.flatMap { $0.success ? nil : ($0.errorMessage ?? "the executor failed") }
+        return Started(deployment: try await get(id, actor: actor), failure: failure)
+    }
+
+    /// Leaves a DESTROYED tombstone: its tokens revoked (held agent queries answer 401 at once), its instances
+    /// stopped. Destroying a tombstone changes nothing and records nothing.
+    public func destroy(_ id: String, actor: Actor) async throws -> Deployment {
+        let deployment = try await deployments.get(id, actor: actor)
+        if try await apply(.destroy, deployment, running: 0, actor: actor, changes: ["agentTokens": "revoked"]) {
+            await deployments.forgetTokens(of: id)
+        }
+        _ = await scaling.scaler.setInstances(deploymentId: id, to: 0, reason: "deployment destroyed by its owner")
+        deployments.feed.status.touch(id)
+        return try await get(id, actor: actor)
+    }
+
+    /// Writes the change (true) or finds it already made (false); a conflict is thrown as 409.
+    @discardableResult
+    private func apply(_ action: LifecycleAction, _ deployment: Deployment, running: Int, actor: Actor,
+                       changes: [String: String]) async throws -> Bool {
+        let audit = deployments.configs.draft(actor, projectId: deployment.projectId, action: action.rawValue,
+                                              resourceType: "deployment", resourceId: deployment.id, changes: changes)
+        guard let applied = try await deployments.store.applyLifecycle(
+            action, deploymentId: deployment.id, running: running, now: deployments.dependencies.now(), audit: audit)
+        else { throw ControlPlaneError.notFound("deployment") }
+        switch applied.outcome {
+        case .conflict(let reason): throw ControlPlaneError.conflict(reason)
+        case .unchanged: return false
+        case .change:
+            deployments.feed.status.touch(deployment.id)
+            return true
+        }
+    }
+
+    /// The deployment with its `url`: the local executor's shared port (the config's PORT) while one of its
+    /// instances runs there. A sealed PORT gives none: a secret never goes into an answer.
+    func present(_ deployment: Deployment) async -> Deployment {
+        var shown = deployment
+        shown.url = nil
+        guard deployment.status == .running, let local = scaling.localExecutor, let host = appHost else { return shown }
+        let agents = await local.runningInstances(deploymentId: deployment.id) ?? 0
+        guard agents > 0, let snapshot = try? await deployments.store.agentSnapshot(deploymentId: deployment.id) else { return shown }
+        // A later config overrides an earlier one's key (AgentSnapshot's order): the last PORT wins.
+        var port: String?
+        for variable in snapshot.variables where variable.key == "PORT" {
+            if case .plain(let text) = variable.value { port = text } else { port = nil }
+        }
+        shown.url = LifecycleRules.url(status: deployment.status, localInstances: agents, port: port, host: host)
+        return shown
+    }
+}
