@@ -96,8 +96,9 @@ def slow_socket(controller, token):
 
 
 def test_a_slow_reader_gets_logs_dropped_and_slows_nobody(controller, connect, owner, make_deployment):
-    # 1,000 lines/s of 1.2 KB: over the 7 s the slow client stalls, 8 MB, more than the kernel's socket buffers
-    # and the subscriber's queue hold; and still under the agent's 1 MB ring for the relay's every wake-up.
+    # 1,000 lines/s of 1.2 KB: the slow client stalls while 8,000 of them (9.6 MB) pass, more than the kernel's
+    # socket buffers and the subscriber's 1,024-line queue hold; 1.2 MB/s stays under the agent's 1 MB ring for
+    # each of the relay's wake-ups.
     deployment = make_deployment("--rate", 1000, "--pad", 1200, "--plain", instances=1)
     try:
         slow = slow_socket(controller, owner.token)
@@ -105,23 +106,28 @@ def test_a_slow_reader_gets_logs_dropped_and_slows_nobody(controller, connect, o
         fast = connect()
         fast.send("subscribe_logs", {"deploymentId": deployment})
         fast.expect("subscription_confirmed", seconds=5)
-        fast.read_for(7)
+        deadline = time.monotonic() + 25
+        while len(fast.events("log_update")) < 8000 and time.monotonic() < deadline:
+            fast.read_for(0.5)
         slow.read_for(4)
     finally:
         owner.scale(deployment, 0)
 
-    # The fast client got every line, in order, and nothing dropped; the app wrote at its own pace.
+    # The fast client got every line, in order, and nothing dropped.
     assert fast.events("logs_dropped") == []
-    counters = [stamp(line["message"])[0] for line in fast.events("log_update")]
-    assert len(counters) >= 5000
+    lines = fast.events("log_update")
+    counters = [stamp(line["message"])[0] for line in lines]
+    assert len(counters) >= 8000
     assert counters == list(range(counters[0], counters[0] + len(counters)))
-    first, last = fast.events("log_update")[0], fast.events("log_update")[-1]
-    (n0, t0), (n1, t1) = stamp(first["message"]), stamp(last["message"])
-    assert (n1 - n0) / ((t1 - t0) / 1e9) >= 900, "the app was slowed below 90 % of its rate"
+    # The app never waited on its pipe: had the stall reached back to it, its writes would stop for seconds
+    # (a pipe holds 64 KB, 55 lines). A busy test machine may slow it a little, never stop it.
+    writes = [stamp(line["message"])[1] for line in lines]
+    longest_ms = max(b - a for a, b in zip(writes, writes[1:])) / 1e6
+    assert longest_ms < 500, f"the app stopped writing for {longest_ms:.0f} ms"
 
     # The slow client lost lines, and was told how many: each gap in what it received is counted.
     drops = [(index, data) for index, (_, event, data) in enumerate(slow.frames) if event == "logs_dropped"]
-    assert drops, "no logs_dropped after a 7 s stall at 1.2 MB/s"
+    assert drops, f"no logs_dropped after a stall of {len(lines)} lines"
     for _, data in drops:
         assert data["deploymentId"] == deployment and isinstance(data["count"], int) and data["count"] > 0
     lines = [(index, stamp(data["message"])[0]) for index, (_, event, data) in enumerate(slow.frames)
