@@ -28,7 +28,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "websocket"))
 from harness import Api, Controller, app_command, percentile, stamp  # noqa: E402
 
-RESUME_TAIL = 1000  # lines asked back on a reconnect; the seqs we hold drop the overlap
 
 
 class Follower:
@@ -83,7 +82,8 @@ class Follower:
                     self.connect_ms.append((time.monotonic() - started) * 1000)
                     subscribe = {"deploymentId": self.deployment}
                     if resuming:
-                        subscribe["tail"] = RESUME_TAIL
+                        # Resume exactly after the last line held per instance (docs/streams.md).
+                        subscribe["after"] = {instance: seq for instance, (seq, _) in self.last.items()}
                     await ws.send(json.dumps({"event": "subscribe_logs", "data": subscribe}))
                     pending = set(self.last) if resuming else set()
                     while (left := self.stop_at - time.monotonic()) > 0:

@@ -86,6 +86,31 @@ def test_resume_after_reconnect_loses_and_duplicates_nothing(connect, owner, cha
         assert counters == list(range(counters[0], counters[0] + len(counters)))
 
 
+def test_resume_with_after_continues_exactly_after_the_last_line_held(connect, owner, chatty):
+    first = connect()
+    first.send("subscribe_logs", {"deploymentId": chatty})
+    first.expect("subscription_confirmed", seconds=5)
+    first.read_for(2)
+    before = per_instance(first.events("log_update"))
+    first.close()
+    time.sleep(1)
+
+    second = connect()
+    held = {instance: lines[-1]["seq"] for instance, lines in before.items()}
+    second.send("subscribe_logs", {"deploymentId": chatty, "after": held})
+    second.expect("subscription_confirmed", seconds=5)
+    second.read_for(2)
+    after = per_instance(second.events("log_update"))
+    assert second.events("logs_dropped") == []
+    assert set(after) == set(held)
+    for instance, lines in after.items():
+        # Exactly once: the first line is the one after the last held, and nothing is skipped from there.
+        seqs = [line["seq"] for line in lines]
+        assert seqs == list(range(held[instance] + 1, held[instance] + 1 + len(seqs)))
+        counters = [stamp(line["message"])[0] for line in before[instance] + lines]
+        assert counters == list(range(counters[0], counters[0] + len(counters)))
+
+
 def slow_socket(controller, token):
     """A client that reads nothing: a 4 KB receive buffer, and websockets' own queue of one frame."""
     address = urllib.parse.urlparse(controller.base)
