@@ -135,8 +135,15 @@ def test_receives_status_change_notifications(connect, owner, make_deployment):
     owner.scale(deployment, 2)
     socket.expect("status_update", lambda d: d["status"] == "RUNNING" and instance_count(d["instances"]) == 2,
                   seconds=30)
-    owner.scale(deployment, 0)
+    # The lifecycle: stop, start (back to one instance, as no policy says otherwise), destroy.
+    owner.call("POST", f"/api/deployments/{deployment}/stop", timeout=60)
     socket.expect("status_update", lambda d: d["status"] == "STOPPED" and instance_count(d["instances"]) == 0,
+                  seconds=30)
+    owner.call("POST", f"/api/deployments/{deployment}/start", timeout=60)
+    socket.expect("status_update", lambda d: d["status"] == "RUNNING" and instance_count(d["instances"]) == 1,
+                  seconds=30)
+    owner.call("DELETE", f"/api/deployments/{deployment}", timeout=60)
+    socket.expect("status_update", lambda d: d["status"] == "DESTROYED" and instance_count(d["instances"]) == 0,
                   seconds=30)
 
     updates = socket.events("status_update")
