@@ -86,28 +86,32 @@ class Follower:
                         subscribe["after"] = {instance: seq for instance, (seq, _) in self.last.items()}
                     await ws.send(json.dumps({"event": "subscribe_logs", "data": subscribe}))
                     pending = set(self.last) if resuming else set()
-                    while (left := self.stop_at - time.monotonic()) > 0:
-                        try:
-                            raw = await asyncio.wait_for(ws.recv(), left)
-                        except asyncio.TimeoutError:
-                            break
-                        arrived = time.monotonic_ns()
-                        frame = json.loads(raw)
-                        event = frame.get("event")
-                        if event == "log_update":
-                            gap = self.take(frame["data"], arrived)
-                            instance = frame["data"]["instanceId"]
-                            if gap is not None and instance in pending:
-                                pending.discard(instance)
-                                if gap == 0:
-                                    self.resumed_clean += 1
-                                else:
-                                    self.resumed_gap += 1
-                        elif event == "logs_dropped":
-                            self.dropped += frame["data"]["count"]
-                        elif event in ("subscription_error", "error"):
-                            self.errors.append(f"{event}: {frame.get('data')}")
-                    return
+                    # One deadline for the whole loop: a wait_for per frame would cost a task per frame, which at
+                    # 5,000 frames/s is the client's own bottleneck.
+                    try:
+                        async with asyncio.timeout(max(0.0, self.stop_at - time.monotonic())):
+                            async for raw in ws:
+                                arrived = time.monotonic_ns()
+                                frame = json.loads(raw)
+                                event = frame.get("event")
+                                if event == "log_update":
+                                    gap = self.take(frame["data"], arrived)
+                                    instance = frame["data"]["instanceId"]
+                                    if gap is not None and instance in pending:
+                                        pending.discard(instance)
+                                        if gap == 0:
+                                            self.resumed_clean += 1
+                                        else:
+                                            self.resumed_gap += 1
+                                elif event == "logs_dropped":
+                                    self.dropped += frame["data"]["count"]
+                                elif event in ("subscription_error", "error"):
+                                    self.errors.append(f"{event}: {frame.get('data')}")
+                    except TimeoutError:
+                        return
+                    if time.monotonic() >= self.stop_at:
+                        return
+                    raise ConnectionClosed(None, None)  # the server ended the connection cleanly (1000/1001)
             except (ConnectionClosed, OSError, asyncio.TimeoutError) as error:
                 self.disconnects += 1
                 if len(self.errors) < 5:
@@ -138,7 +142,11 @@ def follower_worker(jobs, url, measure_from_ns, stop_at, results, ready):
                 await asyncio.sleep(0.05)  # a ramp, so the handshakes do not all queue at once
         ready.put(len(followers))
         await asyncio.wait(tasks, timeout=max(1, stop_at - time.monotonic() + 30))
-        return [f.summary() for f in followers]
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        summaries = [f.summary() for f in followers]
+        # The client's own CPU, so a reader can tell a slow client from a slow server.
+        summaries[0]["client_cpu_s"] = usage.ru_utime + usage.ru_stime
+        return summaries
 
     results.put(asyncio.run(main()))
 
@@ -224,6 +232,7 @@ def bench_latency(args):
             user.scale(deployment, 1)
             user.wait_running(deployment, 1)
             now = time.monotonic()
+            cpu_before = controller.cpu_seconds()
             measure_from = time.monotonic_ns() + warmup * 1_000_000_000
             stop_at = now + warmup + measure + 5  # the app stops writing ~2 s before; stragglers get 3 s more
             workers, results = run_followers([(user.token, deployment)], controller.ws_url, measure_from,
@@ -234,6 +243,10 @@ def bench_latency(args):
                                                              stop_at, 2.0, min(10000, rate * 3), anchor_results))
             anchor.start()
             ws = collect(workers, results, stop_at)
+            cpu = (controller.cpu_seconds() - cpu_before) / (time.monotonic() - now)
+            print(f"  {rate} lines/s: controller CPU {100 * cpu:.0f}% of a core, the WebSocket client "
+                  f"{100 * ws[0].get('client_cpu_s', 0) / (time.monotonic() - now):.0f}%, load average "
+                  f"{os.getloadavg()[0]:.1f} (2 cores)")
             polled = anchor_results.get(timeout=60)
             anchor.join(10)
             last = {instance: count - 1 for instance in user.running_instances(deployment)}
@@ -288,6 +301,7 @@ def bench_fanout(args):
         measure_from = time.monotonic_ns() + 15_000_000_000
         stop_at = time.monotonic() + setup + args.duration
         started = time.monotonic()
+        cpu_before = controller.cpu_seconds()
         workers, results = run_followers(subscribers, controller.ws_url, measure_from, stop_at, 2)
         ramp = time.monotonic() - started
         peak = rss_before
@@ -295,6 +309,8 @@ def bench_fanout(args):
             peak = max(peak, controller.rss_kb())
             time.sleep(1)
         rss_steady = controller.rss_kb()
+        controller_cpu = (controller.cpu_seconds() - cpu_before) / (time.monotonic() - started)
+        window = time.monotonic() - started
         summaries = collect(workers, results, stop_at)
         for user, deployment in deployments:
             user.scale(deployment, 0)
@@ -312,6 +328,9 @@ def bench_fanout(args):
     print(f"RESULT ws-fanout subscribers={connected} added_rss={added:.1f}MB (steady {(rss_steady - rss_before) / 1024:.1f}) "
           f"p99={ms(percentile(latencies, 99))}ms lost={lost} disconnects={sum(s['disconnects'] for s in summaries)} "
           f"(goals: <= 150 MB added, p99 <= 100 ms); all {len(subscribers)} connected within {ramp:.1f}s of start")
+    client_cpu = sum(s.get("client_cpu_s", 0) for s in summaries) / window
+    print(f"CPU: controller {100 * controller_cpu:.0f}% of a core, the 2 client processes {100 * client_cpu:.0f}% "
+          f"together; load average {os.getloadavg()[0]:.1f} (2 cores)")
     errors = [e for s in summaries for e in s["errors"]]
     if errors:
         print(f"  errors ({len(errors)}): {errors[:3]}")
