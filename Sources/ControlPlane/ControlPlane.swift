@@ -175,7 +175,8 @@ public struct ControlPlane: Sendable {
                                          tokenLifetime: configuration.tokenLifetime,
                                          adminEmail: configuration.adminEmail?.lowercased(),
                                          registration: configuration.registration)
-        let scaling = ScalingAPI.open(configuration, pool: store.pool, instances: instances, credentials: deployments,
+        let scaling = ScalingAPI.open(configuration, pool: store.pool, instances: instances,
+                                         credentials: LocalInstanceCredentials(deployments: deployments, registry: instances),
                                       dependencies: dependencies, logger: logger)
         // The streams reach the agents the scaler polls, past the same address policy.
         let live = LiveHub(agents: LiveAgents(local: scaling.localExecutor, registry: instances, policy: scaling.scaler.fetchPolicy),
@@ -239,4 +240,21 @@ public func buildApplication(
         },
         logger: logger)
     return (app, controlPlane)
+}
+
+/// What the local executor needs from the controller for each agent it runs: tokens from the deployments, and the
+/// registry told when an agent it stopped is gone.
+struct LocalInstanceCredentials: AgentCredentialIssuer {
+    let deployments: DeploymentService
+    let registry: InstanceRegistry
+
+    func issueInstanceToken(deploymentId: String, instanceId: String) async throws -> String {
+        try await deployments.issueInstanceToken(deploymentId: deploymentId, instanceId: instanceId)
+    }
+
+    func revokeInstanceToken(_ token: String) async throws { try await deployments.revokeInstanceToken(token) }
+
+    func instanceStopped(deploymentId: String, instanceId: String) async throws {
+        try await registry.markExited(deploymentId: deploymentId, instanceId: instanceId)
+    }
 }

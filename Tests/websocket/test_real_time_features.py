@@ -157,8 +157,6 @@ def test_receives_status_change_notifications(connect, owner, make_deployment):
     assert [order.index(s) for s in starting] == sorted(order.index(s) for s in starting)
 
 
-@pytest.mark.xfail(strict=True, reason="a stopped deployment's agents are counted in status_update's instances "
-                   "until they go stale, about 30 s after POST /stop")
 def test_stop_reports_no_instances(connect, owner, make_deployment):
     deployment = make_deployment("--rate", 1, instances=1)
     socket = connect()

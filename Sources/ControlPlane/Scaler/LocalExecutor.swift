@@ -8,9 +8,9 @@ public import Logging
 public protocol AgentCredentialIssuer: Sendable {
     func issueInstanceToken(deploymentId: String, instanceId: String) async throws -> String
     func revokeInstanceToken(_ token: String) async throws
+    /// The executor stopped the instance (or saw it exit): it stops counting now, not when its heartbeats go stale.
+    func instanceStopped(deploymentId: String, instanceId: String) async throws
 }
-
-extension DeploymentService: AgentCredentialIssuer {}
 
 public actor LocalExecutor: ScalingExecutor, InstanceSource {
     /// How each instance's sandbox is set up (coderunner-agent --sandbox; docs/sandbox.md).
@@ -179,9 +179,14 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         unlink(agent.metricsTokenFile)
         if let dir = agent.appDirectory { try? FileManager.default.removeItem(atPath: dir) }  // unlinks symlinks, never follows them
         if agent.uid != nil { releaseUID(of: agent.deploymentId) }
-        guard let token = agent.token, let credentials = configuration.credentials else { return }
-        do { try await credentials.revokeInstanceToken(token) } catch {
-            logger.error("cannot revoke a stopped agent's token", metadata: ["instance": "\(agent.instanceId)", "error": "\(error)"])
+        guard let credentials = configuration.credentials else { return }
+        if let token = agent.token {
+            do { try await credentials.revokeInstanceToken(token) } catch {
+                logger.error("cannot revoke a stopped agent's token", metadata: ["instance": "\(agent.instanceId)", "error": "\(error)"])
+            }
+        }
+        do { try await credentials.instanceStopped(deploymentId: agent.deploymentId, instanceId: agent.instanceId) } catch {
+            logger.error("cannot record a stopped agent", metadata: ["instance": "\(agent.instanceId)", "error": "\(error)"])
         }
     }
 

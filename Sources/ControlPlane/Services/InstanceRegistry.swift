@@ -174,6 +174,21 @@ public final class InstanceRegistry: Sendable {
 
     // MARK: Owner and scaler
 
+    /// The executor stopped the instance: it shows as exited and leaves the counts at once, and live status
+    /// streams hear of it now rather than when its heartbeats would have gone stale (30 s).
+    public func markExited(deploymentId: String, instanceId: String) async throws {
+        let now = dependencies.now()
+        let staleAfter = self.staleAfter
+        let changed = try await pool.write { db -> Bool in
+            try db.execute(sql: "UPDATE instances SET state = 'exited' WHERE deployment_id = ? AND instance_id = ? AND state != 'exited'",
+                           arguments: [deploymentId, instanceId])
+            guard db.changesCount > 0 else { return false }
+            try Self.updateDeploymentStatus(deploymentId, now: now, staleAfter: staleAfter, db)
+            return true
+        }
+        if changed { deployments.feed.status.touch(deploymentId) }
+    }
+
     /// Every instance of the deployment, fresh or stale, newest registration first. The caller checks ownership.
     /// A pure read: the deployment's status moves with heartbeats and with `StatusRefreshService`.
     public func instances(deploymentId: String) async throws -> [Instance] {
