@@ -65,6 +65,10 @@ public struct ControllerConfiguration: Sendable {
     public var headerReadTimeout = defaultHeaderReadTimeout
     /// A WebSocket connection is pinged this often; one whose pong does not come back before the next ping is closed.
     public var webSocketPingInterval = defaultWebSocketPingInterval
+    /// Live sockets (GET /api/ws) one user may hold at once; the next is refused with 429. Each costs about 55 KB
+    /// and a descriptor; 256 leaves room for many tabs and scripts, and bounds what one account can take.
+    public static let defaultMaxLiveConnectionsPerUser = 256
+    public var maxLiveConnectionsPerUser = defaultMaxLiveConnectionsPerUser
     /// What a deployment created without a command runs (`--default-command`); nil: such a deployment has
     /// nothing for the local executor to run, and starting it is refused.
     public var defaultCommand: String?
@@ -180,7 +184,8 @@ public struct ControlPlane: Sendable {
                                       dependencies: dependencies, logger: logger)
         // The streams reach the agents the scaler polls, past the same address policy.
         let live = LiveHub(agents: LiveAgents(local: scaling.localExecutor, registry: instances, policy: scaling.scaler.fetchPolicy),
-                           statusFeed: statusFeed, deployments: deployments, auth: auth, logger: logger, now: dependencies.now)
+                           statusFeed: statusFeed, deployments: deployments, auth: auth, logger: logger, now: dependencies.now,
+                           connectionsPerUser: configuration.maxLiveConnectionsPerUser)
         return ControlPlane(
             configuration: configuration, store: store, auth: auth,
             projects: ProjectService(store: store, configs: configs, deployments: deployments), configs: configs,

@@ -149,6 +149,50 @@ extension Client {
         }
     }
 
+    @Test func aUserHoldsAtMostTheirShareOfLiveConnections() async throws {
+        let harness = try Harness { c in c.maxLiveConnectionsPerUser = 2 }
+        try await harness.run(.live) { client in
+            let port = try #require(client.client.port)
+            let url = "http://127.0.0.1:\(port)/api/ws"
+            let upgrade = ["-H", "Upgrade: websocket", "-H", "Connection: Upgrade", "-H", "Sec-WebSocket-Version: 13",
+                           "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="]
+            let token = try await client.signUp("many@example.com")
+            let other = try await client.signUp("other@example.com")
+            let user = try await client.controlPlane.auth.authenticateSession(token: token).0.id
+            let limit = client.controlPlane.live.connectionLimit
+            let releases = (0..<2).map { _ in AsyncStream.makeStream(of: Void.self) }
+            let held = Task {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (release, _) in releases {
+                        group.addTask {
+                            _ = try await Self.connect(port, token: token) { reader, outbound in
+                                try await send(outbound, ["event": "ping"])
+                                _ = try await reader.next(["pong"])
+                                for await _ in release {}
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            for _ in 0..<200 where limit.held(by: user) < 2 { try await Task.sleep(for: .milliseconds(25)) }
+            #expect(limit.held(by: user) == 2)
+            let third = try HTTP.call("GET", url, curlOptions: upgrade + ["-H", "Authorization: Bearer \(token)"])
+            #expect(third.status == 429, "\(third.text)")
+            #expect(try third.envelope(Empty.self).error == "too many live connections for this user (at most 2); close one first")
+            // Another user is not held back by this one's sockets.
+            let (pong, _) = try await Self.connect(port, token: other) { reader, outbound in
+                try await send(outbound, ["event": "ping"])
+                return try await reader.next(["pong"]).event
+            }
+            #expect(pong == "pong")
+            for (_, releaser) in releases { releaser.finish() }
+            try await held.value
+            for _ in 0..<200 where limit.held(by: user) > 0 { try await Task.sleep(for: .milliseconds(25)) }
+            #expect(limit.held(by: user) == 0)
+        }
+    }
+
     @Test func anExpiredSessionClosesTheSocketWith4401() async throws {
         let harness = try Self.harness(tokenLifetime: .seconds(2))
         try await harness.run(.live) { client in

@@ -38,6 +38,9 @@ final class LiveConnection: Sendable {
         (closes, closeRequest) = AsyncStream.makeStream(of: WebSocketErrorCode.self, bufferingPolicy: .bufferingOldest(1))
     }
 
+    /// The user's place taken at admission (LiveUpgradeChannel.admit) goes back with the connection.
+    deinit { hub.connectionLimit.release(session.user.id) }
+
     /// Controller shutdown: close with 1001 (going away).
     func goingAway() { closeRequest.yield(.goingAway) }
 

@@ -17,13 +17,17 @@ public actor LiveHub {
     let logger: Logger
     let now: @Sendable () -> Date
     let queueCapacity: Int
+    /// Sockets one user may hold at once (`ControllerConfiguration.maxLiveConnectionsPerUser`).
+    nonisolated let connectionLimit: LiveConnectionLimit
 
     private var logRelays: [String: (relay: LogRelay, holders: Set<UInt64>)] = [:]
     private var metricsRelays: [String: (relay: MetricsRelay, holders: Set<UInt64>)] = [:]
     private var nextId: UInt64 = 0
 
     init(agents: LiveAgents, statusFeed: StatusFeed, deployments: DeploymentService, auth: AuthService, logger: Logger,
-         now: @escaping @Sendable () -> Date, queueCapacity: Int = defaultQueueCapacity) {
+         now: @escaping @Sendable () -> Date, queueCapacity: Int = defaultQueueCapacity,
+         connectionsPerUser: Int = ControllerConfiguration.defaultMaxLiveConnectionsPerUser) {
+        connectionLimit = LiveConnectionLimit(perUser: connectionsPerUser)
         self.agents = agents
         self.statusFeed = statusFeed
         self.deployments = deployments

@@ -66,6 +66,11 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             guard let (user, expiresAt) = try? await hub.auth.authenticateSession(token: token) else {
                 return .failure(.authenticationFailed)
             }
+            guard hub.connectionLimit.acquire(user.id) else {
+                return .failure(LiveRefusal(status: .tooManyRequests, message:
+                    "too many live connections for this user (at most \(hub.connectionLimit.perUser)); close one first"))
+            }
+            // From here the connection owns the place: it gives it back when it goes (deinit), upgraded or not.
             let session = LiveSession(user: user, tokenHash: Tokens.hash(token), expiresAt: expiresAt)
             return .success(LiveAdmission(connection: LiveConnection(hub: hub, session: session, logger: logger)))
         }
