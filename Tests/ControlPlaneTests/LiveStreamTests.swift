@@ -193,6 +193,39 @@ extension Client {
         }
     }
 
+    @Test func aConnectionHoldsAtMost64SubscriptionsAndRefusesOversizedFrames() async throws {
+        try await Self.harness().run(.live) { client in
+            let port = try #require(client.client.port)
+            let (token, project) = try await client.signUpWithProject("subs@example.com")
+            var deployments: [String] = []
+            for _ in 0..<22 { deployments.append(try await client.createDeployment(token, project: project).0) }
+            let ids = deployments
+            let (answers, _) = try await Self.connect(port, token: token) { reader, outbound in
+                // 22 deployments × 3 kinds = 66 subscriptions: the first 64 are confirmed, the last two refused.
+                for id in ids {
+                    for kind in ["subscribe_logs", "subscribe_status", "subscribe_metrics"] {
+                        try await send(outbound, ["event": kind, "data": ["deploymentId": id]])
+                    }
+                }
+                var confirmed = 0, refused: [String] = []
+                while confirmed + refused.count < 66 {
+                    let event = try await reader.next(["subscription_confirmed", "error"])
+                    if event.event == "error" { refused.append(event.string("message") ?? "") } else { confirmed += 1 }
+                }
+                try await outbound.write(.text(String(repeating: " ", count: 16 * 1024 + 1)))
+                let tooLarge = try await reader.next(["error"]).string("message")
+                try await send(outbound, ["event": "ping"])
+                let pong = try await reader.next(["pong"]).event
+                return (confirmed, refused, tooLarge, pong)
+            }
+            let (confirmed, refused, tooLarge, pong) = try #require(answers)
+            #expect(confirmed == 64)
+            #expect(refused == Array(repeating: "too many subscriptions on this connection (at most 64)", count: 2))
+            #expect(tooLarge == "frame too large: at most 16384 bytes")
+            #expect(pong == "pong")
+        }
+    }
+
     @Test func anExpiredSessionClosesTheSocketWith4401() async throws {
         let harness = try Self.harness(tokenLifetime: .seconds(2))
         try await harness.run(.live) { client in
