@@ -169,12 +169,14 @@ struct LocalController {
         })
 
         #expect(try HTTP.call("DELETE", base + "/api/projects/\(project)", token: session).status == 200)
-        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(200)) {
-            processes(mentioning: deploymentId).isEmpty
-        }, "still running: \(processes(mentioning: deploymentId))")
         let agents = dir.appendingPathComponent("data/agents").path
-        let tokens = ((try? FileManager.default.contentsOfDirectory(atPath: agents)) ?? []).filter { $0.hasSuffix(".token") }
-        #expect(tokens.isEmpty, "token files left: \(tokens)")
+        func tokens() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: agents)) ?? []).filter { $0.hasSuffix(".token") }
+        }
+        // The files go just after the agents exit (CI once looked in between): wait for both.
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(200)) {
+            processes(mentioning: deploymentId).isEmpty && tokens().isEmpty
+        }, "still running: \(processes(mentioning: deploymentId)); token files left: \(tokens())")
         #expect(controller.isRunning)
     }
 }

@@ -140,6 +140,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             await withTaskGroup(of: Void.self) { group in
                 for v in victims { group.addTask { await Self.stop(v, grace: grace) } }
             }
+            for v in victims { removeFiles(of: v) }
             for v in victims { await forget(v) }
         }
         return agents[id]?.count ?? 0
@@ -153,6 +154,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         await withTaskGroup(of: Void.self) { group in
             for a in all { group.addTask { await Self.stop(a, grace: grace) } }
         }
+        for a in all { removeFiles(of: a) }
         for a in all { await forget(a) }
     }
 
@@ -170,15 +172,21 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             logger.warning("agent exited", metadata: ["deployment": "\(id)", "exited": "\(list.count - alive.count)"])
             agents[id] = alive
         }
+        for agent in exited { removeFiles(of: agent) }
         for agent in exited { await forget(agent) }
     }
 
-    /// After an agent exited: its token is revoked, its token files and its sandbox's /app removed, its uid freed.
-    private func forget(_ agent: Agent) async {
+    /// After an agent exited, before anything that suspends: its token files and its sandbox's /app go, its uid is
+    /// freed. Done for every stopped agent first, so none waits on another's database writes in `forget`.
+    private func removeFiles(of agent: Agent) {
         if let file = agent.tokenFile { unlink(file) }
         unlink(agent.metricsTokenFile)
         if let dir = agent.appDirectory { try? FileManager.default.removeItem(atPath: dir) }  // unlinks symlinks, never follows them
         if agent.uid != nil { releaseUID(of: agent.deploymentId) }
+    }
+
+    /// After `removeFiles`: its token is revoked and the registry told it stopped.
+    private func forget(_ agent: Agent) async {
         guard let credentials = configuration.credentials else { return }
         if let token = agent.token {
             do { try await credentials.revokeInstanceToken(token) } catch {
