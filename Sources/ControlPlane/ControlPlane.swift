@@ -192,7 +192,7 @@ public struct ControlPlane: Sendable {
             deployments: deployments, secrets: secrets, hub: hub, statusFeed: statusFeed,
             instances: instances,
             scaling: scaling,
-            authAttempts: AttemptLimiter(policy: configuration.authRateLimit),
+            authAttempts: AttemptLimiter.authentication(configuration.authRateLimit),
             lifecycle: DeploymentLifecycle(deployments: deployments, scaling: scaling,
                                            appHost: scaling.localExecutor == nil ? nil : configuration.scaling.appHost),
             live: live)

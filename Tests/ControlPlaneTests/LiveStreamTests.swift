@@ -193,6 +193,22 @@ extension Client {
         }
     }
 
+    @Test func aUserReadsRecentLinesAtMost60TimesAMinute() async throws {
+        try await Self.harness().run(.router) { client in
+            let token = try await client.signUp("reader@example.com")
+            let other = try await client.signUp("other-reader@example.com")
+            // Unknown deployments count too: the limit comes before the lookup, so probing is bounded as well.
+            for _ in 0..<LiveHub.logReadsPerMinute {
+                #expect(try await client.call(.get, "/api/deployments/no-such/logs", token: token).status == .notFound)
+            }
+            let limited = try await client.call(.get, "/api/deployments/no-such/logs", token: token)
+            #expect(limited.status == .tooManyRequests)
+            #expect(limited.error == "too many log reads by this account; retry in 1 s")
+            // Per account: another user is not held back.
+            #expect(try await client.call(.get, "/api/deployments/no-such/logs", token: other).status == .notFound)
+        }
+    }
+
     @Test func aConnectionHoldsAtMost64SubscriptionsAndRefusesOversizedFrames() async throws {
         try await Self.harness().run(.live) { client in
             let port = try #require(client.client.port)
@@ -263,11 +279,11 @@ extension Client {
 
             // The REST export of the same lines: merged, newest last, in both formats; bad parameters are 400s.
             var recent: [String] = []
-            for _ in 0..<100 where recent.count < 4 {
+            for _ in 0..<40 where recent.count < 4 {  // within the 60 reads a minute a user has
                 let answer = try await client.call(.get, "/api/deployments/\(deployment)/logs?tail=4&format=text", token: token)
                 #expect(answer.status == .ok)
                 recent = answer.text.split(separator: "\n").map(String.init)
-                if recent.count < 4 { try await Task.sleep(for: .milliseconds(100)) }
+                if recent.count < 4 { try await Task.sleep(for: .milliseconds(250)) }
             }
             #expect(recent.count == 4)
             #expect(recent.allSatisfy { $0.contains(" stdout info INFO tick ") || $0.contains(" stderr error ERROR boom ") }, "\(recent)")

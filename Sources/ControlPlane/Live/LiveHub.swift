@@ -19,6 +19,12 @@ public actor LiveHub {
     let queueCapacity: Int
     /// Sockets one user may hold at once (`ControllerConfiguration.maxLiveConnectionsPerUser`).
     nonisolated let connectionLimit: LiveConnectionLimit
+    /// Reads of recent lines (GET /api/deployments/:id/logs, the dashboard's export) per user: each may fetch up to
+    /// 10,000 lines from every instance's agent, so one account must not be able to keep the agents busy with them.
+    static let logReadsPerMinute = 60
+    nonisolated let logReads = AttemptLimiter(policy: .perMinute(logReadsPerMinute)) {
+        "too many log reads by this account; retry in \($0) s"
+    }
 
     private var logRelays: [String: (relay: LogRelay, holders: Set<UInt64>)] = [:]
     private var metricsRelays: [String: (relay: MetricsRelay, holders: Set<UInt64>)] = [:]

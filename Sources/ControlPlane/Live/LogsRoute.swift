@@ -68,7 +68,9 @@ extension ControlPlane {
             let id = try context.parameters.require("id")
             let query = request.uri.queryParameters
             let parameters = try LogsQuery.parse(tail: query.get("tail"), instance: query.get("instance"), format: query.get("format"))
-            _ = try await deployments.get(id, actor: actor(request, context))
+            let actor = try actor(request, context)
+            try live.logReads.check(actor.userId)
+            _ = try await deployments.get(id, actor: actor)
             let logs = try await recentLogs(id, parameters)
             if parameters.text {
                 return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],

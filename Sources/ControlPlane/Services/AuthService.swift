@@ -136,25 +136,35 @@ public struct AuthService: Sendable {
     }
 }
 
-/// Login and registration attempts per client address (TokenBucketLimiter on the monotonic clock).
+/// Attempts per key (a client address, a user) on a TokenBucketLimiter over the monotonic clock; `refusal` words the
+/// 429's reason from the seconds to wait.
 final class AttemptLimiter: Sendable {
     private let state: Mutex<TokenBucketLimiter>
     private let now: @Sendable () -> Duration
+    private let refusal: @Sendable (Int) -> String
 
-    init(policy: TokenBucketLimiter.Policy, now: (@Sendable () -> Duration)? = nil) {
+    /// Login and registration attempts per client address.
+    static func authentication(_ policy: TokenBucketLimiter.Policy, now: (@Sendable () -> Duration)? = nil) -> AttemptLimiter {
+        AttemptLimiter(policy: policy, now: now) {
+            "too many login or registration attempts from this address; retry in \($0) s"
+        }
+    }
+
+    init(policy: TokenBucketLimiter.Policy, now: (@Sendable () -> Duration)? = nil,
+         refusal: @escaping @Sendable (Int) -> String) {
         state = Mutex(TokenBucketLimiter(policy: policy))
         let origin = ContinuousClock.now
         self.now = now ?? { origin.duration(to: .now) }
+        self.refusal = refusal
     }
 
-    func check(_ address: String?) throws(ControlPlaneError) {
+    func check(_ key: String?) throws(ControlPlaneError) {
         let time = now()
-        switch state.withLock({ $0.take(address ?? "unknown", now: time) }) {
+        switch state.withLock({ $0.take(key ?? "unknown", now: time) }) {
         case .allowed:
             return
         case .limited(let seconds):
-            throw .tooManyRequests("too many login or registration attempts from this address; retry in \(seconds) s",
-                                   retryAfter: seconds)
+            throw .tooManyRequests(refusal(seconds), retryAfter: seconds)
         }
     }
 }
