@@ -101,8 +101,10 @@ if parts.contains("core") {
     targets += [
         .target(name: "Sealing", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
         .target(name: "Scaling", swiftSettings: swiftSettings),
+        .target(name: "Rollout", swiftSettings: swiftSettings),
         .testTarget(name: "SealingTests", dependencies: ["Sealing", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ScalingTests", dependencies: ["Scaling", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "RolloutTests", dependencies: ["Rollout"], swiftSettings: swiftSettings),
     ]
 }
 
