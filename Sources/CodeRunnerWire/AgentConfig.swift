@@ -14,15 +14,18 @@ public struct AgentConfig: Codable, Sendable, Equatable {
     /// was none. An agent restarts the app when it changes even if the environment is identical; otherwise it
     /// skips versions that leave the environment unchanged.
     public var reloadVersion: Int64?
+    /// How the app takes a change of each key (`VariableReload`); keys left out, and an absent map, restart it.
+    public var reloadActions: [String: VariableReload]?
 
     public init(deploymentId: String, version: Int64, checksum: String, variables: [String: String], required: [String],
-                reloadVersion: Int64? = nil) {
+                reloadVersion: Int64? = nil, reloadActions: [String: VariableReload]? = nil) {
         self.deploymentId = deploymentId
         self.version = version
         self.checksum = checksum
         self.variables = variables
         self.required = required
         self.reloadVersion = reloadVersion
+        self.reloadActions = reloadActions
     }
 
     /// The bytes the checksum covers: for each key in ascending UTF-8 byte order,
