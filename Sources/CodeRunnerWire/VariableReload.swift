@@ -28,7 +28,7 @@ public enum ReloadSignal: String, Sendable, Codable, CaseIterable, Comparable {
 
     /// When changed variables ask for several signals, one is sent: the strongest. SIGHUP is the conventional
     /// "reload your whole configuration" and wins; SIGUSR2 comes before SIGUSR1 (which daemons mostly use to reopen
-    /// logs). Documented in docs/config-reload.md.
+    /// logs). See docs/rollout.md.
     static let strength: [ReloadSignal] = [.usr1, .usr2, .hup]
     public static func < (a: ReloadSignal, b: ReloadSignal) -> Bool {
         strength.firstIndex(of: a)! < strength.firstIndex(of: b)!
