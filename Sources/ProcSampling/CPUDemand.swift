@@ -6,7 +6,7 @@
 // which the kernel keeps per task as the schedstat run delay: waiting for the cgroup's next CPU quota period
 // (throttled) or for a CPU the host's other work holds. So demand = cores used + run-delay growth / interval:
 // two reads per thread, no high-rate sampling. scripts/bench/cpu-demand compares it with the alternatives
-// (cgroup throttling, PSI, sampled R states); BENCHMARKS.md has the figures and docs/metrics-cpu-demand.md why.
+// (cgroup throttling, PSI, sampled R states); BENCHMARKS.md has the figures and docs/cpu-demand.md why.
 
 /// The arithmetic of the demand figures.
 public enum CPUDemand {
