@@ -110,11 +110,11 @@ public final class ProcessTreeSampler {
         var socketScanKey: (Int, UInt64)
         var openFds: Int
         var listenInodes: [UInt64]
-        /// /proc/PID/{stat,statm,io} kept open and re-read with pread (-1: not kept).
-        var files: (stat: Int32, statm: Int32, io: Int32)
+        /// /proc/PID/{stat,statm,io,schedstat} kept open and re-read with pread (-1: not kept).
+        var files: (stat: Int32, statm: Int32, io: Int32, schedstat: Int32)
 
         func closeFiles() {
-            for fd in [files.stat, files.statm, files.io] where fd >= 0 { close(fd) }
+            for fd in [files.stat, files.statm, files.io, files.schedstat] where fd >= 0 { close(fd) }
         }
     }
 
@@ -129,7 +129,7 @@ public final class ProcessTreeSampler {
         var port: UInt16
     }
 
-    /// Tree processes whose stat, statm and io stay open between samples (3 descriptors each): a pread
+    /// Tree processes whose stat, statm, io and schedstat stay open between samples (4 descriptors each): a pread
     /// costs a third of open+read+close. Past this many, files are opened per sample.
     static let maxCachedFileProcesses = 128
     private var cachedFileProcesses = 0
@@ -230,17 +230,17 @@ public final class ProcessTreeSampler {
                 t = Tracked(startTime: s.startTime, ppid: s.ppid, selfTicks: 0, childTicks: 0, previousChildTicks: 0,
                             freshChildGrowth: 0, credit: 0, creditAge: 0,
                             ioRead: 0, ioWrite: 0, generation: 0, socketScanKey: (-1, 0), openFds: 0, listenInodes: [],
-                            files: (-1, -1, -1))
+                            files: (-1, -1, -1, -1))
                 t.previousChildTicks = s.cutime &+ s.cstime
             }
             if t.files.stat < 0 && cachedFileProcesses < Self.maxCachedFileProcesses {
                 let files = (stat: reader.openProcFile(entry.pid, "stat"), statm: reader.openProcFile(entry.pid, "statm"),
-                             io: reader.openProcFile(entry.pid, "io"))
+                             io: reader.openProcFile(entry.pid, "io"), schedstat: reader.openProcFile(entry.pid, "schedstat"))
                 if files.stat >= 0 {
                     t.files = files
                     cachedFileProcesses += 1
                 } else {  // gone already, or not ours to read: read per sample
-                    for fd in [files.statm, files.io] where fd >= 0 { close(fd) }
+                    for fd in [files.statm, files.io, files.schedstat] where fd >= 0 { close(fd) }
                 }
             }
             var io: ProcIO?
@@ -273,7 +273,7 @@ public final class ProcessTreeSampler {
             rssBytes += reader.residentBytes(entry.pid, pageSize: constants.pageSize, fallbackPages: s.rssPages,
                                              descriptor: t.files.statm)
             result.openFds += t.openFds
-            recordRunDelays(entry.pid, threads: s.numThreads)
+            recordRunDelays(entry.pid, threads: s.numThreads, descriptor: t.files.schedstat)
         }
         let runDelayGrowth = runDelays.finish()
         retireVanished()
@@ -361,10 +361,13 @@ public final class ProcessTreeSampler {
     }
 
     /// Records the run delay of every thread of one process. A single-threaded process's own schedstat is its
-    /// thread's, which spares listing its task directory.
-    private func recordRunDelays(_ pid: Int32, threads: Int64) {
+    /// thread's, which spares listing its task directory (and is kept open with the process's other files).
+    private func recordRunDelays(_ pid: Int32, threads: Int64, descriptor: Int32) {
         if threads <= 1 {
-            if let stat = reader.schedstat(pid) { runDelays.record(thread: pid, runDelayNanoseconds: stat.runDelayNanoseconds) }
+            var stat: ProcSchedstat?
+            if descriptor >= 0 { stat = reader.withDescriptor(descriptor) { ProcParse.schedstat(bytes: $0) } ?? nil }
+            if stat == nil { stat = reader.schedstat(pid) }
+            if let stat { runDelays.record(thread: pid, runDelayNanoseconds: stat.runDelayNanoseconds) }
         } else {
             reader.forEachThreadSchedstat(pid) { tid, stat in runDelays.record(thread: tid, runDelayNanoseconds: stat.runDelayNanoseconds) }
         }
