@@ -93,16 +93,24 @@ public struct AppUsage: Codable, Sendable, Equatable {
     public var ioWriteBytesTotal: UInt64
     /// ESTABLISHED TCP connections to the app's listening sockets: its concurrency.
     public var tcpConnections: Int
+    /// Cores the app's threads wanted over the last interval: `cpuCores` plus the time they waited while runnable
+    /// (for the quota's next period, or for a CPU). Unlike utilisation it keeps rising past the limit. Absent from
+    /// agents older than the field.
+    public var cpuDemandCores: Double?
+    /// `cpuDemandCores` as a percentage of `cpuLimitCores`: 200 when the app wants twice its limit.
+    public var cpuDemandPercent: Double?
 
     public init(cpuSecondsTotal: Double = 0, cpuCores: Double = 0, cpuUtilizationPercent: Double = 0, cpuLimitCores: Double = 0,
                 memoryRssBytes: UInt64 = 0, memoryUtilizationPercent: Double = 0, memoryLimitBytes: UInt64 = 0,
                 processes: Int = 0, threads: Int = 0, openFds: Int = 0, ioReadBytesTotal: UInt64 = 0,
-                ioWriteBytesTotal: UInt64 = 0, tcpConnections: Int = 0) {
+                ioWriteBytesTotal: UInt64 = 0, tcpConnections: Int = 0, cpuDemandCores: Double? = nil,
+                cpuDemandPercent: Double? = nil) {
         self.cpuSecondsTotal = cpuSecondsTotal; self.cpuCores = cpuCores; self.cpuUtilizationPercent = cpuUtilizationPercent
         self.cpuLimitCores = cpuLimitCores; self.memoryRssBytes = memoryRssBytes
         self.memoryUtilizationPercent = memoryUtilizationPercent; self.memoryLimitBytes = memoryLimitBytes
         self.processes = processes; self.threads = threads; self.openFds = openFds
         self.ioReadBytesTotal = ioReadBytesTotal; self.ioWriteBytesTotal = ioWriteBytesTotal; self.tcpConnections = tcpConnections
+        self.cpuDemandCores = cpuDemandCores; self.cpuDemandPercent = cpuDemandPercent
     }
 }
 

@@ -141,6 +141,47 @@ public final class ProcFileReader {
         }
     }
 
+    /// Calls `body` with each thread of a process and its /proc/PID/task/TID/schedstat. Returns false when the
+    /// task directory cannot be read (the process is gone).
+    @discardableResult
+    public func forEachThreadSchedstat(_ pid: Int32, _ body: (Int32, ProcSchedstat) -> Void) -> Bool {
+        withProcPath(pid, "task") { p -> Bool in
+            guard let dir = opendir(p) else { return false }
+            defer { closedir(dir) }
+            let dfd = dirfd(dir)
+            // "TID/schedstat" relative to the task directory: at most 10 digits, 10 bytes and a NUL.
+            var name: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            while let entry = readdir(dir) {
+                if isDotEntry(entry) { continue }
+                let (tid, fd) = withUnsafeMutableBytes(of: &name) { n -> (Int32, Int32) in
+                    var tid: Int32 = 0
+                    var i = 0
+                    withUnsafePointer(to: &entry.pointee.d_name) { d in
+                        d.withMemoryRebound(to: UInt8.self, capacity: 256) { digits in
+                            while i < 10, digits[i] != 0, digits[i] &- 0x30 < 10 {
+                                tid = tid &* 10 &+ Int32(digits[i] &- 0x30)
+                                n[i] = digits[i]
+                                i += 1
+                            }
+                        }
+                    }
+                    for b in "/schedstat".utf8 { n[i] = b; i += 1 }
+                    n[i] = 0
+                    return (tid, openat(dfd, n.baseAddress!.assumingMemoryBound(to: CChar.self), O_RDONLY | O_CLOEXEC))
+                }
+                guard fd >= 0 else { continue }  // the thread exited meanwhile
+                defer { close(fd) }
+                if let stat = withDescriptor(fd, { ProcParse.schedstat(bytes: $0) }) ?? nil { body(tid, stat) }
+            }
+            return true
+        }
+    }
+
+    /// /proc/PID/schedstat: the figures of the process's main thread (all of a single-threaded process's).
+    public func schedstat(_ pid: Int32) -> ProcSchedstat? {
+        withProcPath(pid, "schedstat") { p in withFile(p, singleShot: true) { ProcParse.schedstat(bytes: $0) } } ?? nil
+    }
+
     /// Calls `body` with the inode of every socket among a process's open files (`socket:[INODE]`).
     /// Returns false when the fd directory cannot be read.
     @discardableResult

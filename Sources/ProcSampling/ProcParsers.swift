@@ -42,6 +42,18 @@ public struct ProcIO: Sendable, Equatable {
     }
 }
 
+/// One task's scheduler figures (/proc/PID/task/TID/schedstat), cumulative since it started.
+public struct ProcSchedstat: Sendable, Equatable {
+    /// Time on a CPU.
+    public var runNanoseconds: UInt64
+    /// Time runnable but not running: waiting for a CPU, or for its cgroup's next CPU quota period.
+    public var runDelayNanoseconds: UInt64
+    public var timeslices: UInt64
+    public init(runNanoseconds: UInt64, runDelayNanoseconds: UInt64, timeslices: UInt64) {
+        self.runNanoseconds = runNanoseconds; self.runDelayNanoseconds = runDelayNanoseconds; self.timeslices = timeslices
+    }
+}
+
 /// The lines of /proc/PID/status the sampler can use.
 public struct ProcStatus: Sendable, Equatable {
     /// VmRSS in bytes; nil for kernel threads and zombies, which have no mm.
@@ -222,6 +234,16 @@ public enum ProcParse {
               let read = keyedUnsigned(bytes, key: "read_bytes:"), let write = keyedUnsigned(bytes, key: "write_bytes:")
         else { return nil }
         return ProcIO(rchar: rchar, wchar: wchar, readBytes: read, writeBytes: write)
+    }
+
+    /// /proc/PID/schedstat and /proc/PID/task/TID/schedstat: `run-ns run-delay-ns timeslices` (the kernel's
+    /// sched_info, CONFIG_SCHED_INFO; proc_pid_schedstat prints the one task's, not its thread group's).
+    public static func schedstat(_ text: String) -> ProcSchedstat? { withBytes(text) { schedstat(bytes: $0) } }
+
+    public static func schedstat(bytes: UnsafeBufferPointer<UInt8>) -> ProcSchedstat? {
+        var s = ByteScanner(bytes)
+        guard let run = s.unsigned(), let delay = s.unsigned(), let slices = s.unsigned() else { return nil }
+        return ProcSchedstat(runNanoseconds: run, runDelayNanoseconds: delay, timeslices: slices)
     }
 
     /// MemTotal from /proc/meminfo, in bytes.

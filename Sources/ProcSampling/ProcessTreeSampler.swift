@@ -62,15 +62,22 @@ public struct ProcessTreeSample: Sendable, Equatable {
     /// ESTABLISHED TCP connections to the tree's listening sockets (including ones not yet accepted).
     public var tcpConnections: Int
     public var allocation: ResourceAllocation
+    /// Cores the tree's threads wanted over the interval (used + waiting while runnable: see CPUDemand); unlike
+    /// `cpuCores` it keeps rising past the allocation. 0 on the first sample.
+    public var cpuDemandCores: Double
+    /// `cpuDemandCores` as a percentage of the allocation (200: twice the CPU limit wanted).
+    public var cpuDemandPercent: Double
 
     public init(time: SampleTime, rootPresent: Bool, cpuSecondsTotal: Double, cpuCores: Double, cpuUtilizationPercent: Double,
                 memoryRSSBytes: UInt64, memoryUtilizationPercent: Double, processes: Int, threads: Int, openFds: Int,
-                ioReadBytesTotal: UInt64, ioWriteBytesTotal: UInt64, tcpConnections: Int, allocation: ResourceAllocation) {
+                ioReadBytesTotal: UInt64, ioWriteBytesTotal: UInt64, tcpConnections: Int, allocation: ResourceAllocation,
+                cpuDemandCores: Double = 0, cpuDemandPercent: Double = 0) {
         self.time = time; self.rootPresent = rootPresent; self.cpuSecondsTotal = cpuSecondsTotal; self.cpuCores = cpuCores
         self.cpuUtilizationPercent = cpuUtilizationPercent; self.memoryRSSBytes = memoryRSSBytes
         self.memoryUtilizationPercent = memoryUtilizationPercent; self.processes = processes; self.threads = threads
         self.openFds = openFds; self.ioReadBytesTotal = ioReadBytesTotal; self.ioWriteBytesTotal = ioWriteBytesTotal
         self.tcpConnections = tcpConnections; self.allocation = allocation
+        self.cpuDemandCores = cpuDemandCores; self.cpuDemandPercent = cpuDemandPercent
     }
 
     public static func empty(time: SampleTime, allocation: ResourceAllocation) -> ProcessTreeSample {
@@ -103,11 +110,11 @@ public final class ProcessTreeSampler {
         var socketScanKey: (Int, UInt64)
         var openFds: Int
         var listenInodes: [UInt64]
-        /// /proc/PID/{stat,statm,io} kept open and re-read with pread (-1: not kept).
-        var files: (stat: Int32, statm: Int32, io: Int32)
+        /// /proc/PID/{stat,statm,io,schedstat} kept open and re-read with pread (-1: not kept).
+        var files: (stat: Int32, statm: Int32, io: Int32, schedstat: Int32)
 
         func closeFiles() {
-            for fd in [files.stat, files.statm, files.io] where fd >= 0 { close(fd) }
+            for fd in [files.stat, files.statm, files.io, files.schedstat] where fd >= 0 { close(fd) }
         }
     }
 
@@ -122,7 +129,7 @@ public final class ProcessTreeSampler {
         var port: UInt16
     }
 
-    /// Tree processes whose stat, statm and io stay open between samples (3 descriptors each): a pread
+    /// Tree processes whose stat, statm, io and schedstat stay open between samples (4 descriptors each): a pread
     /// costs a third of open+read+close. Past this many, files are opened per sample.
     static let maxCachedFileProcesses = 128
     private var cachedFileProcesses = 0
@@ -154,6 +161,8 @@ public final class ProcessTreeSampler {
     private var listening: [UInt64: Endpoint] = [:]
     private var established: [Endpoint] = []
     private var appListeners: Set<Endpoint> = []
+
+    private var runDelays = RunDelayLedger()
 
     private var exitedTicks: UInt64 = 0
     private var exitedIORead: UInt64 = 0
@@ -221,17 +230,17 @@ public final class ProcessTreeSampler {
                 t = Tracked(startTime: s.startTime, ppid: s.ppid, selfTicks: 0, childTicks: 0, previousChildTicks: 0,
                             freshChildGrowth: 0, credit: 0, creditAge: 0,
                             ioRead: 0, ioWrite: 0, generation: 0, socketScanKey: (-1, 0), openFds: 0, listenInodes: [],
-                            files: (-1, -1, -1))
+                            files: (-1, -1, -1, -1))
                 t.previousChildTicks = s.cutime &+ s.cstime
             }
             if t.files.stat < 0 && cachedFileProcesses < Self.maxCachedFileProcesses {
                 let files = (stat: reader.openProcFile(entry.pid, "stat"), statm: reader.openProcFile(entry.pid, "statm"),
-                             io: reader.openProcFile(entry.pid, "io"))
+                             io: reader.openProcFile(entry.pid, "io"), schedstat: reader.openProcFile(entry.pid, "schedstat"))
                 if files.stat >= 0 {
                     t.files = files
                     cachedFileProcesses += 1
                 } else {  // gone already, or not ours to read: read per sample
-                    for fd in [files.statm, files.io] where fd >= 0 { close(fd) }
+                    for fd in [files.statm, files.io, files.schedstat] where fd >= 0 { close(fd) }
                 }
             }
             var io: ProcIO?
@@ -264,14 +273,18 @@ public final class ProcessTreeSampler {
             rssBytes += reader.residentBytes(entry.pid, pageSize: constants.pageSize, fallbackPages: s.rssPages,
                                              descriptor: t.files.statm)
             result.openFds += t.openFds
+            recordRunDelays(entry.pid, threads: s.numThreads, descriptor: t.files.schedstat)
         }
+        let runDelayGrowth = runDelays.finish()
         retireVanished()
         for entry in scan where !members.contains(entry.pid) { nextForeign[entry.pid] = entry.inode }
         swap(&foreign, &nextForeign)
 
         let total = max(lastTotalTicks, exitedTicks &+ liveTicks)
         let tick = Double(constants.clockTicksPerSecond)
+        var interval: Double?
         if let last = lastTime, time.monotonicSeconds > last.monotonicSeconds {
+            interval = time.monotonicSeconds - last.monotonicSeconds
             result.cpuCores = Double(total - lastTotalTicks) / tick / (time.monotonicSeconds - last.monotonicSeconds)
         }
         lastTotalTicks = total
@@ -279,6 +292,11 @@ public final class ProcessTreeSampler {
 
         result.cpuSecondsTotal = Double(total) / tick
         result.cpuUtilizationPercent = result.cpuCores / allocation.cpuCores * 100
+        if let interval {
+            result.cpuDemandCores = CPUDemand.cores(usedCores: result.cpuCores, runDelayGrowthNanoseconds: runDelayGrowth,
+                                                    intervalSeconds: interval)
+            result.cpuDemandPercent = CPUDemand.percent(demandCores: result.cpuDemandCores, limitCores: allocation.cpuCores)
+        }
         result.memoryRSSBytes = rssBytes
         result.memoryUtilizationPercent = Double(result.memoryRSSBytes) / Double(allocation.memoryBytes) * 100
         result.ioReadBytesTotal = exitedIORead &+ liveIORead
@@ -339,6 +357,19 @@ public final class ProcessTreeSampler {
                 members.insert(entry.pid)
                 changed = true
             }
+        }
+    }
+
+    /// Records the run delay of every thread of one process. A single-threaded process's own schedstat is its
+    /// thread's, which spares listing its task directory (and is kept open with the process's other files).
+    private func recordRunDelays(_ pid: Int32, threads: Int64, descriptor: Int32) {
+        if threads <= 1 {
+            var stat: ProcSchedstat?
+            if descriptor >= 0 { stat = reader.withDescriptor(descriptor) { ProcParse.schedstat(bytes: $0) } ?? nil }
+            if stat == nil { stat = reader.schedstat(pid) }
+            if let stat { runDelays.record(thread: pid, runDelayNanoseconds: stat.runDelayNanoseconds) }
+        } else {
+            reader.forEachThreadSchedstat(pid) { tid, stat in runDelays.record(thread: tid, runDelayNanoseconds: stat.runDelayNanoseconds) }
         }
     }
 

@@ -57,7 +57,8 @@ struct MetricsExpositionTests {
         time: SampleTime(monotonicSeconds: 100, wallSeconds: 1_795_740_100), rootPresent: true, cpuSecondsTotal: 12.34,
         cpuCores: 0.5, cpuUtilizationPercent: 25, memoryRSSBytes: 10_485_760, memoryUtilizationPercent: 1.5625,
         processes: 3, threads: 7, openFds: 21, ioReadBytesTotal: 4096, ioWriteBytesTotal: 8192, tcpConnections: 5,
-        allocation: ResourceAllocation(cpuCores: 2, cpuSource: .host, memoryBytes: 671_088_640, memorySource: .flag))
+        allocation: ResourceAllocation(cpuCores: 2, cpuSource: .host, memoryBytes: 671_088_640, memorySource: .flag),
+        cpuDemandCores: 4.5, cpuDemandPercent: 225)
     static let agentUsage = AgentUsage(cpuSecondsTotal: 0.25, residentMemoryBytes: 6_291_456, virtualMemoryBytes: 200_000_000,
                                        startTimeSeconds: 1_795_739_999.75, openFds: 9, maxFds: 1024)
 
@@ -82,6 +83,9 @@ struct MetricsExpositionTests {
             "coderunner_app_cpu_seconds_total{\(labels)} 12.34",
             "coderunner_app_cpu_cores{\(labels)} 0.5",
             "coderunner_app_cpu_utilization_percent{\(labels)} 25",
+            "coderunner_app_cpu_demand_cores{\(labels)} 4.5",
+            "coderunner_app_cpu_demand_percent{\(labels)} 225",
+            "# TYPE coderunner_app_cpu_demand_cores gauge",
             "coderunner_app_memory_rss_bytes{\(labels)} 10485760",
             "coderunner_app_memory_utilization_percent{\(labels)} 1.5625",
             "coderunner_app_processes{\(labels)} 3",
@@ -142,7 +146,8 @@ struct MetricsExpositionTests {
             deployment: "dep-1", instance: "i-1", version: "0.1.0", sampledAt: 1_795_740_100,
             app: AppUsage(cpuSecondsTotal: 12.34, cpuCores: 0.5, cpuUtilizationPercent: 25, cpuLimitCores: 2, memoryRssBytes: 10_485_760,
                           memoryUtilizationPercent: 1.5625, memoryLimitBytes: 671_088_640, processes: 3, threads: 7, openFds: 21,
-                          ioReadBytesTotal: 4096, ioWriteBytesTotal: 8192, tcpConnections: 5),
+                          ioReadBytesTotal: 4096, ioWriteBytesTotal: 8192, tcpConnections: 5, cpuDemandCores: 4.5,
+                          cpuDemandPercent: 225),
             agent: Self.agentUsage))
     }
 }

@@ -18,9 +18,10 @@ private let thresholdPolicy = #"""
  "scaleUpCooldown": 0, "scaleDownCooldown": 0, "scaleDownStabilization": 0}
 """#
 
-private func status(cpu: Double, memory: Double = 30, connections: Int = 4, at t: Double) -> AgentStatus {
+private func status(cpu: Double, memory: Double = 30, connections: Int = 4, demand: Double? = nil, at t: Double) -> AgentStatus {
     AgentStatus(state: "running", sampledAt: t,
-                app: AppUsage(cpuUtilizationPercent: cpu, memoryUtilizationPercent: memory, tcpConnections: connections),
+                app: AppUsage(cpuUtilizationPercent: cpu, memoryUtilizationPercent: memory, tcpConnections: connections,
+                              cpuDemandPercent: demand),
                 agent: AgentUsage())
 }
 
@@ -78,7 +79,7 @@ private func lines(_ url: URL) -> [String] {
         (#"{"name": "a", "policyType": "threshold", "minInstances": 4, "maxInstances": 2, "scaleUpRules": [{"metric": "cpu", "threshold": 50}]}"#,
          "validation failed: maxInstances (2) must be at least minInstances (4)"),
         (#"{"name": "a", "policyType": "threshold", "scaleUpRules": [{"metric": "rps", "threshold": 50}]}"#,
-         #"validation failed: scaleUpRules[0].metric unknown metric "rps" (known: cpu, memory, requests, response_time, connections)"#),
+         #"validation failed: scaleUpRules[0].metric unknown metric "rps" (known: cpu, memory, requests, response_time, connections, cpu_demand)"#),
         (#"{"policyType": "threshold", "scaleUpRules": [{"metric": "cpu", "threshold": 50}]}"#,
          "validation failed: name required field is missing"),
         (#"{"name": "a", "policyType": "target_tracking"}"#,
@@ -375,7 +376,7 @@ private func lines(_ url: URL) -> [String] {
     @Test func pollerMarksMissesStale() async throws {
         let t = 1_800_000_000.0
         let encoder = JSONEncoder()
-        let body = String(decoding: try encoder.encode(status(cpu: 42, memory: 12, connections: 7, at: t)), as: UTF8.self)
+        let body = String(decoding: try encoder.encode(status(cpu: 100, memory: 12, connections: 7, demand: 250, at: t)), as: UTF8.self)
         let listener = try LoopbackListener(status: 200, body: body)
         defer { listener.stop() }
         let client = StatusPoller.makeClient(concurrency: 4)
@@ -387,9 +388,11 @@ private func lines(_ url: URL) -> [String] {
         let sample = try #require(aggregator.round(first, now: t)["d"])
         #expect(sample.instances == 2)
         #expect(sample.reporting == 1)
-        #expect(sample.cpu == MetricStats(mean: 42, max: 42))
+        #expect(sample.cpu == MetricStats(mean: 100, max: 100))
         #expect(sample.memory == MetricStats(mean: 12, max: 12))
         #expect(sample.connections == MetricStats(mean: 7, max: 7))
+        #expect(sample.cpuDemand == MetricStats(mean: 250, max: 250))
+        #expect(sample[.cpuDemand] == MetricStats(mean: 250, max: 250))
         _ = aggregator.round(await poller.poll([live, dead]), now: t + 5)
         let health = aggregator.health.values.sorted { $0.instanceId < $1.instanceId }
         #expect(health.map(\.instanceId) == ["dead", "live"])
@@ -404,10 +407,13 @@ private func lines(_ url: URL) -> [String] {
     /// An agent is the tenant's: absurd figures must not make the sample infinite (events and status would then
     /// fail to encode as JSON).
     @Test func aggregationHoldsAbsurdFiguresToAFiniteRange() {
-        let apps = [AppUsage(cpuUtilizationPercent: 1e308, memoryUtilizationPercent: -5, tcpConnections: Int.max),
-                    AppUsage(cpuUtilizationPercent: 1e308, memoryUtilizationPercent: 10, tcpConnections: Int.max)]
+        let apps = [AppUsage(cpuUtilizationPercent: 1e308, memoryUtilizationPercent: -5, tcpConnections: Int.max,
+                             cpuDemandPercent: .infinity),
+                    AppUsage(cpuUtilizationPercent: 1e308, memoryUtilizationPercent: 10, tcpConnections: Int.max,
+                             cpuDemandPercent: 1e308)]
         let s = PollAggregator.sample(timestamp: 10, instances: 2, apps: apps)
         #expect(s.cpu == MetricStats(mean: 1_000_000, max: 1_000_000))
+        #expect(s.cpuDemand == MetricStats(mean: 500_000, max: 1_000_000))  // a non-finite figure counts as 0
         #expect(s.memory == MetricStats(mean: 5, max: 10))
         #expect(s.connections == MetricStats(mean: 1_000_000, max: 1_000_000))
     }
@@ -423,9 +429,27 @@ private func lines(_ url: URL) -> [String] {
         #expect(s.connections == MetricStats(mean: 3, max: 5))
         #expect(s.requests == nil)
         #expect(s.responseTime == nil)
+        #expect(s.cpuDemand == nil)  // agents older than the demand signal
         let empty = PollAggregator.sample(timestamp: 10, instances: 2, apps: [])
         #expect(empty.reporting == 0)
         #expect(empty.cpu == nil)
+    }
+
+    /// Demand is averaged over the instances whose agent reports it: an older agent's instance (no field) neither
+    /// counts as 0 nor hides the others'.
+    @Test func cpuDemandIsAggregatedOverTheAgentsThatReportIt() throws {
+        let old = try JSONDecoder().decode(AppUsage.self, from: Data(#"""
+            {"cpuSecondsTotal":1,"cpuCores":0.5,"cpuUtilizationPercent":100,"cpuLimitCores":0.5,"memoryRssBytes":1,
+             "memoryUtilizationPercent":1,"memoryLimitBytes":1,"processes":1,"threads":1,"openFds":3,"ioReadBytesTotal":0,
+             "ioWriteBytesTotal":0,"tcpConnections":0}
+            """#.utf8))
+        #expect(old.cpuDemandCores == nil && old.cpuDemandPercent == nil)
+        let apps = [AppUsage(cpuUtilizationPercent: 100, cpuDemandCores: 0.75, cpuDemandPercent: 150),
+                    AppUsage(cpuUtilizationPercent: 100, cpuDemandCores: 1.5, cpuDemandPercent: 300), old]
+        let s = PollAggregator.sample(timestamp: 10, instances: 3, apps: apps)
+        #expect(s.cpu == MetricStats(mean: 100, max: 100))
+        #expect(s.cpuDemand == MetricStats(mean: 225, max: 300))
+        #expect(PollAggregator.sample(timestamp: 10, instances: 1, apps: [old]).cpuDemand == nil)
     }
 
     @Test func costsRecommendationsAndBacktestUseTheRecordedHistory() async throws {

@@ -223,7 +223,8 @@ private func attempts(in text: String) -> [String: String] {
         defer { try? FileManager.default.removeItem(at: dir) }
         let name = "spin-\(getpid())"
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let spinners = (0..<max(2, cores)).map { _ in "(while :; do :; done) &" }.joined(separator: " ")
+        let spinnerCount = max(2, cores)
+        let spinners = (0..<spinnerCount).map { _ in "(while :; do :; done) &" }.joined(separator: " ")
         let p = try agent(dir, name, ["--cpu-limit", "0.5", "--metrics-listen", "127.0.0.1:0"], script: spinners + " wait")
         defer { p.cleanUp() }
         // The cpu controller's own statistics: how often the quota held the app back.
@@ -249,6 +250,11 @@ private func attempts(in text: String) -> [String: String] {
         #expect(app.memoryLimitBytes == 512 << 20)
         let utilization = app.cpuUtilizationPercent
         #expect(utilization > 80 && utilization < 115, "\(utilization)% of the 0.5-core quota")
+        // Every spinner is always runnable: demand reads one core each (400 % of the quota for two), where
+        // utilisation stops at the quota.
+        let demand = try #require(app.cpuDemandCores)
+        #expect(abs(demand - Double(spinnerCount)) <= 0.3, "demand \(demand) cores for \(spinnerCount) spinners")
+        #expect(app.cpuDemandPercent == demand / 0.5 * 100)
         p.send(SIGTERM)
         #expect(TestSupport.waitUntil(timeout: .seconds(10)) { !p.isRunning })
     }

@@ -13,7 +13,8 @@ public enum StatusReport {
                 cpuLimitCores: s.allocation.cpuCores, memoryRssBytes: s.memoryRSSBytes,
                 memoryUtilizationPercent: s.memoryUtilizationPercent, memoryLimitBytes: s.allocation.memoryBytes,
                 processes: s.processes, threads: s.threads, openFds: s.openFds, ioReadBytesTotal: s.ioReadBytesTotal,
-                ioWriteBytesTotal: s.ioWriteBytesTotal, tcpConnections: s.tcpConnections)
+                ioWriteBytesTotal: s.ioWriteBytesTotal, tcpConnections: s.tcpConnections,
+                cpuDemandCores: s.cpuDemandCores, cpuDemandPercent: s.cpuDemandPercent)
         }
         return AgentStatus(
             state: snapshot.state.rawValue, pid: snapshot.pid, restarts: snapshot.restarts,

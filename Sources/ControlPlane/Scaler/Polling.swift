@@ -205,7 +205,8 @@ public struct PollAggregator: Sendable {
     public static let maxReportedValue: Double = 1_000_000
 
     /// Mean and max over the reporting instances; requests and response time stay nil (agents do not
-    /// report them yet).
+    /// report them yet). CPU demand is over the instances whose agent reports it (older agents do not), nil
+    /// when none does.
     public static func sample(timestamp: Double, instances: Int, apps: [AppUsage]) -> MetricSample {
         func stats(_ raw: [Double]) -> MetricStats? {
             let values = raw.map { $0.isFinite ? min(max($0, 0), maxReportedValue) : 0 }
@@ -215,6 +216,7 @@ public struct PollAggregator: Sendable {
         return MetricSample(
             timestamp: timestamp, instances: instances, reporting: apps.count,
             cpu: stats(apps.map(\.cpuUtilizationPercent)), memory: stats(apps.map(\.memoryUtilizationPercent)),
-            connections: stats(apps.map { Double($0.tcpConnections) }))
+            connections: stats(apps.map { Double($0.tcpConnections) }),
+            cpuDemand: stats(apps.compactMap(\.cpuDemandPercent)))
     }
 }
