@@ -9,6 +9,8 @@ the app's write to the client's read, through the agent and the controller. Line
 counters: every n a follower should have seen and did not.
 
 usage: ws_bench.py latency    BIN_DIR [--duration S] [--rates 100,5000]
+       ws_bench.py hops       BIN_DIR [--duration S] [--rates 5000] (needs tcpdump)
+       ws_bench.py client     - [--duration S] [--rates 100,5000] [--batch-ms 10]
        ws_bench.py fanout     BIN_DIR [--subscribers 1000] [--deployments 10] [--rate 10] [--duration S]
        ws_bench.py stability  BIN_DIR [--connections 500] [--deployments 5] [--rate 2] [--duration S]
                               [--load-users 200]
@@ -18,6 +20,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,7 +28,7 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "websocket"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "Tests", "websocket"))
 from harness import Api, Controller, app_command, percentile, stamp  # noqa: E402
 
 
@@ -127,9 +130,10 @@ class Follower:
                 "connect_ms": self.connect_ms, "errors": self.errors}
 
 
-def follower_worker(jobs, url, measure_from_ns, stop_at, results, ready):
+def follower_worker(jobs, url, measure_from_ns, stop_at, results, ready, nice=None):
     """A process holding many followers on one event loop; sends their summaries back when the time is up."""
     import resource
+    own_priority(nice)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -151,12 +155,12 @@ def follower_worker(jobs, url, measure_from_ns, stop_at, results, ready):
     results.put(asyncio.run(main()))
 
 
-def run_followers(jobs, url, measure_from_ns, stop_at, processes):
+def run_followers(jobs, url, measure_from_ns, stop_at, processes, nice=None):
     """Followers spread over `processes` worker processes; returns every summary."""
     ctx = multiprocessing.get_context("fork")
     results, ready = ctx.Queue(), ctx.Queue()
     shares = [jobs[i::processes] for i in range(processes)]
-    workers = [ctx.Process(target=follower_worker, args=(share, url, measure_from_ns, stop_at, results, ready))
+    workers = [ctx.Process(target=follower_worker, args=(share, url, measure_from_ns, stop_at, results, ready, nice))
                for share in shares if share]
     for worker in workers:
         worker.start()
@@ -187,15 +191,57 @@ def lost_lines(summaries, last_n_written):
     return lost
 
 
+def raise_priority(controller, nice):
+    """--nice N: on a machine shared with other work, run the controller, its agents and their apps at the
+    priority of `nice N`. Linux groups a session's processes for the scheduler (autogroup), and the controller and
+    every sandbox run in sessions of their own, so a plain `nice` of the benchmark would not reach them: the value
+    is set on each of their groups (/proc/PID/autogroup, as root). The benchmark's own clients do the same in
+    sessions of their own (own_priority); the caller's session is never touched. None changes nothing."""
+    if nice is None:
+        return
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    pids, todo = [], [controller.pid]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo += children.get(pid, [])
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/autogroup", "w") as group:
+                group.write(str(nice))
+        except OSError:
+            pass
+
+
+def own_priority(nice):
+    """In a forked client process: a session (so an autogroup) of its own, at the priority of `nice N`."""
+    if nice is None:
+        return
+    try:
+        os.setsid()
+        with open("/proc/self/autogroup", "w") as group:
+            group.write(str(nice))
+    except OSError:
+        pass
+
+
 def ms(value):
     return f"{value:.1f}" if value == value else "-"
 
 
 # ---- log latency, with the REST-polling anchor
 
-def anchor_poller(base, token, deployment, measure_from_ns, stop_at, interval, tail, results):
+def anchor_poller(base, token, deployment, measure_from_ns, stop_at, interval, tail, results, nice=None):
     """Railway's old log view: every `interval` s, the recent lines over REST; a line's latency is from its
     write to the poll that first returned it."""
+    own_priority(nice)
     api = Api(base, token)
     latencies, seen, polls, errors = [], {}, 0, 0
     while time.monotonic() < stop_at:
@@ -231,16 +277,18 @@ def bench_latency(args):
                                          app_command("--rate", rate, "--plain", "--count", count))
             user.scale(deployment, 1)
             user.wait_running(deployment, 1)
+            raise_priority(controller, args.nice)
             now = time.monotonic()
             cpu_before = controller.cpu_seconds()
             measure_from = time.monotonic_ns() + warmup * 1_000_000_000
             stop_at = now + warmup + measure + 5  # the app stops writing ~2 s before; stragglers get 3 s more
             workers, results = run_followers([(user.token, deployment)], controller.ws_url, measure_from,
-                                             stop_at, 1)
+                                             stop_at, 1, args.nice)
             ctx = multiprocessing.get_context("fork")
             anchor_results = ctx.Queue()
             anchor = ctx.Process(target=anchor_poller, args=(controller.base, user.token, deployment, measure_from,
-                                                             stop_at, 2.0, min(10000, rate * 3), anchor_results))
+                                                             stop_at, 2.0, min(10000, rate * 3), anchor_results,
+                                                             args.nice))
             anchor.start()
             ws = collect(workers, results, stop_at)
             cpu = (controller.cpu_seconds() - cpu_before) / (time.monotonic() - now)
@@ -275,6 +323,231 @@ def bench_latency(args):
               f"ratio_p99={ratio:.0f}x (goal at 5000/s: p99 <= 50 ms, 0 lost)")
     if left:
         print(f"agents left behind and killed: {left}")
+
+
+# ---- where the time goes: every hop of a line, from a loopback capture
+
+def read_pcap(path):
+    """(timestamp ns CLOCK_REALTIME, src port, dst port, TCP payload) per packet of a tcpdump -i lo capture."""
+    import struct
+    data = open(path, "rb").read()
+    magic = struct.unpack("<I", data[:4])[0]
+    scale = 1 if magic == 0xa1b23c4d else 1000  # nanosecond or microsecond timestamps
+    linktype = struct.unpack("<I", data[20:24])[0]
+    link = {1: 14, 113: 16, 276: 20}[linktype]
+    at, out = 24, []
+    while at + 16 <= len(data):
+        sec, frac, caplen, _ = struct.unpack("<IIII", data[at:at + 16])
+        packet = data[at + 16:at + 16 + caplen]
+        at += 16 + caplen
+        ip = packet[link:]
+        if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
+            continue
+        tcp = ip[(ip[0] & 15) * 4:]
+        payload = tcp[(tcp[12] >> 4) * 4:]
+        if payload:
+            src, dst = struct.unpack(">HH", tcp[:4])
+            out.append((sec * 1_000_000_000 + frac * scale, src, dst, payload))
+    return out
+
+
+def stream_stamps(packets, pattern):
+    """For each match of `pattern` in a direction's byte stream, the capture time of the packet that completed it:
+    {n: (capture ns, match)}, first sighting only. Directions are reassembled by concatenation (loopback keeps
+    order and loses nothing while the capture does not drop)."""
+    import bisect
+    flows = {}
+    for ts, src, dst, payload in packets:
+        flow = flows.setdefault((src, dst), ([], [], bytearray()))
+        flow[2].extend(payload)
+        flow[0].append(len(flow[2]))
+        flow[1].append(ts)
+    found = {}
+    for ends, stamps, stream in flows.values():
+        for match in pattern.finditer(bytes(stream)):
+            n = int(match.group(1))
+            ts = stamps[bisect.bisect_left(ends, match.end())]
+            if n not in found or ts < found[n][0]:
+                found[n] = (ts, match)
+    return found
+
+
+def hops_follower(url, token, deployment, measure_from, stop_at, nice, results):
+    """The hops' client, in a process of its own: one Follower that also keeps each line's arrival."""
+    own_priority(nice)
+    arrivals = {}
+
+    class Recording(Follower):
+        def take(self, data, arrived_ns):
+            n, t = stamp(data["message"])
+            if t >= self.measure_from_ns:
+                arrivals[n] = (t, arrived_ns)
+            return super().take(data, arrived_ns)
+
+    asyncio.run(Recording(url, token, deployment, measure_from, stop_at).run())
+    results.put(arrivals)
+
+
+def bench_hops(args):
+    """One deployment at one rate, one WebSocket follower (no anchor), tcpdump on lo: for every line measured, the
+    time at each hop, on one clock (CLOCK_MONOTONIC; capture and agent times are CLOCK_REALTIME, shifted by the
+    offset measured here):
+      write   log_app.py's write(2) (its t=)
+      ring    the agent read it into its ring (the line's timestamp in the /v1/logs answer)
+      answer  the /v1/logs answer carrying it left the agent (captured)
+      frame   the log_update frame carrying it left the controller (captured)
+      client  the Python client parsed the frame."""
+    import shutil
+    import subprocess as sub
+    if not shutil.which("tcpdump"):
+        sys.exit("hops: tcpdump is needed (apt-get install tcpdump)")
+    rate = int(args.rates.split(",")[-1])
+    controller = Controller(args.bin_dir).start()
+    capture = tempfile.mktemp(prefix="coderunner-hops-", suffix=".pcap")
+    try:
+        user = Api(controller.base).register_and_login("hops@example.com")
+        project = user.project("hops")
+        warmup, measure = 3, args.duration
+        count = int(rate * (warmup + measure + 2))
+        deployment = user.deployment(project, f"hops-{rate}", app_command("--rate", rate, "--plain", "--count", count))
+        user.scale(deployment, 1)
+        user.wait_running(deployment, 1)
+        raise_priority(controller, args.nice)
+        dump = sub.Popen(["tcpdump", "-i", "lo", "-s", "0", "-B", "65536", "--time-stamp-precision=nano", "-w", capture,
+                          "tcp"], stdout=sub.DEVNULL, stderr=sub.PIPE, start_new_session=True)
+        if args.nice is not None:
+            with open(f"/proc/{dump.pid}/autogroup", "w") as group:
+                group.write(str(args.nice))  # a capture that falls behind drops packets
+        time.sleep(1)
+        offset = min(time.time_ns() - time.monotonic_ns() for _ in range(50))
+        measure_from = time.monotonic_ns() + warmup * 1_000_000_000
+        stop_at = time.monotonic() + warmup + measure + 5
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        client = ctx.Process(target=hops_follower, args=(controller.ws_url, user.token, deployment, measure_from, stop_at,
+                                                         args.nice, queue))
+        cpu_before, started = controller.cpu_seconds(), time.monotonic()
+        client.start()
+        arrivals = queue.get(timeout=stop_at - time.monotonic() + 60)
+        client.join(10)
+        cpu = (controller.cpu_seconds() - cpu_before) / (time.monotonic() - started)
+        load = os.getloadavg()[0]
+        dump.terminate()
+        _, err = dump.communicate(timeout=20)
+        user.scale(deployment, 0)
+    finally:
+        controller.stop()
+    packets = read_pcap(capture)
+    os.unlink(capture)
+    answers = stream_stamps(packets, re.compile(rb'n=(\d+) t=\d+[^"]*","timestamp":([0-9.e+]+)'))
+    # The agent's answers carry "text", the controller's frames "message".
+    frames = stream_stamps(packets, re.compile(rb'"message":"[^"]*n=(\d+) t=\d+'))
+    hops = {"write→ring": [], "ring→answer": [], "answer→frame": [], "frame→client": [], "write→client": []}
+    missing = 0
+    for n, (t, arrived) in arrivals.items():
+        if n not in answers or n not in frames:
+            missing += 1
+            continue
+        ring = int(float(answers[n][1].group(2)) * 1e9) - offset
+        answer = answers[n][0] - offset
+        frame = frames[n][0] - offset
+        for name, value in (("write→ring", ring - t), ("ring→answer", answer - ring), ("answer→frame", frame - answer),
+                            ("frame→client", arrived - frame), ("write→client", arrived - t)):
+            hops[name].append(value / 1e6)
+    print(f"\n{rate} lines/s, {len(arrivals)} lines measured ({missing} not found in the capture), controller CPU "
+          f"{100 * cpu:.0f}% of a core, load average {load:.1f}; {err.decode().strip().splitlines()[-1] if err else ''}")
+    print(f"{'hop':14} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for name, values in hops.items():
+        print(f"{name:14} {ms(percentile(values, 50)):>8} {ms(percentile(values, 90)):>8} {ms(percentile(values, 99)):>8} "
+              f"{ms(max(values) if values else float('nan')):>8}")
+
+
+# ---- the client alone, against a synthetic sender
+
+def synthetic_sender(listener, rate, seconds, batch_ms, frame_writes, nice=None):
+    """A minimal WebSocket server for one client: the RFC 6455 handshake, then `log_update` frames shaped as the
+    controller's, `rate` a second for `seconds`, each line stamped (as log_app.py stamps its) with the
+    CLOCK_MONOTONIC time just before the frame is written. Lines go out every `batch_ms` (the relay's pacing
+    hands them over in such batches): all of a batch in one send, or with `frame_writes` one send per frame
+    (one write and flush per frame, as the controller's writer does). Hand-rolled on purpose: the sender must cost
+    next to nothing, so that what is measured is the client."""
+    import base64
+    import hashlib
+    import socket as sockets
+    own_priority(nice)
+    conn, _ = listener.accept()
+    conn.setsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY, 1)
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += conn.recv(4096)
+    key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", request).group(1)
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    conn.setblocking(True)
+
+    def frame(n):
+        t = time.monotonic_ns()
+        payload = ('{"data":{"deploymentId":"synthetic","instanceId":"local-1","level":"info","message":"INFO n=%d '
+                   't=%d want=info/stdout ready","seq":%d,"stream":"stdout","timestamp":"2026-12-02T12:00:00.000Z"},'
+                   '"event":"log_update"}' % (n, t, n + 1)).encode()
+        size = len(payload)
+        header = bytes([0x81, size]) if size < 126 else bytes([0x81, 126]) + size.to_bytes(2, "big")
+        return header + payload
+
+    start = time.monotonic_ns()
+    total = int(rate * seconds)
+    n = 0
+    while n < total:
+        due = min(total, int((time.monotonic_ns() - start) * rate / 1e9) + 1)
+        if frame_writes:
+            while n < due:
+                conn.sendall(frame(n))
+                n += 1
+        elif n < due:
+            conn.sendall(b"".join(frame(i) for i in range(n, due)))
+            n = due
+        time.sleep(batch_ms / 1000)
+    time.sleep(3)
+    conn.close()
+
+
+def bench_client(args):
+    """What the Python client (the Follower of every benchmark here) costs alone: it follows a synthetic sender
+    that does nothing but write frames, so its latency is the client's own, without agent or controller."""
+    import socket as sockets
+    rows = []
+    for rate in [int(r) for r in args.rates.split(",")]:
+        for frame_writes in (False, True):
+            listener = sockets.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            url = f"ws://127.0.0.1:{listener.getsockname()[1]}/api/ws"
+            warmup, measure = 2, args.duration
+            ctx = multiprocessing.get_context("fork")
+            sender = ctx.Process(target=synthetic_sender, args=(listener, rate, warmup + measure + 1, args.batch_ms,
+                                                                frame_writes, args.nice))
+            sender.start()
+            now = time.monotonic()
+            measure_from = time.monotonic_ns() + warmup * 1_000_000_000
+            stop_at = now + warmup + measure + 3
+            workers, results = run_followers([("synthetic", "synthetic")], url, measure_from, stop_at, 1, args.nice)
+            summaries = collect(workers, results, stop_at)
+            sender.join(10)
+            listener.close()
+            lat = summaries[0]["latencies"]
+            cpu = 100 * summaries[0].get("client_cpu_s", 0) / (time.monotonic() - now)
+            rows.append((rate, "one send per frame" if frame_writes else f"one send per {args.batch_ms} ms batch",
+                         len(lat), percentile(lat, 50), percentile(lat, 99), max(lat) if lat else float("nan"),
+                         lost_lines(summaries, None), cpu, os.getloadavg()[0]))
+    print(f"\n{'lines/s':>8} {'sender writes':30} {'lines':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'lost':>5} "
+          f"{'client CPU %':>12} {'load':>5}")
+    for row in rows:
+        print(f"{row[0]:>8} {row[1]:30} {row[2]:>7} {ms(row[3]):>8} {ms(row[4]):>8} {ms(row[5]):>8} {row[6]:>5} "
+              f"{row[7]:>12.0f} {row[8]:>5.1f}")
+    for row in rows:
+        print(f"RESULT ws-client-alone rate={row[0]}/s writes=\"{row[1]}\" p50={ms(row[3])}ms p99={ms(row[4])}ms "
+              f"lost={row[6]} client_cpu={row[7]:.0f}% load={row[8]:.1f}")
 
 
 # ---- fan-out
@@ -394,7 +667,7 @@ def bench_stability(args):
 
 
 parser = argparse.ArgumentParser()
-parser.add_argument("mode", choices=["latency", "fanout", "stability"])
+parser.add_argument("mode", choices=["latency", "hops", "client", "fanout", "stability"])
 parser.add_argument("bin_dir")
 parser.add_argument("--duration", type=int, default=None)
 parser.add_argument("--rates", default="100,5000")
@@ -403,10 +676,18 @@ parser.add_argument("--connections", type=int, default=500)
 parser.add_argument("--deployments", type=int, default=None)
 parser.add_argument("--rate", type=int, default=None)
 parser.add_argument("--load-users", type=int, default=200)
+parser.add_argument("--batch-ms", type=float, default=10)
+parser.add_argument("--nice", type=int, default=None)
 args = parser.parse_args()
 if args.mode == "latency":
     args.duration = args.duration or 20
     bench_latency(args)
+elif args.mode == "hops":
+    args.duration = args.duration or 10
+    bench_hops(args)
+elif args.mode == "client":
+    args.duration = args.duration or 10
+    bench_client(args)
 elif args.mode == "fanout":
     args.duration, args.deployments, args.rate = args.duration or 30, args.deployments or 10, args.rate or 10
     bench_fanout(args)
