@@ -98,13 +98,14 @@ extension Client {
         }
     }
 
-    static func connect<T: Sendable>(_ port: Int, token: String,
+    /// `headers` replace the bearer `token` (a browser's cookie and Origin).
+    static func connect<T: Sendable>(_ port: Int, token: String, headers: HTTPFields? = nil,
                                      _ body: @escaping @Sendable (inout LiveReader, WebSocketOutboundWriter) async throws -> T)
         async throws -> (result: T?, close: WebSocketCloseFrame?) {
         let result = Box<T>()
         let configuration = {
             var c = WebSocketClientConfiguration()
-            c.additionalHeaders = [.authorization: "Bearer \(token)"]
+            c.additionalHeaders = headers ?? [.authorization: "Bearer \(token)"]
             return c
         }()
         let close = try await withThrowingTaskGroup(of: WebSocketCloseFrame?.self) { group in
