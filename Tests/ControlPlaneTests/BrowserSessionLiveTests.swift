@@ -2,6 +2,8 @@
 // the sockets a browser session opened, and a real socket opened with the cookie and the page's Origin.
 import Foundation
 import HTTPTypes
+import HummingbirdTesting
+import HummingbirdWSClient
 import NIOWebSocket
 import Testing
 import TestSupport
