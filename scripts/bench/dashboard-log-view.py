@@ -103,11 +103,11 @@ def main():
                         heap: performance.memory ? performance.memory.usedJSHeapSize : 0,
                         newest: rows.length ? Number(rows[rows.length - 1].dataset.seq) : 0,
                         notices: document.querySelectorAll('.log-notice').length}; }""")
-            logs = owner.data("GET", f"/api/deployments/{flood}/logs?tail=1")["lines"]
-            app_newest = logs[-1]["seq"] if logs else 0
+            logs = owner.data("GET", f"/api/deployments/{flood}/logs?tail=1", timeout=60)["lines"]
+            behind = f", the app's newest {logs[-1]['seq']:,} ({logs[-1]['seq'] - end['newest']:,} behind)" if logs else ""
             print(f"after {seconds} s: {end['lines']:,} .log-line elements kept ({end['notices']} 'skipped' notices "
                   f"among them), {end['nodes']:,} DOM elements, JS heap {end['heap'] / 1e6:.1f} MB; newest line in "
-                  f"view seq {end['newest']:,}, the app's newest {app_newest:,} ({app_newest - end['newest']:,} behind)")
+                  f"view seq {end['newest']:,}{behind}")
             print(f"lag p99 ratio flood / anchor: {flooded / max(anchor, 0.1):.1f}x")
             browser.close()
     finally:

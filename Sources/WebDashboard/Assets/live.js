@@ -8,6 +8,9 @@
 // Pages work without this script; it only adds to them. No inline script, no eval: the CSP allows neither.
 
 const MAX_LINES = 1000; // lines kept in view per log element; the export link has the older ones
+// Lines added to the page in one frame at most: a frame that comes late (a busy machine, a flood) shows the newest
+// and says how many it skipped, instead of building a thousand rows in one long task.
+const MAX_PER_FRAME = 250;
 const TAIL = 200; // recent lines asked for when a log view first subscribes
 const SAMPLES = 300; // chart points: five minutes of metrics_update at one a second
 const BACKOFF_FIRST_MS = 500;
@@ -46,6 +49,11 @@ class LogView {
     this.pending = []; // lines waiting for the next frame
     this.scheduled = false;
     this.live = []; // the .log-line elements this script added, oldest first
+    // Whether the view follows the newest line: read on scroll, so that a frame never waits for a layout to ask.
+    this.follow = true;
+    element.addEventListener("scroll", () => {
+      this.follow = element.scrollHeight - element.scrollTop - element.clientHeight < 24;
+    }, { passive: true });
     for (const line of element.querySelectorAll(".log-line[data-instance][data-seq]")) {
       const seq = Number(line.dataset.seq);
       const known = this.last.get(line.dataset.instance);
@@ -89,10 +97,14 @@ class LogView {
   // One DOM update per frame, however many lines came: the page stays responsive at thousands of lines a second.
   flush() {
     this.scheduled = false;
-    const lines = this.pending;
+    let lines = this.pending;
     this.pending = [];
     const view = this.element;
-    const atBottom = view.scrollHeight - view.scrollTop - view.clientHeight < 24;
+    const skipped = lines.length - MAX_PER_FRAME;
+    if (skipped > 0) {
+      lines = lines.slice(skipped);
+      lines.unshift({ notice: `${skipped} lines not shown (too many at once); the export has them` });
+    }
     const fragment = document.createDocumentFragment();
     const needle = this.filter.toLowerCase();
     for (const line of lines) {
@@ -116,7 +128,7 @@ class LogView {
     view.append(fragment);
     const excess = this.live.length - MAX_LINES;
     if (excess > 0) for (const row of this.live.splice(0, excess)) row.remove();
-    if (atBottom) view.scrollTop = view.scrollHeight;
+    if (this.follow) view.scrollTop = view.scrollHeight;
   }
 
   setFilter(text) {
