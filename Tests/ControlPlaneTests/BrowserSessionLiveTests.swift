@@ -1,10 +1,8 @@
-// The dashboard's cookie session on the live streams: which table each kind of token is checked in, logout waking
-// the sockets a browser session opened, and a real socket opened with the cookie and the page's Origin.
+// The dashboard's cookie session on the live streams: which table each kind of token is checked in, and logout
+// waking the sockets a browser session opened. The socket itself, opened with the cookie and the page's Origin (and
+// refused without them), is driven end to end by Tests/websocket/test_browser_session.py.
 import Foundation
 import HTTPTypes
-import HummingbirdTesting
-import HummingbirdWSClient
-import NIOWebSocket
 import Testing
 import TestSupport
 @testable import ControlPlane
@@ -62,25 +60,6 @@ import TestSupport
             for await _ in revoked { woken += 1 }
             #expect(woken == 1)
             #expect(auth.revocations.watcherCount(tokenHash: hash) == 0)
-        }
-    }
-
-    /// The page's cookie and Origin open the socket; logging out of the dashboard closes it with 4401.
-    @Test func aSocketOpenedWithTheCookieClosesWhenTheDashboardSignsOut() async throws {
-        try await LiveStreamTests.harness().run(.live) { client in
-            let port = try #require(client.client.port)
-            _ = try await client.signUp("ada@example.com")
-            let auth = client.controlPlane.auth
-            let browser = try await auth.startBrowserSession(email: "ada@example.com", password: Self.password)
-            let headers: HTTPFields = [.cookie: "cr_form=x; cr_session=\(browser.token)", .origin: "http://127.0.0.1:\(port)"]
-            let (_, close) = try await LiveStreamTests.connect(port, token: "", headers: headers) { reader, outbound in
-                try await send(outbound, ["event": "ping"])
-                _ = try await reader.next(["pong"])
-                try await auth.endBrowserSession(token: browser.token)
-                try await reader.untilClosed()
-            }
-            #expect(close?.closeCode == .unknown(4401))
-            #expect(close?.reason == "session expired or revoked")
         }
     }
 }

@@ -98,14 +98,13 @@ extension Client {
         }
     }
 
-    /// `headers` replace the bearer `token` (a browser's cookie and Origin).
-    static func connect<T: Sendable>(_ port: Int, token: String, headers: HTTPFields? = nil,
+    static func connect<T: Sendable>(_ port: Int, token: String,
                                      _ body: @escaping @Sendable (inout LiveReader, WebSocketOutboundWriter) async throws -> T)
         async throws -> (result: T?, close: WebSocketCloseFrame?) {
         let result = Box<T>()
         let configuration = {
             var c = WebSocketClientConfiguration()
-            c.additionalHeaders = headers ?? [.authorization: "Bearer \(token)"]
+            c.additionalHeaders = [.authorization: "Bearer \(token)"]
             return c
         }()
         let close = try await withThrowingTaskGroup(of: WebSocketCloseFrame?.self) { group in
