@@ -44,7 +44,8 @@ let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-htt
 let webDashboardResources: [Resource] = [
     "layout.mustache", "nav.mustache", "login.mustache", "register.mustache", "dashboard.mustache", "project.mustache",
     "audit.mustache", "deployments.mustache", "denied.mustache", "tabs.mustache", "deployment.mustache",
-].map { .embedInCode("Templates/\($0)") } + ["app.css"].map { .embedInCode("Assets/\($0)") }
+    "live.mustache",
+].map { .embedInCode("Templates/\($0)") } + ["app.css", "live.js"].map { .embedInCode("Assets/\($0)") }
 
 var products: [Product] = []
 var dependencies: [Package.Dependency] = [

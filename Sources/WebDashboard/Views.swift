@@ -8,6 +8,8 @@ struct Chrome {
     var user: UserView?
     var csrf: String?
     var assetVersion: String
+    /// live.js's version, for its immutable URL as the stylesheet's.
+    var scriptVersion: String = Assets.liveScript.version
     var navProjects: [NavProject]
     var notice: String?
 }

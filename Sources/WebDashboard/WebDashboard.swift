@@ -40,6 +40,7 @@ public struct WebDashboard: Sendable {
         }
         addAuthPages(to: router)
         addProjectPages(to: router)
+        addLivePages(to: router)
     }
 }
 
@@ -176,7 +177,7 @@ struct Templates: Sendable {
         ("dashboard", PackageResources.dashboard_mustache), ("project", PackageResources.project_mustache),
         ("audit", PackageResources.audit_mustache), ("deployments", PackageResources.deployments_mustache),
         ("denied", PackageResources.denied_mustache), ("tabs", PackageResources.tabs_mustache),
-        ("deployment", PackageResources.deployment_mustache),
+        ("deployment", PackageResources.deployment_mustache), ("live", PackageResources.live_mustache),
     ]
 
     init() throws {

@@ -8,7 +8,7 @@ import Sealing
 
 enum WebSecurity {
     /// The session's cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it).
-    static let sessionCookie = "cr_session"
+    static let sessionCookie = BrowserSession.cookieName
     /// Before sign-in there is no session to bind a form to: the login and registration forms carry this
     /// cookie's random value as well (a double-submit token), so another site cannot post them either.
     static let formCookie = "cr_form"

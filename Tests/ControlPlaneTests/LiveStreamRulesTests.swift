@@ -172,8 +172,8 @@ import Testing
 
 @Suite struct LiveGateTests {
     func request(path: String = "/api/ws", authorization: String? = "Bearer cr_abc", origin: String? = nil,
-                 host: String? = "127.0.0.1:8480") -> LiveUpgradeRequest {
-        LiveUpgradeRequest(path: path, authorization: authorization, origin: origin, host: host, cookie: nil)
+                 host: String? = "127.0.0.1:8480", cookie: String? = nil) -> LiveUpgradeRequest {
+        LiveUpgradeRequest(path: path, authorization: authorization, origin: origin, host: host, cookie: cookie)
     }
 
     @Test func acceptsABearerTokenWithoutOrSameOrigin() {
@@ -196,6 +196,57 @@ import Testing
         #expect(LiveGate.credential(request(origin: "chrome-extension://abc")) == .failure(foreign))
         #expect(LiveGate.credential(request(origin: "http://127.0.0.1:8480", host: nil)) == .failure(foreign))
         #expect(LiveGate.credential(request(path: "/api/other")) == .failure(LiveRefusal(status: .notFound, message: "route not found")))
+    }
+}
+
+@Suite struct LiveGateCookieTests {
+    let page = "http://127.0.0.1:8480"
+
+    func request(authorization: String? = nil, origin: String?, host: String? = "127.0.0.1:8480",
+                 cookie: String? = "cr_session=crs_abc") -> LiveUpgradeRequest {
+        LiveUpgradeRequest(path: "/api/ws", authorization: authorization, origin: origin, host: host, cookie: cookie)
+    }
+
+    @Test func acceptsTheSessionCookieFromTheControllersOwnPage() {
+        #expect(LiveGate.credential(request(origin: page)) == .success(.browserSession("crs_abc")))
+        #expect(LiveGate.credential(request(origin: "https://ctl.example.com", host: "ctl.example.com:443"))
+                == .success(.browserSession("crs_abc")))
+        #expect(LiveGate.credential(request(origin: page, cookie: "theme=dark; cr_session=crs_abc; cr_form=xyz"))
+                == .success(.browserSession("crs_abc")))
+        #expect(LiveGate.credential(request(origin: page, cookie: "cr_session=\"crs_abc\"")) == .success(.browserSession("crs_abc")))
+    }
+
+    @Test func aBearerTokenStillWinsOverTheCookie() {
+        #expect(LiveGate.credential(request(authorization: "Bearer crt_abc", origin: page)) == .success(.bearer("crt_abc")))
+        #expect(LiveGate.credential(request(authorization: "Bearer crt_abc", origin: nil)) == .success(.bearer("crt_abc")))
+    }
+
+    @Test func refusesTheCookieWithoutAnOriginOrFromAnotherOne() {
+        let foreign = LiveRefusal(status: .forbidden, message: "Origin not allowed")
+        // No Origin: not a browser's upgrade, so a cookie it carries proves nothing.
+        #expect(LiveGate.credential(request(origin: nil)) == .failure(.authenticationFailed))
+        #expect(LiveGate.credential(request(origin: "http://evil.example")) == .failure(foreign))
+        #expect(LiveGate.credential(request(origin: "http://127.0.0.1:8481")) == .failure(foreign))
+        #expect(LiveGate.credential(request(origin: "null")) == .failure(foreign))
+        // The URL a client library dials passes the Origin check, but it names no page: a cookie needs one.
+        #expect(LiveGate.credential(request(origin: "ws://127.0.0.1")) == .failure(.authenticationFailed))
+        #expect(LiveGate.credential(request(origin: page, host: nil)) == .failure(foreign))
+    }
+
+    @Test func refusesWhatIsNotTheSessionCookie() {
+        #expect(LiveGate.credential(request(origin: page, cookie: nil)) == .failure(.authenticationFailed))
+        #expect(LiveGate.credential(request(origin: page, cookie: "cr_session=")) == .failure(.authenticationFailed))
+        #expect(LiveGate.credential(request(origin: page, cookie: "cr_form=crs_abc")) == .failure(.authenticationFailed))
+        #expect(LiveGate.credential(request(origin: page, cookie: "xcr_session=crs_abc")) == .failure(.authenticationFailed))
+        #expect(LiveGate.credential(request(origin: page, cookie: "cr_session=" + String(repeating: "a", count: 257)))
+                == .failure(.authenticationFailed))
+    }
+
+    @Test func readsTheFirstCookieOfTheName() {
+        #expect(LiveGate.cookie(named: "cr_session", in: "cr_session=one; cr_session=two") == "one")
+        #expect(LiveGate.cookie(named: "cr_session", in: "a=1;cr_session=crs_x ") == "crs_x")
+        #expect(LiveGate.cookie(named: "cr_session", in: "cr_session") == nil)
+        #expect(LiveGate.cookie(named: "cr_session", in: nil) == nil)
     }
 }
 

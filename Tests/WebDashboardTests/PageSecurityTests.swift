@@ -33,7 +33,10 @@ import Testing
                 #expect(page.headers[HTTPField.Name("X-Frame-Options")!] == "DENY")
                 #expect(page.headers[HTTPField.Name("Referrer-Policy")!] == "same-origin")
                 // What the policy forbids is not in the page either: no inline script, handler or style attribute.
-                #expect(!page.body.contains("<script"))
+                // The one script is live.js, loaded from its own URL.
+                let script = "<script type=\"module\" src=\"/assets/live.js?v=\(Assets.liveScript.version)\"></script>"
+                #expect(page.body.components(separatedBy: "<script").count == 2)
+                #expect(page.body.contains(script))
                 #expect(!page.body.contains(" style="))
                 #expect(page.body.range(of: #" on[a-z]+="#, options: .regularExpression) == nil)
             }
@@ -186,7 +189,7 @@ import Testing
             #expect(list.body.contains("<a href=\"/deployments/\(deployment.id)\" data-testid=\"deployment-link\">web</a>"))
             let page = try await owner.get("/deployments/\(deployment.id)")
             #expect(page.status == .ok)
-            #expect(page.body.contains("<span class=\"badge\" data-testid=\"deployment-status\">PENDING</span>"))
+            #expect(page.body.contains("<span class=\"badge\" data-testid=\"deployment-status\" data-live-status=\"\(deployment.id)\">PENDING</span>"))
             #expect(page.body.contains("<code>python3 -m http.server</code>"))
             #expect(page.body.contains("No instances have registered yet."))
             let intruder = Browser(client)

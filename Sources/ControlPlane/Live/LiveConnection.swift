@@ -9,9 +9,13 @@ import WSCore
 
 /// The authenticated session of a connection.
 struct LiveSession: Sendable {
+    /// Which table the token lives in: the recheck looks there.
+    enum Kind: Sendable { case apiToken, browserSession }
+
     var user: User
     var tokenHash: String
     var expiresAt: Date
+    var kind: Kind = .apiToken
 }
 
 final class LiveConnection: Sendable {
@@ -109,6 +113,7 @@ final class LiveConnection: Sendable {
         let hash = session.tokenHash
         let auth = hub.auth
         let expiresAt = session.expiresAt
+        let kind = session.kind
         let now = hub.now
         return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
@@ -123,7 +128,7 @@ final class LiveConnection: Sendable {
                     let pause = min(Duration.seconds(left), Self.sessionRecheckInterval)
                     try? await Task.sleep(for: max(pause, .milliseconds(10)))
                     if Task.isCancelled { return false }
-                    if (try? await auth.store.session(forTokenHash: hash, now: now())) == nil { return true }
+                    if await !auth.isLive(kind, tokenHash: hash, now: now()) { return true }
                 }
                 return false
             }

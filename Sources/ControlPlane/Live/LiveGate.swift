@@ -26,6 +26,8 @@ enum LiveGate {
     enum Credential: Sendable, Equatable {
         /// `Authorization: Bearer <session token>` (CLIs, scripts, tests).
         case bearer(String)
+        /// The dashboard's session cookie, sent by a page of the controller itself.
+        case browserSession(String)
     }
 
     /// The credential to check, or why the upgrade is refused.
@@ -37,10 +39,34 @@ enum LiveGate {
             return .failure(LiveRefusal(status: .forbidden, message: "Origin not allowed"))
         }
         if let token = Tokens.bearer(request.authorization) { return .success(.bearer(token)) }
-        // Browser sessions (the dashboard's cookie) are accepted here, and only here, once they exist: a cookie
-        // alone is what a cross-site page could replay, so it counts only with the Origin check above passed by an
-        // Origin that is present (a browser always sends one on an upgrade).
+        // A cookie alone is what a cross-site page could replay (the browser attaches it to any upgrade), so it counts
+        // only with an Origin that is present, names a page (http or https: a browser always sends its page's) and
+        // passed the check above. A client without an Origin, or with the URL it dials as one, is no browser page:
+        // it sends its token as a bearer.
+        if let origin = request.origin, isPageOrigin(origin),
+           let token = cookie(named: BrowserSession.cookieName, in: request.cookie) {
+            return .success(.browserSession(token))
+        }
         return .failure(.authenticationFailed)
+    }
+
+    private static func isPageOrigin(_ origin: String) -> Bool {
+        let lowered = origin.lowercased()
+        return lowered.hasPrefix("http://") || lowered.hasPrefix("https://")
+    }
+
+    /// The first cookie of that name in a Cookie header (RFC 6265 5.4: `name=value` pairs joined by "; "), its
+    /// value unquoted; nil when absent, empty or longer than any token.
+    static func cookie(named name: String, in header: String?) -> String? {
+        guard let header else { return nil }
+        for pair in header.split(separator: ";") {
+            guard let equals = pair.firstIndex(of: "=") else { continue }
+            guard pair[..<equals].trimmingCharacters(in: .whitespaces) == name else { continue }
+            var value = pair[pair.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            return value.isEmpty || value.utf8.count > 256 ? nil : value
+        }
+        return nil
     }
 
     /// The Origin names the controller itself: its host and port are the request's Host (any scheme: TLS may end at

@@ -62,16 +62,26 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         switch LiveGate.credential(request) {
         case .failure(let refusal):
             return .failure(refusal)
-        case .success(.bearer(let token)):
-            guard let (user, expiresAt) = try? await hub.auth.authenticateSession(token: token) else {
-                return .failure(.authenticationFailed)
+        case .success(let credential):
+            let token: String, kind: LiveSession.Kind, checked: (user: User, expiresAt: Date)?
+            switch credential {
+            case .bearer(let bearer):
+                token = bearer
+                kind = .apiToken
+                checked = try? await hub.auth.authenticateSession(token: bearer)
+            case .browserSession(let cookie):
+                // Only a dashboard session's token: an API token in the cookie is refused like any unknown one.
+                token = cookie
+                kind = .browserSession
+                checked = try? await hub.auth.authenticateBrowserSession(token: cookie)
             }
+            guard let (user, expiresAt) = checked else { return .failure(.authenticationFailed) }
             guard hub.connectionLimit.acquire(user.id) else {
                 return .failure(LiveRefusal(status: .tooManyRequests, message:
                     "too many live connections for this user (at most \(hub.connectionLimit.perUser)); close one first"))
             }
             // From here the connection owns the place: it gives it back when it goes (deinit), upgraded or not.
-            let session = LiveSession(user: user, tokenHash: Tokens.hash(token), expiresAt: expiresAt)
+            let session = LiveSession(user: user, tokenHash: Tokens.hash(token), expiresAt: expiresAt, kind: kind)
             return .success(LiveAdmission(connection: LiveConnection(hub: hub, session: session, logger: logger)))
         }
     }

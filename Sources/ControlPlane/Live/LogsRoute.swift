@@ -80,6 +80,13 @@ extension ControlPlane {
         }
     }
 
+    /// The dashboard's export (`GET /deployments/:id/logs.txt`): as many recent lines as the API gives, as text.
+    /// The owner's only: another user's deployment is not found, like an unknown one.
+    public func exportLogs(deploymentId: String, actor: Actor) async throws -> String {
+        _ = try await deployments.get(deploymentId, actor: actor)
+        return LogsQuery.text(try await recentLogs(deploymentId, .init(tail: LogsQuery.maxTail, instance: nil, text: true)))
+    }
+
     func recentLogs(_ deploymentId: String, _ parameters: LogsQuery.Parameters) async throws -> DeploymentLogs {
         let agents = live.agents
         var targets = await agents.targets(deploymentId)

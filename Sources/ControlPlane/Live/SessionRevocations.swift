@@ -1,6 +1,7 @@
 // Tells open WebSocket connections that their session token was revoked (logout), so that they close with 4401 at
 // once instead of at the next check. Keyed by the token's hash, as the store keeps it; nothing is stored for a
 // token nobody watches.
+import Foundation
 import Synchronization
 
 public final class SessionRevocations: Sendable {
@@ -45,5 +46,15 @@ public final class SessionRevocations: Sendable {
     /// How many connections watch the token (tests check that closed connections leave nothing behind).
     public func watcherCount(tokenHash: String) -> Int {
         state.withLock { $0.watchers[tokenHash]?.count ?? 0 }
+    }
+}
+
+extension AuthService {
+    /// Whether a live connection's token still holds (the periodic recheck); a store error counts as ended.
+    func isLive(_ kind: LiveSession.Kind, tokenHash: String, now: Date) async -> Bool {
+        switch kind {
+        case .apiToken: (try? await store.session(forTokenHash: tokenHash, now: now)) != nil
+        case .browserSession: (try? await store.browserSession(forTokenHash: tokenHash, now: now)) != nil
+        }
     }
 }

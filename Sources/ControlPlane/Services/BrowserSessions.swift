@@ -9,6 +9,9 @@ public struct BrowserSession: Sendable {
     public var expiresAt: Date
     public var user: User
 
+    /// The cookie that carries the token (the dashboard sets it; the live streams' gate reads it too).
+    public static let cookieName = "cr_session"
+
     /// The cookie's Max-Age: the browser forgets it when the server stops honouring it.
     public var maxAgeSeconds: Int { Int(expiresAt.timeIntervalSince(startedAt)) }
 }
@@ -34,8 +37,17 @@ extension AuthService {
         return try await store.user(forBrowserSessionHash: Tokens.hash(token), now: dependencies.now())
     }
 
+    /// The same check, also telling when the session expires: the dashboard's live socket closes then.
+    public func authenticateBrowserSession(token: String) async throws -> (user: User, expiresAt: Date)? {
+        guard token.hasPrefix(Tokens.browserSessionPrefix), token.utf8.count <= 256 else { return nil }
+        return try await store.browserSession(forTokenHash: Tokens.hash(token), now: dependencies.now())
+    }
+
+    /// Logout: the session ends, and so at once do the live sockets it opened (4401), as a bearer logout's do.
     public func endBrowserSession(token: String) async throws {
-        try await store.revokeBrowserSession(hash: Tokens.hash(token), now: dependencies.now())
+        let hash = Tokens.hash(token)
+        try await store.revokeBrowserSession(hash: hash, now: dependencies.now())
+        revocations.revoke(tokenHash: hash)
     }
 }
 

@@ -129,6 +129,7 @@ public protocol ControlPlaneStore: Sendable {
     /// The dashboard's cookie sessions (SQLiteStore+BrowserSessions.swift).
     func insertBrowserSession(hash: String, userId: String, expiresAt: Date, now: Date) async throws
     func user(forBrowserSessionHash hash: String, now: Date) async throws -> User?
+    func browserSession(forTokenHash hash: String, now: Date) async throws -> (user: User, expiresAt: Date)?
     func revokeBrowserSession(hash: String, now: Date) async throws
 
     // MARK: Projects

@@ -23,6 +23,20 @@ extension SQLiteStore {
         }
     }
 
+    /// The user and the expiry of an unexpired, unrevoked session (a live socket closes at the expiry).
+    public func browserSession(forTokenHash hash: String, now: Date) async throws -> (user: User, expiresAt: Date)? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT u.id, u.email, u.is_admin, u.created_at, s.expires_at AS session_expires_at
+                FROM browser_sessions s JOIN users u ON u.id = s.user_id
+                WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?
+                """, arguments: [hash, now]).map { row in
+                (User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"]),
+                 row["session_expires_at"] as Date)
+            }
+        }
+    }
+
     public func revokeBrowserSession(hash: String, now: Date) async throws {
         try await pool.write { db in
             // Expired rows of any user go too: a table that only grows would keep every login forever.
