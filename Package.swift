@@ -44,6 +44,7 @@ let httpTypes = Target.Dependency.product(name: "HTTPTypes", package: "swift-htt
 let webDashboardResources: [Resource] = [
     "layout.mustache", "nav.mustache", "login.mustache", "register.mustache", "dashboard.mustache", "project.mustache",
     "audit.mustache", "deployments.mustache", "denied.mustache", "tabs.mustache", "deployment.mustache",
+    "scaling.mustache",
 ].map { .embedInCode("Templates/\($0)") } + ["app.css"].map { .embedInCode("Assets/\($0)") }
 
 var products: [Product] = []
@@ -154,7 +155,7 @@ if parts.contains("controller") {
         .target(
             name: "WebDashboard",
             dependencies: [
-                "ControlPlane", "Sealing", hummingbird, logging, httpTypes, nioCore,
+                "ControlPlane", "Scaling", "Sealing", hummingbird, logging, httpTypes, nioCore,
                 .product(name: "Mustache", package: "swift-mustache"),
             ],
             resources: webDashboardResources,

@@ -176,7 +176,7 @@ struct Templates: Sendable {
         ("dashboard", PackageResources.dashboard_mustache), ("project", PackageResources.project_mustache),
         ("audit", PackageResources.audit_mustache), ("deployments", PackageResources.deployments_mustache),
         ("denied", PackageResources.denied_mustache), ("tabs", PackageResources.tabs_mustache),
-        ("deployment", PackageResources.deployment_mustache),
+        ("deployment", PackageResources.deployment_mustache), ("scaling", PackageResources.scaling_mustache),
     ]
 
     init() throws {
