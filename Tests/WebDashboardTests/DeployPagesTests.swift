@@ -45,12 +45,11 @@ extension Page {
         return String(rest[badge.upperBound...].prefix { $0 != "<" })
     }
 
-    /// The part of the page for one deployment's card.
+    /// The part of the page for one deployment's card (its `<li>`, which holds no other list item).
     func card(_ id: String) -> String {
         guard let start = body.range(of: "id=\"deployment-\(id)\"") else { return "" }
         let rest = body[start.upperBound...]
-        let end = rest.range(of: "data-testid=\"deployment-card\"")?.lowerBound ?? rest.endIndex
-        return String(rest[..<end])
+        return String(rest[..<(rest.range(of: "</li>")?.lowerBound ?? rest.endIndex)])
     }
 }
 
