@@ -25,6 +25,9 @@ extension WebDashboard {
         }
     }
 
+    /// The new-policy form's example: the fields that matter, the engine's defaults for the rest.
+    static let policyExample = #"{"name": "cpu", "policyType": "target_tracking", "minInstances": 1, "maxInstances": 3, "target": {"metric": "cpu", "value": 60}}"#
+
     /// The latest events the page lists and charts.
     static let scalingEventCount = 50
     /// Hourly cost periods shown: the last day.
@@ -74,8 +77,7 @@ extension WebDashboard {
                 return PolicyRow(stored, failed: failed)
             },
             newPolicy: creating?.text ?? "", newError: creating?.error,
-            example: PolicyRow.json(ScalingPolicy(name: "cpu", policyType: .targetTracking, minInstances: 1, maxInstances: 3,
-                                                  target: MetricTarget(metric: .cpu, value: 60))),
+            example: Self.policyExample,
             events: events.map(ScalingEventRow.init), hasEvents: !events.isEmpty,
             pricing: settings.pricing.map(PricingView.init),
             costs: costs.map { CostRow($0.period) }, hasCosts: !costs.isEmpty,
@@ -133,7 +135,10 @@ struct PolicyRow {
     static func json(_ policy: ScalingPolicy) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(policy)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let text = (try? encoder.encode(policy)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        // Foundation prints an empty array over three lines; a JSON string cannot hold a raw newline, so this
+        // pattern only ever meets an empty array.
+        return text.replacingOccurrences(of: #"\[\n\n *\]"#, with: "[]", options: .regularExpression)
     }
 }
 

@@ -288,6 +288,7 @@ extension Page {
             #expect(shown.body.contains("<span class=\"muted\">1 to 3 instances</span>"))
             // The edit form holds the stored document; posting it back unchanged is accepted as it is.
             let document = PolicyRow.json(stored.policy)
+            #expect(document.contains("\"scaleUpRules\" : [],"))
             #expect(shown.body.contains(">\(Self.escaped(document))</textarea>"))
             let same = try await browser.post("/deployments/\(id)/scaling/policies/\(stored.id)", [("_csrf", token), ("policy", document)])
             #expect(same.location == "/deployments/\(id)?done=policy-updated#scaling")
@@ -325,6 +326,10 @@ extension Page {
             #expect(deleted.location == "/deployments/\(id)?done=policy-deleted#scaling")
             #expect(try await controlPlane.scaling.policies(id).isEmpty)
             #expect(try await browser.get("/deployments/\(id)?done=policy-deleted").body.contains("Scaling policy deleted."))
+            // The form's example is a policy the API accepts.
+            let example = try await browser.post("/deployments/\(id)/scaling/policies", [("_csrf", token), ("policy", WebDashboard.policyExample)])
+            #expect(example.status == .seeOther)
+            #expect(try await controlPlane.scaling.policies(id).map(\.policy.name) == ["cpu"])
         }
     }
 
