@@ -45,6 +45,7 @@ let webDashboardResources: [Resource] = [
     "layout.mustache", "nav.mustache", "login.mustache", "register.mustache", "dashboard.mustache", "project.mustache",
     "audit.mustache", "deployments.mustache", "denied.mustache", "tabs.mustache", "deployment.mustache",
     "live.mustache",
+    "scaling.mustache",
 ].map { .embedInCode("Templates/\($0)") } + ["app.css", "live.js"].map { .embedInCode("Assets/\($0)") }
 
 var products: [Product] = []
@@ -157,7 +158,7 @@ if parts.contains("controller") {
         .target(
             name: "WebDashboard",
             dependencies: [
-                "ControlPlane", "Sealing", hummingbird, logging, httpTypes, nioCore,
+                "ControlPlane", "Scaling", "Sealing", hummingbird, logging, httpTypes, nioCore,
                 .product(name: "Mustache", package: "swift-mustache"),
             ],
             resources: webDashboardResources,

@@ -9,47 +9,24 @@ import Sealing
 extension WebDashboard {
     func addAuthPages(to router: Router<ControlPlaneContext>) {
         router.get("login") { request, context in
-            try await handle(request, context, signedIn: false) { web in
-                if web.visitor.user != nil { return Redirect.to("/dashboard") }
-                return authPage("login", web, status: .ok, email: "", errors: FieldErrors())
-            }
+            try await handle(request, context, signedIn: false) { web in authForm("login", web) }
         }
         router.post("login") { request, context in
             try await handle(request, context, signedIn: false) { web in
-                let email = web.form["email"] ?? ""
-                guard formTokenMatches(web) else {
-                    return authPage("login", web, status: .forbidden, email: email, errors: FieldErrors(form: Self.expiredForm))
-                }
-                do {
-                    try controlPlane.checkAuthAttempt(from: web.context.remoteAddress)
-                    let session = try await controlPlane.auth.startBrowserSession(email: web.form["email"], password: web.form["password"])
-                    return signedIn(session, web)
-                } catch let error as ControlPlaneError {
-                    return authPage("login", web, status: .init(code: error.status), email: email, errors: FieldErrors(error),
-                                    retryAfter: error)
+                try await authSubmit("login", web) {
+                    try await controlPlane.auth.startBrowserSession(email: web.form["email"], password: web.form["password"])
                 }
             }
         }
         router.get("register") { request, context in
-            try await handle(request, context, signedIn: false) { web in
-                if web.visitor.user != nil { return Redirect.to("/dashboard") }
-                return authPage("register", web, status: .ok, email: "", errors: FieldErrors())
-            }
+            try await handle(request, context, signedIn: false) { web in authForm("register", web) }
         }
         router.post("register") { request, context in
             try await handle(request, context, signedIn: false) { web in
-                let email = web.form["email"] ?? ""
-                guard formTokenMatches(web) else {
-                    return authPage("register", web, status: .forbidden, email: email, errors: FieldErrors(form: Self.expiredForm))
-                }
-                do {
-                    try controlPlane.checkAuthAttempt(from: web.context.remoteAddress)
+                try await authSubmit("register", web) {
                     let user = try await controlPlane.auth.register(email: web.form["email"], password: web.form["password"],
                                                                     inviteCode: web.form.nonEmpty("inviteCode"))
-                    return signedIn(try await controlPlane.auth.startBrowserSession(for: user), web)
-                } catch let error as ControlPlaneError {
-                    return authPage("register", web, status: .init(code: error.status), email: email, errors: FieldErrors(error),
-                                    retryAfter: error)
+                    return try await controlPlane.auth.startBrowserSession(for: user)
                 }
             }
         }
@@ -65,6 +42,27 @@ extension WebDashboard {
     static let expiredForm = "This form has expired or did not come from this site. Please try again."
     /// The anonymous form cookie's lifetime: long enough to fill a form in, short enough not to linger.
     static let formCookieSeconds = 3600
+
+    /// The empty sign-in or registration form; a visitor signed in already goes to the dashboard.
+    func authForm(_ template: String, _ web: WebRequest) -> Response {
+        if web.visitor.user != nil { return Redirect.to("/dashboard") }
+        return authPage(template, web, status: .ok, email: "", errors: FieldErrors())
+    }
+
+    /// A posted sign-in or registration: the form token, then the API's per-address limit, then `session` (which
+    /// signs in or registers). A refusal shows the form again with the reason, the e-mail kept.
+    func authSubmit(_ template: String, _ web: WebRequest, session: () async throws -> BrowserSession) async throws -> Response {
+        let email = web.form["email"] ?? ""
+        guard formTokenMatches(web) else {
+            return authPage(template, web, status: .forbidden, email: email, errors: FieldErrors(form: Self.expiredForm))
+        }
+        do {
+            try controlPlane.checkAuthAttempt(from: web.context.remoteAddress)
+            return signedIn(try await session(), web)
+        } catch let error as ControlPlaneError {
+            return authPage(template, web, status: .init(code: error.status), email: email, errors: FieldErrors(error), retryAfter: error)
+        }
+    }
 
     /// Before sign-in, a form is genuine when its token equals the form cookie (another site can set neither).
     func formTokenMatches(_ web: WebRequest) -> Bool {

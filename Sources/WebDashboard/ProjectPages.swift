@@ -62,12 +62,10 @@ extension WebDashboard {
         router.get("projects/:id/audit") { request, context in
             try await handle(request, context, signedIn: true) { web in try await auditPage(web) }
         }
-        router.get("projects/:id/deployments") { request, context in
-            try await handle(request, context, signedIn: true) { web in try await deploymentsPage(web) }
-        }
         router.get("deployments/:id") { request, context in
             try await handle(request, context, signedIn: true) { web in try await deploymentPage(web) }
         }
+        addDeployPages(to: router)
     }
 
     // MARK: Dashboard
@@ -262,7 +260,7 @@ extension WebDashboard {
             newValue: posted && state.editingKey == nil && form["variableType"] != "secret" ? form["value"] ?? "" : "",
             newDescription: posted && state.editingKey == nil ? form["description"] ?? "" : "",
             newRequired: posted && state.editingKey == nil && form.checked("isRequired"),
-            typeOptions: TypeOption.all(selected: posted && state.editingKey == nil ? form["variableType"] : nil),
+            typeOptions: SelectOption.variableTypes(selected: posted && state.editingKey == nil ? form["variableType"] : nil),
             errors: state.editingKey == nil ? errors.errors : [:], formError: state.editingKey == nil ? errors.form : nil,
             importError: state.importError, templateError: state.templateError,
             templates: templates.map { TemplateOption(id: $0.id, name: $0.name, description: $0.description,
@@ -286,30 +284,20 @@ extension WebDashboard {
         return render("audit", page)
     }
 
-    func deploymentsPage(_ web: WebRequest) async throws -> Response {
-        let project = try await controlPlane.projects.get(try web.parameter("id"), actor: web.actor)
-        let deployments = try await controlPlane.deployments.list(actor: web.actor).filter { $0.projectId == project.id }
-        let projects = try await controlPlane.projects.list(actor: web.actor)
-        let page = DeploymentsPage(
-            chrome: chrome(web.visitor, title: "\(project.name): deployments", projects: projects),
-            project: ProjectHeader(project), tab: .deployments,
-            deployments: deployments.sorted { $0.createdAt > $1.createdAt }.map(DeploymentRow.init))
-        return render("deployments", page)
-    }
-
     /// One deployment without its live parts (logs and metrics arrive with the WebSocket streams): status,
     /// settings and the instances the registry knows.
-    func deploymentPage(_ web: WebRequest) async throws -> Response {
+    func deploymentPage(_ web: WebRequest, policyForm: PolicyFormState? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
         let deployment = try await controlPlane.deployments.get(try web.parameter("id"), actor: web.actor)
         let project = try await controlPlane.projects.get(deployment.projectId, actor: web.actor)
         let instances = try await controlPlane.instances.instances(deploymentId: deployment.id)
         let projects = try await controlPlane.projects.list(actor: web.actor)
         let page = DeploymentPage(
-            chrome: chrome(web.visitor, title: deployment.name, projects: projects),
+            chrome: chrome(web.visitor, title: deployment.name, projects: projects, notice: Self.scalingNotice(web.query("done"))),
             project: ProjectHeader(project), deployment: DeploymentRow(deployment),
             cpu: String(format: "%g", deployment.cpuLimit), memory: ByteCountFormatter.string(fromByteCount: Int64(deployment.memoryLimit), countStyle: .memory),
             pids: deployment.pidsLimit,
-            instances: instances.sorted { $0.instanceId < $1.instanceId }.map(InstanceRow.init), hasInstances: !instances.isEmpty)
-        return render("deployment", page)
+            instances: instances.sorted { $0.instanceId < $1.instanceId }.map(InstanceRow.init), hasInstances: !instances.isEmpty,
+            scaling: try await scalingSection(deployment, form: policyForm))
+        return render("deployment", page, status: status)
     }
 }

@@ -32,12 +32,18 @@ struct EnvironmentTab {
     var summary: String
 }
 
-struct TypeOption {
+/// One option of a select (a variable's type, a deployment's environment).
+/// One option of a select: a variable's type, a deployment's environment.
+struct SelectOption {
     var value: String
     var selected: Bool
 
-    static func all(selected: String?) -> [TypeOption] {
-        VariableType.allCases.map { TypeOption(value: $0.rawValue, selected: $0.rawValue == (selected ?? "string")) }
+    static func list(_ values: [String], selected: String) -> [SelectOption] {
+        values.map { SelectOption(value: $0, selected: $0 == selected) }
+    }
+
+    static func variableTypes(selected: String?) -> [SelectOption] {
+        list(VariableType.allCases.map(\.rawValue), selected: selected ?? VariableType.string.rawValue)
     }
 }
 
@@ -49,7 +55,7 @@ struct VariableRow {
     var isMasked: Bool
     var isRequired: Bool
     var description: String?
-    var typeOptions: [TypeOption]
+    var typeOptions: [SelectOption]
     /// The row's edit form is open again after a failed save, with the reason.
     var editOpen: Bool
     var editValue: String
@@ -63,7 +69,7 @@ struct VariableRow {
         isMasked = variable.isMasked
         isRequired = variable.isRequired
         description = variable.description
-        typeOptions = TypeOption.all(selected: editing ? form["variableType"] : variable.variableType.rawValue)
+        typeOptions = SelectOption.variableTypes(selected: editing ? form["variableType"] : variable.variableType.rawValue)
         editOpen = editing
         // A secret's value is never put into a form: editing one means typing a new value.
         editValue = variable.isEncrypted ? "" : (editing ? form["value"] ?? "" : variable.value)
@@ -94,7 +100,7 @@ struct ProjectPage {
     var newValue: String
     var newDescription: String
     var newRequired: Bool
-    var typeOptions: [TypeOption]
+    var typeOptions: [SelectOption]
     var errors: [String: String]
     var formError: String?
     var importError: String?
@@ -153,13 +159,6 @@ struct DeploymentRow {
     }
 }
 
-struct DeploymentsPage {
-    var chrome: Chrome
-    var project: ProjectHeader
-    var tab: ProjectTab
-    var deployments: [DeploymentRow]
-}
-
 struct InstanceRow {
     var id: String
     var state: String
@@ -187,4 +186,5 @@ struct DeploymentPage {
     var pids: Int
     var instances: [InstanceRow]
     var hasInstances: Bool
+    var scaling: ScalingSection
 }

@@ -89,11 +89,29 @@ struct DashboardPage {
 }
 
 enum Format {
-    static func date(_ date: Date) -> String {
+    static func date(_ date: Date) -> String { stamp(date, seconds: false) }
+
+    /// To the second: scaling events come seconds apart.
+    static func time(_ date: Date) -> String { stamp(date, seconds: true) }
+
+    private static func stamp(_ date: Date, seconds: Bool) -> String {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
         func two(_ n: Int?) -> String { n.map { $0 < 10 ? "0\($0)" : "\($0)" } ?? "00" }
-        return "\(c.year ?? 0)-\(two(c.month))-\(two(c.day)) \(two(c.hour)):\(two(c.minute)) UTC"
+        return "\(c.year ?? 0)-\(two(c.month))-\(two(c.day)) \(two(c.hour)):\(two(c.minute))" + (seconds ? ":\(two(c.second))" : "") + " UTC"
     }
+
+    /// At most two decimals, none when whole: 2, 0.5, 1.33.
+    static func number(_ x: Double) -> String {
+        guard x.isFinite else { return "\(x)" }
+        let r = (x * 100).rounded() / 100
+        if r == r.rounded() && abs(r) < 1e15 { return String(Int(r)) }
+        var text = String(format: "%.2f", r)
+        if text.hasSuffix("0") { text.removeLast() }
+        return text
+    }
+
+    /// A price: four decimals (an instance-hour costs cents), in the pricing's own unit.
+    static func money(_ x: Double) -> String { "$" + String(format: "%.4f", x) }
 }

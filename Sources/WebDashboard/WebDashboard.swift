@@ -178,6 +178,7 @@ struct Templates: Sendable {
         ("audit", PackageResources.audit_mustache), ("deployments", PackageResources.deployments_mustache),
         ("denied", PackageResources.denied_mustache), ("tabs", PackageResources.tabs_mustache),
         ("deployment", PackageResources.deployment_mustache), ("live", PackageResources.live_mustache),
+        ("scaling", PackageResources.scaling_mustache),
     ]
 
     init() throws {

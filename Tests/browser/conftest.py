@@ -26,7 +26,7 @@ PASSWORD = "correct horse battery staple"
 class Controller:
     """`coderunner-controller serve` on 127.0.0.1:<free port>, stopped (SIGTERM, then SIGKILL) at the end."""
 
-    def __init__(self):
+    def __init__(self, extra_args=()):
         bin_dir = os.environ.get("CODERUNNER_BIN_DIR")
         if not bin_dir:
             raise RuntimeError("set CODERUNNER_BIN_DIR to the build's bin directory (swift build --show-bin-path)")
@@ -37,7 +37,7 @@ class Controller:
         self.process = subprocess.Popen(
             [str(self.binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data),
              "--registration", "open", "--bcrypt-cost", "4", "--auth-rate-limit", "10000", "--sandbox", "off",
-             "--log-level", "warning"],
+             "--log-level", "warning", *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.url = self._wait_for_address(timeout=30)
 

@@ -29,6 +29,8 @@ public enum LifecycleRules {
     public static let destroyedReason = "the deployment is destroyed; nothing can start or change it"
     /// The 409 for an override of a stopped deployment.
     public static let stoppedReason = "the deployment is stopped; start it first (POST /api/deployments/{id}/start)"
+    /// The 409 for starting (or scaling above 0) a deployment without a command under the local executor.
+    public static let noCommandReason = "the deployment has no command, so the local executor has nothing to run; create it with a command"
 
     /// `running` is how many instances run now: a start of an active deployment that runs none launches it
     /// (the "deploy" of a new deployment); one that runs some has nothing to do.

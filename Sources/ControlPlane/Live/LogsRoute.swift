@@ -6,18 +6,18 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 
-struct DeploymentLogLine: Codable, Sendable, Equatable {
-    var instanceId: String
-    var seq: UInt64
-    var timestamp: String
-    var level: String
-    var stream: String
-    var message: String
+public struct DeploymentLogLine: Codable, Sendable, Equatable {
+    public var instanceId: String
+    public var seq: UInt64
+    public var timestamp: String
+    public var level: String
+    public var stream: String
+    public var message: String
 }
 
-struct DeploymentLogs: Codable, Sendable, Equatable {
-    var deploymentId: String
-    var lines: [DeploymentLogLine]
+public struct DeploymentLogs: Codable, Sendable, Equatable {
+    public var deploymentId: String
+    public var lines: [DeploymentLogLine]
 }
 
 enum LogsQuery {
@@ -81,10 +81,18 @@ extension ControlPlane {
     }
 
     /// The dashboard's export (`GET /deployments/:id/logs.txt`): as many recent lines as the API gives, as text.
-    /// The owner's only: another user's deployment is not found, like an unknown one.
+    /// The owner's only: another user's deployment is not found, like an unknown one. It counts against the same
+    /// per-account limit as GET .../logs, which it matches in cost.
     public func exportLogs(deploymentId: String, actor: Actor) async throws -> String {
+        try live.logReads.check(actor.userId)
         _ = try await deployments.get(deploymentId, actor: actor)
         return LogsQuery.text(try await recentLogs(deploymentId, .init(tail: LogsQuery.maxTail, instance: nil, text: true)))
+    }
+
+    /// The owner's deployment's last `tail` lines, as GET .../logs?tail=N answers them (the dashboard renders them).
+    public func recentLogs(_ deploymentId: String, tail: Int, actor: Actor) async throws -> DeploymentLogs {
+        _ = try await deployments.get(deploymentId, actor: actor)
+        return try await recentLogs(deploymentId, LogsQuery.Parameters(tail: min(max(tail, 1), LogsQuery.maxTail), instance: nil, text: false))
     }
 
     func recentLogs(_ deploymentId: String, _ parameters: LogsQuery.Parameters) async throws -> DeploymentLogs {

@@ -162,7 +162,7 @@ public struct ScalingAPI: Sendable {
     /// Not the executor's failure but the deployment's: nothing to run (a 4xx, before any event is recorded).
     func requireCommand(_ deploymentId: String) async throws {
         if localExecutor != nil, (try await store.command(deploymentId: deploymentId) ?? "").isEmpty {
-            throw ControlPlaneError.conflict("the deployment has no command, so the local executor has nothing to run; create it with a command")
+            throw ControlPlaneError.conflict(LifecycleRules.noCommandReason)
         }
     }
 

@@ -58,6 +58,18 @@ public final class DeploymentService: Sendable {
         public var cpuLimit: Double?
         public var memoryLimit: Int?
         public var pidsLimit: Int?
+
+        public init(projectId: String? = nil, environment: String? = nil, name: String? = nil, runtimeType: String? = nil,
+                    command: String? = nil, cpuLimit: Double? = nil, memoryLimit: Int? = nil, pidsLimit: Int? = nil) {
+            self.projectId = projectId
+            self.environment = environment
+            self.name = name
+            self.runtimeType = runtimeType
+            self.command = command
+            self.cpuLimit = cpuLimit
+            self.memoryLimit = memoryLimit
+            self.pidsLimit = pidsLimit
+        }
     }
 
     /// Every field optional: what is given changes, the rest stays.

@@ -125,6 +125,7 @@ class LogView {
       fragment.append(row);
       this.live.push(row);
     }
+    view.querySelector(".log-empty")?.remove(); // the server's "No log lines yet."
     view.append(fragment);
     const excess = this.live.length - MAX_LINES;
     if (excess > 0) for (const row of this.live.splice(0, excess)) row.remove();
