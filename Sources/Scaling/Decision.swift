@@ -43,6 +43,7 @@ public struct ObservedMetrics: Sendable, Codable, Equatable {
     public var requests: Double?
     public var responseTime: Double?
     public var connections: Double?
+    public var cpuDemand: Double?
 
     init(_ s: MetricSample?) {
         timestamp = s?.timestamp
@@ -53,6 +54,7 @@ public struct ObservedMetrics: Sendable, Codable, Equatable {
         requests = s?.requests?.mean
         responseTime = s?.responseTime?.mean
         connections = s?.connections?.mean
+        cpuDemand = s?.cpuDemand?.mean
     }
 }
 

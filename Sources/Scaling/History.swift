@@ -30,10 +30,13 @@ public struct MetricSample: Sendable, Codable, Equatable {
     public var requests: MetricStats?
     public var responseTime: MetricStats?
     public var connections: MetricStats?
+    /// Demand in percent of each instance's CPU limit; goes past 100 when the app wants more than its limit.
+    public var cpuDemand: MetricStats?
 
     public init(
         timestamp: Double, instances: Int, reporting: Int? = nil, cpu: MetricStats? = nil, memory: MetricStats? = nil,
-        requests: MetricStats? = nil, responseTime: MetricStats? = nil, connections: MetricStats? = nil
+        requests: MetricStats? = nil, responseTime: MetricStats? = nil, connections: MetricStats? = nil,
+        cpuDemand: MetricStats? = nil
     ) {
         self.timestamp = timestamp
         self.span = 0
@@ -45,6 +48,7 @@ public struct MetricSample: Sendable, Codable, Equatable {
         self.requests = requests
         self.responseTime = responseTime
         self.connections = connections
+        self.cpuDemand = cpuDemand
     }
 
     public subscript(metric: Metric) -> MetricStats? {
@@ -55,6 +59,7 @@ public struct MetricSample: Sendable, Codable, Equatable {
             case .requests: requests
             case .responseTime: responseTime
             case .connections: connections
+            case .cpuDemand: cpuDemand
             }
         }
         set {
@@ -64,6 +69,7 @@ public struct MetricSample: Sendable, Codable, Equatable {
             case .requests: requests = newValue
             case .responseTime: responseTime = newValue
             case .connections: connections = newValue
+            case .cpuDemand: cpuDemand = newValue
             }
         }
     }

@@ -9,6 +9,9 @@ public enum Metric: String, Sendable, Codable, CaseIterable, Hashable {
     case requests
     case responseTime = "response_time"
     case connections
+    /// CPU demand in percent of each instance's CPU limit: unlike `cpu` it keeps rising past 100 when the app
+    /// wants more than its limit (3 instances of 1 CPU facing 10 cores of demand read 333).
+    case cpuDemand = "cpu_demand"
 
     public static let knownNames = allCases.map(\.rawValue).joined(separator: ", ")
 

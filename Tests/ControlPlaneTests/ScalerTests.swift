@@ -78,7 +78,7 @@ private func lines(_ url: URL) -> [String] {
         (#"{"name": "a", "policyType": "threshold", "minInstances": 4, "maxInstances": 2, "scaleUpRules": [{"metric": "cpu", "threshold": 50}]}"#,
          "validation failed: maxInstances (2) must be at least minInstances (4)"),
         (#"{"name": "a", "policyType": "threshold", "scaleUpRules": [{"metric": "rps", "threshold": 50}]}"#,
-         #"validation failed: scaleUpRules[0].metric unknown metric "rps" (known: cpu, memory, requests, response_time, connections)"#),
+         #"validation failed: scaleUpRules[0].metric unknown metric "rps" (known: cpu, memory, requests, response_time, connections, cpu_demand)"#),
         (#"{"policyType": "threshold", "scaleUpRules": [{"metric": "cpu", "threshold": 50}]}"#,
          "validation failed: name required field is missing"),
         (#"{"name": "a", "policyType": "target_tracking"}"#,

@@ -20,7 +20,7 @@ struct PolicyDocumentTests {
 
     @Test(arguments: [
         (#"{"name": "a", "policyType": "threshold", "scaleUpRules": [{"metric": "gpu", "threshold": 1}]}"#,
-         "scaleUpRules[0].metric: unknown metric \"gpu\" (known: cpu, memory, requests, response_time, connections)"),
+         "scaleUpRules[0].metric: unknown metric \"gpu\" (known: cpu, memory, requests, response_time, connections, cpu_demand)"),
         (#"{"policyType": "threshold"}"#, "name: required field is missing"),
         (#"{"name": "a", "policyType": "threshold", "minInstances": "two"}"#, "minInstances: expected a number"),
         (#"[{"name": "a", "policyType": "threshold", "scaleDownRules": [{"metric": "cpu"}]}]"#, "[0].scaleDownRules[0].threshold: required field is missing"),

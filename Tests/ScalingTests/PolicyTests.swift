@@ -51,7 +51,7 @@ struct PolicyTests {
             _ = try decode(#"{"name": "x", "policyType": "threshold", "scaleUpRules": [{"metric": "gpu", "threshold": 1}]}"#)
             Issue.record("decoded an unknown metric")
         } catch DecodingError.dataCorrupted(let context) {
-            #expect(context.debugDescription == "unknown metric \"gpu\" (known: cpu, memory, requests, response_time, connections)")
+            #expect(context.debugDescription == "unknown metric \"gpu\" (known: cpu, memory, requests, response_time, connections, cpu_demand)")
             #expect(context.codingPath.map(\.stringValue) == ["scaleUpRules", "Index 0", "metric"])
         }
     }
