@@ -26,14 +26,15 @@ struct DemandTests {
         #expect(d.reason == "track: cpu_demand 333.33 vs target 80: ceil(3 × 4.17) = 13; past the step limit max(4, 100%) = 7: measured demand, not a saturated utilization")
     }
 
-    @Test func demandStillHoldsMaxInstancesAndTheCap() throws {
+    @Test func demandStillHoldsMaxInstancesAndBudgets() throws {
         var p = Self.policy(.cpuDemand, target: 80)
         p.maxInstances = 10
         let s = MetricSample(timestamp: 100, instances: 3, cpuDemand: MetricStats(1000.0 / 3))
         #expect(try decideOnce([p], s, current: 3).targetInstances == 10)
-        var engine = try ScalingEngine(policies: [Self.policy(.cpuDemand, target: 80)], configuration: .init(instanceCap: 9))
-        let capped = engine.decide(now: 100, history: history([s]), state: DeploymentState(currentInstances: 3))
-        #expect(capped.targetInstances == 9)
+        // A budget of 9 per hour at 1 per instance-hour allows 9.
+        var budget = Self.policy(.cpuDemand, target: 80)
+        budget.maxHourlyCost = 9
+        #expect(try decideOnce([budget], s, current: 3, price: 1).targetInstances == 9)
     }
 
     @Test func startingInstancesCountAsZeroSoTheJumpIsNotRepeated() throws {
@@ -47,7 +48,7 @@ struct DemandTests {
         // The simulator's signal: 10 cores over 3 ready 1-core instances read 333.33%; 4 app threads cap it at 400
         // per instance: 10 cores over 2 instances read 400, not 500.
         var o = BacktestOptions()
-        #expect(Backtest.view(t: 0, demand: 10, instances: 3, ready: 3, options: o).cpuDemand == 1000.0 / 3)
+        #expect(Backtest.view(t: 0, demand: 10, instances: 3, ready: 3, options: o).cpuDemand == 10.0 / 3 * 100)
         #expect(Backtest.view(t: 0, demand: 10, instances: 3, ready: 3, options: o).utilization == 100)
         o.appThreads = 4
         #expect(Backtest.view(t: 0, demand: 10, instances: 2, ready: 2, options: o).cpuDemand == 400)
