@@ -34,7 +34,7 @@ struct SimulateCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp(
         "A reference scaler to replay beside the policies: hpa, kpa or oracle. Repeatable.", valueName: "name"))
-    var reference: [ReferenceScaler] = []
+    var reference: [String] = []
 
     @Option(help: ArgumentHelp(
         "table or json. Default: json for one policy alone, table otherwise.", valueName: "format"))
@@ -93,6 +93,9 @@ struct SimulateCommand: AsyncParsableCommand {
     func validate() throws {
         if policy.isEmpty && reference.isEmpty {
             throw ValidationError("give at least one --policy or --reference")
+        }
+        for name in reference where ReferenceScaler(rawValue: name) == nil {
+            throw ValidationError("unknown reference \"\(name)\" (known: \(ReferenceScaler.knownNames))")
         }
     }
 
@@ -178,13 +181,13 @@ struct SimulateCommand: AsyncParsableCommand {
                 let r = try Backtest.run(policies: set.policies, trace: points, options: options)
                 rows.append(Row(name: set.name, reference: nil, result: r, oracleInstanceHours: oracle.instanceHours, seconds: clock.seconds))
             }
-            for ref in reference {
+            for ref in reference.compactMap(ReferenceScaler.init(rawValue:)) {
                 let clock = ContinuousClock.now
                 let r = ref == .oracle ? oracle : try Backtest.run(reference: ref, trace: points, options: options, reference: refs)
                 rows.append(Row(name: ref.rawValue, reference: ref, result: r, oracleInstanceHours: oracle.instanceHours, seconds: clock.seconds))
             }
-        } catch let e as BacktestError {
-            throw Failure(message: "\(e)")
+        } catch {
+            throw Failure(message: "\(error)")
         }
         if format == .json {
             return String(decoding: try encoder.encode(["rows": rows]), as: UTF8.self)
@@ -241,4 +244,3 @@ extension ContinuousClock.Instant {
     }
 }
 
-extension ReferenceScaler: ExpressibleByArgument {}
