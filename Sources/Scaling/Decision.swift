@@ -81,11 +81,16 @@ public struct PolicyEvaluation: Sendable, Codable, Equatable {
     public var cap: Int?
     public var confidence: Double
     public var reason: String
+    /// Why this policy cannot act at all now (no forecast yet, no fresh metrics), or nil when it can. Every
+    /// decision's reason repeats it, so a policy that stays silent for a week says so all week.
+    public var cannotAct: String?
     /// Scheduled actions and bound corrections ignore cooldowns and step limits, as AWS scheduled actions do.
     var immediate: Bool = false
+    /// A forecast at or above its minConfidence (above 0): target_tracking policies hold their coveredTarget.
+    var covers: Bool = false
 
     enum CodingKeys: String, CodingKey {
-        case policy, policyType, verdict, targetInstances, floor, cap, confidence, reason
+        case policy, policyType, verdict, targetInstances, floor, cap, confidence, reason, cannotAct
     }
 }
 

@@ -47,6 +47,7 @@ public struct ScalingEngine: Sendable {
     struct ForecastState: Sendable {
         var bucket: Int64
         var model: HoltWinters?
+        var seasonal: SeasonalForecast?
         var unavailable: String?
     }
 
@@ -75,6 +76,11 @@ public struct ScalingEngine: Sendable {
         let latest = history.latest
         let fresh = latest.map { now - $0.timestamp <= configuration.staleAfter && $0.timestamp <= now } ?? false
         func decision(_ action: ScalingAction, _ target: Int, _ reason: String, _ confidence: Double, _ evals: [PolicyEvaluation]) -> ScalingDecision {
+            var reason = reason
+            for e in evals {
+                guard let why = e.cannotAct, !reason.contains("\(e.policy): \(why)") else { continue }
+                reason += "; \(e.policy) cannot act: \(why)"
+            }
             var impact: CostImpact?
             if let price = state.pricePerInstanceHour {
                 let perHour = Double(target - current) * price
@@ -89,11 +95,18 @@ public struct ScalingEngine: Sendable {
             return decision(.noAction, current, "no enabled scaling policies", 1, [])
         }
 
-        var evals: [PolicyEvaluation] = []
-        evals.reserveCapacity(policies.count)
-        for i in policies.indices {
-            evals.append(evaluate(i, now: now, history: history, fresh: fresh ? latest : nil, current: current))
+        // Forecasts first: a confident one lets target_tracking policies run at their coveredTarget.
+        var slots = [PolicyEvaluation?](repeating: nil, count: policies.count)
+        var covering: String?
+        for i in policies.indices where policies[i].policyType == .predictive {
+            let e = evaluate(i, now: now, history: history, fresh: fresh ? latest : nil, current: current, covering: nil)
+            if e.covers && covering == nil { covering = e.policy }
+            slots[i] = e
         }
+        for i in policies.indices where slots[i] == nil {
+            slots[i] = evaluate(i, now: now, history: history, fresh: fresh ? latest : nil, current: current, covering: covering)
+        }
+        let evals = slots.map { $0! }
 
         // 1. The combined recommendation.
         let globalMin = policies.map(\.minInstances).max()!
@@ -209,7 +222,14 @@ public struct ScalingEngine: Sendable {
             }
             let percentStep = min(Format.saturatingInt((Double(current) * driver.maxScaleUpPercent / 100).rounded(.up)), cap)
             let limit = current + max(driver.maxScaleUpStep, percentStep)
-            if target > limit {
+            if target > limit && drivers.contains(where: { Self.measuresDemand(policies[$0]) }) {
+                // The saturation-aware exception. The step limit guards against extrapolating a utilization
+                // that stops at 100%: at 100% the need may be 2× or 10×, so the HPA doubles and looks again.
+                // A demand reading is not extrapolated: the instances that reported measured it (starting
+                // ones count as 0), so the count it asks for is the need, and getting there in one decision
+                // saves the rounds of violation. maxInstances, the instance cap and budgets still hold.
+                reason += "; past the step limit max(\(driver.maxScaleUpStep), \(Format.number(driver.maxScaleUpPercent))%) = \(limit): measured demand, not a saturated utilization"
+            } else if target > limit {
                 target = limit
                 reason += "; limited to \(limit) this step (max(\(driver.maxScaleUpStep), \(Format.number(driver.maxScaleUpPercent))%))"
             }
@@ -217,16 +237,29 @@ public struct ScalingEngine: Sendable {
         return decision(action, target, reason, confidence, evals)
     }
 
-    private var stabilizationWindow: Double { policies.map(\.scaleDownStabilization).max() ?? 0 }
+    /// A target_tracking policy on a signal that keeps rising past its limit (cpu_demand): what it asks
+    /// for is measured, not extrapolated from a saturated reading.
+    static func measuresDemand(_ p: ScalingPolicy) -> Bool {
+        p.policyType == .targetTracking && p.target?.metric == .cpuDemand
+    }
+
+        private var stabilizationWindow: Double { policies.map(\.scaleDownStabilization).max() ?? 0 }
 
     // MARK: Per-policy evaluation
 
-    private mutating func evaluate(_ index: Int, now: Double, history: MetricsHistory, fresh: MetricSample?, current: Int) -> PolicyEvaluation {
+    private mutating func evaluate(
+        _ index: Int, now: Double, history: MetricsHistory, fresh: MetricSample?, current: Int, covering: String?
+    ) -> PolicyEvaluation {
         let p = policies[index]
         func verdict(_ v: PolicyEvaluation.Verdict, _ target: Int, _ reason: String, confidence: Double = 1, floor: Int? = nil,
                      cap: Int? = nil, immediate: Bool = false) -> PolicyEvaluation {
             PolicyEvaluation(policy: p.name, policyType: p.policyType, verdict: v, targetInstances: target,
                              floor: floor ?? p.minInstances, cap: cap, confidence: confidence, reason: reason, immediate: immediate)
+        }
+        func silent(_ v: PolicyEvaluation.Verdict, _ reason: String) -> PolicyEvaluation {
+            var e = verdict(v, current, reason, confidence: 0)
+            e.cannotAct = reason
+            return e
         }
         if p.policyType != .scheduled {
             if current < p.minInstances {
@@ -238,13 +271,13 @@ public struct ScalingEngine: Sendable {
         }
         switch p.policyType {
         case .threshold, .multiMetric:
-            guard fresh != nil else { return verdict(.hold, current, "no fresh metrics: no scaling on missing data", confidence: 0) }
+            guard fresh != nil else { return silent(.hold, "no fresh metrics: no scaling on missing data") }
             return evaluateRules(p, now: now, history: history, current: current, verdict: verdict)
         case .targetTracking:
-            guard let s = fresh else { return verdict(.hold, current, "no fresh metrics: no scaling on missing data", confidence: 0) }
-            return evaluateTarget(p, sample: s, current: current, verdict: verdict)
+            guard let s = fresh else { return silent(.hold, "no fresh metrics: no scaling on missing data") }
+            return evaluateTarget(p, sample: s, current: current, covering: covering, verdict: verdict)
         case .predictive:
-            return evaluatePredictive(index, now: now, history: history, current: current, verdict: verdict)
+            return evaluatePredictive(index, now: now, history: history, fresh: fresh, current: current, verdict: verdict)
         case .scheduled:
             return evaluateSchedules(index, now: now, current: current, verdict: verdict)
         }
@@ -343,14 +376,21 @@ public struct ScalingEngine: Sendable {
     }
 
     private func evaluateTarget(
-        _ p: ScalingPolicy, sample s: MetricSample, current: Int,
+        _ p: ScalingPolicy, sample s: MetricSample, current: Int, covering: String?,
         verdict: (PolicyEvaluation.Verdict, Int, String, Double, Int?, Int?, Bool) -> PolicyEvaluation
     ) -> PolicyEvaluation {
-        let t = p.target!
+        var t = p.target!
+        var coverNote = ""
+        if let covering, let hot = p.coveredTarget {
+            coverNote = " (\(covering) covers the ramps: coveredTarget \(Format.number(hot)) instead of \(Format.number(t.value)))"
+            t.value = hot
+        }
         let name = t.metric.rawValue
         let completeness = s.instances > 0 ? min(1, s.reporting / s.instances) : 0
         guard let stats = s[t.metric], s.reporting > 0 else {
-            return verdict(.hold, current, "no \(name) data: no scaling on missing data", 0, nil, nil, false)
+            var e = verdict(.hold, current, "no \(name) data: no scaling on missing data", 0, nil, nil, false)
+            e.cannotAct = e.reason
+            return e
         }
         // HPA: desired = ceil(current × value / target), nothing within the tolerance.
         let eps = 1e-9
@@ -359,7 +399,7 @@ public struct ScalingEngine: Sendable {
         func within(_ r: Double) -> Bool { abs(r - 1) <= p.tolerance + eps }
         if within(raw) {
             return verdict(.hold, current,
-                "\(name) \(Format.number(stats.mean)) vs target \(Format.number(t.value)): ratio \(Format.number(raw)) within tolerance \(Format.number(p.tolerance))",
+                "\(name) \(Format.number(stats.mean)) vs target \(Format.number(t.value)): ratio \(Format.number(raw)) within tolerance \(Format.number(p.tolerance))\(coverNote)",
                 completeness, nil, nil, false)
         }
         let up = raw > 1
@@ -379,7 +419,7 @@ public struct ScalingEngine: Sendable {
         // Saturating: a tiny target value makes the ratio astronomically large (or infinite).
         let unclamped = Format.saturatingInt((Double(current) * ratio - eps).rounded(.up))
         let desired = min(p.maxInstances, max(p.minInstances, unclamped))
-        var why = "\(name) \(Format.number(stats.mean)) vs target \(Format.number(t.value)): ceil(\(current) × \(Format.number(ratio))) = \(unclamped)\(note)"
+        var why = "\(name) \(Format.number(stats.mean)) vs target \(Format.number(t.value)): ceil(\(current) × \(Format.number(ratio))) = \(unclamped)\(note)\(coverNote)"
         if desired != unclamped { why += "; clamped to \(desired) by minInstances..maxInstances" }
         if desired > current { return verdict(.scaleUp, desired, why, completeness, nil, nil, false) }
         if desired < current { return verdict(.scaleDown, desired, why, completeness, nil, nil, false) }
@@ -387,7 +427,7 @@ public struct ScalingEngine: Sendable {
     }
 
     private mutating func evaluatePredictive(
-        _ index: Int, now: Double, history: MetricsHistory, current: Int,
+        _ index: Int, now: Double, history: MetricsHistory, fresh: MetricSample?, current: Int,
         verdict: (PolicyEvaluation.Verdict, Int, String, Double, Int?, Int?, Bool) -> PolicyEvaluation
     ) -> PolicyEvaluation {
         let p = policies[index]
@@ -396,41 +436,105 @@ public struct ScalingEngine: Sendable {
         let m = o.seasonPoints
         let currentBucket = Int64((now / o.step).rounded(.down))
         let lastComplete = currentBucket - 1
+        let horizonEnd = Int64(((now + o.startupSeconds + o.lookahead) / o.step).rounded(.down))
+        let horizon = Int(horizonEnd - lastComplete)
+        // The seasonal model's level window and confidence half-life: an hour of steps.
+        let window = max(1, Int((3600 / o.step).rounded()))
         if forecasts[index]?.bucket != lastComplete {
             var fs = ForecastState(bucket: lastComplete)
-            let needed = Double(HoltWinters.minimumPoints(seasonLength: m)) * o.step
-            if let oldest = history.oldestTimestamp, Double(currentBucket) * o.step - oldest >= needed - o.step * 0.5 {
-                let from = max(oldest, Double(currentBucket) * o.step - history.configuration.hourRetention)
-                let (series, gaps) = history.loadSeries(metric: t.metric, step: o.step, from: from, to: Double(currentBucket) * o.step - 1e-6)
-                if series.count < HoltWinters.minimumPoints(seasonLength: m) {
-                    fs.unavailable = "needs \(HoltWinters.minimumPoints(seasonLength: m)) points of history, has \(series.count)"
+            let needed: Int
+            let wanted: Int
+            switch o.model {
+            case .holtWinters:
+                needed = HoltWinters.minimumPoints(seasonLength: m)
+                wanted = Int.max
+            case .seasonal:
+                needed = SeasonalForecast.minimumPoints(season: m, window: window, horizon: horizon)
+                // Three weeks of lags and the replayed season: more is never read.
+                wanted = 22 * m + window + horizon
+            }
+            let end = Double(currentBucket) * o.step
+            // As far back as the history holds the step's resolution (the hour tier's 14 days at most).
+            var reach = 0.0
+            for tier in history.tiers {
+                if tier.span > 0 && (o.step / tier.span < 1 - 1e-9 || abs(o.step / tier.span - (o.step / tier.span).rounded()) > 1e-9) { break }
+                reach = max(reach, tier.retention)
+            }
+            reach = min(reach, Double(wanted) * o.step)
+            if let problem = history.resolutionProblem(step: o.step, lookback: Double(needed) * o.step) {
+                fs.unavailable = problem
+            } else if let oldest = history.oldestTimestamp, end - oldest >= Double(needed) * o.step - o.step * 0.5 {
+                let from = max(oldest, end - reach)
+                let (series, gaps) = history.loadSeries(metric: t.metric, step: o.step, from: from, to: end - 1e-6, aggregate: o.aggregate)
+                if series.count < needed {
+                    fs.unavailable = "needs \(needed) points of history, has \(series.count)"
                 } else if Double(gaps) > 0.1 * Double(series.count) {
                     fs.unavailable = "\(gaps) of \(series.count) history buckets are empty (more than 10%)"
                 } else {
-                    fs.model = HoltWinters.fit(series, seasonLength: m)
+                    switch o.model {
+                    case .holtWinters: fs.model = HoltWinters.fit(series, seasonLength: m)
+                    case .seasonal: fs.seasonal = SeasonalForecast.fit(series, season: m, window: window, horizon: horizon)
+                    }
                 }
             } else {
                 let have = history.oldestTimestamp.map { max(0, now - $0) } ?? 0
-                fs.unavailable = "needs two seasons (\(Format.number(needed / 3600)) h) of history, has \(Format.number(have / 3600)) h"
+                let seasons = o.model == .holtWinters ? "two seasons" : "a season and an hour"
+                fs.unavailable = "needs \(seasons) (\(Format.number(Double(needed) * o.step / 3600)) h) of history, has \(Format.number(have / 3600)) h"
             }
             forecasts[index] = fs
         }
-        guard let model = forecasts[index]?.model else {
-            return verdict(.abstain, current, "no forecast: \(forecasts[index]?.unavailable ?? "no model")", 0, nil, nil, false)
+        let fs = forecasts[index]
+        let forecast: (Int) -> Double
+        var confidence: Double
+        let modelName: String
+        if let model = fs?.model {
+            forecast = { model.forecast(stepsAhead: $0) }
+            confidence = model.confidence
+            modelName = "Holt-Winters"
+        } else if let model = fs?.seasonal {
+            forecast = { model.forecast(stepsAhead: $0) }
+            confidence = model.confidence
+            modelName = model.weekly ? "seasonal, weekly" : "seasonal, daily"
+        } else {
+            var e = verdict(.abstain, current, "no forecast: \(fs?.unavailable ?? "no model")", 0, nil, nil, false)
+            e.cannotAct = e.reason
+            return e
         }
         // Capacity must be serving by the time it is needed: look over [now, now + startup + lookahead].
-        let horizonEnd = Int64(((now + o.startupSeconds + o.lookahead) / o.step).rounded(.down))
         var peak = -Double.infinity
         var h = Int(currentBucket - lastComplete)
-        while h <= Int(horizonEnd - lastComplete) {
-            peak = max(peak, model.forecast(stepsAhead: h))
+        while h <= horizon {
+            peak = max(peak, forecast(h))
             h += 1
+        }
+        // A miss in progress: the load now is well above what this step was forecast to hold (a flash crowd,
+        // a ramp the model did not see). Trust falls at once, in proportion, so that a wrong model hands
+        // control back to the reactive policies now rather than after its error shows in a finished step.
+        var missNote = ""
+        if let s = fresh, let stats = s[t.metric] {
+            let actual = stats.mean * s.reporting
+            let expected = max(0, forecast(Int(currentBucket - lastComplete)))
+            if actual > expected * 1.25 && actual > 0 {
+                let penalized = min(confidence, expected / actual)
+                if penalized < confidence {
+                    missNote = "; the load now, \(Format.number(actual)), is above the forecast \(Format.number(expected)) for this step"
+                    confidence = penalized
+                }
+            }
         }
         let needed = max(p.minInstances, min(p.maxInstances, Format.saturatingInt((max(0, peak) / t.value - 1e-9).rounded(.up))))
         let why = "forecast peak \(t.metric.rawValue) load \(Format.number(peak)) over the next \(Format.number(o.startupSeconds + o.lookahead)) s"
-            + " needs \(needed) at \(Format.number(t.value)) per instance (Holt-Winters, confidence \(Format.number(model.confidence)))"
-        if needed > current { return verdict(.scaleUp, needed, why, model.confidence, nil, nil, false) }
-        return verdict(.abstain, current, why + "; a forecast never scales in", model.confidence, needed, nil, false)
+            + " needs \(needed) at \(Format.number(t.value)) per instance (\(modelName), confidence \(Format.number(confidence)))\(missNote)"
+        if confidence < o.minConfidence {
+            var e = verdict(.abstain, current, why + "; below minConfidence \(Format.number(o.minConfidence)): the reactive policies decide", confidence, nil, nil, false)
+            e.cannotAct = "forecast confidence \(Format.number(confidence)) is below minConfidence \(Format.number(o.minConfidence))"
+            return e
+        }
+        var e = needed > current
+            ? verdict(.scaleUp, needed, why, confidence, nil, nil, false)
+            : verdict(.abstain, current, why + "; a forecast never scales in", confidence, needed, nil, false)
+        e.covers = o.minConfidence > 0
+        return e
     }
 
     private mutating func evaluateSchedules(

@@ -1,13 +1,17 @@
-// The deployment's metric history: raw samples at poll resolution, plus minute and hour rollups, each in
-// a bounded ring. Time is whatever the caller's samples say (an injected clock): nothing here reads one.
+// The deployment's metric history: raw samples at poll resolution, plus minute, five-minute and hour
+// rollups, each in a bounded ring. Time is whatever the caller's samples say (an injected clock): nothing here reads one.
 
 /// Mean and max of one metric over the fresh instances of a deployment.
 public struct MetricStats: Sendable, Codable, Equatable {
     public var mean: Double
     public var max: Double
-    public init(mean: Double, max: Double) {
+    /// In a rollup: the highest deployment total (mean × reporting instances) among the samples rolled in, so
+    /// that a forecast can plan for the peak of a bucket rather than its mean. nil in a raw sample.
+    public var peakTotal: Double?
+    public init(mean: Double, max: Double, peakTotal: Double? = nil) {
         self.mean = mean
         self.max = max
+        self.peakTotal = peakTotal
     }
     public init(_ value: Double) { self.init(mean: value, max: value) }
 }
@@ -135,6 +139,7 @@ struct RollupAccumulator: Sendable {
     var result: MetricSample
     var sums: [Double] = Array(repeating: 0, count: Metric.allCases.count)
     var counts: [Int] = Array(repeating: 0, count: Metric.allCases.count)
+    var peaks: [Double] = Array(repeating: 0, count: Metric.allCases.count)
     var instanceSum: Double = 0
     var reportingSum: Double = 0
     var n = 0
@@ -154,6 +159,7 @@ struct RollupAccumulator: Sendable {
             guard let stats = s[metric] else { continue }
             sums[i] += stats.mean
             counts[i] += 1
+            peaks[i] = Swift.max(peaks[i], stats.peakTotal ?? stats.mean * s.reporting)
             let previousMax = result[metric]?.max ?? -.infinity
             result[metric] = MetricStats(mean: 0, max: Swift.max(previousMax, stats.max))
         }
@@ -166,6 +172,7 @@ struct RollupAccumulator: Sendable {
         r.reporting = n > 0 ? reportingSum / Double(n) : 0
         for (i, metric) in Metric.allCases.enumerated() where counts[i] > 0 {
             r[metric]?.mean = sums[i] / Double(counts[i])
+            r[metric]?.peakTotal = peaks[i]
         }
         return r
     }
@@ -178,6 +185,9 @@ public struct MetricsHistory: Sendable {
         /// Bound on raw samples whatever the poll interval (an hour at 1 s).
         public var rawCapacity = 3_600
         public var minuteRetention: Double = 86_400
+        /// Eight days at five minutes: a weekly season's lag plus a day, at a resolution fine enough for
+        /// forecasts with steps of 5 to 60 minutes.
+        public var fiveMinuteRetention: Double = 8 * 86_400
         /// 14 days: what AWS predictive scaling looks back over.
         public var hourRetention: Double = 14 * 86_400
         public init() {}
@@ -186,14 +196,17 @@ public struct MetricsHistory: Sendable {
     public let configuration: Configuration
     private var raw: Ring<MetricSample>
     private var minutes: Ring<MetricSample>
+    private var fiveMinutes: Ring<MetricSample>
     private var hours: Ring<MetricSample>
     private var minuteAcc: RollupAccumulator?
+    private var fiveMinuteAcc: RollupAccumulator?
     private var hourAcc: RollupAccumulator?
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
         raw = Ring(capacity: configuration.rawCapacity)
         minutes = Ring(capacity: Int(configuration.minuteRetention / 60) + 1)
+        fiveMinutes = Ring(capacity: Int(configuration.fiveMinuteRetention / 300) + 1)
         hours = Ring(capacity: Int(configuration.hourRetention / 3600) + 1)
     }
 
@@ -202,6 +215,8 @@ public struct MetricsHistory: Sendable {
     public var rawSamples: [MetricSample] { raw.elements }
     /// Completed minute rollups, oldest first.
     public var minuteRollups: [MetricSample] { minutes.elements }
+    /// Completed five-minute rollups, oldest first.
+    public var fiveMinuteRollups: [MetricSample] { fiveMinutes.elements }
     /// Completed hour rollups, oldest first.
     public var hourRollups: [MetricSample] { hours.elements }
 
@@ -211,6 +226,7 @@ public struct MetricsHistory: Sendable {
         if let last = raw.last, sample.timestamp <= last.timestamp { return }
         raw.append(sample)
         roll(sample, into: &minuteAcc, span: 60, tier: &minutes)
+        roll(sample, into: &fiveMinuteAcc, span: 300, tier: &fiveMinutes)
         roll(sample, into: &hourAcc, span: 3600, tier: &hours)
         let now = sample.timestamp
         let c = configuration
@@ -219,6 +235,9 @@ public struct MetricsHistory: Sendable {
         }
         if let first = minutes.first, first.timestamp < now - c.minuteRetention {
             minutes.removeOldest { $0.timestamp < now - c.minuteRetention }
+        }
+        if let first = fiveMinutes.first, first.timestamp < now - c.fiveMinuteRetention {
+            fiveMinutes.removeOldest { $0.timestamp < now - c.fiveMinuteRetention }
         }
         if let first = hours.first, first.timestamp < now - c.hourRetention {
             hours.removeOldest { $0.timestamp < now - c.hourRetention }
@@ -231,6 +250,7 @@ public struct MetricsHistory: Sendable {
         let c = configuration
         raw.removeOldest { $0.timestamp < now - c.rawRetention }
         minutes.removeOldest { $0.timestamp < now - c.minuteRetention }
+        fiveMinutes.removeOldest { $0.timestamp < now - c.fiveMinuteRetention }
         hours.removeOldest { $0.timestamp < now - c.hourRetention }
     }
 
@@ -246,8 +266,8 @@ public struct MetricsHistory: Sendable {
         acc!.add(s)
     }
 
-    /// Visits samples newest first: raw, then minute rollups older than the oldest raw sample, then hour
-    /// rollups older than those. Stops when `body` returns false.
+    /// Visits samples newest first: raw, then minute rollups older than the oldest raw sample, then
+    /// five-minute rollups older than those, then hour rollups older than those. Stops when `body` returns false.
     public func walkNewestFirst(_ body: (MetricSample) -> Bool) {
         var boundary = Double.infinity
         var i = raw.count - 1
@@ -265,6 +285,14 @@ public struct MetricsHistory: Sendable {
             if !body(s) { return }
         }
         boundary = Swift.min(boundary, minutes.first?.timestamp ?? boundary)
+        i = fiveMinutes.count - 1
+        while i >= 0 {
+            let s = fiveMinutes[i]
+            i -= 1
+            if s.timestamp + s.span > boundary { continue }
+            if !body(s) { return }
+        }
+        boundary = Swift.min(boundary, fiveMinutes.first?.timestamp ?? boundary)
         i = hours.count - 1
         while i >= 0 {
             let s = hours[i]
@@ -276,13 +304,48 @@ public struct MetricsHistory: Sendable {
 
     /// The oldest time the history covers.
     public var oldestTimestamp: Double? {
-        [raw.first?.timestamp, minutes.first?.timestamp, hours.first?.timestamp].compactMap { $0 }.min()
+        [raw.first?.timestamp, minutes.first?.timestamp, fiveMinutes.first?.timestamp, hours.first?.timestamp]
+            .compactMap { $0 }.min()
     }
 
-    /// The deployment's total load of `metric` (per-instance mean × instances) averaged per `step`-second
-    /// bucket, from the bucket holding `from` to the one holding `to`. Empty buckets carry the previous value
+    /// The tiers as (seconds each sample spans, seconds kept), finest first: raw samples span 0.
+    public var tiers: [(span: Double, retention: Double)] {
+        let c = configuration
+        return [(0, c.rawRetention), (60, c.minuteRetention), (300, c.fiveMinuteRetention), (3600, c.hourRetention)]
+    }
+
+    /// Why buckets of `step` seconds cannot be filled back `lookback` seconds, or nil when they can: every
+    /// tier the walk reaches before `lookback` must be at least as fine as the step and divide it.
+    public func resolutionProblem(step: Double, lookback: Double) -> String? {
+        var kept = 0.0
+        for tier in tiers {
+            if tier.span > 0 {
+                let ratio = step / tier.span
+                if ratio < 1 - 1e-9 || abs(ratio - ratio.rounded()) > 1e-9 {
+                    let kinds = tiers.map { $0.span == 0 ? "raw for \(Format.number($0.retention / 3600)) h" : "\(Format.number($0.span)) s for \(Format.number($0.retention / 3600)) h" }
+                    return "a step of \(Format.number(step)) s needs \(Format.number(lookback / 3600)) h of history at that resolution;"
+                        + " the history keeps it for \(Format.number(kept / 3600)) h (\(kinds.joined(separator: ", "))"
+                        + "): use a step that is a multiple of \(Format.number(tier.span)) s"
+                }
+            }
+            kept = Swift.max(kept, tier.retention)
+            if kept >= lookback { return nil }
+        }
+        return "needs \(Format.number(lookback / 3600)) h of history; the history keeps at most \(Format.number(kept / 3600)) h"
+    }
+
+    public enum Aggregate: String, Sendable, Codable, Equatable {
+        /// The bucket's mean load.
+        case mean
+        /// The bucket's highest load: what capacity must cover.
+        case peak
+    }
+
+    /// The deployment's total load of `metric` (per-instance mean × reporting instances: the instances that
+    /// did not report carried none of the measured load) per `step`-second bucket, the mean or the peak of
+    /// each, from the bucket holding `from` to the one holding `to`. Empty buckets carry the previous value
     /// forward; the second value counts buckets that had no data.
-    public func loadSeries(metric: Metric, step: Double, from: Double, to: Double) -> (values: [Double], gaps: Int) {
+    public func loadSeries(metric: Metric, step: Double, from: Double, to: Double, aggregate: Aggregate = .mean) -> (values: [Double], gaps: Int) {
         let first = bucket(from, step)
         let last = bucket(to, step)
         guard last >= first else { return ([], 0) }
@@ -295,7 +358,11 @@ public struct MetricsHistory: Sendable {
             let idx = Int(bucket(s.timestamp, step) - first)
             guard idx >= 0 && idx < n else { return true }
             let w = Double(Swift.max(1, s.count))
-            sums[idx] += stats.mean * s.instances * w
+            let load = stats.mean * s.reporting
+            switch aggregate {
+            case .mean: sums[idx] += load * w
+            case .peak: sums[idx] = Swift.max(sums[idx], stats.peakTotal ?? load)
+            }
             weights[idx] += w
             return true
         }
@@ -304,7 +371,7 @@ public struct MetricsHistory: Sendable {
         var previous: Double?
         for i in 0..<n {
             if weights[i] > 0 {
-                values[i] = sums[i] / weights[i]
+                values[i] = aggregate == .peak ? sums[i] : sums[i] / weights[i]
                 previous = values[i]
             } else {
                 gaps += 1

@@ -95,15 +95,46 @@ public struct PredictiveOptions: Sendable, Codable, Equatable {
     public var startupSeconds: Double
     /// Extra seconds to look ahead beyond the startup time.
     public var lookahead: Double
+    /// holt_winters (default) or seasonal.
+    public var model: ForecastModel
+    /// What each step of the series holds: the mean load of the step (default) or its peak.
+    public var aggregate: MetricsHistory.Aggregate
+    /// Below this confidence the forecast stands aside (abstains) and the reactive policies decide alone;
+    /// 0 (default) trusts any forecast.
+    public var minConfidence: Double
+
+    public enum ForecastModel: String, Sendable, Codable, Equatable, CaseIterable {
+        /// Additive Holt-Winters over two seasons or more.
+        case holtWinters = "holt_winters"
+        /// The median of the same step on the last three seasons (days), or on the same weekday of the last
+        /// weeks when a week of history holds and forecasts better, scaled by the last hour's actual load over
+        /// what that median said for it: it needs one season, follows growth, and a one-off spike in one
+        /// season (yesterday's flash crowd) does not come back as a forecast.
+        case seasonal
+
+        public init(from decoder: any Decoder) throws {
+            let name = try decoder.singleValueContainer().decode(String.self)
+            guard let m = ForecastModel(rawValue: name) else {
+                throw DecodingError.dataCorrupted(.init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "unknown model \"\(name)\" (known: \(ForecastModel.allCases.map(\.rawValue).joined(separator: ", ")))"))
+            }
+            self = m
+        }
+    }
 
     public init(
         seasonLength: Double = defaultSeasonLength, step: Double = defaultStep,
-        startupSeconds: Double = defaultStartupSeconds, lookahead: Double = 0
+        startupSeconds: Double = defaultStartupSeconds, lookahead: Double = 0, model: ForecastModel = .holtWinters,
+        aggregate: MetricsHistory.Aggregate = .mean, minConfidence: Double = 0
     ) {
         self.seasonLength = seasonLength
         self.step = step
         self.startupSeconds = startupSeconds
         self.lookahead = lookahead
+        self.model = model
+        self.aggregate = aggregate
+        self.minConfidence = minConfidence
     }
 
     public init(from decoder: any Decoder) throws {
@@ -112,6 +143,9 @@ public struct PredictiveOptions: Sendable, Codable, Equatable {
         step = try c.decodeIfPresent(Double.self, forKey: .step) ?? Self.defaultStep
         startupSeconds = try c.decodeIfPresent(Double.self, forKey: .startupSeconds) ?? Self.defaultStartupSeconds
         lookahead = try c.decodeIfPresent(Double.self, forKey: .lookahead) ?? 0
+        model = try c.decodeIfPresent(ForecastModel.self, forKey: .model) ?? .holtWinters
+        aggregate = try c.decodeIfPresent(MetricsHistory.Aggregate.self, forKey: .aggregate) ?? .mean
+        minConfidence = try c.decodeIfPresent(Double.self, forKey: .minConfidence) ?? 0
     }
 
     /// Points per season.
@@ -185,6 +219,10 @@ public struct ScalingPolicy: Sendable, Codable, Equatable {
     // Added options.
     /// target_tracking and predictive: the per-instance value to hold.
     public var target: MetricTarget?
+    /// target_tracking: the value to hold instead of target.value while a confident forecast covers the ramps
+    /// (a predictive policy of the same deployment has a forecast at or above its minConfidence, above 0): the
+    /// forecast buys capacity ahead of the ramps a hotter reactive policy would be late for.
+    public var coveredTarget: Double?
     public var tolerance: Double
     public var scaleDownStabilization: Double
     public var maxScaleUpStep: Int
@@ -212,7 +250,7 @@ public struct ScalingPolicy: Sendable, Codable, Equatable {
         maxScaleUpStep: Int = defaultMaxScaleUpStep, maxScaleUpPercent: Double = defaultMaxScaleUpPercent,
         maxScaleDownStep: Int? = nil, scaleUpAdjustment: Int = 1, scaleDownAdjustment: Int = 1,
         scaleUpScore: Double = 0.5, scaleDownScore: Double = 1,
-        predictive: PredictiveOptions? = nil, schedules: [ScheduleWindow] = []
+        predictive: PredictiveOptions? = nil, schedules: [ScheduleWindow] = [], coveredTarget: Double? = nil
     ) {
         self.name = name
         self.isEnabled = isEnabled
@@ -237,6 +275,7 @@ public struct ScalingPolicy: Sendable, Codable, Equatable {
         self.scaleDownScore = scaleDownScore
         self.predictive = predictive
         self.schedules = schedules
+        self.coveredTarget = coveredTarget
     }
 
     public init(from decoder: any Decoder) throws {
@@ -265,6 +304,7 @@ public struct ScalingPolicy: Sendable, Codable, Equatable {
         scaleDownScore = try c.decodeIfPresent(Double.self, forKey: .scaleDownScore) ?? 1
         predictive = try c.decodeIfPresent(PredictiveOptions.self, forKey: .predictive)
         schedules = try c.decodeIfPresent([ScheduleWindow].self, forKey: .schedules) ?? []
+        coveredTarget = try c.decodeIfPresent(Double.self, forKey: .coveredTarget)
     }
 
     /// The most instances `pricePerInstanceHour` allows under maxHourlyCost and maxMonthlyCost (730 h),
@@ -397,6 +437,9 @@ extension ScalingPolicy {
                 }
                 seconds("predictive.startupSeconds", o.startupSeconds)
                 seconds("predictive.lookahead", o.lookahead)
+                if !(o.minConfidence >= 0 && o.minConfidence <= 1) {
+                    p.append("predictive.minConfidence must be from 0 to 1 (got \(number(o.minConfidence)))")
+                }
             }
         case .scheduled:
             if schedules.isEmpty { p.append("a scheduled policy needs at least one entry in schedules") }
@@ -426,6 +469,13 @@ extension ScalingPolicy {
                 if let lo = w.minInstances, let hi = w.maxInstances, hi < lo {
                     p.append("\(at).maxInstances (\(hi)) must be at least its minInstances (\(lo))")
                 }
+            }
+        }
+        if let c = coveredTarget {
+            if policyType != .targetTracking {
+                p.append("coveredTarget applies to target_tracking policies only")
+            } else if !(c > 0 && c.isFinite) {
+                p.append("coveredTarget must be positive (got \(number(c)))")
             }
         }
         if !p.isEmpty { throw PolicyValidationError(problems: p.map { "policy \"\(name)\": \($0)" }) }

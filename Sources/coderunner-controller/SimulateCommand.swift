@@ -12,17 +12,40 @@ struct SimulateCommand: AsyncParsableCommand {
         abstract: "Backtest scaling policies against a demand trace.",
         discussion: """
             Replays TRACE.csv (header timestamp,demand: seconds from the start, CPU cores needed) through the same \
-            policy engine the controller runs, polling every --poll-interval seconds. Each ready instance's CPU is \
-            min(100, demand / (ready × capacity) × 100); a new instance serves --startup-seconds after the decision; \
-            a scale-down takes effect at once. Prints JSON: instanceHours, sloViolationMinutes (minutes in which \
-            demand exceeded ready × capacity × slo), scaleUps, scaleDowns, maxInstances, and with --timeline every step.
+            policy engine the controller runs, polling every --poll-interval seconds. The demand is spread over the \
+            ready instances: each reports its CPU, min(100, share / capacity × 100), and its cpu_demand, \
+            min(share, --app-threads) / capacity × 100, which keeps rising past 100; a new instance serves \
+            --startup-seconds after the decision; a scale-down takes effect at once. Prints JSON: instanceHours, \
+            sloViolationSeconds (seconds in which demand exceeded ready × capacity × slo, integrated between polls) \
+            and sloViolationMinutes (the same / 60), scaleUps, scaleDowns, maxInstances, and with --timeline every step.
+
+            Several --policy files and --reference hpa|kpa|oracle (repeatable) replay the same trace side by side and \
+            print a table: instance-hours, the ratio to the oracle's, SLO-violation minutes, scale-ups and scale-downs \
+            (--format json prints the same as JSON). The references scale between the policies' largest minInstances \
+            and the instance cap (README.md, Backtest).
 
             POLICY.json holds one policy or an array of them (the API's policy body; see README.md, Scaling policies).
             Exit status: 0 on success, 1 for unreadable or invalid input (the message is on stderr), 64 for bad options.
             """)
 
-    @Option(help: ArgumentHelp("Policy JSON: one policy object or an array of policies.", valueName: "POLICY.json"))
-    var policy: String
+    @Option(help: ArgumentHelp(
+        "Policy JSON: one policy object or an array of policies. Repeat to compare several.", valueName: "POLICY.json"))
+    var policy: [String] = []
+
+    @Option(help: ArgumentHelp(
+        "A reference scaler to replay beside the policies: hpa, kpa or oracle. Repeatable.", valueName: "name"))
+    var reference: [String] = []
+
+    @Option(help: ArgumentHelp(
+        "table or json. Default: json for one policy alone, table otherwise.", valueName: "format"))
+    var format: OutputFormat?
+
+    @Option(name: .customLong("hpa-target"), help: ArgumentHelp("The HPA reference's CPU utilization target (%).", valueName: "percent"))
+    var hpaTarget: Double = ReferenceOptions().hpaTarget
+
+    @Option(name: .customLong("app-threads"), help: ArgumentHelp(
+        "Most cores one instance's app can demand (its worker threads). Default: no limit.", valueName: "cores"))
+    var appThreads: Double?
 
     @Option(help: ArgumentHelp("Demand trace CSV with the header timestamp,demand.", valueName: "TRACE.csv"))
     var trace: String
@@ -62,6 +85,20 @@ struct SimulateCommand: AsyncParsableCommand {
         valueName: "n"))
     var maxInstancesPerDeployment: Int?
 
+    enum OutputFormat: String, ExpressibleByArgument {
+        case table
+        case json
+    }
+
+    func validate() throws {
+        if policy.isEmpty && reference.isEmpty {
+            throw ValidationError("give at least one --policy or --reference")
+        }
+        for name in reference where ReferenceScaler(rawValue: name) == nil {
+            throw ValidationError("unknown reference \"\(name)\" (known: \(ReferenceScaler.knownNames))")
+        }
+    }
+
     func run() async throws {
         do {
             print(try simulate())
@@ -93,11 +130,13 @@ struct SimulateCommand: AsyncParsableCommand {
             }
             engine.instanceCap = n
         }
-        let policies: [ScalingPolicy]
-        do {
-            policies = try PolicyDocument.decode(try read(policy, what: "policy"), configuration: engine)
-        } catch let e as PolicyDocumentError {
-            throw Failure(message: "\(policy): \(e.message)")
+        var sets: [(name: String, policies: [ScalingPolicy])] = []
+        for path in policy {
+            do {
+                sets.append((Self.displayName(path), try PolicyDocument.decode(try read(path, what: "policy"), configuration: engine)))
+            } catch let e as PolicyDocumentError {
+                throw Failure(message: "\(path): \(e.message)")
+            }
         }
         guard let text = String(data: try read(trace, what: "trace"), encoding: .utf8) else {
             throw Failure(message: "\(trace): not UTF-8 text")
@@ -118,14 +157,90 @@ struct SimulateCommand: AsyncParsableCommand {
         options.pricePerInstanceHour = pricePerInstanceHour
         options.recordTimeline = timeline
         options.instanceCap = engine.instanceCap
-        let result: BacktestResult
+        options.appThreads = appThreads
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = timeline ? [.sortedKeys] : [.sortedKeys, .prettyPrinted]
+        if sets.count == 1 && reference.isEmpty && (format ?? .json) == .json {
+            // One policy alone: the result itself, as before references existed.
+            do {
+                let result = try Backtest.run(policies: sets[0].policies, trace: points, options: options)
+                return String(decoding: try encoder.encode(result), as: UTF8.self)
+            } catch let e as BacktestError {
+                throw Failure(message: "\(e)")
+            }
+        }
+        var refs = ReferenceOptions()
+        refs.hpaTarget = hpaTarget
+        refs.minInstances = sets.flatMap { $0.policies.map(\.minInstances) }.max() ?? 1
+        refs.maxInstances = engine.instanceCap
+        var rows: [Row] = []
         do {
-            result = try Backtest.run(policies: policies, trace: points, options: options)
+            let oracle = try Backtest.run(reference: .oracle, trace: points, options: options, reference: refs)
+            for set in sets {
+                let clock = ContinuousClock.now
+                let r = try Backtest.run(policies: set.policies, trace: points, options: options)
+                rows.append(Row(name: set.name, reference: nil, result: r, oracleInstanceHours: oracle.instanceHours, seconds: clock.seconds))
+            }
+            for ref in reference.compactMap(ReferenceScaler.init(rawValue:)) {
+                let clock = ContinuousClock.now
+                let r = ref == .oracle ? oracle : try Backtest.run(reference: ref, trace: points, options: options, reference: refs)
+                rows.append(Row(name: ref.rawValue, reference: ref, result: r, oracleInstanceHours: oracle.instanceHours, seconds: clock.seconds))
+            }
         } catch {
             throw Failure(message: "\(error)")
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = timeline ? [.sortedKeys] : [.sortedKeys, .prettyPrinted]
-        return String(decoding: try encoder.encode(result), as: UTF8.self)
+        if format == .json {
+            return String(decoding: try encoder.encode(["rows": rows]), as: UTF8.self)
+        }
+        return Self.table(rows)
+    }
+
+    struct Row: Encodable {
+        var name: String
+        var reference: ReferenceScaler?
+        var result: BacktestResult
+        var oracleInstanceHours: Double
+        /// Wall time of this replay.
+        var seconds: Double
+        var ratioToOracle: Double? { oracleInstanceHours > 0 ? result.instanceHours / oracleInstanceHours : nil }
+
+        enum CodingKeys: String, CodingKey { case name, reference, result, ratioToOracle, seconds }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encodeIfPresent(reference, forKey: .reference)
+            try c.encode(result, forKey: .result)
+            try c.encodeIfPresent(ratioToOracle, forKey: .ratioToOracle)
+            try c.encode(seconds, forKey: .seconds)
+        }
+    }
+
+    /// "examples/policies/recommended.json" → "recommended".
+    static func displayName(_ path: String) -> String {
+        var name = Substring(path.split(separator: "/").last ?? Substring(path))
+        if name.hasSuffix(".json") { name = name.dropLast(5) }
+        return String(name)
+    }
+
+    /// A Markdown table, one row per policy file and reference.
+    static func table(_ rows: [Row]) -> String {
+        func fixed(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+        var out = "| policy | instance-hours | × oracle | SLO-violation minutes | scale-ups | scale-downs |\n"
+        out += "|---|---|---|---|---|---|\n"
+        for row in rows {
+            let r = row.result
+            let name = row.reference.map { "\($0.rawValue) (reference)" } ?? row.name
+            out += "| \(name) | \(fixed(r.instanceHours, 1)) | \(row.ratioToOracle.map { fixed($0, 2) } ?? "–") | "
+                + "\(fixed(r.sloViolationMinutes, 1)) | \(r.scaleUps) | \(r.scaleDowns) |\n"
+        }
+        return String(out.dropLast())
     }
 }
+
+extension ContinuousClock.Instant {
+    fileprivate var seconds: Double {
+        let d = ContinuousClock.now - self
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
+

@@ -35,8 +35,10 @@ struct BacktestTests {
         #expect(r.scaleDowns == 2)
         #expect(r.maxInstances == 8)
         #expect(r.minInstances == 1)
-        // Minute 0: at t=30 and 35 demand 1.6 exceeds 1 ready × 0.9. Minute 1: at t=60 3.9 exceeds 4 × 0.9.
-        #expect(r.sloViolationMinutes == 2)
+        // Demand 1.6 exceeds 1 ready × 0.9 from 30 until the second instance serves at 40 (10 s), and 3.9
+        // exceeds 4 × 0.9 from 60 until the demand falls at 65 (5 s): 15 s, a quarter of a minute.
+        #expect(r.sloViolationSeconds == 15)
+        #expect(r.sloViolationMinutes == 0.25)
         let timeline = try #require(r.timeline)
         #expect(timeline.count == 19)
         #expect(timeline.filter { $0.action != .noAction }.map(\.t) == [30, 40, 60, 70, 90])
@@ -49,8 +51,25 @@ struct BacktestTests {
         var o = Self.options()
         o.sloUtilization = 100
         let lenient = try Backtest.run(policies: [tracking(target: 50, maxScaleUpStep: 4)], trace: try Trace.parse(csv: Self.trace), options: o)
-        // Minute 0 still violates (1.6 > 1 × 1.0); at t=60 3.9 no longer exceeds 4 × 1.0.
-        #expect(lenient.sloViolationMinutes == 1)
+        // 30–40 still violates (1.6 > 1 × 1.0); at t=60 3.9 no longer exceeds 4 × 1.0.
+        #expect(lenient.sloViolationSeconds == 10)
+        #expect(lenient.sloViolationMinutes == 10.0 / 60)
+    }
+
+    @Test func violationIsIntegratedBetweenPolls() throws {
+        // Polls every 10 s, startup 3 s, target 80: the demand steps to 1.5 at t=2, between polls, and the
+        // second instance, asked for at t=10 (ceil(1 × 100/80) = 2), serves at 13. 1.5 > 1 × 0.9 from 2 to 13
+        // (11 s); at t=20 2 ready at 75% are within tolerance. Demand 1.95 at t=27 exceeds 2 × 0.9 until the
+        // third instance, asked for at t=30 (ceil(2 × 97.5/80) = 3), serves at 33: 6 s more.
+        let trace = [TracePoint(timestamp: 0, demand: 0.5), TracePoint(timestamp: 2, demand: 1.5),
+                     TracePoint(timestamp: 27, demand: 1.95), TracePoint(timestamp: 40, demand: 1.95)]
+        var o = BacktestOptions()
+        o.pollInterval = 10
+        o.startupSeconds = 3
+        o.recordTimeline = true
+        let r = try Backtest.run(policies: [tracking(target: 80)], trace: trace, options: o)
+        #expect(r.timeline?.filter { $0.action != .noAction }.map(\.t) == [10, 30])
+        #expect(r.sloViolationSeconds == 17)
     }
 
     @Test func priceGivesCost() throws {

@@ -14,7 +14,7 @@ struct HistoryTests {
         #expect(minutes.count == 119)  // the minute in progress is not complete
         let first = try #require(minutes.first)
         #expect(first.timestamp == 0 && first.span == 60 && first.count == 6)
-        #expect(first.cpu == MetricStats(mean: 25, max: 50))
+        #expect(first.cpu == MetricStats(mean: 25, max: 50, peakTotal: 100))  // the peak: 2 instances at 50
         #expect(h.hourRollups.count == 1)
         #expect(h.hourRollups.first?.count == 360)
         // Raw samples are kept for an hour.

@@ -92,5 +92,24 @@ struct PredictiveTests {
         let d = try Self.decideAlone(at: 86_400)
         #expect(d.action == .noAction)
         #expect(d.reason == "forecast: no forecast: needs two seasons (48 h) of history, has 24 h")
+        #expect(d.policies.first?.cannotAct == "no forecast: needs two seasons (48 h) of history, has 24 h")
+    }
+
+    @Test func aPolicyThatCannotActSaysSoInEveryDecision() throws {
+        // A day of history at 4 × 50%: tracking at 25 scales up, and the forecast's silence is in the reason.
+        let now = 86_400.0
+        var h = Self.recorded(until: now)
+        h.append(sample(now, instances: 4, cpu: 50))
+        var engine = try ScalingEngine(policies: [Self.policy, tracking(target: 25, max: 20)])
+        let up = engine.decide(now: now, history: h, state: DeploymentState(currentInstances: 4))
+        #expect(up.action == .scaleUp)
+        #expect(up.reason == "track: cpu 50 vs target 25: ceil(4 × 2) = 8; forecast cannot act: no forecast: needs two seasons (48 h) of history, has 24 h")
+        // Holding within tolerance, the reason still says it.
+        h.append(sample(now + 60, instances: 8, cpu: 25))
+        let hold = engine.decide(now: now + 60, history: h, state: DeploymentState(currentInstances: 8, lastScaleUp: now))
+        #expect(hold.action == .noAction)
+        #expect(hold.reason.hasSuffix("; forecast cannot act: no forecast: needs two seasons (48 h) of history, has 24 h"))
+        #expect(hold.policies.map(\.cannotAct) == [
+            "no forecast: needs two seasons (48 h) of history, has 24 h", nil])
     }
 }

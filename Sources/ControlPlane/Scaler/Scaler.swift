@@ -23,6 +23,8 @@ public actor Scaler {
         /// The stored policies the engine was built from (rebuilt when they change).
         var fingerprint: [String] = []
         var policies: [StoredScalingPolicy] = []
+        /// The policies that could not act at the last decision, with why (the status shows them).
+        var cannotAct: [PolicyEvaluation] = []
     }
 
     let store: ScalingStore
@@ -169,7 +171,10 @@ public actor Scaler {
         // The engine is a value: a dry run decides on a copy, so what it records (stabilization) is dropped.
         var engine = runtime.engine!
         let decision = engine.decide(now: t, history: runtime.history, state: state)
-        if !dryRun { runtime.engine = engine }
+        if !dryRun {
+            runtime.engine = engine
+            runtime.cannotAct = decision.policies.filter { $0.cannotAct != nil }
+        }
         runtimes[deployment] = runtime
         return decision
     }
@@ -326,6 +331,9 @@ public actor Scaler {
     }
 
     public func isScaling(deploymentId: String) -> Bool { inFlight.contains(deploymentId) }
+
+    /// The policies that could not act at the deployment's last decision (no forecast yet, no fresh metrics).
+    public func policiesThatCannotAct(deploymentId: String) -> [PolicyEvaluation] { runtimes[deploymentId]?.cannotAct ?? [] }
 
     public func currentInstances(deploymentId: String) async -> Int {
         let stored = (try? await store.state(deploymentId: deploymentId)) ?? DeploymentScalingState(deploymentId: deploymentId)

@@ -329,12 +329,23 @@ public struct ScalingAPI: Sendable {
         public var scaling: Bool
         public var latest: MetricSample?
         public var instances: [PollAggregator.InstanceHealth]
+        /// Policies that could not act at the last decision, each with why: a forecast without enough history
+        /// says so here for as long as it lasts.
+        public var cannotAct: [CannotAct]
+    }
+
+    public struct CannotAct: Codable, Sendable, Equatable {
+        public var policy: String
+        public var reason: String
     }
 
     public func status(_ deploymentId: String) async -> Status {
         Status(currentInstances: await scaler.currentInstances(deploymentId: deploymentId),
                scaling: await scaler.isScaling(deploymentId: deploymentId),
                latest: await scaler.history(deploymentId: deploymentId).latest,
-               instances: await scaler.instanceHealth(deploymentId: deploymentId))
+               instances: await scaler.instanceHealth(deploymentId: deploymentId),
+               cannotAct: await scaler.policiesThatCannotAct(deploymentId: deploymentId).map {
+                   CannotAct(policy: $0.policy, reason: $0.cannotAct ?? $0.reason)
+               })
     }
 }
