@@ -3,6 +3,8 @@ import json
 import re
 import urllib.request
 
+import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from conftest import PASSWORD
@@ -68,3 +70,16 @@ def create_deployment(base_url: str, email: str, project_url: str, password: str
     deployment = api(base_url, "POST", "/api/deployments",
                      {"projectId": project_url[-36:], "environment": "development", "name": "web"}, token)
     return deployment["id"]
+
+
+@pytest.fixture(scope="module")
+def axe():
+    """axe-core (from axe-playwright-python) for one module's pages."""
+    return Axe()
+
+
+def assert_accessible(axe, page, name):
+    results = axe.run(page)
+    violations = [f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes: {v['nodes'][0]['target']})"
+                  for v in results.response["violations"]]
+    assert violations == [], f"{name}: {violations}"

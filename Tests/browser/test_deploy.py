@@ -15,11 +15,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from conftest import PASSWORD, ROOT, SCREENSHOTS, Controller, new_email, screenshot
-from helpers import add_variable, create_deployment, create_project, register
+from helpers import add_variable, assert_accessible, axe, create_deployment, create_project, register  # noqa: F401 (axe is a fixture)
 from test_webkit import DRIVER as WEBKIT_DRIVER, MINIBROWSER, axe_violations, by_testid, display, fill_and_submit, wait, webkit  # noqa: F401 (fixtures)
 
 SAMPLE_APP = ROOT / "examples" / "sample-app" / "app.py"
@@ -228,18 +227,6 @@ def test_deploy_without_command_or_default_shows_the_reason(page):
         "command is required: the deployment has no command, so the local executor has nothing to run; "
         "create it with a command")
     expect(page.locator('[data-testid="deployment-card"]')).to_have_count(0)
-
-
-@pytest.fixture(scope="module")
-def axe():
-    return Axe()
-
-
-def assert_accessible(axe, page, name):
-    results = axe.run(page)
-    violations = [f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes: {v['nodes'][0]['target']})"
-                  for v in results.response["violations"]]
-    assert violations == [], f"{name}: {violations}"
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])

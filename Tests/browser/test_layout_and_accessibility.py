@@ -2,11 +2,10 @@
 import re
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from conftest import new_email, screenshot
-from helpers import add_variable, create_deployment, create_project, register
+from helpers import add_variable, assert_accessible, axe, create_deployment, create_project, register  # noqa: F401 (axe is a fixture)
 
 PHONE = {"width": 375, "height": 667}
 TABLET = {"width": 768, "height": 1024}
@@ -40,18 +39,6 @@ def test_responsive_layout(page):
     expect(page.locator('[data-testid="main-content"]')).to_be_visible()
     expect(page.locator('[data-testid="mobile-menu-button"]')).to_be_hidden()
     screenshot(page, "dashboard-desktop")
-
-
-@pytest.fixture(scope="module")
-def axe():
-    return Axe()
-
-
-def assert_accessible(axe, page, name):
-    results = axe.run(page)
-    violations = [f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes: {v['nodes'][0]['target']})"
-                  for v in results.response["violations"]]
-    assert violations == [], f"{name}: {violations}"
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
