@@ -70,6 +70,24 @@ import Testing
         }
     }
 
+    @Test func theExportCountsAgainstTheAccountsLogReadLimit() async throws {
+        try await Dashboard().run { owner, _, controlPlane, _ in
+            try await owner.register("ada@example.com")
+            let project = try await owner.createProject("Shop")
+            let user = try #require(try await controlPlane.store.credentials(email: "ada@example.com")).user
+            let input = try JSONDecoder().decode(DeploymentService.CreateDeployment.self, from: Data(
+                #"{"projectId": "\#(project)", "environment": "development", "name": "web", "command": "sleep 60"}"#.utf8))
+            let id = try await controlPlane.deployments.create(input, actor: Actor(userId: user.id)).id
+            for _ in 0..<60 {
+                #expect(try await owner.get("/deployments/\(id)/logs.txt").status == .ok)
+            }
+            let limited = try await owner.get("/deployments/\(id)/logs.txt")
+            #expect(limited.status == .tooManyRequests)
+            #expect(limited.body.contains("too many log reads by this account; retry in 1 s"))
+            #expect(limited.headers[.contentDisposition] == nil)
+        }
+    }
+
     @Test func theExportsFileNameKeepsOnlySafeCharacters() {
         #expect(WebDashboard.exportFilename("0b6f2c1e-8d7a-4c55-9a51-3f1b2e4d5c6a") == "deployment-0b6f2c1e-8d7a-4c55-9a51-3f1b2e4d5c6a-logs.txt")
         #expect(WebDashboard.exportFilename("a\"b\r\nc/é") == "deployment-a_b__c__-logs.txt")
