@@ -16,9 +16,13 @@ public struct AgentConfig: Codable, Sendable, Equatable {
     public var reloadVersion: Int64?
     /// How the app takes a change of each key (`VariableReload`); keys left out, and an absent map, restart it.
     public var reloadActions: [String: VariableReload]?
+    /// The check the deployment's rollout strategy sets, which the agent runs against each new child and reports in
+    /// `AgentStatus.health`; absent when there is none.
+    public var healthCheck: AgentHealthCheck?
 
     public init(deploymentId: String, version: Int64, checksum: String, variables: [String: String], required: [String],
-                reloadVersion: Int64? = nil, reloadActions: [String: VariableReload]? = nil) {
+                reloadVersion: Int64? = nil, reloadActions: [String: VariableReload]? = nil,
+                healthCheck: AgentHealthCheck? = nil) {
         self.deploymentId = deploymentId
         self.version = version
         self.checksum = checksum
@@ -26,6 +30,7 @@ public struct AgentConfig: Codable, Sendable, Equatable {
         self.required = required
         self.reloadVersion = reloadVersion
         self.reloadActions = reloadActions
+        self.healthCheck = healthCheck
     }
 
     /// The bytes the checksum covers: for each key in ascending UTF-8 byte order,

@@ -25,11 +25,15 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     public var agent: AgentUsage
     /// The config the app runs with (keys, never values), when the agent pulls it from a controller.
     public var config: AgentConfigStatus?
+    /// The latest health check of the current child, when the config sets one (`AgentConfig.healthCheck`).
+    public var health: AgentHealthReport?
 
     public init(state: String, pid: Int32? = nil, restarts: Int = 0, lastExit: AgentExit? = nil, startedAt: Double? = nil,
                 nextRestartAt: Double? = nil, deployment: String? = nil, instance: String? = nil, version: String? = nil,
-                sampledAt: Double? = nil, app: AppUsage, agent: AgentUsage, config: AgentConfigStatus? = nil) {
+                sampledAt: Double? = nil, app: AppUsage, agent: AgentUsage, config: AgentConfigStatus? = nil,
+                health: AgentHealthReport? = nil) {
         self.config = config
+        self.health = health
         self.state = state; self.pid = pid; self.restarts = restarts; self.lastExit = lastExit
         self.startedAt = startedAt; self.nextRestartAt = nextRestartAt
         self.deployment = deployment; self.instance = instance; self.version = version
