@@ -128,6 +128,9 @@ public struct TimelinePoint: Sendable, Codable, Equatable {
     public var instances: Int
     public var ready: Int
     public var utilization: Double
+    /// What each ready instance reported as its cpu_demand (% of its CPU limit; past 100 when the demand
+    /// exceeds the ready capacity): the figure an agent under the same load reads.
+    public var cpuDemand: Double
     public var action: ScalingAction
     public var targetInstances: Int
     /// Only for steps that scaled.
@@ -333,7 +336,7 @@ struct Plant {
         if o.recordTimeline {
             result.timeline!.append(TimelinePoint(
                 t: t, demand: view.demand, instances: total, ready: view.ready, utilization: view.utilization,
-                action: answer.action, targetInstances: answer.action == .noAction ? total : answer.target,
+                cpuDemand: view.cpuDemand, action: answer.action, targetInstances: answer.action == .noAction ? total : answer.target,
                 reason: answer.reason))
         }
     }

@@ -225,9 +225,9 @@ public struct MetricsHistory: Sendable {
     public mutating func append(_ sample: MetricSample) {
         if let last = raw.last, sample.timestamp <= last.timestamp { return }
         raw.append(sample)
-        roll(sample, into: &minuteAcc, span: 60, tier: &minutes)
-        roll(sample, into: &fiveMinuteAcc, span: 300, tier: &fiveMinutes)
-        roll(sample, into: &hourAcc, span: 3600, tier: &hours)
+        Self.roll(sample, into: &minuteAcc, span: 60, tier: &minutes)
+        Self.roll(sample, into: &fiveMinuteAcc, span: 300, tier: &fiveMinutes)
+        Self.roll(sample, into: &hourAcc, span: 3600, tier: &hours)
         let now = sample.timestamp
         let c = configuration
         if let first = raw.first, first.timestamp < now - c.rawRetention {
@@ -254,9 +254,13 @@ public struct MetricsHistory: Sendable {
         hours.removeOldest { $0.timestamp < now - c.hourRetention }
     }
 
-    private func bucket(_ t: Double, _ span: Double) -> Int64 { Int64((t / span).rounded(.down)) }
+    private func bucket(_ t: Double, _ span: Double) -> Int64 { Self.bucket(t, span) }
+    private static func bucket(_ t: Double, _ span: Double) -> Int64 { Int64((t / span).rounded(.down)) }
 
-    private func roll(_ s: MetricSample, into acc: inout RollupAccumulator?, span: Double, tier: inout Ring<MetricSample>) {
+    /// Static on purpose: an instance method would borrow the whole history while one of its tiers is passed
+    /// inout, and Swift then copies the history for the call, so every rollup copied its tier's ring (a day of
+    /// minutes at each minute): a tenth of a week's replay.
+    private static func roll(_ s: MetricSample, into acc: inout RollupAccumulator?, span: Double, tier: inout Ring<MetricSample>) {
         let b = bucket(s.timestamp, span)
         if let a = acc, a.bucket != b {
             tier.append(a.finish())

@@ -111,7 +111,7 @@ extension Backtest {
                 let n = need(d)
                 result.timeline!.append(TimelinePoint(
                     t: t, demand: d, instances: n, ready: n, utilization: min(100, d / (Double(n) * o.capacity) * 100),
-                    action: .noAction, targetInstances: n, reason: nil))
+                    cpuDemand: n > 0 ? min(d / Double(n), o.appThreads ?? .infinity) / o.capacity * 100 : 0, action: .noAction, targetInstances: n, reason: nil))
             }
         }
         return result

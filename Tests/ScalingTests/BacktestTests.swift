@@ -43,7 +43,7 @@ struct BacktestTests {
         #expect(timeline.count == 19)
         #expect(timeline.filter { $0.action != .noAction }.map(\.t) == [30, 40, 60, 70, 90])
         #expect(timeline.filter { $0.action != .noAction }.map(\.targetInstances) == [2, 4, 8, 4, 1])
-        #expect(timeline[9] == TimelinePoint(t: 45, demand: 1.6, instances: 4, ready: 2, utilization: 80, action: .noAction, targetInstances: 4, reason: nil))
+        #expect(timeline[9] == TimelinePoint(t: 45, demand: 1.6, instances: 4, ready: 2, utilization: 80, cpuDemand: 80, action: .noAction, targetInstances: 4, reason: nil))
         #expect(timeline[6].reason == "track: cpu 100 vs target 50: ceil(1 × 2) = 2")
     }
 

@@ -52,7 +52,8 @@ struct DemandTests {
         #expect(Backtest.view(t: 0, demand: 10, instances: 3, ready: 3, options: o).utilization == 100)
         o.appThreads = 4
         #expect(Backtest.view(t: 0, demand: 10, instances: 2, ready: 2, options: o).cpuDemand == 400)
-        // At 2× a 1-core quota the agent should read 200: what the stress-ng check on a real agent compares with.
+        // At 2× a 1-core quota the model reports 200; SimulateCommandTests holds a real agent under stress-ng at 2× its
+        // quota against the same figure from the built simulator, in one test.
         o.appThreads = nil
         #expect(Backtest.view(t: 0, demand: 2, instances: 1, ready: 1, options: o).cpuDemand == 200)
     }
