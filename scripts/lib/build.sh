@@ -3,3 +3,6 @@
 # --static-swift-stdlib: no Swift runtime to install on the target, so dpkg-shlibdeps finds every shared library
 # the binaries need in a Debian package. -z now with -z relro: full RELRO, Debian's default hardening for C.
 RELEASE_BUILD=(swift build -c release --static-swift-stdlib -Xlinker -z -Xlinker now -Xlinker -z -Xlinker relro)
+# Its own scratch path, not .build: SwiftPM locks a scratch path for the length of a command, and scripts/test compiles
+# the release in the background while `swift test` runs from .build (CODERUNNER_RELEASE_SCRATCH overrides it).
+RELEASE_SCRATCH=${CODERUNNER_RELEASE_SCRATCH:-.build-release}
