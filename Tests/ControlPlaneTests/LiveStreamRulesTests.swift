@@ -186,14 +186,15 @@ import Testing
         q.pushBatchLine("d1", big)
         q.pushBatchLine("d1", line("small"))
         // 40 kB fits, a second does not (64 kB at most); a line alone is never refused.
-        #expect(q.drain(now: t0 + .seconds(1)).frames.map(\.readableBytes)
-                == [LiveFrames.logBatch("d1", [big]).readableBytes, LiveFrames.logBatch("d1", [big, line("small")]).readableBytes])
+        let bigs = q.drain(now: t0 + .seconds(1)).frames.map(\.readableBytes)
+        #expect(bigs == [LiveFrames.logBatch("d1", [big]).readableBytes, LiveFrames.logBatch("d1", [big, line("small")]).readableBytes])
     }
 
     @Test func oneWriteOfBatchesPer50msWhileLinesKeepComing() {
         var q = OutboxQueue(logCapacity: 100)
         q.pushBatchLine("d1", line("a"))
-        #expect(texts(q.drain(now: t0)) == [batch("d1", ["a"])])
+        let first = q.drain(now: t0)
+        #expect(texts(first) == [batch("d1", ["a"])])
         // 10 ms later: a control frame queued before the next lines goes at once, the lines wait for t0 + 50 ms.
         q.pushControl(ByteBuffer(string: "pong"))
         q.pushBatchLine("d1", line("b"))
@@ -202,14 +203,16 @@ import Testing
         #expect(texts(early) == ["pong"])
         #expect(early.again == t0 + .milliseconds(50))
         q.pushBatchLine("d1", line("c"))
-        #expect(q.drain(now: t0 + .milliseconds(30)) == OutboxQueue.Drained(frames: [], again: t0 + .milliseconds(50)))
+        let held = q.drain(now: t0 + .milliseconds(30))
+        #expect(held == OutboxQueue.Drained(frames: [], again: t0 + .milliseconds(50)))
         let due = q.drain(now: t0 + .milliseconds(50))
         #expect(texts(due) == [batch("d1", ["b"]), "status", batch("d1", ["c"])])
         #expect(due.again == nil)
         // Frames that are not batched lines never wait.
         q.pushControl(ByteBuffer(string: "pong"))
         q.pushLog("d2", ByteBuffer(string: "plain"))
-        #expect(texts(q.drain(now: t0 + .milliseconds(60))) == ["pong", "plain"])
+        let unpaced = q.drain(now: t0 + .milliseconds(60))
+        #expect(texts(unpaced) == ["pong", "plain"])
     }
 
     @Test func theQueueBoundAndTheDropCountsHoldForBatchedLines() {
@@ -217,13 +220,15 @@ import Testing
         let taken = [q.pushBatchLine("d1", line("a")), q.pushBatchLine("d1", line("b")), q.pushBatchLine("d1", line("c")),
                      q.pushLog("d2", ByteBuffer(string: "plain"))]
         #expect(taken == [true, true, false, false])
-        #expect(texts(q.drain(now: t0)) == [batch("d1", ["a", "b"]), String(buffer: LiveFrames.dropped("d1", 1)),
-                                            String(buffer: LiveFrames.dropped("d2", 1))])
+        let full = q.drain(now: t0)
+        #expect(texts(full) == [batch("d1", ["a", "b"]), String(buffer: LiveFrames.dropped("d1", 1)),
+                                String(buffer: LiveFrames.dropped("d2", 1))])
         // A count comes before the deployment's next line, and closes the batch before it.
         q.pushBatchLine("d1", line("d"))
         q.lost("d1", 3)
         q.pushBatchLine("d1", line("e"))
-        #expect(texts(q.drain(now: t0 + .seconds(1))) == [batch("d1", ["d"]), String(buffer: LiveFrames.dropped("d1", 3)), batch("d1", ["e"])])
+        let counted = q.drain(now: t0 + .seconds(1))
+        #expect(texts(counted) == [batch("d1", ["d"]), String(buffer: LiveFrames.dropped("d1", 3)), batch("d1", ["e"])])
         #expect(q.droppedTotal == 5)
     }
 
@@ -234,7 +239,8 @@ import Testing
         q.pushBatchLine("d1", line("c"))
         q.purgeLogs("d1")
         #expect(q.queuedLogs == 1)
-        #expect(texts(q.drain(now: t0)) == [batch("d2", ["b"])])
+        let kept = q.drain(now: t0)
+        #expect(texts(kept) == [batch("d2", ["b"])])
     }
 }
 

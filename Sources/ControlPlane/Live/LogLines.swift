@@ -137,8 +137,8 @@ struct RelayedLine: Sendable {
         stream = line.stream
         message = line.text
         frame = ByteBuffer()
-        line = ByteBuffer()
-        (frame, line) = encoded(stamp: stamp)
+        self.line = ByteBuffer()
+        (frame, self.line) = encoded(stamp: stamp)
     }
 
     func encoded(stamp: Double) -> (frame: ByteBuffer, line: ByteBuffer) {
