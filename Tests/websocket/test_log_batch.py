@@ -40,9 +40,9 @@ def test_batched_and_plain_subscribers_of_one_deployment_and_a_resume(connect, o
     lines = flat(batched, chatty)
     for line in lines:
         assert set(line) == LINE_FIELDS and line["deploymentId"] == chatty
-    # The 100 tail lines were queued at once: they come packed (the first batch goes at once, the rest 50 ms later).
+    # Lines that wait together come packed (the tail, then the lines of each 50 ms while the app writes 40 a second).
     sizes = [len(batch["lines"]) for batch in batched.events("log_batch")]
-    assert sum(sizes[:3]) >= 100, sizes
+    assert len(lines) >= 60 and len(sizes) < len(lines) and max(sizes) > 1, sizes
     # Timestamps never go backwards across batches; per instance, every line once, in order.
     assert [line["timestamp"] for line in lines] == sorted(line["timestamp"] for line in lines)
     before = by_instance(lines)
