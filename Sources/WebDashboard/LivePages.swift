@@ -16,6 +16,23 @@ extension WebDashboard {
         router.get("deployments/:id/logs.txt") { request, context in
             try await handle(request, context, signedIn: true) { web in try await exportLogs(web) }
         }
+        router.get("deployments/:id/instances.json") { request, context in
+            try await handle(request, context, signedIn: true) { web in try await instanceRows(web) }
+        }
+    }
+
+    /// The deployment page's instance table as JSON rows (the same texts the page renders): live.js reads it again
+    /// when status_update says the status or the instance count changed, as no event carries the rows. Owner only:
+    /// another user's deployment gets the same 404 page as an unknown one.
+    func instanceRows(_ web: WebRequest) async throws -> Response {
+        let deployment = try await controlPlane.deployments.get(try web.parameter("id"), actor: web.actor)
+        let instances = try await controlPlane.instances.instances(deploymentId: deployment.id)
+        let rows = instances.sorted { $0.instanceId < $1.instanceId }.map(InstanceRow.init)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var headers = WebSecurity.pageHeaders()
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(rows))))
     }
 
     /// A plain link, so it works without script, and it holds what the live view already dropped from its window:

@@ -159,7 +159,7 @@ struct DeploymentRow {
     }
 }
 
-struct InstanceRow {
+struct InstanceRow: Encodable {
     var id: String
     var state: String
     var configVersion: String

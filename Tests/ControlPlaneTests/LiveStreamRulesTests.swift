@@ -14,6 +14,10 @@ import Testing
             == .success(.subscribeLogs(LogSubscription(deploymentId: "d1", filter: "Err", tail: 50, after: ["i1": 7]))))
         #expect(LiveFrames.decode(#"{"event":"subscribe_logs","data":{"deploymentId":"d1","filter":""}}"#)
             == .success(.subscribeLogs(LogSubscription(deploymentId: "d1", filter: nil, tail: 0, after: [:]))))
+        #expect(LiveFrames.decode(#"{"event":"subscribe_logs","data":{"deploymentId":"d1","batch":true}}"#)
+            == .success(.subscribeLogs(LogSubscription(deploymentId: "d1", filter: nil, tail: 0, after: [:], batch: true))))
+        #expect(LiveFrames.decode(#"{"event":"subscribe_logs","data":{"deploymentId":"d1","batch":false}}"#)
+            == .success(.subscribeLogs(LogSubscription(deploymentId: "d1", filter: nil, tail: 0, after: [:], batch: false))))
         #expect(LiveFrames.decode(#"{"event":"unsubscribe_logs","data":{"deploymentId":"d1"}}"#) == .success(.unsubscribeLogs(deploymentId: "d1")))
         #expect(LiveFrames.decode(#"{"event":"unsubscribe_logs"}"#) == .success(.unsubscribeLogs(deploymentId: nil)))
         #expect(LiveFrames.decode(#"{"event":"subscribe_status","data":{"deploymentId":"d2"}}"#) == .success(.subscribeStatus(deploymentId: "d2")))
@@ -32,6 +36,8 @@ import Testing
         (#"{"event":"subscribe_logs","data":{"deploymentId":"d","tail":1001}}"#, "subscribe_logs: data.tail must be from 0 to 1000"),
         (#"{"event":"subscribe_logs","data":{"deploymentId":"d","tail":-1}}"#, "subscribe_logs: data.tail must be from 0 to 1000"),
         (#"{"event":"subscribe_logs","data":{"deploymentId":"d","tail":"5"}}"#, "malformed frame: expected JSON {\"event\": NAME, \"data\": {...}}"),
+        (#"{"event":"subscribe_logs","data":{"deploymentId":"d","batch":"yes"}}"#, "subscribe_logs: data.batch must be true or false"),
+        (#"{"event":"subscribe_logs","data":{"deploymentId":"d","batch":1}}"#, "subscribe_logs: data.batch must be true or false"),
     ])
     func refusesWithAMessage(_ frame: String, _ message: String) {
         #expect(LiveFrames.decode(frame) == .failure(LiveFrameError(message)))
@@ -47,6 +53,16 @@ import Testing
                                stamp: 1764669908.123)
         #expect(String(buffer: line.frame)
             == #"{"data":{"deploymentId":"d1","instanceId":"i1","level":"warn","message":"WARN disk at 91%","seq":42,"stream":"stderr","timestamp":"2025-12-02T10:05:08.123Z"},"event":"log_update"}"#)
+        // The line alone is the frame's data, byte for byte, and a batch carries it as it is.
+        let update = LiveFrames.LogUpdate(deploymentId: "d1", instanceId: "i1", seq: 42, timestamp: "2025-12-02T10:05:08.123Z",
+                                          level: "warn", stream: "stderr", message: "WARN disk at 91%")
+        #expect(line.frame == LiveFrames.encode("log_update", update))
+        #expect(String(buffer: line.line)
+            == #"{"deploymentId":"d1","instanceId":"i1","level":"warn","message":"WARN disk at 91%","seq":42,"stream":"stderr","timestamp":"2025-12-02T10:05:08.123Z"}"#)
+        #expect(String(buffer: LiveFrames.logBatch("d1", [ByteBuffer(string: #"{"seq":1}"#), ByteBuffer(string: #"{"seq":2}"#)]))
+            == #"{"data":{"deploymentId":"d1","lines":[{"seq":1},{"seq":2}]},"event":"log_batch"}"#)
+        #expect(String(buffer: LiveFrames.logBatch("d/\"1", [line.line]))
+            == #"{"data":{"deploymentId":"d/\"1","lines":["# + String(buffer: line.line) + #"]},"event":"log_batch"}"#)
         let metrics = LiveFrames.encode("metrics_update", LiveFrames.MetricsUpdate(
             deploymentId: "d1", timestamp: "2025-12-02T10:05:08.123Z",
             metrics: .init(cpu: 12.5, memory: 40, requests: nil, connections: 3, instances: 2)))
@@ -133,6 +149,98 @@ import Testing
         #expect(q.queuedLogs == 1)
         q.pushLog("d2", frame("f"))
         #expect(texts(q.drain()) == ["b", "c", "f"])
+    }
+}
+
+@Suite struct OutboxBatchTests {
+    let t0 = ContinuousClock.now
+    func line(_ s: String) -> ByteBuffer { ByteBuffer(string: #"{"m":""# + s + #""}"#) }
+    func batch(_ deployment: String, _ lines: [String]) -> String { String(buffer: LiveFrames.logBatch(deployment, lines.map(line))) }
+    func texts(_ drained: OutboxQueue.Drained) -> [String] { drained.frames.map { String(buffer: $0) } }
+
+    @Test func packsEachDeploymentsLinesInOrderAndAControlFrameClosesTheBatches() {
+        var q = OutboxQueue(logCapacity: 100)
+        q.pushBatchLine("d1", line("a"))
+        q.pushBatchLine("d2", line("x"))
+        q.pushBatchLine("d1", line("b"))
+        q.pushLog("d3", ByteBuffer(string: "plain"))
+        q.pushBatchLine("d1", line("c"))
+        q.pushControl(ByteBuffer(string: "status"))
+        q.pushBatchLine("d1", line("d"))
+        let drained = q.drain(now: t0)
+        #expect(texts(drained) == [batch("d1", ["a", "b", "c"]), batch("d2", ["x"]), "plain", "status", batch("d1", ["d"])])
+        #expect(drained.again == nil)
+        #expect(q.isEmpty && q.queuedLogs == 0)
+        #expect(q.lastBatchAt == t0)
+    }
+
+    @Test func batchesAreBoundedInLinesAndBytes() {
+        var q = OutboxQueue(logCapacity: 2000)
+        for i in 0..<1001 { q.pushBatchLine("d1", line("\(i)")) }
+        let sizes = q.drain(now: t0).frames.map { frame -> Int in
+            String(buffer: frame).components(separatedBy: #"{"m":"#).count - 1
+        }
+        #expect(sizes == [500, 500, 1])
+        let big = ByteBuffer(string: #"{"m":""# + String(repeating: "x", count: 40_000) + #""}"#)
+        q.pushBatchLine("d1", big)
+        q.pushBatchLine("d1", big)
+        q.pushBatchLine("d1", line("small"))
+        // 40 kB fits, a second does not (64 kB at most); a line alone is never refused.
+        let bigs = q.drain(now: t0 + .seconds(1)).frames.map(\.readableBytes)
+        #expect(bigs == [LiveFrames.logBatch("d1", [big]).readableBytes, LiveFrames.logBatch("d1", [big, line("small")]).readableBytes])
+    }
+
+    @Test func oneWriteOfBatchesPer50msWhileLinesKeepComing() {
+        var q = OutboxQueue(logCapacity: 100)
+        q.pushBatchLine("d1", line("a"))
+        let first = q.drain(now: t0)
+        #expect(texts(first) == [batch("d1", ["a"])])
+        // 10 ms later: a control frame queued before the next lines goes at once, the lines wait for t0 + 50 ms.
+        q.pushControl(ByteBuffer(string: "pong"))
+        q.pushBatchLine("d1", line("b"))
+        q.pushControl(ByteBuffer(string: "status"))
+        let early = q.drain(now: t0 + .milliseconds(10))
+        #expect(texts(early) == ["pong"])
+        #expect(early.again == t0 + .milliseconds(50))
+        q.pushBatchLine("d1", line("c"))
+        let held = q.drain(now: t0 + .milliseconds(30))
+        #expect(held == OutboxQueue.Drained(frames: [], again: t0 + .milliseconds(50)))
+        let due = q.drain(now: t0 + .milliseconds(50))
+        #expect(texts(due) == [batch("d1", ["b"]), "status", batch("d1", ["c"])])
+        #expect(due.again == nil)
+        // Frames that are not batched lines never wait.
+        q.pushControl(ByteBuffer(string: "pong"))
+        q.pushLog("d2", ByteBuffer(string: "plain"))
+        let unpaced = q.drain(now: t0 + .milliseconds(60))
+        #expect(texts(unpaced) == ["pong", "plain"])
+    }
+
+    @Test func theQueueBoundAndTheDropCountsHoldForBatchedLines() {
+        var q = OutboxQueue(logCapacity: 2)
+        let taken = [q.pushBatchLine("d1", line("a")), q.pushBatchLine("d1", line("b")), q.pushBatchLine("d1", line("c")),
+                     q.pushLog("d2", ByteBuffer(string: "plain"))]
+        #expect(taken == [true, true, false, false])
+        let full = q.drain(now: t0)
+        #expect(texts(full) == [batch("d1", ["a", "b"]), String(buffer: LiveFrames.dropped("d1", 1)),
+                                String(buffer: LiveFrames.dropped("d2", 1))])
+        // A count comes before the deployment's next line, and closes the batch before it.
+        q.pushBatchLine("d1", line("d"))
+        q.lost("d1", 3)
+        q.pushBatchLine("d1", line("e"))
+        let counted = q.drain(now: t0 + .seconds(1))
+        #expect(texts(counted) == [batch("d1", ["d"]), String(buffer: LiveFrames.dropped("d1", 3)), batch("d1", ["e"])])
+        #expect(q.droppedTotal == 5)
+    }
+
+    @Test func unsubscribingPurgesBatchedLines() {
+        var q = OutboxQueue(logCapacity: 10)
+        q.pushBatchLine("d1", line("a"))
+        q.pushBatchLine("d2", line("b"))
+        q.pushBatchLine("d1", line("c"))
+        q.purgeLogs("d1")
+        #expect(q.queuedLogs == 1)
+        let kept = q.drain(now: t0)
+        #expect(texts(kept) == [batch("d2", ["b"])])
     }
 }
 

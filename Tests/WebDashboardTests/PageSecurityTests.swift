@@ -189,9 +189,14 @@ import Testing
             #expect(list.body.contains("<a href=\"/deployments/\(deployment.id)\" data-testid=\"deployment-link\">web</a>"))
             let page = try await owner.get("/deployments/\(deployment.id)")
             #expect(page.status == .ok)
-            #expect(page.body.contains("<span class=\"badge\" data-testid=\"deployment-status\" data-live-status=\"\(deployment.id)\">PENDING</span>"))
+            // Coloured by status as on the deploy tab.
+            #expect(page.body.contains("<span class=\"badge status-PENDING\" data-testid=\"deployment-status\" data-live-status=\"\(deployment.id)\">PENDING</span>"))
             #expect(page.body.contains("<code>python3 -m http.server</code>"))
-            #expect(page.body.contains("No instances have registered yet."))
+            #expect(page.body.contains("<p class=\"empty\" data-instances-empty>No instances have registered yet.</p>"))
+            // The instance rows live.js reads again: none yet.
+            let rows = try await owner.get("/deployments/\(deployment.id)/instances.json")
+            #expect(rows.status == .ok)
+            #expect(rows.body == "[]")
             let intruder = Browser(client)
             try await intruder.register("eve@example.com")
             let theirs = try await intruder.get("/deployments/\(deployment.id)")
@@ -199,6 +204,11 @@ import Testing
             #expect(theirs.status == .notFound)
             #expect(theirs.body.contains("<h1 id=\"denied-title\">Access Denied</h1>"))
             #expect(theirs.body == unknown.body)
+            let theirRows = try await intruder.get("/deployments/\(deployment.id)/instances.json")
+            let unknownRows = try await intruder.get("/deployments/\(UUID().uuidString.lowercased())/instances.json")
+            #expect(theirRows.status == .notFound)
+            #expect(theirRows.body == unknownRows.body)
+            #expect(!theirRows.body.contains(deployment.id))
         }
     }
 }

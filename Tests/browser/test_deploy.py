@@ -236,6 +236,12 @@ def test_axe_and_layout_of_the_deploy_pages(deploy_page, axe, viewport):
     project_url, _ = project_with_port(page)
     page.goto(project_url + "/deployments")
     assert_accessible(axe, page, "empty deploy tab")
+    # Every project tab is whole on screen: the row wraps rather than hiding a tab in a sideways scroll.
+    tabs = page.evaluate("""() => { const nav = document.querySelector('nav.tabs');
+        return {scroll: nav.scrollWidth, client: nav.clientWidth, cut: [...nav.querySelectorAll('a')]
+            .filter(a => { const r = a.getBoundingClientRect(); return r.left < 0 || r.right > innerWidth || a.scrollWidth > a.clientWidth + 1; })
+            .map(a => a.textContent)}; }""")
+    assert tabs == {"scroll": tabs["client"], "client": tabs["client"], "cut": []}, tabs
     deploy(page, project_url, command="")
     wait_for_text(page, page.locator('[data-testid="deployment-status"]').first, "RUNNING")
     wait_for_count(page, page.locator('[data-testid="deployment-logs"] .log-line'), 1)

@@ -99,6 +99,12 @@ def test_the_real_time_journey(live_page, live, tmp_path):
     expect(status).to_have_text("Connected", timeout=10_000)
     expect(status).to_have_class(re.compile(r"\bconnected\b"))
     expect(page.locator('[data-testid="deployment-status"]')).to_have_text("RUNNING", timeout=30_000)
+    # The badge is coloured as on the deploy tab, and the instance table (rendered while the instance started)
+    # follows the status: it says running too.
+    expect(page.locator('[data-testid="deployment-status"]')).to_have_class(re.compile(r"\bstatus-RUNNING\b"))
+    rows = page.locator('[data-testid="instance-row"]')
+    expect(rows).to_have_count(1, timeout=15_000)
+    expect(rows.first.locator("td").nth(1)).to_have_text("running", timeout=15_000)
     logs = page.locator('[data-testid="deployment-logs"]')
     expect(logs.locator(LINE).first).to_be_visible(timeout=30_000)
     expect(logs.locator(LINE).first).to_contain_text("n=")
@@ -154,6 +160,7 @@ def test_the_real_time_journey(live_page, live, tmp_path):
     expect(status).to_have_class(re.compile(r"\bconnected\b"))
     deployment_status = page.locator('[data-testid="deployment-status"]')
     expect(deployment_status).to_have_text("STOPPED", timeout=10_000)
+    expect(deployment_status).to_have_class(re.compile(r"\bstatus-STOPPED\b"))
     api(live.base, "POST", f"/api/deployments/{deployment}/start", {}, token)
     expect(deployment_status).to_have_text("RUNNING", timeout=30_000)
     after = "() => [...document.querySelectorAll('.log-line[data-mark=restart] ~ .log-line[data-seq]')]" \

@@ -128,6 +128,9 @@ def test_a_slow_reader_gets_logs_dropped_and_slows_nobody(controller, connect, o
     try:
         slow = slow_socket(controller, owner.token)
         slow.send("subscribe_logs", {"deploymentId": deployment})
+        # The same for a client that asked for log_batch: its queue counts lines, batched or not.
+        slow_batched = slow_socket(controller, owner.token)
+        slow_batched.send("subscribe_logs", {"deploymentId": deployment, "batch": True})
         fast = connect()
         fast.send("subscribe_logs", {"deploymentId": deployment})
         fast.expect("subscription_confirmed", seconds=5)
@@ -135,6 +138,7 @@ def test_a_slow_reader_gets_logs_dropped_and_slows_nobody(controller, connect, o
         while len(fast.events("log_update")) < 8000 and time.monotonic() < deadline:
             fast.read_for(0.5)
         slow.read_for(4)
+        slow_batched.read_for(3)
     finally:
         owner.scale(deployment, 0)
 
@@ -150,17 +154,19 @@ def test_a_slow_reader_gets_logs_dropped_and_slows_nobody(controller, connect, o
     longest_ms = max(b - a for a, b in zip(writes, writes[1:])) / 1e6
     assert longest_ms < 500, f"the app stopped writing for {longest_ms:.0f} ms"
 
-    # The slow client lost lines, and was told how many: each gap in what it received is counted.
-    drops = [(index, data) for index, (_, event, data) in enumerate(slow.frames) if event == "logs_dropped"]
-    assert drops, f"no logs_dropped after a stall of {len(lines)} lines"
-    for _, data in drops:
-        assert data["deploymentId"] == deployment and isinstance(data["count"], int) and data["count"] > 0
-    lines = [(index, stamp(data["message"])[0]) for index, (_, event, data) in enumerate(slow.frames)
-             if event == "log_update"]
-    last_index = lines[-1][0]
-    missing = sum(b - a - 1 for (_, a), (_, b) in zip(lines, lines[1:]))
-    counted = sum(data["count"] for index, data in drops if index < last_index)
-    assert counted == missing
+    # The slow clients lost lines, and were told how many: each gap in what they received is counted.
+    for client, event in [(slow, "log_update"), (slow_batched, "log_batch")]:
+        assert client.events("log_update" if event == "log_batch" else "log_batch") == []
+        drops = [(index, data) for index, (_, name, data) in enumerate(client.frames) if name == "logs_dropped"]
+        assert drops, f"no logs_dropped for {event} after a stall of {len(lines)} lines"
+        for _, data in drops:
+            assert data["deploymentId"] == deployment and isinstance(data["count"], int) and data["count"] > 0
+        received = [(index, stamp(line["message"])[0]) for index, (_, name, data) in enumerate(client.frames)
+                    if name == event for line in (data["lines"] if event == "log_batch" else [data])]
+        last_index = received[-1][0]
+        missing = sum(b - a - 1 for (_, a), (_, b) in zip(received, received[1:]))
+        counted = sum(data["count"] for index, data in drops if index < last_index)
+        assert counted == missing, event
 
 
 def test_log_latency_smoke(connect, owner, make_deployment):

@@ -72,8 +72,14 @@ final class LiveConnection: Sendable {
                 }
                 group.addTask {
                     for await _ in self.outbox.wakeups {
-                        for frame in self.outbox.drain() {
-                            try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
+                        // Batched lines held back by their pace are written at `again`, even if nothing else comes.
+                        while true {
+                            let drained = self.outbox.drain(now: .now)
+                            for frame in drained.frames {
+                                try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
+                            }
+                            guard let again = drained.again else { break }
+                            try await Task.sleep(until: again, clock: .continuous)
                         }
                     }
                     return .writer

@@ -26,6 +26,9 @@ struct LogSubscription: Sendable, Equatable {
     /// Resume: per instance, the last `seq` the client has. Those instances' lines after it come first, exactly
     /// once; `tail` then applies only to instances not named here.
     var after: [String: UInt64]
+    /// `batch: true`: the lines come as `log_batch` events, several to a frame (OutboxQueue says when), instead of
+    /// one `log_update` each. Opt-in: a client that does not ask keeps the per-line contract.
+    var batch = false
 
     static let maxTail = 1000
     static let maxFilterBytes = 256
@@ -46,6 +49,18 @@ enum LiveFrames {
         var filter: String?
         var tail: Int?
         var after: [String: UInt64]?
+        var batch: Flag?
+    }
+
+    /// A boolean field that may hold anything: a wrong type gets its own message instead of failing the whole frame.
+    private enum Flag: Decodable {
+        case value(Bool)
+        case invalid
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            self = (try? container.decode(Bool.self)).map(Flag.value) ?? .invalid
+        }
     }
 
     /// A command, or the message of the `error` event to answer with (the connection stays open).
@@ -89,7 +104,13 @@ enum LiveFrames {
                 guard after.count <= 1000, after.keys.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 128 }) else {
                     return .failure(LiveFrameError("subscribe_logs: data.after must map at most 1000 instance ids to sequence numbers"))
                 }
-                return .success(.subscribeLogs(LogSubscription(deploymentId: id, filter: filter, tail: tail, after: after)))
+                var batch = false
+                switch data?.batch {
+                case .none: break
+                case .value(let flag)?: batch = flag
+                case .invalid?: return .failure(LiveFrameError("subscribe_logs: data.batch must be true or false"))
+                }
+                return .success(.subscribeLogs(LogSubscription(deploymentId: id, filter: filter, tail: tail, after: after, batch: batch)))
             }
         case "unsubscribe_logs": return optional().map { .unsubscribeLogs(deploymentId: $0) }
         case "subscribe_status": return required().map { .subscribeStatus(deploymentId: $0) }
@@ -151,6 +172,43 @@ enum LiveFrames {
         // The payloads are plain strings and numbers: encoding cannot fail short of a bug.
         let bytes = (try? encoder.encode(Outgoing(event: event, data: data))) ?? Data(#"{"event":"error","data":{"message":"encoding failed"}}"#.utf8)
         return ByteBuffer(bytes: bytes)
+    }
+
+    /// A `log_update` frame, `{"data":LINE,"event":"log_update"}` (the bytes `encode` gives, keys sorted), and the
+    /// line's own JSON object within it: a `log_batch` carries the same object without encoding the line again.
+    static func logUpdate(_ update: LogUpdate) -> (frame: ByteBuffer, line: ByteBuffer) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        let object = (try? encoder.encode(update)) ?? Data("{}".utf8)
+        var frame = ByteBuffer()
+        frame.reserveCapacity(object.count + logUpdatePrefix.utf8.count + logUpdateSuffix.utf8.count)
+        frame.writeString(logUpdatePrefix)
+        frame.writeBytes(object)
+        frame.writeString(logUpdateSuffix)
+        // A slice shares the frame's storage: the line costs no copy until a batch is assembled.
+        let line = frame.getSlice(at: frame.readerIndex + logUpdatePrefix.utf8.count, length: object.count) ?? ByteBuffer()
+        return (frame, line)
+    }
+    private static let logUpdatePrefix = #"{"data":"#
+    private static let logUpdateSuffix = #","event":"log_update"}"#
+
+    /// `log_batch {deploymentId, lines: [LINE, ...]}`, each line the object a `log_update` carries as its data (as
+    /// `logUpdate` gave it). Assembled per connection when its queue is written, by copying bytes.
+    static func logBatch(_ deploymentId: String, _ lines: [ByteBuffer]) -> ByteBuffer {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        let id = (try? encoder.encode(deploymentId)) ?? Data("\"\"".utf8)
+        var frame = ByteBuffer()
+        frame.reserveCapacity(lines.reduce(64 + id.count) { $0 + $1.readableBytes + 1 })
+        frame.writeString(#"{"data":{"deploymentId":"#)
+        frame.writeBytes(id)
+        frame.writeString(#","lines":["#)
+        for (i, line) in lines.enumerated() {
+            if i > 0 { frame.writeString(",") }
+            frame.writeImmutableBuffer(line)
+        }
+        frame.writeString(#"]},"event":"log_batch"}"#)
+        return frame
     }
 
     static func confirmed(_ type: String, _ deploymentId: String) -> ByteBuffer {

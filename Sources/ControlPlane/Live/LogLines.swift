@@ -113,7 +113,8 @@ struct LogFilter: Sendable, Equatable {
     func matches(lowered: String) -> Bool { lowered.contains(needle) }
 }
 
-/// A line ready to send: its frame is encoded once and shared by every subscriber that takes it.
+/// A line ready to send: its frame is encoded once and shared by every subscriber that takes it, as a `log_update`
+/// or as a line of a `log_batch` (`line`, a slice of the same bytes).
 struct RelayedLine: Sendable {
     var deploymentId: String
     var instanceId: String
@@ -124,6 +125,8 @@ struct RelayedLine: Sendable {
     var stream: String
     var message: String
     var frame: ByteBuffer
+    /// The line's JSON object alone (the `data` of `frame`), for a `log_batch`.
+    var line: ByteBuffer
 
     init(deploymentId: String, instanceId: String, line: AgentLine, stamp: Double) {
         self.deploymentId = deploymentId
@@ -134,18 +137,21 @@ struct RelayedLine: Sendable {
         stream = line.stream
         message = line.text
         frame = ByteBuffer()
-        frame = encoded(stamp: stamp)
+        self.line = ByteBuffer()
+        (frame, self.line) = encoded(stamp: stamp)
     }
 
-    func encoded(stamp: Double) -> ByteBuffer {
-        LiveFrames.encode("log_update", LiveFrames.LogUpdate(
+    func encoded(stamp: Double) -> (frame: ByteBuffer, line: ByteBuffer) {
+        LiveFrames.logUpdate(LiveFrames.LogUpdate(
             deploymentId: deploymentId, instanceId: instanceId, seq: seq, timestamp: LiveTime.iso8601(stamp), level: level,
             stream: stream, message: message))
     }
 
-    /// This line sent no earlier than `floor`: the shared frame when its time is not earlier, else a frame of its own.
-    func frame(notBefore floor: Double) -> (frame: ByteBuffer, stamp: Double) {
-        stamp >= floor ? (frame, stamp) : (encoded(stamp: floor), floor)
+    /// This line sent no earlier than `floor`: the shared bytes when its time is not earlier, else its own.
+    func frame(notBefore floor: Double) -> (frame: ByteBuffer, line: ByteBuffer, stamp: Double) {
+        if stamp >= floor { return (frame, line, stamp) }
+        let own = encoded(stamp: floor)
+        return (own.frame, own.line, floor)
     }
 }
 

@@ -27,6 +27,8 @@ actor LogRelay {
     final class Subscriber {
         let outbox: Outbox
         let filter: LogFilter?
+        /// Lines go as `log_batch` lines rather than `log_update` frames.
+        let batch: Bool
         /// Per instance: lines up to this sequence are not this subscriber's (it has them or gets them by backfill).
         var floors: [String: UInt64]
         var gated = true
@@ -35,10 +37,18 @@ actor LogRelay {
         /// The latest time sent to it (see LogOrder).
         var lastStamp = -Double.infinity
 
-        init(outbox: Outbox, filter: LogFilter?, floors: [String: UInt64]) {
+        init(outbox: Outbox, filter: LogFilter?, batch: Bool, floors: [String: UInt64]) {
             self.outbox = outbox
             self.filter = filter
+            self.batch = batch
             self.floors = floors
+        }
+
+        /// Queues a line, its time raised to the latest already sent to this subscriber (LogOrder).
+        func send(_ relayed: RelayedLine) {
+            let (frame, line, stamp) = relayed.frame(notBefore: lastStamp)
+            lastStamp = stamp
+            if batch { outbox.batchLine(relayed.deploymentId, line) } else { outbox.log(relayed.deploymentId, frame) }
         }
     }
 
@@ -195,9 +205,7 @@ actor LogRelay {
                 if subscriber.gated {
                     if subscriber.pending.count < Self.maxPending { subscriber.pending.append(relayed) } else { subscriber.pendingDropped += 1 }
                 } else {
-                    let (frame, stamp) = relayed.frame(notBefore: subscriber.lastStamp)
-                    subscriber.lastStamp = stamp
-                    subscriber.outbox.log(deploymentId, frame)
+                    subscriber.send(relayed)
                 }
             }
         }
@@ -210,7 +218,7 @@ actor LogRelay {
     func subscribe(_ id: UInt64, outbox: Outbox, subscription: LogSubscription) async {
         await start()
         let floors = cursors
-        let subscriber = Subscriber(outbox: outbox, filter: LogFilter(subscription.filter), floors: floors)
+        let subscriber = Subscriber(outbox: outbox, filter: LogFilter(subscription.filter), batch: subscription.batch, floors: floors)
         subscribers[id] = subscriber
         var resumed: [String: [AgentLine]] = [:]
         var tailed: [String: [AgentLine]] = [:]
@@ -241,15 +249,10 @@ actor LogRelay {
         if lost > 0 { outbox.lost(deploymentId, Int(lost)) }
         for (instance, line) in LogOrder.merge(lines) {
             if let filter = subscriber.filter, !filter.matches(lowered: line.text.lowercased()) { continue }
-            let stamp = max(line.timestamp, subscriber.lastStamp)
-            subscriber.lastStamp = stamp
-            outbox.log(deploymentId, RelayedLine(deploymentId: deploymentId, instanceId: instance, line: line, stamp: stamp).frame)
+            subscriber.send(RelayedLine(deploymentId: deploymentId, instanceId: instance, line: line,
+                                        stamp: max(line.timestamp, subscriber.lastStamp)))
         }
-        for relayed in subscriber.pending {
-            let (frame, stamp) = relayed.frame(notBefore: subscriber.lastStamp)
-            subscriber.lastStamp = stamp
-            outbox.log(deploymentId, frame)
-        }
+        for relayed in subscriber.pending { subscriber.send(relayed) }
         if subscriber.pendingDropped > 0 { outbox.lost(deploymentId, subscriber.pendingDropped) }
         subscriber.pending = []
         subscriber.pendingDropped = 0

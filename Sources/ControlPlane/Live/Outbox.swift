@@ -2,6 +2,10 @@
 // lines go into a bounded queue per connection, and a line that finds it full is dropped and counted; the count
 // goes out as `logs_dropped {deploymentId, count}` before the deployment's next line (or as soon as the queue has
 // drained). Control frames (confirmations, errors, status, metrics, pong) are few and never dropped.
+//
+// A subscription with `batch: true` queues its lines the same way, one item each (the bound, the drops and the
+// purge count lines, batched or not), and they are packed into `log_batch` frames when the queue is written: a
+// browser that would spend its main thread on one message and one JSON.parse per line gets a few frames a second.
 import NIOCore
 import Synchronization
 
@@ -10,6 +14,8 @@ struct OutboxQueue: Sendable {
     enum Item: Sendable, Equatable {
         case control(ByteBuffer)
         case log(deploymentId: String, ByteBuffer)
+        /// A line of a batched subscription: its JSON object, packed into a `log_batch` when written.
+        case batchLine(deploymentId: String, ByteBuffer)
         /// `logs_dropped`, rendered when written.
         case dropped(deploymentId: String, count: Int)
     }
@@ -22,6 +28,16 @@ struct OutboxQueue: Sendable {
     private(set) var dropped: [String: Int] = [:]
     /// Lines dropped over the connection's life (for the controller's log and tests).
     private(set) var droppedTotal = 0
+
+    /// A `log_batch` holds at most this many lines and about this many bytes of them (a line longer than that goes
+    /// alone): a frame the browser parses in well under a millisecond, whatever the rate.
+    static let maxBatchLines = 500
+    static let maxBatchBytes = 64 * 1024
+    /// Batched lines wait this long after the previous write that held batches: at most 20 writes of them a second
+    /// while lines keep coming, so that a flood packs into a few frames (a line waits at most this long).
+    static let batchInterval: Duration = .milliseconds(50)
+    /// When batched lines were last written (the pace above).
+    private(set) var lastBatchAt: ContinuousClock.Instant?
 
     init(logCapacity: Int) { self.logCapacity = max(1, logCapacity) }
 
@@ -47,6 +63,22 @@ struct OutboxQueue: Sendable {
         return true
     }
 
+    /// Queues a line of a batched subscription (its JSON object); false when it was dropped (the queue is full).
+    @discardableResult
+    mutating func pushBatchLine(_ deploymentId: String, _ line: ByteBuffer) -> Bool {
+        guard queuedLogs < logCapacity else {
+            dropped[deploymentId, default: 0] += 1
+            droppedTotal += 1
+            return false
+        }
+        if let count = dropped.removeValue(forKey: deploymentId) {
+            items.append(.dropped(deploymentId: deploymentId, count: count))
+        }
+        items.append(.batchLine(deploymentId: deploymentId, line))
+        queuedLogs += 1
+        return true
+    }
+
     /// Lines lost before they reached the queue (the agent's ring overwrote them, or a backfill's wait overflowed):
     /// reported the same way as the queue's own drops.
     mutating func lost(_ deploymentId: String, _ count: Int) {
@@ -55,21 +87,83 @@ struct OutboxQueue: Sendable {
         droppedTotal += count
     }
 
-    /// Everything to write now, in order; the drop counts still unreported come last.
-    mutating func drain() -> [ByteBuffer] {
-        var out: [ByteBuffer] = []
-        out.reserveCapacity(items.count + dropped.count)
+    /// What to write now, and when to drain again though nothing new comes (batched lines held back by the pace).
+    struct Drained: Equatable {
+        var frames: [ByteBuffer]
+        var again: ContinuousClock.Instant?
+    }
+
+    /// The frames to write at `now`, in order. Batched lines are packed into `log_batch` frames, unless batched lines
+    /// were written less than `batchInterval` ago: then only what is queued before the first of them goes out now,
+    /// and the rest (the lines, and whatever came after them, order kept) at `again`.
+    mutating func drain(now: ContinuousClock.Instant) -> Drained {
+        let ahead = items.prefix { if case .batchLine = $0 { false } else { true } }.count
+        if let last = lastBatchAt, now < last + Self.batchInterval, ahead < items.count {
+            var out: [ByteBuffer] = []
+            for _ in 0..<ahead {
+                guard let item = items.popFirst() else { break }
+                switch item {
+                case .control(let frame): out.append(frame)
+                case .log(_, let frame): out.append(frame); queuedLogs -= 1
+                case .batchLine: break
+                case .dropped(let deployment, let count): out.append(LiveFrames.dropped(deployment, count))
+                }
+            }
+            return Drained(frames: out, again: last + Self.batchInterval)
+        }
+        let (frames, batched) = drainAll()
+        if batched { lastBatchAt = now }
+        return Drained(frames: frames, again: nil)
+    }
+
+    /// Everything queued, at once (no pace): `drain(now:)` when no batch waits.
+    mutating func drain() -> [ByteBuffer] { drainAll().frames }
+
+    /// Everything to write, in order; the drop counts still unreported come last. A batched line joins the open
+    /// `log_batch` of its deployment, which stays where its first line was: lines move ahead of other deployments'
+    /// lines only. A control frame, or a drop count of the deployment, closes it (what follows goes in a later
+    /// batch), and so do the size bounds.
+    private mutating func drainAll() -> (frames: [ByteBuffer], batched: Bool) {
+        enum Slot {
+            case frame(ByteBuffer)
+            case batch(deploymentId: String, lines: [ByteBuffer], bytes: Int)
+        }
+        var slots: [Slot] = []
+        slots.reserveCapacity(items.count + dropped.count)
+        var open: [String: Int] = [:]
+        var batched = false
         while let item = items.popFirst() {
             switch item {
-            case .control(let frame): out.append(frame)
-            case .log(_, let frame): out.append(frame)
-            case .dropped(let deployment, let count): out.append(LiveFrames.dropped(deployment, count))
+            case .control(let frame):
+                slots.append(.frame(frame))
+                open = [:]
+            case .log(_, let frame):
+                slots.append(.frame(frame))
+            case .dropped(let deployment, let count):
+                open[deployment] = nil
+                slots.append(.frame(LiveFrames.dropped(deployment, count)))
+            case .batchLine(let deployment, let line):
+                batched = true
+                if let index = open[deployment], case .batch(_, var lines, let bytes) = slots[index],
+                   lines.count < Self.maxBatchLines, bytes + line.readableBytes <= Self.maxBatchBytes {
+                    lines.append(line)
+                    slots[index] = .batch(deploymentId: deployment, lines: lines, bytes: bytes + line.readableBytes)
+                } else {
+                    open[deployment] = slots.count
+                    slots.append(.batch(deploymentId: deployment, lines: [line], bytes: line.readableBytes))
+                }
             }
         }
         queuedLogs = 0
+        var out = slots.map { slot -> ByteBuffer in
+            switch slot {
+            case .frame(let frame): frame
+            case .batch(let deployment, let lines, _): LiveFrames.logBatch(deployment, lines)
+            }
+        }
         for (deployment, count) in dropped.sorted(by: { $0.key < $1.key }) { out.append(LiveFrames.dropped(deployment, count)) }
         dropped = [:]
-        return out
+        return (out, batched)
     }
 
     /// After `unsubscribe_logs`: nothing more of the deployment goes out, queued or not.
@@ -79,8 +173,9 @@ struct OutboxQueue: Sendable {
         for item in items {
             switch item {
             case .log(let d, _) where d == deploymentId: continue
+            case .batchLine(let d, _) where d == deploymentId: continue
             case .dropped(let d, _) where d == deploymentId: continue
-            case .log: logs += 1; kept.append(item)
+            case .log, .batchLine: logs += 1; kept.append(item)
             case .control, .dropped: kept.append(item)
             }
         }
@@ -124,6 +219,15 @@ final class Outbox: Sendable {
         if open { wake.yield() }
     }
 
+    func batchLine(_ deploymentId: String, _ line: ByteBuffer) {
+        let open = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.queue.pushBatchLine(deploymentId, line)
+            return true
+        }
+        if open { wake.yield() }
+    }
+
     func lost(_ deploymentId: String, _ count: Int) {
         let open = state.withLock { s -> Bool in
             guard !s.closed else { return false }
@@ -133,7 +237,7 @@ final class Outbox: Sendable {
         if open { wake.yield() }
     }
 
-    func drain() -> [ByteBuffer] { state.withLock { $0.queue.drain() } }
+    func drain(now: ContinuousClock.Instant) -> OutboxQueue.Drained { state.withLock { $0.queue.drain(now: now) } }
 
     func purgeLogs(_ deploymentId: String) { state.withLock { $0.queue.purgeLogs(deploymentId) } }
 

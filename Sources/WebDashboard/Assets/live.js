@@ -1,7 +1,8 @@
 // CodeRunner dashboard: the live parts of any page. One WebSocket to /api/ws (the session cookie authenticates it;
 // the controller checks the page's Origin) carries every subscription the page's elements ask for:
 //   [data-testid="ws-status"]          the connection's state ("Connected", "Reconnecting…")
-//   [data-live-status="<deployment>"]  text follows status_update
+//   [data-live-status="<deployment>"]  text and class status-<STATUS> follow status_update
+//   [data-live-instances="<deployment>"]  the instance table, read again when the status or the count changes
 //   [data-live-logs="<deployment>"]    appends .log-line elements, at most MAX_LINES of them
 //   [data-live-filter="<deployment>"]  filters those lines (on the controller, and the lines already shown)
 //   [data-live-metric="cpu|memory"][data-live-deployment="<deployment>"]  value and a chart of the last minutes
@@ -16,11 +17,16 @@ const SAMPLES = 300; // chart points: five minutes of metrics_update at one a se
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 8000;
 const FILTER_DELAY_MS = 250;
+// The instance table is read again (GET /deployments/:id/instances.json) on each change of status or instance count,
+// and then every 2 s while an instance is not yet running, 15 times at most (30 s), as no event says when one is.
+const INSTANCES_RECHECK_MS = 2000;
+const INSTANCES_RECHECKS = 15;
 const SESSION_ENDED = 4401;
 
 const logViews = new Map(); // deploymentId -> LogView
 const statusTargets = new Map(); // deploymentId -> [element]
 const metricTargets = new Map(); // deploymentId -> [Metric]
+const instanceTables = new Map(); // deploymentId -> InstanceTable
 const indicators = [];
 
 let socket = null;
@@ -63,7 +69,9 @@ class LogView {
   }
 
   subscription() {
-    const data = { deploymentId: this.deploymentId };
+    // batch: lines come as log_batch events, many to a message: at thousands of lines a second one message and one
+    // JSON.parse per line would take the whole main thread.
+    const data = { deploymentId: this.deploymentId, batch: true };
     if (this.filter) data.filter = this.filter;
     if (this.last.size > 0) data.after = Object.fromEntries([...this.last].map(([id, last]) => [id, last.seq]));
     // Instances not named in `after` (new ones, or all of them the first time) start with the recent lines.
@@ -71,16 +79,18 @@ class LogView {
     return data;
   }
 
-  receive(line) {
-    const last = this.last.get(line.instanceId);
-    // A repeat has a seq already shown and no later time (times are ISO 8601, comparable as text). A lower seq with
-    // a later time is an instance whose agent started again under the same id: its sequence starts anew.
-    if (last && line.seq <= last.seq && line.timestamp <= last.timestamp) return;
-    this.last.set(line.instanceId, { seq: line.seq, timestamp: line.timestamp });
-    this.pending.push(line);
+  receive(lines) {
+    for (const line of lines) {
+      const last = this.last.get(line.instanceId);
+      // A repeat has a seq already shown and no later time (times are ISO 8601, comparable as text). A lower seq
+      // with a later time is an instance whose agent started again under the same id: its sequence starts anew.
+      if (last && line.seq <= last.seq && line.timestamp <= last.timestamp) continue;
+      this.last.set(line.instanceId, { seq: line.seq, timestamp: line.timestamp });
+      this.pending.push(line);
+    }
     // Whatever is beyond the window would be dropped from view on arrival: do not keep it while the tab sleeps.
     if (this.pending.length > MAX_LINES) this.pending.splice(0, this.pending.length - MAX_LINES);
-    if (!this.scheduled) {
+    if (this.pending.length > 0 && !this.scheduled) {
       this.scheduled = true;
       requestAnimationFrame(() => this.flush());
     }
@@ -168,6 +178,96 @@ class Metric {
   }
 }
 
+// The instance table of a deployment page: its rows as the server renders them, replaced from the JSON route.
+class InstanceTable {
+  constructor(deploymentId, element) {
+    this.deploymentId = deploymentId;
+    this.element = element;
+    this.body = element.querySelector("tbody");
+    this.table = element.querySelector("[data-instances-table]");
+    this.empty = element.querySelector("[data-instances-empty]");
+    this.known = null; // "status/count" of the last status_update acted on
+    this.status = element.dataset.renderedStatus;
+    this.timer = 0;
+    this.rechecks = 0;
+    this.loading = false;
+    this.again = false; // a change came while the rows were being read: read them once more
+  }
+
+  // The first status_update tells what the page was rendered with, or what changed since.
+  statusChanged(status, count) {
+    const key = `${status}/${count}`;
+    if (this.known === key) return;
+    const first = this.known === null;
+    this.known = key;
+    this.status = status;
+    this.rechecks = 0;
+    if (first && this.matches(status, count)) return;
+    this.refresh();
+  }
+
+  matches(status, count) {
+    const rows = this.body ? this.body.querySelectorAll("tr") : [];
+    const shown = [...rows].filter((row) => row.dataset.state === "running").length;
+    return status === this.element.dataset.renderedStatus && rows.length === count && (status !== "RUNNING" || shown > 0);
+  }
+
+  async refresh() {
+    if (!this.body) return;
+    if (this.loading) {
+      this.again = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.loading = true;
+    this.again = false;
+    try {
+      const response = await fetch(`/deployments/${encodeURIComponent(this.deploymentId)}/instances.json`,
+        { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const rows = await response.json();
+      this.render(rows);
+      const starting = this.status === "PROVISIONING" || this.status === "RUNNING";
+      if (!this.again && starting && rows.some((row) => row.state !== "running") && this.rechecks < INSTANCES_RECHECKS) {
+        this.rechecks += 1;
+        this.timer = setTimeout(() => this.refresh(), INSTANCES_RECHECK_MS);
+      }
+    } catch (error) {
+      console.warn("live: instance table not refreshed", error);
+    } finally {
+      this.loading = false;
+      if (this.again) this.refresh();
+    }
+  }
+
+  render(rows) {
+    const fragment = document.createDocumentFragment();
+    for (const instance of rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.testid = "instance-row";
+      tr.dataset.state = instance.state;
+      const id = document.createElement("code");
+      id.textContent = instance.id;
+      const state = document.createElement("td");
+      state.textContent = instance.state;
+      if (instance.stale) {
+        const badge = document.createElement("span");
+        badge.className = "badge";
+        badge.textContent = "stale";
+        state.append(" ", badge);
+      }
+      const cell = (text) => { const td = document.createElement("td"); td.textContent = text; return td; };
+      const first = document.createElement("td");
+      first.append(id);
+      tr.append(first, state, cell(instance.configVersion), cell(instance.hostname), cell(instance.lastHeartbeat));
+      fragment.append(tr);
+    }
+    this.body.replaceChildren(fragment);
+    if (this.table) this.table.hidden = rows.length === 0;
+    if (this.empty) this.empty.hidden = rows.length > 0;
+  }
+}
+
 function subscribeAll() {
   for (const id of statusTargets.keys()) send("subscribe_status", { deploymentId: id });
   for (const id of metricTargets.keys()) send("subscribe_metrics", { deploymentId: id });
@@ -177,14 +277,23 @@ function subscribeAll() {
 function handle(frame) {
   const data = frame.data || {};
   switch (frame.event) {
+    case "log_batch":
+      logViews.get(data.deploymentId)?.receive(data.lines || []);
+      break;
     case "log_update":
-      logViews.get(data.deploymentId)?.receive(data);
+      logViews.get(data.deploymentId)?.receive([data]);
       break;
     case "logs_dropped":
       logViews.get(data.deploymentId)?.notice(`${data.count} lines skipped (too many at once); the export has them`);
       break;
     case "status_update":
-      for (const element of statusTargets.get(data.deploymentId) || []) element.textContent = data.status;
+      for (const element of statusTargets.get(data.deploymentId) || []) {
+        element.textContent = data.status;
+        // The badge's colour is its class, as the server renders it.
+        for (const name of [...element.classList]) if (name.startsWith("status-")) element.classList.remove(name);
+        element.classList.add(`status-${data.status}`);
+      }
+      instanceTables.get(data.deploymentId)?.statusChanged(data.status, data.instances);
       break;
     case "metrics_update":
       for (const metric of metricTargets.get(data.deploymentId) || []) metric.update(data.metrics?.[metric.kind]);
@@ -238,6 +347,12 @@ function start() {
   indicators.push(...document.querySelectorAll('[data-testid="ws-status"]'));
   for (const element of document.querySelectorAll("[data-live-status]")) {
     listFor(statusTargets, element.dataset.liveStatus).push(element);
+  }
+  for (const element of document.querySelectorAll("[data-live-instances]")) {
+    const id = element.dataset.liveInstances;
+    instanceTables.set(id, new InstanceTable(id, element));
+    // The table follows status_update: subscribe to it even if no badge on the page does.
+    listFor(statusTargets, id);
   }
   for (const element of document.querySelectorAll("[data-live-metric][data-live-deployment]")) {
     listFor(metricTargets, element.dataset.liveDeployment).push(new Metric(element));
