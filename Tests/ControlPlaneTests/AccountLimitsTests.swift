@@ -5,6 +5,7 @@
 import CodeRunnerWire
 import Foundation
 import HTTPTypes
+import HummingbirdTesting
 import Scaling
 import Testing
 import TestSupport
@@ -87,7 +88,7 @@ extension Client {
         let script = dir.appendingPathComponent("scale.sh")
         try "#!/bin/sh\necho \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'\n".write(to: script, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
-        func recorded() -> [String] { ((try? String(contentsOf: calls, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        @Sendable func recorded() -> [String] { ((try? String(contentsOf: calls, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
 
         try await limited(instances: 3, executor: script.path).run(.live) { client in
             let (alice, project) = try await client.signUpWithProject("alice@example.com")
