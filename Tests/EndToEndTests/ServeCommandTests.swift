@@ -129,7 +129,7 @@ import TestSupport
         (["--app-host", "a b"], "--app-host must be a host name or address, got a b"),
         (["--app-host", "user@host"], "--app-host must be a host name or address, got user@host"),
         (["--max-deployments-per-user", "0"], "--max-deployments-per-user must be from 1 to 100000, got 0"),
-        (["--max-instances-per-user", "-1"], "--max-instances-per-user must be from 1 to 1000000, got -1"),
+        (["--max-instances-per-user", "0"], "--max-instances-per-user must be from 1 to 1000000, got 0"),
     ])
     func badLimitFlagsAreRefused(arguments: [String], message: String) throws {
         let dataDir = try TestSupport.makeTemporaryDirectory("serve-flags")
