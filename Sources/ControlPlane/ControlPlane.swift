@@ -72,6 +72,8 @@ public struct ControllerConfiguration: Sendable {
     /// What a deployment created without a command runs (`--default-command`); nil: such a deployment has
     /// nothing for the local executor to run, and starting it is refused.
     public var defaultCommand: String?
+    /// Deployments one account may hold, tombstones not counted (`--max-deployments-per-user`); 409 past it.
+    public var maxDeploymentsPerUser = AccountLimits.defaultMaxDeployments
 
     public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
                 masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
@@ -168,7 +170,8 @@ public struct ControlPlane: Sendable {
                                             defaultLimits: configuration.deploymentDefaults,
                                             limitCeiling: configuration.deploymentCeiling,
                                             maxPollsPerToken: configuration.maxPollsPerToken,
-                                            defaultCommand: configuration.defaultCommand)
+                                            defaultCommand: configuration.defaultCommand,
+                                            maxDeploymentsPerUser: configuration.maxDeploymentsPerUser)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
         let leftovers = try await deployments.revokeLeftoverInstanceTokens()
@@ -223,6 +226,7 @@ public func buildApplication(
     } else {
         controlPlane = try await ControlPlane.open(configuration, dependencies: dependencies, logger: logger)
     }
+    let restartLogger = logger
     // HTTP/1 with the WebSocket upgrade of GET /api/ws (Live/LiveUpgradeChannel.swift); the header-read timeout and
     // the idle timeout of plain HTTP are as before. Sockets are kept alive by a ping every 30 s (closed when a pong
     // does not come back in the next 30 s).
@@ -240,7 +244,13 @@ public func buildApplication(
             let host = channel.localAddress?.ipAddress ?? configuration.host
             let port = channel.localAddress?.port ?? configuration.port
             let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-            await controlPlane.scaling.localExecutor?.connect(controllerURL: "http://\(ControllerConfiguration.reachable(host)):\(port)")
+            if let local = controlPlane.scaling.localExecutor {
+                await local.connect(controllerURL: "http://\(ControllerConfiguration.reachable(host)):\(port)")
+                // The local executor's instances went with the previous run: the deployments their owners left
+                // running start again, now that their agents can reach the controller. Beside the server, which
+                // answers meanwhile (they show STOPPED until their start is written, then PROVISIONING).
+                Task { await controlPlane.lifecycle.resumeAfterRestart(logger: restartLogger) }
+            }
             await onServerRunning(address)
         },
         logger: logger)

@@ -25,6 +25,16 @@ extension WebDashboard {
 
     /// How many of a deployment's last lines its card shows (the export has them all).
     static let cardLogLines = 20
+    /// How many cards (the newest deployments that are not tombstones) get their last lines read from the agents
+    /// when the tab is shown; the others fill from the live stream. Each read asks every instance's agent, so a
+    /// page view must not cost one read per deployment the account holds.
+    static let cardsWithLogs = 6
+
+    /// The deployments whose last lines a view of the tab reads: the first `cardsWithLogs` live ones, in the
+    /// tab's order (newest first).
+    static func logTargets(_ deployments: [Deployment]) -> [String] {
+        Array(deployments.filter { $0.status != .destroyed }.prefix(cardsWithLogs).map(\.id))
+    }
 
     /// Creates the deployment as POST /api/deployments does, then starts it: the "deploy" of the plan's journey.
     func deploy(_ web: WebRequest) async throws -> Response {
@@ -40,7 +50,11 @@ extension WebDashboard {
             }
             let input = DeploymentService.CreateDeployment(projectId: project.id, environment: environment.rawValue, command: command)
             let created = try await controlPlane.deployments.create(input, actor: web.actor)
-            let started = try await controlPlane.lifecycle.start(created.id, actor: web.actor)
+            let started: DeploymentLifecycle.Started
+            do { started = try await controlPlane.lifecycle.start(created.id, actor: web.actor) } catch let error as ControlPlaneError where error.status == 409 {
+                // Created, but the start was refused (the account's instance limit): the card is there to start later.
+                throw ControlPlaneError.conflict("the deployment was created but not started: \(error.message)")
+            }
             if let failure = started.failure {
                 return try await deploymentsPage(web, project: project, failure: "start failed: \(failure)", status: .badGateway)
             }
@@ -101,7 +115,7 @@ extension WebDashboard {
         let deployments = try await controlPlane.lifecycle.list(actor: web.actor)
             .filter { $0.projectId == project.id }
             .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
-        let logs = try await recentLines(of: deployments.filter { $0.status != .destroyed }.map(\.id), web)
+        let logs = try await recentLines(of: Self.logTargets(deployments), web)
         let projects = try await controlPlane.projects.list(actor: web.actor)
         let errors = FieldErrors(deployError)
         let posted = deployError != nil
@@ -118,10 +132,14 @@ extension WebDashboard {
     }
 
     /// The last lines of each deployment, read from its live agents at once (an agent that does not answer
-    /// gives none; the page does not wait on it longer than the logs route does).
+    /// gives none; the page does not wait on it longer than the logs route does). A view counts as one read
+    /// against the account's log-read limit; past it the cards show no lines until the live stream brings them,
+    /// rather than the page failing.
     func recentLines(of ids: [String], _ web: WebRequest) async throws -> [String: [DeploymentLogLine]] {
         let controlPlane = self.controlPlane
         let actor = web.actor
+        guard !ids.isEmpty else { return [:] }
+        do { try controlPlane.admitLogRead(actor: actor) } catch { return [:] }
         return try await withThrowingTaskGroup(of: (String, [DeploymentLogLine]).self) { group in
             for id in ids {
                 group.addTask { (id, try await controlPlane.recentLogs(id, tail: Self.cardLogLines, actor: actor).lines) }

@@ -63,6 +63,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Most instances one deployment may have: bounds scaling policies, overrides, backtests and registered agents (env CODERUNNER_MAX_INSTANCES_PER_DEPLOYMENT; default \(ScalerConfiguration.defaultMaxInstancesPerDeployment); at most \(ScalingEngine.Configuration.maximumInstanceCap)).")
     var maxInstancesPerDeployment: Int?
 
+    @Option(help: "Most deployments one account may hold, deleted ones (tombstones) not counted; more answer 409 (env CODERUNNER_MAX_DEPLOYMENTS_PER_USER; default \(AccountLimits.defaultMaxDeployments); the administrator too).")
+    var maxDeploymentsPerUser: Int?
+
+    @Option(help: "Most instances one account's deployments may run or start together: starts and overrides past it answer 409, scaling policies are held to what is left (env CODERUNNER_MAX_INSTANCES_PER_USER; default \(AccountLimits.defaultMaxInstances); the administrator too).")
+    var maxInstancesPerUser: Int?
+
     @Option(help: "CIDR blocks the scaler may fetch from although they are loopback, private, link-local or otherwise refused, comma-separated, e.g. 127.0.0.1/32 (env CODERUNNER_ALLOW_FETCH_TO; default: none). Tenants' URLs (notification webhooks, agents' registered metrics URLs) never reach such addresses otherwise; the local executor's own agents need no entry.")
     var allowFetchTo: String?
 
@@ -185,6 +191,12 @@ struct ServeCommand: AsyncParsableCommand {
             }
             configuration.maxPollsPerToken = n
         }
+        if let text = maxDeploymentsPerUser.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_DEPLOYMENTS_PER_USER"] {
+            guard let n = Int(text), (1...100_000).contains(n) else {
+                throw ValidationError("--max-deployments-per-user must be from 1 to 100000, got \(text)")
+            }
+            configuration.maxDeploymentsPerUser = n
+        }
         if let text = authRateLimit.map({ "\($0)" }) ?? environment["CODERUNNER_AUTH_RATE_LIMIT"] {
             guard let n = Int(text), (1...100_000).contains(n) else {
                 throw ValidationError("--auth-rate-limit must be from 1 to 100000 attempts a minute, got \(text)")
@@ -200,6 +212,12 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("--max-instances-per-deployment must be from 1 to \(ScalingEngine.Configuration.maximumInstanceCap), got \(text)")
             }
             scaling.maxInstancesPerDeployment = n
+        }
+        if let text = maxInstancesPerUser.map({ "\($0)" }) ?? environment["CODERUNNER_MAX_INSTANCES_PER_USER"] {
+            guard let n = Int(text), (1...1_000_000).contains(n) else {
+                throw ValidationError("--max-instances-per-user must be from 1 to 1000000, got \(text)")
+            }
+            scaling.maxInstancesPerUser = n
         }
         if let text = allowFetchTo ?? environment["CODERUNNER_ALLOW_FETCH_TO"] {
             switch FetchPolicy.parseAllowList(text) {

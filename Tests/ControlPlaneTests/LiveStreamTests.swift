@@ -95,6 +95,8 @@ extension Client {
             // The sandbox is its own suite's business; here the agent and its app run as the test's user.
             c.scaling.sandbox.enabled = false
             if let tokenLifetime { c.tokenLifetime = tokenLifetime }
+            // One test subscribes to 22 deployments of one account, past the default account limit.
+            c.maxDeploymentsPerUser = 32
         }
     }
 

@@ -109,7 +109,7 @@ s.serve_forever()
 /// The controller with a chosen scaler configuration, driven in-process; the clock is the harness's.
 struct ScalerHarness {
     let base: Harness
-    let configuration: ControllerConfiguration
+    var configuration: ControllerConfiguration
 
     init(_ configure: (inout ScalerConfiguration) -> Void) throws {
         base = try Harness()

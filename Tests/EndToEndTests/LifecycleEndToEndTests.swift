@@ -104,4 +104,71 @@ private struct DeploymentAnswer: Codable, Sendable {
         #expect(try fetch().status == "DESTROYED")
         #expect(local.process.isRunning)
     }
+
+    /// A graceful stop of the controller (SIGTERM: a package upgrade, a reboot) stops the local agents with it; on
+    /// the same data directory the next controller starts again what its owner left running, with new agents,
+    /// through the owner's start path, while what its owner stopped stays stopped.
+    @Test func aRunningDeploymentComesBackAfterAControllerRestart() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("restart-e2e")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        let command = "exec python3 '\(Self.sampleApp.appendingPathComponent("app.py").path)'"
+        var local = try LocalController(dataDirectory: data, readOnly: [Self.sampleApp.path], arguments: ["--default-command", command])
+        var ids: [String] = []
+        defer {
+            local.process.hardKill()
+            for id in ids { for pid in processes(mentioning: id) { kill(pid, SIGKILL) } }
+        }
+        let session = try local.signUp("restart@example.com")
+        let project = try HTTP.call("POST", local.base + "/api/projects", token: session, json: ["name": "restart"]).data(Identified.self).id
+        let config = try HTTP.call("POST", local.base + "/api/config/projects/\(project)/environments", token: session,
+                                   json: ["environment": "production", "name": "main"]).data(Identified.self).id
+        let port = TestSupport.freeLoopbackPort()
+        #expect(try HTTP.call("PUT", local.base + "/api/config/environments/\(config)/variables/PORT", token: session,
+                              json: ["value": "\(port)", "variableType": "number"]).status == 200)
+        let running = try HTTP.call("POST", local.base + "/api/deployments", token: session,
+                                    json: ["projectId": project, "environment": "production"]).data(DeploymentAnswer.self).id
+        let stopped = try HTTP.call("POST", local.base + "/api/deployments", token: session,
+                                    json: ["projectId": project, "environment": "staging", "command": "exec sleep 1000"]).data(DeploymentAnswer.self).id
+        ids = [running, stopped]
+        func fetch(_ id: String) throws -> DeploymentAnswer {
+            try HTTP.call("GET", local.base + "/api/deployments/\(id)", token: session).data(DeploymentAnswer.self)
+        }
+        let url = "http://127.0.0.1:\(port)"
+        func appAnswers() -> Bool { (try? HTTP.call("GET", url + "/", timeout: 2).status) == 200 }
+        for id in ids {
+            #expect(try HTTP.call("POST", local.base + "/api/deployments/\(id)/start", token: session).status == 200)
+        }
+        #expect(TestSupport.waitUntil(timeout: .seconds(30), interval: .milliseconds(100)) { (try? fetch(running))?.status == "RUNNING" },
+                "not running: \(String(describing: try? fetch(running)))")
+        #expect(try HTTP.call("POST", local.base + "/api/deployments/\(stopped)/stop", token: session).status == 200)
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(100)) { appAnswers() })
+        let firstAgents = processes(mentioning: "--deployment \(running)")
+        #expect(firstAgents.count == 1)
+
+        // SIGTERM: the controller stops its agents and exits; nothing of the deployments runs.
+        local.process.signal(SIGTERM)
+        #expect(local.process.waitForExit(timeout: .seconds(30)) != nil)
+        #expect(processes(mentioning: "--deployment \(running)").isEmpty)
+        #expect(!appAnswers())
+
+        // The next controller, on the same data directory: the running one is back with a new agent, answering at
+        // its url; the stopped one stays stopped.
+        local = try LocalController(dataDirectory: data, readOnly: [Self.sampleApp.path], arguments: ["--default-command", command])
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
+            (try? HTTP.call("GET", local.base + "/healthz", timeout: 1).status) == 200
+        })
+        #expect(TestSupport.waitUntil(timeout: .seconds(30), interval: .milliseconds(100)) { (try? fetch(running))?.status == "RUNNING" },
+                "not running after the restart: \(String(describing: try? fetch(running)))\n\(local.process.text)")
+        let agents = processes(mentioning: "--deployment \(running)")
+        #expect(agents.count == 1)
+        #expect(Set(agents).isDisjoint(with: firstAgents))
+        #expect(try fetch(running).url == url)
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(100)) { appAnswers() })
+        #expect(try fetch(stopped).status == "STOPPED")
+        #expect(processes(mentioning: "--deployment \(stopped)").isEmpty)
+        // The restart's start is the controller's, in the scaling events with its own reason.
+        let events = try HTTP.call("GET", local.base + "/api/deployments/\(running)/scaling/events", token: session).text
+        #expect(events.contains("deployment started again after the controller restarted"))
+    }
 }

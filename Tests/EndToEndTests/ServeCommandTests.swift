@@ -128,6 +128,8 @@ import TestSupport
         (["--default-pids-limit", "7"], "--default-pids-limit must be from 8 to 4194304 processes"),
         (["--app-host", "a b"], "--app-host must be a host name or address, got a b"),
         (["--app-host", "user@host"], "--app-host must be a host name or address, got user@host"),
+        (["--max-deployments-per-user", "0"], "--max-deployments-per-user must be from 1 to 100000, got 0"),
+        (["--max-instances-per-user", "0"], "--max-instances-per-user must be from 1 to 1000000, got 0"),
     ])
     func badLimitFlagsAreRefused(arguments: [String], message: String) throws {
         let dataDir = try TestSupport.makeTemporaryDirectory("serve-flags")
@@ -176,6 +178,30 @@ import TestSupport
         let refused = try api("POST", base + "/deployments/\(deployment)/scaling/policies", token: token, json: policy)
         #expect(refused.0 == 400)
         #expect(refused.1.error == "validation failed: maxInstances 4 is above this controller's cap of 3 instances per deployment")
+    }
+
+    /// The account limits' environment fallbacks reach the API of the real binary: the 409s name them.
+    @Test func theAccountLimitsComeFromTheEnvironment() throws {
+        let dataDir = try TestSupport.makeTemporaryDirectory("serve-account")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let running = try start(dataDir: dataDir, environment: ["CODERUNNER_MAX_DEPLOYMENTS_PER_USER": "1",
+                                                                "CODERUNNER_MAX_INSTANCES_PER_USER": "2"],
+                                arguments: ["--executor", "exec", "--exec-command", "true"])
+        defer { _ = stop(running) }
+        let base = "http://\(running.address)/api"
+        let credentials = #"{"email": "account@example.com", "password": "correct horse battery"}"#
+        #expect(try api("POST", base + "/auth/register", json: credentials).0 == 201)
+        let token = try #require(try api("POST", base + "/auth/login", json: credentials, as: LoginAnswer.self).1.data).token
+        let project = try #require(try api("POST", base + "/projects", token: token, json: #"{"name": "p"}"#, as: Identified.self).1.data).id
+        let body = #"{"projectId": "\#(project)", "environment": "development"}"#
+        let deployment = try #require(try api("POST", base + "/deployments", token: token, json: body, as: Identified.self).1.data).id
+        let second = try api("POST", base + "/deployments", token: token, json: body)
+        #expect(second.0 == 409)
+        #expect(second.1.error == "account deployment limit (1) reached: this account holds 1 deployment; delete one first")
+        #expect(try api("POST", base + "/deployments/\(deployment)/start", token: token).0 == 200)
+        let over = try api("POST", base + "/deployments/\(deployment)/scaling/override", token: token, json: #"{"instances": 3}"#)
+        #expect(over.0 == 409)
+        #expect(over.1.error == "account instance limit (2) reached: this needs 3 instances and the account has 2 left; stop or scale down another deployment first")
     }
 
     struct CommandedDeployment: Decodable, Sendable { var id: String; var command: String?; var status: String }

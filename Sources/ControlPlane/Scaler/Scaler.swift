@@ -12,6 +12,8 @@ public enum ScalerError: Error, Equatable, Sendable {
     case busy(String)
     /// Its owner stopped or destroyed the deployment: nothing but a start adds instances.
     case inactive(String, LifecycleState)
+    /// The account's instance limit leaves too few instances for the request (the reason says how many).
+    case accountLimit(String)
 }
 
 public actor Scaler {
@@ -43,11 +45,23 @@ public actor Scaler {
     private var executions: [String: Task<Void, Never>] = [:]
     /// Lifecycle calls waiting for a deployment's running scaling to end.
     private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// Instances running or starting across one account's deployments (`--max-instances-per-user`); nil: no limit.
+    public nonisolated let accountInstanceCap: Int?
+    /// The count each deployment is being brought to by an admitted scale-up, until the executor's count shows
+    /// it: the account's other admissions count it meanwhile.
+    private var claims: [String: Int] = [:]
+    /// Accounts whose admission runs now, and the admissions waiting behind it: one account's scale-ups are
+    /// admitted one at a time, so two of them cannot both take the last instances the account has left.
+    private var admitting: Set<String> = []
+    private var admissionWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// Deployments whose policies the account's limit holds now, logged once until they may scale up again.
+    private var heldByAccountLimit: Set<String> = []
 
     public init(store: ScalingStore, executor: any ScalingExecutor, source: any InstanceSource, notifier: WebhookPoster?,
                 now: @escaping @Sendable () -> Date, logger: Logger, engine: ScalingEngine.Configuration = .init(),
-                fetchPolicy: FetchPolicy = FetchPolicy()) {
+                fetchPolicy: FetchPolicy = FetchPolicy(), accountInstanceCap: Int? = nil) {
         self.engineConfiguration = engine
+        self.accountInstanceCap = accountInstanceCap
         self.fetchPolicy = fetchPolicy
         self.store = store
         self.executor = executor
@@ -194,14 +208,29 @@ public actor Scaler {
         return Int(runtimes[deployment]?.history.latest?.instances ?? 0)
     }
 
-    private func launch(_ deployment: String, decision: ScalingDecision) {
+    private func launch(_ deployment: String, decision proposed: ScalingDecision) {
         inFlight.insert(deployment)
         executions[deployment] = Task {
-            // The owner may have stopped the deployment since the policies were read: then nothing is added.
-            if decision.targetInstances > decision.currentInstances,
-               (try? await self.store.lifecycle(deploymentId: deployment)) != .active {
-                self.finish(deployment)
-                return
+            var decision = proposed
+            if decision.targetInstances > decision.currentInstances {
+                // The owner may have stopped the deployment since the policies were read: then nothing is added.
+                if (try? await self.store.lifecycle(deploymentId: deployment)) != .active {
+                    self.finish(deployment)
+                    return
+                }
+                // The account's limit holds the scale-up to what it has left; with nothing left the policies
+                // cannot act (the status says why), and no event is recorded round after round.
+                switch await self.admit(deployment, current: decision.currentInstances, requested: decision.targetInstances, exact: false) {
+                case .granted: self.heldByAccountLimit.remove(deployment)
+                case .clamped(let n):
+                    self.heldByAccountLimit.remove(deployment)
+                    decision.reason += "; held to \(n) by the account instance limit (\(self.accountInstanceCap ?? n))"
+                    decision.targetInstances = n
+                case .refused(let left):
+                    self.accountLimited(deployment, decision: decision, left: left)
+                    self.finish(deployment)
+                    return
+                }
             }
             await self.execute(deployment, from: decision.currentInstances, to: decision.targetInstances,
                                type: decision.action == .scaleUp ? .scaleUp : .scaleDown, reason: decision.reason,
@@ -212,7 +241,79 @@ public actor Scaler {
 
     private func finish(_ deployment: String) {
         executions[deployment] = nil
+        claims[deployment] = nil
         release(deployment)
+    }
+
+    // MARK: The account's instance limit
+
+    /// Admits a scale-up of `deployment` from `current` to `requested` against its account's instance limit and
+    /// claims what it grants, until the scaling that asked ends (`finish`, `unclaim`). The account's other
+    /// deployments count with what they run, or what an admitted scale-up is bringing them to.
+    func admit(_ deployment: String, current: Int, requested: Int, exact: Bool) async -> AccountLimits.Admission {
+        guard let cap = accountInstanceCap, requested > current else { return .granted(requested) }
+        let owner: String
+        do {
+            guard let found = try await store.owner(deploymentId: deployment) else { return .refused(left: 0) }
+            owner = found
+        } catch {
+            logger.error("cannot read a deployment's owner", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
+            return .refused(left: 0)
+        }
+        while admitting.contains(owner) {
+            await withCheckedContinuation { admissionWaiters[owner, default: []].append($0) }
+        }
+        admitting.insert(owner)
+        defer {
+            admitting.remove(owner)
+            for waiter in admissionWaiters.removeValue(forKey: owner) ?? [] { waiter.resume() }
+        }
+        var others = 0
+        do {
+            for id in try await store.ownedDeployments(ownerId: owner) where id != deployment {
+                // The claim is read before the count: a scaling that ends meanwhile drops its claim only once the
+                // count shows its instances.
+                let claimed = claims[id] ?? 0
+                others += max(await currentInstances(deploymentId: id), claimed)
+            }
+        } catch {
+            logger.error("cannot read an account's deployments", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
+            return .refused(left: 0)
+        }
+        let admission = AccountLimits.admit(requested: requested, current: current, others: others, cap: cap, exact: exact)
+        switch admission {
+        case .granted(let n), .clamped(let n): claims[deployment] = max(claims[deployment] ?? 0, n)
+        case .refused: break
+        }
+        return admission
+    }
+
+    func unclaim(_ deployment: String) { claims[deployment] = nil }
+
+    /// An owner's start claims its instances before the start is written, so that it is refused (409) before
+    /// anything changes; `unclaim` once its scaling ended.
+    func reserve(deploymentId: String, instances: Int) async throws(ScalerError) {
+        let current = await currentInstances(deploymentId: deploymentId)
+        if case .refused(let left) = await admit(deploymentId, current: current, requested: instances, exact: true) {
+            throw .accountLimit(AccountLimits.instanceLimitReason(accountInstanceCap ?? 0, asked: instances, left: left))
+        }
+    }
+
+    /// A policy decision the account's limit refused whole: each policy that asked for more cannot act, and says why.
+    private func accountLimited(_ deployment: String, decision: ScalingDecision, left: Int) {
+        let reason = AccountLimits.instanceLimitReason(accountInstanceCap ?? 0, asked: decision.targetInstances, left: left)
+        var runtime = runtimes[deployment] ?? Runtime()
+        for var evaluation in decision.policies
+            where (evaluation.verdict == .scaleUp || evaluation.floor > decision.currentInstances) && evaluation.cannotAct == nil {
+            evaluation.cannotAct = reason
+            runtime.cannotAct.append(evaluation)
+        }
+        runtimes[deployment] = runtime
+        if heldByAccountLimit.insert(deployment).inserted {
+            logger.notice("scale-up held by the account instance limit", metadata: [
+                "deployment": "\(deployment)", "from": "\(decision.currentInstances)", "to": "\(decision.targetInstances)",
+                "left": "\(left)"])
+        }
     }
 
     /// Waits for running executions (tests and shutdown).
@@ -236,6 +337,10 @@ public actor Scaler {
         }
         let stored = try await store.state(deploymentId: deploymentId)
         let current = await currentInstances(deploymentId, stored: stored)
+        defer { claims[deploymentId] = nil }
+        if case .refused(let left) = await admit(deploymentId, current: current, requested: instances, exact: true) {
+            throw ScalerError.accountLimit(AccountLimits.instanceLimitReason(accountInstanceCap ?? 0, asked: instances, left: left))
+        }
         let metrics = ObservedMetricsView(runtimes[deploymentId]?.history.latest)
         return await execute(deploymentId, from: current, to: instances, type: .manualOverride,
                              reason: reason.map { "manual override: \($0)" } ?? "manual override", decision: nil, metrics: metrics)
@@ -247,14 +352,21 @@ public actor Scaler {
     /// `reason`). Unlike an override it waits for a running scaling to end instead of refusing, so that a stop
     /// always takes effect; the caller has already written the new lifecycle state, so no policy decision
     /// started after it adds instances. nil when there was nothing to do (stopping a deployment that runs none).
-    public func setInstances(deploymentId: String, to instances: Int, reason: String) async -> ScalingEventRecord? {
+    public func setInstances(deploymentId: String, to instances: Int, reason: String) async throws(ScalerError) -> ScalingEventRecord? {
         await acquire(deploymentId)
-        defer { release(deploymentId) }
+        defer {
+            claims[deploymentId] = nil
+            release(deploymentId)
+        }
         // A stop or destroy that committed since the start did wins: its own call comes next and finds nothing to stop.
         if instances > 0, (try? await store.lifecycle(deploymentId: deploymentId)) != .active { return nil }
         let stored = (try? await store.state(deploymentId: deploymentId)) ?? DeploymentScalingState(deploymentId: deploymentId)
         let current = await currentInstances(deploymentId, stored: stored)
         guard instances > 0 || current > 0 else { return nil }
+        // A start reserved its instances before it was written; this admits them again under the same claim.
+        if case .refused(let left) = await admit(deploymentId, current: current, requested: instances, exact: true) {
+            throw .accountLimit(AccountLimits.instanceLimitReason(accountInstanceCap ?? 0, asked: instances, left: left))
+        }
         let metrics = ObservedMetricsView(runtimes[deploymentId]?.history.latest)
         return await execute(deploymentId, from: current, to: instances, type: .manualOverride, reason: reason,
                              decision: nil, metrics: metrics)

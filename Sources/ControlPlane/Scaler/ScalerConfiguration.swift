@@ -30,6 +30,9 @@ public struct ScalerConfiguration: Sendable {
     /// and every target. Low by default: each local instance is a process on this host.
     public static let defaultMaxInstancesPerDeployment = 20
     public var maxInstancesPerDeployment = defaultMaxInstancesPerDeployment
+    /// The most instances one account's deployments may run or start together (`--max-instances-per-user`):
+    /// bounds owners' starts and overrides (409 past it) and holds policy scale-ups to what the account has left.
+    public var maxInstancesPerUser = AccountLimits.defaultMaxInstances
     /// Blocks the scaler may fetch from even though they are loopback, private, link-local...
     /// (`--allow-fetch-to`): tenants' URLs (notifications, registered agents' metricsUrl) may not reach
     /// them otherwise. The local executor's own agents are trusted and need no entry.
@@ -74,7 +77,8 @@ extension ScalingAPI {
         }
         let scaler = Scaler(store: store, executor: executor, source: CombinedInstanceSource(sources),
                             notifier: poster?.guarded(by: c.fetchPolicy), now: dependencies.now, logger: logger,
-                            engine: ScalingEngine.Configuration(instanceCap: c.maxInstancesPerDeployment), fetchPolicy: c.fetchPolicy)
+                            engine: ScalingEngine.Configuration(instanceCap: c.maxInstancesPerDeployment), fetchPolicy: c.fetchPolicy,
+                            accountInstanceCap: c.maxInstancesPerUser)
         return ScalingAPI(store: store, scaler: scaler, localExecutor: localExecutor, now: dependencies.now,
                           instanceCap: c.maxInstancesPerDeployment)
     }

@@ -156,6 +156,8 @@ public struct ScalingAPI: Sendable {
             throw ControlPlaneError.conflict("a scaling of this deployment is running; retry when it ends")
         } catch ScalerError.inactive(_, let state) {
             throw ControlPlaneError.conflict(state == .destroyed ? LifecycleRules.destroyedReason : LifecycleRules.stoppedReason)
+        } catch ScalerError.accountLimit(let reason) {
+            throw ControlPlaneError.conflict(reason)
         }
     }
 

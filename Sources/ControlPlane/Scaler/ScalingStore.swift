@@ -64,6 +64,37 @@ public final class ScalingStore: Sendable {
         }
     }
 
+    /// The user who owns the deployment's project (nil when it is gone).
+    public func owner(deploymentId: String) async throws -> String? {
+        try await pool.read { db in
+            try String.fetchOne(db, sql: "SELECT p.owner_id FROM deployments d JOIN projects p ON p.id = d.project_id WHERE d.id = ?",
+                                arguments: [deploymentId])
+        }
+    }
+
+    /// The user's deployments that are not tombstones, across all their projects.
+    public func ownedDeployments(ownerId: String) async throws -> [String] {
+        try await pool.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT d.id FROM deployments d JOIN projects p ON p.id = d.project_id
+                WHERE p.owner_id = ? AND d.destroyed_at IS NULL ORDER BY d.id
+                """, arguments: [ownerId])
+        }
+    }
+
+    /// Deployments that ran instances when the controller last set their count and that their owner has not
+    /// stopped or deleted since, with that count: what the local executor runs again when the controller starts
+    /// (its instances went with the previous run, which left the count as it was). The owner's stop and delete
+    /// set it to 0.
+    public func deploymentsToResume() async throws -> [(id: String, instances: Int)] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT d.id, s.current_instances FROM deployments d JOIN deployment_scaling s ON s.deployment_id = d.id
+                WHERE d.stopped_at IS NULL AND d.destroyed_at IS NULL AND s.current_instances > 0 ORDER BY d.created_at, d.id
+                """).map { (id: $0["id"], instances: $0["current_instances"]) }
+        }
+    }
+
     /// What the owner last asked of the deployment (nil when it is gone).
     public func lifecycle(deploymentId: String) async throws -> LifecycleState? {
         try await pool.read { db in

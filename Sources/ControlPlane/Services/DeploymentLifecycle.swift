@@ -2,6 +2,7 @@
 // first (so that no policy, override or status refresh acts against it), then the instances follow through the
 // scaler's executor; live status watchers are woken after each step.
 import Foundation
+public import Logging
 
 public struct DeploymentLifecycle: Sendable {
     let deployments: DeploymentService
@@ -31,27 +32,93 @@ public struct DeploymentLifecycle: Sendable {
     public func stop(_ id: String, actor: Actor) async throws -> Deployment {
         let deployment = try await deployments.get(id, actor: actor)
         try await apply(.stop, deployment, running: 0, actor: actor, changes: [:])
-        _ = await scaling.scaler.setInstances(deploymentId: id, to: 0, reason: "deployment stopped by its owner")
+        _ = try? await scaling.scaler.setInstances(deploymentId: id, to: 0, reason: "deployment stopped by its owner")
         deployments.feed.status.touch(id)
         return try await get(id, actor: actor)
     }
 
     /// Brings the deployment to its policies' count (or 1) and clears a stop. A deployment that runs
-    /// instances already is left as it is.
+    /// instances already is left as it is. Past the account's instance limit it answers 409 and changes nothing.
     public func start(_ id: String, actor: Actor) async throws -> Started {
         let deployment = try await deployments.get(id, actor: actor)
         if deployment.status == .destroyed { throw ControlPlaneError.conflict(LifecycleRules.destroyedReason) }
-        try await scaling.requireCommand(id)
-        let count = try await scaling.startCount(id)
-        let running = await scaling.runningInstances(id)
-        guard try await apply(.start, deployment, running: running, actor: actor, changes: ["instances": String(count)]) else {
-            return Started(deployment: try await get(id, actor: actor), failure: nil)
-        }
-        let event = await scaling.scaler.setInstances(deploymentId: id, to: count, reason: "deployment started by its owner")
-        deployments.feed.status.touch(id)
-        let failure = event.flatMap { $0.success ? nil : ($0.errorMessage ?? "the executor failed") }
+        let failure = try await launch(deployment, actor: actor, reason: "deployment started by its owner")
         return Started(deployment: try await get(id, actor: actor), failure: failure)
     }
+
+    /// The start's path, for the owner and for the controller's restart: the instances are claimed against the
+    /// account's limit before the start is written, so that a refusal leaves nothing changed and two concurrent
+    /// starts cannot both take the account's last instances. Returns the executor's failure, if any.
+    private func launch(_ deployment: Deployment, actor: Actor, reason: String, count asked: Int? = nil) async throws -> String? {
+        let id = deployment.id
+        try await scaling.requireCommand(id)
+        let count: Int
+        if let asked { count = min(asked, scaling.instanceCap) } else { count = try await scaling.startCount(id) }
+        let running = await scaling.runningInstances(id)
+        let scaler = scaling.scaler
+        do {
+            if count > running { try await scaler.reserve(deploymentId: id, instances: count) }
+            let event: ScalingEventRecord?
+            do {
+                guard try await apply(.start, deployment, running: running, actor: actor, changes: ["instances": String(count)]) else {
+                    await scaler.unclaim(id)
+                    return nil
+                }
+                event = try await scaler.setInstances(deploymentId: id, to: count, reason: reason)
+            } catch {
+                await scaler.unclaim(id)
+                throw error
+            }
+            await scaler.unclaim(id)
+            deployments.feed.status.touch(id)
+            return event.flatMap { $0.success ? nil : ($0.errorMessage ?? "the executor failed") }
+        } catch ScalerError.accountLimit(let reason) {
+            throw ControlPlaneError.conflict(reason)
+        }
+    }
+
+    /// The actor of what the controller does by itself (audited with no user).
+    static let controllerActor = Actor(userId: nil, userAgent: "coderunner-controller/restart")
+
+    /// Starts again, when the controller starts, every deployment that ran instances and that its owner has not
+    /// stopped: the local executor's instances are the controller's children and went with its previous run (a
+    /// graceful stop stops them; a crash leaves its revoked tokens, and nothing of them is adopted). Each goes
+    /// back to the count it had, through the owner's start path, under the account limits; one that cannot start
+    /// is logged and left stopped. Returns the ids started.
+    @discardableResult
+    public func resumeAfterRestart(logger: Logger) async -> [String] {
+        let candidates: [(id: String, instances: Int)]
+        do { candidates = try await scaling.store.deploymentsToResume() } catch {
+            logger.error("cannot read the deployments to start again", metadata: ["error": "\(error)"])
+            return []
+        }
+        var resumed: [String] = []
+        for candidate in candidates {
+            guard await scaling.runningInstances(candidate.id) == 0,
+                  let owner = try? await scaling.store.owner(deploymentId: candidate.id),
+                  let deployment = try? await deployments.store.deployment(id: candidate.id, ownerId: owner) else { continue }
+            do {
+                if let failure = try await launch(deployment, actor: Self.controllerActor, reason: Self.restartReason,
+                                                  count: candidate.instances) {
+                    logger.warning("a deployment did not start again after the restart", metadata: [
+                        "deployment": "\(candidate.id)", "reason": "\(failure)"])
+                } else {
+                    resumed.append(candidate.id)
+                }
+            } catch {
+                logger.warning("a deployment did not start again after the restart", metadata: [
+                    "deployment": "\(candidate.id)", "reason": "\((error as? ControlPlaneError)?.message ?? "\(error)")"])
+            }
+        }
+        if !candidates.isEmpty {
+            logger.notice("deployments started again after the controller's restart", metadata: [
+                "started": "\(resumed.count)", "candidates": "\(candidates.count)"])
+        }
+        return resumed
+    }
+
+    /// The scaling event's reason of a start the controller made after its own restart.
+    public static let restartReason = "deployment started again after the controller restarted"
 
     /// Leaves a DESTROYED tombstone: its tokens revoked (held agent queries answer 401 at once), its instances
     /// stopped. Destroying a tombstone changes nothing and records nothing.
@@ -60,7 +127,7 @@ public struct DeploymentLifecycle: Sendable {
         if try await apply(.destroy, deployment, running: 0, actor: actor, changes: ["agentTokens": "revoked"]) {
             await deployments.forgetTokens(of: id)
         }
-        _ = await scaling.scaler.setInstances(deploymentId: id, to: 0, reason: "deployment destroyed by its owner")
+        _ = try? await scaling.scaler.setInstances(deploymentId: id, to: 0, reason: "deployment destroyed by its owner")
         deployments.feed.status.touch(id)
         return try await get(id, actor: actor)
     }

@@ -22,6 +22,8 @@ public final class DeploymentService: Sendable {
     /// Blocking queries held per agent token hash, against `maxPollsPerToken`.
     private let pollsInFlight = Mutex<[String: Int]>([:])
     let maxPollsPerToken: Int
+    /// Deployments one account may hold (`--max-deployments-per-user`); nil: no limit.
+    let maxDeploymentsPerUser: Int?
 
     struct TokenCache {
         var entries: [String: String] = [:]
@@ -36,7 +38,9 @@ public final class DeploymentService: Sendable {
     init(store: any ControlPlaneStore, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger,
          defaultLimits: ResourceLimits = ResourceLimits(),
          limitCeiling: ResourceLimits = ResourceLimits.defaultCeiling,
-         maxPollsPerToken: Int = ControllerConfiguration.defaultMaxPollsPerToken, defaultCommand: String? = nil) {
+         maxPollsPerToken: Int = ControllerConfiguration.defaultMaxPollsPerToken, defaultCommand: String? = nil,
+         maxDeploymentsPerUser: Int? = AccountLimits.defaultMaxDeployments) {
+        self.maxDeploymentsPerUser = maxDeploymentsPerUser
         self.defaultLimits = defaultLimits
         self.defaultCommand = defaultCommand
         self.limitCeiling = limitCeiling
@@ -102,7 +106,8 @@ public final class DeploymentService: Sendable {
             id: id, projectId: projectId, environment: environment, name: name, runtimeType: body.runtimeType,
             command: command, status: .pending, configVersion: 1, createdAt: now, updatedAt: now, agentToken: nil,
             cpuLimit: limits.cpu, memoryLimit: limits.memory, pidsLimit: limits.pids)
-        deployment = try await store.createDeployment(deployment, agentTokenHash: Tokens.hash(token), audit: configs.draft(
+        deployment = try await store.createDeployment(deployment, agentTokenHash: Tokens.hash(token), ownerCap: maxDeploymentsPerUser,
+                                                    audit: configs.draft(
             actor, projectId: projectId, action: "create", resourceType: "deployment", resourceId: id,
             changes: ["environment": environment.rawValue, "name": name, "agentToken": ConfigService.redacted,
                       "command": command == nil ? "none" : (command == body.command ? "given" : "default"),

@@ -175,7 +175,10 @@ public protocol ControlPlaneStore: Sendable {
                        transform: @escaping @Sendable (_ ciphertext: [UInt8], _ configId: String, _ key: String) throws -> [UInt8]) async throws -> RewrapReport
 
     // MARK: Deployments and agents
-    func createDeployment(_ deployment: Deployment, agentTokenHash: String, audit: AuditDraft) async throws -> Deployment
+    /// Refused with a 409 (`AccountLimits.deploymentLimitReason`) when the project's owner already holds
+    /// `ownerCap` deployments that are not tombstones: counted in the insert's own transaction, so two concurrent
+    /// creates cannot both pass the last slot.
+    func createDeployment(_ deployment: Deployment, agentTokenHash: String, ownerCap: Int?, audit: AuditDraft) async throws -> Deployment
     func deployments(ownerId: String) async throws -> [Deployment]
     func deployment(id: String, ownerId: String) async throws -> Deployment?
     /// Writes the deployment's name and resource limits (and updatedAt), with the audit record. A destroyed

@@ -500,8 +500,16 @@ public final class SQLiteStore: ControlPlaneStore {
 
     // MARK: Deployments
 
-    public func createDeployment(_ deployment: Deployment, agentTokenHash: String, audit: AuditDraft) async throws -> Deployment {
+    public func createDeployment(_ deployment: Deployment, agentTokenHash: String, ownerCap: Int?,
+                                 audit: AuditDraft) async throws -> Deployment {
         try await write { db in
+            if let ownerCap {
+                let held = try Int.fetchOne(db, sql: """
+                    SELECT COUNT(*) FROM deployments d JOIN projects p ON p.id = d.project_id
+                    WHERE p.owner_id = (SELECT owner_id FROM projects WHERE id = ?) AND d.destroyed_at IS NULL
+                    """, arguments: [deployment.projectId]) ?? 0
+                guard held < ownerCap else { throw ControlPlaneError.conflict(AccountLimits.deploymentLimitReason(ownerCap)) }
+            }
             try db.execute(sql: """
                 INSERT INTO deployments (id, project_id, environment, name, runtime_type, command, status, config_version,
                                          created_at, updated_at, cpu_limit, memory_limit, pids_limit)
