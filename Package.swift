@@ -135,7 +135,7 @@ if parts.contains("controller") {
         .target(
             name: "ControlPlane",
             dependencies: [
-                "Sealing", "Scaling", "CodeRunnerWire", "ChildProcess",
+                "Sealing", "Scaling", "Rollout", "CodeRunnerWire", "ChildProcess",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

@@ -166,7 +166,7 @@ public struct ControlPlane: Sendable {
                                           dependencies: dependencies, logger: logger)
         try await store.seedTemplates(OfficialTemplates.templates(now: dependencies.now()))
         let configs = ConfigService(store: store, secrets: secrets, dependencies: dependencies, logger: logger)
-        let deployments = DeploymentService(store: store, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
+        let deployments = DeploymentService(store: store, pool: store.pool, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
                                             defaultLimits: configuration.deploymentDefaults,
                                             limitCeiling: configuration.deploymentCeiling,
                                             maxPollsPerToken: configuration.maxPollsPerToken,
@@ -185,6 +185,14 @@ public struct ControlPlane: Sendable {
         let scaling = ScalingAPI.open(configuration, pool: store.pool, instances: instances,
                                          credentials: LocalInstanceCredentials(deployments: deployments, registry: instances),
                                       dependencies: dependencies, logger: logger)
+        // Rollouts: the driver renders versions through the deployments, counts the registry's live instances,
+        // and hears every poll round of the scaler; a restart resumes the stored plans.
+        let registry = instances
+        await deployments.rollouts.wire(
+            render: { [deployments] in try await deployments.renderCurrent(deploymentId: $0) },
+            liveInstances: { try await registry.liveInstanceIds(deploymentId: $0) })
+        await scaling.scaler.observePolls { [rollouts = deployments.rollouts] results in await rollouts.polled(results) }
+        try await deployments.rollouts.restore()
         // The streams reach the agents the scaler polls, past the same address policy.
         let live = LiveHub(agents: LiveAgents(local: scaling.localExecutor, registry: instances, policy: scaling.scaler.fetchPolicy),
                            statusFeed: statusFeed, deployments: deployments, auth: auth, logger: logger, now: dependencies.now,
@@ -199,6 +207,13 @@ public struct ControlPlane: Sendable {
             lifecycle: DeploymentLifecycle(deployments: deployments, scaling: scaling,
                                            appHost: scaling.localExecutor == nil ? nil : configuration.scaling.appHost),
             live: live)
+    }
+}
+
+extension ControlPlane {
+    /// One poll round's reports for the rollouts: the scaler calls this after every round; tests feed rounds directly.
+    public func rolloutRound(_ results: [PollResult]) async {
+        await deployments.rollouts.polled(results)
     }
 }
 

@@ -76,13 +76,23 @@ extension ControlPlane {
                 }
                 wait = value
             }
-            return AgentConfigReply(rendered: try await deployments.agentConfig(agentToken: token, index: index, wait: wait))
+            // Which instance asks (optional): during a rollout each instance is answered the version of its turn.
+            var instance: String?
+            if let raw = query.get("instance") {
+                guard !raw.isEmpty, raw.utf8.count <= 128 else {
+                    throw ControlPlaneError.validation(field: "instance", reason: "must be an instance id of 1 to 128 bytes")
+                }
+                instance = raw
+            }
+            return AgentConfigReply(rendered: try await deployments.agentConfig(agentToken: token, instance: instance, index: index,
+                                                                                wait: wait))
         }
 
         let authed = router.group().add(middleware: AuthMiddleware(auth: auth))
         addInstanceRoutes(agents: router, owners: authed)
         addScalingRoutes(to: authed)
         addLifecycleRoutes(to: authed)
+        addRolloutRoutes(to: authed)
         addLiveRoutes(public: router, owners: authed)
         authed.get("api/auth/me") { _, context in Reply(try context.requireUser()) }
         authed.post("api/auth/invites") { request, context in

@@ -1,6 +1,7 @@
 // One client's WebSocket: reads commands, runs its subscriptions, writes its queue, and closes with 4401 when its
 // session expires or is revoked, with 1001 when the controller shuts down.
 import Foundation
+import Rollout
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -229,17 +230,20 @@ actor Subscriptions {
         let (wakeups, cancel) = hub.statusFeed.watch(deploymentId)
         defer { cancel() }
         let owner = Actor(userId: connection.session.user.id, ipAddress: nil, userAgent: nil)
-        var last: (status: String, instances: Int)?
+        var last: (status: String, instances: Int, rollout: LiveFrames.Rollout?)?
         var iterator = wakeups.makeAsyncIterator()
         repeat {
             guard !Task.isCancelled, let deployment = try? await hub.deployments.get(deploymentId, actor: owner) else { return }
             let instances = await hub.agents.instanceCount(deploymentId)
+            let rollout = (try? await hub.deployments.rollouts.rollouts(deploymentId)).flatMap { $0.current ?? $0.last }.map {
+                LiveFrames.Rollout(version: $0.version, state: $0.state.rawValue, reason: $0.reason, failedInstance: $0.failedInstance)
+            }
             if Task.isCancelled { return }
-            if last?.status != deployment.status.rawValue || last?.instances != instances {
-                last = (deployment.status.rawValue, instances)
+            if last?.status != deployment.status.rawValue || last?.instances != instances || last?.rollout != rollout {
+                last = (deployment.status.rawValue, instances, rollout)
                 outbox.control(LiveFrames.encode("status_update", LiveFrames.StatusUpdate(
                     deploymentId: deploymentId, status: deployment.status.rawValue,
-                    timestamp: LiveTime.iso8601(hub.now().timeIntervalSince1970), instances: instances)))
+                    timestamp: LiveTime.iso8601(hub.now().timeIntervalSince1970), instances: instances, rollout: rollout)))
             }
         } while await iterator.next() != nil
     }

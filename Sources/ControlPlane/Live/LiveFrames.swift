@@ -141,7 +141,22 @@ enum LiveFrames {
         var stream: String
         var message: String
     }
-    struct StatusUpdate: Encodable, Equatable { var deploymentId: String; var status: String; var timestamp: String; var instances: Int }
+    struct StatusUpdate: Encodable, Equatable {
+        var deploymentId: String
+        var status: String
+        var timestamp: String
+        var instances: Int
+        /// The current rollout, else the last one; absent for a deployment that never had one.
+        var rollout: Rollout?
+    }
+    /// A rollout's state as `status_update` carries it: `in_progress`, `halted`, `complete` or `rolled_back` (with
+    /// the reason and the instance that failed).
+    struct Rollout: Encodable, Equatable {
+        var version: Int
+        var state: String
+        var reason: String?
+        var failedInstance: String?
+    }
     struct Metrics: Encodable, Equatable {
         var cpu: Double
         var memory: Double

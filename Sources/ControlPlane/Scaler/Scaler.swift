@@ -71,6 +71,13 @@ public actor Scaler {
         self.logger = logger
     }
 
+    /// Who else hears each poll round (the rollouts, which read the agents' reports from it).
+    private var pollObservers: [@Sendable ([PollResult]) async -> Void] = []
+
+    public func observePolls(_ observer: @escaping @Sendable ([PollResult]) async -> Void) {
+        pollObservers.append(observer)
+    }
+
     // MARK: The loop
 
     /// One round: poll, aggregate, decide, start executions. Returns the decisions that led to a scaling.
@@ -79,6 +86,7 @@ public actor Scaler {
         let targets = await source.pollTargets()
         await stopInactive(Set(targets.map(\.deploymentId)))
         let results = await poller.poll(targets)
+        for observer in pollObservers { await observer(results) }
         return await evaluate(results: results)
     }
 

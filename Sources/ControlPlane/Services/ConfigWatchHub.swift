@@ -177,6 +177,8 @@ struct ChangeFeed: ConfigChangeSubscriber {
     let cache: AgentConfigCache
     /// Live status watchers; a removed deployment's watchers learn it is gone.
     let status: StatusFeed
+    /// Rollouts start (or are superseded) before the held queries wake, so that each reads its own version.
+    let rollouts = RolloutLink()
 
     func committed(_ changes: ConfigChanges) async {
         if changes.everything {
@@ -184,7 +186,11 @@ struct ChangeFeed: ConfigChangeSubscriber {
         } else {
             await cache.invalidate(changes.versions.map(\.deploymentId) + changes.removed)
         }
-        if !changes.versions.isEmpty { await hub.publish(changes.versions) }
+        if changes.everything { await rollouts.driver?.forgetVersions() }
+        if !changes.versions.isEmpty {
+            await rollouts.driver?.published(changes.versions)
+            await hub.publish(changes.versions)
+        }
         // Their tokens went with them: held queries wake now and answer 401 (the config no longer loads),
         // rather than at the end of their wait.
         for deploymentId in changes.removed { await hub.revoke(deploymentId: deploymentId) }

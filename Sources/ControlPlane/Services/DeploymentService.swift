@@ -1,6 +1,7 @@
 // Deployments, their agent tokens, and the agents' config endpoint with blocking queries.
 import CodeRunnerWire
 import Foundation
+import GRDB
 import Logging
 import Sealing
 import Synchronization
@@ -32,10 +33,15 @@ public final class DeploymentService: Sendable {
         /// put the token back into the cache after the revocation emptied it.
         var generation: UInt64 = 0
     }
+    /// Agent token hash → instance id, for the tokens the local executor issues one per instance: its agents'
+    /// long-polls say which instance asks, so the rollout can answer each its own version.
+    private let instanceByToken = Mutex<[String: String]>([:])
+    /// Rollouts: the strategy, the plans, and which version each instance is served.
+    let rollouts: RolloutDriver
     /// Tamper reports already audited (variable id + version), so a polling agent does not flood the log.
     private let reportedTamper = Mutex<Set<String>>([])
 
-    init(store: any ControlPlaneStore, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger,
+    init(store: any ControlPlaneStore, pool: DatabasePool, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger,
          defaultLimits: ResourceLimits = ResourceLimits(),
          limitCeiling: ResourceLimits = ResourceLimits.defaultCeiling,
          maxPollsPerToken: Int = ControllerConfiguration.defaultMaxPollsPerToken, defaultCommand: String? = nil,
@@ -50,6 +56,9 @@ public final class DeploymentService: Sendable {
         self.feed = feed
         self.dependencies = dependencies
         self.logger = logger
+        rollouts = RolloutDriver(pool: pool, store: store, secrets: configs.secrets, hub: feed.hub,
+                                 status: feed.status, dependencies: dependencies, logger: logger)
+        feed.rollouts.set(rollouts)
     }
 
     public struct CreateDeployment: Codable, Sendable {
@@ -210,12 +219,14 @@ public final class DeploymentService: Sendable {
         guard try await store.addAgentToken(deploymentId: deploymentId, hash: Tokens.hash(token),
                                             issuedBy: Self.localExecutorIssuer, now: dependencies.now(), audit: audit)
         else { throw ControlPlaneError.notFound("deployment") }
+        instanceByToken.withLock { $0[Tokens.hash(token)] = instanceId }
         return token
     }
 
     public func revokeInstanceToken(_ token: String) async throws {
         let hash = Tokens.hash(token)
         try await store.revokeAgentToken(hash: hash, now: dependencies.now())
+        instanceByToken.withLock { _ = $0.removeValue(forKey: hash) }
         let deploymentId = tokenCache.withLock { cache in
             cache.generation &+= 1
             return cache.entries.removeValue(forKey: hash)
@@ -287,39 +298,51 @@ public final class DeploymentService: Sendable {
         }
     }
 
-    /// The config for the token's deployment. With `index`, holds until the version is above it or
-    /// `wait` passes (capped by WaitDuration.maximum), then answers the current version.
-    public func agentConfig(agentToken: String, index: Int64?, wait: Duration?) async throws -> RenderedAgentConfig {
+    /// The config for the token's deployment: the version this instance is served (a rollout's turn, see
+    /// RolloutDriver). With `index`, holds until that version is above it or `wait` passes (capped by
+    /// WaitDuration.maximum), then answers it. `instance` is the asking agent's instance id when it says so; the
+    /// local executor's agents are known by their token.
+    public func agentConfig(agentToken: String, instance: String? = nil, index: Int64?, wait: Duration?) async throws -> RenderedAgentConfig {
         let hash = Tokens.hash(agentToken)
+        let who = instance ?? instanceByToken.withLock { $0[hash] }
         // Read before the token is checked: a revocation that commits after the check moves it on.
-        let generation = tokenGeneration
+        var generation = tokenGeneration
         let deploymentId = try await deploymentId(tokenHash: hash)
-        let current = try await agentConfig(deploymentId: deploymentId)
-        guard let index, current.config.version <= index else { return current }
-        try beginPoll(hash)
-        defer { endPoll(hash) }
-        let duration = min(wait ?? WaitDuration.defaultWait, WaitDuration.maximum)
-        let outcome = await feed.hub.wait(deploymentId: deploymentId, tokenHash: hash, above: index, seen: current.config.version,
-                                          timeout: duration, stillAuthorized: { [self] in tokenGeneration == generation },
-                                          sleep: dependencies.sleep)
-        // An error, not the unchanged config: an agent backs off after an error, and would ask again at once
-        // after an answer, in a loop until the listener closes.
-        if outcome == .closed { throw ControlPlaneError.unavailable("the controller is shutting down; retry") }
-        // The token may have been revoked while the request waited: check it again before answering (a cache
-        // hit unless a revocation happened meanwhile).
-        guard try await self.deploymentId(tokenHash: hash) == deploymentId else {
-            throw ControlPlaneError.unauthorized("invalid or revoked agent token")
-        }
-        return try await agentConfig(deploymentId: deploymentId)
-    }
-
-    func agentConfig(deploymentId: String) async throws -> RenderedAgentConfig {
-        try await feed.cache.config(deploymentId) { [self] in
-            guard let snapshot = try await store.agentSnapshot(deploymentId: deploymentId) else {
+        let deadline = ContinuousClock.now.advanced(by: min(wait ?? WaitDuration.defaultWait, WaitDuration.maximum))
+        while true {
+            let seenRollout = rollouts.generation(deploymentId)
+            let current = try await rollouts.served(deploymentId, instance: who)
+            guard let index, current.config.version <= index else { return current }
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            if remaining <= .zero { return current }
+            // During a rollout an instance waits for its own turn (the driver's nudge), not for the deployment's
+            // newest version, which may be above its index long before its turn comes.
+            let gated = who != nil ? try await rollouts.isGating(deploymentId) : false
+            try beginPoll(hash)
+            let tokenSeen = generation
+            let outcome = await feed.hub.wait(deploymentId: deploymentId, tokenHash: hash, above: gated ? .max - 1 : index,
+                                              seen: gated ? 0 : current.config.version, timeout: remaining,
+                                              stillAuthorized: { [self] in
+                                                  tokenGeneration == tokenSeen && rollouts.generation(deploymentId) == seenRollout
+                                              },
+                                              sleep: dependencies.sleep)
+            endPoll(hash)
+            // An error, not the unchanged config: an agent backs off after an error, and would ask again at once
+            // after an answer, in a loop until the listener closes.
+            if outcome == .closed { throw ControlPlaneError.unavailable("the controller is shutting down; retry") }
+            // The token may have been revoked while the request waited (or the rollout moved): check it again
+            // before answering (a cache hit unless a revocation happened meanwhile).
+            generation = tokenGeneration
+            guard try await self.deploymentId(tokenHash: hash) == deploymentId else {
                 throw ControlPlaneError.unauthorized("invalid or revoked agent token")
             }
-            return try RenderedAgentConfig(try await render(snapshot))
         }
+    }
+
+    /// The deployment's variables as they stand, rendered for its agents (nil: the deployment is gone).
+    func renderCurrent(deploymentId: String) async throws -> AgentConfig? {
+        guard let snapshot = try await store.agentSnapshot(deploymentId: deploymentId) else { return nil }
+        return try await render(snapshot)
     }
 
     private func render(_ snapshot: AgentSnapshot) async throws -> AgentConfig {

@@ -189,6 +189,13 @@ public final class InstanceRegistry: Sendable {
         if changed { deployments.feed.status.touch(deploymentId) }
     }
 
+    /// The instances of the deployment that run now (fresh and not exited), earliest registered first: the order
+    /// a rollout takes them in, so its canary is the longest-serving instance.
+    public func liveInstanceIds(deploymentId: String) async throws -> [String] {
+        try await instances(deploymentId: deploymentId).filter { !$0.stale && $0.state != "exited" }
+            .sorted { ($0.registeredAt, $0.instanceId) < ($1.registeredAt, $1.instanceId) }.map(\.instanceId)
+    }
+
     /// Every instance of the deployment, fresh or stale, newest registration first. The caller checks ownership.
     /// A pure read: the deployment's status moves with heartbeats and with `StatusRefreshService`.
     public func instances(deploymentId: String) async throws -> [Instance] {

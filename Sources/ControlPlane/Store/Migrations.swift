@@ -233,6 +233,28 @@ enum Migrations {
                 CREATE INDEX idx_browser_sessions_user ON browser_sessions(user_id);
                 """)
         }
+        // Rollouts (issue 15): each deployment's strategy and its current and last rollout plans (JSON of the pure
+        // RolloutPlan, so a controller restart resumes where it stood), and the config versions a rollout may still
+        // serve: each sealed whole (AES-256-GCM under the keyring, bound to its deployment and version), never
+        // plaintext, and pruned to the versions a live rollout needs.
+        migrator.registerMigration("v8-rollouts") { db in
+            try db.execute(sql: """
+                CREATE TABLE deployment_rollouts (
+                    deployment_id TEXT PRIMARY KEY REFERENCES deployments(id) ON DELETE CASCADE,
+                    strategy TEXT,
+                    current_plan TEXT,
+                    last_plan TEXT,
+                    updated_at DATETIME NOT NULL
+                );
+                CREATE TABLE deployment_config_versions (
+                    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                    version INTEGER NOT NULL,
+                    sealed BLOB NOT NULL,
+                    created_at DATETIME NOT NULL,
+                    PRIMARY KEY (deployment_id, version)
+                );
+                """)
+        }
         return migrator
     }
 }

@@ -1,0 +1,503 @@
+// The I/O edge around the pure RolloutPlan (issue 15). A new config version of a deployment with two instances or
+// more starts a rollout (or supersedes the one under way); the agents' long-poll asks `served` which version to
+// answer each instance, so an agent wakes only when its turn comes. The scaler's poll rounds feed the plan what the
+// agents report (`/v1/status`) and the time; the plan's events go to the audit log and the live status streams.
+//
+// Versions: each config version served to an agent is kept sealed (AES-256-GCM under the keyring, bound to its
+// deployment and version) so that an instance whose turn has not come keeps getting the stable one after the
+// variables changed. Only the versions a rollout still needs are kept. A rollback cannot hand an agent a lower
+// version number (an agent applies only versions above the one it has), so it publishes a new version whose content
+// is the stable one's: the fleet's version numbers only grow, and the instances already on the stable content see
+// an unchanged environment and keep running.
+//
+// A controller restart resumes from the stored plans: they are saved after every change, and the plan measures its
+// windows by the wall clock, so an instance that became ready meanwhile is ready at the next poll round.
+import CodeRunnerWire
+import Foundation
+import GRDB
+import Logging
+import Rollout
+import Synchronization
+
+actor RolloutDriver {
+    /// A deployment's rollout rows, as loaded.
+    struct Record: Sendable {
+        var strategy: RolloutStrategy
+        var current: RolloutPlan?
+        var last: RolloutPlan?
+    }
+
+    let pool: DatabasePool
+    let store: any ControlPlaneStore
+    let secrets: SecretBox
+    let hub: ConfigWatchHub
+    let status: StatusFeed
+    let dependencies: Dependencies
+    let logger: Logger
+    /// Renders the deployment's current variables (DeploymentService.render): set once wired.
+    private var renderCurrent: (@Sendable (String) async throws -> AgentConfig?)?
+    /// Live instance ids of a deployment, earliest registered first (InstanceRegistry): set once wired.
+    private var liveInstances: (@Sendable (String) async throws -> [String])?
+
+    private var records: [String: Record] = [:]
+    /// Each deployment's newest version as this driver last learned it.
+    private var versions: [String: Int64] = [:]
+    /// Bumped whenever what `served` answers may have changed for a deployment; a held query checks it just before
+    /// parking, so a change between its look and its park is not missed.
+    nonisolated let generations = Mutex<[String: UInt64]>([:])
+    private let rendered = RenderedVersions()
+
+    init(pool: DatabasePool, store: any ControlPlaneStore, secrets: SecretBox, hub: ConfigWatchHub, status: StatusFeed,
+         dependencies: Dependencies, logger: Logger) {
+        self.pool = pool
+        self.store = store
+        self.secrets = secrets
+        self.hub = hub
+        self.status = status
+        self.dependencies = dependencies
+        self.logger = logger
+    }
+
+    func wire(render: @escaping @Sendable (String) async throws -> AgentConfig?,
+              liveInstances: @escaping @Sendable (String) async throws -> [String]) {
+        renderCurrent = render
+        self.liveInstances = liveInstances
+    }
+
+    var now: Double { dependencies.now().timeIntervalSince1970 }
+
+    nonisolated func generation(_ deploymentId: String) -> UInt64 {
+        generations.withLock { $0[deploymentId] ?? 0 }
+    }
+
+    /// Wakes the deployment's held queries to look again (their token is checked again too, which costs a cache hit).
+    private func nudge(_ deploymentId: String) async {
+        generations.withLock { $0[deploymentId, default: 0] &+= 1 }
+        await hub.revoke(deploymentId: deploymentId)
+    }
+
+    // MARK: Serving
+
+    /// True while a rollout of the deployment is in progress or halted: held queries then wait for `nudge`, not for
+    /// the deployment's version.
+    func isGating(_ deploymentId: String) async throws -> Bool {
+        try await record(deploymentId).current?.isActive == true
+    }
+
+    /// The config to answer `instance` of the deployment. An agent that does not say which instance it is (an
+    /// external agent on the deployment's shared token) gets the newest version, as before rollouts.
+    func served(_ deploymentId: String, instance: String?) async throws -> RenderedAgentConfig {
+        let record = try await record(deploymentId)
+        let newest = try await currentVersion(deploymentId)
+        var version = newest
+        if let plan = record.current, plan.isActive, let instance {
+            version = Int64(plan.servedVersion(instance))
+        }
+        if version != newest, let config = try await load(deploymentId, version: version, strategy: record.strategy) {
+            return config
+        }
+        return try await loadNewest(deploymentId, strategy: record.strategy)
+    }
+
+    private func currentVersion(_ deploymentId: String) async throws -> Int64 {
+        if let known = versions[deploymentId] { return known }
+        let version = try await pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT config_version FROM deployments WHERE id = ?", arguments: [deploymentId])
+        }
+        guard let version else { throw ControlPlaneError.unauthorized("invalid or revoked agent token") }
+        versions[deploymentId] = version
+        return version
+    }
+
+    /// A kept version, or nil when it is not kept (the caller serves the newest instead). With `render`, a version not
+    /// kept is rendered from the variables as they stand (they are that version when it is the newest) and kept.
+    /// One load per version however many agents ask at once.
+    private func load(_ deploymentId: String, version: Int64, strategy: RolloutStrategy,
+                      render: (@Sendable (String) async throws -> AgentConfig?)? = nil) async throws -> RenderedAgentConfig? {
+        try await rendered.config(deploymentId, version) { [self] in
+            let sealed = try await pool.read { db in
+                try Data.fetchOne(db, sql: "SELECT sealed FROM deployment_config_versions WHERE deployment_id = ? AND version = ?",
+                                  arguments: [deploymentId, version])
+            }
+            var config: AgentConfig
+            if let sealed {
+                config = try decode(Array(sealed), deploymentId: deploymentId, version: version)
+            } else if let render, let current = try await render(deploymentId) {
+                config = current
+                let kept = Data(try seal(current, deploymentId: deploymentId))
+                try await pool.write { db in
+                    try db.execute(sql: """
+                        INSERT INTO deployment_config_versions (deployment_id, version, sealed, created_at) VALUES (?, ?, ?, ?)
+                        ON CONFLICT DO NOTHING
+                        """, arguments: [deploymentId, current.version, kept, Date()])
+                }
+            } else {
+                return nil
+            }
+            config.healthCheck = Self.agentCheck(strategy.healthCheck)
+            return try RenderedAgentConfig(config)
+        }
+    }
+
+    /// The newest version: the kept copy when there is one (a rollback's version is kept content, not the variables
+    /// as they stand), else rendered from the variables and kept.
+    private func loadNewest(_ deploymentId: String, strategy: RolloutStrategy) async throws -> RenderedAgentConfig {
+        let newest = try await currentVersion(deploymentId)
+        guard let config = try await load(deploymentId, version: newest, strategy: strategy, render: renderCurrent) else {
+            throw ControlPlaneError.unauthorized("invalid or revoked agent token")
+        }
+        return config
+    }
+
+    nonisolated private func seal(_ config: AgentConfig, deploymentId: String) throws -> [UInt8] {
+        var bare = config
+        bare.healthCheck = nil
+        let json = String(decoding: try JSONEncoder().encode(bare), as: UTF8.self)
+        return try secrets.seal(json, configId: "rollout-version:\(deploymentId)", key: String(config.version))
+    }
+
+    nonisolated private func decode(_ sealed: [UInt8], deploymentId: String, version: Int64) throws -> AgentConfig {
+        let json = try secrets.open(sealed, configId: "rollout-version:\(deploymentId)", key: String(version))
+        return try JSONDecoder().decode(AgentConfig.self, from: Data(json.utf8))
+    }
+
+    static func agentCheck(_ check: RolloutStrategy.HealthCheck?) -> AgentHealthCheck? {
+        switch check {
+        case .http(let path, let timeout)?: AgentHealthCheck(http: path, timeoutMs: timeout)
+        case .command(let argv, let timeout)?: AgentHealthCheck(command: argv, timeoutMs: timeout)
+        case nil: nil
+        }
+    }
+
+    // MARK: Versions
+
+    /// New versions committed (ChangeFeed, before it wakes the held queries): each starts or supersedes a rollout.
+    func published(_ updates: [DeploymentVersion]) async {
+        for update in updates {
+            do { try await published(update.deploymentId, version: update.version) } catch {
+                logger.error("cannot start a rollout", metadata: ["deployment": "\(update.deploymentId)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func published(_ deploymentId: String, version: Int64) async throws {
+        let previous = versions[deploymentId]
+        versions[deploymentId] = max(previous ?? version, version)
+        await rendered.invalidate(deploymentId, keeping: [])
+        var record = try await record(deploymentId)
+        let now = self.now
+        if var plan = record.current, plan.isActive {
+            let was = plan.version
+            plan.supersede(with: Int(version), now: now)
+            record.current = plan
+            try await audit(deploymentId, "rollout_superseded", ["version": String(version), "supersedes": String(was)])
+            try await step(deploymentId, &record, now: now)
+            return
+        }
+        let live = try await liveInstances?(deploymentId) ?? []
+        // The version the fleet runs: the newest kept one below this.
+        let stable = try await pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT max(version) FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
+                               arguments: [deploymentId, version])
+        }
+        guard live.count >= 2, let stable else {
+            // No rollout: the fleet takes this version at once; what is older than the version it runs goes.
+            try await pool.write { db in
+                try db.execute(sql: "DELETE FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
+                               arguments: [deploymentId, stable ?? version])
+            }
+            return
+        }
+        if let finished = record.current { record.last = finished }
+        record.current = RolloutPlan(version: Int(version), stableVersion: Int(stable), instances: live,
+                                     strategy: record.strategy, now: now)
+        try await audit(deploymentId, "rollout_started", [
+            "version": String(version), "stableVersion": String(stable), "instances": String(live.count),
+            "strategy": record.strategy.strategy.rawValue, "canary": String(record.strategy.canary)])
+        try await step(deploymentId, &record, now: now)
+    }
+
+    /// A write changed everything (a restore, a key rotation): versions are read again.
+    func forgetVersions() async {
+        versions.removeAll()
+        await rendered.invalidateAll()
+    }
+
+    // MARK: Poll rounds
+
+    /// A poll round of the scaler: every active rollout hears its agents' reports and the time.
+    func polled(_ results: [PollResult]) async {
+        let active = records.filter { $0.value.current?.isActive == true }.map(\.key)
+        guard !active.isEmpty else { return }
+        let now = self.now
+        var statuses: [String: [String: AgentStatus]] = [:]
+        for result in results {
+            if let status = result.status { statuses[result.target.deploymentId, default: [:]][result.target.instanceId] = status }
+        }
+        for deploymentId in active.sorted() {
+            do {
+                var record = try await record(deploymentId)
+                guard var plan = record.current else { continue }
+                let live = try await liveInstances?(deploymentId) ?? plan.instances.map(\.id)
+                for id in live where !plan.instances.contains(where: { $0.id == id }) { plan.add(id) }
+                for instance in plan.instances where !live.contains(instance.id) { plan.remove(instance.id) }
+                for (id, status) in statuses[deploymentId] ?? [:] {
+                    for report in Self.reports(status) { plan.observe(id, report, now: now) }
+                }
+                record.current = plan
+                try await step(deploymentId, &record, now: now)
+            } catch {
+                logger.error("rollout round failed", metadata: ["deployment": "\(deploymentId)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// What an agent's status says to the plan: the running child and its version, an exit (or the agent's own
+    /// rollback of a version that failed under it), and the health check of the current child.
+    static func reports(_ status: AgentStatus) -> [RolloutPlan.Report] {
+        var out: [RolloutPlan.Report] = []
+        if let config = status.config, config.lastReloadResult == "rolled_back", let failed = config.lastReloadVersion {
+            out.append(.exited(version: Int(failed), status: config.lastReloadReason ?? "rolled back by its agent"))
+        }
+        guard let version = status.config?.version.map(Int.init) else { return out }
+        switch status.state {
+        case "running":
+            if let since = status.startedAt { out.append(.running(version: version, since: since)) }
+        case "backoff", "exited":
+            let exit = status.lastExit.map { e in e.signal.map { "signal \($0)" } ?? "status \(e.code ?? e.shellCode)" } ?? "exited"
+            out.append(.exited(version: version, status: exit))
+        default:
+            break
+        }
+        if let health = status.health, let checked = health.version, let since = status.startedAt,
+           health.childStartedAt == since, status.state == "running" {
+            out.append(health.ok ? .checkPassed(version: Int(checked))
+                                 : .checkFailed(version: Int(checked), reason: health.reason ?? "the check failed"))
+        }
+        return out
+    }
+
+    /// Advances the plan, records what happened, and wakes whoever's served version moved.
+    private func step(_ deploymentId: String, _ record: inout Record, now: Double) async throws {
+        guard var plan = record.current else { return }
+        let before = Self.servedMap(plan)
+        let events = plan.advance(now: now)
+        record.current = plan
+        for event in events {
+            switch event {
+            case .batchStarted(let number, let instances):
+                try await audit(deploymentId, "rollout_batch", ["version": String(plan.version), "batch": String(number),
+                                                                "instances": instances.joined(separator: ",")])
+            case .instanceReady:
+                break
+            case .instanceFailed(let id, let reason):
+                try await audit(deploymentId, "rollout_instance_failed", ["version": String(plan.version), "instance": id, "reason": reason])
+            case .completed:
+                try await audit(deploymentId, "rollout_complete", ["version": String(plan.version),
+                                                                   "seconds": String(Int((now - plan.startedAt).rounded()))])
+            case .rolledBack(let reason, let instance):
+                try await rolledBack(deploymentId, plan, reason: reason, instance: instance)
+            }
+        }
+        if !plan.isActive {
+            record.last = plan
+            record.current = nil
+        }
+        try await save(deploymentId, record)
+        try await prune(deploymentId, record)
+        if before != Self.servedMap(plan) || !plan.isActive || !events.isEmpty {
+            status.touch(deploymentId)
+            await nudge(deploymentId)
+        }
+    }
+
+    static func servedMap(_ plan: RolloutPlan) -> [String: Int] {
+        Dictionary(plan.instances.map { ($0.id, plan.servedVersion($0.id)) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Publishes the stable content as a new version (see the top of the file) and records the rollback.
+    private func rolledBack(_ deploymentId: String, _ plan: RolloutPlan, reason: String, instance: String?) async throws {
+        let stable = Int64(plan.stableVersion)
+        guard let kept = try await pool.read({ db in
+            try Data.fetchOne(db, sql: "SELECT sealed FROM deployment_config_versions WHERE deployment_id = ? AND version = ?",
+                                 arguments: [deploymentId, stable])
+        }) else {
+            logger.error("the stable version is not kept: cannot roll back", metadata: ["deployment": "\(deploymentId)"])
+            return
+        }
+        let content = try decode(Array(kept), deploymentId: deploymentId, version: stable)
+        let newVersion = try await pool.write { [self] db -> Int64? in
+            guard let version = try Int64.fetchOne(db, sql: """
+                UPDATE deployments SET config_version = config_version + 1 WHERE id = ? AND destroyed_at IS NULL
+                RETURNING config_version
+                """, arguments: [deploymentId]) else { return nil }
+            var relabelled = content
+            relabelled.version = version
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO deployment_config_versions (deployment_id, version, sealed, created_at) VALUES (?, ?, ?, ?)
+                """, arguments: [deploymentId, version, Data(try seal(relabelled, deploymentId: deploymentId)), Date()])
+            return version
+        }
+        var changes = ["version": String(plan.version), "stableVersion": String(stable), "reason": reason]
+        if let instance { changes["instance"] = instance }
+        if let newVersion { changes["servedAs"] = String(newVersion) }
+        try await audit(deploymentId, "rollout_rolled_back", changes)
+        logger.warning("rollout rolled back", metadata: ["deployment": "\(deploymentId)", "version": "\(plan.version)",
+                                                         "instance": "\(instance ?? "-")"])
+        guard let newVersion else { return }
+        versions[deploymentId] = newVersion
+        await rendered.invalidate(deploymentId, keeping: [])
+        await hub.publish([DeploymentVersion(deploymentId: deploymentId, version: newVersion)])
+    }
+
+    /// Keeps the versions a rollout may still serve: the stable one and newer while one is active, else the newest.
+    private func prune(_ deploymentId: String, _ record: Record) async throws {
+        let floor: Int64
+        if let plan = record.current, plan.isActive {
+            floor = Int64(plan.stableVersion)
+        } else {
+            floor = try await currentVersion(deploymentId)
+        }
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
+                           arguments: [deploymentId, floor])
+        }
+    }
+
+    // MARK: The owner's controls
+
+    enum Control: String { case pause, resume, abort }
+
+    func control(_ deploymentId: String, _ control: Control, actor: Actor, projectId: String) async throws -> (current: RolloutPlan?, last: RolloutPlan?) {
+        var record = try await record(deploymentId)
+        guard var plan = record.current, plan.isActive else {
+            throw ControlPlaneError.conflict("no rollout in progress or halted for this deployment")
+        }
+        let now = self.now
+        switch control {
+        case .pause:
+            guard plan.state == .inProgress else { throw ControlPlaneError.conflict("the rollout is already halted") }
+            plan.pause()
+        case .resume:
+            guard plan.state == .halted else { throw ControlPlaneError.conflict("no halted rollout to resume: the rollout is in progress") }
+            plan.resume()
+        case .abort:
+            plan.abort(now: now)
+        }
+        record.current = plan
+        try await store.appendAudit(AuditDraft(
+            userId: actor.userId, projectId: projectId, action: control == .pause ? "rollout_halted" : "rollout_\(control.rawValue)",
+            resourceType: "deployment", resourceId: deploymentId, changes: ["version": String(plan.version)],
+            ipAddress: actor.ipAddress, userAgent: actor.userAgent, timestamp: dependencies.now()))
+        if control == .abort {
+            try await rolledBack(deploymentId, plan, reason: plan.reason ?? "aborted by the user", instance: nil)
+            record.last = plan
+            record.current = nil
+            try await save(deploymentId, record)
+            try await prune(deploymentId, record)
+            status.touch(deploymentId)
+            await nudge(deploymentId)
+        } else {
+            try await step(deploymentId, &record, now: now)
+        }
+        return (record.current, record.last)
+    }
+
+    func rollouts(_ deploymentId: String) async throws -> Record {
+        try await record(deploymentId)
+    }
+
+    func setStrategy(_ deploymentId: String, _ strategy: RolloutStrategy) async throws {
+        var record = try await record(deploymentId)
+        record.strategy = strategy
+        try await save(deploymentId, record)
+        // The health check is part of what agents are served: render again with the new one.
+        await rendered.invalidate(deploymentId, keeping: [])
+    }
+
+    // MARK: Storage
+
+    private func record(_ deploymentId: String) async throws -> Record {
+        if let record = records[deploymentId] { return record }
+        let row = try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT strategy, current_plan, last_plan FROM deployment_rollouts WHERE deployment_id = ?",
+                             arguments: [deploymentId])
+        }
+        let decoder = JSONDecoder()
+        func plan(_ text: String?) -> RolloutPlan? { text.flatMap { try? decoder.decode(RolloutPlan.self, from: Data($0.utf8)) } }
+        let strategy = (row?["strategy"] as String?).flatMap { try? decoder.decode(RolloutStrategy.self, from: Data($0.utf8)) }
+        let record = Record(strategy: strategy ?? .default, current: plan(row?["current_plan"]), last: plan(row?["last_plan"]))
+        records[deploymentId] = record
+        return record
+    }
+
+    private func save(_ deploymentId: String, _ record: Record) async throws {
+        records[deploymentId] = record
+        let encoder = JSONEncoder()
+        func text<T: Encodable>(_ value: T?) throws -> String? { try value.map { String(decoding: try encoder.encode($0), as: UTF8.self) } }
+        let strategy = try text(record.strategy)
+        let current = try text(record.current)
+        let last = try text(record.last)
+        try await pool.write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM deployments WHERE id = ?", arguments: [deploymentId]) == true else { return }
+            try db.execute(sql: """
+                INSERT INTO deployment_rollouts (deployment_id, strategy, current_plan, last_plan, updated_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(deployment_id) DO UPDATE SET strategy = excluded.strategy, current_plan = excluded.current_plan,
+                    last_plan = excluded.last_plan, updated_at = excluded.updated_at
+                """, arguments: [deploymentId, strategy, current, last, Date()])
+        }
+    }
+
+    /// Loads every stored rollout still under way, so that poll rounds drive them after a restart.
+    func restore() async throws {
+        let ids = try await pool.read { db in
+            try String.fetchAll(db, sql: "SELECT deployment_id FROM deployment_rollouts WHERE current_plan IS NOT NULL")
+        }
+        for id in ids { _ = try await record(id) }
+    }
+
+    private func audit(_ deploymentId: String, _ action: String, _ changes: [String: String]) async throws {
+        let projectId = try await pool.read { db in
+            try String.fetchOne(db, sql: "SELECT project_id FROM deployments WHERE id = ?", arguments: [deploymentId])
+        }
+        try await store.appendAudit(AuditDraft(userId: nil, projectId: projectId, action: action, resourceType: "deployment",
+                                               resourceId: deploymentId, changes: changes,
+                                               userAgent: "coderunner-controller/rollout", timestamp: dependencies.now()))
+    }
+}
+
+/// Rendered configs by deployment and version: thousands of agents woken by one batch cause one read and one
+/// decryption, not thousands.
+actor RenderedVersions {
+    private var entries: [String: [Int64: RenderedAgentConfig]] = [:]
+    private var loading: [String: [Int64: Task<RenderedAgentConfig?, any Error>]] = [:]
+
+    func config(_ deploymentId: String, _ version: Int64,
+                load: @escaping @Sendable () async throws -> RenderedAgentConfig?) async throws -> RenderedAgentConfig? {
+        if let entry = entries[deploymentId]?[version] { return entry }
+        if let task = loading[deploymentId]?[version] { return try await task.value }
+        let task = Task { try await load() }
+        loading[deploymentId, default: [:]][version] = task
+        defer { if loading[deploymentId]?[version] == task { loading[deploymentId]?[version] = nil } }
+        let value = try await task.value
+        if let value, loading[deploymentId]?[version] == task { entries[deploymentId, default: [:]][version] = value }
+        return value
+    }
+
+    func invalidateAll() {
+        entries.removeAll()
+        loading.removeAll()
+    }
+
+    func invalidate(_ deploymentId: String, keeping: Set<Int64>) {
+        entries[deploymentId] = entries[deploymentId]?.filter { keeping.contains($0.key) }
+        loading[deploymentId] = nil
+    }
+}
+
+/// The store's change feed is made before the services: it reaches the driver through this once it exists.
+final class RolloutLink: Sendable {
+    private let slot = Mutex<RolloutDriver?>(nil)
+    var driver: RolloutDriver? { slot.withLock { $0 } }
+    func set(_ driver: RolloutDriver) { slot.withLock { $0 = driver } }
+}
