@@ -102,8 +102,11 @@ public final class HealthChecker: Sendable {
         CurlGlobal.initialize(tls: false)
         var curl: CurlEasy?
         while true {
+            // The eventfd is non-blocking: wait for it, then take its count.
+            var waiting = pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
+            guard poll(&waiting, 1, -1) >= 0 || errno == EINTR else { return }
             var count: UInt64 = 0
-            guard read(wakeFD, &count, 8) == 8 || errno == EINTR else { return }
+            _ = read(wakeFD, &count, 8)
             guard let next = job.withLock({ j in defer { j = nil }; return j }) else { continue }
             guard let port = next.port, let number = UInt16(port), number > 0 else {
                 finish(next.target, ok: false, reason: "the app has no valid PORT variable to check GET \(next.path) on")

@@ -98,6 +98,10 @@ public enum ConfigFile {
         let name = settings.path.split(separator: "/").last.map(String.init) ?? settings.path
         let temporary = (directory.isEmpty ? "" : directory) + "/.\(name).\(getpid()).tmp"
         _ = unlink(temporary)  // a leftover of a crash of this very pid
+        // The app's own directory for it, when missing (outside a sandbox; the sandbox's is made at the agent's start).
+        if !directory.isEmpty, mkdir(directory, 0o700) != 0, errno != EEXIST {
+            throw ConfigFileError("cannot create \(directory) for the config file: \(String(cString: strerror(errno)))")
+        }
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ConfigFileError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
         func fail(_ what: String) -> ConfigFileError {
