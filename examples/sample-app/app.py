@@ -131,25 +131,27 @@ def drain(server):
 
 def main():
     global settings
-    settings = load_settings()
-    port = int(os.environ.get("PORT", "8080"))
-    server = Server(("127.0.0.1", port), Handler)
-    secret = os.environ.get("API_KEY")
-    fingerprint = f" api_key=sha256:{hashlib.sha256(secret.encode()).hexdigest()[:12]}" if secret else ""
-    print(f"sample-app listening on 127.0.0.1:{port} pid={os.getpid()} "
-          f"greeting={settings.get('GREETING', 'hello')!r}{fingerprint}", flush=True)
 
     def reload(signum, frame):
         global settings
         settings = load_settings()
         print(f"sample-app reloaded its config on SIGHUP: greeting={settings.get('GREETING', 'hello')!r}", flush=True)
 
+    # Before anything is announced: a SIGHUP that came before the handler would end the app (its default action).
+    signal.signal(signal.SIGHUP, reload)
+    settings = load_settings()
+    port = int(os.environ.get("PORT", "8080"))
+    server = Server(("127.0.0.1", port), Handler)
+
     def stop(signum, frame):
         # shutdown() waits for serve_forever to return, which runs in this very thread: ask from another one.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGHUP, reload)
     signal.signal(signal.SIGTERM, stop)
+    secret = os.environ.get("API_KEY")
+    fingerprint = f" api_key=sha256:{hashlib.sha256(secret.encode()).hexdigest()[:12]}" if secret else ""
+    print(f"sample-app listening on 127.0.0.1:{port} pid={os.getpid()} "
+          f"greeting={settings.get('GREETING', 'hello')!r}{fingerprint}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
