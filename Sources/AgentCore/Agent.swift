@@ -39,10 +39,21 @@ public final class Agent: Sendable {
         notifier = SystemdNotifier(environment: environment)
         // systemd's variables are the agent's, not the app's: an app that found NOTIFY_SOCKET would talk for the unit.
         var environment = SystemdNotifier.removingNotifyVariables(environment)
+        var reloadConfiguration = configuration.reload
         if let box = configuration.sandbox {
+            var readOnlyPaths = box.readOnlyPaths
+            if let file = reloadConfiguration?.configFile {
+                do {
+                    let visible = try Self.placeConfigFile(file, in: box)
+                    reloadConfiguration?.configFile = visible.settings
+                    if let directory = visible.bind { readOnlyPaths.append(directory) }
+                } catch {
+                    throw .sandbox(error.description)
+                }
+            }
             do {
                 sandbox = try Sandbox(spec: SandboxSpec(
-                    uid: box.uid, gid: box.gid, appDirectory: box.appDirectory, readOnlyPaths: box.readOnlyPaths,
+                    uid: box.uid, gid: box.gid, appDirectory: box.appDirectory, readOnlyPaths: readOnlyPaths,
                     hostname: box.hostname,
                     limits: ResourceLimits(cpuCores: box.cpuCores, memoryBytes: box.memoryBytes, pids: box.pids)),
                     name: box.cgroupName)
@@ -55,7 +66,7 @@ public final class Agent: Sendable {
             sandbox = nil
         }
         var initial = environment
-        if let reload = configuration.reload {
+        if let reload = reloadConfiguration {
             initial = ConfigRules.environment(base: environment, inherit: reload.inherit, variables: [:])
         }
         do {
@@ -65,17 +76,47 @@ public final class Agent: Sendable {
                     restartPolicy: configuration.restartPolicy, gracePeriod: configuration.gracePeriod,
                     stopSignal: configuration.stopSignal, backoff: configuration.backoff,
                     logRingLines: configuration.logRingLines, logRingBytes: configuration.logRingBytes,
-                    waitForEnvironment: configuration.reload != nil),
+                    waitForEnvironment: reloadConfiguration != nil),
                 containment: sandbox)
         } catch {
             sandbox?.destroy()
             throw .supervisor(error)
         }
         let supervisor = supervisor
-        reloader = configuration.reload.map { reload in
+        reloader = reloadConfiguration.map { reload in
             ConfigReloader(configuration: reload, restarter: supervisor, baseEnvironment: environment,
                            instanceId: configuration.instance ?? Agent.generatedInstanceId())
         }
+    }
+
+    /// Where a sandboxed app finds --config-file: a path inside its /app directory as /app/..., else the file's
+    /// directory bound read-only at the same path (`bind`). The file is the app's uid's (mode 0600), so that
+    /// directory must let that uid through; the agent creates it (0711) when it is missing.
+    static func placeConfigFile(_ file: ConfigFileSettings, in box: SandboxConfiguration) throws(ConfigFileError) -> (settings: ConfigFileSettings, bind: String?) {
+        var settings = file
+        settings.owner = (box.uid, box.gid)
+        let slash = file.path.lastIndex(of: "/")!
+        let directory = slash == file.path.startIndex ? "/" : String(file.path[..<slash])
+        let appDirectory = box.appDirectory.hasSuffix("/") ? String(box.appDirectory.dropLast()) : box.appDirectory
+        if directory == appDirectory || directory.hasPrefix(appDirectory + "/") {
+            settings.appPath = SandboxSpec.appMountPoint + file.path.dropFirst(appDirectory.count)
+            guard directory == appDirectory else {
+                throw ConfigFileError("--config-file \(file.path): inside the app's directory it must be directly in \(appDirectory)")
+            }
+            return (settings, nil)
+        }
+        guard directory != "/" else { throw ConfigFileError("--config-file \(file.path): its directory would be the whole root") }
+        if mkdir(directory, 0o711) != 0 && errno != EEXIST {
+            throw ConfigFileError("cannot create \(directory) for --config-file: \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard stat(directory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw ConfigFileError("--config-file \(file.path): \(directory) is not a directory")
+        }
+        guard st.st_mode & 0o001 != 0 || st.st_uid == box.uid else {
+            throw ConfigFileError("the sandboxed app (uid \(box.uid)) cannot reach \(directory), the directory of --config-file: allow it through (chmod o+x) or choose another directory")
+        }
+        return (settings, directory)
     }
 
     /// What a sandboxed app's environment starts from: PATH, and the deployment's and the instance's ids.
@@ -111,18 +152,22 @@ public final class Agent: Sendable {
         }
         defer { telemetry.stop() }
         if let storm = configuration.testRestartStorm { startRestartStorm(count: storm) }
-        if let reloader {
+        // The rollout's health check: set by the controller's config, so only with one.
+        let supervisor = supervisor
+        let health = reloader.map { reloader in HealthChecker(supervisor: supervisor, subject: { reloader.healthSubject }) }
+        if let reloader, let health {
             telemetry.observations.register(reloader)
             telemetry.observations.setConfigStatus { reloader.status }
+            telemetry.observations.setHealthReport { health.report }
             supervisor.onChildExit { reloader.childExited($0) }
             reloader.start(metricsURL: telemetry.metricsAddress.map { "http://\($0)" })
         }
         var systemd = notifier.map(SystemdStateReporter.init)
-        let supervisor = supervisor
         let interval = systemd?.tickInterval(sampleInterval: configuration.sampleInterval) ?? configuration.sampleInterval
         let code = supervisor.run(tickInterval: interval) {
             telemetry.tick()
             reloader?.tick()
+            health?.tick()
             systemd?.tick(supervisor.snapshot)
         }
         sandbox?.destroy()

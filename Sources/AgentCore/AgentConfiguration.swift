@@ -36,6 +36,9 @@ public struct AgentOptions: Sendable, Equatable {
     public var startWithoutConfig: String?
     /// "true" when --allow-insecure was given: an http:// controller that is not on loopback.
     public var allowInsecure: String?
+    /// --config-file and --config-format.
+    public var configFile: String?
+    public var configFormat: String?
     // The sandbox (Sandbox target).
     /// "true" when --sandbox was given.
     public var sandbox: String?
@@ -118,6 +121,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         public static let retryMax = "CODERUNNER_RETRY_MAX"
         public static let startWithoutConfig = "CODERUNNER_START_WITHOUT_CONFIG"
         public static let allowInsecure = "CODERUNNER_ALLOW_INSECURE"
+        public static let configFile = "CODERUNNER_CONFIG_FILE"
+        public static let configFormat = "CODERUNNER_CONFIG_FORMAT"
         public static let sandbox = "CODERUNNER_SANDBOX"
         public static let sandboxUID = "CODERUNNER_SANDBOX_UID"
         public static let sandboxGID = "CODERUNNER_SANDBOX_GID"
@@ -323,8 +328,18 @@ public struct AgentConfiguration: Sendable, Equatable {
         let startWithout = try r.value(options.startWithoutConfig, "--start-without-config", Variable.startWithoutConfig,
                                        default: false, parseBool)
         let allowInsecure = try r.value(options.allowInsecure, "--allow-insecure", Variable.allowInsecure, default: false, parseBool)
+        let configFile = try r.optional(options.configFile, "--config-file", Variable.configFile) { s throws(ValueError) in
+            guard !s.hasSuffix("/") else { throw ValueError("must name a file, not a directory") }
+            return s.hasPrefix("/") ? s : cwd() + "/" + s
+        }
+        let configFormat = try r.value(options.configFormat, "--config-format", Variable.configFormat,
+                                       default: ConfigFileFormat.dotenv) { s throws(ValueError) in
+            guard let f = ConfigFileFormat(rawValue: s.lowercased()) else { throw ValueError("must be dotenv or json") }
+            return f
+        }
         guard let controller else {
             if let tokenFile { throw .invalid(option: "--token-file", value: tokenFile, reason: "needs --controller") }
+            if let configFile { throw .invalid(option: "--config-file", value: configFile, reason: "needs --controller (the file holds the config it serves)") }
             return nil
         }
         guard let tokenFile else {
@@ -339,7 +354,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         let directory = stateDir ?? stateDirectoryDefault(nil, environment: environment)
         return ReloadConfiguration(controller: controller, tokenFile: tokenFile, stateDirectory: directory, caFile: caFile,
                                    inherit: inherit, splay: splay, rollbackWindow: window, startWithoutConfig: startWithout,
-                                   retryMax: retryMax)
+                                   retryMax: retryMax,
+                                   configFile: configFile.map { ConfigFileSettings(path: $0, format: configFormat) })
     }
 
     // MARK: Value parsers (pure)

@@ -14,6 +14,9 @@ public protocol ChildContainment: Sendable {
     func signal(_ signal: Int32, sparing: pid_t?)
     /// Whether no process is left in the sandbox.
     var isEmpty: Bool { get }
+    /// What to execute to run `command` beside the app, in its view (its namespaces and uid), for a health check;
+    /// `launcher` is the sandbox's launcher, which lives outside that view.
+    func prepareProbe(command: [String], environment: [String: String], launcher: pid_t?) throws(ContainmentError) -> ContainedLaunch
 }
 
 /// One start of a contained child.

@@ -21,6 +21,8 @@ struct SupervisorLoop {
     var childStartedUnix: Double?
     /// The backoff deadline last published, and the same instant in Unix seconds.
     var publishedDue: (monotonic: Duration, unix: Double)?
+    /// The probe running beside the child (`Supervisor.probe`), until reaped.
+    var probe: (pid: pid_t, deadline: Duration, killed: Bool, completion: @Sendable (ProbeOutcome) -> Void)?
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
     init(supervisor: Supervisor, tickInterval: Duration?) {
@@ -45,6 +47,7 @@ struct SupervisorLoop {
             if let code = perform(machine.advance(now: now)) {
                 closePipes()
                 reclaimTerminal()
+                if let p = probe { _ = kill(-p.pid, SIGKILL) }
                 return code
             }
             // The poll set: our two control fds, then each pipe (read when nothing waits to be relayed, else wait
@@ -61,7 +64,8 @@ struct SupervisorLoop {
                     fds.append(pollfd(fd: -1, events: 0, revents: 0))  // fd -1: poll skips it, and the indices stay aligned
                 }
             }
-            let deadline = [machine.nextDeadline(now: now), nextTick].compactMap { $0 }.min()
+            let probeDeadline = probe.flatMap { $0.killed ? nil : $0.deadline }
+            let deadline = [machine.nextDeadline(now: now), nextTick, probeDeadline].compactMap { $0 }.min()
             let timeout = deadline.map { ($0 - Now.monotonic()).pollMilliseconds } ?? -1
             let ready = poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 && errno != EINTR {
@@ -75,6 +79,11 @@ struct SupervisorLoop {
                 } else {
                     pipes[i].read(into: buffer, ring: supervisor.logs)
                 }
+            }
+            if let p = probe, !p.killed, Now.monotonic() >= p.deadline {
+                // Its whole group: a check that forked (a shell, nsenter's child in the sandbox) goes with it.
+                _ = kill(-p.pid, SIGKILL)
+                probe?.killed = true
             }
             if let tick = nextTick, let interval = tickInterval, Now.monotonic() >= tick {
                 onTick()
@@ -157,10 +166,20 @@ struct SupervisorLoop {
     }
 
     mutating func takeCommands() {
-        let (environment, generation, stop) = supervisor.takeCommands()
-        if stop { perform(machine.handle(.stopRequested, now: Now.monotonic())) }
-        if let environment {
-            perform(machine.handle(.restartRequested(environment: environment, generation: generation), now: Now.monotonic()))
+        let commands = supervisor.takeCommands()
+        if commands.stop { perform(machine.handle(.stopRequested, now: Now.monotonic())) }
+        if let request = commands.probe { startProbe(request) }
+        var events: [(generation: UInt64, event: SupervisorStateMachine.Event)] = []
+        if let environment = commands.environment {
+            events.append((commands.generation, .restartRequested(environment: environment, generation: commands.generation)))
+        }
+        if let reload = commands.reload {
+            events.append((reload.generation, .reloadRequested(environment: reload.environment, generation: reload.generation,
+                                                               signals: reload.signals)))
+        }
+        // Generations come from one counter: the older request first, so that the newer one's environment wins.
+        for (_, event) in events.sorted(by: { $0.generation < $1.generation }) {
+            perform(machine.handle(event, now: Now.monotonic()))
         }
     }
 
@@ -170,6 +189,11 @@ struct SupervisorLoop {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             if pid <= 0 { return }  // 0: none exited; -1 ECHILD: no children at all
+            if let p = probe, pid == p.pid {
+                probe = nil
+                p.completion(p.killed ? .timedOut : .exited(ExitStatus(waitStatus: status)))
+                continue
+            }
             guard pid == machine.child else { continue }
             perform(machine.handle(.childExited(ExitStatus(waitStatus: status)), now: Now.monotonic()))
         }

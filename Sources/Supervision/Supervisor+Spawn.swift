@@ -130,3 +130,48 @@ extension SupervisorLoop {
         return .success(pid)
     }
 }
+
+/// Probes: a command run once beside the child (a health check), in its own process group.
+extension SupervisorLoop {
+    mutating func startProbe(_ request: ProbeRequest) {
+        guard probe == nil else { return request.completion(.couldNotStart("another check is still running")) }
+        guard let child = machine.child, machine.state == .running, !request.command.isEmpty else {
+            return request.completion(.couldNotStart("the app is not running"))
+        }
+        let launch: ContainedLaunch
+        if let containment {
+            do {
+                launch = try containment.prepareProbe(command: request.command, environment: machine.environment, launcher: child)
+            } catch {
+                return request.completion(.couldNotStart(error.description))
+            }
+        } else {
+            switch ExecutableLookup.resolve(request.command[0], path: machine.environment["PATH"]) {
+            case .found(let path):
+                launch = ContainedLaunch(path: path, arguments: request.command, environment: machine.environment,
+                                         cgroupProcs: [], passedDescriptors: [])
+            case .notFound:
+                return request.completion(.couldNotStart("'\(request.command[0])': command not found"))
+            case .permissionDenied(let path):
+                return request.completion(.couldNotStart("'\(path)': Permission denied"))
+            }
+        }
+        defer { launch.close() }
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { if devNull >= 0 { close(devNull) } }
+        var argv: [UnsafeMutablePointer<CChar>?] = launch.arguments.map { strdup($0) } + [nil]
+        var envp: [UnsafeMutablePointer<CChar>?] = launch.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        // cr_spawn_contained puts it in a process group of its own (setpgid), which the timeout kills whole.
+        let pid = launch.passedDescriptors.withUnsafeBufferPointer { pass in
+            cr_spawn_contained(launch.path, &argv, &envp, nil, 0, devNull, devNull, devNull, pass.baseAddress, Int32(pass.count))
+        }
+        guard pid > 0 else {
+            return request.completion(.couldNotStart("cannot run '\(request.command[0])': \(String(cString: strerror(errno)))"))
+        }
+        probe = (pid, Now.monotonic() + request.timeout, false, request.completion)
+    }
+}

@@ -20,6 +20,9 @@ public struct SupervisorStateMachine {
         case signal(Int32, from: SignalSource)
         /// `Supervisor.restart(environment:)`.
         case restartRequested(environment: [String: String], generation: UInt64)
+        /// `Supervisor.reload(environment:signals:)`: the running child gets `signals` and keeps running; the
+        /// next start, whenever it comes, uses `environment`.
+        case reloadRequested(environment: [String: String], generation: UInt64, signals: [Int32])
         /// `Supervisor.requestStop()`.
         case stopRequested
         /// The `.spawn` action started the child.
@@ -77,9 +80,14 @@ public struct SupervisorStateMachine {
     /// When the next child may start; nil when none is due (waiting for config, running, exiting).
     public private(set) var nextStartAt: Duration?
 
-    private var environment: [String: String]
+    /// The environment of the current (or last) child.
+    public private(set) var environment: [String: String]
     private var pendingEnvironment: [String: String]?
     private var pendingGeneration: UInt64 = 0
+    /// The environment for the next start that needs no restart now (a reload by signal, or a change deferred to
+    /// the next start); a restart request supersedes it.
+    private var deferredEnvironment: [String: String]?
+    private var deferredGeneration: UInt64 = 0
     private var backoff: RestartBackoff
     private var random: AnyRandom
     /// When the group gets SIGKILL; set once the stop signal reached it, cleared when it is empty.
@@ -142,10 +150,28 @@ public struct SupervisorStateMachine {
             // Requests coalesce: the latest environment wins, and the child is stopped only once.
             pendingEnvironment = newEnvironment
             pendingGeneration = newGeneration
+            deferredEnvironment = nil
             if child != nil {
                 if killDeadline == nil { beginStop(with: configuration.stopSignal, now: now, into: &actions) }
             } else {
                 nextStartAt = now  // in backoff, or clearing a dead child's group: skip the wait
+            }
+
+        case .reloadRequested(let newEnvironment, let newGeneration, let signals):
+            guard !exiting else { break }
+            if pendingEnvironment != nil {
+                // A restart is on its way: it starts the child with the newer environment instead, and a child
+                // that has not started yet needs no signal.
+                pendingEnvironment = newEnvironment
+                pendingGeneration = newGeneration
+                break
+            }
+            deferredEnvironment = newEnvironment
+            deferredGeneration = newGeneration
+            // Only a child that runs and is not being stopped is signalled: a stopping one is on its way out, and
+            // the next one starts with the new environment anyway.
+            if child != nil, killDeadline == nil, state == .running {
+                for signal in signals { actions.append(.signalGroup(signal)) }
             }
 
         case .spawned(let pid):
@@ -216,6 +242,11 @@ public struct SupervisorStateMachine {
             generation = pendingGeneration
             pendingEnvironment = nil
             backoff.reset()
+        } else if let deferred = deferredEnvironment {
+            // Not a deliberate restart (a crash, or the restart policy): the backoff goes on as it was.
+            environment = deferred
+            generation = deferredGeneration
+            deferredEnvironment = nil
         }
         if started { restarts += 1 }
         started = true

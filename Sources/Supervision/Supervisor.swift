@@ -40,6 +40,20 @@ public struct SupervisorConfiguration: Sendable, Equatable {
     }
 }
 
+/// How a probe (`Supervisor.probe`) ended.
+public enum ProbeOutcome: Sendable, Equatable {
+    case exited(ExitStatus)
+    /// It outlived its timeout and was killed.
+    case timedOut
+    case couldNotStart(String)
+}
+
+struct ProbeRequest: Sendable {
+    var command: [String]
+    var timeout: Duration
+    var completion: @Sendable (ProbeOutcome) -> Void
+}
+
 public enum SupervisorError: Error, Equatable, CustomStringConvertible {
     case emptyCommand
     case systemCall(String, errno: Int32)
@@ -87,6 +101,8 @@ public final class Supervisor: Sendable {
         var snapshot = SupervisorSnapshot(state: .starting)
         var pendingEnvironment: [String: String]?
         var pendingGeneration: UInt64 = 0
+        var pendingReload: (environment: [String: String], generation: UInt64, signals: [Int32])?
+        var pendingProbe: ProbeRequest?
         var nextGeneration: UInt64 = 1
         var stopRequested = false
         var running = false
@@ -167,6 +183,37 @@ public final class Supervisor: Sendable {
         return generation
     }
 
+    /// Sends each of `signals` to the running app (its process group; in a sandbox every process but the launcher)
+    /// without restarting it, and makes `environment` the one its next start uses (a crash restart's, or a later
+    /// restart's when none is asked for meanwhile). No signal reaches a child that is starting or stopping: it
+    /// starts with the new environment anyway. Any thread; returns at once with the environment's generation.
+    /// Requests made before the loop takes them coalesce: the latest environment wins, every signal is sent once.
+    @discardableResult
+    public func reload(environment: [String: String], signals: [Int32]) -> UInt64 {
+        let generation = shared.withLock { s in
+            let earlier = s.pendingReload?.signals ?? []
+            let merged = earlier + signals.filter { !earlier.contains($0) }
+            s.pendingReload = (environment, s.nextGeneration, merged)
+            s.nextGeneration += 1
+            return s.nextGeneration - 1
+        }
+        wake()
+        return generation
+    }
+
+    /// Runs `command` once beside the running app, with its environment (in a sandbox: in the app's namespaces, as
+    /// its uid), killed with its process group at `timeout`; `completion` gets the outcome on the supervisor's
+    /// thread. The supervisor starts it because it alone may have children (it reaps with waitpid(-1)). One at a
+    /// time: a request while one runs, or while no app runs, completes at once with `couldNotStart`.
+    public func probe(command: [String], timeout: Duration, completion: @escaping @Sendable (ProbeOutcome) -> Void) {
+        let earlier = shared.withLock { s in
+            defer { s.pendingProbe = ProbeRequest(command: command, timeout: timeout, completion: completion) }
+            return s.pendingProbe
+        }
+        earlier?.completion(.couldNotStart("a newer check replaced it"))
+        wake()
+    }
+
     /// Called on the supervisor's thread each time a child ends (or fails to start); keep it short and
     /// non-blocking (it may call `restart`). The config reloader uses it to roll back a crashing version.
     public func onChildExit(_ observer: @escaping @Sendable (ChildExit) -> Void) {
@@ -202,12 +249,21 @@ public final class Supervisor: Sendable {
         shared.withLock { update(&$0.snapshot) }
     }
 
-    func takeCommands() -> (environment: [String: String]?, generation: UInt64, stop: Bool) {
+    struct Commands {
+        var environment: [String: String]?
+        var generation: UInt64
+        var reload: (environment: [String: String], generation: UInt64, signals: [Int32])?
+        var probe: ProbeRequest?
+        var stop: Bool
+    }
+
+    func takeCommands() -> Commands {
         var count: UInt64 = 0
         _ = read(commandFD, &count, 8)
         return shared.withLock { s in
-            defer { s.pendingEnvironment = nil }
-            return (s.pendingEnvironment, s.pendingGeneration, s.stopRequested)
+            defer { s.pendingEnvironment = nil; s.pendingReload = nil; s.pendingProbe = nil }
+            return Commands(environment: s.pendingEnvironment, generation: s.pendingGeneration, reload: s.pendingReload,
+                            probe: s.pendingProbe, stop: s.stopRequested)
         }
     }
 

@@ -119,9 +119,13 @@ extension WebDashboard {
         let (project, environment) = try await target(web)
         let form = web.form
         let key = form["key"] ?? ""
+        // One select for both fields: a signal's name means reloadAction signal; absent keeps the variable's.
+        let reload = form.nonEmpty("reloadAction")
+        let isSignal = reload?.hasPrefix("SIG") == true
         let input = VariableInput(
             key: key, value: form["value"] ?? "", isRequired: form.checked("isRequired"),
-            description: form.nonEmpty("description"), variableType: form["variableType"].flatMap(VariableType.init(rawValue:)))
+            description: form.nonEmpty("description"), variableType: form["variableType"].flatMap(VariableType.init(rawValue:)),
+            reloadAction: isSignal ? "signal" : reload, reloadSignal: isSignal ? reload : nil)
         do {
             if form["variableType"].map({ VariableType(rawValue: $0) == nil }) == true {
                 throw ControlPlaneError.validation(field: "variableType", reason: "must be one of \(VariableType.allCases.map(\.rawValue).joined(separator: ", "))")

@@ -45,6 +45,9 @@ struct SelectOption {
     static func variableTypes(selected: String?) -> [SelectOption] {
         list(VariableType.allCases.map(\.rawValue), selected: selected ?? VariableType.string.rawValue)
     }
+
+    /// A variable's reloadAction in one select: restart, a signal's name (reloadAction signal), or none.
+    static let reloadChoices = ["restart", "SIGHUP", "SIGUSR1", "SIGUSR2", "none"]
 }
 
 struct VariableRow {
@@ -56,6 +59,8 @@ struct VariableRow {
     var isRequired: Bool
     var description: String?
     var typeOptions: [SelectOption]
+    /// What a change of it does to the app (the API's reloadAction and reloadSignal as one choice).
+    var reloadOptions: [SelectOption]
     /// The row's edit form is open again after a failed save, with the reason.
     var editOpen: Bool
     var editValue: String
@@ -70,6 +75,8 @@ struct VariableRow {
         isRequired = variable.isRequired
         description = variable.description
         typeOptions = SelectOption.variableTypes(selected: editing ? form["variableType"] : variable.variableType.rawValue)
+        let reload = variable.reloadAction == "signal" ? variable.reloadSignal ?? "SIGHUP" : variable.reloadAction
+        reloadOptions = SelectOption.list(SelectOption.reloadChoices, selected: editing ? form["reloadAction"] ?? reload : reload)
         editOpen = editing
         // A secret's value is never put into a form: editing one means typing a new value.
         editValue = variable.isEncrypted ? "" : (editing ? form["value"] ?? "" : variable.value)

@@ -133,6 +133,15 @@ struct Run: ParsableCommand {
         valueName: "seconds"))
     var retryMax: String?
 
+    @Option(name: .customLong("config-file"), help: ArgumentHelp(
+        "With --controller: also render the config to this file (mode 0600, replaced atomically before every start and every reload signal); the app finds its path in CODERUNNER_CONFIG_FILE. With --sandbox the file's directory is visible, read-only, in the sandbox (a path inside --sandbox-dir is the app's /app/...). Env CODERUNNER_CONFIG_FILE. Default: none.",
+        valueName: "path"))
+    var configFile: String?
+
+    @Option(name: .customLong("config-format"), help: ArgumentHelp(
+        "dotenv (KEY=\"value\" lines) or json (one object). Env CODERUNNER_CONFIG_FORMAT. Default dotenv.", valueName: "format"))
+    var configFormat: String?
+
     @Flag(name: .customLong("start-without-config"), help: ArgumentHelp(
         "Start the app with no config when neither the controller nor the cache has one. Env CODERUNNER_START_WITHOUT_CONFIG=true."))
     var startWithoutConfig = false
@@ -201,6 +210,8 @@ struct Run: ParsableCommand {
         options.retryMax = retryMax
         options.startWithoutConfig = startWithoutConfig ? "true" : nil
         options.allowInsecure = allowInsecure ? "true" : nil
+        options.configFile = configFile
+        options.configFormat = configFormat
         options.sandbox = sandbox ? "true" : nil
         options.sandboxUID = sandboxUID
         options.sandboxGID = sandboxGID

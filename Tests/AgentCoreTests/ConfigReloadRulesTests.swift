@@ -185,6 +185,32 @@ struct ConfigReloadRulesTests {
         #expect(try AgentConfiguration.resolve(AgentOptions(command: ["true"]), environment: [:]).reload == nil)
     }
 
+    @Test func theConfigFileNeedsTheControllerAndTakesDotenvOrJSON() throws {
+        var options = AgentOptions(command: ["true"])
+        options.controller = "http://127.0.0.1:8480"
+        options.tokenFile = "/run/token"
+        options.configFile = "/run/app/config.env"
+        #expect(try AgentConfiguration.resolve(options, environment: [:]).reload?.configFile
+                == ConfigFileSettings(path: "/run/app/config.env", format: .dotenv))
+        let json = try AgentConfiguration.resolve(options, environment: ["CODERUNNER_CONFIG_FORMAT": "JSON"]).reload?.configFile
+        #expect(json?.format == .json)
+        #expect(json?.appPath == "/run/app/config.env")
+        options.configFormat = "yaml"
+        #expect(throws: AgentConfigurationError.invalid(option: "--config-format", value: "yaml", reason: "must be dotenv or json")) {
+            try AgentConfiguration.resolve(options, environment: [:])
+        }
+        options.configFormat = nil
+        options.configFile = "/run/app/"
+        #expect(throws: AgentConfigurationError.self) { try AgentConfiguration.resolve(options, environment: [:]) }
+        options.configFile = "/run/app/config.env"
+        options.controller = nil
+        options.tokenFile = nil
+        #expect(throws: AgentConfigurationError.invalid(option: "--config-file", value: "/run/app/config.env",
+                                                       reason: "needs --controller (the file holds the config it serves)")) {
+            try AgentConfiguration.resolve(options, environment: [:])
+        }
+    }
+
     /// Plain http carries the token and the decrypted config in the clear: only to loopback, unless
     /// --allow-insecure says so.
     @Test(arguments: [

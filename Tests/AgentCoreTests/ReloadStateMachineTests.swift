@@ -2,6 +2,8 @@
 // supervisor's side (generations, exits, snapshots) is plain values. No process, no sleep.
 @testable import AgentCore
 import CodeRunnerWire
+import Foundation
+import Glibc
 import Supervision
 import Synchronization
 import Testing
@@ -352,8 +354,14 @@ struct ConfigReloaderTests {
         let restarts = Mutex<[[String: String]]>([])
         let state = Mutex(SupervisorSnapshot(state: .waitingForConfig))
 
+        let reloads = Mutex<[(environment: [String: String], signals: [Int32])]>([])
+
         func restart(environment: [String: String]) -> UInt64 {
             restarts.withLock { $0.append(environment); return UInt64($0.count) }
+        }
+
+        func reload(environment: [String: String], signals: [Int32]) -> UInt64 {
+            reloads.withLock { $0.append((environment, signals)); return 100 + UInt64($0.count) }
         }
 
         var snapshot: SupervisorSnapshot { state.withLock { $0 } }
@@ -435,5 +443,112 @@ struct ConfigReloaderTests {
             "error: cannot set up the controller client for config polling: libcurl: curl_easy_init failed; retrying with backoff (up to 30.0 s apart)",
             "the controller client for config polling is set up after 4 attempts",
         ])
+    }
+}
+
+/// Which reaction a new version gets, by its changed keys' reloadAction, on a virtual clock.
+struct ReloadWithoutRestartTests {
+    static func config(_ version: Int64, _ variables: [String: String], actions: [String: VariableReload]? = nil,
+                       reload: Int64? = nil) -> AgentConfig {
+        AgentConfig(deploymentId: "d1", version: version, checksum: "sum\(version)", variables: variables, required: [],
+                    reloadVersion: reload, reloadActions: actions)
+    }
+
+    static let actions: [String: VariableReload] = ["GREETING": .signal(.hup), "LOG": .signal(.usr1), "FLAG": .none]
+
+    @Test func aSignalKeyIsSignalledANoneKeyDeferredAndARestartKeyRestarts() throws {
+        var m = ReloadStateMachineTests.machine()
+        let v1 = Self.config(1, ["GREETING": "hi", "LOG": "a", "FLAG": "x", "PORT": "8080"], actions: Self.actions)
+        try ReloadStateMachineTests.apply(&m, v1, generation: 1, now: 1000)
+        _ = m.tick(ReloadStateMachineTests.snapshot(.running, pid: 5, startedAt: 1000, generation: 1), now: 1010)
+        #expect(m.lastKnownGood == v1)
+        _ = m.takeOutbox()
+
+        // GREETING (SIGHUP) and LOG (SIGUSR1) changed: the strongest, SIGHUP, and no restart.
+        let v2 = Self.config(2, ["GREETING": "hello", "LOG": "b", "FLAG": "x", "PORT": "8080"], actions: Self.actions)
+        let env2 = ReloadStateMachineTests.environment(v2.variables)
+        let offer2 = m.offer(v2, splay: true, now: 1100, random: 0.5)
+        let reload2 = ReloadStateMachine.Reload(running: .init(config: v2, hash: ConfigRules.hash(env2), source: "controller"),
+                                                environment: env2, signal: .hup, receivedAt: 1100)
+        #expect(offer2 == .reload(reload2))
+        m.reloaded(reload2)
+        #expect(m.status.version == 2)
+        #expect(m.status.lastReloadResult == "signalled SIGHUP")
+        #expect(m.status.lastReloadVersion == 2)
+        #expect(m.lastKnownGood == v2, "it needs no rollback window of its own")
+        #expect(m.takeOutbox().reports == [ConfigReport(instanceId: "i-1", version: 2, checksum: "sum2", result: .applied, reason: nil)])
+
+        // FLAG (none) alone: nothing now.
+        let v3 = Self.config(3, ["GREETING": "hello", "LOG": "b", "FLAG": "y", "PORT": "8080"], actions: Self.actions)
+        guard case .reload(let reload3) = m.offer(v3, now: 1200, random: 0) else { Issue.record("not a reload"); return }
+        #expect(reload3.signal == nil)
+        #expect(reload3.environment == ReloadStateMachineTests.environment(v3.variables))
+        m.reloaded(reload3)
+        #expect(m.status.lastReloadResult == "deferred")
+
+        // PORT has no action: a restart, splayed and on probation as before.
+        let v4 = Self.config(4, ["GREETING": "hey", "LOG": "b", "FLAG": "y", "PORT": "9090"], actions: Self.actions)
+        guard case .apply = m.offer(v4, now: 1300, random: 0) else { Issue.record("not a restart"); return }
+
+        let families = m.metricFamilies().first { $0.name == "coderunner_config_reloads_without_restart_total" }
+        #expect(families?.samples.map(\.value) == [1, 0, 0, 1], "SIGHUP, SIGUSR1, SIGUSR2, deferred")
+    }
+
+    @Test func anExplicitReloadOrTheFirstConfigAlwaysRestarts() throws {
+        var m = ReloadStateMachineTests.machine()
+        let v1 = Self.config(1, ["GREETING": "hi"], actions: Self.actions)
+        guard case .apply(let first) = m.offer(v1, now: 1000, random: 0) else { Issue.record("the first config must start the app"); return }
+        m.restarted(first, generation: 1)
+        let v2 = Self.config(2, ["GREETING": "hi"], actions: Self.actions, reload: 2)
+        guard case .apply = m.offer(v2, now: 1100, random: 0) else { Issue.record("an explicit reload must restart"); return }
+        // A removed key keeps the action it had: removing GREETING (SIGHUP) signals.
+        let v3 = Self.config(3, [:], actions: [:])
+        guard case .reload(let r) = m.offer(v3, now: 1200, random: 0) else { Issue.record("not a reload"); return }
+        #expect(r.signal == .hup)
+    }
+
+    @Test func aReloadDuringProbationJoinsIt() throws {
+        var m = ReloadStateMachineTests.machine()
+        try ReloadStateMachineTests.apply(&m, Self.config(1, ["GREETING": "a", "PORT": "1"], actions: Self.actions), generation: 1, now: 1000)
+        _ = m.tick(ReloadStateMachineTests.snapshot(.running, pid: 5, startedAt: 1000, generation: 1), now: 1010)
+        try ReloadStateMachineTests.apply(&m, Self.config(2, ["GREETING": "a", "PORT": "2"], actions: Self.actions), generation: 2, now: 1100)
+        let v3 = Self.config(3, ["GREETING": "b", "PORT": "2"], actions: Self.actions)
+        guard case .reload(let r) = m.offer(v3, now: 1101, random: 0) else { Issue.record("not a reload"); return }
+        m.reloaded(r)
+        #expect(m.probation?.config == v3)
+        #expect(m.lastKnownGood?.version == 1)
+        // Version 2's child fails within the window: back to version 1, and version 3 is the one named.
+        let rollback = m.childExited(ChildExit(status: .exited(1), generation: 2, ranFor: .seconds(1)))
+        #expect(rollback?.failed == v3)
+        #expect(rollback?.good.version == 1)
+    }
+}
+
+struct ConfigReloaderSignalTests {
+    @Test func aSignalReloadWritesTheFileThenSignalsThroughTheSupervisor() throws {
+        let restarter = ConfigReloaderTests.RecordingRestarter(), clock = ConfigReloaderTests.VirtualClock()
+        let directory = "/tmp/coderunner-reload-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        #expect(mkdir(directory, 0o700) == 0)
+        defer { _ = unlink(directory + "/app.env"); _ = rmdir(directory) }
+        let file = ConfigFileSettings(path: directory + "/app.env", format: .dotenv)
+        let reloader = ConfigReloader(
+            configuration: ReloadConfiguration(controller: "http://127.0.0.1:1", tokenFile: "/nonexistent", stateDirectory: "/nonexistent",
+                                               inherit: .names(["PATH"]), configFile: file),
+            restarter: restarter, baseEnvironment: ["PATH": "/bin"], instanceId: "i-1", environment: clock.environment)
+        let actions: [String: VariableReload] = ["GREETING": .signal(.usr2)]
+        #expect(reloader.offer(ReloadWithoutRestartTests.config(1, ["GREETING": "hi"], actions: actions)) == .applied)
+        #expect(try String(contentsOfFile: file.path) == "GREETING=\"hi\"\n")
+        #expect(reloader.offer(ReloadWithoutRestartTests.config(2, ["GREETING": "a \"$b\""], actions: actions)) == .applied)
+        #expect(try String(contentsOfFile: file.path) == "GREETING=\"a \\\"\\$b\\\"\"\n")
+        let expected = ["PATH": "/bin", "CODERUNNER_CONFIG_FILE": file.path]
+        #expect(restarter.restarts.withLock { $0 } == [expected.merging(["GREETING": "hi"]) { $1 }])
+        let reloads = restarter.reloads.withLock { $0 }
+        #expect(reloads.map(\.environment) == [expected.merging(["GREETING": "a \"$b\""]) { $1 }])
+        #expect(reloads.map(\.signals) == [[SIGUSR2]])
+        #expect(reloader.status.lastReloadResult == "signalled SIGUSR2")
+        #expect(clock.lines.withLock { $0 }.last == "config version 2 (checksum sum2, keys: GREETING) needs no restart: sent SIGUSR2 to the app")
+        var st = stat()
+        #expect(stat(file.path, &st) == 0)
+        #expect(st.st_mode & 0o777 == 0o600)
     }
 }

@@ -159,3 +159,30 @@ import Testing
         #expect(AgentConfig.canonicalEncoding(["A": "1B=2"]) != AgentConfig.canonicalEncoding(["A": "1", "B": "2"]))
     }
 }
+
+/// A variable's reloadAction and reloadSignal as the API takes them (issue 15).
+@Suite struct VariableReloadInputTests {
+    @Test(arguments: [
+        (nil, nil, nil, VariableReload.restart),
+        (nil, nil, .signal(.usr1), .signal(.usr1)),
+        ("signal", nil, nil, .signal(.hup)),
+        ("signal", nil, .signal(.usr2), .signal(.usr2)),
+        (nil, "SIGUSR1", .restart, .signal(.usr1)),
+        ("none", nil, .signal(.hup), VariableReload.none),
+        ("restart", nil, .none, .restart),
+    ] as [(String?, String?, VariableReload?, VariableReload)])
+    func absentFieldsKeepTheVariablesAction(action: String?, signal: String?, existing: VariableReload?, expected: VariableReload) throws {
+        #expect(try VariableReload.from(action: action, signal: signal, existing: existing, field: "") == expected)
+    }
+
+    @Test(arguments: [
+        ("sometimes", nil, "variables[0].reloadAction", "must be restart, signal or none"),
+        ("signal", "SIGKILL", "variables[0].reloadSignal", "must be SIGHUP, SIGUSR1 or SIGUSR2"),
+        ("none", "SIGHUP", "variables[0].reloadSignal", "is only for reloadAction signal"),
+    ] as [(String?, String?, String, String)])
+    func invalidInputNamesItsField(action: String?, signal: String?, field: String, reason: String) {
+        #expect(throws: ControlPlaneError.validation(field: field, reason: reason)) {
+            try VariableReload.from(action: action, signal: signal, existing: nil, field: "variables[0].")
+        }
+    }
+}

@@ -354,6 +354,53 @@ struct SupervisorStateMachineTests {
         d.start(pid: 101, environment: ["VERSION": "0"], generation: 1)
     }
 
+    // MARK: Reload without a restart
+
+    @Test("a reload signals the running child without stopping it; its next start, a crash's, uses the new environment")
+    func reloadSignalsAndDefersTheEnvironment() {
+        var d = MachineDriver(restart: .always)
+        d.start(pid: 100)
+        d.wait(.seconds(30))
+        #expect(d.handle(.reloadRequested(environment: ["VERSION": "2"], generation: 1, signals: [SIGHUP])) == [.signalGroup(SIGHUP)])
+        #expect(d.machine.state == .running)
+        #expect(d.machine.child == 100)
+        #expect(d.machine.generation == 0, "the running child keeps its generation")
+        #expect(d.advance() == [])
+        // No signal at all: the change waits for the next start.
+        #expect(d.handle(.reloadRequested(environment: ["VERSION": "3"], generation: 2, signals: [])) == [])
+        d.exit(.exited(1), after: .seconds(1))
+        #expect(d.advance() == [.log("the child exited with code 1; restarting in 1.0 s (restart policy always)")])
+        d.wait(.seconds(1))
+        d.start(pid: 101, environment: ["VERSION": "3"], generation: 2)
+        #expect(d.machine.restarts == 1)
+    }
+
+    @Test("a reload while a restart is on its way gives that restart the newer environment and signals nobody")
+    func reloadDuringARestart() {
+        var d = MachineDriver(restart: .onFailure)
+        d.start(pid: 100)
+        #expect(d.handle(.restartRequested(environment: ["VERSION": "2"], generation: 1)) == [.signalGroup(SIGTERM)])
+        #expect(d.handle(.reloadRequested(environment: ["VERSION": "3"], generation: 2, signals: [SIGHUP])) == [])
+        d.exit(.signaled(SIGTERM), after: .seconds(1))
+        d.start(pid: 101, environment: ["VERSION": "3"], generation: 2)
+        // A restart after a deferred change supersedes it.
+        #expect(d.handle(.reloadRequested(environment: ["VERSION": "4"], generation: 3, signals: [])) == [])
+        #expect(d.handle(.restartRequested(environment: ["VERSION": "5"], generation: 4)) == [.signalGroup(SIGTERM)])
+        d.exit(.signaled(SIGTERM), after: .seconds(1), generation: 2)
+        d.start(pid: 102, environment: ["VERSION": "5"], generation: 4)
+    }
+
+    @Test("no reload signal reaches a child that is being stopped, nor one that is not running")
+    func reloadSignalsOnlyARunningChild() {
+        var d = MachineDriver(restart: .always)
+        d.start(pid: 100)
+        #expect(d.handle(.stopRequested) == [.signalGroup(SIGTERM)])
+        #expect(d.handle(.reloadRequested(environment: ["VERSION": "2"], generation: 1, signals: [SIGHUP])) == [])
+        var w = MachineDriver(waitForEnvironment: true)
+        #expect(w.handle(.reloadRequested(environment: ["VERSION": "2"], generation: 1, signals: [SIGHUP])) == [])
+        #expect(w.advance() == [], "a reload never starts the first child")
+    }
+
     @Test("a restart requested after the stop is ignored; the child's status is the exit code")
     func restartIgnoredWhileExiting() {
         var d = MachineDriver(restart: .always)

@@ -15,6 +15,12 @@ public final class AgentObservations: Sendable {
     private let providers = Mutex<[any MetricFamilyProvider]>([])
     private let selfUsage: @Sendable () -> AgentUsage
     private let configStatus = Mutex<ConfigStatusProvider?>(nil)
+    private let healthReport = Mutex<HealthReportProvider?>(nil)
+
+    private final class HealthReportProvider: Sendable {
+        let body: @Sendable () -> AgentHealthReport?
+        init(_ body: @escaping @Sendable () -> AgentHealthReport?) { self.body = body }
+    }
 
     /// The provider in a class: a closure kept directly in a Mutex gains a reabstraction thunk each time
     /// `withLock { $0 }` reads it (Swift 6.3), so each /v1/status would walk a longer chain than the one before.
@@ -57,9 +63,16 @@ public final class AgentObservations: Sendable {
         configStatus.withLock { $0 = boxed }
     }
 
+    /// Adds the health check's latest outcome to /v1/status (HealthChecker).
+    public func setHealthReport(_ provider: @escaping @Sendable () -> AgentHealthReport?) {
+        let boxed = HealthReportProvider(provider)
+        healthReport.withLock { $0 = boxed }
+    }
+
     public func status() -> AgentStatus {
         var status = StatusReport.status(snapshot: snapshotProvider(), sample: latestSample, agent: selfUsage(), identity: identity)
         status.config = configStatus.withLock { $0 }?.body()
+        status.health = healthReport.withLock { $0 }?.body()
         return status
     }
 

@@ -33,14 +33,17 @@ public struct ReloadConfiguration: Sendable, Equatable {
     public var longPollWait: Duration
     /// The longest wait between two attempts to reach the controller (consul-template's retry max_backoff).
     public var retryMax: Duration
+    /// --config-file: where the config is rendered as well, before every start and every signal.
+    public var configFile: ConfigFileSettings?
 
     public init(controller: String, tokenFile: String, stateDirectory: String, caFile: String? = nil,
                 inherit: InheritEnvironment = .all, splay: Duration = .zero, rollbackWindow: Duration = defaultRollbackWindow,
                 startWithoutConfig: Bool = false, longPollWait: Duration = defaultLongPollWait,
-                retryMax: Duration = ConfigRules.backoffCap) {
+                retryMax: Duration = ConfigRules.backoffCap, configFile: ConfigFileSettings? = nil) {
         self.controller = controller; self.tokenFile = tokenFile; self.stateDirectory = stateDirectory; self.caFile = caFile
         self.inherit = inherit; self.splay = splay; self.rollbackWindow = rollbackWindow
         self.startWithoutConfig = startWithoutConfig; self.longPollWait = longPollWait; self.retryMax = retryMax
+        self.configFile = configFile
     }
 
     public var usesTLS: Bool { controller.lowercased().hasPrefix("https://") }
@@ -83,7 +86,8 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
         self.env = environment
         machine = Mutex(ReloadStateMachine(settings: ReloadStateMachine.Settings(
             instanceId: instanceId, base: baseEnvironment, inherit: configuration.inherit, splay: configuration.splay,
-            rollbackWindow: configuration.rollbackWindow, startWithoutConfig: configuration.startWithoutConfig)))
+            rollbackWindow: configuration.rollbackWindow, startWithoutConfig: configuration.startWithoutConfig,
+            platform: configuration.configFile.map { [ConfigFileSettings.environmentName: $0.appPath] } ?? [:])))
         sessionWake = cr_eventfd()
     }
 
@@ -112,11 +116,38 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
             if apply.delay > .zero { env.sleep(apply.delay) }
             let keys = config.variables.keys.sorted().joined(separator: ", ")
             env.log("applying config version \(config.version) (checksum \(config.checksum.prefix(12)), keys: \(keys))\(fromCache ? " from the last-known-good cache" : "")")
+            writeConfigFile(config.variables)
             // Under the lock, so that the child's exit cannot be judged before its generation is on probation.
             machine.withLock { m in m.restarted(apply, generation: restarter.restart(environment: apply.environment)) }
             // The controller's instance list shows the new version now, not at the next heartbeat.
             wakeSession()
             return .applied
+        case .reload(let reload):
+            let keys = config.variables.keys.sorted().joined(separator: ", ")
+            // The file first: the signal tells the app to read it.
+            writeConfigFile(config.variables)
+            machine.withLock { m in
+                restarter.reload(environment: reload.environment, signals: reload.signal.map { [$0.number] } ?? [])
+                m.reloaded(reload)
+            }
+            if let signal = reload.signal {
+                env.log("config version \(config.version) (checksum \(config.checksum.prefix(12)), keys: \(keys)) needs no restart: sent \(signal.rawValue) to the app")
+            } else {
+                env.log("config version \(config.version) (checksum \(config.checksum.prefix(12)), keys: \(keys)) needs no restart: the app gets it at its next start")
+            }
+            wakeSession()
+            return .applied
+        }
+    }
+
+    /// Renders the config to --config-file, when set. A failure is logged (the environment still carries the
+    /// values); it never stops a start.
+    func writeConfigFile(_ variables: [String: String]) {
+        guard let settings = configuration.configFile else { return }
+        do {
+            try ConfigFile.write(variables, to: settings)
+        } catch {
+            env.log("error: \(error.description)")
         }
     }
 
@@ -124,6 +155,7 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
     public func childExited(_ exit: ChildExit) {
         guard let rollback = machine.withLock({ $0.childExited(exit) }) else { return }
         env.log("config version \(rollback.failed.version) failed: the app \(exit.status) within the rollback window; rolling back to version \(rollback.good.version)")
+        writeConfigFile(rollback.good.variables)
         restarter.restart(environment: rollback.environment)
         wakeSession()
     }
@@ -173,6 +205,7 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
             offer(cached, fromCache: true)
         case .withoutConfig(let environment):
             env.log("no config yet and no cache: starting the app without one (--start-without-config)")
+            writeConfigFile([:])
             restarter.restart(environment: environment)
         case .waitForConfig:
             env.log("waiting for config: the controller is unreachable and \(store.path) holds no last-known-good config")
@@ -234,6 +267,9 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
 
     /// What /v1/status shows about the config: keys and versions, never values.
     public var status: AgentConfigStatus { machine.withLock { $0.status } }
+
+    /// What the health checker checks: the running config's check and version, and the app's PORT.
+    public var healthSubject: HealthChecker.Subject { machine.withLock { $0.healthSubject } }
 
     public func metricFamilies() -> [MetricFamily] { machine.withLock { $0 }.metricFamilies() }
 }

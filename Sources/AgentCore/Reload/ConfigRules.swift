@@ -54,10 +54,13 @@ public enum ConfigRules {
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
     }
 
-    /// The app's environment: the agent's own (filtered, agent variables removed), the config's on top.
-    public static func environment(base: [String: String], inherit: InheritEnvironment, variables: [String: String]) -> [String: String] {
+    /// The app's environment: the agent's own (filtered, agent variables removed), the config's on top, and on top
+    /// of all what the agent itself tells the app (`platform`: CODERUNNER_CONFIG_FILE).
+    public static func environment(base: [String: String], inherit: InheritEnvironment, variables: [String: String],
+                                   platform: [String: String] = [:]) -> [String: String] {
         var env = inherit.filter(base).filter { !isAgentVariable($0.key) }
         for (key, value) in variables { env[key] = value }
+        for (key, value) in platform { env[key] = value }
         return env
     }
 
@@ -97,9 +100,9 @@ public enum ReloadDecision: Equatable, Sendable {
     ///   - currentHash: the hash of the environment the app runs with (nil when no app runs yet).
     ///   - currentReload: the reload version the running environment answered (a newer one forces a restart).
     public static func decide(_ config: AgentConfig, base: [String: String], inherit: InheritEnvironment,
-                              currentHash: UInt64?, currentReload: Int64?) -> ReloadDecision {
+                              platform: [String: String] = [:], currentHash: UInt64?, currentReload: Int64?) -> ReloadDecision {
         if let reason = ConfigRules.problem(with: config) { return .invalid(reason: reason) }
-        let env = ConfigRules.environment(base: base, inherit: inherit, variables: config.variables)
+        let env = ConfigRules.environment(base: base, inherit: inherit, variables: config.variables, platform: platform)
         let hash = ConfigRules.hash(env)
         let reloadAsked = (config.reloadVersion ?? 0) > (currentReload ?? 0)
         if hash == currentHash && !reloadAsked { return .unchanged }

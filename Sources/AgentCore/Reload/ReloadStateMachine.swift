@@ -18,11 +18,19 @@ public struct ReloadStateMachine: Sendable {
         /// last known good.
         public var rollbackWindow: Duration
         public var startWithoutConfig: Bool
+        /// Variables the agent itself gives the app on top of the config's (CODERUNNER_CONFIG_FILE).
+        public var platform: [String: String]
 
         public init(instanceId: String, base: [String: String], inherit: InheritEnvironment = .all, splay: Duration = .zero,
-                    rollbackWindow: Duration = ReloadConfiguration.defaultRollbackWindow, startWithoutConfig: Bool = false) {
+                    rollbackWindow: Duration = ReloadConfiguration.defaultRollbackWindow, startWithoutConfig: Bool = false,
+                    platform: [String: String] = [:]) {
             self.instanceId = instanceId; self.base = base; self.inherit = inherit; self.splay = splay
-            self.rollbackWindow = rollbackWindow; self.startWithoutConfig = startWithoutConfig
+            self.rollbackWindow = rollbackWindow; self.startWithoutConfig = startWithoutConfig; self.platform = platform
+        }
+
+        /// The app's environment for `variables`.
+        func environment(_ variables: [String: String]) -> [String: String] {
+            ConfigRules.environment(base: base, inherit: inherit, variables: variables, platform: platform)
         }
     }
 
@@ -57,6 +65,23 @@ public struct ReloadStateMachine: Sendable {
         case unchanged
         /// Wait `apply.delay` (the splay), restart the app with `apply.environment`, then call `restarted`.
         case apply(Apply)
+        /// No changed key asks for a restart: signal the running app (or not), make `environment` the one its next
+        /// start uses, then call `reloaded`.
+        case reload(Reload)
+    }
+
+    /// A change the app takes without a restart (`VariableReload`).
+    public struct Reload: Sendable, Equatable {
+        public var running: Running
+        public var environment: [String: String]
+        /// The strongest signal the changed keys ask for; nil when they all wait for the next start.
+        public var signal: ReloadSignal?
+        /// Unix seconds the version arrived.
+        public var receivedAt: Double
+
+        public var config: AgentConfig { running.config }
+        /// What /v1/status says happened: "signalled SIGHUP" or "deferred".
+        public var result: String { signal.map { "signalled \($0.rawValue)" } ?? "deferred" }
     }
 
     /// A restart to carry out.
@@ -101,7 +126,11 @@ public struct ReloadStateMachine: Sendable {
     public private(set) var lastResult: ConfigReport.Result?
     public private(set) var lastResultVersion: Int64?
     public private(set) var lastReason: String?
+    /// What /v1/status shows as `lastReloadResult`: the result's name, or what a reload without restart did.
+    public private(set) var lastResultText: String?
     public private(set) var counts: [ConfigReport.Result: Int] = [:]
+    /// Versions taken without a restart: by the signal sent ("SIGHUP", ...), or "deferred" to the next start.
+    public private(set) var reloadsWithoutRestart: [String: Int] = [:]
     /// From receiving the last applied version to its app starting, in seconds.
     public private(set) var lastDuration: Double?
     public private(set) var controllerUp = false
@@ -124,7 +153,8 @@ public struct ReloadStateMachine: Sendable {
     /// the random delay (every version after the first); `random` is uniform in [0, 1).
     public mutating func offer(_ config: AgentConfig, fromCache: Bool = false, splay: Bool = false, now: Double,
                                random: Double) -> Offer {
-        let decision = ReloadDecision.decide(config, base: settings.base, inherit: settings.inherit, currentHash: running?.hash,
+        let decision = ReloadDecision.decide(config, base: settings.base, inherit: settings.inherit,
+                                             platform: settings.platform, currentHash: running?.hash,
                                              currentReload: running?.config.reloadVersion)
         switch decision {
         case .invalid(let reason):
@@ -145,6 +175,20 @@ public struct ReloadStateMachine: Sendable {
             }
             return .unchanged
         case .apply(let environment, let hash):
+            if let current = running, (config.reloadVersion ?? 0) <= (current.config.reloadVersion ?? 0) {
+                // The keys that changed decide: a restart if one asks for it, else a signal, else nothing now. A key
+                // the new config no longer has keeps the action it had.
+                let actions = (current.config.reloadActions ?? [:]).merging(config.reloadActions ?? [:]) { $1 }
+                let changed = VariableReload.changedKeys(current.config.variables, config.variables)
+                let next = Running(config: config, hash: hash, source: fromCache ? "cache" : "controller")
+                switch VariableReload.effect(of: changed, actions: actions) {
+                case .restart: break
+                case .signal(let signal):
+                    return .reload(Reload(running: next, environment: environment, signal: signal, receivedAt: now))
+                case .none:
+                    return .reload(Reload(running: next, environment: environment, signal: nil, receivedAt: now))
+                }
+            }
             let delay = splay && settings.splay > .zero ? settings.splay * min(max(random, 0), 1) : .zero
             return .apply(Apply(running: Running(config: config, hash: hash, source: fromCache ? "cache" : "controller"),
                                 environment: environment, receivedAt: now, delay: delay))
@@ -158,9 +202,30 @@ public struct ReloadStateMachine: Sendable {
         probation = apply.fromCache ? nil : Probation(generation: generation, config: apply.config, receivedAt: apply.receivedAt)
         if apply.fromCache { lastKnownGood = apply.config }
         lastResult = .applied
+        lastResultText = ConfigReport.Result.applied.rawValue
         lastResultVersion = apply.config.version
         lastReason = nil
         counts[.applied, default: 0] += 1
+    }
+
+    /// The app was signalled (or its next start was given the new environment) for `reload`. The version needs no
+    /// rollback window of its own: what could fail at a start has not changed. It takes the running version's
+    /// standing: on probation with it, else the last known good at once (and reported as applied).
+    public mutating func reloaded(_ reload: Reload) {
+        running = reload.running
+        lastResult = .applied
+        lastResultText = reload.result
+        lastResultVersion = reload.config.version
+        lastReason = nil
+        reloadsWithoutRestart[reload.signal?.rawValue ?? "deferred", default: 0] += 1
+        if probation != nil {
+            probation?.config = reload.config
+        } else {
+            lastKnownGood = reload.config
+            lastKnownGoodToSave = reload.config
+            append(ConfigReport(instanceId: settings.instanceId, version: reload.config.version,
+                                checksum: reload.config.checksum, result: .applied, reason: nil))
+        }
     }
 
     /// A child ended. A child of the version on probation that failed within the rollback window is replaced
@@ -172,7 +237,7 @@ public struct ReloadStateMachine: Sendable {
         guard let good = lastKnownGood, good.checksum != p.config.checksum || good.reloadVersion != p.config.reloadVersion else {
             return nil
         }
-        let environment = ConfigRules.environment(base: settings.base, inherit: settings.inherit, variables: good.variables)
+        let environment = settings.environment(good.variables)
         let reason = "the app \(exit.status) \(exit.ranFor.seconds) s after starting with this version (rollback window \(settings.rollbackWindow.seconds) s)"
         record(.rolledBack, p.config, reason: reason)
         running = Running(config: good, hash: ConfigRules.hash(environment), source: "cache")
@@ -210,7 +275,7 @@ public struct ReloadStateMachine: Sendable {
         guard supervisorState == .waitingForConfig else { return .none }
         if settings.startWithoutConfig {
             guard running == nil else { return .none }
-            return .withoutConfig(environment: ConfigRules.environment(base: settings.base, inherit: settings.inherit, variables: [:]))
+            return .withoutConfig(environment: settings.environment([:]))
         }
         return .waitForConfig
     }
@@ -247,8 +312,15 @@ public struct ReloadStateMachine: Sendable {
         AgentConfigStatus(
             version: running?.config.version, checksum: running?.config.checksum,
             keys: running?.config.variables.keys.sorted() ?? [], source: running?.source,
-            lastReloadResult: lastResult?.rawValue, lastReloadVersion: lastResultVersion, lastReloadReason: lastReason,
+            lastReloadResult: lastResultText, lastReloadVersion: lastResultVersion, lastReloadReason: lastReason,
             controllerUp: controllerUp, lastKnownGoodVersion: lastKnownGood?.version)
+    }
+
+    /// The running config's health check and version, and the PORT its app gets.
+    public var healthSubject: HealthChecker.Subject {
+        guard let running else { return HealthChecker.Subject(check: nil, version: nil, port: nil) }
+        return HealthChecker.Subject(check: running.config.healthCheck, version: running.config.version,
+                                     port: settings.environment(running.config.variables)["PORT"])
     }
 
     public func metricFamilies() -> [MetricFamily] {
@@ -258,6 +330,12 @@ public struct ReloadStateMachine: Sendable {
                     .gauge, running.map { Double($0.config.version) }),
             MetricFamily(name: "coderunner_config_reloads_total", help: "Config versions handled, by result.", type: .counter,
                          samples: results.map { MetricSample(labels: [MetricLabel("result", $0.rawValue)], value: Double(counts[$0] ?? 0)) }),
+            MetricFamily(name: "coderunner_config_reloads_without_restart_total",
+                         help: "Config versions the app took without a restart, by the signal sent (deferred: at its next start).",
+                         type: .counter,
+                         samples: (ReloadSignal.allCases.map(\.rawValue) + ["deferred"]).map {
+                             MetricSample(labels: [MetricLabel("action", $0)], value: Double(reloadsWithoutRestart[$0] ?? 0))
+                         }),
             .single("coderunner_config_last_reload_duration_seconds",
                     "From receiving the last applied version to its app process starting.", .gauge, lastDuration),
             .single("coderunner_controller_up", "1 when the last request to the controller succeeded, else 0.", .gauge,
@@ -271,6 +349,7 @@ public struct ReloadStateMachine: Sendable {
     private mutating func record(_ result: ConfigReport.Result, _ config: AgentConfig, reason: String?) {
         counts[result, default: 0] += 1
         lastResult = result
+        lastResultText = result.rawValue
         lastResultVersion = config.version
         lastReason = reason
         append(ConfigReport(instanceId: settings.instanceId, version: config.version, checksum: config.checksum,

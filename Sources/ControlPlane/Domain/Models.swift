@@ -31,6 +31,10 @@ public struct EnvironmentVariable: Codable, Sendable, Equatable {
     public var isMasked: Bool
     public var createdAt: Date
     public var updatedAt: Date
+    /// How the app takes a change of it: restart, signal (with `reloadSignal`) or none.
+    public var reloadAction: String = "restart"
+    /// SIGHUP, SIGUSR1 or SIGUSR2 when `reloadAction` is signal.
+    public var reloadSignal: String?
 
     /// What replaces a secret's value when it is not revealed.
     public static let mask = "********"

@@ -296,6 +296,9 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             tokenFile = base + ".token"
             // The app's environment is its config and the platform's variables only (--inherit-env none).
             arguments += ["--controller", url, "--token-file", base + ".token", "--state-dir", base + ".state", "--inherit-env", "none"]
+            // The config rendered to a file as well, for an app that reloads on a signal (a variable's reloadAction):
+            // in the sandbox's /app, else beside the agent's log.
+            arguments += ["--config-file", appDirectory.map { $0 + "/config.env" } ?? base + ".config.env"]
         }
         arguments += ["--", "/bin/sh", "-c", command]
         let pid: pid_t

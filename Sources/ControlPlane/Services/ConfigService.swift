@@ -25,10 +25,17 @@ public struct VariableInput: Codable, Sendable {
     public var isRequired: Bool?
     public var description: String?
     public var variableType: VariableType?
+    /// restart, signal or none (issue 15); absent keeps the variable's (restart for a new one).
+    public var reloadAction: String?
+    /// SIGHUP, SIGUSR1 or SIGUSR2, with reloadAction signal (default SIGHUP).
+    public var reloadSignal: String?
 
     /// Public, for front ends other than the JSON API (the dashboard's forms).
     public init(key: String? = nil, value: String? = nil, isEncrypted: Bool? = nil, isRequired: Bool? = nil,
-                description: String? = nil, variableType: VariableType? = nil) {
+                description: String? = nil, variableType: VariableType? = nil, reloadAction: String? = nil,
+                reloadSignal: String? = nil) {
+        self.reloadAction = reloadAction
+        self.reloadSignal = reloadSignal
         self.key = key
         self.value = value
         self.isEncrypted = isEncrypted
@@ -83,7 +90,8 @@ public struct ConfigService: Sendable {
         return EnvironmentVariable(
             id: variable.id, configId: variable.configId, key: variable.key, value: value, isEncrypted: variable.isEncrypted,
             isRequired: variable.isRequired, description: variable.description, variableType: variable.variableType,
-            isMasked: masked, createdAt: variable.createdAt, updatedAt: variable.updatedAt)
+            isMasked: masked, createdAt: variable.createdAt, updatedAt: variable.updatedAt,
+            reloadAction: variable.reload.action, reloadSignal: variable.reload.signalName)
     }
 
     func present(_ config: StoredConfig, reveal: Bool, actor: Actor) async throws -> EnvironmentConfig {
@@ -202,18 +210,21 @@ public struct ConfigService: Sendable {
         if let description = input.description, description.utf8.count > 4096 || description.utf8.contains(0) {
             throw ControlPlaneError.validation(field: field + "description", reason: "must be at most 4096 bytes without NUL")
         }
+        let reload = try VariableReload.from(action: input.reloadAction, signal: input.reloadSignal, existing: existing?.reload,
+                                             field: field)
         let encrypt = type == .secret || (input.isEncrypted ?? existing?.isEncrypted ?? false)
         let storedValue: StoredValue = encrypt ? .sealed(try secrets.seal(value, configId: configId, key: key)) : .plain(value)
         return StoredVariable(
             id: existing?.id ?? newID(), configId: configId, key: key, value: storedValue,
             isRequired: input.isRequired ?? existing?.isRequired ?? false,
             description: input.description ?? existing?.description, variableType: type,
-            createdAt: existing?.createdAt ?? now, updatedAt: now)
+            createdAt: existing?.createdAt ?? now, updatedAt: now, reload: reload)
     }
 
     static func auditChanges(_ variable: StoredVariable, plaintext: String, previous: StoredVariable?) -> [String: String] {
         var changes = ["key": variable.key, "variableType": variable.variableType.rawValue,
-                       "isEncrypted": String(variable.isEncrypted), "isRequired": String(variable.isRequired)]
+                       "isEncrypted": String(variable.isEncrypted), "isRequired": String(variable.isRequired),
+                       "reloadAction": variable.reload.wireValue]
         changes["value"] = variable.isEncrypted ? redacted : String(plaintext.prefix(auditValueLimit))
         if let previous {
             switch previous.value {

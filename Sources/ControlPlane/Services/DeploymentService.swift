@@ -348,7 +348,10 @@ public final class DeploymentService: Sendable {
     private func render(_ snapshot: AgentSnapshot) async throws -> AgentConfig {
         var variables: [String: String] = [:]
         var required = Set<String>()
+        var reloadActions: [String: VariableReload] = [:]
         for variable in snapshot.variables {
+            // A later config's variable overrides an earlier one's action too; restart is the default and left out.
+            reloadActions[variable.key] = variable.reload == .restart ? nil : variable.reload
             switch variable.value {
             case .plain(let text):
                 variables[variable.key] = text
@@ -369,6 +372,7 @@ public final class DeploymentService: Sendable {
         let checksum = Digest.sha256Hex(AgentConfig.canonicalEncoding(variables))
         return AgentConfig(deploymentId: snapshot.deploymentId, version: snapshot.version, checksum: checksum,
                            variables: variables, required: required.sorted(),
-                           reloadVersion: snapshot.reloadVersion > 0 ? snapshot.reloadVersion : nil)
+                           reloadVersion: snapshot.reloadVersion > 0 ? snapshot.reloadVersion : nil,
+                           reloadActions: reloadActions.isEmpty ? nil : reloadActions)
     }
 }

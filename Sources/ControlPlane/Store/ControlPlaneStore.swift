@@ -4,6 +4,7 @@
 // record inside that same transaction, so a failed write leaves neither the change nor its record.
 // A write that changes what agents' configs are built from publishes that change (ConfigChanges) to the
 // store's subscriber once it committed: the callers do not, and so cannot forget to.
+public import CodeRunnerWire
 public import Foundation
 public import Sealing
 
@@ -23,6 +24,8 @@ public struct StoredVariable: Sendable, Equatable {
     public var variableType: VariableType
     public var createdAt: Date
     public var updatedAt: Date
+    /// How the app takes a change of it (issue 15).
+    public var reload: VariableReload = .restart
 
     public var isEncrypted: Bool { if case .sealed = value { true } else { false } }
 }

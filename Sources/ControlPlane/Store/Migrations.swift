@@ -255,6 +255,14 @@ enum Migrations {
                 );
                 """)
         }
+        // Issue 15: how the app takes a change of each variable (`VariableReload`): restart (today's behaviour and
+        // the default of every existing row), signal with its signal's name, or none.
+        migrator.registerMigration("v9-variable-reload-actions") { db in
+            try db.execute(sql: """
+                ALTER TABLE environment_variables ADD COLUMN reload_action TEXT NOT NULL DEFAULT 'restart';
+                ALTER TABLE environment_variables ADD COLUMN reload_signal TEXT;
+                """)
+        }
         return migrator
     }
 }

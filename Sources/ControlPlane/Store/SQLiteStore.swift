@@ -1,4 +1,5 @@
 // ControlPlaneStore on SQLite through GRDB: one DatabasePool in WAL mode (readers never block the writer).
+import CodeRunnerWire
 public import Foundation
 import GRDB
 public import Sealing
@@ -279,12 +280,18 @@ public final class SQLiteStore: ControlPlaneStore {
 
     private static func variable(_ row: Row) throws -> StoredVariable {
         let sealed: Data? = row["sealed_value"]
+        let action: String = row["reload_action"]
+        let signal: String? = row["reload_signal"]
+        guard let reload = VariableReload(wireValue: action == "signal" ? signal ?? "" : action) else {
+            throw StoreError.invalidRow(table: "environment_variables", id: row["id"], column: "reload_action",
+                                        value: action == "signal" ? "signal \(signal ?? "(none)")" : action)
+        }
         return StoredVariable(
             id: row["id"], configId: row["config_id"], key: row["key"],
             value: sealed.map { .sealed(Array($0)) } ?? .plain(row["value"]),
             isRequired: row["is_required"], description: row["description"],
             variableType: try decode(row, "variable_type", table: "environment_variables"),
-            createdAt: row["created_at"], updatedAt: row["updated_at"])
+            createdAt: row["created_at"], updatedAt: row["updated_at"], reload: reload)
     }
 
     private static func insert(_ config: StoredConfig, _ db: Database) throws {
@@ -303,15 +310,17 @@ public final class SQLiteStore: ControlPlaneStore {
         }
         try db.execute(sql: """
             INSERT INTO environment_variables
-                (id, config_id, key, value, sealed_value, is_encrypted, is_required, description, variable_type, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                (id, config_id, key, value, sealed_value, is_encrypted, is_required, description, variable_type, created_at, updated_at,
+                 reload_action, reload_signal)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (config_id, key) DO UPDATE SET
                 value = excluded.value, sealed_value = excluded.sealed_value, is_encrypted = excluded.is_encrypted,
                 is_required = excluded.is_required, description = excluded.description,
-                variable_type = excluded.variable_type, updated_at = excluded.updated_at
+                variable_type = excluded.variable_type, updated_at = excluded.updated_at,
+                reload_action = excluded.reload_action, reload_signal = excluded.reload_signal
             """, arguments: [variable.id, variable.configId, variable.key, plain, sealed, variable.isEncrypted,
                              variable.isRequired, variable.description, variable.variableType.rawValue,
-                             variable.createdAt, variable.updatedAt])
+                             variable.createdAt, variable.updatedAt, variable.reload.action, variable.reload.signalName])
     }
 
     /// Every deployment of that project and environment sees a new version, published after the commit.
