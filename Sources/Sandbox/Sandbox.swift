@@ -98,27 +98,16 @@ public final class Sandbox: ChildContainment {
 
     public var isEmpty: Bool { cgroups.isEmpty }
 
-    /// nsenter (util-linux) enters the app's namespaces for a command health check.
-    public static let nsenter = "/usr/bin/nsenter"
-
-    /// A health check's command in the app's view: nsenter joins the mount, PID, UTS and IPC namespaces of one of
-    /// the app's processes (one running as the app's uid: bubblewrap's own processes run as root) and takes its root
-    /// and working directory; setpriv drops to the app's uid with no capabilities, as at the app's start. The check
-    /// stays out of the app's cgroup, so that the app's reload signals never reach it; its timeout bounds it.
+    /// A health check's command in the app's view.
     public func prepareProbe(command: [String], environment: [String: String], launcher: pid_t?) throws(ContainmentError) -> ContainedLaunch {
-        guard access(Self.nsenter, X_OK) == 0 else { throw ContainmentError("\(Self.nsenter) is not there (apt-get install util-linux)") }
-        let app = cgroups.processes().first { pid in
-            var st = stat()
-            return pid != launcher && stat("/proc/\(pid)", &st) == 0 && st.st_uid == spec.uid
-        }
-        guard let app else { throw ContainmentError("no process of the app runs as uid \(spec.uid) in the sandbox") }
-        var env = environment
-        env["HOME"] = SandboxSpec.appMountPoint
-        if env["PATH"] == nil { env["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
-        let argv = [Self.nsenter, "--target", "\(app)", "--mount", "--pid", "--uts", "--ipc", "--root", "--wd", "--",
-                    spec.setpriv, "--reuid", "\(spec.uid)", "--regid", "\(spec.gid)", "--clear-groups",
-                    "--inh-caps=-all", "--bounding-set=-all", "--"] + command
-        return ContainedLaunch(path: Self.nsenter, arguments: argv, environment: env, cgroupProcs: [], passedDescriptors: [])
+        // Refused in a sandbox. A check entering the app's namespaces with nsenter and setpriv would run the
+        // deployment owner's argv outside the sandbox's seccomp filter (the filter denies the setns that nsenter
+        // needs, so it cannot be loaded before) and outside its cgroups (no pids or memory limit): a tenant could
+        // reach every system call the filter exists to deny, and fork without bound, for up to the check's timeout.
+        // Running it under the same confinement as the app needs a launcher that joins the cgroups, enters the
+        // namespaces, drops to the app's uid and loads the filter itself before exec; until then, http checks.
+        throw ContainmentError("a command health check does not run in a sandbox: it would escape the sandbox's "
+            + "seccomp filter and cgroup limits; use an http check")
     }
 
     /// Kills what is left and removes the cgroups (the agent's exit).

@@ -66,6 +66,11 @@ private struct NamedInstance: Codable, Sendable {
         let refused = try HTTP.call("PUT", path + "/rollout-strategy", token: session, json: ["canary": -1, "maxUnavailable": 0])
         #expect(refused.status == 400)
         #expect(refused.text.contains("canary") && refused.text.contains("maxUnavailable"), "\(refused.text)")
+        // This controller sandboxes its agents, which refuse command checks: refused here, with the reason.
+        let command = try HTTP.call("PUT", path + "/rollout-strategy", token: session,
+                                    json: ["healthCheck": ["command": ["true"], "timeoutMs": 1000]])
+        #expect(command.status == 400)
+        #expect(command.text.contains("healthCheck.command") && command.text.contains("use an http check"), "\(command.text)")
         let strategy: [String: Any] = ["strategy": "rolling", "canary": 1, "batchSize": 2, "maxUnavailable": 2, "readySeconds": 1,
                                        "failureThreshold": 1]
         #expect(try HTTP.call("PUT", path + "/rollout-strategy", token: session, json: strategy).status == 200)

@@ -74,6 +74,12 @@ extension ControlPlane {
                 throw ControlPlaneError.validation(field: field, reason: ([String(first.dropFirst(field.count + 1))]
                     + problems.dropFirst()).joined(separator: "; "))
             }
+            // The agents this controller sandboxes refuse command checks (Sandbox.prepareProbe says why): say so now,
+            // not as a failed canary at the next change.
+            if case .command = strategy.healthCheck, let local = scaling.localExecutor, local.configuration.sandbox.enabled {
+                throw ControlPlaneError.validation(field: "healthCheck.command", reason: "a command health check does not "
+                    + "run in a sandbox (it would escape the seccomp filter and cgroup limits); use an http check")
+            }
             try await deployments.rollouts.setStrategy(deployment.id, strategy)
             let encoded = String(decoding: try JSONEncoder().encode(strategy), as: UTF8.self)
             try await deployments.store.appendAudit(deployments.configs.draft(
