@@ -336,6 +336,9 @@ public final class DeploymentService: Sendable {
             guard try await self.deploymentId(tokenHash: hash) == deploymentId else {
                 throw ControlPlaneError.unauthorized("invalid or revoked agent token")
             }
+            // Ready: a newer version came, or the wait's time is up (the hub's clock, which tests drive): answer
+            // what this instance is served now, as before rollouts. Only a moved rollout (or token) waits again.
+            if outcome == .ready { return try await rollouts.served(deploymentId, instance: who) }
         }
     }
 
