@@ -184,7 +184,7 @@ extension Page {
             ]
             let before = try dashboard.sqlite("SELECT count(*), group_concat(status) FROM deployments")
             for (path, fields) in forms {
-                for attempt in [fields, [("_csrf", "0" + token.dropFirst())] + fields] {
+                for attempt in [fields, [("_csrf", (token.hasPrefix("0") ? "1" : "0") + token.dropFirst())] + fields] {
                     let refused = try await browser.post(path, attempt)
                     #expect(refused.status == .forbidden, "\(path)")
                     #expect(refused.body.contains("This form has expired or did not come from this site."), "\(path)")
