@@ -50,22 +50,18 @@ struct OutboxQueue: Sendable {
     /// Queues a line; false when it was dropped (the queue is full).
     @discardableResult
     mutating func pushLog(_ deploymentId: String, _ frame: ByteBuffer) -> Bool {
-        guard queuedLogs < logCapacity else {
-            dropped[deploymentId, default: 0] += 1
-            droppedTotal += 1
-            return false
-        }
-        if let count = dropped.removeValue(forKey: deploymentId) {
-            items.append(.dropped(deploymentId: deploymentId, count: count))
-        }
-        items.append(.log(deploymentId: deploymentId, frame))
-        queuedLogs += 1
-        return true
+        pushLine(deploymentId, .log(deploymentId: deploymentId, frame))
     }
 
     /// Queues a line of a batched subscription (its JSON object); false when it was dropped (the queue is full).
     @discardableResult
     mutating func pushBatchLine(_ deploymentId: String, _ line: ByteBuffer) -> Bool {
+        pushLine(deploymentId, .batchLine(deploymentId: deploymentId, line))
+    }
+
+    /// One bound and one drop count for both kinds of line: a full queue drops the line and counts it; the count
+    /// goes out ahead of the deployment's next line that fits.
+    private mutating func pushLine(_ deploymentId: String, _ item: Item) -> Bool {
         guard queuedLogs < logCapacity else {
             dropped[deploymentId, default: 0] += 1
             droppedTotal += 1
@@ -74,7 +70,7 @@ struct OutboxQueue: Sendable {
         if let count = dropped.removeValue(forKey: deploymentId) {
             items.append(.dropped(deploymentId: deploymentId, count: count))
         }
-        items.append(.batchLine(deploymentId: deploymentId, line))
+        items.append(item)
         queuedLogs += 1
         return true
     }
