@@ -188,10 +188,13 @@ actor RolloutDriver {
         let now = self.now
         if var plan = record.current, plan.isActive {
             let was = plan.version
+            // What each instance was served before: the instances updating take the newer version at once, and their
+            // held queries (parked for their turn, not for a version) wake only if step sees the change.
+            let before = Self.servedMap(plan)
             plan.supersede(with: Int(version), now: now)
             record.current = plan
             try await audit(deploymentId, "rollout_superseded", ["version": String(version), "supersedes": String(was)])
-            try await step(deploymentId, &record, now: now)
+            try await step(deploymentId, &record, now: now, servedBefore: before)
             return
         }
         let live = try await liveInstances?(deploymentId) ?? []
@@ -277,10 +280,11 @@ actor RolloutDriver {
         return out
     }
 
-    /// Advances the plan, records what happened, and wakes whoever's served version moved.
-    private func step(_ deploymentId: String, _ record: inout Record, now: Double) async throws {
+    /// Advances the plan, records what happened, and wakes whoever's served version moved: since `servedBefore` when
+    /// the caller changed the plan already (a supersede), else since the plan as it stands.
+    private func step(_ deploymentId: String, _ record: inout Record, now: Double, servedBefore: [String: Int]? = nil) async throws {
         guard var plan = record.current else { return }
-        let before = Self.servedMap(plan)
+        let before = servedBefore ?? Self.servedMap(plan)
         let events = plan.advance(now: now)
         record.current = plan
         for event in events {
