@@ -2,7 +2,7 @@
 // notification URL and a registered agent's metricsUrl may not reach loopback (or any refused address) unless
 // the operator allows it; redirects are not followed; the tenant sees a generic reason, never an address. All
 // traffic goes to 127.0.0.1.
-import AsyncHTTPClient
+import CurlHTTP
 import CodeRunnerWire
 import ControlPlane
 import Foundation
@@ -105,7 +105,7 @@ import TestSupport
         let http = StatusPoller.makeClient(concurrency: 4)
         let poller = StatusPoller(client: http, concurrency: 4, timeout: .seconds(2), policy: client.controlPlane.scaling.scaler.fetchPolicy)
         await client.controlPlane.scaling.scaler.tick(poller: poller)
-        try? await http.shutdown()
+        await http.shutdown()
     }
 
     @Test func aRegisteredLoopbackMetricsURLIsNotPolled() async throws {
