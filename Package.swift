@@ -3,12 +3,13 @@
 //
 // Layout (one job per target; see README "Architecture"):
 //   C interop      CCurl, COpenSSL, CMicroHTTPD, CSeccomp (Debian system libraries), CSystemShims (libc calls and
-//                  macros Swift cannot make: signalfd, prctl, wait-status macros, the sandboxed spawn), CShims
-//                  (libcurl's and libmicrohttpd's variadic calls)
+//                  macros Swift cannot make: signalfd, prctl, wait-status macros, the sandboxed spawn), CCurlShims
+//                  (libcurl's variadic calls), CShims (libmicrohttpd's)
 //   shared         CodeRunnerWire (the Codable types agent and controller speak), ChildProcess (posix_spawn, and a
 //                  detached thread)
 //   agent          Supervision, ProcSampling, Sandbox, AgentCore -> coderunner-agent
-//   controller     Sealing, Scaling (pure), ControlPlane -> coderunner-controller
+//   controller     Sealing, Scaling (pure), CurlHTTP (async HTTP over libcurl's multi interface), ControlPlane
+//                  -> coderunner-controller
 // The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
 //
 // CODERUNNER_ONLY=agent (or core, or controller; comma-separated) limits the package to those parts, so
@@ -58,7 +59,8 @@ var targets: [Target] = [
     .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
     .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
     .target(name: "CSystemShims"),
-    .target(name: "CShims", dependencies: ["CCurl", "CMicroHTTPD"]),
+    .target(name: "CCurlShims", dependencies: ["CCurl"]),
+    .target(name: "CShims", dependencies: ["CMicroHTTPD"]),
     .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
     // MARK: Shared wire types
     .target(name: "CodeRunnerWire", swiftSettings: swiftSettings),
@@ -78,7 +80,7 @@ if parts.contains("agent") {
         .target(name: "Sandbox", dependencies: ["Supervision", "ProcSampling", "CSystemShims", "CSeccomp"], swiftSettings: swiftSettings),
         .target(
             name: "AgentCore",
-            dependencies: ["Supervision", "ProcSampling", "Sandbox", "CodeRunnerWire", "ChildProcess", "CShims", "CSystemShims", "CCurl", "CMicroHTTPD"],
+            dependencies: ["Supervision", "ProcSampling", "Sandbox", "CodeRunnerWire", "ChildProcess", "CShims", "CCurlShims", "CSystemShims", "CCurl", "CMicroHTTPD"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "coderunner-agent",
@@ -121,7 +123,8 @@ if parts.contains("controller") {
         .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        // The scaler polls every agent's /v1/status; HummingbirdTesting already pulls this client in.
+        // Tests only (HummingbirdTesting pulls it in already): the controller's own outgoing HTTP is CurlHTTP, so a
+        // release build compiles no SwiftNIO TLS, HTTP/2 or vendored BoringSSL.
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         // Already in the graph through Hummingbird; named because ControlPlane and its tests import their modules
         // themselves, and every target depends on each module it imports rather than getting it transitively.
@@ -132,10 +135,16 @@ if parts.contains("controller") {
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ]
     targets += [
+        // The controller's outgoing HTTP (agents' /v1/status and /v1/logs, tenants' webhooks): libcurl's multi
+        // interface on a thread of its own, with Debian's OpenSSL. No SwiftNIO.
+        .target(name: "CurlHTTP", dependencies: ["CCurl", "CCurlShims", "ChildProcess"], swiftSettings: swiftSettings),
+        .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP", hummingbird, httpTypes, nioCore,
+                                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                    swiftSettings: swiftSettings),
         .target(
             name: "ControlPlane",
             dependencies: [
-                "Sealing", "Scaling", "Rollout", "CodeRunnerWire", "ChildProcess",
+                "Sealing", "Scaling", "Rollout", "CodeRunnerWire", "ChildProcess", "CurlHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -145,10 +154,8 @@ if parts.contains("controller") {
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 nioCore, nioHTTP1, httpTypes,
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ],
             // The API's OpenAPI document, served as it is in the repository (PackageResources.openapi_yaml).
@@ -181,7 +188,7 @@ if parts.contains("controller") {
         .testTarget(
             name: "ControlPlaneTests",
             dependencies: [
-                "ControlPlane", "Scaling", "Sealing", "CodeRunnerWire", "TestSupport", "ChildProcess",
+                "ControlPlane", "Scaling", "Sealing", "CodeRunnerWire", "TestSupport", "ChildProcess", "CurlHTTP",
                 hummingbird, logging, nioCore, nioHTTP1, httpTypes,
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

@@ -1,7 +1,7 @@
 // The scaler through the controller's API and its own types: policy CRUD and validation, events paging,
 // dry-run, manual override, the exec and webhook executors, notifications, the poller against real
 // sockets, one-scaling-at-a-time, costs and backtest. The clock is the harness's; executors are real.
-import AsyncHTTPClient
+import CurlHTTP
 import CodeRunnerWire
 import ControlPlane
 import Foundation
@@ -401,7 +401,7 @@ private func lines(_ url: URL) -> [String] {
         #expect(health[1].lastSuccessAt == t + 5)
         #expect(listener.requests.first?.headers["authorization"] == "Bearer tok")
         #expect(listener.requests.first?.path == "/v1/status")
-        try await client.shutdown()
+        await client.shutdown()
     }
 
     /// An agent is the tenant's: absurd figures must not make the sample infinite (events and status would then

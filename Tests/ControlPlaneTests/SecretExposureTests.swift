@@ -1,7 +1,7 @@
 // Secrets that must not reach the wrong eyes: the master key leaves the environment once read, an exec
 // command gets an explicit environment, tenants read generic failure reasons (the operator's URL and the
 // command's stderr stay in the log), and a poll target's bearer token reaches the agent.
-import AsyncHTTPClient
+import CurlHTTP
 import CodeRunnerWire
 import ControlPlane
 import Foundation
@@ -97,7 +97,7 @@ import TestSupport
             PollTarget(deploymentId: "d", instanceId: "with", statusURL: listener.url + "/v1/status", bearerToken: "agent-metrics-token"),
             PollTarget(deploymentId: "d", instanceId: "without", statusURL: listener.url + "/v1/status"),
         ])
-        try await client.shutdown()
+        await client.shutdown()
         #expect(results.allSatisfy { $0.status != nil })
         let sent = listener.requests.map { $0.headers["authorization"] ?? "none" }.sorted()
         #expect(sent == ["Bearer agent-metrics-token", "none"])

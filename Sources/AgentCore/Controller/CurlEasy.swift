@@ -1,7 +1,7 @@
 // A small owner of one libcurl easy handle: reused for every request, so the connection to the controller
 // stays open (keep-alive) across long polls. The only code in the agent that touches libcurl.
 import CCurl
-import CShims
+import CCurlShims
 import Supervision
 import Glibc
 import Synchronization

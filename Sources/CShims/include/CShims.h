@@ -1,19 +1,12 @@
-// Wrappers for the variadic calls of libcurl and libmicrohttpd, which Swift cannot call directly.
-// Swift code includes no C header itself; it imports CShims, CCurl or CMicroHTTPD (and CSystemShims for libc).
+// Wrappers for libmicrohttpd's variadic calls, which Swift cannot call directly (libcurl's are in CCurlShims).
+// Swift code includes no C header itself; it imports CShims, CCurlShims, CCurl or CMicroHTTPD (and CSystemShims for libc).
 #ifndef CODERUNNER_CSHIMS_H
 #define CODERUNNER_CSHIMS_H
 
 #include <stddef.h>
-#include <curl/curl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <microhttpd.h>
-
-// curl_easy_setopt is variadic; one typed wrapper per argument kind.
-CURLcode cr_curl_setopt_long(CURL *handle, CURLoption option, long value);
-CURLcode cr_curl_setopt_string(CURL *handle, CURLoption option, const char *value);
-CURLcode cr_curl_setopt_pointer(CURL *handle, CURLoption option, void *value);
-CURLcode cr_curl_getinfo_long(CURL *handle, CURLINFO info, long *value);
 
 /// MHD_start_daemon is variadic. This starts a daemon with one internal polling thread (epoll),
 /// a connection limit, a per-connection memory limit and a timeout, on an already bound and listening socket.

@@ -1,34 +1,30 @@
 // Where the live streams reach a deployment's agents: the same instances the scaler polls (the local executor's
 // agents, trusted, with their metrics tokens; registered agents' URLs, which are the tenants' and pass the
 // FetchPolicy), fetched the same way (GuardedFetcher; never a raw fetch of a tenant's URL).
-import AsyncHTTPClient
+import CurlHTTP
 import Foundation
-import NIOCore
-import NIOFoundationEssentialsCompat
-import NIOHTTP1
 import Synchronization
 
 /// The agents' HTTP client, made on first use: a controller (or a test) that never serves a stream never has one.
 /// Connections to agents are kept alive, one per long-poll, and redirects are never followed (GuardedFetcher).
 final class LazyClient: Sendable {
-    private let state = Mutex<(client: HTTPClient?, closed: Bool)>((nil, false))
+    private let state = Mutex<(client: CurlHTTPClient?, closed: Bool)>((nil, false))
 
-    var client: HTTPClient {
+    var client: CurlHTTPClient {
         state.withLock { s in
             if let client = s.client { return client }
-            let client = HTTPClient(eventLoopGroupProvider: .singleton,
-                                    configuration: GuardedFetcher.configuration(connectionsPerHost: 64))
+            let client = GuardedFetcher.makeClient(connectionsPerHost: 64)
             s.client = client
             return client
         }
     }
 
     func shutdown() async {
-        let client = state.withLock { s -> HTTPClient? in
+        let client = state.withLock { s -> CurlHTTPClient? in
             defer { s.client = nil; s.closed = true }
             return s.client
         }
-        try? await client?.shutdown()
+        await client?.shutdown()
     }
 }
 
@@ -52,7 +48,7 @@ struct LiveAgents: Sendable {
         clients = LazyClient()
     }
 
-    var client: HTTPClient { clients.client }
+    var client: CurlHTTPClient { clients.client }
     var fetcher: GuardedFetcher { GuardedFetcher(policy: policy, client: client) }
     /// Shorter than the scaler's timeout: an update is due every second.
     var poller: StatusPoller { StatusPoller(client: client, concurrency: 64, timeout: .milliseconds(900), policy: policy) }
@@ -106,10 +102,10 @@ struct LiveAgents: Sendable {
     /// One page of the instance's log: lines after `after`, at most `limit`, held up to `wait` by an agent that
     /// long-polls.
     func logs(_ target: PollTarget, after: UInt64, limit: Int, wait: Duration?) async -> Result<AgentLogPage, FetchFailure> {
-        var request = HTTPClientRequest(url: Self.logsURL(target, after: after, limit: limit, wait: wait))
-        if let token = target.bearerToken { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        let timeout = TimeAmount((wait ?? .zero) + .seconds(5))
-        let fetched: Result<(HTTPResponseStatus, ByteBuffer), FetchFailure>
+        var request = CurlHTTPRequest(url: Self.logsURL(target, after: after, limit: limit, wait: wait))
+        if let token = target.bearerToken { request.headers.append(("Authorization", "Bearer \(token)")) }
+        let timeout = (wait ?? .zero) + .seconds(5)
+        let fetched: Result<CurlHTTPResponse, FetchFailure>
         if target.trusted {
             fetched = await GuardedFetcher.run(request, on: client, timeout: timeout, maxBytes: Self.maxLogPageBytes)
         } else {
@@ -118,12 +114,12 @@ struct LiveAgents: Sendable {
         switch fetched {
         case .failure(let failure):
             return .failure(failure)
-        case .success(let (status, body)):
-            guard status == .ok else {
-                return .failure(FetchFailure(reason: "HTTP \(status.code)", detail: "\(target.statusURL): /v1/logs answered HTTP \(status.code)"))
+        case .success(let response):
+            guard response.status == 200 else {
+                return .failure(FetchFailure(reason: "HTTP \(response.status)", detail: "\(target.statusURL): /v1/logs answered HTTP \(response.status)"))
             }
             do {
-                return .success(try JSONDecoder().decode(AgentLogPage.self, from: Data(buffer: body)))
+                return .success(try JSONDecoder().decode(AgentLogPage.self, from: Data(response.body)))
             } catch {
                 return .failure(FetchFailure(reason: "the answer is not an agent's log",
                                              detail: "\(target.statusURL): /v1/logs answered a body that is not a log page: \(error)"))

@@ -1,11 +1,9 @@
 // Executors carry out a decision: run agents here (local), run an operator's command (exec), or POST a
 // signed request (webhook). The scaler serialises calls per deployment; an executor never sees two
 // scalings of one deployment at once.
-import AsyncHTTPClient
+import CurlHTTP
 import ChildProcess
 public import Foundation
-import NIOCore
-import NIOHTTP1
 import Sealing
 import Synchronization
 
@@ -225,21 +223,19 @@ public struct WebhookPoster: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let body = Array(try encoder.encode(notification))
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: WebhookSigner.header, value: signer.signature(body))
-        request.body = .bytes(ByteBuffer(bytes: body))
+        let request = CurlHTTPRequest(method: "POST", url: url,
+                                  headers: [("Content-Type", "application/json"), (WebhookSigner.header, signer.signature(body))],
+                                  body: body)
         let result = if let fetcher {
-            await fetcher.fetch(request, timeout: TimeAmount(timeout), maxBytes: 64 * 1024)
+            await fetcher.fetch(request, timeout: timeout, maxBytes: 64 * 1024)
         } else {
-            await GuardedFetcher.once(request, timeout: TimeAmount(timeout), maxBytes: 64 * 1024)
+            await GuardedFetcher.once(request, timeout: timeout, maxBytes: 64 * 1024)
         }
         switch result {
         case .failure(let failure):
             throw ExecutorError.webhookFailed(failure.detail)
-        case .success(let (status, _)):
-            guard (200..<300).contains(Int(status.code)) else { throw ExecutorError.webhookFailed("\(url) answered HTTP \(status.code)") }
+        case .success(let response):
+            guard (200..<300).contains(response.status) else { throw ExecutorError.webhookFailed("\(url) answered HTTP \(response.status)") }
         }
     }
 }

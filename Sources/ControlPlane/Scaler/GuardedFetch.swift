@@ -1,13 +1,12 @@
 // Fetching a URL a tenant chose: resolve its host once, check every address it resolves to against the
-// FetchPolicy, then connect to the address that was checked (AsyncHTTPClient's dnsOverride), so a DNS answer
-// that changes between the check and the connection (rebinding) cannot slip past. Redirects are never followed.
+// FetchPolicy, then connect to the address that was checked (CurlHTTP's pinned address, libcurl's CONNECT_TO),
+// so a DNS answer that changes between the check and the connection (rebinding) cannot slip past, nor can a URL
+// that libcurl would read differently from the check. Redirects are never followed.
 // What went wrong is told twice: a generic reason for the tenant, the detail (host, address, error) for the
 // operator's log.
-public import AsyncHTTPClient
+public import CurlHTTP
 import Dispatch
 import Foundation
-public import NIOCore
-public import NIOHTTP1
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -89,30 +88,26 @@ public enum HostResolver {
 /// Sends requests to URLs tenants chose, past the FetchPolicy.
 public struct GuardedFetcher: Sendable {
     public let policy: FetchPolicy
-    /// For URLs whose host is an address already (nothing to resolve, so nothing to pin): a long-lived client
-    /// keeps its connections. nil makes a client for each request (rare requests: notifications).
-    let client: HTTPClient?
+    /// A long-lived client keeps its connections (a connection is reused only for the same checked address).
+    /// nil makes a client for each request (rare requests: notifications).
+    let client: CurlHTTPClient?
 
-    public init(policy: FetchPolicy, client: HTTPClient?) {
+    public init(policy: FetchPolicy, client: CurlHTTPClient?) {
         self.policy = policy
         self.client = client
     }
 
-    /// Redirects are refused: a 3xx answer is what the caller sees, never where it points.
-    public static func configuration(connectionsPerHost: Int = 8, dnsOverride: [String: String] = [:]) -> HTTPClient.Configuration {
-        var configuration = HTTPClient.Configuration()
-        configuration.redirectConfiguration = .disallow
-        configuration.decompression = .disabled
-        configuration.dnsOverride = dnsOverride
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, connectionsPerHost))
-        return configuration
+    /// Keep-alive connections, at most `connectionsPerHost` to one host at once. Whatever the client, CurlHTTP
+    /// refuses redirects (a 3xx answer is what the caller sees, never where it points) and decompresses nothing.
+    public static func configuration(connectionsPerHost: Int = 8) -> CurlHTTPClient.Configuration {
+        CurlHTTPClient.Configuration(maxConnectionsPerHost: max(1, connectionsPerHost), idleTimeout: .seconds(60))
     }
 
-    public static func makeClient(connectionsPerHost: Int = 8) -> HTTPClient {
-        HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration(connectionsPerHost: connectionsPerHost))
+    public static func makeClient(connectionsPerHost: Int = 8) -> CurlHTTPClient {
+        CurlHTTPClient(configuration: configuration(connectionsPerHost: connectionsPerHost))
     }
 
-    /// The URL's host as AsyncHTTPClient sees it (brackets stripped), or a failure for a URL it cannot fetch.
+    /// The URL's host (brackets stripped), or a failure for a URL that is not http or https.
     static func host(of url: String) -> Result<String, FetchFailure> {
         guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
               let raw = parsed.host, !raw.isEmpty else {
@@ -143,38 +138,35 @@ public struct GuardedFetcher: Sendable {
     }
 
     /// The answer's status and at most `maxBytes` of its body.
-    public func fetch(_ request: HTTPClientRequest, timeout: TimeAmount, maxBytes: Int) async -> Result<(HTTPResponseStatus, ByteBuffer), FetchFailure> {
-        let checked: (host: String, address: IPAddress)
-        switch await check(request.url, timeout: .nanoseconds(timeout.nanoseconds)) {
-        case .success(let c): checked = c
+    public func fetch(_ request: CurlHTTPRequest, timeout: Duration, maxBytes: Int) async -> Result<CurlHTTPResponse, FetchFailure> {
+        let address: IPAddress
+        switch await check(request.url, timeout: timeout) {
+        case .success(let checked): address = checked.address
         case .failure(let f): return .failure(f)
         }
-        let (host, address) = checked
-        // A host that is an address already (in its strict form) connects as it is; any other name connects to
-        // the checked address through a client of its own whose dnsOverride pins it (TLS still verifies the name).
-        let isLiteral = IPAddress(host) == address
-        if isLiteral, let client {
-            return await Self.run(request, on: client, timeout: timeout, maxBytes: maxBytes)
+        // Always connect to the checked address, a host that is an address already included: libcurl parses the
+        // URL itself, and whatever host it reads, the connection goes where the check said (TLS still verifies
+        // the URL's name).
+        var pinned = request
+        pinned.pinnedAddress = address.description
+        if let client {
+            return await Self.run(pinned, on: client, timeout: timeout, maxBytes: maxBytes)
         }
-        return await Self.once(request, dnsOverride: isLiteral ? [:] : [host: address.description], timeout: timeout, maxBytes: maxBytes)
+        return await Self.once(pinned, timeout: timeout, maxBytes: maxBytes)
     }
 
-    /// One request on a client of its own (no redirects), shut down afterwards.
-    static func once(_ request: HTTPClientRequest, dnsOverride: [String: String] = [:], timeout: TimeAmount,
-                     maxBytes: Int) async -> Result<(HTTPResponseStatus, ByteBuffer), FetchFailure> {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton,
-                                configuration: configuration(connectionsPerHost: 1, dnsOverride: dnsOverride))
+    /// One request on a client of its own, shut down afterwards.
+    static func once(_ request: CurlHTTPRequest, timeout: Duration, maxBytes: Int) async -> Result<CurlHTTPResponse, FetchFailure> {
+        let client = CurlHTTPClient(configuration: configuration(connectionsPerHost: 1))
         let result = await run(request, on: client, timeout: timeout, maxBytes: maxBytes)
-        try? await client.shutdown()
+        await client.shutdown()
         return result
     }
 
-    static func run(_ request: HTTPClientRequest, on client: HTTPClient, timeout: TimeAmount,
-                    maxBytes: Int) async -> Result<(HTTPResponseStatus, ByteBuffer), FetchFailure> {
+    static func run(_ request: CurlHTTPRequest, on client: CurlHTTPClient, timeout: Duration,
+                    maxBytes: Int) async -> Result<CurlHTTPResponse, FetchFailure> {
         do {
-            let response = try await client.execute(request, timeout: timeout)
-            let body = try await response.body.collect(upTo: maxBytes)
-            return .success((response.status, body))
+            return .success(try await client.execute(request, timeout: timeout, maxBytes: maxBytes))
         } catch {
             return .failure(FetchFailure(reason: "the request failed (no answer, or it timed out)", detail: "\(request.url): \(error)"))
         }

@@ -1,10 +1,7 @@
 // Polling every agent's GET /v1/status and aggregating the answers into one MetricSample per deployment.
-public import AsyncHTTPClient
 public import CodeRunnerWire
+public import CurlHTTP
 import Foundation
-import NIOCore
-import NIOFoundationEssentialsCompat
-import NIOHTTP1
 public import Scaling
 
 /// One instance the scaler polls.
@@ -75,7 +72,7 @@ public struct PollResult: Sendable {
     }
 }
 
-/// Polls many agents concurrently with AsyncHTTPClient: at most `concurrency` requests in flight, each bounded
+/// Polls many agents concurrently over one CurlHTTP client: at most `concurrency` requests in flight, each bounded
 /// by `timeout`. A failed or late poll is a miss; it never fails the round.
 public struct StatusPoller: Sendable {
     public static let defaultConcurrency = 256
@@ -83,13 +80,13 @@ public struct StatusPoller: Sendable {
     /// A /v1/status body is about 1 KiB; anything far larger is not an agent.
     static let maxBodyBytes = 256 * 1024
 
-    let client: HTTPClient
+    let client: CurlHTTPClient
     public let concurrency: Int
     public let timeout: Duration
     /// Checks and pins the address of every target not `trusted`; nil fetches every URL as it is (tests).
     let fetcher: GuardedFetcher?
 
-    public init(client: HTTPClient, concurrency: Int = defaultConcurrency, timeout: Duration = defaultTimeout,
+    public init(client: CurlHTTPClient, concurrency: Int = defaultConcurrency, timeout: Duration = defaultTimeout,
                 policy: FetchPolicy? = nil) {
         self.client = client
         self.concurrency = max(1, concurrency)
@@ -98,13 +95,14 @@ public struct StatusPoller: Sendable {
     }
 
     /// A client sized for polling: keep-alive connections, as many per host as the concurrency (a load tool
-    /// may serve many instances on one port), no redirects.
-    public static func makeClient(concurrency: Int = defaultConcurrency) -> HTTPClient {
-        var configuration = HTTPClient.Configuration()
-        configuration.redirectConfiguration = .disallow
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, concurrency))
-        configuration.decompression = .disabled
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    /// may serve many instances on one port), and an idle connection kept for every agent of a round (hundreds,
+    /// each polled again a few seconds later), no redirects (CurlHTTP follows none).
+    public static func makeClient(concurrency: Int = defaultConcurrency) -> CurlHTTPClient {
+        let bound = max(1, concurrency)
+        return CurlHTTPClient(configuration: .init(
+            maxConnectionsPerHost: bound,
+            maxIdleConnections: max(bound, CurlHTTPClient.Configuration.defaultMaxIdleConnections),
+            idleTimeout: .seconds(60)))
     }
 
     public func poll(_ targets: [PollTarget]) async -> [PollResult] {
@@ -125,23 +123,23 @@ public struct StatusPoller: Sendable {
     }
 
     func pollOne(_ target: PollTarget) async -> PollResult {
-        var request = HTTPClientRequest(url: target.statusURL)
-        if let token = target.bearerToken { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        let fetched: Result<(HTTPResponseStatus, ByteBuffer), FetchFailure>
+        var request = CurlHTTPRequest(url: target.statusURL)
+        if let token = target.bearerToken { request.headers.append(("Authorization", "Bearer \(token)")) }
+        let fetched: Result<CurlHTTPResponse, FetchFailure>
         if let fetcher, !target.trusted {
-            fetched = await fetcher.fetch(request, timeout: TimeAmount(timeout), maxBytes: Self.maxBodyBytes)
+            fetched = await fetcher.fetch(request, timeout: timeout, maxBytes: Self.maxBodyBytes)
         } else {
-            fetched = await GuardedFetcher.run(request, on: client, timeout: TimeAmount(timeout), maxBytes: Self.maxBodyBytes)
+            fetched = await GuardedFetcher.run(request, on: client, timeout: timeout, maxBytes: Self.maxBodyBytes)
         }
         switch fetched {
         case .failure(let failure):
             return PollResult(target: target, status: nil, error: failure.reason, detail: failure.detail)
-        case .success(let (status, body)):
-            guard status == .ok else {
-                return PollResult(target: target, status: nil, error: "HTTP \(status.code)", detail: "\(target.statusURL) answered HTTP \(status.code)")
+        case .success(let response):
+            guard response.status == 200 else {
+                return PollResult(target: target, status: nil, error: "HTTP \(response.status)", detail: "\(target.statusURL) answered HTTP \(response.status)")
             }
             do {
-                return PollResult(target: target, status: try JSONDecoder().decode(AgentStatus.self, from: Data(buffer: body)))
+                return PollResult(target: target, status: try JSONDecoder().decode(AgentStatus.self, from: Data(response.body)))
             } catch {
                 return PollResult(target: target, status: nil, error: "the answer is not an agent's status",
                                   detail: "\(target.statusURL) answered a body that is not an agent's status: \(error)")

@@ -1,7 +1,7 @@
 // The scaler: each round polls every instance, appends one sample per deployment to its history, asks the
 // deployment's engine for a decision and hands a scaling to the executor (at most one per deployment at a
 // time). Executions run beside the loop, so a slow executor delays neither polling nor other deployments.
-import AsyncHTTPClient
+import CurlHTTP
 public import Foundation
 public import Logging
 public import Scaling
@@ -526,6 +526,6 @@ public struct ScalerService: Service {
         }
         logger.info("scaler stopping")
         await scaler.shutdown()
-        try? await client.shutdown()
+        await client.shutdown()
     }
 }

@@ -1,5 +1,4 @@
 // How `serve` configures the scaler, and the wiring from that configuration to a running ScalingAPI.
-import AsyncHTTPClient
 import Foundation
 import GRDB
 public import Logging
