@@ -1,0 +1,98 @@
+// The scaler's memory in the store, so that a restart (or, later, another controller taking the lead) keeps
+// what decisions depend on: each deployment's metric history (raw samples and closed rollups) and its engine's
+// stabilization memory. Cooldowns are the deployment's stored state already (deployment_scaling).
+//
+// Writes are cheap on purpose: the scaler writes a deployment's raw samples and the rollups that closed when a
+// minute closes, and its engine memory when the recommendations that matter change, every deployment of a round
+// in one transaction. A crash loses at most the open minute's samples; a graceful stop writes those too.
+public import Foundation
+public import Scaling
+
+/// What the scaler keeps of one deployment across restarts.
+public struct StoredScalerState: Sendable, Equatable {
+    public var deploymentId: String
+    public var history: MetricsHistory.Tiers
+    /// The engine's memory and the policies it was built from (ScalingEngine.Memory only holds for those).
+    public var engine: StoredEngineMemory?
+
+    public init(deploymentId: String, history: MetricsHistory.Tiers = .init(), engine: StoredEngineMemory? = nil) {
+        self.deploymentId = deploymentId
+        self.history = history
+        self.engine = engine
+    }
+}
+
+public struct StoredEngineMemory: Sendable, Equatable, Codable {
+    /// The stored policies' ids and update times the engine was built from.
+    public var policies: [String]
+    public var memory: ScalingEngine.Memory
+
+    public init(policies: [String], memory: ScalingEngine.Memory) {
+        self.policies = policies
+        self.memory = memory
+    }
+}
+
+/// One round's writes: per deployment, the samples to add (each tier keyed by its span, 0 for raw), the
+/// bound each written tier is pruned to, and the engine memory when it changed.
+public struct ScalerStateWrite: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        public var deploymentId: String
+        public var samples: [MetricSample]
+        /// Per tier written: rows older than `before` go, and all but the newest `keep`.
+        public var prune: [Prune]
+        public var engine: StoredEngineMemory?
+
+        public init(deploymentId: String, samples: [MetricSample] = [], prune: [Prune] = [], engine: StoredEngineMemory? = nil) {
+            self.deploymentId = deploymentId
+            self.samples = samples
+            self.prune = prune
+            self.engine = engine
+        }
+    }
+
+    public struct Prune: Sendable, Equatable {
+        public var span: Double
+        public var before: Double
+        public var keep: Int
+    }
+
+    public var entries: [Entry]
+    public init(entries: [Entry]) { self.entries = entries }
+    public var isEmpty: Bool { entries.isEmpty }
+
+    /// The prunes that keep a store's rows within `history`'s rings, as of its newest sample `now`.
+    public static func bounds(of history: MetricsHistory, spans: Set<Double>, now: Double) -> [Prune] {
+        history.bounds.filter { spans.contains($0.span) }.map { Prune(span: $0.span, before: now - $0.retention, keep: $0.capacity) }
+    }
+}
+
+/// Where the scaler's memory lives. SQLite's ScalingStore implements it; a PostgreSQL store implements the
+/// same three calls (rows keyed by deployment, tier and timestamp; one transaction per write).
+public protocol ScalerStateStore: Sendable {
+    /// Every deployment's stored state (the deployments gone have none: their rows go with them).
+    func loadScalerStates() async throws -> [StoredScalerState]
+    /// One transaction: every entry's samples and engine memory, and its tiers pruned to their bounds. An
+    /// entry whose deployment no longer exists is skipped.
+    func writeScalerState(_ write: ScalerStateWrite, now: Date) async throws
+    /// Forgets a deployment's state (also done by the deployment's deletion).
+    func deleteScalerState(deploymentId: String) async throws
+}
+
+/// The rows' text: a sample or an engine memory as JSON with sorted keys. Doubles go through JSONEncoder's
+/// shortest round-tripping form, so a restored value is the exact value written.
+enum ScalerStateCodec {
+    private static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    static func encode<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(text.utf8))
+    }
+}
