@@ -18,9 +18,13 @@ struct ScalerStateTests {
         sample.span = 60
         sample.count = 12
         sample.instances = 2.5833333333333335
-        let text = try ScalerStateCodec.encode(sample)
-        #expect(try ScalerStateCodec.decode(MetricSample.self, text) == sample)
-        #expect(try ScalerStateCodec.decode(MetricSample.self, text).cpu?.mean == 0.30000000000000004)
+        let text = ScalerStateCodec.encode(sample: sample)
+        #expect(text == "1800000000.125|60.0|12|2.5833333333333335|2.0|0.30000000000000004:97.25:1e-07|-|-|123.456789012345:1e+300|-|250.0:400.0")
+        #expect(try ScalerStateCodec.decode(sample: text) == sample)
+        #expect(try ScalerStateCodec.decode(sample: text).cpu?.mean == 0.30000000000000004)
+        // A row written before a seventh metric existed decodes with that metric nil; a damaged row is an error.
+        #expect(try ScalerStateCodec.decode(sample: "5.0|0.0|1|1.0|1.0|-") == MetricSample(timestamp: 5, instances: 1))
+        #expect(throws: ScalerStateCodec.InvalidSample.self) { try ScalerStateCodec.decode(sample: "5.0|0.0|1|1.0|1.0|1:x") }
         let memory = StoredEngineMemory(policies: ["p1@1800000000.5", "p2@1800000001"], memory: ScalingEngine.Memory(recommendations: [
             .init(time: 1_800_000_000, target: 12), .init(time: 1_800_000_250.75, target: 6)]))
         let memoryText = try ScalerStateCodec.encode(memory)

@@ -114,7 +114,7 @@ enum ScalingMigrations {
                     deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
                     span REAL NOT NULL,
                     timestamp REAL NOT NULL,
-                    sample TEXT NOT NULL,
+                    sample TEXT NOT NULL,  -- ScalerStateCodec's line of numbers
                     PRIMARY KEY (deployment_id, span, timestamp)
                 );
                 CREATE TABLE scaler_engine_memory (

@@ -12,7 +12,7 @@ extension ScalingStore: ScalerStateStore {
             let rows = try Row.fetchCursor(db, sql: "SELECT deployment_id, span, sample FROM scaler_samples ORDER BY deployment_id, span, timestamp")
             while let row = try rows.next() {
                 let id: String = row["deployment_id"]
-                let sample = try ScalerStateCodec.decode(MetricSample.self, row["sample"])
+                let sample = try ScalerStateCodec.decode(sample: row["sample"])
                 var state = states[id] ?? StoredScalerState(deploymentId: id)
                 switch row["span"] as Double {
                 case 0: state.history.raw.append(sample)
@@ -35,19 +35,22 @@ extension ScalingStore: ScalerStateStore {
         guard !write.isEmpty else { return }
         // Encoded before the transaction: the writer lock is held for the statements only.
         let encoded = try write.entries.map { entry in
-            (entry, try entry.samples.map { ($0, try ScalerStateCodec.encode($0)) }, try entry.engine.map { try ScalerStateCodec.encode($0) })
+            (entry, entry.samples.map { ($0, ScalerStateCodec.encode(sample: $0)) }, try entry.engine.map { try ScalerStateCodec.encode($0) })
         }
         try await pool.write { db in
             for (entry, samples, engine) in encoded {
                 // A deployment deleted since the round began has no rows to add to (they went with it).
                 guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM deployments WHERE id = ?)",
                                         arguments: [entry.deploymentId]) == true else { continue }
-                let insert = try db.cachedStatement(sql: """
-                    INSERT INTO scaler_samples (deployment_id, span, timestamp, sample) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (deployment_id, span, timestamp) DO UPDATE SET sample = excluded.sample
-                    """)
-                for (sample, text) in samples {
-                    try insert.execute(arguments: [entry.deploymentId, sample.span, sample.timestamp, text])
+                // One statement per deployment (a minute's samples), not one per row.
+                if !samples.isEmpty {
+                    var arguments = StatementArguments()
+                    for (sample, text) in samples { arguments += [entry.deploymentId, sample.span, sample.timestamp, text] }
+                    try db.execute(sql: """
+                        INSERT INTO scaler_samples (deployment_id, span, timestamp, sample)
+                        VALUES \(Array(repeating: "(?, ?, ?, ?)", count: samples.count).joined(separator: ", "))
+                        ON CONFLICT (deployment_id, span, timestamp) DO UPDATE SET sample = excluded.sample
+                        """, arguments: arguments)
                 }
                 for p in entry.prune {
                     try db.execute(sql: "DELETE FROM scaler_samples WHERE deployment_id = ? AND span = ? AND timestamp < ?",
