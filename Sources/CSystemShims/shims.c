@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <linux/close_range.h>
 
 int cr_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
@@ -119,3 +120,7 @@ pid_t cr_spawn_contained(const char *path, char *const argv[], char *const envp[
 int cr_sigrtmin(void) { return SIGRTMIN; }
 int cr_sigrtmax(void) { return SIGRTMAX; }
 const char *cr_signal_abbrev(int sig) { return sigabbrev_np(sig); }
+
+// Through syscall(2): glibc 2.36 has wrappers, but in <sys/pidfd.h>, which older build hosts lack.
+int cr_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+int cr_pidfd_send_signal(int fd, int sig) { return (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0); }

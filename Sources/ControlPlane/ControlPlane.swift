@@ -174,10 +174,6 @@ public struct ControlPlane: Sendable {
                                             maxDeploymentsPerUser: configuration.maxDeploymentsPerUser)
         let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
-        let leftovers = try await deployments.revokeLeftoverInstanceTokens()
-        if leftovers > 0 {
-            logger.warning("revoked agent tokens a previous run left behind", metadata: ["count": "\(leftovers)"])
-        }
         let auth = try await AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
                                          tokenLifetime: configuration.tokenLifetime,
                                          adminEmail: configuration.adminEmail?.lowercased(),
@@ -185,6 +181,13 @@ public struct ControlPlane: Sendable {
         let scaling = ScalingAPI.open(configuration, pool: store.pool, instances: instances,
                                          credentials: LocalInstanceCredentials(deployments: deployments, registry: instances),
                                       dependencies: dependencies, logger: logger)
+        // The agents a killed previous run left running are adopted (their apps never stopped) or stopped, before
+        // anything starts new ones; the tokens it issued are revoked, but for the adopted agents'.
+        let adopted = await scaling.localExecutor?.adopt() ?? []
+        let leftovers = try await deployments.revokeLeftoverInstanceTokens(keeping: adopted.compactMap(\.token))
+        if leftovers > 0 {
+            logger.warning("revoked agent tokens a previous run left behind", metadata: ["count": "\(leftovers)"])
+        }
         // Rollouts: the driver renders versions through the deployments, counts the registry's live instances,
         // and hears every poll round of the scaler; a restart resumes the stored plans.
         let registry = instances
@@ -192,6 +195,8 @@ public struct ControlPlane: Sendable {
             render: { [deployments] in try await deployments.renderCurrent(deploymentId: $0) },
             liveInstances: { try await registry.liveInstanceIds(deploymentId: $0) })
         await scaling.scaler.observePolls { [rollouts = deployments.rollouts] results in await rollouts.polled(results) }
+        // The histories and stabilization memories the previous run stored, before the first round.
+        await scaling.scaler.restore()
         try await deployments.rollouts.restore()
         // The streams reach the agents the scaler polls, past the same address policy.
         let live = LiveHub(agents: LiveAgents(local: scaling.localExecutor, registry: instances, policy: scaling.scaler.fetchPolicy),
@@ -286,5 +291,9 @@ struct LocalInstanceCredentials: AgentCredentialIssuer {
 
     func instanceStopped(deploymentId: String, instanceId: String) async throws {
         try await registry.markExited(deploymentId: deploymentId, instanceId: instanceId)
+    }
+
+    func instanceAdopted(token: String, deploymentId: String, instanceId: String) async {
+        deployments.adoptInstanceToken(token, instanceId: instanceId)
     }
 }

@@ -32,9 +32,43 @@ public struct ScalingEngine: Sendable {
     private var forecasts: [ForecastState?]
     private var recommendations: Ring<Recommendation>
 
-    struct Recommendation: Sendable {
-        var time: Double
-        var target: Int
+    /// One decision's recommended count, remembered for the scale-down stabilization window.
+    public struct Recommendation: Sendable, Codable, Equatable {
+        public var time: Double
+        public var target: Int
+        public init(time: Double, target: Int) {
+            self.time = time
+            self.target = target
+        }
+    }
+
+    /// What the engine remembers that a restart must not lose: the recommendations the stabilization window
+    /// reads. The rest of its memory is rebuilt from the history and the clock (forecasts are fitted again at
+    /// the next step; schedule windows are found again from the time); the last scalings (cooldowns) are the
+    /// deployment's state, stored apart.
+    public struct Memory: Sendable, Codable, Equatable {
+        /// Only the recommendations that can still be a window's highest: times rising, targets strictly
+        /// falling. A recommendation followed by a later one at least as high never is again, since the window
+        /// always ends now; dropping it changes no decision.
+        public var recommendations: [Recommendation]
+        public init(recommendations: [Recommendation] = []) { self.recommendations = recommendations }
+    }
+
+    public var memory: Memory {
+        var kept: [Recommendation] = []
+        var i = recommendations.count - 1
+        while i >= 0 {
+            let r = recommendations[i]
+            if r.target > (kept.last?.target ?? Int.min) { kept.append(r) }
+            i -= 1
+        }
+        return Memory(recommendations: kept.reversed())
+    }
+
+    /// Takes up the memory a previous engine over the same policies left (a controller's restart).
+    public mutating func restore(_ memory: Memory) {
+        recommendations = Ring(capacity: configuration.recommendationCapacity)
+        for r in memory.recommendations.sorted(by: { $0.time < $1.time }) { recommendations.append(r) }
     }
 
     struct WindowState: Sendable {

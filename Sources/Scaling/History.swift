@@ -221,14 +221,22 @@ public struct MetricsHistory: Sendable {
     public var hourRollups: [MetricSample] { hours.elements }
 
     /// Adds a sample; samples must come in time order (an older or equal timestamp is ignored).
-    /// Data older than each tier's retention, measured from this sample, is dropped.
-    public mutating func append(_ sample: MetricSample) {
-        if let last = raw.last, sample.timestamp <= last.timestamp { return }
+    /// Data older than each tier's retention, measured from this sample, is dropped. Returns the rollups this
+    /// sample closed (its minute's, five minutes' or hour's predecessor), finest first: what a store of the
+    /// history writes when a bucket closes.
+    @discardableResult
+    public mutating func append(_ sample: MetricSample) -> [MetricSample] {
+        if let last = raw.last, sample.timestamp <= last.timestamp { return [] }
         raw.append(sample)
-        Self.roll(sample, into: &minuteAcc, span: 60, tier: &minutes)
-        Self.roll(sample, into: &fiveMinuteAcc, span: 300, tier: &fiveMinutes)
-        Self.roll(sample, into: &hourAcc, span: 3600, tier: &hours)
-        let now = sample.timestamp
+        var closed: [MetricSample] = []
+        if let r = Self.roll(sample, into: &minuteAcc, span: 60, tier: &minutes) { closed.append(r) }
+        if let r = Self.roll(sample, into: &fiveMinuteAcc, span: 300, tier: &fiveMinutes) { closed.append(r) }
+        if let r = Self.roll(sample, into: &hourAcc, span: 3600, tier: &hours) { closed.append(r) }
+        prune(now: sample.timestamp)
+        return closed
+    }
+
+    private mutating func prune(now: Double) {
         let c = configuration
         if let first = raw.first, first.timestamp < now - c.rawRetention {
             raw.removeOldest { $0.timestamp < now - c.rawRetention }
@@ -260,14 +268,82 @@ public struct MetricsHistory: Sendable {
     /// Static on purpose: an instance method would borrow the whole history while one of its tiers is passed
     /// inout, and Swift then copies the history for the call, so every rollup copied its tier's ring (a day of
     /// minutes at each minute): a tenth of a week's replay.
-    private static func roll(_ s: MetricSample, into acc: inout RollupAccumulator?, span: Double, tier: inout Ring<MetricSample>) {
+    private static func roll(_ s: MetricSample, into acc: inout RollupAccumulator?, span: Double, tier: inout Ring<MetricSample>) -> MetricSample? {
         let b = bucket(s.timestamp, span)
+        var closed: MetricSample?
         if let a = acc, a.bucket != b {
-            tier.append(a.finish())
+            closed = a.finish()
+            tier.append(closed!)
             acc = nil
         }
         if acc == nil { acc = RollupAccumulator(bucket: b, span: span) }
         acc!.add(s)
+        return closed
+    }
+
+    // MARK: Persistence
+
+    /// What a history is made of: the raw samples and the closed rollups of each tier, oldest first. The
+    /// buckets still open are not in it: `init(configuration:restoring:)` rolls them up again from the raw
+    /// samples, which cover the open hour (raw retention is an hour).
+    public struct Tiers: Sendable, Equatable {
+        public var raw: [MetricSample]
+        public var minutes: [MetricSample]
+        public var fiveMinutes: [MetricSample]
+        public var hours: [MetricSample]
+        public init(raw: [MetricSample] = [], minutes: [MetricSample] = [], fiveMinutes: [MetricSample] = [], hours: [MetricSample] = []) {
+            self.raw = raw
+            self.minutes = minutes
+            self.fiveMinutes = fiveMinutes
+            self.hours = hours
+        }
+    }
+
+    /// One tier's bound: a store of the history keeps no more rows of it than the ring holds.
+    public struct TierBound: Sendable, Equatable {
+        /// Seconds each sample spans (0 for raw samples): the tier's key.
+        public var span: Double
+        public var retention: Double
+        public var capacity: Int
+    }
+
+    public var bounds: [TierBound] {
+        let c = configuration
+        return [TierBound(span: 0, retention: c.rawRetention, capacity: raw.capacity),
+                TierBound(span: 60, retention: c.minuteRetention, capacity: minutes.capacity),
+                TierBound(span: 300, retention: c.fiveMinuteRetention, capacity: fiveMinutes.capacity),
+                TierBound(span: 3600, retention: c.hourRetention, capacity: hours.capacity)]
+    }
+
+    public var tierContents: Tiers {
+        Tiers(raw: raw.elements, minutes: minutes.elements, fiveMinutes: fiveMinutes.elements, hours: hours.elements)
+    }
+
+    /// The history that `tiers` describe, as appending its raw samples one by one had left it: the rings hold
+    /// what they would have held, and each open bucket is rolled up again from the raw samples inside it.
+    public init(configuration: Configuration = Configuration(), restoring tiers: Tiers) {
+        self.init(configuration: configuration)
+        for s in tiers.minutes.sorted(by: { $0.timestamp < $1.timestamp }) { minutes.append(s) }
+        for s in tiers.fiveMinutes.sorted(by: { $0.timestamp < $1.timestamp }) { fiveMinutes.append(s) }
+        for s in tiers.hours.sorted(by: { $0.timestamp < $1.timestamp }) { hours.append(s) }
+        var raws: [MetricSample] = []
+        for s in tiers.raw.sorted(by: { $0.timestamp < $1.timestamp }) where s.timestamp > (raws.last?.timestamp ?? -.infinity) {
+            raws.append(s)
+            raw.append(s)
+        }
+        guard let latest = raw.last?.timestamp else { return }
+        func reopen(_ span: Double, after closed: MetricSample?) -> RollupAccumulator? {
+            let b = Self.bucket(latest, span)
+            // A rollup of this bucket already closed (it cannot, unless rows were edited): nothing is open.
+            if let closed, Self.bucket(closed.timestamp, span) >= b { return nil }
+            var acc = RollupAccumulator(bucket: b, span: span)
+            for s in raws where Self.bucket(s.timestamp, span) == b { acc.add(s) }
+            return acc
+        }
+        minuteAcc = reopen(60, after: minutes.last)
+        fiveMinuteAcc = reopen(300, after: fiveMinutes.last)
+        hourAcc = reopen(3600, after: hours.last)
+        prune(now: latest)
     }
 
     /// Visits samples newest first: raw, then minute rollups older than the oldest raw sample, then

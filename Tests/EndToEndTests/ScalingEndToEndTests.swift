@@ -31,9 +31,12 @@ func processes(mentioning needle: String) -> [Int32] {
 struct LocalController {
     let process: Spawned
     let base: String
+    let port: Int
 
-    init(dataDirectory: URL, readOnly: [String] = [], arguments: [String] = [], environment: [String: String]? = nil) throws {
-        let port = TestSupport.freeLoopbackPort()
+    /// `port`: the one a previous controller on this data directory had (its agents reach the controller there).
+    init(dataDirectory: URL, readOnly: [String] = [], arguments: [String] = [], environment: [String: String]? = nil,
+         port: Int? = nil) throws {
+        let port = port ?? TestSupport.freeLoopbackPort()
         process = try Spawned(TestSupport.binary("coderunner-controller"), [
             "serve", "--registration", "open", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4",
             "--log-level", "error", "--executor", "local", "--agent-binary", TestSupport.binary("coderunner-agent"),
@@ -41,6 +44,7 @@ struct LocalController {
         ] + (readOnly.isEmpty ? [] : ["--sandbox-read-only", readOnly.joined(separator: ",")]) + arguments,
         environment: environment)
         base = "http://127.0.0.1:\(port)"
+        self.port = port
     }
 
     func signUp(_ email: String) throws -> String {

@@ -47,6 +47,13 @@ int cr_pipe_cloexec(int fds[2]);
 /// memfd_create(name, MFD_CLOEXEC).
 int cr_memfd(const char *name);
 
+/// pidfd_open(pid, 0) (Linux 5.3): a descriptor that names this one process, also when it is not our child; it
+/// becomes readable once the process exits. -1 with errno set (ESRCH: no such process).
+int cr_pidfd_open(pid_t pid);
+/// pidfd_send_signal(fd, sig, NULL, 0) (Linux 5.1): signals the process the descriptor names, never a later one
+/// that reuses its pid. -1 with errno set (ESRCH: it exited).
+int cr_pidfd_send_signal(int fd, int sig);
+
 /// posix_spawn_file_actions_addtcsetpgrp_np (glibc 2.35): the child makes its group the terminal's foreground.
 int cr_spawn_file_actions_addtcsetpgrp(posix_spawn_file_actions_t *actions, int tty_fd);
 /// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): the child closes every descriptor from `from` up, so

@@ -1,5 +1,7 @@
 // The default executor: agents as child processes of the controller, one per instance, each serving its
 // metrics on its own loopback port. It is also an InstanceSource: the scaler polls the agents it started.
+// Every agent is written down (AgentRecords.swift) from its spawn to its exit: a controller killed without
+// stopping them leaves them running (its apps stay up), and the next run adopts them (`adopt`) or stops them.
 import ChildProcess
 import Foundation
 public import Logging
@@ -10,6 +12,17 @@ public protocol AgentCredentialIssuer: Sendable {
     func revokeInstanceToken(_ token: String) async throws
     /// The executor stopped the instance (or saw it exit): it stops counting now, not when its heartbeats go stale.
     func instanceStopped(deploymentId: String, instanceId: String) async throws
+    /// The executor took over an agent a previous run started, with the token that run issued it: it stays valid.
+    func instanceAdopted(token: String, deploymentId: String, instanceId: String) async
+}
+
+/// An agent a previous run of the controller left running, taken over by this one.
+public struct AdoptedAgent: Sendable, Equatable {
+    public var deploymentId: String
+    public var instanceId: String
+    public var pid: Int32
+    /// Its controller token (nil when it pulls no config): the previous run's leftovers are revoked, not this.
+    public var token: String?
 }
 
 public actor LocalExecutor: ScalingExecutor, InstanceSource {
@@ -75,11 +88,28 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         /// The sandbox's uid (returned to the pool when it stops) and its /app on the host (removed then).
         var uid: UInt32?
         var appDirectory: String?
+        /// With `pid`, names the process in the records.
+        var startTime: UInt64 = 0
+        /// For an agent adopted from a previous run: not our child, so signalled through its pidfd.
+        var handle: ProcessHandle?
+
+        var record: AgentRecord {
+            AgentRecord(deploymentId: deploymentId, instanceId: instanceId, pid: pid, startTime: startTime, statusURL: statusURL,
+                        tokenFile: tokenFile, metricsTokenFile: metricsTokenFile, uid: uid, appDirectory: appDirectory)
+        }
+
+        /// kill(2) for our child (waitpid holds its pid until we reap it); the pidfd for an adopted one.
+        func send(_ signal: Int32) {
+            if let handle { handle.signal(signal) } else { kill(pid, signal) }
+        }
     }
 
     public let configuration: Configuration
     let logger: Logger
     private var agents: [String: [Agent]] = [:]
+    /// Agents spawned that have not reported their address yet, by "deployment/instance": recorded too.
+    private var starting: [String: AgentRecord] = [:]
+    private let records: AgentRecordFile
     private var sequence: [String: Int] = [:]
     /// Sandbox uid of each deployment with agents running or starting, and how many hold it.
     private var deploymentUIDs: [String: (uid: UInt32, holders: Int)] = [:]
@@ -89,6 +119,19 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        records = AgentRecordFile(path: (configuration.logDirectory as NSString).appendingPathComponent("agents.json"))
+    }
+
+    /// Writes every agent running or starting to the records; called after each change, before anything suspends.
+    private func saveRecords() {
+        let list = agents.values.flatMap { $0.map(\.record) } + starting.values
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
+            try records.save(list.sorted { ($0.deploymentId, $0.instanceId) < ($1.deploymentId, $1.instanceId) })
+        } catch {
+            logger.error("cannot record the running agents: a crash now would leave them to the next run unknown",
+                         metadata: ["error": "\(error)"])
+        }
     }
 
     /// Agents started from now on pull their config from `url` (the controller's own listener).
@@ -130,6 +173,8 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             while running < to {
                 let agent = try await start(target, command: command)
                 agents[id, default: []].append(agent)
+                starting[id + "/" + agent.instanceId] = nil
+                saveRecords()
                 running += 1
             }
         } else if to < running {
@@ -141,6 +186,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
                 for v in victims { group.addTask { await Self.stop(v, grace: grace) } }
             }
             for v in victims { removeFiles(of: v) }
+            saveRecords()
             for v in victims { await forget(v) }
         }
         return agents[id]?.count ?? 0
@@ -155,7 +201,102 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             for a in all { group.addTask { await Self.stop(a, grace: grace) } }
         }
         for a in all { removeFiles(of: a) }
+        saveRecords()
         for a in all { await forget(a) }
+    }
+
+    // MARK: After a crash
+
+    /// Takes over the agents a previous run of the controller left running (it was killed before it could stop
+    /// them), before this run starts any: each one still running and ready is adopted as it is (its app keeps
+    /// serving, its uid and instance number stay taken, its exit is watched through a pidfd and it is polled
+    /// again); one that cannot be adopted (it was still starting, its token files are gone) is stopped. What is
+    /// left of those that are gone (token files, /app) is removed. Returns the adopted agents.
+    @discardableResult
+    public func adopt() async -> [AdoptedAgent] {
+        let previous: [AgentRecord]
+        do { previous = try records.load() } catch {
+            logger.error("cannot read the agents a previous run recorded: none is adopted", metadata: ["file": "\(records.path)", "error": "\(error)"])
+            return []
+        }
+        guard !previous.isEmpty else { return [] }
+        var adopted: [AdoptedAgent] = []
+        var toStop: [(Agent, String)] = []
+        var gone: [Agent] = []
+        for r in previous.sorted(by: { ($0.deploymentId, $0.sequence ?? 0) < ($1.deploymentId, $1.sequence ?? 0) }) {
+            // New instance ids stay above every recorded one, adopted or not: an id is never used twice.
+            if let n = r.sequence { sequence[r.deploymentId] = max(sequence[r.deploymentId] ?? 0, n) }
+            // The pidfd first, /proc second: if the pid was reused in between, the start time tells, and the
+            // pidfd then names the other process, which is never signalled.
+            let handle = ProcessHandle(pid: r.pid)
+            let observed = handle == nil ? nil : ObservedProcess.read(pid: r.pid)
+            let filesPresent = (r.tokenFile.map { FileManager.default.fileExists(atPath: $0) } ?? true)
+                && FileManager.default.fileExists(atPath: r.metricsTokenFile)
+            var verdict = r.verdict(process: observed, tokenFilesPresent: filesPresent)
+            let metricsToken = Self.readToken(r.metricsTokenFile)
+            let token = r.tokenFile.flatMap(Self.readToken)
+            if verdict == .adopt && (metricsToken == nil || (r.tokenFile != nil && token == nil)) {
+                verdict = .stop("its token files cannot be read")
+            }
+            let exit = AsyncExit()
+            var agent = Agent(deploymentId: r.deploymentId, instanceId: r.instanceId, pid: r.pid, exit: exit, statusURL: r.statusURL,
+                              token: nil, tokenFile: r.tokenFile, metricsToken: metricsToken ?? "", metricsTokenFile: r.metricsTokenFile,
+                              uid: nil, appDirectory: r.appDirectory)
+            agent.startTime = r.startTime
+            agent.handle = handle
+            switch verdict {
+            case .gone:
+                exit.finish(-1)
+                gone.append(agent)
+            case .stop(let why):
+                if handle?.onExit({ exit.finish(-1) }) != true { exit.finish(-1) }
+                toStop.append((agent, why))
+            case .adopt:
+                guard handle!.onExit({ exit.finish(-1) }) else {
+                    toStop.append((agent, "no thread to watch its exit"))
+                    continue
+                }
+                agent.token = token
+                if let uid = r.uid {
+                    let held = deploymentUIDs[r.deploymentId]
+                    deploymentUIDs[r.deploymentId] = (held?.uid ?? uid, (held?.holders ?? 0) + 1)
+                    agent.uid = uid
+                }
+                agents[r.deploymentId, default: []].append(agent)
+                adopted.append(AdoptedAgent(deploymentId: r.deploymentId, instanceId: r.instanceId, pid: r.pid, token: token))
+            }
+        }
+        // The adopted first (and those to stop, until they are stopped: a crash now finds them again).
+        do { try records.save(agents.values.flatMap { $0.map(\.record) } + toStop.map { $0.0.record }) } catch {
+            logger.error("cannot record the adopted agents", metadata: ["error": "\(error)"])
+        }
+        for agent in adopted {
+            if let token = agent.token {
+                await configuration.credentials?.instanceAdopted(token: token, deploymentId: agent.deploymentId, instanceId: agent.instanceId)
+            }
+        }
+        for (agent, why) in toStop {
+            logger.warning("stopping an agent a previous run left running", metadata: [
+                "deployment": "\(agent.deploymentId)", "instance": "\(agent.instanceId)", "pid": "\(agent.pid)", "reason": "\(why)"])
+        }
+        let grace = configuration.stopGrace
+        await withTaskGroup(of: Void.self) { group in
+            for (agent, _) in toStop { group.addTask { await Self.stop(agent, grace: grace) } }
+        }
+        // Their uids were never taken by this run (uid nil): removing their files frees nothing twice. Their
+        // tokens go with the previous run's leftovers.
+        for agent in toStop.map({ $0.0 }) + gone { removeFiles(of: agent) }
+        saveRecords()
+        for agent in toStop.map({ $0.0 }) + gone { await forget(agent) }
+        logger.notice("agents a previous run left running", metadata: [
+            "adopted": "\(adopted.count)", "stopped": "\(toStop.count)", "gone": "\(gone.count)"])
+        return adopted
+    }
+
+    private static func readToken(_ path: String) -> String? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return token.isEmpty ? nil : token
     }
 
     /// Forgets agents that exited on their own; the next decision sees the lower count and replaces them.
@@ -173,6 +314,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             agents[id] = alive
         }
         for agent in exited { removeFiles(of: agent) }
+        if !exited.isEmpty { saveRecords() }
         for agent in exited { await forget(agent) }
     }
 
@@ -311,10 +453,16 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             release()
             throw ExecutorError.agentStart("\(error)")
         }
+        // Read before the exit is watched: until it is reaped the pid cannot be another process.
+        let startTime = ObservedProcess.read(pid: pid)?.startTime ?? 0
         let exit = AsyncExit()
         ChildProcess.onExit(of: pid) { exit.finish($0) }
-        let agent = Agent(deploymentId: deploymentId, instanceId: instanceId, pid: pid, exit: exit, statusURL: "", token: token, tokenFile: tokenFile,
+        var agent = Agent(deploymentId: deploymentId, instanceId: instanceId, pid: pid, exit: exit, statusURL: "", token: token, tokenFile: tokenFile,
                           metricsToken: metricsToken, metricsTokenFile: base + ".bearer", uid: uid, appDirectory: appDirectory)
+        agent.startTime = startTime
+        let key = deploymentId + "/" + instanceId
+        starting[key] = agent.record
+        saveRecords()
         // The agent prints "serving metrics on http://HOST:PORT/metrics" once its listener is bound.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: configuration.startTimeout)
@@ -330,6 +478,8 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             try? await Task.sleep(for: .milliseconds(20))
         }
         await Self.stop(agent, grace: .seconds(1))
+        starting[key] = nil
+        saveRecords()
         await forget(agent)
         let tail = ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").suffix(400)
         throw ExecutorError.agentStart("no metrics address within \(configuration.startTimeout) (log \(logPath): \(tail))")
@@ -347,9 +497,8 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
 
     /// SIGTERM, wait up to `grace`, then SIGKILL and wait for the exit.
     static func stop(_ agent: Agent, grace: Duration) async {
-        let pid = agent.pid
         guard agent.exit.value == nil else { return }
-        kill(pid, SIGTERM)
+        agent.send(SIGTERM)
         // Poll rather than race a waiter against a timer: an uncancellable wait would hold a task group open.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: grace)
@@ -357,7 +506,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             try? await Task.sleep(for: .milliseconds(20))
         }
         if agent.exit.value == nil {
-            kill(pid, SIGKILL)
+            agent.send(SIGKILL)
             _ = await agent.exit.wait()
         }
     }

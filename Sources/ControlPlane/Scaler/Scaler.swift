@@ -27,9 +27,17 @@ public actor Scaler {
         var policies: [StoredScalingPolicy] = []
         /// The policies that could not act at the last decision, with why (the status shows them).
         var cannotAct: [PolicyEvaluation] = []
+        /// Raw samples and closed rollups not yet in the store: written when a minute closes.
+        var unsaved: [MetricSample] = []
+        var closed: [MetricSample] = []
+        /// The engine memory the store holds, and the one a previous run left for the next engine built.
+        var savedEngine: StoredEngineMemory?
+        var restoredEngine: StoredEngineMemory?
     }
 
     let store: ScalingStore
+    /// Where the histories and engine memories survive a restart (the same database as `store`).
+    let stateStore: any ScalerStateStore
     let executor: any ScalingExecutor
     let source: any InstanceSource
     let notifier: WebhookPoster?
@@ -59,7 +67,8 @@ public actor Scaler {
 
     public init(store: ScalingStore, executor: any ScalingExecutor, source: any InstanceSource, notifier: WebhookPoster?,
                 now: @escaping @Sendable () -> Date, logger: Logger, engine: ScalingEngine.Configuration = .init(),
-                fetchPolicy: FetchPolicy = FetchPolicy(), accountInstanceCap: Int? = nil) {
+                fetchPolicy: FetchPolicy = FetchPolicy(), accountInstanceCap: Int? = nil, stateStore: (any ScalerStateStore)? = nil) {
+        self.stateStore = stateStore ?? store
         self.engineConfiguration = engine
         self.accountInstanceCap = accountInstanceCap
         self.fetchPolicy = fetchPolicy
@@ -112,6 +121,9 @@ public actor Scaler {
             }
             release(id)
             runtimes[id] = nil
+            do { try await stateStore.deleteScalerState(deploymentId: id) } catch {
+                logger.error("cannot delete a deployment's scaler state", metadata: ["deployment": "\(id)", "error": "\(error)"])
+            }
         }
     }
 
@@ -144,10 +156,11 @@ public actor Scaler {
                 logger.debug("agent poll failed", metadata: metadata)
             }
         }
-        for (deployment, sample) in samples { runtimes[deployment, default: Runtime()].history.append(sample) }
+        for (deployment, sample) in samples { append(sample, to: deployment) }
         let scaled: [String: [StoredScalingPolicy]]
         do { scaled = try await store.scaledDeployments() } catch {
             logger.error("cannot read scaling policies", metadata: ["error": "\(error)"])
+            await persist(everything: false)
             return []
         }
         var started: [ScalingDecision] = []
@@ -160,7 +173,78 @@ public actor Scaler {
                 launch(deployment, decision: decision)
             }
         }
+        await persist(everything: false)
         return started
+    }
+
+    // MARK: The state that survives a restart
+
+    /// Appends in place (a copy of the runtime would copy the history's rings) and notes what the store lacks.
+    private func append(_ sample: MetricSample, to deployment: String) {
+        let closed = runtimes[deployment, default: Runtime()].history.append(sample)
+        guard runtimes[deployment]!.history.latest?.timestamp == sample.timestamp else { return }
+        runtimes[deployment]!.unsaved.append(sample)
+        runtimes[deployment]!.closed += closed
+        // Writes that keep failing must not grow the backlog past what the history itself keeps.
+        let cap = runtimes[deployment]!.history.configuration.rawCapacity
+        if runtimes[deployment]!.unsaved.count > cap { runtimes[deployment]!.unsaved.removeFirst(runtimes[deployment]!.unsaved.count - cap) }
+    }
+
+    /// Loads what the previous run stored (the controller's start, before the first round).
+    public func restore() async {
+        let states: [StoredScalerState]
+        do { states = try await stateStore.loadScalerStates() } catch {
+            logger.error("cannot read the scaler's stored state: histories start empty", metadata: ["error": "\(error)"])
+            return
+        }
+        let t = now().timeIntervalSince1970
+        for state in states {
+            var runtime = Runtime()
+            runtime.history = MetricsHistory(restoring: state.history)
+            runtime.history.expire(now: t)
+            runtime.savedEngine = state.engine
+            runtime.restoredEngine = state.engine
+            runtimes[state.deploymentId] = runtime
+        }
+        if !states.isEmpty { logger.info("scaler state restored", metadata: ["deployments": "\(states.count)"]) }
+    }
+
+    /// Writes, in one transaction, every deployment's samples once a minute of it closed (`everything`: all that
+    /// is unsaved, at shutdown) and its engine memory when the recommendations the stabilization reads changed.
+    /// Between two minutes only a changed recommendation is written: a round is not a transaction per deployment.
+    func persist(everything: Bool) async {
+        var entries: [ScalerStateWrite.Entry] = []
+        for (id, runtime) in runtimes {
+            var entry = ScalerStateWrite.Entry(deploymentId: id)
+            let minuteClosed = !runtime.closed.isEmpty
+            if everything || minuteClosed {
+                entry.samples = runtime.unsaved + runtime.closed
+            }
+            if let engine = runtime.engine {
+                let current = StoredEngineMemory(policies: runtime.fingerprint, memory: engine.memory)
+                let saved = runtime.savedEngine
+                let targetsMoved = saved?.policies != current.policies
+                    || saved?.memory.recommendations.map(\.target) != current.memory.recommendations.map(\.target)
+                if current != saved && (targetsMoved || everything || minuteClosed) { entry.engine = current }
+            }
+            guard !entry.samples.isEmpty || entry.engine != nil else { continue }
+            if let latest = runtime.history.latest?.timestamp {
+                entry.prune = ScalerStateWrite.bounds(of: runtime.history, spans: Set(entry.samples.map(\.span)), now: latest)
+            }
+            entries.append(entry)
+        }
+        guard !entries.isEmpty else { return }
+        do { try await stateStore.writeScalerState(ScalerStateWrite(entries: entries), now: now()) } catch {
+            logger.error("cannot store the scaler's state", metadata: ["deployments": "\(entries.count)", "error": "\(error)"])
+            return
+        }
+        // Rounds may have run meanwhile (the actor is reentrant): drop exactly what was written.
+        for entry in entries where runtimes[entry.deploymentId] != nil {
+            let written = Set(entry.samples.map { "\($0.span)@\($0.timestamp)" })
+            runtimes[entry.deploymentId]!.unsaved.removeAll { written.contains("0.0@\($0.timestamp)") }
+            runtimes[entry.deploymentId]!.closed.removeAll { written.contains("\($0.span)@\($0.timestamp)") }
+            if let engine = entry.engine { runtimes[entry.deploymentId]!.savedEngine = engine }
+        }
     }
 
     /// The decision the engine would make now, without executing it or touching the engine's memory.
@@ -181,6 +265,11 @@ public actor Scaler {
                         "deployment": "\(deployment)", "cap": "\(cap)"])
                 }
                 runtime.engine = try ScalingEngine(policies: capped, configuration: engineConfiguration)
+                // What the previous run's engine over these same policies remembered (a restart).
+                if let restored = runtime.restoredEngine, restored.policies == fingerprint {
+                    runtime.engine!.restore(restored.memory)
+                }
+                runtime.restoredEngine = nil
             } catch {
                 logger.error("invalid stored policies", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
                 return nil
@@ -462,12 +551,13 @@ public actor Scaler {
 
     /// Test and benchmark hook: appends a sample as if a poll had produced it.
     public func record(_ sample: MetricSample, deploymentId: String) {
-        runtimes[deploymentId, default: Runtime()].history.append(sample)
+        append(sample, to: deploymentId)
     }
 
-    /// Waits for executions, then stops what the executor owns.
+    /// Waits for executions, writes what the store lacks of the scaler's state, then stops what the executor owns.
     public func shutdown() async {
         await drain()
+        await persist(everything: true)
         await executor.shutdown()
     }
 }

@@ -103,4 +103,26 @@ enum ScalingMigrations {
                 """)
         }
     }
+
+    /// Issue 16: the scaler's memory survives a restart (ScalerState.swift). A sample's row is keyed by its
+    /// tier (the seconds it spans: 0 raw, 60, 300, 3600) and its time; the scaler prunes each tier to its ring's
+    /// bounds as it writes, so a deployment holds at most the rings' sizes.
+    static func registerScalerState(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v10-scaler-state") { db in
+            try db.execute(sql: """
+                CREATE TABLE scaler_samples (
+                    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                    span REAL NOT NULL,
+                    timestamp REAL NOT NULL,
+                    sample TEXT NOT NULL,  -- ScalerStateCodec's line of numbers
+                    PRIMARY KEY (deployment_id, span, timestamp)
+                );
+                CREATE TABLE scaler_engine_memory (
+                    deployment_id TEXT PRIMARY KEY REFERENCES deployments(id) ON DELETE CASCADE,
+                    memory TEXT NOT NULL,
+                    updated_at DATETIME NOT NULL
+                );
+                """)
+        }
+    }
 }

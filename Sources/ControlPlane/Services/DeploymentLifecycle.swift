@@ -81,10 +81,10 @@ public struct DeploymentLifecycle: Sendable {
     static let controllerActor = Actor(userId: nil, userAgent: "coderunner-controller/restart")
 
     /// Starts again, when the controller starts, every deployment that ran instances and that its owner has not
-    /// stopped: the local executor's instances are the controller's children and went with its previous run (a
-    /// graceful stop stops them; a crash leaves its revoked tokens, and nothing of them is adopted). Each goes
-    /// back to the count it had, through the owner's start path, under the account limits; one that cannot start
-    /// is logged and left stopped. Returns the ids started.
+    /// stopped and that runs none now: a graceful stop of the previous run stopped its local agents; after a crash
+    /// the agents still running were adopted (LocalExecutor.adopt) and their deployments are left as they are.
+    /// Each goes back to the count it had, through the owner's start path, under the account limits; one that
+    /// cannot start is logged and left stopped. Returns the ids started.
     @discardableResult
     public func resumeAfterRestart(logger: Logger) async -> [String] {
         let candidates: [(id: String, instances: Int)]

@@ -238,11 +238,19 @@ public final class DeploymentService: Sendable {
         }
     }
 
-    /// Revokes what a previous run of the controller left (it was killed before stopping its agents).
-    public func revokeLeftoverInstanceTokens() async throws -> Int {
-        let count = try await store.revokeAgentTokens(issuedBy: Self.localExecutorIssuer, now: dependencies.now())
+    /// Revokes what a previous run of the controller left (it was killed before stopping its agents), except the
+    /// tokens of the agents this run adopted (`keeping`).
+    public func revokeLeftoverInstanceTokens(keeping adopted: [String] = []) async throws -> Int {
+        let count = try await store.revokeAgentTokens(issuedBy: Self.localExecutorIssuer, except: Set(adopted.map(Tokens.hash)),
+                                                      now: dependencies.now())
         if count > 0 { forgetAllTokens() }
         return count
+    }
+
+    /// An agent the previous run started, adopted with its token: its config requests are known by its instance
+    /// again (a rollout serves each instance its turn).
+    public func adoptInstanceToken(_ token: String, instanceId: String) {
+        instanceByToken.withLock { $0[Tokens.hash(token)] = instanceId }
     }
 
     public struct Reloaded: Codable, Sendable {

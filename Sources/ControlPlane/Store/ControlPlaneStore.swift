@@ -196,6 +196,8 @@ public protocol ControlPlaneStore: Sendable {
     /// Revokes one token; `issuedBy` revokes every live token that issuer holds (a restart's leftovers).
     func revokeAgentToken(hash: String, now: Date) async throws
     func revokeAgentTokens(issuedBy: String, now: Date) async throws -> Int
+    /// The same, but for the tokens with these hashes (the agents a restarted controller adopted).
+    func revokeAgentTokens(issuedBy: String, except hashes: Set<String>, now: Date) async throws -> Int
     /// An explicit reload: a new version (published) that agents restart on even when nothing changed.
     func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64
     func agentSnapshot(deploymentId: String) async throws -> AgentSnapshot?

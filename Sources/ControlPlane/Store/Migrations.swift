@@ -263,6 +263,7 @@ enum Migrations {
                 ALTER TABLE environment_variables ADD COLUMN reload_signal TEXT;
                 """)
         }
+        ScalingMigrations.registerScalerState(&migrator)
         return migrator
     }
 }

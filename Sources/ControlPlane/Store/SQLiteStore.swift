@@ -622,9 +622,15 @@ public final class SQLiteStore: ControlPlaneStore {
     }
 
     public func revokeAgentTokens(issuedBy: String, now: Date) async throws -> Int {
+        try await revokeAgentTokens(issuedBy: issuedBy, except: [], now: now)
+    }
+
+    public func revokeAgentTokens(issuedBy: String, except hashes: Set<String>, now: Date) async throws -> Int {
         try await write { db in
-            try db.execute(sql: "UPDATE agent_tokens SET revoked_at = ? WHERE issued_by = ? AND revoked_at IS NULL",
-                           arguments: [now, issuedBy])
+            let kept = hashes.isEmpty ? "" : " AND token_hash NOT IN (\(Array(repeating: "?", count: hashes.count).joined(separator: ", ")))"
+            var arguments: StatementArguments = [now, issuedBy]
+            arguments += StatementArguments(hashes.sorted())
+            try db.execute(sql: "UPDATE agent_tokens SET revoked_at = ? WHERE issued_by = ? AND revoked_at IS NULL" + kept, arguments: arguments)
             return db.changesCount
         }
     }
