@@ -385,6 +385,8 @@ private struct URLAnswer: Codable, Sendable { var url: String? }
             return found
         }
 
+        let started = ContinuousClock.now
+        func mark(_ what: String) { print("\(started.duration(to: .now)): \(what)") }
         // Supersede: the newer version comes while the canary updates on the older.
         try fleet.set("GREETING", "two")
         let older = try fleet.version()
@@ -396,6 +398,7 @@ private struct URLAnswer: Codable, Sendable { var url: String? }
         let superseded = try #require(fleet.finished(newer) {
             for i in fleet.instances() where i.configVersion == older { ranOlder.insert(i.instanceId) }
         }, "no finished rollout of \(newer): \(String(describing: fleet.rollouts()))")
+        mark("the superseding rollout finished")
         #expect(superseded.state == "complete")
         #expect(superseded.stableVersion == Int(newer))
         #expect(ranOlder.isSubset(of: Set(canary)), "the older version reached \(ranOlder.subtracting(canary))")
@@ -416,12 +419,15 @@ private struct URLAnswer: Codable, Sendable { var url: String? }
             return joined != nil
         }, "no fourth instance: \(fleet.instances())")
         let fourth = try #require(joined)
+        mark("the fourth instance joined")
         #expect(fourth.configVersion == newer, "the instance that joined mid-rollout runs \(fourth.configVersion ?? -1), not \(newer)")
         // Its turn comes last; while it updates, a scale-down removes it (the newest goes first).
         let removedWhileUpdating = updating(timeout: .seconds(40)) { $0.map(\.instanceId) == [fourth.instanceId] }
         #expect(removedWhileUpdating == [fourth.instanceId], "\(String(describing: fleet.rollouts()))")
+        mark("the fourth instance's turn")
         try fleet.scale(3)
         let scaled = try #require(fleet.finished(next), "no finished rollout of \(next): \(String(describing: fleet.rollouts()))")
+        mark("the rollout finished")
         #expect(scaled.state == "complete", "\(scaled.reason ?? "")")
         #expect(scaled.failedInstance == nil)
         #expect(scaled.instances.allSatisfy { $0.failure == nil && $0.phase == "ready" })

@@ -19,7 +19,8 @@ struct PollLoop: Sendable {
         while true {
             do {
                 // Named on every query, the first included: an agent that starts mid-rollout gets the stable version.
-                let config = try client.config(index: index, wait: r.configuration.longPollWait, instance: r.instanceId)
+                let config = try client.config(index: index, wait: r.configuration.longPollWait,
+                                               instance: r.namedByOperator ? r.instanceId : nil)
                 if attempt > 0 { r.env.log("the controller answers again (config version \(config.version))") }
                 r.controllerAnswered()
                 attempt = 0
