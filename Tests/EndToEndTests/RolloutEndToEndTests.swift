@@ -301,7 +301,7 @@ private struct RolloutHistoryEvent: Codable, Sendable {
         }
 
         let rolling = try underLoad { try fleet.set("GREETING", "two") }
-        #expect(rolling.rollout?.state == "complete")
+        #expect(rolling.rollout?.state == "complete", "\(rolling.rollout?.reason ?? "-")")
         #expect(rolling.rollout?.instances.count == 4)
         #expect(rolling.counts.failed == 0, "rolling: \(rolling.counts)")
         #expect(rolling.counts.sent >= 200, "too few requests to mean anything: \(rolling.counts)")
@@ -309,7 +309,7 @@ private struct RolloutHistoryEvent: Codable, Sendable {
 
         try fleet.strategy(["strategy": "all_at_once", "readySeconds": 1, "healthCheck": check])
         let allAtOnce = try underLoad { try fleet.set("GREETING", "three") }
-        #expect(allAtOnce.rollout?.state == "complete")
+        #expect(allAtOnce.rollout?.state == "complete", "\(allAtOnce.rollout?.reason ?? "-")")
         print("all_at_once change of 4 under load (the contrast; not asserted): \(allAtOnce.counts)")
 
         // A change under which /healthz answers 503. The instances share PORT, so a check on it may reach any of them:
