@@ -126,8 +126,9 @@ def drain(server):
 
     The kernel keeps handing this listener its share of the port's new connections until it is closed (SO_REUSEPORT
     spreads them over every listener of the port), and closing it resets whatever it queued meanwhile: so the
-    backlog is emptied right before the close, leaving a window of microseconds. (Linux's net.ipv4.tcp_migrate_req=1
-    would move those to another instance's listener instead; it is the host's setting, not the app's.)"""
+    backlog is emptied right before the close, leaving a window of microseconds. Linux's net.ipv4.tcp_migrate_req=1
+    moves what the kernel queues in that window to another instance's listener instead of resetting it: the host's
+    setting, not the app's, which the controller's local executor turns on."""
     server.socket.setblocking(False)
     while True:
         try:
