@@ -85,7 +85,8 @@ public final class Agent: Sendable {
         let supervisor = supervisor
         reloader = reloadConfiguration.map { reload in
             ConfigReloader(configuration: reload, restarter: supervisor, baseEnvironment: environment,
-                           instanceId: configuration.instance ?? Agent.generatedInstanceId())
+                           instanceId: configuration.instance ?? Agent.generatedInstanceId(),
+                           namedByOperator: configuration.instance != nil)
         }
     }
 

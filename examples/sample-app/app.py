@@ -4,7 +4,8 @@
 GET /            a greeting built from the environment (GREETING, APP_NAME), so a config change shows
 GET /burn?ms=N   burns N ms of CPU in the request (load for the scaler demo; capped at 2000 ms)
 GET /env         the names (never the values) of the variables it was started with
-GET /healthz     200 "ok" (the rollout's health check)
+GET /healthz     200 "ok" (the rollout's health check); HEALTHZ_STATUS=503 (any status) makes it answer that
+                 instead, which shows a change that fails the check being rolled back
 It listens on $PORT (default 8080) on 127.0.0.1 with SO_REUSEPORT, so several instances share one port and
 the kernel spreads new connections among them (the quickstart's instances do), and prints one line per request.
 If API_KEY is set (a secret), it prints only a fingerprint of it, which shows the secret arrived decrypted.
@@ -97,7 +98,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif url.path == "/env":
             self._send(200, json.dumps(sorted(os.environ.keys())) + "\n")
         elif url.path == "/healthz":
-            self._send(200, "ok\n", "text/plain")
+            try:
+                status = int(settings.get("HEALTHZ_STATUS") or 200)
+            except ValueError:
+                status = 200
+            self._send(status, "ok\n" if status < 300 else "unhealthy\n", "text/plain")
         else:
             self._send(404, json.dumps({"error": "not found"}) + "\n")
 
@@ -117,7 +122,13 @@ class Server(http.server.ThreadingHTTPServer):
 
 
 def drain(server):
-    """Serves the connections the kernel already accepted into the backlog, then waits for every request in flight."""
+    """Serves the connections the kernel already accepted into the backlog, then waits for every request in flight.
+
+    The kernel keeps handing this listener its share of the port's new connections until it is closed (SO_REUSEPORT
+    spreads them over every listener of the port), and closing it resets whatever it queued meanwhile: so the
+    backlog is emptied right before the close, leaving a window of microseconds. Linux's net.ipv4.tcp_migrate_req=1
+    moves what the kernel queues in that window to another instance's listener instead of resetting it: the host's
+    setting, not the app's, which the controller's local executor turns on."""
     server.socket.setblocking(False)
     while True:
         try:

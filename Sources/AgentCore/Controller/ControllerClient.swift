@@ -41,16 +41,38 @@ public final class ControllerClient {
         curl = try CurlEasy(options: options)
     }
 
-    /// `GET /api/agent/v1/config`; with `index`, a blocking query held up to `wait`.
-    public func config(index: Int64?, wait: Duration) throws(ControllerError) -> AgentConfig {
-        var url = base + "/api/agent/v1/config"
-        var timeout = Self.requestTimeout
-        if let index {
-            let ms = wait.wholeMilliseconds
-            url += "?index=\(index)&wait=\(ms)ms"
-            timeout = wait + Self.longPollMargin
+    /// `GET /api/agent/v1/config`; with `index`, a blocking query held up to `wait`. `instance` names the asking
+    /// instance, so that during a rollout the controller answers it the version of its own turn (an agent on the
+    /// deployment's shared token is otherwise served the newest version at once).
+    public func config(index: Int64?, wait: Duration, instance: String? = nil) throws(ControllerError) -> AgentConfig {
+        let timeout = index == nil ? Self.requestTimeout : wait + Self.longPollMargin
+        return try call("GET", Self.configURL(base: base, index: index, wait: wait, instance: instance), body: Empty?.none,
+                        timeout: timeout, as: AgentConfig.self)
+    }
+
+    /// The config query's URL: `index` and `wait` for a blocking query, `instance` percent-encoded (an instance id
+    /// may hold any printable ASCII but spaces, quotes and backslashes, `&` and `#` among them).
+    static func configURL(base: String, index: Int64?, wait: Duration, instance: String?) -> String {
+        var query: [String] = []
+        if let index { query.append("index=\(index)&wait=\(wait.wholeMilliseconds)ms") }
+        if let instance, !instance.isEmpty { query.append("instance=" + percentEncoded(instance)) }
+        return base + "/api/agent/v1/config" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+    }
+
+    /// RFC 3986's unreserved characters stay; every other byte becomes %XX.
+    static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
         }
-        return try call("GET", url, body: Empty?.none, timeout: timeout, as: AgentConfig.self)
+        return out
     }
 
     public func register(_ registration: AgentRegistration) throws(ControllerError) -> AgentRegistrationAccepted {

@@ -70,6 +70,10 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
 
     public let configuration: ReloadConfiguration
     public let instanceId: String
+    /// Whether `instanceId` was given (--instance), not made up at start: only then does the agent name itself on the
+    /// config query and take its turn in a rollout. The controller learns an instance is ready from its poll of the
+    /// agent's /v1/status; an agent it may not poll (its address refused, no metrics listener) would never be ready.
+    public let namedByOperator: Bool
     let restarter: any AppRestarter
     let store: LastKnownGood
     let env: Environment
@@ -78,10 +82,11 @@ public final class ConfigReloader: Sendable, MetricFamilyProvider {
     let sessionWake: Int32
 
     public init(configuration: ReloadConfiguration, restarter: any AppRestarter, baseEnvironment: [String: String],
-                instanceId: String, environment: Environment = Environment()) {
+                instanceId: String, namedByOperator: Bool = false, environment: Environment = Environment()) {
         self.configuration = configuration
         self.restarter = restarter
         self.instanceId = instanceId
+        self.namedByOperator = namedByOperator
         self.store = LastKnownGood(directory: configuration.stateDirectory)
         self.env = environment
         machine = Mutex(ReloadStateMachine(settings: ReloadStateMachine.Settings(

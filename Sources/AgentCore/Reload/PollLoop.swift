@@ -18,7 +18,9 @@ struct PollLoop: Sendable {
         var attempt = 0
         while true {
             do {
-                let config = try client.config(index: index, wait: r.configuration.longPollWait)
+                // Named on every query, the first included: an agent that starts mid-rollout gets the stable version.
+                let config = try client.config(index: index, wait: r.configuration.longPollWait,
+                                               instance: r.namedByOperator ? r.instanceId : nil)
                 if attempt > 0 { r.env.log("the controller answers again (config version \(config.version))") }
                 r.controllerAnswered()
                 attempt = 0

@@ -116,6 +116,28 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     /// The controller's own base URL, once its listener is bound.
     private var controllerURL: String?
 
+    /// A deployment's instances share its port (SO_REUSEPORT). When one stops, Linux resets the connections its
+    /// listener had queued (the kernel's accepted them, the app not yet), however well the app drains: between the
+    /// app's last accept and its close the kernel keeps handing that listener its share of new connections. With
+    /// net.ipv4.tcp_migrate_req (Linux 5.14) at 1, a closing listener's queue moves to another listener of the same
+    /// port instead, and a rolling restart loses no connection. The sandboxes share the host's network namespace,
+    /// where this is set; a listener with no peer on its port is reset as before. Best effort: the log says when it
+    /// cannot be set (not root, an older kernel).
+    static func migrateQueuedConnections(path: String = "/proc/sys/net/ipv4/tcp_migrate_req", logger: Logger) {
+        let current = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if current == "1" { return }
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        let written = fd >= 0 && write(fd, "1\n", 2) == 2
+        let reason = written ? "" : String(cString: strerror(errno))
+        if fd >= 0 { close(fd) }
+        if written {
+            logger.notice("net.ipv4.tcp_migrate_req set to 1: connections queued on a stopping instance's listener move to another instance")
+        } else {
+            logger.warning("a stopping instance's queued connections are reset: cannot set net.ipv4.tcp_migrate_req to 1",
+                           metadata: ["error": "\(current == nil ? "no such setting (Linux before 5.14)" : reason)"])
+        }
+    }
+
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger

@@ -65,6 +65,7 @@ extension ScalingAPI {
                 logger: logger)
             executor = local
             localExecutor = local
+            LocalExecutor.migrateQueuedConnections(logger: logger)
             // First, so that an agent it runs (which also registers) is polled as the trusted target.
             sources.insert(TrustedInstanceSource(local), at: 0)
         case .exec(let command):

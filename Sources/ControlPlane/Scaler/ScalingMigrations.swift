@@ -102,6 +102,46 @@ enum ScalingMigrations {
                 );
                 """)
         }
+        // Rollouts join the history (rollout_started, _complete, _rolled_back, _halted) with the config version and the
+        // instance they name. SQLite cannot change a CHECK constraint in place: the table is built again and copied.
+        migrator.registerMigration("v101-scaling-rollout-events") { db in
+            try db.execute(sql: """
+                CREATE TABLE scaling_events_new (
+                    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                    policy_id TEXT REFERENCES scaling_policies(id) ON DELETE SET NULL,
+                    event_type TEXT NOT NULL CHECK (event_type IN ('scale_up', 'scale_down', 'policy_change', 'manual_override',
+                        'rollout_started', 'rollout_complete', 'rollout_rolled_back', 'rollout_halted')),
+                    trigger_reason TEXT NOT NULL,
+                    instances_before INTEGER NOT NULL,
+                    instances_after INTEGER NOT NULL,
+                    cpu_usage REAL,
+                    memory_usage REAL,
+                    request_rate REAL,
+                    response_time REAL,
+                    connections REAL,
+                    cost_before REAL,
+                    cost_after REAL,
+                    execution_time_ms INTEGER,
+                    success INTEGER NOT NULL DEFAULT 0,
+                    error_message TEXT,
+                    decision_json TEXT,
+                    timestamp DATETIME NOT NULL,
+                    config_version INTEGER,
+                    instance_id TEXT
+                );
+                INSERT INTO scaling_events_new (sequence, id, deployment_id, policy_id, event_type, trigger_reason,
+                    instances_before, instances_after, cpu_usage, memory_usage, request_rate, response_time, connections,
+                    cost_before, cost_after, execution_time_ms, success, error_message, decision_json, timestamp)
+                SELECT sequence, id, deployment_id, policy_id, event_type, trigger_reason, instances_before, instances_after,
+                    cpu_usage, memory_usage, request_rate, response_time, connections, cost_before, cost_after,
+                    execution_time_ms, success, error_message, decision_json, timestamp FROM scaling_events;
+                DROP TABLE scaling_events;
+                ALTER TABLE scaling_events_new RENAME TO scaling_events;
+                CREATE INDEX idx_scaling_events_deployment ON scaling_events(deployment_id, sequence);
+                """)
+        }
     }
 
     /// Issue 16: the scaler's memory survives a restart (ScalerState.swift). A sample's row is keyed by its

@@ -11,12 +11,17 @@ public struct StoredScalingPolicy: Codable, Sendable, Equatable {
     public var updatedAt: Date
 }
 
-/// Why a scaling event happened (scaling_events.event_type).
+/// Why a scaling event happened (scaling_events.event_type). The rollout ones record a config change's way through the
+/// fleet (RolloutDriver) beside the scalings, so that the history says why instances restarted; they change no count.
 public enum ScalingEventType: String, Codable, Sendable {
     case scaleUp = "scale_up"
     case scaleDown = "scale_down"
     case policyChange = "policy_change"
     case manualOverride = "manual_override"
+    case rolloutStarted = "rollout_started"
+    case rolloutComplete = "rollout_complete"
+    case rolloutRolledBack = "rollout_rolled_back"
+    case rolloutHalted = "rollout_halted"
 }
 
 /// One row of scaling_events: what was done, with the metrics and costs at the time.
@@ -43,6 +48,9 @@ public struct ScalingEventRecord: Codable, Sendable, Equatable {
     /// The engine's full decision for automatic scalings.
     public var decision: ScalingDecision?
     public var timestamp: Date
+    /// A rollout event's config version, and the instance it names (the one whose failure rolled it back).
+    public var configVersion: Int64? = nil
+    public var instanceId: String? = nil
 }
 
 /// A page of events, newest first; pass `nextCursor` as `before` for the next page.

@@ -154,12 +154,13 @@ public final class ScalingStore: Sendable {
             try db.execute(sql: """
                 INSERT INTO scaling_events (id, deployment_id, policy_id, event_type, trigger_reason, instances_before,
                     instances_after, cpu_usage, memory_usage, request_rate, response_time, connections, cost_before, cost_after,
-                    execution_time_ms, success, error_message, decision_json, timestamp)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    execution_time_ms, success, error_message, decision_json, timestamp, config_version, instance_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [
                     e.id, e.deploymentId, e.policyId, e.eventType.rawValue, e.triggerReason, e.instancesBefore, e.instancesAfter,
                     e.cpuUsage, e.memoryUsage, e.requestRate, e.responseTime, e.connections, e.costBefore, e.costAfter,
                     e.executionTimeMs, e.success, e.errorMessage, try e.decision.map(Self.json), e.timestamp,
+                    e.configVersion, e.instanceId,
                 ])
             var stored = e
             stored.sequence = db.lastInsertedRowID
@@ -192,7 +193,8 @@ public final class ScalingStore: Sendable {
             memoryUsage: row["memory_usage"], requestRate: row["request_rate"], responseTime: row["response_time"],
             connections: row["connections"], costBefore: row["cost_before"], costAfter: row["cost_after"],
             executionTimeMs: row["execution_time_ms"], success: row["success"], errorMessage: row["error_message"],
-            decision: try decision.map { try decode(ScalingDecision.self, $0) }, timestamp: row["timestamp"])
+            decision: try decision.map { try decode(ScalingDecision.self, $0) }, timestamp: row["timestamp"],
+            configVersion: row["config_version"], instanceId: row["instance_id"])
     }
 
     // MARK: Deployment state

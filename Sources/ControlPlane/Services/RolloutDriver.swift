@@ -46,6 +46,8 @@ actor RolloutDriver {
     /// parking, so a change between its look and its park is not missed.
     nonisolated let generations = Mutex<[String: UInt64]>([:])
     private let rendered = RenderedVersions()
+    /// The scaling history's table, where rollouts are recorded beside the scalings.
+    private let scalingEvents: ScalingStore
 
     init(pool: DatabasePool, store: any ControlPlaneStore, secrets: SecretBox, hub: ConfigWatchHub, status: StatusFeed,
          dependencies: Dependencies, logger: Logger) {
@@ -56,6 +58,7 @@ actor RolloutDriver {
         self.status = status
         self.dependencies = dependencies
         self.logger = logger
+        scalingEvents = ScalingStore(pool: pool)
     }
 
     func wire(render: @escaping @Sendable (String) async throws -> AgentConfig?,
@@ -194,6 +197,7 @@ actor RolloutDriver {
             plan.supersede(with: Int(version), now: now)
             record.current = plan
             try await audit(deploymentId, "rollout_superseded", ["version": String(version), "supersedes": String(was)])
+            await history(deploymentId, .rolloutStarted, plan, reason: "config version \(version) supersedes version \(was) mid-rollout")
             try await step(deploymentId, &record, now: now, servedBefore: before)
             return
         }
@@ -217,6 +221,10 @@ actor RolloutDriver {
         try await audit(deploymentId, "rollout_started", [
             "version": String(version), "stableVersion": String(stable), "instances": String(live.count),
             "strategy": record.strategy.strategy.rawValue, "canary": String(record.strategy.canary)])
+        if let plan = record.current {
+            await history(deploymentId, .rolloutStarted, plan, reason: "config version \(version) rolls out to \(live.count) instances "
+                          + "(\(record.strategy.strategy.rawValue), canary \(record.strategy.canary)); they run version \(stable) until their turn")
+        }
         try await step(deploymentId, &record, now: now)
     }
 
@@ -299,6 +307,8 @@ actor RolloutDriver {
             case .completed:
                 try await audit(deploymentId, "rollout_complete", ["version": String(plan.version),
                                                                    "seconds": String(Int((now - plan.startedAt).rounded()))])
+                await history(deploymentId, .rolloutComplete, plan,
+                              reason: "config version \(plan.version) ready on every instance in \(Int((now - plan.startedAt).rounded())) s")
             case .rolledBack(let reason, let instance):
                 try await rolledBack(deploymentId, plan, reason: reason, instance: instance)
             }
@@ -346,6 +356,10 @@ actor RolloutDriver {
         if let instance { changes["instance"] = instance }
         if let newVersion { changes["servedAs"] = String(newVersion) }
         try await audit(deploymentId, "rollout_rolled_back", changes)
+        let servedAs = newVersion.map { " (served as version \($0))" } ?? ""
+        await history(deploymentId, .rolloutRolledBack, plan, instance: instance,
+                      reason: "config version \(plan.version) rolled back: the fleet goes back to version \(stable)'s content\(servedAs)",
+                      failure: reason)
         logger.warning("rollout rolled back", metadata: ["deployment": "\(deploymentId)", "version": "\(plan.version)",
                                                          "instance": "\(instance ?? "-")"])
         guard let newVersion else { return }
@@ -393,6 +407,10 @@ actor RolloutDriver {
             userId: actor.userId, projectId: projectId, action: control == .pause ? "rollout_halted" : "rollout_\(control.rawValue)",
             resourceType: "deployment", resourceId: deploymentId, changes: ["version": String(plan.version)],
             ipAddress: actor.ipAddress, userAgent: actor.userAgent, timestamp: dependencies.now()))
+        if control == .pause {
+            await history(deploymentId, .rolloutHalted, plan,
+                          reason: "config version \(plan.version) halted by the user: batches under way finish, none starts")
+        }
         if control == .abort {
             try await rolledBack(deploymentId, plan, reason: plan.reason ?? "aborted by the user", instance: nil)
             record.last = plan
@@ -458,6 +476,21 @@ actor RolloutDriver {
             try String.fetchAll(db, sql: "SELECT deployment_id FROM deployment_rollouts WHERE current_plan IS NOT NULL")
         }
         for id in ids { _ = try await record(id) }
+    }
+
+    /// A rollout's entry in the deployment's scaling history (GET .../scaling/events), beside the scalings: the count
+    /// does not change. `failure` (a rollback's reason, naming the instance) makes it a failed entry. A history that
+    /// cannot be written is logged, not thrown: the rollout itself went on, and the audit log has the record.
+    private func history(_ deploymentId: String, _ type: ScalingEventType, _ plan: RolloutPlan, instance: String? = nil,
+                         reason: String, failure: String? = nil) async {
+        let count = plan.instances.count
+        let event = ScalingEventRecord(
+            id: newID(), sequence: 0, deploymentId: deploymentId, policyId: nil, eventType: type, triggerReason: reason,
+            instancesBefore: count, instancesAfter: count, success: failure == nil, errorMessage: failure,
+            timestamp: dependencies.now(), configVersion: Int64(plan.version), instanceId: instance)
+        do { _ = try await scalingEvents.appendEvent(event) } catch {
+            logger.error("cannot record a rollout in the scaling history", metadata: ["deployment": "\(deploymentId)", "error": "\(error)"])
+        }
     }
 
     private func audit(_ deploymentId: String, _ action: String, _ changes: [String: String]) async throws {
