@@ -75,10 +75,14 @@ public struct ScalingEngine: Sendable {
         let current = state.currentInstances
         let latest = history.latest
         let fresh = latest.map { now - $0.timestamp <= configuration.staleAfter && $0.timestamp <= now } ?? false
+        // Which evaluations the reason quotes as "policy: reason": one whose reason already says why it cannot
+        // act is not repeated. Kept as flags while the reason is built: searching the text for each note cost
+        // a sixth of a week's replay.
+        var quoted: [Bool] = []
         func decision(_ action: ScalingAction, _ target: Int, _ reason: String, _ confidence: Double, _ evals: [PolicyEvaluation]) -> ScalingDecision {
             var reason = reason
-            for e in evals {
-                guard let why = e.cannotAct, !reason.contains("\(e.policy): \(why)") else { continue }
+            for (i, e) in evals.enumerated() {
+                guard let why = e.cannotAct, !(i < quoted.count && quoted[i] && e.reason.hasPrefix(why)) else { continue }
                 reason += "; \(e.policy) cannot act: \(why)"
             }
             var impact: CostImpact?
@@ -124,6 +128,7 @@ public struct ScalingEngine: Sendable {
             confidence = drivers.map { evals[$0].confidence }.max()!
             immediate = drivers.contains { evals[$0].immediate }
             reason = drivers.map { "\(evals[$0].policy): \(evals[$0].reason)" }.joined(separator: "; ")
+            quoted = evals.indices.map { drivers.contains($0) }
         } else if evals.contains(where: { $0.verdict == .scaleDown }) && !evals.contains(where: { $0.verdict == .hold }) {
             let downs = evals.filter { $0.verdict == .scaleDown }
             target = max(downs.map(\.targetInstances).max()!, evals.map(\.floor).max()!)
@@ -131,6 +136,7 @@ public struct ScalingEngine: Sendable {
             confidence = downs.map(\.confidence).min()!
             immediate = downs.allSatisfy(\.immediate)
             reason = downs.map { "\($0.policy): \($0.reason)" }.joined(separator: "; ")
+            quoted = evals.map { $0.verdict == .scaleDown }
             if target < current {
                 action = .scaleDown
                 let floorPolicy = evals.first { $0.verdict == .abstain && $0.floor == target && $0.floor > (downs.map(\.targetInstances).max() ?? 0) }
@@ -143,6 +149,7 @@ public struct ScalingEngine: Sendable {
             reason = holds.isEmpty
                 ? evals.map { "\($0.policy): \($0.reason)" }.joined(separator: "; ")
                 : holds.map { "\($0.policy): \($0.reason)" }.joined(separator: "; ")
+            quoted = evals.map { holds.isEmpty || $0.verdict == .hold }
             if evals.contains(where: { $0.verdict == .scaleDown }) {
                 reason = "scale-down needs every policy to agree; " + reason
             }
@@ -183,6 +190,7 @@ public struct ScalingEngine: Sendable {
         }
         if current > cap && (action != .scaleDown || target > cap) {
             // Over a hard limit: come down at once, past cooldowns and stabilization.
+            quoted = []
             return decision(.scaleDown, cap, "\(current) instances exceed the limit of \(cap): \(capReason)", 1, evals)
         }
 
