@@ -481,7 +481,7 @@ public struct ScalingEngine: Sendable {
                 } else {
                     switch o.model {
                     case .holtWinters: fs.model = HoltWinters.fit(series, seasonLength: m)
-                    case .seasonal: fs.seasonal = SeasonalForecast.fit(series, season: m, window: window, horizon: horizon)
+                    case .seasonal: fs.seasonal = SeasonalForecast.fit(series, season: m, window: window, horizon: horizon, quantile: o.quantile)
                     }
                 }
             } else {
@@ -494,7 +494,8 @@ public struct ScalingEngine: Sendable {
         let fs = forecasts[index]
         let forecast: (Int) -> Double
         var confidence: Double
-        let modelName: String
+        var modelName: String
+        var point: ((Int) -> Double)?
         if let model = fs?.model {
             forecast = { model.forecast(stepsAhead: $0) }
             confidence = model.confidence
@@ -503,6 +504,10 @@ public struct ScalingEngine: Sendable {
             forecast = { model.forecast(stepsAhead: $0) }
             confidence = model.confidence
             modelName = model.weekly ? "seasonal, weekly" : "seasonal, daily"
+            if let q = o.quantile {
+                point = { model.pointForecast(stepsAhead: $0) }
+                modelName += ", p\(Format.number(q * 100)) = \(Format.number(model.multiplier))× the point forecast"
+            }
         } else {
             var e = verdict(.abstain, current, "no forecast: \(fs?.unavailable ?? "no model")", 0, nil, nil, false)
             e.cannotAct = e.reason
@@ -527,6 +532,18 @@ public struct ScalingEngine: Sendable {
                 if penalized < confidence {
                     missNote = "; the load now, \(Format.number(actual)), is above the forecast \(Format.number(expected)) for this step"
                     confidence = penalized
+                }
+            } else if let point {
+                // With a quantile, a miss below counts too: after a crowd the forecast may still hold its
+                // capacity (the level of the last steps carries it), and the load falling away from it says
+                // the model no longer describes the present.
+                let typical = max(0, point(Int(currentBucket - lastComplete)))
+                if actual * SeasonalForecast.missRatio < typical {
+                    let penalized = min(confidence, actual / typical)
+                    if penalized < confidence {
+                        missNote = "; the load now, \(Format.number(actual)), is below the typical forecast \(Format.number(typical)) for this step"
+                        confidence = penalized
+                    }
                 }
             }
         }
