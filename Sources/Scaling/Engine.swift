@@ -49,6 +49,8 @@ public struct ScalingEngine: Sendable {
         var model: HoltWinters?
         var seasonal: SeasonalForecast?
         var unavailable: String?
+        /// The model's name in reasons, made once per fit rather than at every poll.
+        var label = ""
     }
 
     /// Validates every policy (disabled ones too, so a bad policy is caught when it is stored).
@@ -480,8 +482,17 @@ public struct ScalingEngine: Sendable {
                     fs.unavailable = "\(gaps) of \(series.count) history buckets are empty (more than 10%)"
                 } else {
                     switch o.model {
-                    case .holtWinters: fs.model = HoltWinters.fit(series, seasonLength: m)
-                    case .seasonal: fs.seasonal = SeasonalForecast.fit(series, season: m, window: window, horizon: horizon, quantile: o.quantile)
+                    case .holtWinters:
+                        fs.model = HoltWinters.fit(series, seasonLength: m)
+                        fs.label = "Holt-Winters"
+                    case .seasonal:
+                        fs.seasonal = SeasonalForecast.fit(series, season: m, window: window, horizon: horizon, quantile: o.quantile)
+                        if let model = fs.seasonal {
+                            fs.label = model.weekly ? "seasonal, weekly" : "seasonal, daily"
+                            if let q = o.quantile {
+                                fs.label += ", p\(Format.number(q * 100)) = \(Format.number(model.multiplier))× the point forecast"
+                            }
+                        }
                     }
                 }
             } else {
@@ -494,20 +505,15 @@ public struct ScalingEngine: Sendable {
         let fs = forecasts[index]
         let forecast: (Int) -> Double
         var confidence: Double
-        var modelName: String
+        let modelName = fs?.label ?? ""
         var point: ((Int) -> Double)?
         if let model = fs?.model {
             forecast = { model.forecast(stepsAhead: $0) }
             confidence = model.confidence
-            modelName = "Holt-Winters"
         } else if let model = fs?.seasonal {
             forecast = { model.forecast(stepsAhead: $0) }
             confidence = model.confidence
-            modelName = model.weekly ? "seasonal, weekly" : "seasonal, daily"
-            if let q = o.quantile {
-                point = { model.pointForecast(stepsAhead: $0) }
-                modelName += ", p\(Format.number(q * 100)) = \(Format.number(model.multiplier))× the point forecast"
-            }
+            if o.quantile != nil { point = { model.pointForecast(stepsAhead: $0) } }
         } else {
             var e = verdict(.abstain, current, "no forecast: \(fs?.unavailable ?? "no model")", 0, nil, nil, false)
             e.cannotAct = e.reason

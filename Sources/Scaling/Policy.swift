@@ -505,8 +505,21 @@ enum Format {
 
     static func number(_ x: Double) -> String {
         guard x.isFinite else { return "\(x)" }
-        let r = (x * 100).rounded() / 100
+        let hundredths = (x * 100).rounded()
+        let r = hundredths / 100
         if r == r.rounded() && abs(r) < 1e15 { return String(Int(r)) }
+        if abs(r) < 1e9 {
+            // The digits of k / 100 directly, as "\(r)" would print them: r is the double nearest k / 100, no
+            // shorter decimal lies within its rounding interval at this magnitude, and Swift prints doubles
+            // in this range without an exponent. Reasons print several numbers at every poll, and the
+            // shortest-digits conversion was a tenth of a forecast policy's replay.
+            let k = Int(hundredths)
+            let m = k.magnitude
+            let whole = m / 100
+            let cents = m % 100
+            let fraction = cents % 10 == 0 ? String(cents / 10) : (cents < 10 ? "0\(cents)" : String(cents))
+            return (k < 0 ? "-" : "") + String(whole) + "." + fraction
+        }
         return "\(r)"
     }
 }
