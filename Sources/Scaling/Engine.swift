@@ -83,6 +83,8 @@ public struct ScalingEngine: Sendable {
         var model: HoltWinters?
         var seasonal: SeasonalForecast?
         var unavailable: String?
+        /// The model's name in reasons, made once per fit rather than at every poll.
+        var label = ""
     }
 
     /// Validates every policy (disabled ones too, so a bad policy is caught when it is stored).
@@ -109,10 +111,14 @@ public struct ScalingEngine: Sendable {
         let current = state.currentInstances
         let latest = history.latest
         let fresh = latest.map { now - $0.timestamp <= configuration.staleAfter && $0.timestamp <= now } ?? false
+        // Which evaluations the reason quotes as "policy: reason": one whose reason already says why it cannot
+        // act is not repeated. Kept as flags while the reason is built: searching the text for each note cost
+        // a sixth of a week's replay.
+        var quoted: [Bool] = []
         func decision(_ action: ScalingAction, _ target: Int, _ reason: String, _ confidence: Double, _ evals: [PolicyEvaluation]) -> ScalingDecision {
             var reason = reason
-            for e in evals {
-                guard let why = e.cannotAct, !reason.contains("\(e.policy): \(why)") else { continue }
+            for (i, e) in evals.enumerated() {
+                guard let why = e.cannotAct, !(i < quoted.count && quoted[i] && e.reason.hasPrefix(why)) else { continue }
                 reason += "; \(e.policy) cannot act: \(why)"
             }
             var impact: CostImpact?
@@ -158,6 +164,7 @@ public struct ScalingEngine: Sendable {
             confidence = drivers.map { evals[$0].confidence }.max()!
             immediate = drivers.contains { evals[$0].immediate }
             reason = drivers.map { "\(evals[$0].policy): \(evals[$0].reason)" }.joined(separator: "; ")
+            quoted = evals.indices.map { drivers.contains($0) }
         } else if evals.contains(where: { $0.verdict == .scaleDown }) && !evals.contains(where: { $0.verdict == .hold }) {
             let downs = evals.filter { $0.verdict == .scaleDown }
             target = max(downs.map(\.targetInstances).max()!, evals.map(\.floor).max()!)
@@ -165,6 +172,7 @@ public struct ScalingEngine: Sendable {
             confidence = downs.map(\.confidence).min()!
             immediate = downs.allSatisfy(\.immediate)
             reason = downs.map { "\($0.policy): \($0.reason)" }.joined(separator: "; ")
+            quoted = evals.map { $0.verdict == .scaleDown }
             if target < current {
                 action = .scaleDown
                 let floorPolicy = evals.first { $0.verdict == .abstain && $0.floor == target && $0.floor > (downs.map(\.targetInstances).max() ?? 0) }
@@ -177,6 +185,7 @@ public struct ScalingEngine: Sendable {
             reason = holds.isEmpty
                 ? evals.map { "\($0.policy): \($0.reason)" }.joined(separator: "; ")
                 : holds.map { "\($0.policy): \($0.reason)" }.joined(separator: "; ")
+            quoted = evals.map { holds.isEmpty || $0.verdict == .hold }
             if evals.contains(where: { $0.verdict == .scaleDown }) {
                 reason = "scale-down needs every policy to agree; " + reason
             }
@@ -217,6 +226,7 @@ public struct ScalingEngine: Sendable {
         }
         if current > cap && (action != .scaleDown || target > cap) {
             // Over a hard limit: come down at once, past cooldowns and stabilization.
+            quoted = []
             return decision(.scaleDown, cap, "\(current) instances exceed the limit of \(cap): \(capReason)", 1, evals)
         }
 
@@ -506,8 +516,17 @@ public struct ScalingEngine: Sendable {
                     fs.unavailable = "\(gaps) of \(series.count) history buckets are empty (more than 10%)"
                 } else {
                     switch o.model {
-                    case .holtWinters: fs.model = HoltWinters.fit(series, seasonLength: m)
-                    case .seasonal: fs.seasonal = SeasonalForecast.fit(series, season: m, window: window, horizon: horizon)
+                    case .holtWinters:
+                        fs.model = HoltWinters.fit(series, seasonLength: m)
+                        fs.label = "Holt-Winters"
+                    case .seasonal:
+                        fs.seasonal = SeasonalForecast.fit(series, season: m, window: window, horizon: horizon, quantile: o.quantile)
+                        if let model = fs.seasonal {
+                            fs.label = model.weekly ? "seasonal, weekly" : "seasonal, daily"
+                            if let q = o.quantile {
+                                fs.label += ", p\(Format.number(q * 100)) = \(Format.number(model.multiplier))× the point forecast"
+                            }
+                        }
                     }
                 }
             } else {
@@ -520,15 +539,15 @@ public struct ScalingEngine: Sendable {
         let fs = forecasts[index]
         let forecast: (Int) -> Double
         var confidence: Double
-        let modelName: String
+        let modelName = fs?.label ?? ""
+        var point: ((Int) -> Double)?
         if let model = fs?.model {
             forecast = { model.forecast(stepsAhead: $0) }
             confidence = model.confidence
-            modelName = "Holt-Winters"
         } else if let model = fs?.seasonal {
             forecast = { model.forecast(stepsAhead: $0) }
             confidence = model.confidence
-            modelName = model.weekly ? "seasonal, weekly" : "seasonal, daily"
+            if o.quantile != nil { point = { model.pointForecast(stepsAhead: $0) } }
         } else {
             var e = verdict(.abstain, current, "no forecast: \(fs?.unavailable ?? "no model")", 0, nil, nil, false)
             e.cannotAct = e.reason
@@ -553,6 +572,18 @@ public struct ScalingEngine: Sendable {
                 if penalized < confidence {
                     missNote = "; the load now, \(Format.number(actual)), is above the forecast \(Format.number(expected)) for this step"
                     confidence = penalized
+                }
+            } else if let point {
+                // With a quantile, a miss below counts too: after a crowd the forecast may still hold its
+                // capacity (the level of the last steps carries it), and the load falling away from it says
+                // the model no longer describes the present.
+                let typical = max(0, point(Int(currentBucket - lastComplete)))
+                if actual * SeasonalForecast.missRatio < typical {
+                    let penalized = min(confidence, actual / typical)
+                    if penalized < confidence {
+                        missNote = "; the load now, \(Format.number(actual)), is below the typical forecast \(Format.number(typical)) for this step"
+                        confidence = penalized
+                    }
                 }
             }
         }

@@ -102,6 +102,11 @@ public struct PredictiveOptions: Sendable, Codable, Equatable {
     /// Below this confidence the forecast stands aside (abstains) and the reactive policies decide alone;
     /// 0 (default) trusts any forecast.
     public var minConfidence: Double
+    /// seasonal only: forecast this quantile of each step (e.g. 0.99) rather than its typical value, so that the
+    /// load's jitter rarely exceeds the capacity bought; the level then also follows a passed crowd back down,
+    /// and a load well below the forecast lowers confidence as well as one above it. nil (default): the typical
+    /// value, as before.
+    public var quantile: Double?
 
     public enum ForecastModel: String, Sendable, Codable, Equatable, CaseIterable {
         /// Additive Holt-Winters over two seasons or more.
@@ -126,7 +131,7 @@ public struct PredictiveOptions: Sendable, Codable, Equatable {
     public init(
         seasonLength: Double = defaultSeasonLength, step: Double = defaultStep,
         startupSeconds: Double = defaultStartupSeconds, lookahead: Double = 0, model: ForecastModel = .holtWinters,
-        aggregate: MetricsHistory.Aggregate = .mean, minConfidence: Double = 0
+        aggregate: MetricsHistory.Aggregate = .mean, minConfidence: Double = 0, quantile: Double? = nil
     ) {
         self.seasonLength = seasonLength
         self.step = step
@@ -135,6 +140,7 @@ public struct PredictiveOptions: Sendable, Codable, Equatable {
         self.model = model
         self.aggregate = aggregate
         self.minConfidence = minConfidence
+        self.quantile = quantile
     }
 
     public init(from decoder: any Decoder) throws {
@@ -146,6 +152,7 @@ public struct PredictiveOptions: Sendable, Codable, Equatable {
         model = try c.decodeIfPresent(ForecastModel.self, forKey: .model) ?? .holtWinters
         aggregate = try c.decodeIfPresent(MetricsHistory.Aggregate.self, forKey: .aggregate) ?? .mean
         minConfidence = try c.decodeIfPresent(Double.self, forKey: .minConfidence) ?? 0
+        quantile = try c.decodeIfPresent(Double.self, forKey: .quantile)
     }
 
     /// Points per season.
@@ -440,6 +447,10 @@ extension ScalingPolicy {
                 if !(o.minConfidence >= 0 && o.minConfidence <= 1) {
                     p.append("predictive.minConfidence must be from 0 to 1 (got \(number(o.minConfidence)))")
                 }
+                if let q = o.quantile {
+                    if !(q > 0 && q <= 1) { p.append("predictive.quantile must be above 0 and at most 1 (got \(number(q)))") }
+                    if o.model != .seasonal { p.append("predictive.quantile applies to the seasonal model only") }
+                }
             }
         case .scheduled:
             if schedules.isEmpty { p.append("a scheduled policy needs at least one entry in schedules") }
@@ -494,8 +505,21 @@ enum Format {
 
     static func number(_ x: Double) -> String {
         guard x.isFinite else { return "\(x)" }
-        let r = (x * 100).rounded() / 100
+        let hundredths = (x * 100).rounded()
+        let r = hundredths / 100
         if r == r.rounded() && abs(r) < 1e15 { return String(Int(r)) }
+        if abs(r) < 1e9 {
+            // The digits of k / 100 directly, as "\(r)" would print them: r is the double nearest k / 100, no
+            // shorter decimal lies within its rounding interval at this magnitude, and Swift prints doubles
+            // in this range without an exponent. Reasons print several numbers at every poll, and the
+            // shortest-digits conversion was a tenth of a forecast policy's replay.
+            let k = Int(hundredths)
+            let m = k.magnitude
+            let whole = m / 100
+            let cents = m % 100
+            let fraction = cents % 10 == 0 ? String(cents / 10) : (cents < 10 ? "0\(cents)" : String(cents))
+            return (k < 0 ? "-" : "") + String(whole) + "." + fraction
+        }
         return "\(r)"
     }
 }

@@ -86,6 +86,10 @@ struct PolicyTests {
         (ScalingPolicy(name: "pr", policyType: .predictive, target: MetricTarget(metric: .cpu, value: 50),
                        predictive: PredictiveOptions(seasonLength: 5000, step: 3600)),
          ["policy \"pr\": predictive.seasonLength (5000) must be a multiple of predictive.step (3600), at least 2 steps"]),
+        (ScalingPolicy(name: "pr", policyType: .predictive, target: MetricTarget(metric: .cpu, value: 50),
+                       predictive: PredictiveOptions(quantile: 1.5)),
+         ["policy \"pr\": predictive.quantile must be above 0 and at most 1 (got 1.5)",
+          "policy \"pr\": predictive.quantile applies to the seasonal model only"]),
         (ScalingPolicy(name: "s", policyType: .scheduled, maxInstances: 5, schedules: [
             ScheduleWindow(cron: "61 * * * *", timeZone: "Mars/Base", minInstances: 9),
             ScheduleWindow(cron: "0 9 * * *", durationSeconds: 60, endCron: "0 10 * * *"),
@@ -100,6 +104,14 @@ struct PolicyTests {
     ])
     func validationMessages(policy: ScalingPolicy, problems: [String]) {
         #expect(throws: PolicyValidationError(problems: problems)) { try policy.validate() }
+    }
+
+    @Test func quantileDecodesAndDefaultsToNone() throws {
+        let body = #"{"name": "f", "policyType": "predictive", "target": {"metric": "cpu_demand", "value": 90}, "predictive": {"model": "seasonal"#
+        #expect(try decode(body + #""}}"#).predictive?.quantile == nil)
+        let p = try decode(body + #"", "quantile": 0.5}}"#)
+        #expect(p.predictive?.quantile == 0.5)
+        try p.validate()
     }
 
     @Test func engineRejectsDuplicateNamesAndCollectsEveryProblem() {

@@ -113,3 +113,63 @@ struct PredictiveTests {
             "no forecast: needs two seasons (48 h) of history, has 24 h", nil])
     }
 }
+
+@Suite("Cannot-act notes in every decision")
+struct CannotActNoteTests {
+    /// How often `needle` occurs in `text` (non-overlapping).
+    static func occurrences(of needle: String, in text: String) -> Int {
+        let n = Array(needle.utf8)
+        let t = Array(text.utf8)
+        guard !n.isEmpty, t.count >= n.count else { return 0 }
+        var count = 0
+        var i = 0
+        while i + n.count <= t.count {
+            if t[i..<(i + n.count)].elementsEqual(n) {
+                count += 1
+                i += n.count
+            } else {
+                i += 1
+            }
+        }
+        return count
+    }
+
+    @Test func everyNoteAppearsExactlyOnceWhateverTheBranch() throws {
+        // Eight hours of minute samples of a two-hour wave (the forecast's season), the instances following
+        // each decision, with a three-minute gap (no fresh metrics: tracking is silent) every 100 minutes. The
+        // forecast cannot act for the first season and hour and, after it, whenever its confidence is below
+        // 0.99. Every
+        // decision, whichever branch built its reason (scale-up drivers, scale-down, holds, all abstaining),
+        // names each policy that cannot act once: quoted with its reason, or in a "cannot act" note.
+        let forecast = ScalingPolicy(
+            name: "forecast", policyType: .predictive, minInstances: 1, maxInstances: 20, scaleUpCooldown: 0,
+            scaleDownCooldown: 0, target: MetricTarget(metric: .cpu, value: 60),
+            predictive: PredictiveOptions(seasonLength: 7200, step: 300, startupSeconds: 30, lookahead: 300, model: .seasonal, aggregate: .peak, minConfidence: 0.99, quantile: 0.5))
+        var engine = try ScalingEngine(policies: [forecast, tracking(target: 60, max: 20, stabilization: 60)])
+        var h = MetricsHistory()
+        var state = DeploymentState(currentInstances: 2)
+        var notes = 0
+        var quoted = 0
+        var t = 0.0
+        while t < 8 * 3600 {
+            let load = 200 + 150 * sin(2 * Double.pi * t / 7200)
+            if Int(t / 60) % 100 >= 3 {
+                h.append(sample(t, instances: state.currentInstances, cpu: load / Double(state.currentInstances)))
+            }
+            let d = engine.decide(now: t, history: h, state: state)
+            for e in d.policies {
+                guard let why = e.cannotAct else { continue }
+                let asQuote = Self.occurrences(of: "\(e.policy): \(why)", in: d.reason)
+                let asNote = Self.occurrences(of: "\(e.policy) cannot act: \(why)", in: d.reason)
+                #expect(asQuote + asNote == 1, "\(t): \(d.reason)")
+                notes += asNote
+                quoted += asQuote
+            }
+            if d.action != .noAction { state.currentInstances = d.targetInstances }
+            t += 60
+        }
+        // Both ways of naming a silent policy occurred.
+        #expect(notes > 50)
+        #expect(quoted > 0)
+    }
+}

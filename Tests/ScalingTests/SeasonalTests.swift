@@ -46,6 +46,52 @@ struct SeasonalTests {
         #expect(f.forecast(stepsAhead: 1) == 1)
     }
 
+    @Test func aQuantileForecastCoversTheJitterTheReplaySaw() throws {
+        // Four seasons of [8, 16, 16, 8], then one with the second step 18 (jitter). Window 1: each step's
+        // level is its own actual over its basis. Replayed one step ahead over the last season, actual over
+        // forecast was 8/8, 18/16 (forecast at level 1), 16/18 (at level 18/16), 8/8: sorted 0.89, 1, 1, 1.125.
+        let x: [Double] = [8, 16, 16, 8, 8, 16, 16, 8, 8, 16, 16, 8, 8, 16, 16, 8, 8, 18, 16, 8]
+        let top = try #require(SeasonalForecast.fit(x, season: 4, window: 1, horizon: 1, quantile: 1))
+        #expect(top.multiplier == 1.125)
+        #expect(top.level == 1)
+        #expect(top.pointForecast(stepsAhead: 1) == 8)
+        #expect(top.forecast(stepsAhead: 1) == 9)
+        #expect(top.forecast(stepsAhead: 2) == 18)
+        // Errors 0, 2 (weight ½), 2 (¼), 0 against loads 8, 16 × ½, 18 × ¼, 8 × ⅛.
+        #expect(top.confidence == 1 - 1.5 / 21.5)
+        // The 0.75 quantile of four ratios is the third: 1.
+        let p75 = try #require(SeasonalForecast.fit(x, season: 4, window: 1, horizon: 1, quantile: 0.75))
+        #expect(p75.multiplier == 1)
+        #expect(p75.forecast(stepsAhead: 2) == 16)
+        // Without a quantile, the point forecast as before.
+        let plain = try #require(SeasonalForecast.fit(x, season: 4, window: 1, horizon: 1))
+        #expect(plain.multiplier == 1)
+        #expect(plain.forecast(stepsAhead: 2) == 16)
+        #expect(plain.confidence == top.confidence)
+    }
+
+    @Test func aCrowdStaysOutOfTheQuantileAndTheLevelFollowsItDown() throws {
+        // Five seasons of [8, 16, 16, 8], then a crowd: the first two steps of the last season at 3× (24, 48),
+        // then back to 16 and 8. Window 4: the hour's level still holds the crowd, (24 + 48 + 16 + 8) / 48 = 2.
+        let x: [Double] = Array([[Double]](repeating: [8, 16, 16, 8], count: 5).joined()) + [24, 48, 16, 8]
+        let plain = try #require(SeasonalForecast.fit(x, season: 4, window: 4, horizon: 1))
+        #expect(plain.level == 2)
+        #expect(plain.forecast(stepsAhead: 1) == 16)
+        // With a quantile the level is the lower of the hour's and the last step's, 8 / 8: back to 1 as soon
+        // as the load is.
+        let q = try #require(SeasonalForecast.fit(x, season: 4, window: 4, horizon: 1, quantile: 1))
+        #expect(q.level == 1)
+        #expect(q.pointForecast(stepsAhead: 1) == 8)
+        #expect(q.forecast(stepsAhead: 2) == 16)
+        // Replayed, the crowd's two steps were 3× their forecasts and the step after it was forecast at the
+        // crowd's level: misses, which lower confidence and stay out of the quantile. The last step was
+        // forecast from the level of the step before (16 / 16), exactly: the quantile of that one ratio is 1.
+        #expect(q.multiplier == 1)
+        #expect(q.confidence < 0.5)
+        // The level that follows down makes the replay's forecasts better than the hour's sum did.
+        #expect(q.confidence > plain.confidence)
+    }
+
     @Test func historyKeepsFiveMinutesForEightDays() {
         var h = MetricsHistory()
         for i in 0..<(3 * 60) { h.append(sample(Double(i * 10), instances: 2, cpu: i < 30 ? 10 : 40)) }
@@ -111,6 +157,24 @@ struct SeasonalTests {
         let plain = PredictiveOptions(startupSeconds: 1800, model: .seasonal, aggregate: .peak)
         let p = try Self.decide([Self.forecast(plain), Self.covered], at: 2 * 86_400 + 5 * 3600, cpu: 45)
         #expect(p.policies[1].reason == "cpu 45 vs target 60: ceil(4 × 0.75) = 3")
+    }
+
+    @Test func aLoadFarBelowAQuantileForecastHandsControlBackToo() throws {
+        // 06:00, the day's peak: 4 instances at 20% (80 in all) are far below the typical forecast of ~360.
+        // With a quantile, a miss below lowers confidence as one above does: actual / typical forecast.
+        let seasonal = PredictiveOptions(startupSeconds: 1800, model: .seasonal, aggregate: .peak, minConfidence: 0.5, quantile: 0.9)
+        let d = try Self.decide([Self.forecast(seasonal), Self.covered], at: 2 * 86_400 + 6 * 3600, cpu: 20)
+        #expect(d.policies[0].verdict == .abstain)
+        #expect(d.policies[0].reason.contains("; the load now, 80, is below the typical forecast "))
+        #expect(d.policies[0].reason.contains("(seasonal, daily, p90 = "))
+        let why = try #require(d.policies[0].cannotAct)
+        #expect(why.hasPrefix("forecast confidence 0.2") && why.hasSuffix(" is below minConfidence 0.5"))
+        #expect(d.policies[1].reason == "cpu 20 vs target 60: ceil(4 × 0.33) = 2")
+        // Without a quantile, a load below the forecast is no miss: the forecast stays confident and covers.
+        let plain = PredictiveOptions(startupSeconds: 1800, model: .seasonal, aggregate: .peak, minConfidence: 0.5)
+        let p = try Self.decide([Self.forecast(plain), Self.covered], at: 2 * 86_400 + 6 * 3600, cpu: 20)
+        #expect(p.policies[0].cannotAct == nil)
+        #expect(p.policies[1].reason.hasSuffix("(forecast covers the ramps: coveredTarget 90 instead of 60)"))
     }
 
     @Test func aMissInProgressHandsControlBack() throws {
