@@ -31,6 +31,9 @@ public struct RolloutPlan: Sendable, Equatable, Codable {
         public var checkPassed: Bool
         public var readyAt: Double?
         public var failure: String?
+        /// The latest failed check within `readySeconds` of the start, which does not count yet (the app may still be
+        /// starting): it names what was wrong if the instance is never ready.
+        public var lastCheckFailure: String?
 
         init(id: String) {
             self.id = id
@@ -46,7 +49,8 @@ public struct RolloutPlan: Sendable, Equatable, Codable {
         /// Its child under `version` exited.
         case exited(version: Int, status: String)
         case checkPassed(version: Int)
-        case checkFailed(version: Int, reason: String)
+        /// A check of the current child failed at `at` (the agent's clock, as `since` is).
+        case checkFailed(version: Int, reason: String, at: Double)
     }
 
     /// What `advance` did, for the audit log and the scaling history.
@@ -119,13 +123,21 @@ public struct RolloutPlan: Sendable, Equatable, Codable {
             if instances[i].runningSince != since {
                 instances[i].runningSince = since
                 instances[i].checkPassed = false  // a new child must pass the check again
+                instances[i].lastCheckFailure = nil
             }
         case .exited(let v, let status) where v == version:
             let ran = instances[i].runningSince.map { " after \(Self.seconds(now - $0))" } ?? ""
             fail(i, "exited (\(status))\(ran) under version \(version), before it was ready", now: now)
         case .checkPassed(let v) where v == version:
             instances[i].checkPassed = instances[i].runningSince != nil
-        case .checkFailed(let v, let why) where v == version:
+        case .checkFailed(let v, let why, let at) where v == version:
+            // Like a readiness probe: a check that fails while the app is still within `readySeconds` of its start
+            // is not held against it (the agent checks again every second); one that fails after that is.
+            guard let since = instances[i].runningSince, at - since >= strategy.readySeconds else {
+                instances[i].checkPassed = false
+                instances[i].lastCheckFailure = why
+                return
+            }
             fail(i, "failed its health check under version \(version): \(why)", now: now)
         default:
             return
@@ -195,8 +207,9 @@ public struct RolloutPlan: Sendable, Equatable, Codable {
                 instances[i].readyAt = now
                 events.append(.instanceReady(instance.id))
             } else if let assigned = instance.assignedAt, now - assigned > strategy.readySeconds + Self.progressAllowance {
-                fail(i, "was not ready \(Self.seconds(now - assigned)) after its turn came (readySeconds \(Self.seconds(strategy.readySeconds)))",
-                     now: now)
+                let check = instance.lastCheckFailure.map { "; its health check: \($0)" } ?? ""
+                fail(i, "was not ready \(Self.seconds(now - assigned)) after its turn came (readySeconds \(Self.seconds(strategy.readySeconds)))"
+                        + check, now: now)
             }
         }
         for instance in instances where instance.phase == .failed && instance.failure != nil && !reported.contains(instance.id) {

@@ -33,6 +33,9 @@ import Testing
             }
             let one = try await served("a").version
             let path = "/api/deployments/\(deployment)"
+            // A rollout takes in the instances whose status the controller reads: the last poll round read all three.
+            let t = harness.now.now.timeIntervalSince1970
+            await c.controlPlane.rolloutRound(["a", "b", "c"].map { Self.status(deployment, $0, version: one, startedAt: t) })
 
             // A bad strategy names its fields; a good one is kept and shown.
             let refused = try await c.call(.put, path + "/rollout-strategy", token: owner,
@@ -110,6 +113,52 @@ import Testing
         }
     }
 
+    @Test func anInstanceTheControllerCannotReadStaysOutOfTheRolloutAndFollowsTheFleet() async throws {
+        let harness = try Harness()
+        try await harness.run { c in
+            let (owner, project, deployment, agent) = try await c.signUpWithDeployment("owner@example.com")
+            let config = try await c.createConfig(owner, project: project)
+            try await c.setVariable(owner, config: config, key: "GREETING", value: "one")
+            for id in ["a", "b", "far"] { try await c.register(agent, id) }
+            func served(_ instance: String) async throws -> Int64 {
+                let answer = try await c.call(.get, "/api/agent/v1/config?instance=\(instance)", token: agent)
+                return (answer.data["version"] as? NSNumber)?.int64Value ?? -1
+            }
+            let one = try await served("a")
+            let path = "/api/deployments/\(deployment)"
+            let strategy: [String: Any] = ["canary": 1, "batchSize": 1, "maxUnavailable": 1, "readySeconds": 1,
+                                           "healthCheck": NSNull(), "failureThreshold": 1]
+            #expect(try await c.call(.put, path + "/rollout-strategy", token: owner, json: c.json(strategy)).status == .ok)
+            // Only a and b answer the poll ("far" is an agent whose address the controller refuses, or one that is down).
+            let t0 = harness.now.now.timeIntervalSince1970
+            let failedPoll = PollResult(target: PollTarget(deploymentId: deployment, instanceId: "far", statusURL: "http://10.0.0.9:1/v1/status"),
+                                        status: nil, error: "refused")
+            await c.controlPlane.rolloutRound(["a", "b"].map { Self.status(deployment, $0, version: one, startedAt: t0) } + [failedPoll])
+            try await c.setVariable(owner, config: config, key: "GREETING", value: "two")
+            let current = try #require(try await c.call(.get, path + "/rollout", token: owner).data["current"] as? [String: Any])
+            #expect((current["instances"] as? [[String: Any]] ?? []).map { $0["instanceId"] as? String } == ["a", "b"])
+            #expect(try await served("far") == one, "not in the plan: the stable version until the fleet has the new one")
+            // a, then b, run it for readySeconds: complete, and "far" takes it too; nothing waited for it.
+            for id in ["a", "b"] {
+                let t = harness.now.now.timeIntervalSince1970
+                let round = ["a", "b"].map { Self.status(deployment, $0, version: $0 == "b" && id == "a" ? one : one + 1, startedAt: t) }
+                await c.controlPlane.rolloutRound(round + [failedPoll])
+                harness.now.advance(1.5)
+                await c.controlPlane.rolloutRound(round + [failedPoll])
+            }
+            let done = try await c.call(.get, path + "/rollout", token: owner).data
+            #expect((done["last"] as? [String: Any])?["state"] as? String == "complete", "\(done)")
+            #expect(try await served("far") == one + 1)
+
+            // With fewer than two instances read, a version is the fleet's at once.
+            await c.controlPlane.rolloutRound([Self.status(deployment, "a", version: one + 1, startedAt: t0), failedPoll])
+            try await c.setVariable(owner, config: config, key: "GREETING", value: "three")
+            for id in ["a", "b", "far"] { #expect(try await served(id) == one + 2) }
+            let after = try await c.call(.get, path + "/rollout", token: owner).data
+            #expect(after["current"] is NSNull || after["current"] == nil, "\(after)")
+        }
+    }
+
     @Test func aNewerVersionSupersedesAndAScaledUpInstanceRunsTheStableOne() async throws {
         let harness = try Harness()
         try await harness.run { c in
@@ -122,6 +171,8 @@ import Testing
                 return (answer.data["version"] as? NSNumber)?.int64Value ?? -1
             }
             let one = try await served("a")
+            let t = harness.now.now.timeIntervalSince1970
+            await c.controlPlane.rolloutRound(["a", "b"].map { Self.status(deployment, $0, version: one, startedAt: t) })
             try await c.setVariable(owner, config: config, key: "GREETING", value: "two")
             #expect(try await served("a") == one + 1)
             try await c.setVariable(owner, config: config, key: "GREETING", value: "three")
@@ -130,7 +181,14 @@ import Testing
             #expect(try await served("b") == one)
             try await c.register(agent, "c")
             #expect(try await served("c") == one)
-            await c.controlPlane.rolloutRound([])
+            // It joins the plan once a poll round reads its status.
+            await c.controlPlane.rolloutRound([Self.status(deployment, "a", version: one + 2, startedAt: t),
+                                               Self.status(deployment, "b", version: one, startedAt: t)])
+            #expect(try #require(try await c.call(.get, "/api/deployments/\(deployment)/rollout", token: owner).data["current"]
+                as? [String: Any])["instances"].map { ($0 as? [[String: Any]] ?? []).count } == 2)
+            await c.controlPlane.rolloutRound(["a", "b", "c"].map {
+                Self.status(deployment, $0, version: $0 == "a" ? one + 2 : one, startedAt: t)
+            })
             let current = try #require(try await c.call(.get, "/api/deployments/\(deployment)/rollout", token: owner).data["current"]
                 as? [String: Any])
             #expect(current["version"] as? Int == Int(one + 2))

@@ -96,10 +96,40 @@ import Testing
         plan.observe("a", .checkPassed(version: 2), now: 7)
         #expect(plan.advance(now: 7) == [.instanceReady("a"), .batchStarted(number: 2, instances: ["b"])])
         plan.observe("b", .running(version: 2, since: 8), now: 8)
-        plan.observe("b", .checkFailed(version: 2, reason: "GET /healthz answered 503"), now: 9)
-        #expect(plan.advance(now: 9).last == .rolledBack(
+        // Within readySeconds of its start a failed check does not count (the app may still be starting)...
+        plan.observe("b", .checkFailed(version: 2, reason: "connection refused", at: 8.5), now: 9)
+        #expect(plan.advance(now: 9) == [])
+        #expect(plan.instances.map(\.phase) == [.ready, .updating])
+        #expect(plan.instances[1].lastCheckFailure == "connection refused")
+        plan.observe("b", .checkFailed(version: 2, reason: "GET /healthz answered 503", at: 12.9), now: 13)
+        #expect(plan.advance(now: 13) == [])
+        // ...one made after it does.
+        plan.observe("b", .checkFailed(version: 2, reason: "GET /healthz answered 503", at: 13), now: 14)
+        #expect(plan.advance(now: 14).last == .rolledBack(
             reason: "instance b failed its health check under version 2: GET /healthz answered 503", instance: "b"))
         #expect(plan.servedVersion("a") == 1)
+    }
+
+    @Test func aCheckThatFailsUntilTheDeadlineIsNamedInTheFailure() {
+        let check = RolloutStrategy.HealthCheck.http(path: "/healthz", timeoutMs: 1000)
+        var plan = RolloutPlan(version: 2, stableVersion: 1, instances: ["a", "b"], strategy: Self.strategy(ready: 5, check: check), now: 0)
+        _ = plan.advance(now: 0)
+        plan.observe("a", .running(version: 2, since: 0), now: 0)
+        plan.observe("a", .checkFailed(version: 2, reason: "connection refused", at: 0.5), now: 1)
+        // A check that passes within the window makes it ready at readySeconds.
+        plan.observe("a", .checkPassed(version: 2), now: 2)
+        #expect(plan.advance(now: 5) == [.instanceReady("a"), .batchStarted(number: 2, instances: ["b"])])
+        // b's child restarts over and over, so no check is ever made readySeconds after a start: the deadline names
+        // the last failed check, and a new child forgets the previous one's.
+        plan.observe("b", .running(version: 2, since: 6), now: 6)
+        plan.observe("b", .checkFailed(version: 2, reason: "connection refused", at: 6.5), now: 7)
+        plan.observe("b", .running(version: 2, since: 9), now: 9)
+        #expect(plan.instances[1].lastCheckFailure == nil)
+        plan.observe("b", .checkFailed(version: 2, reason: "GET /healthz answered 502", at: 9.5), now: 10)
+        let deadline = 5 + 5 + RolloutPlan.progressAllowance + 0.5
+        #expect(plan.advance(now: deadline).last == .rolledBack(
+            reason: "instance b was not ready 125.5 s after its turn came (readySeconds 5 s); its health check: GET /healthz answered 502",
+            instance: "b"))
     }
 
     @Test func aRestartMovesTheWindowAndNeedsTheCheckAgain() {

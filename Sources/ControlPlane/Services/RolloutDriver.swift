@@ -40,6 +40,10 @@ actor RolloutDriver {
     private var liveInstances: (@Sendable (String) async throws -> [String])?
 
     private var records: [String: Record] = [:]
+    /// The instances whose status the latest poll round read, by deployment. Only they take part in a rollout: an
+    /// instance the controller cannot read (an agent on another host, whose address it refuses) could never show it is
+    /// ready, and would fail the rollout at its deadline. The others take a version once the fleet has it.
+    private var reporting: [String: Set<String>] = [:]
     /// Each deployment's newest version as this driver last learned it.
     private var versions: [String: Int64] = [:]
     /// Bumped whenever what `served` answers may have changed for a deployment; a held query checks it just before
@@ -201,7 +205,8 @@ actor RolloutDriver {
             try await step(deploymentId, &record, now: now, servedBefore: before)
             return
         }
-        let live = try await liveInstances?(deploymentId) ?? []
+        let reading = reporting[deploymentId] ?? []
+        let live = try await (liveInstances?(deploymentId) ?? []).filter(reading.contains)
         // The version the fleet runs: the newest kept one below this.
         let stable = try await pool.read { db in
             try Int64.fetchOne(db, sql: "SELECT max(version) FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
@@ -238,19 +243,24 @@ actor RolloutDriver {
 
     /// A poll round of the scaler: every active rollout hears its agents' reports and the time.
     func polled(_ results: [PollResult]) async {
-        let active = records.filter { $0.value.current?.isActive == true }.map(\.key)
-        guard !active.isEmpty else { return }
-        let now = self.now
         var statuses: [String: [String: AgentStatus]] = [:]
         for result in results {
             if let status = result.status { statuses[result.target.deploymentId, default: [:]][result.target.instanceId] = status }
         }
+        reporting = statuses.mapValues { Set($0.keys) }
+        let active = records.filter { $0.value.current?.isActive == true }.map(\.key)
+        guard !active.isEmpty else { return }
+        let now = self.now
         for deploymentId in active.sorted() {
             do {
                 var record = try await record(deploymentId)
                 guard var plan = record.current else { continue }
                 let live = try await liveInstances?(deploymentId) ?? plan.instances.map(\.id)
-                for id in live where !plan.instances.contains(where: { $0.id == id }) { plan.add(id) }
+                // A new instance joins once the controller reads its status; one that stops answering stays, and
+                // fails at its deadline if its turn comes.
+                for id in live where !plan.instances.contains(where: { $0.id == id }) && statuses[deploymentId]?[id] != nil {
+                    plan.add(id)
+                }
                 for instance in plan.instances where !live.contains(instance.id) { plan.remove(instance.id) }
                 for (id, status) in statuses[deploymentId] ?? [:] {
                     for report in Self.reports(status) { plan.observe(id, report, now: now) }
@@ -283,7 +293,7 @@ actor RolloutDriver {
         if let health = status.health, let checked = health.version, let since = status.startedAt,
            health.childStartedAt == since, status.state == "running" {
             out.append(health.ok ? .checkPassed(version: Int(checked))
-                                 : .checkFailed(version: Int(checked), reason: health.reason ?? "the check failed"))
+                                 : .checkFailed(version: Int(checked), reason: health.reason ?? "the check failed", at: health.checkedAt))
         }
         return out
     }
