@@ -114,6 +114,37 @@ import HTTPTypes
         }
     }
 
+    /// A rollout keeps each config version sealed, secrets included: that seal wears the data key like a variable's
+    /// (it counts toward the automatic rotation), and a rotation moves the kept versions to the new key with the rest.
+    @Test func keptConfigVersionsCountAsKeyUsageAndMoveToTheNewKey() async throws {
+        let harness = try Harness(rotationThreshold: 2)
+        try await harness.run { client in
+            let (token, project) = try await client.signUpWithProject("versions@example.com")
+            let config = try await client.createConfig(token, project: project)
+            try await client.setVariable(token, config: config, key: "API_KEY", value: "kept-secret", type: "secret")
+            #expect(client.controlPlane.secrets.currentVersion == 1)
+            let (_, agentToken) = try await client.createDeployment(token, project: project)
+
+            // The agent's first read renders version 1 and keeps it sealed: the second seal of key 1, its threshold.
+            let first = try await client.call(.get, "/api/agent/v1/config", token: agentToken)
+            #expect((first.data["variables"] as? [String: String]) == ["API_KEY": "kept-secret"])
+            #expect(client.controlPlane.secrets.currentVersion == 2)
+            let hex = try harness.sqlite("SELECT hex(sealed) FROM deployment_config_versions")
+            #expect(!hex.isEmpty && !hex.contains("\n"))
+            let bytes = stride(from: 0, to: hex.count, by: 2).compactMap { offset -> UInt8? in
+                let start = hex.index(hex.startIndex, offsetBy: offset)
+                return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)
+            }
+            #expect(try Keyring.keyVersion(of: bytes) == 2)
+            let rotation = try await client.controlPlane.store.auditChain(projectId: nil).filter { $0.fields.action == "rotate_keys" }
+            #expect(rotation.count == 1)
+            #expect(rotation.first?.fields.changesJSON.contains(#""rewrappedConfigVersions":"1""#) == true)
+
+            let again = try await client.call(.get, "/api/agent/v1/config", token: agentToken)
+            #expect((again.data["variables"] as? [String: String]) == ["API_KEY": "kept-secret"])
+        }
+    }
+
     @Test func tamperedCiphertextIsNeverServed() async throws {
         let harness = try Harness()
         try await harness.run { client in

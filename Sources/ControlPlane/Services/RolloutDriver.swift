@@ -138,6 +138,7 @@ actor RolloutDriver {
                         ON CONFLICT DO NOTHING
                         """, arguments: [deploymentId, current.version, kept, Date()])
                 }
+                try await secrets.persistUsage(actor: Self.sealer)
             } else {
                 return nil
             }
@@ -155,6 +156,10 @@ actor RolloutDriver {
         }
         return config
     }
+
+    /// Who a kept version's seal is counted against: a seal wears the data key like a variable's, so its usage is
+    /// saved and can trigger the automatic rotation (audited under this name).
+    static let sealer = Actor(userId: nil, userAgent: "coderunner-controller/rollout")
 
     nonisolated private func seal(_ config: AgentConfig, deploymentId: String) throws -> [UInt8] {
         var bare = config
@@ -362,6 +367,7 @@ actor RolloutDriver {
                 """, arguments: [deploymentId, version, Data(try seal(relabelled, deploymentId: deploymentId)), Date()])
             return version
         }
+        if newVersion != nil { try await secrets.persistUsage(actor: Self.sealer) }
         var changes = ["version": String(plan.version), "stableVersion": String(stable), "reason": reason]
         if let instance { changes["instance"] = instance }
         if let newVersion { changes["servedAs"] = String(newVersion) }

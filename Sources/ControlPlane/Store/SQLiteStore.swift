@@ -498,8 +498,26 @@ public final class SQLiteStore: ControlPlaneStore {
                     report.corrupted.append(row["id"])
                 }
             }
+            // A rollout's kept config versions hold every variable of that version, secrets included: they move to
+            // the new key in the same transaction, bound to their row as RolloutDriver seals them.
+            let versions = try Row.fetchAll(db, sql: "SELECT deployment_id, version, sealed FROM deployment_config_versions ORDER BY deployment_id, version")
+            var versionsRewrapped = 0
+            for row in versions {
+                let deploymentId: String = row["deployment_id"]
+                let version: Int64 = row["version"]
+                let sealed: Data = row["sealed"]
+                do {
+                    let rewrapped = try transform(Array(sealed), "rollout-version:\(deploymentId)", String(version))
+                    try db.execute(sql: "UPDATE deployment_config_versions SET sealed = ? WHERE deployment_id = ? AND version = ?",
+                                   arguments: [Data(rewrapped), deploymentId, version])
+                    versionsRewrapped += 1
+                } catch {
+                    report.corrupted.append("\(deploymentId)/config-version-\(version)")
+                }
+            }
             var draft = audit
             draft.changes["rewrapped"] = String(report.rewrapped)
+            draft.changes["rewrappedConfigVersions"] = String(versionsRewrapped)
             draft.changes["corrupted"] = report.corrupted.joined(separator: ",")
             try Self.append(draft, db)
             try Self.save(keys(), db)
