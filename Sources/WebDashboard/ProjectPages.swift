@@ -265,6 +265,8 @@ extension WebDashboard {
             newDescription: posted && state.editingKey == nil ? form["description"] ?? "" : "",
             newRequired: posted && state.editingKey == nil && form.checked("isRequired"),
             typeOptions: SelectOption.variableTypes(selected: posted && state.editingKey == nil ? form["variableType"] : nil),
+            newReloadOptions: SelectOption.list(SelectOption.reloadChoices,
+                                                selected: posted && state.editingKey == nil ? form["reloadAction"] ?? "restart" : "restart"),
             errors: state.editingKey == nil ? errors.errors : [:], formError: state.editingKey == nil ? errors.form : nil,
             importError: state.importError, templateError: state.templateError,
             templates: templates.map { TemplateOption(id: $0.id, name: $0.name, description: $0.description,

@@ -108,6 +108,8 @@ struct ProjectPage {
     var newDescription: String
     var newRequired: Bool
     var typeOptions: [SelectOption]
+    /// What a change of the new variable does to the app (restart unless chosen otherwise).
+    var newReloadOptions: [SelectOption]
     var errors: [String: String]
     var formError: String?
     var importError: String?

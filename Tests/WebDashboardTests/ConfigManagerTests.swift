@@ -74,6 +74,28 @@ import Testing
         }
     }
 
+    /// The add form chooses what a change does to the app, as the edit form does: restart (the default), a signal
+    /// (reloadAction signal with that reloadSignal) or none; the stored choice shows in the variable's edit form.
+    @Test func aNewVariableChoosesWhatAChangeDoesToTheApp() async throws {
+        let dashboard = try Dashboard()
+        try await dashboard.run { browser, _, _, _ in
+            let (project, token) = try await start(browser)
+            let blank = try await browser.get("/projects/\(project)?env=development")
+            #expect(blank.body.contains("<select id=\"new-reload\" name=\"reloadAction\" aria-describedby=\"new-reload-hint\" data-testid=\"variable-reload-select\">"))
+            #expect(blank.body.contains("<option value=\"restart\" selected>restart</option><option value=\"SIGHUP\">"))
+            for (key, reload) in [("GREETING", "SIGUSR1"), ("FEATURE", "none")] {
+                let saved = try await browser.post("/projects/\(project)/environments/development/variables",
+                                                   [("_csrf", token), ("mode", "add"), ("key", key), ("value", "x"),
+                                                    ("variableType", "string"), ("reloadAction", reload)])
+                #expect(saved.status == .seeOther)
+            }
+            let page = try await browser.get("/projects/\(project)?env=development")
+            #expect(page.body.contains("<select id=\"reload-GREETING\" name=\"reloadAction\" aria-describedby=\"reload-GREETING-hint\">"))
+            #expect(page.body.contains("<option value=\"restart\">restart</option><option value=\"SIGHUP\">SIGHUP</option><option value=\"SIGUSR1\" selected>SIGUSR1</option>"))
+            #expect(page.body.contains("<option value=\"none\" selected>none</option>"))
+        }
+    }
+
     @Test func validationErrorsAppearNextToTheirField() async throws {
         let dashboard = try Dashboard()
         try await dashboard.run { browser, _, _, _ in
