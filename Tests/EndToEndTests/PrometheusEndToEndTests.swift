@@ -143,4 +143,21 @@ import TestSupport
         #expect(firing.first?.labels["deployment"] == crashing.deploymentId)
         #expect(firing.first?.labels["severity"] == "warning")
     }
+
+    @Test func serveRefusesAnUnusableTokenFile() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("e2e-metrics-token")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let empty = dir.appendingPathComponent("empty.token")
+        try Data(" \n".utf8).write(to: empty)
+        for (file, message) in [(dir.appendingPathComponent("missing.token").path, "cannot read --metrics-token-file"),
+                                (empty.path, "--metrics-token-file \(empty.path) is empty")] {
+            let result = try TestSupport.run(TestSupport.binary("coderunner-controller"), [
+                "serve", "--listen", "127.0.0.1:0", "--data-dir", dir.appendingPathComponent("data").path, "--metrics-token-file", file,
+            ], timeout: .seconds(30))
+            let output = String(decoding: result.stdout + result.stderr, as: UTF8.self)
+            #expect(result.status == 64, "\(output)")
+            #expect(output.contains(message), "\(output)")
+            #expect(!output.contains("listening on"))
+        }
+    }
 }
