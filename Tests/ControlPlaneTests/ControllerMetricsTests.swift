@@ -1,6 +1,7 @@
 // The controller's own /metrics and Prometheus's discovery (docs/observability.md): present only with the operator's
 // token, refused without it, and counting what the controller does.
 import ControlPlane
+import CurlHTTP
 import Foundation
 import HTTPTypes
 import Testing
@@ -143,5 +144,52 @@ import Testing
         #expect(!token.accepts(authorization: "Basic abc"))
         #expect(!token.accepts(authorization: "Bearer "))
         #expect(!token.accepts(authorization: nil))
+    }
+}
+
+/// The scaler's counters: rounds, poll errors, executor calls by result.
+@Suite struct ControllerScalerMetricsTests {
+    static func harness(_ command: String) throws -> ScalerHarness {
+        var harness = try ScalerHarness { $0.executor = .exec(command) }
+        harness.configuration.metricsToken = OperatorToken(fileContents: ControllerMetricsTests.token)
+        return harness
+    }
+
+    static func scrape(_ c: Client) async throws -> String {
+        try await c.call(.get, "/metrics", token: ControllerMetricsTests.token).text
+    }
+
+    @Test func executorCallsAreCountedByResult() async throws {
+        try await Self.harness("true").run { c in
+            let (token, deployment, _) = try await c.scaledDeployment()
+            #expect(try await c.override(token, deployment, instances: 2).status == .ok)
+            #expect(try await c.override(token, deployment, instances: 1).status == .ok)
+            let text = try await Self.scrape(c)
+            #expect(ControllerMetricsTests.value(text, #"coderunner_controller_executor_calls_total{result="ok"}"#) == 2)
+            #expect(ControllerMetricsTests.value(text, #"coderunner_controller_executor_calls_total{result="failed"}"#) == nil)
+        }
+        try await Self.harness("exit 3").run { c in
+            let (token, deployment, _) = try await c.scaledDeployment()
+            _ = try await c.override(token, deployment, instances: 2)
+            let text = try await Self.scrape(c)
+            #expect(ControllerMetricsTests.value(text, #"coderunner_controller_executor_calls_total{result="failed"}"#) == 1)
+        }
+    }
+
+    @Test func roundsAndPollErrorsAreCounted() async throws {
+        try await Self.harness("true").run { c in
+            let (_, _, deployment, agent) = try await c.signUpWithDeployment("owner@example.com")
+            // A registered agent whose (loopback) URL the fetch policy refuses: its poll fails.
+            try await c.register(agent, "i-1", metrics: "http://127.0.0.1:9464")
+            let client = StatusPoller.makeClient(concurrency: 4)
+            let poller = StatusPoller(client: client, concurrency: 4, timeout: .seconds(2),
+                                      policy: c.controlPlane.scaling.scaler.fetchPolicy)
+            for _ in 0..<2 { await c.controlPlane.scaling.scaler.tick(poller: poller) }
+            await client.shutdown()
+            let text = try await Self.scrape(c)
+            #expect(ControllerMetricsTests.value(text, "coderunner_controller_scaler_rounds_total") == 2)
+            #expect(ControllerMetricsTests.value(text, "coderunner_controller_scaler_poll_errors_total") == 2)
+            #expect(!text.contains(deployment))  // no policy: no per-deployment gauge
+        }
     }
 }

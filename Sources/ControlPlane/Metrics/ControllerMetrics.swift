@@ -71,8 +71,8 @@ public final class ControllerMetrics: Sendable {
         timer.recordNanoseconds(nanoseconds)
     }
 
-    /// One scaler round: its poll results, `failed` of which got no status.
-    func scalerRound(polled: Int, failed: Int) {
+    /// One scaler round, `failed` of whose polls got no status.
+    func scalerRound(failed: Int) {
         scalerRounds.increment()
         if failed > 0 { pollErrors.increment(by: failed) }
     }
@@ -127,19 +127,13 @@ public final class ControllerMetrics: Sendable {
     // MARK: States, read at scrape time
 
     /// What the controller holds now.
-    public struct Snapshot: Sendable, Equatable {
+    public struct Snapshot: Sendable {
         public var longPollsHeld: Int
         public var liveConnections: Int
         public var auditEntries: Int
         public var keyVersion: Int
         /// Seals performed with each data key version, retired ones included.
         public var keyEncryptions: [(version: UInt32, encryptions: UInt64)]
-
-        public static func == (a: Snapshot, b: Snapshot) -> Bool {
-            a.longPollsHeld == b.longPollsHeld && a.liveConnections == b.liveConnections && a.auditEntries == b.auditEntries
-                && a.keyVersion == b.keyVersion && a.keyEncryptions.map(\.version) == b.keyEncryptions.map(\.version)
-                && a.keyEncryptions.map(\.encryptions) == b.keyEncryptions.map(\.encryptions)
-        }
     }
 
     /// The exposition: the snapshot's gauges set, then every family in the registry.

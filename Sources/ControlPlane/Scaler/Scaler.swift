@@ -153,7 +153,7 @@ public actor Scaler {
     public func evaluate(results: [PollResult]) async -> [ScalingDecision] {
         let t = now().timeIntervalSince1970
         let samples = aggregator.round(results, now: t)
-        metrics?.scalerRound(polled: results.count, failed: results.count { $0.status == nil })
+        metrics?.scalerRound(failed: results.count { $0.status == nil })
         // The owner sees a generic reason in the status; the operator gets the detail, once per outage.
         for r in results where r.status == nil {
             let key = r.target.deploymentId + "\u{0}" + r.target.instanceId
