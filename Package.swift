@@ -133,6 +133,9 @@ if parts.contains("controller") {
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         // The dashboard's server-rendered pages (docs/dashboard.md says why Mustache); no dependencies of its own.
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        // The controller's own /metrics (docs/observability.md): swift-metrics' API, exported in Prometheus's text format.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ]
     targets += [
         // The controller's outgoing HTTP (agents' /v1/status and /v1/logs, tenants' webhooks): libcurl's multi
@@ -157,6 +160,8 @@ if parts.contains("controller") {
                 nioCore, nioHTTP1, httpTypes,
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             // The API's OpenAPI document, served as it is in the repository (PackageResources.openapi_yaml).
             resources: [.embedInCode("../../openapi/openapi.yaml")],

@@ -74,6 +74,9 @@ public struct ControllerConfiguration: Sendable {
     public var defaultCommand: String?
     /// Deployments one account may hold, tombstones not counted (`--max-deployments-per-user`); 409 past it.
     public var maxDeploymentsPerUser = AccountLimits.defaultMaxDeployments
+    /// The operator's token for /metrics and /api/prometheus/* (`--metrics-token-file`); nil: those routes do not
+    /// exist, and nothing is counted for them.
+    public var metricsToken: OperatorToken?
 
     public init(host: String = "127.0.0.1", port: Int = 8480, dataDirectory: String = defaultDataDirectory,
                 masterKey: MasterKeySource = .generatedInDataDirectory, adminEmail: String? = nil,
@@ -146,6 +149,8 @@ public struct ControlPlane: Sendable {
     public let lifecycle: DeploymentLifecycle
     /// The live streams of GET /api/ws (logs, status, metrics): their relays and the agents they follow.
     public let live: LiveHub
+    /// The controller's own metrics, with its own registry (nil without `metricsToken`).
+    public let metrics: ControllerMetrics?
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
     /// and seeds the official templates.
@@ -160,7 +165,8 @@ public struct ControlPlane: Sendable {
         let hub = ConfigWatchHub()
         let statusFeed = StatusFeed()
         let feed = ChangeFeed(hub: hub, cache: AgentConfigCache(), status: statusFeed)
-        let store = try SQLiteStore(path: configuration.databasePath, publishingTo: feed)
+        let metrics = configuration.metricsToken == nil ? nil : ControllerMetrics()
+        let store = try SQLiteStore(path: configuration.databasePath, publishingTo: feed, metrics: metrics)
         let master = try MasterKeyLoader.load(configuration)
         let secrets = try await SecretBox(master: master, store: store, rotationThreshold: configuration.rotationThreshold,
                                           dependencies: dependencies, logger: logger)
@@ -180,7 +186,7 @@ public struct ControlPlane: Sendable {
                                          registration: configuration.registration)
         let scaling = ScalingAPI.open(configuration, pool: store.pool, instances: instances,
                                          credentials: LocalInstanceCredentials(deployments: deployments, registry: instances),
-                                      dependencies: dependencies, logger: logger)
+                                      dependencies: dependencies, logger: logger, metrics: metrics)
         // The agents a killed previous run left running are adopted (their apps never stopped) or stopped, before
         // anything starts new ones; the tokens it issued are revoked, but for the adopted agents'.
         let adopted = await scaling.localExecutor?.adopt() ?? []
@@ -211,7 +217,7 @@ public struct ControlPlane: Sendable {
             authAttempts: AttemptLimiter.authentication(configuration.authRateLimit),
             lifecycle: DeploymentLifecycle(deployments: deployments, scaling: scaling,
                                            appHost: scaling.localExecutor == nil ? nil : configuration.scaling.appHost),
-            live: live)
+            live: live, metrics: metrics)
     }
 }
 

@@ -165,6 +165,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Login and registration attempts per minute per client address, also the burst (env CODERUNNER_AUTH_RATE_LIMIT; default \(ControllerConfiguration.defaultAuthAttemptsPerMinute)).")
     var authRateLimit: Int?
 
+    @Option(help: "File holding the operator's token for the controller's /metrics and Prometheus's discovery (/api/prometheus/*), sent as Authorization: Bearer (env CODERUNNER_METRICS_TOKEN_FILE; default: none, and those routes do not exist).")
+    var metricsTokenFile: String?
+
+    /// --metrics-token-file, read once at start (the token is never logged).
+    func metricsToken(_ environment: [String: String]) throws -> OperatorToken? {
+        guard let path = metricsTokenFile ?? environment["CODERUNNER_METRICS_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        do { return try OperatorToken.load(path: path) } catch { throw ValidationError(error.description) }
+    }
+
     @Option(help: "on: the dashboard's cookies are always Secure, for HTTPS through a proxy that sends no X-Forwarded-Proto; auto: Secure when the request came over HTTPS (env CODERUNNER_SECURE_COOKIES; default auto).")
     var secureCookies: String?
 
@@ -311,6 +320,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.deploymentCeiling = try deploymentCeiling(environment, defaults: configuration.deploymentDefaults)
         try securityConfiguration(&configuration, environment)
         try deploymentConfiguration(&configuration, environment)
+        configuration.metricsToken = try metricsToken(environment)
         let dashboard = try dashboardConfiguration(environment)
         let (app, controlPlane) = try await buildApplication(controlPlane: nil, configuration, addRoutes: { controlPlane, router in
             try WebDashboard(controlPlane: controlPlane, configuration: dashboard).addRoutes(to: router)

@@ -84,19 +84,22 @@ final class Spawned: Sendable {
 final class ControllerProcess {
     let port: Int
     let dataDirectory: URL
+    /// More `serve` options, after the harness's.
+    let extra: [String]
     private(set) var process: Spawned?
     var base: String { "http://127.0.0.1:\(port)" }
 
-    init(dataDirectory: URL) throws {
+    init(dataDirectory: URL, extra: [String] = []) throws {
         port = TestSupport.freeLoopbackPort()
         self.dataDirectory = dataDirectory
+        self.extra = extra
         try start()
     }
 
     func start() throws {
         let p = try Spawned(TestSupport.binary("coderunner-controller"), [
             "serve", "--registration", "open", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4", "--log-level", "error",
-        ])
+        ] + extra)
         process = p
         let up = TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
             (try? HTTP.call("GET", base + "/healthz", timeout: 1).status) == 200

@@ -31,6 +31,8 @@ extension ControlPlane {
     /// Builds the router. Middleware order matters: errors outermost, then the size limit, then auth per group.
     public func router() -> Router<ControlPlaneContext> {
         let router = Router(context: ControlPlaneContext.self)
+        // Outermost, so that it counts the status ErrorMiddleware answers.
+        if let metrics { router.add(middleware: RequestMetricsMiddleware(metrics: metrics)) }
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: BodyLimitMiddleware())
 
@@ -193,7 +195,9 @@ extension ControlPlane {
                                                  actor: actor(request, context)))
         }
         authed.get("api/config/projects/:projectId/audit/verify") { request, context in
-            Reply(try await configs.verifyAudit(projectId: context.parameters.require("projectId"), actor: actor(request, context)))
+            let report = try await configs.verifyAudit(projectId: context.parameters.require("projectId"), actor: actor(request, context))
+            metrics?.auditVerification(intact: report.valid)
+            return Reply(report)
         }
 
         // MARK: Deployments
@@ -233,6 +237,7 @@ extension ControlPlane {
             let result = try await secrets.rotate(actor: actor(request, context), reason: "manual")
             return Reply(result, message: "data key rotated; secrets rewrapped")
         }
+        addPrometheusRoutes(to: router)
         return router
     }
 }

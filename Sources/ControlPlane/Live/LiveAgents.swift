@@ -72,6 +72,32 @@ struct LiveAgents: Sendable {
         return out
     }
 
+    /// Every deployment's live instances that serve HTTP, as `targets` lists each one's (Prometheus's discovery).
+    func allTargets() async -> [PollTarget] {
+        var out: [PollTarget] = []
+        if let local { out = await local.pollTargets().map { var t = $0; t.trusted = true; return t } }
+        var known = Set(out.map { $0.deploymentId + "\u{0}" + $0.instanceId })
+        for target in await registry.pollTargets() where !stoppedLocally(target.instanceId)
+            && known.insert(target.deploymentId + "\u{0}" + target.instanceId).inserted {
+            out.append(target)
+        }
+        return out
+    }
+
+    /// The instance's /metrics (Prometheus's text), fetched as its logs are: trusted URLs as they are, tenants'
+    /// past the FetchPolicy.
+    func metrics(_ target: PollTarget, timeout: Duration) async -> Result<CurlHTTPResponse, FetchFailure> {
+        var base = target.statusURL
+        if base.hasSuffix("/v1/status") { base.removeLast("/v1/status".count) }
+        var request = CurlHTTPRequest(url: base + "/metrics")
+        if let token = target.bearerToken { request.headers.append(("Authorization", "Bearer \(token)")) }
+        if target.trusted { return await GuardedFetcher.run(request, on: client, timeout: timeout, maxBytes: Self.maxMetricsBytes) }
+        return await fetcher.fetch(request, timeout: timeout, maxBytes: Self.maxMetricsBytes)
+    }
+
+    /// An agent's exposition is a few KiB; anything past 4 MiB is not one.
+    static let maxMetricsBytes = 4 << 20
+
     /// How many instances the deployment runs: the local executor's agents and the fresh registered ones.
     func instanceCount(_ deploymentId: String) async -> Int {
         var ids = Set<String>()

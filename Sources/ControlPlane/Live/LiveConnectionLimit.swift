@@ -30,4 +30,7 @@ final class LiveConnectionLimit: Sendable {
     }
 
     func held(by userId: String) -> Int { open.withLock { $0[userId, default: 0] } }
+
+    /// Sockets open now, every user's (the controller's /metrics).
+    var total: Int { open.withLock { $0.values.reduce(0, +) } }
 }

@@ -47,6 +47,8 @@ public actor Scaler {
     public nonisolated let engineConfiguration: ScalingEngine.Configuration
     /// What the poller may fetch from registered agents (their metricsUrl is the tenant's choice).
     public nonisolated let fetchPolicy: FetchPolicy
+    /// Rounds, poll errors, decisions and executor calls (nil: the controller's /metrics is off).
+    nonisolated let metrics: ControllerMetrics?
     private var runtimes: [String: Runtime] = [:]
     private var aggregator = PollAggregator()
     private var inFlight: Set<String> = []
@@ -67,7 +69,9 @@ public actor Scaler {
 
     public init(store: ScalingStore, executor: any ScalingExecutor, source: any InstanceSource, notifier: WebhookPoster?,
                 now: @escaping @Sendable () -> Date, logger: Logger, engine: ScalingEngine.Configuration = .init(),
-                fetchPolicy: FetchPolicy = FetchPolicy(), accountInstanceCap: Int? = nil, stateStore: (any ScalerStateStore)? = nil) {
+                fetchPolicy: FetchPolicy = FetchPolicy(), accountInstanceCap: Int? = nil, stateStore: (any ScalerStateStore)? = nil,
+                metrics: ControllerMetrics? = nil) {
+        self.metrics = metrics
         self.stateStore = stateStore ?? store
         self.engineConfiguration = engine
         self.accountInstanceCap = accountInstanceCap
@@ -116,7 +120,11 @@ public actor Scaler {
             guard running > 0 else { continue }
             logger.notice("deployment deleted or stopped: stopping its instances", metadata: ["deployment": "\(id)", "instances": "\(running)"])
             inFlight.insert(id)
-            do { _ = try await executor.scale(ScalingTarget(deploymentId: id, command: nil), from: running, to: 0) } catch {
+            do {
+                _ = try await executor.scale(ScalingTarget(deploymentId: id, command: nil), from: running, to: 0)
+                metrics?.executorCall(succeeded: true)
+            } catch {
+                metrics?.executorCall(succeeded: false)
                 logger.error("cannot stop an inactive deployment's instances", metadata: ["deployment": "\(id)", "error": "\(error)"])
             }
             release(id)
@@ -145,6 +153,7 @@ public actor Scaler {
     public func evaluate(results: [PollResult]) async -> [ScalingDecision] {
         let t = now().timeIntervalSince1970
         let samples = aggregator.round(results, now: t)
+        metrics?.scalerRound(failed: results.count { $0.status == nil })
         // The owner sees a generic reason in the status; the operator gets the detail, once per outage.
         for r in results where r.status == nil {
             let key = r.target.deploymentId + "\u{0}" + r.target.instanceId
@@ -168,6 +177,7 @@ public actor Scaler {
             if samples[deployment] == nil { runtimes[deployment, default: Runtime()].history.expire(now: t) }
             guard !inFlight.contains(deployment) else { continue }
             guard let decision = await decide(deployment, policies: policies, at: t, dryRun: false) else { continue }
+            metrics?.decision(decision.action.rawValue)
             if decision.action != .noAction {
                 started.append(decision)
                 launch(deployment, decision: decision)
@@ -285,6 +295,9 @@ public actor Scaler {
         if !dryRun {
             runtime.engine = engine
             runtime.cannotAct = decision.policies.filter { $0.cannotAct != nil }
+            // The budget's instance count, as the engine computes it (the lowest of the policies' caps).
+            let costCap = policies.compactMap { $0.policy.costCap(pricePerInstanceHour: state.pricePerInstanceHour) }.min()
+            metrics?.deploymentScaling(deployment, instances: state.currentInstances, costCap: costCap)
         }
         runtimes[deployment] = runtime
         return decision
@@ -481,7 +494,9 @@ public actor Scaler {
         var failure: String?
         do {
             after = try await executor.scale(target, from: from, to: to)
+            self.metrics?.executorCall(succeeded: true)
         } catch {
+            self.metrics?.executorCall(succeeded: false)
             // The event, the override's answer and the notification are the owner's: a generic reason. The
             // operator's URL, the command's stderr and paths go to the log only.
             failure = (error as? ExecutorError)?.tenantReason ?? "the executor failed; the operator finds the details in the controller's log"

@@ -48,7 +48,8 @@ public struct ScalerConfiguration: Sendable {
 extension ScalingAPI {
     /// Builds the scaling store, the executor and the scaler on the controller's database.
     static func open(_ configuration: ControllerConfiguration, pool: DatabasePool, instances: any InstanceSource,
-                     credentials: any AgentCredentialIssuer, dependencies: Dependencies, logger: Logger) -> ScalingAPI {
+                     credentials: any AgentCredentialIssuer, dependencies: Dependencies, logger: Logger,
+                     metrics: ControllerMetrics? = nil) -> ScalingAPI {
         let c = configuration.scaling
         let store = ScalingStore(pool: pool)
         // The operator's webhook executor URL is the operator's choice; notification URLs are the tenants'.
@@ -78,7 +79,7 @@ extension ScalingAPI {
         let scaler = Scaler(store: store, executor: executor, source: CombinedInstanceSource(sources),
                             notifier: poster?.guarded(by: c.fetchPolicy), now: dependencies.now, logger: logger,
                             engine: ScalingEngine.Configuration(instanceCap: c.maxInstancesPerDeployment), fetchPolicy: c.fetchPolicy,
-                            accountInstanceCap: c.maxInstancesPerUser)
+                            accountInstanceCap: c.maxInstancesPerUser, metrics: metrics)
         return ScalingAPI(store: store, scaler: scaler, localExecutor: localExecutor, now: dependencies.now,
                           instanceCap: c.maxInstancesPerDeployment)
     }

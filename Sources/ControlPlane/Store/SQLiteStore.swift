@@ -8,11 +8,14 @@ public final class SQLiteStore: ControlPlaneStore {
     let pool: DatabasePool
     /// Hears of every committed write that changed what agents' configs are built from.
     let subscriber: (any ConfigChangeSubscriber)?
+    /// Times every write transaction (nil: the controller's /metrics is off).
+    let metrics: ControllerMetrics?
 
     /// Opens (creating if needed) the database at `path` and migrates it to the newest schema. Writes that
     /// change agents' configs are published to `subscriber` once they committed.
-    public init(path: String, publishingTo subscriber: (any ConfigChangeSubscriber)? = nil) throws {
+    public init(path: String, publishingTo subscriber: (any ConfigChangeSubscriber)? = nil, metrics: ControllerMetrics? = nil) throws {
         self.subscriber = subscriber
+        self.metrics = metrics
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         // A writer waits for another writer instead of failing at once (several processes, or a backup).
@@ -40,6 +43,9 @@ public final class SQLiteStore: ControlPlaneStore {
     private func write<T: Sendable>(conflict: String = "resource already exists",
                                     _ body: @escaping @Sendable (Database, inout ConfigChanges) throws -> T) async throws -> T {
         let (result, changes): (T, ConfigChanges)
+        let clock = ContinuousClock()
+        let started = clock.now
+        defer { metrics?.storeTransaction(nanoseconds: RequestMetricsMiddleware.nanoseconds(clock.now - started)) }
         do {
             (result, changes) = try await pool.write { db in
                 var changes = ConfigChanges()
