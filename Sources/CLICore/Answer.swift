@@ -1,7 +1,7 @@
 // The controller's envelope ({"success", "data", "error", "message", "timestamp"}) read by the CLI, and the exit
 // codes its failures map to (docs/cli.md, the man page): 1 error, 2 usage, 3 not found, 4 unauthorised, 5 conflict.
 
-public enum ExitStatus: Int32, Sendable, CaseIterable {
+public enum CLIExit: Int32, Sendable, CaseIterable {
     case success = 0
     case error = 1
     case usage = 2
@@ -10,7 +10,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case conflict = 5
 
     /// The exit status for an HTTP status the API answered with.
-    public static func forHTTPStatus(_ status: Int) -> ExitStatus {
+    public static func forHTTPStatus(_ status: Int) -> CLIExit {
         switch status {
         case 200..<300: .success
         case 401, 403: .unauthorized
@@ -23,10 +23,10 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
 
 /// A failure the CLI reports on stderr and exits with.
 public struct CLIError: Error, Equatable, CustomStringConvertible, Sendable {
-    public var status: ExitStatus
+    public var status: CLIExit
     public var message: String
 
-    public init(_ status: ExitStatus, _ message: String) {
+    public init(_ status: CLIExit, _ message: String) {
         self.status = status
         self.message = message
     }
@@ -49,7 +49,7 @@ public struct APIAnswer: Sendable {
             members = try JSONParser.topLevelMembers(body)
         } catch {
             let text = String(decoding: body.prefix(200), as: UTF8.self)
-            let exit = ExitStatus.forHTTPStatus(status)
+            let exit = CLIExit.forHTTPStatus(status)
             throw CLIError(exit == .success ? .error : exit,
                            "unexpected answer (HTTP \(status)): \(text.isEmpty ? "empty body" : text)")
         }
@@ -59,7 +59,7 @@ public struct APIAnswer: Sendable {
         let success = member("success")?.value.bool ?? false
         guard (200..<300).contains(status), success else {
             let reason = member("error")?.value.string ?? member("message")?.value.string ?? "HTTP \(status)"
-            let exit = ExitStatus.forHTTPStatus(status)
+            let exit = CLIExit.forHTTPStatus(status)
             throw CLIError(exit == .success ? .error : exit, reason)
         }
         let data = member("data")

@@ -68,6 +68,11 @@ public struct ServerTarget: Sendable, Equatable {
     public var server: String
     public var token: String?
 
+    public init(server: String, token: String?) {
+        self.server = server
+        self.token = token
+    }
+
     public static func resolve(config: CLIConfig, contextName: String?, serverEnv: String?, tokenEnv: String?) throws(CLIError) -> ServerTarget {
         let context: CLIContext?
         if let contextName {

@@ -94,7 +94,7 @@ extension String {
     }
 }
 
-extension ExitStatus: CustomStringConvertible {
+extension CLIExit: CustomStringConvertible {
     /// "exited with code 3", "was killed by SIGKILL".
     public var description: String {
         switch self {

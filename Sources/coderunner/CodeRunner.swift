@@ -42,7 +42,7 @@ struct CodeRunner: AsyncParsableCommand {
             let code = exitCode(for: error)
             if code == .validationFailure {
                 Terminal.err(fullMessage(for: error) + "\n")
-                Glibc.exit(ExitStatus.usage.rawValue)
+                Glibc.exit(CLIExit.usage.rawValue)
             }
             self.exit(withError: error)
         }
