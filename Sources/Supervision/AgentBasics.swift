@@ -94,7 +94,7 @@ extension String {
     }
 }
 
-extension CLIExit: CustomStringConvertible {
+extension ExitStatus: CustomStringConvertible {
     /// "exited with code 3", "was killed by SIGKILL".
     public var description: String {
         switch self {

@@ -8,7 +8,7 @@ public enum RestartPolicy: String, Sendable, Codable, CaseIterable {
     case never
 
     /// Whether a child that ended with `status` is started again.
-    public func restarts(after status: CLIExit) -> Bool {
+    public func restarts(after status: ExitStatus) -> Bool {
         switch self {
         case .always: true
         case .onFailure: !status.isSuccess

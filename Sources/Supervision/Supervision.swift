@@ -24,19 +24,19 @@ public enum SupervisorState: String, Sendable, Codable {
 
 /// How a child ended, for `Supervisor.onChildExit`.
 public struct ChildExit: Sendable, Equatable {
-    public var status: CLIExit
+    public var status: ExitStatus
     /// The generation of the environment it ran with (`Supervisor.restart` returns it).
     public var generation: UInt64
     /// From its start to its exit, on the monotonic clock.
     public var ranFor: Duration
 
-    public init(status: CLIExit, generation: UInt64, ranFor: Duration) {
+    public init(status: ExitStatus, generation: UInt64, ranFor: Duration) {
         self.status = status; self.generation = generation; self.ranFor = ranFor
     }
 }
 
 /// How a child ended.
-public enum CLIExit: Sendable, Equatable, Codable {
+public enum ExitStatus: Sendable, Equatable, Codable {
     case exited(Int32)
     case signaled(Int32)
 
@@ -62,7 +62,7 @@ public struct SupervisorSnapshot: Sendable, Equatable {
     /// Children started after the first one (crash restarts and environment restarts).
     public var restarts: Int
     /// How the previous child ended.
-    public var lastExit: CLIExit?
+    public var lastExit: ExitStatus?
     /// Unix seconds of the next restart attempt, while in backoff.
     public var nextRestartAt: Double?
     /// The environment generation of the current (or last) child; 0 for the initial environment.
@@ -70,7 +70,7 @@ public struct SupervisorSnapshot: Sendable, Equatable {
 
     public init(
         state: SupervisorState, pid: Int32? = nil, startedAt: Double? = nil, restarts: Int = 0,
-        lastExit: CLIExit? = nil, nextRestartAt: Double? = nil
+        lastExit: ExitStatus? = nil, nextRestartAt: Double? = nil
     ) {
         self.state = state
         self.pid = pid

@@ -191,11 +191,11 @@ struct SupervisorLoop {
             if pid <= 0 { return }  // 0: none exited; -1 ECHILD: no children at all
             if let p = probe, pid == p.pid {
                 probe = nil
-                p.completion(p.killed ? .timedOut : .exited(CLIExit(waitStatus: status)))
+                p.completion(p.killed ? .timedOut : .exited(ExitStatus(waitStatus: status)))
                 continue
             }
             guard pid == machine.child else { continue }
-            perform(machine.handle(.childExited(CLIExit(waitStatus: status)), now: Now.monotonic()))
+            perform(machine.handle(.childExited(ExitStatus(waitStatus: status)), now: Now.monotonic()))
         }
     }
 
@@ -242,7 +242,7 @@ struct SupervisorLoop {
     }
 }
 
-extension CLIExit {
+extension ExitStatus {
     /// Decodes a status from waitpid(2) (which reports stops only with WUNTRACED, never asked for here).
     init(waitStatus status: Int32) {
         self = cr_wifsignaled(status) != 0 ? .signaled(cr_wtermsig(status)) : .exited(cr_wexitstatus(status))

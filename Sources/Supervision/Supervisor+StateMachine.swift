@@ -30,7 +30,7 @@ public struct SupervisorStateMachine {
         /// The `.spawn` action could not start it: the code a shell would exit with (126, 127) and why.
         case spawnFailed(exitCode: Int32, message: String)
         /// The child was reaped with this status.
-        case childExited(CLIExit)
+        case childExited(ExitStatus)
         /// No process is left in the child's group (or sandbox); only reported once the child was reaped.
         case groupEmptied
     }
@@ -72,7 +72,7 @@ public struct SupervisorStateMachine {
     /// Children started after the first one.
     public private(set) var restarts = 0
     /// How the last child ended.
-    public private(set) var lastExit: CLIExit?
+    public private(set) var lastExit: ExitStatus?
     /// The environment generation of the current (or last) child.
     public private(set) var generation: UInt64 = 0
     /// When the running child started (monotonic).
@@ -284,7 +284,7 @@ public struct SupervisorStateMachine {
         state = .stopping
     }
 
-    private mutating func childEnded(_ status: CLIExit, now: Duration, into actions: inout [Action]) {
+    private mutating func childEnded(_ status: ExitStatus, now: Duration, into actions: inout [Action]) {
         child = nil
         lastExit = status
         exitedAt = now

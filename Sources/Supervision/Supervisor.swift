@@ -42,7 +42,7 @@ public struct SupervisorConfiguration: Sendable, Equatable {
 
 /// How a probe (`Supervisor.probe`) ended.
 public enum ProbeOutcome: Sendable, Equatable {
-    case exited(CLIExit)
+    case exited(ExitStatus)
     /// It outlived its timeout and was killed.
     case timedOut
     case couldNotStart(String)

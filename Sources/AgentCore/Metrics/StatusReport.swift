@@ -23,7 +23,7 @@ public enum StatusReport {
             sampledAt: sample?.time.wallSeconds, app: app, agent: agent)
     }
 
-    public static func exit(_ status: CLIExit) -> AgentExit {
+    public static func exit(_ status: ExitStatus) -> AgentExit {
         switch status {
         case .exited(let code): AgentExit(code: code, shellCode: status.shellCode)
         case .signaled(let signal): AgentExit(signal: signal, shellCode: status.shellCode)
