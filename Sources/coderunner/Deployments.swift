@@ -183,9 +183,9 @@ struct RolloutCommand: AsyncParsableCommand {
             let id = try await session.deploymentId(target.deployment)
             let answer = try await session.api.get("api/deployments/\(id)/rollout")
             if session.output == .json { Terminal.out(answer.rawData + "\n"); return }
-            let strategy = answer.data["strategy"]?.cellText ?? ""
+            let strategy = answer.data.value(at: "strategy.strategy")?.cellText ?? ""
             guard let rollout = [answer.data["current"], answer.data["last"]].compactMap({ $0 }).first(where: { $0 != .null }) else {
-                Terminal.out("no rollout yet (strategy \(strategy))\n")
+                Terminal.out("no rollout yet (strategy: \(strategy))\n")
                 return
             }
             let which = answer.data["current"].map { $0 != .null } == true ? "current" : "last"

@@ -81,7 +81,10 @@ struct Events: AsyncParsableCommand {
             if session.output == .json && !follow.follow { Terminal.out(answer.rawData + "\n"); return }
             let fresh = (answer.data["events"]?.array ?? []).filter { ($0["sequence"]?.int ?? 0) > last }.reversed()
             last = max(last, fresh.compactMap { $0["sequence"]?.int }.max() ?? 0)
-            guard !fresh.isEmpty else { return }
+            guard !fresh.isEmpty else {
+                if !follow.follow && session.output == .table { Terminal.err("no events\n") }
+                return
+            }
             if session.output == .json { for event in fresh { Terminal.out(event.serialized() + "\n") }; return }
             // Rendered with the header once; later rows come from a table of their own (widths may differ).
             let table = Table.render(Array(fresh), columns: Self.columns, colour: Terminal.colour)
