@@ -265,6 +265,11 @@ struct CLIFixture {
         let pause = try cli.run(["rollout", "pause"])
         #expect(pause.status == 5)
         #expect(pause.stderr == "error: no rollout in progress or halted for this deployment\n")
+        for control in ["resume", "abort"] {
+            let refused = try cli.run(["rollout", control])
+            #expect(refused.status == 5)
+            #expect(refused.stderr == "error: no rollout in progress or halted for this deployment\n")
+        }
         #expect(try cli.ok(["logs", "--tail", "10"]).stdout == "")
         #expect(try cli.ok(["logs", "-f", "--follow-for", "2", "--filter", "x"]).stdout == "")
         // The override above is the one scaling event.
@@ -317,6 +322,17 @@ struct CLIFixture {
         #expect(gone.stderr == "error: no deployment: give --deployment ID|NAME, or deploy first\n")
         let unknown = try cli.run(["status", "-d", "no-such-deployment"])
         #expect(unknown.status == 3)
+
+        // logout revokes the session on the server and forgets the token.
+        let token = try #require(ConfigFile.parse(String(contentsOfFile: cli.configPath, encoding: .utf8)).current?.token)
+        #expect(try cli.ok(["logout"]).stdout == "logged out\n")
+        #expect(try ConfigFile.parse(String(contentsOfFile: cli.configPath, encoding: .utf8)).current?.token == nil)
+        let loggedOut = try cli.run(["deployments"])
+        #expect(loggedOut.status == 4)
+        #expect(loggedOut.stderr == "error: not logged in: run coderunner login, or set CODERUNNER_TOKEN\n")
+        var revoked = cli
+        revoked.extra = ["CODERUNNER_TOKEN": token]
+        #expect(try revoked.run(["deployments"]).status == 4)
 
         // simulate runs the controller's engine, found next to the CLI.
         let simulate = try cli.run(["simulate", "--help-simulate"])
