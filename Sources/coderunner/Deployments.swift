@@ -18,8 +18,13 @@ struct Deploy: AsyncParsableCommand {
     @Option(help: "The command the agent runs.") var command: String?
     @Option(help: "The deployment's name.") var name: String?
     @Option(help: "The runtime (e.g. node, python).") var runtime: String?
-    @Flag(help: "Wait until the deployment is RUNNING (progress on stderr).") var wait = false
+    @Flag(help: "Start it at once (a new deployment waits for coderunner start otherwise).") var start = false
+    @Flag(help: "With --start, wait until the deployment is RUNNING (progress on stderr).") var wait = false
     @Option(help: "How long --wait waits, in seconds.") var timeout = 120
+
+    func validate() throws {
+        if wait && !start { throw ValidationError("--wait needs --start: a new deployment is PENDING until started") }
+    }
 
     func run() async throws {
         var session = try Session(global)
@@ -36,6 +41,10 @@ struct Deploy: AsyncParsableCommand {
                                         ("STATUS", answer.data["status"]?.cellText ?? ""),
                                         ("AGENT TOKEN", answer.data["agentToken"]?.cellText ?? "")], colour: Terminal.colour))
             Terminal.err("the agent token is shown only once\n")
+        }
+        if start {
+            let started = try await session.api.post("api/deployments/\(id)/start")
+            if session.output == .table { Terminal.err((started.message ?? "deployment started") + "\n") }
         }
         if wait { try await Self.waitForRunning(session, id, timeout: timeout) }
     }
@@ -94,14 +103,17 @@ struct Stop: AsyncParsableCommand {
 }
 
 struct Start: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start a stopped deployment.")
+    static let configuration = CommandConfiguration(abstract: "Start a new or stopped deployment.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: DeploymentOption
+    @Flag(help: "Wait until the deployment is RUNNING (progress on stderr).") var wait = false
+    @Option(help: "How long --wait waits, in seconds.") var timeout = 120
 
     func run() async throws {
         let session = try Session(global)
         let id = try await session.deploymentId(target.deployment)
         session.done(try await session.api.post("api/deployments/\(id)/start"), "deployment started")
+        if wait { try await Deploy.waitForRunning(session, id, timeout: timeout) }
     }
 }
 

@@ -323,6 +323,32 @@ struct CLIFixture {
         let unknown = try cli.run(["status", "-d", "no-such-deployment"])
         #expect(unknown.status == 3)
 
+        // --wait needs --start; then an instance runs (the controller's local executor) and its output comes back.
+        let waitAlone = try cli.run(["deploy", "--wait"])
+        #expect(waitAlone.status == 2)
+        let started = try cli.ok(["deploy", "--name", "hello", "--command", "echo hello-from-the-app; exec sleep 1000", "--start", "--wait",
+                                  "--timeout", "15"])
+        #expect(started.stderr.contains("deployment started\n"))
+        #expect(started.stderr.hasSuffix("RUNNING\n"))
+        let instances = try cli.ok(["instances", "-o", "json"]).json().array ?? []
+        #expect(instances.count == 1)
+        var logged = ""
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while clock.now < deadline && !logged.contains("hello-from-the-app") {
+            logged = try cli.ok(["logs", "--tail", "5"]).stdout
+            if !logged.contains("hello-from-the-app") { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        #expect(logged.hasSuffix(" stdout hello-from-the-app\n"))
+        #expect(try cli.ok(["logs", "--filter", "nothing-like-this"]).stdout == "")
+        let json = try cli.ok(["logs", "-o", "json"]).stdout.split(separator: "\n")
+        #expect(json.count == 1)
+        #expect(try JSONParser.parse(String(json[0]))["message"] == .string("hello-from-the-app"))
+        // -f prints a line once however many polls see it.
+        let followed = try cli.ok(["logs", "-f", "--follow-for", "2"]).stdout
+        #expect(followed.components(separatedBy: "hello-from-the-app").count == 2)
+        #expect(try cli.ok(["delete"]).stdout == "deployment destroyed; its tombstone stays\n")
+
         // logout revokes the session on the server and forgets the token.
         let token = try #require(ConfigFile.parse(String(contentsOfFile: cli.configPath, encoding: .utf8)).current?.token)
         #expect(try cli.ok(["logout"]).stdout == "logged out\n")
