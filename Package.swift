@@ -10,6 +10,7 @@
 //   agent          Supervision, ProcSampling, Sandbox, AgentCore -> coderunner-agent
 //   controller     Sealing, Scaling (pure), CurlHTTP (async HTTP over libcurl's multi interface), ControlPlane
 //                  -> coderunner-controller
+//   cli            CLICore (pure), CurlHTTP -> coderunner (the command-line client; no SwiftNIO)
 // The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
 //
 // CODERUNNER_ONLY=agent (or core, or controller, or cli; comma-separated) limits the package to those parts, so
