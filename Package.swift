@@ -10,10 +10,12 @@
 //   agent          Supervision, ProcSampling, Sandbox, AgentCore -> coderunner-agent
 //   controller     Sealing, Scaling (pure), CurlHTTP (async HTTP over libcurl's multi interface), ControlPlane
 //                  -> coderunner-controller
+//   cli            CLICore (pure), CurlHTTP -> coderunner (the command-line client; no SwiftNIO)
 // The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
 //
-// CODERUNNER_ONLY=agent (or core, or controller; comma-separated) limits the package to those parts, so
+// CODERUNNER_ONLY=agent (or core, or controller, or cli; comma-separated) limits the package to those parts, so
 // that working on the agent or the pure libraries does not build Hummingbird and GRDB. Unset means all.
+// "controller" implies "cli", which holds CurlHTTP (shared by both) and the coderunner command-line client.
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -26,10 +28,10 @@ let swiftSettings: [SwiftSetting] = [
 
 let parts: Set<String> = {
     guard let only = Context.environment["CODERUNNER_ONLY"], !only.isEmpty else {
-        return ["agent", "core", "controller", "e2e"]
+        return ["agent", "core", "controller", "cli", "e2e"]
     }
     var set = Set(only.split(separator: ",").map(String.init))
-    if set.contains("controller") { set.insert("core") }
+    if set.contains("controller") { set.formUnion(["core", "cli"]) }
     return set
 }()
 
@@ -112,6 +114,20 @@ if parts.contains("core") {
     ]
 }
 
+if parts.contains("cli") {
+    products.append(.executable(name: "coderunner", targets: ["coderunner"]))
+    targets += [
+        // The controller's outgoing HTTP (agents' /v1/status and /v1/logs, tenants' webhooks) and the CLI's: libcurl's
+        // multi interface on a thread of its own, with Debian's OpenSSL. No SwiftNIO.
+        .target(name: "CurlHTTP", dependencies: ["CCurl", "CCurlShims", "ChildProcess"], swiftSettings: swiftSettings),
+        // The CLI's pure parts (config file, JSON, tables, exit codes); the executable does the I/O. No SwiftNIO,
+        // Hummingbird or GRDB: its start-up time is a figure (BENCHMARKS.md).
+        .target(name: "CLICore", swiftSettings: swiftSettings),
+        .executableTarget(name: "coderunner", dependencies: ["CLICore", "CurlHTTP", argumentParser], swiftSettings: swiftSettings),
+        .testTarget(name: "CLICoreTests", dependencies: ["CLICore"], swiftSettings: swiftSettings),
+    ]
+}
+
 if parts.contains("controller") {
     products.append(.executable(name: "coderunner-controller", targets: ["coderunner-controller"]))
     dependencies += [
@@ -138,9 +154,6 @@ if parts.contains("controller") {
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ]
     targets += [
-        // The controller's outgoing HTTP (agents' /v1/status and /v1/logs, tenants' webhooks): libcurl's multi
-        // interface on a thread of its own, with Debian's OpenSSL. No SwiftNIO.
-        .target(name: "CurlHTTP", dependencies: ["CCurl", "CCurlShims", "ChildProcess"], swiftSettings: swiftSettings),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP", hummingbird, httpTypes, nioCore,
                                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                     swiftSettings: swiftSettings),
@@ -209,7 +222,7 @@ if parts.contains("e2e") && parts.contains("agent") && parts.contains("controlle
     targets.append(
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["CodeRunnerWire", "TestSupport", "ChildProcess"],  // binaries via CODERUNNER_BIN_DIR (see above)
+            dependencies: ["CodeRunnerWire", "TestSupport", "ChildProcess", "CLICore"],  // binaries via CODERUNNER_BIN_DIR (see above)
             swiftSettings: swiftSettings))
 }
 

@@ -13,7 +13,8 @@ extension TestSupport {
         public var stderr: Data
     }
 
-    public static func run(_ path: String, _ arguments: [String], input: Data? = nil,
+    /// `environment` replaces the test's environment when given.
+    public static func run(_ path: String, _ arguments: [String], input: Data? = nil, environment: [String: String]? = nil,
                            timeout: Duration = .seconds(30)) throws -> CommandResult {
         func makePipe() throws -> (read: Int32, write: Int32) {
             var fds: [Int32] = [-1, -1]
@@ -24,7 +25,7 @@ extension TestSupport {
         let stdin = try makePipe(), stdout = try makePipe(), stderr = try makePipe()
         let pid: pid_t
         do {
-            pid = try ChildProcess.spawn(path, arguments, stdin: stdin.read, stdout: stdout.write, stderr: stderr.write)
+            pid = try ChildProcess.spawn(path, arguments, environment: environment, stdin: stdin.read, stdout: stdout.write, stderr: stderr.write)
         } catch {
             for fd in [stdin.read, stdin.write, stdout.read, stdout.write, stderr.read, stderr.write] { close(fd) }
             throw error
