@@ -200,6 +200,31 @@ if parts.contains("controller") {
     ]
 }
 
+// PostgreSQL as the store (issue 16, docs/cluster.md): a ControlPlaneStore over postgres-nio's pooled client, and
+// one store suite run against both backends. The release controller does not link it yet.
+if parts.contains("controller") {
+    dependencies += [
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // Already in the graph through postgres-nio; named for the TLS configuration that sslmode selects.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+    ]
+    targets += [
+        .target(
+            name: "PostgresStore",
+            dependencies: [
+                "ControlPlane", "Sealing", logging, nioCore,
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StoreContractTests",
+            dependencies: ["PostgresStore", "ControlPlane", "Sealing", "CodeRunnerWire", "TestSupport", logging,
+                           .product(name: "PostgresNIO", package: "postgres-nio")],
+            swiftSettings: swiftSettings),
+    ]
+}
+
 if parts.contains("e2e") && parts.contains("agent") && parts.contains("controller") {
     targets.append(
         .testTarget(
