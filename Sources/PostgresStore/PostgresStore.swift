@@ -102,7 +102,7 @@ public final class PostgresStore: ControlPlaneStore {
         let result: T
         let changes: ConfigChanges
         do {
-            (result, changes) = try await client.withTransaction(logger: logger) { c in
+            (result, changes) = try await transaction { c in
                 var changes = ConfigChanges()
                 let result = try await body(c, &changes)
                 return (result, changes)
@@ -117,12 +117,29 @@ public final class PostgresStore: ControlPlaneStore {
     /// A read in one snapshot (a config and its variables agree).
     func read<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
-            return try await client.withTransaction(logger: logger) { c in
+            return try await transaction { c in
                 try await c.run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger)
                 return try await body(c)
             }
         } catch {
             throw Self.storeError(error, conflict: "resource already exists")
+        }
+    }
+
+    /// BEGIN, the body, COMMIT; ROLLBACK when the body throws, unless the connection is closed already: a statement
+    /// sent on a connection the server terminated was seen to wait forever (PostgresNIO 1.33.2), and the server has
+    /// rolled that transaction back anyway.
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { c in
+            try await c.run("BEGIN", logger)
+            do {
+                let result = try await body(c)
+                try await c.run("COMMIT", logger)
+                return result
+            } catch {
+                if !c.isClosed { try? await c.run("ROLLBACK", logger) }
+                throw error
+            }
         }
     }
 
