@@ -12,7 +12,6 @@ public import Foundation
 public import Logging
 import NIOCore
 public import PostgresNIO
-public import Sealing
 
 public final class PostgresStore: ControlPlaneStore {
     let client: PostgresClient
@@ -126,9 +125,8 @@ public final class PostgresStore: ControlPlaneStore {
         }
     }
 
-    /// BEGIN, the body, COMMIT; ROLLBACK when the body throws, unless the connection is closed already: a statement
-    /// sent on a connection the server terminated was seen to wait forever (PostgresNIO 1.33.2), and the server has
-    /// rolled that transaction back anyway.
+    /// BEGIN, the body, COMMIT; ROLLBACK when the body throws, unless the connection is closed already (a statement
+    /// sent on a closed connection is never answered by PostgresNIO 1.33.2; the server rolled the transaction back).
     func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await client.withConnection { c in
             try await c.run("BEGIN", logger)

@@ -4,14 +4,22 @@ import Foundation
 import Logging
 import PostgresNIO
 
+/// The connection closed beneath a transaction (the server ended it, or the network did); nothing of it committed.
+public struct PostgresConnectionLost: Error, CustomStringConvertible {
+    public var description: String { "the connection to PostgreSQL closed during the transaction; nothing of it was committed" }
+}
+
 extension PostgresConnection {
     /// Every row of the query's answer.
     func rows(_ query: PostgresQuery, _ logger: Logger) async throws -> [PostgresRandomAccessRow] {
-        try await self.query(query, logger: logger).collect().map { $0.makeRandomAccess() }
+        // PostgresNIO 1.33.2 was seen never to answer a statement sent on a connection already closed.
+        guard !isClosed else { throw PostgresConnectionLost() }
+        return try await self.query(query, logger: logger).collect().map { $0.makeRandomAccess() }
     }
 
     /// Runs a statement and drains its answer.
     func run(_ query: PostgresQuery, _ logger: Logger) async throws {
+        guard !isClosed else { throw PostgresConnectionLost() }
         _ = try await self.query(query, logger: logger).collect()
     }
 }
