@@ -20,3 +20,5 @@ BUILD_PACKAGES=(pkg-config libcurl4-openssl-dev libssl-dev libmicrohttpd-dev lib
 # openssl makes test CAs and certificates, socat terminates TLS in front of the (plain HTTP) controller;
 # bubblewrap builds the apps' sandboxes.
 TEST_PACKAGES=(prometheus stress-ng procps python3 curl sqlite3 bsdutils util-linux openssl socat bubblewrap)
+# PostgreSQL's server binaries for the store suite (TestPostgres runs its own initdb; Debian's cluster is not used).
+TEST_PACKAGES+=(postgresql)

@@ -1,7 +1,7 @@
 // The audit log's hash chain. Each entry stores SHA-256(previous hash ‖ canonical fields), so editing,
 // inserting or deleting a row in the middle breaks every later link. Chains are per project (admin
 // actions without a project form their own chain), so one project's log verifies on its own.
-import Foundation
+public import Foundation
 import Sealing
 
 public enum AuditChain {
@@ -21,6 +21,21 @@ public enum AuditChain {
         public var ipAddress: String?
         public var userAgent: String?
         public var timestamp: String
+
+        public init(id: String, userId: String? = nil, projectId: String? = nil, configId: String? = nil, action: String, resourceType: String,
+                    resourceId: String? = nil, changesJSON: String, ipAddress: String? = nil, userAgent: String? = nil, timestamp: String) {
+            self.id = id
+            self.userId = userId
+            self.projectId = projectId
+            self.configId = configId
+            self.action = action
+            self.resourceType = resourceType
+            self.resourceId = resourceId
+            self.changesJSON = changesJSON
+            self.ipAddress = ipAddress
+            self.userAgent = userAgent
+            self.timestamp = timestamp
+        }
     }
 
     /// Lowercase hex SHA-256 over the length-prefixed fields; a nil field hashes differently from "".
@@ -62,18 +77,18 @@ public enum AuditChain {
         return breaks
     }
 
-    static func encodeChanges(_ changes: [String: String]) -> String {
+    public static func encodeChanges(_ changes: [String: String]) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(changes)).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
     }
 
-    static func decodeChanges(_ json: String) -> [String: String] {
+    public static func decodeChanges(_ json: String) -> [String: String] {
         (try? JSONDecoder().decode([String: String].self, from: Data(json.utf8))) ?? [:]
     }
 }
 
-enum Timestamps {
+public enum Timestamps {
     static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-    static func format(_ date: Date) -> String { style.format(date) }
+    public static func format(_ date: Date) -> String { style.format(date) }
 }

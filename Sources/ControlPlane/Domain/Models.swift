@@ -6,6 +6,13 @@ public struct User: Codable, Sendable, Equatable {
     public var email: String
     public var isAdmin: Bool
     public var createdAt: Date
+
+    public init(id: String, email: String, isAdmin: Bool, createdAt: Date) {
+        self.id = id
+        self.email = email
+        self.isAdmin = isAdmin
+        self.createdAt = createdAt
+    }
 }
 
 public struct Project: Codable, Sendable, Equatable {
@@ -15,6 +22,15 @@ public struct Project: Codable, Sendable, Equatable {
     public var description: String?
     public var createdAt: Date
     public var updatedAt: Date
+
+    public init(id: String, ownerId: String, name: String, description: String? = nil, createdAt: Date, updatedAt: Date) {
+        self.id = id
+        self.ownerId = ownerId
+        self.name = name
+        self.description = description
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
 }
 
 /// A variable as the user API shows it. Secrets come back with `value` "********" and `isMasked` true,
@@ -77,6 +93,12 @@ public struct TemplateData: Codable, Sendable, Equatable {
     public var variables: [TemplateVariable]
     public var environments: [EnvironmentName]
     public var framework: String?
+
+    public init(variables: [TemplateVariable], environments: [EnvironmentName], framework: String? = nil) {
+        self.variables = variables
+        self.environments = environments
+        self.framework = framework
+    }
 }
 
 public struct ConfigTemplate: Codable, Sendable, Equatable {
@@ -89,6 +111,19 @@ public struct ConfigTemplate: Codable, Sendable, Equatable {
     public var templateData: TemplateData
     public var createdAt: Date
     public var updatedAt: Date
+
+    public init(id: String, name: String, description: String, category: String, isOfficial: Bool, usageCount: Int,
+                templateData: TemplateData, createdAt: Date, updatedAt: Date) {
+        self.id = id
+        self.name = name
+        self.description = description
+        self.category = category
+        self.isOfficial = isOfficial
+        self.usageCount = usageCount
+        self.templateData = templateData
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
 }
 
 public enum DeploymentStatus: String, Codable, Sendable, CaseIterable {
@@ -120,6 +155,26 @@ public struct Deployment: Codable, Sendable, Equatable {
     public var url: String?
 
     public var limits: ResourceLimits { ResourceLimits(cpu: cpuLimit, memory: memoryLimit, pids: pidsLimit) }
+
+    public init(id: String, projectId: String, environment: EnvironmentName, name: String, runtimeType: String? = nil,
+                command: String? = nil, status: DeploymentStatus, configVersion: Int64, createdAt: Date, updatedAt: Date,
+                agentToken: String? = nil, cpuLimit: Double, memoryLimit: Int, pidsLimit: Int, url: String? = nil) {
+        self.id = id
+        self.projectId = projectId
+        self.environment = environment
+        self.name = name
+        self.runtimeType = runtimeType
+        self.command = command
+        self.status = status
+        self.configVersion = configVersion
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.agentToken = agentToken
+        self.cpuLimit = cpuLimit
+        self.memoryLimit = memoryLimit
+        self.pidsLimit = pidsLimit
+        self.url = url
+    }
 
     private enum CodingKeys: String, CodingKey {
         case id, projectId, environment, name, runtimeType, command, status, configVersion, createdAt, updatedAt, agentToken,
@@ -166,6 +221,25 @@ public struct AuditEntry: Codable, Sendable, Equatable {
     public var timestamp: String
     public var previousHash: String
     public var hash: String
+
+    public init(sequence: Int64, id: String, userId: String? = nil, projectId: String? = nil, configId: String? = nil, action: String,
+                resourceType: String, resourceId: String? = nil, changes: [String: String], ipAddress: String? = nil,
+                userAgent: String? = nil, timestamp: String, previousHash: String, hash: String) {
+        self.sequence = sequence
+        self.id = id
+        self.userId = userId
+        self.projectId = projectId
+        self.configId = configId
+        self.action = action
+        self.resourceType = resourceType
+        self.resourceId = resourceId
+        self.changes = changes
+        self.ipAddress = ipAddress
+        self.userAgent = userAgent
+        self.timestamp = timestamp
+        self.previousHash = previousHash
+        self.hash = hash
+    }
 }
 
 /// What a service asks the store to append to the audit chain, inside the same transaction as the change.

@@ -27,6 +27,20 @@ public struct StoredVariable: Sendable, Equatable {
     /// How the app takes a change of it (issue 15).
     public var reload: VariableReload = .restart
 
+    public init(id: String, configId: String, key: String, value: StoredValue, isRequired: Bool, description: String? = nil,
+                variableType: VariableType, createdAt: Date, updatedAt: Date, reload: VariableReload = .restart) {
+        self.id = id
+        self.configId = configId
+        self.key = key
+        self.value = value
+        self.isRequired = isRequired
+        self.description = description
+        self.variableType = variableType
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.reload = reload
+    }
+
     public var isEncrypted: Bool { if case .sealed = value { true } else { false } }
 }
 
@@ -40,12 +54,30 @@ public struct StoredConfig: Sendable, Equatable {
     public var createdAt: Date
     public var updatedAt: Date
     public var variables: [StoredVariable]
+
+    public init(id: String, projectId: String, environment: EnvironmentName, name: String, description: String? = nil,
+                isActive: Bool, createdAt: Date, updatedAt: Date, variables: [StoredVariable]) {
+        self.id = id
+        self.projectId = projectId
+        self.environment = environment
+        self.name = name
+        self.description = description
+        self.isActive = isActive
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.variables = variables
+    }
 }
 
 /// A deployment's agent-facing version after a write.
 public struct DeploymentVersion: Sendable, Equatable {
     public var deploymentId: String
     public var version: Int64
+
+    public init(deploymentId: String, version: Int64) {
+        self.deploymentId = deploymentId
+        self.version = version
+    }
 }
 
 /// What one committed write changed in what agents' configs are built from. The store publishes it after
@@ -81,12 +113,25 @@ public struct AgentSnapshot: Sendable {
     public var variables: [StoredVariable]
     /// The version of the latest explicit reload (0: none); agents restart on it even when nothing changed.
     public var reloadVersion: Int64 = 0
+
+    public init(deploymentId: String, projectId: String, version: Int64, variables: [StoredVariable], reloadVersion: Int64 = 0) {
+        self.deploymentId = deploymentId
+        self.projectId = projectId
+        self.version = version
+        self.variables = variables
+        self.reloadVersion = reloadVersion
+    }
 }
 
 public struct RewrapReport: Codable, Sendable, Equatable {
     public var rewrapped: Int
     /// Ids of variables whose ciphertext failed authentication; left as they were.
     public var corrupted: [String]
+
+    public init(rewrapped: Int, corrupted: [String]) {
+        self.rewrapped = rewrapped
+        self.corrupted = corrupted
+    }
 }
 
 public struct AuditLink: Sendable {
@@ -94,6 +139,13 @@ public struct AuditLink: Sendable {
     public var previousHash: String
     public var hash: String
     public var fields: AuditChain.Fields
+
+    public init(sequence: Int64, previousHash: String, hash: String, fields: AuditChain.Fields) {
+        self.sequence = sequence
+        self.previousHash = previousHash
+        self.hash = hash
+        self.fields = fields
+    }
 }
 
 public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {

@@ -1,0 +1,218 @@
+// The store's versioned schema in PostgreSQL's dialect. Each migration carries the name of its SQLite twin
+// (ControlPlane/Store/Migrations.swift) and brings the tables ControlPlaneStore uses to the same shape; the
+// instance registry's, the scaler's and the rollouts' own tables (v2, v8, v100...) are not here: those services
+// still write SQLite through GRDB (docs/cluster.md). Never edit a registered migration: append a new one.
+//
+// Types: TEXT ids, TIMESTAMPTZ for SQLite's DATETIME, BOOLEAN for its 0/1 flags, BIGINT for integers, BYTEA for
+// ciphertexts. Each entry is a list of single statements (the extended protocol runs one at a time).
+enum PostgresMigrations {
+    struct Migration: Sendable {
+        var name: String
+        var statements: [String]
+    }
+
+    static let all: [Migration] = [
+        Migration(name: "v1-initial-schema", statements: [
+            """
+            CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                email TEXT NOT NULL UNIQUE,
+                password_hash TEXT NOT NULL,
+                is_admin BOOLEAN NOT NULL DEFAULT FALSE,
+                created_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE api_tokens (
+                token_hash TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                created_at TIMESTAMPTZ NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL,
+                revoked_at TIMESTAMPTZ
+            )
+            """,
+            """
+            CREATE TABLE projects (
+                id TEXT PRIMARY KEY,
+                owner_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                description TEXT,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            "CREATE INDEX idx_projects_owner ON projects(owner_id)",
+            """
+            CREATE TABLE environment_configs (
+                id TEXT PRIMARY KEY,
+                project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                environment TEXT NOT NULL CHECK (environment IN ('development', 'staging', 'production')),
+                name TEXT NOT NULL,
+                description TEXT,
+                is_active BOOLEAN NOT NULL DEFAULT TRUE,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                UNIQUE (project_id, environment, name)
+            )
+            """,
+            "CREATE INDEX idx_env_configs_project_env ON environment_configs(project_id, environment)",
+            // value holds plaintext for ordinary variables; a secret's value is '' and its ciphertext is in
+            // sealed_value. The CHECKs keep the two exclusive, so no plaintext secret can be stored.
+            """
+            CREATE TABLE environment_variables (
+                id TEXT PRIMARY KEY,
+                config_id TEXT NOT NULL REFERENCES environment_configs(id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL DEFAULT '',
+                sealed_value BYTEA,
+                is_encrypted BOOLEAN NOT NULL DEFAULT FALSE,
+                is_required BOOLEAN NOT NULL DEFAULT FALSE,
+                description TEXT,
+                variable_type TEXT NOT NULL DEFAULT 'string'
+                    CHECK (variable_type IN ('string', 'number', 'boolean', 'json', 'url', 'secret')),
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                UNIQUE (config_id, key),
+                CHECK (is_encrypted = (sealed_value IS NOT NULL)),
+                CHECK (NOT is_encrypted OR value = '')
+            )
+            """,
+            "CREATE INDEX idx_env_variables_config ON environment_variables(config_id)",
+            """
+            CREATE TABLE config_templates (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                description TEXT NOT NULL,
+                category TEXT NOT NULL,
+                is_official BOOLEAN NOT NULL DEFAULT FALSE,
+                owner_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+                usage_count BIGINT NOT NULL DEFAULT 0,
+                template_data TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            "CREATE INDEX idx_config_templates_category ON config_templates(category)",
+            // Append-only and hash-chained; no foreign keys, so the history outlives what it describes.
+            """
+            CREATE TABLE config_audit_logs (
+                sequence BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                user_id TEXT,
+                project_id TEXT,
+                config_id TEXT,
+                action TEXT NOT NULL,
+                resource_type TEXT NOT NULL,
+                resource_id TEXT,
+                changes TEXT NOT NULL,
+                ip_address TEXT,
+                user_agent TEXT,
+                timestamp TEXT NOT NULL,
+                previous_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX idx_config_audit_project ON config_audit_logs(project_id, sequence)",
+            """
+            CREATE FUNCTION config_audit_logs_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'config_audit_logs is append-only'; END $$
+            """,
+            """
+            CREATE TRIGGER config_audit_logs_no_change BEFORE UPDATE OR DELETE ON config_audit_logs
+                FOR EACH ROW EXECUTE FUNCTION config_audit_logs_append_only()
+            """,
+            """
+            CREATE TRIGGER config_audit_logs_no_truncate BEFORE TRUNCATE ON config_audit_logs
+                FOR EACH STATEMENT EXECUTE FUNCTION config_audit_logs_append_only()
+            """,
+            """
+            CREATE TABLE deployments (
+                id TEXT PRIMARY KEY,
+                project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                environment TEXT NOT NULL CHECK (environment IN ('development', 'staging', 'production')),
+                name TEXT NOT NULL,
+                runtime_type TEXT,
+                command TEXT,
+                status TEXT NOT NULL DEFAULT 'PENDING'
+                    CONSTRAINT deployments_status_check
+                    CHECK (status IN ('PENDING', 'PROVISIONING', 'RUNNING', 'STOPPED', 'FAILED')),
+                config_version BIGINT NOT NULL DEFAULT 1,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            "CREATE INDEX idx_deployments_project_env ON deployments(project_id, environment)",
+            """
+            CREATE TABLE agent_tokens (
+                token_hash TEXT PRIMARY KEY,
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                created_at TIMESTAMPTZ NOT NULL,
+                revoked_at TIMESTAMPTZ
+            )
+            """,
+            "CREATE INDEX idx_agent_tokens_deployment ON agent_tokens(deployment_id)",
+            // One row per data-key version: Sealing's StoredDataKey (wrapped by the master key) as JSON.
+            "CREATE TABLE encryption_keys (version BIGINT PRIMARY KEY, record TEXT NOT NULL)",
+        ]),
+        // The deployments' part of SQLite's v3 (its instances table stays with InstanceRegistry).
+        Migration(name: "v3-reload-version", statements: [
+            "ALTER TABLE deployments ADD COLUMN reload_version BIGINT NOT NULL DEFAULT 0",
+        ]),
+        Migration(name: "v4-agent-token-issuer", statements: [
+            "ALTER TABLE agent_tokens ADD COLUMN issued_by TEXT",
+        ]),
+        Migration(name: "v5-deployment-resource-limits", statements: [
+            "ALTER TABLE deployments ADD COLUMN cpu_limit DOUBLE PRECISION NOT NULL DEFAULT 1 CHECK (cpu_limit > 0)",
+            "ALTER TABLE deployments ADD COLUMN memory_limit BIGINT NOT NULL DEFAULT 536870912 CHECK (memory_limit >= 4194304)",
+            "ALTER TABLE deployments ADD COLUMN pids_limit BIGINT NOT NULL DEFAULT 256 CHECK (pids_limit >= 8)",
+        ]),
+        // PostgreSQL drops a column's UNIQUE in place (SQLite rebuilt the table).
+        Migration(name: "v5-template-names-per-owner", statements: [
+            "ALTER TABLE config_templates DROP CONSTRAINT config_templates_name_key",
+            "CREATE UNIQUE INDEX idx_config_templates_owner_name ON config_templates(owner_id, name) WHERE owner_id IS NOT NULL",
+            "CREATE UNIQUE INDEX idx_config_templates_official_name ON config_templates(name) WHERE is_official",
+        ]),
+        Migration(name: "v5-registration-invites", statements: [
+            """
+            CREATE TABLE registration_invites (
+                id TEXT PRIMARY KEY,
+                code_hash TEXT NOT NULL UNIQUE,
+                created_by TEXT REFERENCES users(id) ON DELETE SET NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL,
+                used_at TIMESTAMPTZ,
+                used_by TEXT REFERENCES users(id) ON DELETE SET NULL
+            )
+            """,
+        ]),
+        // PostgreSQL changes a CHECK in place (SQLite rebuilt the table).
+        Migration(name: "v6-deployment-lifecycle", statements: [
+            "ALTER TABLE deployments DROP CONSTRAINT deployments_status_check",
+            """
+            ALTER TABLE deployments ADD CONSTRAINT deployments_status_check
+                CHECK (status IN ('PENDING', 'PROVISIONING', 'RUNNING', 'STOPPED', 'FAILED', 'DESTROYED'))
+            """,
+            "ALTER TABLE deployments ADD COLUMN stopped_at TIMESTAMPTZ",
+            "ALTER TABLE deployments ADD COLUMN destroyed_at TIMESTAMPTZ",
+            "ALTER TABLE deployments ADD COLUMN started_at TIMESTAMPTZ",
+            "ALTER TABLE deployments ADD CHECK ((status = 'DESTROYED') = (destroyed_at IS NOT NULL))",
+            "ALTER TABLE deployments ADD CHECK (destroyed_at IS NULL OR stopped_at IS NOT NULL)",
+        ]),
+        Migration(name: "v7-browser-sessions", statements: [
+            """
+            CREATE TABLE browser_sessions (
+                token_hash TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                created_at TIMESTAMPTZ NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL,
+                revoked_at TIMESTAMPTZ
+            )
+            """,
+            "CREATE INDEX idx_browser_sessions_user ON browser_sessions(user_id)",
+        ]),
+        Migration(name: "v9-variable-reload-actions", statements: [
+            "ALTER TABLE environment_variables ADD COLUMN reload_action TEXT NOT NULL DEFAULT 'restart'",
+            "ALTER TABLE environment_variables ADD COLUMN reload_signal TEXT",
+        ]),
+    ]
+}

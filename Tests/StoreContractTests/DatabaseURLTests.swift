@@ -1,0 +1,42 @@
+// The database URL's parsing (pure): what `--database` will accept, and the errors a user sees.
+import PostgresNIO
+import PostgresStore
+import Testing
+
+@Suite("Database URL")
+struct DatabaseURLTests {
+    @Test func fullURL() throws {
+        let c = try DatabaseURL.configuration("postgres://coderunner:p%40ss@db.example.com:6543/cr?sslmode=disable")
+        #expect(c.host == "db.example.com")
+        #expect(c.port == 6543)
+        #expect(c.username == "coderunner")
+        #expect(c.password == "p@ss")
+        #expect(c.database == "cr")
+    }
+
+    @Test func defaults() throws {
+        let c = try DatabaseURL.configuration("postgresql://cr@localhost/cr")
+        #expect(c.port == 5432)
+        #expect(c.password == nil)
+    }
+
+    @Test(arguments: DatabaseURL.sslModes)
+    func everySSLModeIsAccepted(_ mode: String) throws {
+        _ = try DatabaseURL.configuration("postgres://cr@localhost/cr?sslmode=\(mode)")
+    }
+
+    @Test(arguments: [
+        ("mysql://cr@localhost/cr", "the scheme must be postgres:// or postgresql://"),
+        ("postgres://localhost/cr", "no user"),
+        ("postgres://cr@localhost", "no database name after the host"),
+        ("postgres://cr@localhost/cr?sslmode=sometimes", "sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full"),
+        ("postgres://cr@localhost/cr?connect_timeout=3", "unknown parameter connect_timeout; only sslmode is understood"),
+    ])
+    func refused(_ url: String, _ reason: String) {
+        #expect(throws: DatabaseURL.Failure.invalid(reason)) { try DatabaseURL.configuration(url) }
+    }
+
+    @Test func redactedHidesThePassword() {
+        #expect(DatabaseURL.redacted("postgres://cr:secret@db:5432/cr?sslmode=require") == "postgres://cr:***@db:5432/cr?sslmode=require")
+    }
+}

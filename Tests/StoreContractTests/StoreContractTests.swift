@@ -1,0 +1,337 @@
+// The store's guarantees, checked against SQLite and PostgreSQL alike: what a service may rely on whichever
+// backend the controller runs on.
+import CodeRunnerWire
+import ControlPlane
+import Foundation
+import Sealing
+import Testing
+
+@Suite("Store contract", .serialized)
+struct StoreContractTests {
+    @Test("users, API tokens, browser sessions and registration rules", arguments: Backend.allCases)
+    func users(_ backend: Backend) async throws {
+        try await Fixture.withStore(backend) { store in
+            let alice = try await store.makeUser("alice")
+            #expect(alice == User(id: "alice", email: "alice@example.com", isAdmin: true, createdAt: t0))
+            let bob = try await store.makeUser("bob", at: 5)
+            #expect(bob.isAdmin == false)
+            await #expect(throws: StoreError.conflict("a user with this email already exists")) {
+                try await store.createUser(id: "bob2", email: "bob@example.com", passwordHash: "x", adminEmail: nil, rule: .open, now: t0)
+            }
+            await #expect(throws: RegistrationRefusal.closed) {
+                try await store.createUser(id: "c", email: "c@example.com", passwordHash: "x", adminEmail: nil, rule: .closed, now: t0)
+            }
+            await #expect(throws: RegistrationRefusal.firstUserExists) {
+                try await store.createUser(id: "c", email: "c@example.com", passwordHash: "x", adminEmail: nil, rule: .firstUserOnly, now: t0)
+            }
+            let credentials = try #require(try await store.credentials(email: "bob@example.com"))
+            #expect(credentials.user == bob)
+            #expect(credentials.passwordHash == "hash-bob")
+            #expect(try await store.credentials(email: "nobody@example.com") == nil)
+
+            // Invites: used once, in the registration's transaction, and audited.
+            try await store.createInvite(id: "inv1", codeHash: "code-hash", createdBy: "alice", expiresAt: at(3600),
+                                         audit: audit("alice", nil, "create_invite"))
+            await #expect(throws: RegistrationRefusal.inviteInvalid) {
+                try await store.createUser(id: "c", email: "c@example.com", passwordHash: "x", adminEmail: nil,
+                                           rule: .invite(codeHash: "wrong"), now: at(10))
+            }
+            let carol = try await store.createUser(id: "c", email: "c@example.com", passwordHash: "x", adminEmail: nil,
+                                                   rule: .invite(codeHash: "code-hash"), now: at(10))
+            #expect(carol.isAdmin == false)
+            await #expect(throws: RegistrationRefusal.inviteInvalid) {
+                try await store.createUser(id: "d", email: "d@example.com", passwordHash: "x", adminEmail: nil,
+                                           rule: .invite(codeHash: "code-hash"), now: at(11))
+            }
+            #expect(try await store.auditChain(projectId: nil).map(\.fields.action) == ["create_invite", "use"])
+
+            try await store.insertAPIToken(hash: "tok", userId: "bob", expiresAt: at(100), now: t0)
+            #expect(try await store.user(forTokenHash: "tok", now: at(50)) == bob)
+            #expect(try await store.session(forTokenHash: "tok", now: at(50))?.expiresAt == at(100))
+            #expect(try await store.user(forTokenHash: "tok", now: at(100)) == nil)
+            // A token is not a browser session, nor the reverse.
+            #expect(try await store.user(forBrowserSessionHash: "tok", now: at(50)) == nil)
+            try await store.revokeAPIToken(hash: "tok", now: at(60))
+            #expect(try await store.user(forTokenHash: "tok", now: at(61)) == nil)
+
+            try await store.insertBrowserSession(hash: "cookie", userId: "alice", expiresAt: at(100), now: t0)
+            #expect(try await store.browserSession(forTokenHash: "cookie", now: at(1))?.user == alice)
+            #expect(try await store.user(forTokenHash: "cookie", now: at(1)) == nil)
+            try await store.revokeBrowserSession(hash: "cookie", now: at(2))
+            #expect(try await store.user(forBrowserSessionHash: "cookie", now: at(3)) == nil)
+        }
+    }
+
+    @Test("a tenant never reads or changes another's projects, configs or deployments", arguments: Backend.allCases)
+    func tenantIsolation(_ backend: Backend) async throws {
+        try await Fixture.withStore(backend) { store in
+            try await store.makeUser("alice")
+            try await store.makeUser("mallory")
+            var project = try await store.makeProject("p1", owner: "alice")
+            let config = StoredConfig(id: "c1", projectId: "p1", environment: .production, name: "main", description: nil,
+                                      isActive: true, createdAt: t0, updatedAt: t0,
+                                      variables: [variable("v1", config: "c1", key: "PORT", .plain("8080"))])
+            try await store.createConfig(config, audit: audit("alice", "p1", "create_config"))
+            try await store.makeDeployment("d1", project: "p1")
+
+            #expect(try await store.projects(ownerId: "mallory") == [])
+            #expect(try await store.project(id: "p1", ownerId: "mallory") == nil)
+            #expect(try await store.config(id: "c1", ownerId: "mallory") == nil)
+            #expect(try await store.deployments(ownerId: "mallory") == [])
+            #expect(try await store.deployment(id: "d1", ownerId: "mallory") == nil)
+            var stolen = project
+            stolen.ownerId = "mallory"
+            stolen.name = "mine now"
+            await #expect(throws: StoreError.notFound("project")) {
+                try await store.updateProject(stolen, audit: audit("mallory", "p1", "update_project"))
+            }
+            #expect(try await store.deleteProject(id: "p1", ownerId: "mallory", audit: audit("mallory", "p1", "delete_project")) == false)
+
+            #expect(try await store.projects(ownerId: "alice") == [project])
+            #expect(try await store.config(id: "c1", ownerId: "alice") == config)
+            project.name = "renamed"
+            project.updatedAt = at(7)
+            try await store.updateProject(project, audit: audit("alice", "p1", "update_project"))
+            #expect(try await store.project(id: "p1", ownerId: "alice") == project)
+            #expect(try await store.deployment(id: "d1", ownerId: "alice")?.name == "deployment d1")
+            // Only the owner's writes are in the project's chain.
+            #expect(try await store.auditChain(projectId: "p1").map(\.fields.userId) == ["alice", "alice", "alice", "alice"])
+        }
+    }
+
+    @Test("configs and variables: create, upsert, delete, publish, snapshot", arguments: Backend.allCases)
+    func configsAndVariables(_ backend: Backend) async throws {
+        let log = ChangeLog()
+        try await Fixture.withStore(backend, subscriber: log) { store in
+            try await store.makeUser("alice")
+            try await store.makeProject("p1", owner: "alice")
+            try await store.makeDeployment("d1", project: "p1")
+            try await store.makeDeployment("d2", project: "p1", environment: .staging)
+            let sealedBytes: [UInt8] = [1, 2, 3, 0, 255, 254]
+            let config = StoredConfig(
+                id: "c1", projectId: "p1", environment: .production, name: "main", description: "the main one",
+                isActive: true, createdAt: t0, updatedAt: t0,
+                variables: [variable("v1", config: "c1", key: "API_KEY", .sealed(sealedBytes)),
+                            variable("v2", config: "c1", key: "PORT", .plain("8080"), reload: .signal(.hup))])
+            try await store.createConfig(config, audit: audit("alice", "p1", "create_config"))
+            #expect(try await store.configs(projectId: "p1") == [config])
+            #expect(log.all == [ConfigChanges(versions: [DeploymentVersion(deploymentId: "d1", version: 2)])])
+
+            await #expect(throws: StoreError.conflict("an environment config with this project, environment and name already exists")) {
+                try await store.createConfig(StoredConfig(id: "c2", projectId: "p1", environment: .production, name: "main",
+                                                          description: nil, isActive: true, createdAt: t0, updatedAt: t0, variables: []),
+                                             audit: audit("alice", "p1", "create_config"))
+            }
+
+            // An upsert keeps the id and createdAt of the key it replaces.
+            try await store.upsertVariables(configId: "c1", [variable("ignored", config: "c1", key: "PORT", .plain("9090"), at: 30),
+                                                             variable("v3", config: "c1", key: "DEBUG", .plain("1"), at: 30)],
+                                            audit: audit("alice", "p1", "update_variables", at: 30))
+            let stored = try #require(try await store.config(id: "c1", ownerId: "alice"))
+            #expect(stored.updatedAt == at(30))
+            #expect(stored.variables.map(\.key) == ["API_KEY", "DEBUG", "PORT"])
+            let port = try #require(stored.variables.first { $0.key == "PORT" })
+            #expect(port.id == "v2")
+            #expect(port.createdAt == t0)
+            #expect(port.updatedAt == at(30))
+            #expect(port.value == .plain("9090"))
+            #expect(port.reload == .restart)
+            #expect(stored.variables.first { $0.key == "API_KEY" }?.value == .sealed(sealedBytes))
+
+            #expect(try await store.deleteVariable(configId: "c1", key: "DEBUG", audit: audit("alice", "p1", "delete_variable")))
+            #expect(try await store.deleteVariable(configId: "c1", key: "DEBUG", audit: audit("alice", "p1", "delete_variable")) == false)
+            #expect(try await store.deleteVariable(configId: "nope", key: "X", audit: audit("alice", "p1", "delete_variable")) == false)
+            await #expect(throws: StoreError.notFound("environment config")) {
+                try await store.upsertVariables(configId: "nope", [], audit: audit("alice", "p1", "update_variables"))
+            }
+
+            let snapshot = try #require(try await store.agentSnapshot(deploymentId: "d1"))
+            #expect(snapshot.version == 4)
+            #expect(snapshot.projectId == "p1")
+            #expect(snapshot.variables.map(\.key) == ["API_KEY", "PORT"])
+            #expect(try await store.agentSnapshot(deploymentId: "d2")?.variables == [])
+            #expect(try await store.agentSnapshot(deploymentId: "nope") == nil)
+            #expect(log.all.map { $0.versions.map(\.version) } == [[2], [3], [4]])
+
+            #expect(try await store.bumpVersion(deploymentId: "d1", audit: audit("alice", "p1", "reload")) == 5)
+            #expect(try await store.agentSnapshot(deploymentId: "d1")?.reloadVersion == 5)
+
+            #expect(try await store.deleteProject(id: "p1", ownerId: "alice", audit: audit("alice", "p1", "delete_project")))
+            #expect(Set(log.all.last?.removed ?? []) == ["d1", "d2"])
+            #expect(try await store.configs(projectId: "p1") == [])
+            #expect(try await store.agentSnapshot(deploymentId: "d1") == nil)
+            // The history outlives what it describes.
+            #expect(verified(try await store.auditChain(projectId: "p1")) == [])
+            #expect(try await store.auditChain(projectId: "p1").count == 8)
+        }
+    }
+
+    @Test("templates: official seeds, per-owner names, apply", arguments: Backend.allCases)
+    func templates(_ backend: Backend) async throws {
+        try await Fixture.withStore(backend) { store in
+            try await store.makeUser("alice")
+            try await store.makeUser("bob")
+            try await store.makeProject("p1", owner: "alice")
+            let data = TemplateData(variables: [TemplateVariable(key: "PORT", description: "port")], environments: [.production])
+            func template(_ id: String, _ name: String, official: Bool = false) -> ConfigTemplate {
+                ConfigTemplate(id: id, name: name, description: "d", category: "web", isOfficial: official, usageCount: 0,
+                               templateData: data, createdAt: t0, updatedAt: t0)
+            }
+            try await store.seedTemplates([template("o1", "Node", official: true)])
+            try await store.seedTemplates([template("o2", "Node", official: true)])
+            try await store.createTemplate(template("a1", "Mine"), ownerId: "alice", audit: audit("alice", nil, "create_template"))
+            try await store.createTemplate(template("b1", "Mine"), ownerId: "bob", audit: audit("bob", nil, "create_template"))
+            await #expect(throws: StoreError.conflict("you already have a template with this name")) {
+                try await store.createTemplate(template("a2", "Mine"), ownerId: "alice", audit: audit("alice", nil, "create_template"))
+            }
+            #expect(try await store.templates(category: nil, ownerId: "alice").map(\.id) == ["o1", "a1"])
+            #expect(try await store.templates(category: "db", ownerId: "alice") == [])
+            #expect(try await store.template(id: "b1", ownerId: "alice") == nil)
+            #expect(try await store.template(id: "o1", ownerId: "alice") == template("o1", "Node", official: true))
+
+            let config = StoredConfig(id: "c1", projectId: "p1", environment: .production, name: "from template", description: nil,
+                                      isActive: true, createdAt: t0, updatedAt: t0,
+                                      variables: [variable("v1", config: "c1", key: "PORT", .plain("3000"))])
+            try await store.applyTemplate(templateId: "o1", config: config, audit: audit("alice", "p1", "apply_template"))
+            #expect(try await store.template(id: "o1", ownerId: "alice")?.usageCount == 1)
+            #expect(try await store.configs(projectId: "p1") == [config])
+        }
+    }
+
+    @Test("the audit chain is linear, verifies, and reads newest first", arguments: Backend.allCases)
+    func auditChain(_ backend: Backend) async throws {
+        try await Fixture.withStore(backend) { store in
+            try await store.makeUser("alice")
+            try await store.makeProject("p1", owner: "alice")
+            try await store.makeProject("p2", owner: "alice")
+            for i in 0..<20 {
+                var draft = audit("alice", i.isMultiple(of: 2) ? "p1" : "p2", "action\(i)", at: i)
+                draft.changes = ["i": String(i), "secret": "[REDACTED]"]
+                draft.ipAddress = "127.0.0.1"
+                try await store.appendAudit(draft)
+            }
+            let p1 = try await store.auditChain(projectId: "p1")
+            #expect(p1.count == 11)
+            #expect(verified(p1) == [])
+            #expect(p1.first?.previousHash == AuditChain.genesis)
+            #expect(zip(p1, p1.dropFirst()).allSatisfy { $0.sequence < $1.sequence && $1.previousHash == $0.hash })
+            #expect(verified(try await store.auditChain(projectId: "p2")) == [])
+            let newest = try await store.auditEntries(projectId: "p1", limit: 3)
+            #expect(newest.map(\.action) == ["action18", "action16", "action14"])
+            #expect(newest.first?.changes == ["i": "18", "secret": "[REDACTED]"])
+            #expect(newest.first?.timestamp == Timestamps.format(at(18)))
+            #expect(newest.first?.ipAddress == "127.0.0.1")
+        }
+    }
+
+    @Test("key rotation re-seals every secret in one transaction; a bad ciphertext is reported and left", arguments: Backend.allCases)
+    func keyRotation(_ backend: Backend) async throws {
+        try await Fixture.withStore(backend) { store in
+            try await store.makeUser("alice")
+            try await store.makeProject("p1", owner: "alice")
+            let keyring = try Keyring(master: .generate(), keys: [])
+            _ = keyring.addVersion(now: 0)
+            try await store.saveDataKeys(keyring.keys)
+            func seal(_ text: String, _ key: String) throws -> StoredValue {
+                .sealed(try keyring.seal(Array(text.utf8), aad: Keyring.aad(configId: "c1", key: key)))
+            }
+            let config = StoredConfig(id: "c1", projectId: "p1", environment: .production, name: "main", description: nil,
+                                      isActive: true, createdAt: t0, updatedAt: t0,
+                                      variables: [variable("v1", config: "c1", key: "A", try seal("alpha", "A")),
+                                                  variable("v2", config: "c1", key: "B", try seal("beta", "B")),
+                                                  // Sealed for another key: fails authentication, as a tampered row would.
+                                                  variable("v3", config: "c1", key: "C", try seal("gamma", "elsewhere")),
+                                                  variable("v4", config: "c1", key: "PLAIN", .plain("visible"))])
+            try await store.createConfig(config, audit: audit("alice", "p1", "create_config"))
+
+            let added = keyring.addVersion(now: 1)
+            let report = try await store.rewrapSecrets(audit: audit("alice", nil, "rotate_keys"), keys: { keyring.keys }) {
+                try keyring.rewrap($0, aad: Keyring.aad(configId: $1, key: $2))
+            }
+            #expect(report == RewrapReport(rewrapped: 2, corrupted: ["v3"]))
+            #expect(try await store.dataKeys() == keyring.keys)
+            #expect(try await store.dataKeys().map(\.version) == [1, 2])
+            let variables = try #require(try await store.config(id: "c1", ownerId: "alice")).variables
+            for v in variables {
+                guard case .sealed(let bytes) = v.value else { #expect(v.key == "PLAIN"); continue }
+                if v.key == "C" {
+                    #expect(try Keyring.keyVersion(of: bytes) == 1)
+                } else {
+                    #expect(try Keyring.keyVersion(of: bytes) == added.version)
+                    let plain = try keyring.open(bytes, aad: Keyring.aad(configId: "c1", key: v.key))
+                    #expect(String(decoding: plain, as: UTF8.self) == (v.key == "A" ? "alpha" : "beta"))
+                }
+            }
+            let record = try #require(try await store.auditChain(projectId: nil).last)
+            #expect(record.fields.action == "rotate_keys")
+            #expect(AuditChain.decodeChanges(record.fields.changesJSON) == ["rewrapped": "2", "corrupted": "v3"])
+        }
+    }
+
+    @Test("deployments: the owner's cap, tokens, updates, the lifecycle and its tombstone", arguments: Backend.allCases)
+    func deployments(_ backend: Backend) async throws {
+        try await Fixture.withStore(backend) { store in
+            try await store.makeUser("alice")
+            try await store.makeProject("p1", owner: "alice")
+            var d1 = try await store.makeDeployment("d1", project: "p1", cap: 2)
+            try await store.makeDeployment("d2", project: "p1", cap: 2)
+            await #expect(throws: ControlPlaneError.conflict(AccountLimits.deploymentLimitReason(2))) {
+                try await store.makeDeployment("d3", project: "p1", cap: 2)
+            }
+            await #expect(throws: StoreError.conflict("resource already exists")) {
+                try await store.makeDeployment("d1", project: "p1")
+            }
+            #expect(try await store.deploymentId(forAgentTokenHash: "agent-d1") == "d1")
+            #expect(try await store.addAgentToken(deploymentId: "d1", hash: "i1", issuedBy: "local-executor", now: t0,
+                                                  audit: audit("alice", nil, "issue")))
+            #expect(try await store.addAgentToken(deploymentId: "d1", hash: "i2", issuedBy: "local-executor", now: t0,
+                                                  audit: audit("alice", nil, "issue")))
+            #expect(try await store.addAgentToken(deploymentId: "nope", hash: "i3", issuedBy: "local-executor", now: t0,
+                                                  audit: audit("alice", nil, "issue")) == false)
+            #expect(try await store.revokeAgentTokens(issuedBy: "local-executor", except: ["i2"], now: t0) == 1)
+            #expect(try await store.deploymentId(forAgentTokenHash: "i1") == nil)
+            #expect(try await store.deploymentId(forAgentTokenHash: "i2") == "d1")
+            #expect(try await store.revokeAgentTokens(issuedBy: "local-executor", now: t0) == 1)
+            try await store.replaceAgentToken(deploymentId: "d1", newHash: "agent-d1b", now: t0, audit: audit("alice", "p1", "reissue"))
+            #expect(try await store.deploymentId(forAgentTokenHash: "agent-d1") == nil)
+            #expect(try await store.deploymentId(forAgentTokenHash: "agent-d1b") == "d1")
+
+            d1.name = "renamed"
+            d1.cpuLimit = 1.5
+            d1.memoryLimit = 1 << 30
+            d1.pidsLimit = 128
+            d1.updatedAt = at(9)
+            #expect(try await store.updateDeployment(d1, audit: audit("alice", "p1", "update")) == d1)
+            #expect(try await store.deployment(id: "d1", ownerId: "alice") == d1)
+
+            #expect(try await store.lifecycleState(deploymentId: "d1") == .active)
+            let stopped = try #require(try await store.applyLifecycle(.stop, deploymentId: "d1", running: 1, now: at(10),
+                                                                      audit: audit("alice", "p1", "stop")))
+            #expect(stopped.outcome == .change)
+            #expect(stopped.deployment.status == .stopped)
+            #expect(try await store.applyLifecycle(.stop, deploymentId: "d1", running: 0, now: at(11),
+                                                   audit: audit("alice", "p1", "stop"))?.outcome == LifecycleRules.outcome(.stop, from: .stopped, running: 0))
+            let destroyed = try #require(try await store.applyLifecycle(.destroy, deploymentId: "d1", running: 0, now: at(12),
+                                                                        audit: audit("alice", "p1", "destroy")))
+            #expect(destroyed.deployment.status == .destroyed)
+            #expect(try await store.lifecycleState(deploymentId: "d1") == .destroyed)
+            #expect(try await store.deploymentId(forAgentTokenHash: "agent-d1b") == nil)
+            #expect(try await store.applyLifecycle(.start, deploymentId: "nope", running: 0, now: t0, audit: audit("alice", "p1", "start")) == nil)
+            await #expect(throws: StoreError.conflict(LifecycleRules.destroyedReason)) {
+                try await store.bumpVersion(deploymentId: "d1", audit: audit("alice", "p1", "reload"))
+            }
+            await #expect(throws: StoreError.conflict(LifecycleRules.destroyedReason)) {
+                try await store.updateDeployment(d1, audit: audit("alice", "p1", "update"))
+            }
+            await #expect(throws: StoreError.conflict(LifecycleRules.destroyedReason)) {
+                try await store.replaceAgentToken(deploymentId: "d1", newHash: "x", now: t0, audit: audit("alice", "p1", "reissue"))
+            }
+            await #expect(throws: StoreError.notFound("deployment")) {
+                try await store.bumpVersion(deploymentId: "nope", audit: audit("alice", "p1", "reload"))
+            }
+            // A tombstone frees its slot under the cap.
+            try await store.makeDeployment("d3", project: "p1", cap: 2)
+            #expect(verified(try await store.auditChain(projectId: "p1")) == [])
+        }
+    }
+}

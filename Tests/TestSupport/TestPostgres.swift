@@ -1,0 +1,111 @@
+// A throwaway PostgreSQL server for a test: Debian's binaries (apt `postgresql`, never its packaged cluster),
+// initdb into a temporary directory as an unprivileged system user (PostgreSQL refuses to run as root), a free
+// loopback port, its unix socket in that directory, trust authentication for loopback only. `stop()` stops the
+// server and removes the directory. pg_ctl daemonises the server and waits for it, so nothing here holds a child.
+public import Foundation
+import Synchronization
+
+public final class TestPostgres: Sendable {
+    /// Where Debian 12 installs PostgreSQL 15's server binaries; CODERUNNER_PG_BIN overrides it.
+    public static let binDir = ProcessInfo.processInfo.environment["CODERUNNER_PG_BIN"] ?? "/usr/lib/postgresql/15/bin"
+    /// The unprivileged system user the server runs as.
+    public static let systemUser = "coderunner-pgtest"
+    /// The database superuser initdb creates (trust auth: loopback and the private socket only).
+    public static let superuser = "postgres"
+
+    public let directory: URL
+    public let port: Int
+    public var host: String { "127.0.0.1" }
+    public var socketDirectory: String { directory.path }
+    private var dataDirectory: String { directory.appendingPathComponent("data").path }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case missing(String)
+        case command(String, String)
+        public var description: String {
+            switch self {
+            case .missing(let what): "\(what) is missing: apt-get install -y postgresql (scripts/lib/deps.sh TEST_PACKAGES)"
+            case .command(let what, let output): "\(what) failed: \(output)"
+            }
+        }
+    }
+
+    private static let userLock = Mutex(())
+
+    /// Creates the cluster, starts it and creates `database`.
+    public static func start(database: String = "coderunner") throws -> TestPostgres {
+        guard FileManager.default.isExecutableFile(atPath: binDir + "/initdb") else { throw Failure.missing(binDir + "/initdb") }
+        let (uid, gid) = try ensureSystemUser()
+        let directory = try TestSupport.makeTemporaryDirectory("coderunner-pg")
+        guard chown(directory.path, uid, gid) == 0 else { throw Failure.command("chown \(directory.path)", String(cString: strerror(errno))) }
+        let server = TestPostgres(directory: directory, port: TestSupport.freeLoopbackPort())
+        do {
+            try server.asUser("initdb", ["-D", server.dataDirectory, "-U", superuser, "-A", "trust", "-E", "UTF8",
+                                         "--locale=C", "--no-sync", "--no-instructions"], timeout: .seconds(120))
+            // Loopback only; fsync off because the cluster is thrown away.
+            let options = "-p \(server.port) -k \(server.socketDirectory) -c listen_addresses=127.0.0.1 -c fsync=off "
+                + "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            try server.asUser("pg_ctl", ["-D", server.dataDirectory, "-l", server.directory.appendingPathComponent("server.log").path,
+                                         "-o", options, "-w", "-t", "60", "start"], timeout: .seconds(90))
+            try server.createDatabase(database)
+        } catch {
+            server.stop()
+            throw error
+        }
+        return server
+    }
+
+    private init(directory: URL, port: Int) {
+        self.directory = directory
+        self.port = port
+    }
+
+    public func createDatabase(_ name: String) throws {
+        try asUser("createdb", ["-h", host, "-p", String(port), "-U", Self.superuser, name])
+    }
+
+    /// Runs SQL through psql on the private socket (for tests that inspect or damage the database directly).
+    @discardableResult
+    public func psql(_ database: String, _ sql: String) throws -> String {
+        try asUser("psql", ["-h", socketDirectory, "-p", String(port), "-U", Self.superuser, "-d", database,
+                            "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+    }
+
+    /// The server's log, for a failing test's message.
+    public func log() -> String {
+        (try? String(contentsOfFile: directory.appendingPathComponent("server.log").path, encoding: .utf8)) ?? ""
+    }
+
+    /// Stops the server (fast: sessions are ended) and removes its directory.
+    public func stop() {
+        if FileManager.default.fileExists(atPath: dataDirectory + "/postmaster.pid") {
+            _ = try? asUser("pg_ctl", ["-D", dataDirectory, "-m", "fast", "-w", "-t", "30", "stop"], timeout: .seconds(40))
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    @discardableResult
+    private func asUser(_ tool: String, _ arguments: [String], timeout: Duration = .seconds(30)) throws -> String {
+        let result = try TestSupport.run("/usr/sbin/runuser", ["-u", Self.systemUser, "--", Self.binDir + "/" + tool] + arguments,
+                                         timeout: timeout)
+        let output = String(decoding: result.stdout, as: UTF8.self)
+        guard result.status == 0 else {
+            throw Failure.command(tool, output + String(decoding: result.stderr, as: UTF8.self))
+        }
+        return output
+    }
+
+    /// The system user's uid and gid, creating the user (no home, no login shell) on first use.
+    private static func ensureSystemUser() throws -> (uid_t, gid_t) {
+        try userLock.withLock { _ in
+            if let entry = getpwnam(systemUser) { return (entry.pointee.pw_uid, entry.pointee.pw_gid) }
+            let result = try TestSupport.run("/usr/sbin/useradd", ["--system", "--user-group", "--no-create-home",
+                                                                   "--shell", "/usr/sbin/nologin", systemUser])
+            // Another test process may have created it at the same moment.
+            guard let entry = getpwnam(systemUser) else {
+                throw Failure.command("useradd \(systemUser)", String(decoding: result.stderr, as: UTF8.self))
+            }
+            return (entry.pointee.pw_uid, entry.pointee.pw_gid)
+        }
+    }
+}
