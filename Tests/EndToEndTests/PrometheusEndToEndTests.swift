@@ -78,7 +78,10 @@ import TestSupport
         let agents = try [
             AgentProcess(controller: controller.base, token: healthy.agentToken, directory: dir.appendingPathComponent("a1")),
             AgentProcess(controller: controller.base, token: healthy.agentToken, directory: dir.appendingPathComponent("a2")),
-            AgentProcess(controller: controller.base, token: crashing.agentToken, directory: dir.appendingPathComponent("a3")),
+            // An agent's own labels are whatever it was started with: this one claims the other tenant's deployment.
+            // The controller's registry says whose it is, and Prometheus must file its series there.
+            AgentProcess(controller: controller.base, token: crashing.agentToken, directory: dir.appendingPathComponent("a3"),
+                         extra: ["--deployment", healthy.deploymentId]),
         ]
         defer { for agent in agents { agent.stop() } }
         func registered(_ tenant: Tenant) throws -> [String] {
@@ -122,6 +125,8 @@ import TestSupport
             let cpu = (try? Self.query(base, "coderunner_app_cpu_utilization_percent")) ?? []
             return Set(healthyIds).isSubset(of: Set(cpu.compactMap { $0.metric["instance"] }))
                 && cpu.allSatisfy { Self.value($0).map { $0 >= 0 } == true }
+                && cpu.allSatisfy { $0.metric["exported_deployment"] == nil && $0.metric["exported_instance"] == nil }
+                && cpu.allSatisfy { $0.metric["deployment"] == (healthyIds.contains($0.metric["instance"] ?? "") ? healthy.deploymentId : crashing.deploymentId) }
         })
 
         // A recording rule: the healthy deployment runs its app on both instances.

@@ -523,7 +523,7 @@ public final class SQLiteStore: ControlPlaneStore {
             }
             var draft = audit
             draft.changes["rewrapped"] = String(report.rewrapped)
-            draft.changes["rewrappedConfigVersions"] = String(versionsRewrapped)
+            if !versions.isEmpty { draft.changes["rewrappedConfigVersions"] = String(versionsRewrapped) }
             draft.changes["corrupted"] = report.corrupted.joined(separator: ",")
             try Self.append(draft, db)
             try Self.save(keys(), db)
