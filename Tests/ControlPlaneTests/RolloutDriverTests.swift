@@ -150,8 +150,10 @@ import Testing
             #expect((done["last"] as? [String: Any])?["state"] as? String == "complete", "\(done)")
             #expect(try await served("far") == one + 1)
 
-            // With fewer than two instances read, a version is the fleet's at once.
-            await c.controlPlane.rolloutRound([Self.status(deployment, "a", version: one + 1, startedAt: t0), failedPoll])
+            // With fewer than two instances readable, a version is the fleet's at once.
+            var failedB = failedPoll
+            failedB.target.instanceId = "b"
+            await c.controlPlane.rolloutRound([Self.status(deployment, "a", version: one + 1, startedAt: t0), failedPoll, failedB])
             try await c.setVariable(owner, config: config, key: "GREETING", value: "three")
             for id in ["a", "b", "far"] { #expect(try await served(id) == one + 2) }
             let after = try await c.call(.get, path + "/rollout", token: owner).data

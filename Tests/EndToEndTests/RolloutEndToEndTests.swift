@@ -498,7 +498,7 @@ private struct URLAnswer: Codable, Sendable { var url: String? }
             if let last = answer?.last, answer?.current == nil, last.version == Int(bad) { back = last }
             return back != nil
         }
-        let rollout = try #require(back, "no finished rollout of \(bad)")
+        let rollout = try #require(back, "no finished rollout of \(bad): \((try? HTTP.call("GET", path + "/rollout", token: session, timeout: 2).text) ?? "") \(live())")
         #expect(rollout.state == "rolled_back")
         #expect(rollout.failedInstance == "named-1")
         #expect(!otherVersions.contains(bad), "named-2 was served the bad version: \(otherVersions)")

@@ -40,10 +40,12 @@ actor RolloutDriver {
     private var liveInstances: (@Sendable (String) async throws -> [String])?
 
     private var records: [String: Record] = [:]
-    /// The instances whose status the latest poll round read, by deployment. Only they take part in a rollout: an
-    /// instance the controller cannot read (an agent on another host, whose address it refuses) could never show it is
-    /// ready, and would fail the rollout at its deadline. The others take a version once the fleet has it.
-    private var reporting: [String: Set<String>] = [:]
+    /// The instances whose status the latest poll round of their deployment failed to read. They stay out of a
+    /// rollout: an instance the controller cannot read (an agent on another host, whose address it refuses) could
+    /// never show it is ready, and would fail the rollout at its deadline; it takes a version once the fleet has it.
+    /// An instance not polled yet (registered since the last round) is in the plan: a bad version must not reach it
+    /// at once just because no round has read it so far.
+    private var unreadable: [String: Set<String>] = [:]
     /// Each deployment's newest version as this driver last learned it.
     private var versions: [String: Int64] = [:]
     /// Bumped whenever what `served` answers may have changed for a deployment; a held query checks it just before
@@ -210,8 +212,8 @@ actor RolloutDriver {
             try await step(deploymentId, &record, now: now, servedBefore: before)
             return
         }
-        let reading = reporting[deploymentId] ?? []
-        let live = try await (liveInstances?(deploymentId) ?? []).filter(reading.contains)
+        let failing = unreadable[deploymentId] ?? []
+        let live = try await (liveInstances?(deploymentId) ?? []).filter { !failing.contains($0) }
         // The version the fleet runs: the newest kept one below this.
         let stable = try await pool.read { db in
             try Int64.fetchOne(db, sql: "SELECT max(version) FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
@@ -252,7 +254,9 @@ actor RolloutDriver {
         for result in results {
             if let status = result.status { statuses[result.target.deploymentId, default: [:]][result.target.instanceId] = status }
         }
-        reporting = statuses.mapValues { Set($0.keys) }
+        for deploymentId in Set(results.map(\.target.deploymentId)) {
+            unreadable[deploymentId] = Set(results.filter { $0.target.deploymentId == deploymentId && $0.status == nil }.map(\.target.instanceId))
+        }
         let active = records.filter { $0.value.current?.isActive == true }.map(\.key)
         guard !active.isEmpty else { return }
         let now = self.now
