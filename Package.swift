@@ -123,7 +123,7 @@ if parts.contains("cli") {
         .target(name: "CurlHTTP", dependencies: ["CCurl", "CCurlShims", "ChildProcess"], swiftSettings: swiftSettings),
         // The CLI's pure parts (config file, JSON, tables, exit codes); the executable does the I/O. No SwiftNIO,
         // Hummingbird or GRDB: its start-up time is a figure (BENCHMARKS.md).
-        .target(name: "CLICore", swiftSettings: swiftSettings),
+        .target(name: "CLICore", dependencies: ["CodeRunnerWire"], swiftSettings: swiftSettings),
         .executableTarget(name: "coderunner", dependencies: ["CLICore", "CurlHTTP", argumentParser], swiftSettings: swiftSettings),
         .testTarget(name: "CLICoreTests", dependencies: ["CLICore"], swiftSettings: swiftSettings),
     ]

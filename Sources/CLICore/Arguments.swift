@@ -1,5 +1,6 @@
 // Checks on what a user types, before anything is sent: KEY=VALUE assignments, variable names, the server URL,
 // and how a name or an id picks one item of a list the API returned.
+import CodeRunnerWire
 
 public enum Arguments {
     /// A variable name as the controller accepts it: a letter or underscore, then letters, digits, underscores.
@@ -46,21 +47,8 @@ public enum Arguments {
         throw CLIError(.usage, "\(named.count) \(kind)s are named \(wanted): give the id instead")
     }
 
-    /// Percent-encodes a path segment or query value (RFC 3986 unreserved characters stay).
-    public static func percentEncoded(_ s: String) -> String {
-        var out = ""
-        for byte in s.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                let hex = String(byte, radix: 16, uppercase: true)
-                out += "%" + (hex.count == 1 ? "0" + hex : hex)
-            }
-        }
-        return out
-    }
+    /// RFC 3986 percent-encoding (CodeRunnerWire.URLText: one encoder for agent, controller and CLI).
+    public static func percentEncoded(_ s: String) -> String { URLText.percentEncoded(s) }
 }
 
 /// Where the server and token come from: CODERUNNER_SERVER and CODERUNNER_TOKEN override the current context.

@@ -59,21 +59,8 @@ public final class ControllerClient {
         return base + "/api/agent/v1/config" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
     }
 
-    /// RFC 3986's unreserved characters stay; every other byte becomes %XX.
-    static func percentEncoded(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                let hex = String(byte, radix: 16, uppercase: true)
-                out += "%" + (hex.count == 1 ? "0" + hex : hex)
-            }
-        }
-        return out
-    }
+    /// RFC 3986 percent-encoding (CodeRunnerWire.URLText: one encoder for agent, controller and CLI).
+    static func percentEncoded(_ text: String) -> String { URLText.percentEncoded(text) }
 
     public func register(_ registration: AgentRegistration) throws(ControllerError) -> AgentRegistrationAccepted {
         try call("POST", base + "/api/agent/v1/register", body: registration, timeout: Self.requestTimeout,
