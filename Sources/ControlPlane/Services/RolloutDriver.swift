@@ -254,9 +254,12 @@ actor RolloutDriver {
         for result in results {
             if let status = result.status { statuses[result.target.deploymentId, default: [:]][result.target.instanceId] = status }
         }
-        for deploymentId in Set(results.map(\.target.deploymentId)) {
-            unreadable[deploymentId] = Set(results.filter { $0.target.deploymentId == deploymentId && $0.status == nil }.map(\.target.instanceId))
+        // One pass (a round may hold thousands of agents): each deployment polled this round gets its failed set anew.
+        var failed: [String: Set<String>] = [:]
+        for result in results {
+            failed[result.target.deploymentId, default: []].formUnion(result.status == nil ? [result.target.instanceId] : [])
         }
+        unreadable.merge(failed) { _, new in new }
         let active = records.filter { $0.value.current?.isActive == true }.map(\.key)
         guard !active.isEmpty else { return }
         let now = self.now
