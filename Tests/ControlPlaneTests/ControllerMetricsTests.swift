@@ -1,9 +1,11 @@
 // The controller's own /metrics and Prometheus's discovery (docs/observability.md): present only with the operator's
 // token, refused without it, and counting what the controller does.
+import CodeRunnerWire
 import ControlPlane
 import CurlHTTP
 import Foundation
 import HTTPTypes
+import Scaling
 import Testing
 
 @Suite struct ControllerMetricsTests {
@@ -173,6 +175,48 @@ import Testing
             _ = try await c.override(token, deployment, instances: 2)
             let text = try await Self.scrape(c)
             #expect(ControllerMetricsTests.value(text, #"coderunner_controller_executor_calls_total{result="failed"}"#) == 1)
+        }
+    }
+
+    /// Decisions by action, and the per-deployment gauges the "at its cost cap" alert compares: set while the
+    /// deployment is scaled, gone from the next scrape once it is deleted.
+    @Test func decisionsAndDeploymentGaugesFollowTheDeployment() async throws {
+        try await Self.harness("true").run { c in
+            let (token, deployment, base) = try await c.scaledDeployment()
+            // 2/h an instance; a budget of 5/h allows 2.
+            let pricing = #"{"cpuCores": 1, "memoryGB": 1, "pricePerCoreHour": 1, "pricePerGBHour": 1}"#
+            #expect(try await c.call(.put, "\(base)/pricing", token: token, json: pricing).status == .ok)
+            let policy = #"""
+                {"name": "cpu", "policyType": "threshold", "minInstances": 1, "maxInstances": 3, "maxHourlyCost": 5,
+                 "scaleUpRules": [{"metric": "cpu", "threshold": 50, "duration": 0}],
+                 "scaleDownRules": [{"metric": "cpu", "threshold": 10, "duration": 0}],
+                 "scaleUpCooldown": 0, "scaleDownCooldown": 0, "scaleDownStabilization": 0}
+                """#
+            let created = try await c.call(.post, "\(base)/policies", token: token, json: policy)
+            #expect(created.status == .created, "\(created.text)")
+            let scaler = c.controlPlane.scaling.scaler
+            let target = PollTarget(deploymentId: deployment, instanceId: "i-1", statusURL: "http://127.0.0.1:1/v1/status")
+            func round(cpu: Double) async -> [ScalingDecision] {
+                let status = AgentStatus(state: "running", sampledAt: c.harness.now.now.timeIntervalSince1970,
+                                         app: AppUsage(cpuUtilizationPercent: cpu, memoryUtilizationPercent: 30, tcpConnections: 1),
+                                         agent: AgentUsage())
+                let started = await scaler.evaluate(results: [PollResult(target: target, status: status)])
+                c.harness.now.advance(5)
+                return started
+            }
+            #expect(await round(cpu: 30).isEmpty)
+            #expect(await round(cpu: 80).map(\.action) == [.scaleUp])
+            await scaler.drain()
+            var text = try await Self.scrape(c)
+            #expect(ControllerMetricsTests.value(text, #"coderunner_controller_scaler_decisions_total{action="no_action"}"#) == 1)
+            #expect(ControllerMetricsTests.value(text, #"coderunner_controller_scaler_decisions_total{action="scale_up"}"#) == 1)
+            #expect(ControllerMetricsTests.value(text, #"coderunner_controller_deployment_instances{deployment="\#(deployment)"}"#) == 1)
+            #expect(ControllerMetricsTests.value(text, #"coderunner_controller_deployment_cost_cap_instances{deployment="\#(deployment)"}"#) == 2)
+            #expect(try await c.call(.delete, "/api/deployments/\(deployment)", token: token).status == .ok)
+            _ = await round(cpu: 80)
+            text = try await Self.scrape(c)
+            #expect(!text.contains(deployment), "a deleted deployment's gauges stay: \(text)")
+            #expect(ControllerMetricsTests.value(text, #"coderunner_controller_scaler_decisions_total{action="scale_up"}"#) == 1)
         }
     }
 

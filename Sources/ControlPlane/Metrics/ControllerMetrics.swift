@@ -94,21 +94,43 @@ public final class ControllerMetrics: Sendable {
     /// the budget allows: the alert "at its cost cap" compares the two.
     func deploymentScaling(_ deployment: String, instances: Int, costCap: Int?) {
         let labels = [("deployment", deployment)]
-        registry.makeGauge(name: Self.prefix + "deployment_instances", labels: labels,
-                           help: "Instances a scaled deployment runs, as the scaler counted them at its last decision.")
-            .set(Double(instances))
-        let capName = Self.prefix + "deployment_cost_cap_instances"
-        let capHelp = "Instances a scaled deployment's budget allows (maxHourlyCost, maxMonthlyCost) at the instance price."
-        if let costCap {
-            registry.makeGauge(name: capName, labels: labels, help: capHelp).set(Double(costCap))
-        } else if costCaps.withLock({ $0.remove(deployment) }) != nil {
-            registry.unregisterGauge(registry.makeGauge(name: capName, labels: labels, help: capHelp))
+        registry.makeGauge(name: Self.instancesName, labels: labels, help: Self.instancesHelp).set(Double(instances))
+        let hadCap = scaled.withLock { scaled in
+            defer { scaled[deployment] = costCap != nil }
+            return scaled[deployment] == true
         }
-        if costCap != nil { costCaps.withLock { _ = $0.insert(deployment) } }
+        if let costCap {
+            registry.makeGauge(name: Self.costCapName, labels: labels, help: Self.costCapHelp).set(Double(costCap))
+        } else if hadCap {
+            registry.unregisterGauge(registry.makeGauge(name: Self.costCapName, labels: labels, help: Self.costCapHelp))
+        }
     }
 
-    /// Deployments with a cost cap gauge, so that one whose budget went away loses it.
-    private let costCaps = Mutex<Set<String>>([])
+    /// Drops the gauges of every deployment that is no longer scaled (deleted, stopped, or its policies removed):
+    /// a series of a deployment that is gone would otherwise stay in every scrape until the controller restarts,
+    /// frozen at its last value (and an "at its cost cap" alert with it).
+    func retainScaledDeployments(_ deployments: Set<String>) {
+        let gone = scaled.withLock { scaled in
+            let gone = scaled.filter { !deployments.contains($0.key) }
+            for id in gone.keys { scaled[id] = nil }
+            return gone
+        }
+        for (deployment, hadCap) in gone {
+            let labels = [("deployment", deployment)]
+            registry.unregisterGauge(registry.makeGauge(name: Self.instancesName, labels: labels, help: Self.instancesHelp))
+            if hadCap {
+                registry.unregisterGauge(registry.makeGauge(name: Self.costCapName, labels: labels, help: Self.costCapHelp))
+            }
+        }
+    }
+
+    static let instancesName = prefix + "deployment_instances"
+    static let instancesHelp = "Instances a scaled deployment runs, as the scaler counted them at its last decision."
+    static let costCapName = prefix + "deployment_cost_cap_instances"
+    static let costCapHelp = "Instances a scaled deployment's budget allows (maxHourlyCost, maxMonthlyCost) at the instance price."
+
+    /// Deployments with gauges, each with whether it has a cost cap gauge.
+    private let scaled = Mutex<[String: Bool]>([:])
 
     func storeTransaction(nanoseconds: Int64) { storeTransactions.recordNanoseconds(nanoseconds) }
 

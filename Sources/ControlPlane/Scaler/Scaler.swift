@@ -172,6 +172,7 @@ public actor Scaler {
             await persist(everything: false)
             return []
         }
+        metrics?.retainScaledDeployments(Set(scaled.keys))
         var started: [ScalingDecision] = []
         for (deployment, policies) in scaled.sorted(by: { $0.key < $1.key }) {
             if samples[deployment] == nil { runtimes[deployment, default: Runtime()].history.expire(now: t) }
