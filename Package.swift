@@ -10,7 +10,7 @@
 //   agent          Supervision, ProcSampling, Sandbox, AgentCore -> coderunner-agent
 //   controller     Sealing, Scaling (pure), CurlHTTP (async HTTP over libcurl's multi interface), ControlPlane
 //                  -> coderunner-controller
-//   cli            CLICore (pure), CurlHTTP -> coderunner (the command-line client; no SwiftNIO)
+//   cli            CLICore (pure), CurlHTTP, WSClient -> coderunner (the command-line client)
 //   pg             PostgresStore (the store on PostgreSQL, not linked by the controller yet) and StoreContractTests
 // The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
 //
@@ -117,14 +117,25 @@ if parts.contains("core") {
 
 if parts.contains("cli") {
     products.append(.executable(name: "coderunner", targets: ["coderunner"]))
+    dependencies += [
+        // `coderunner logs -f` follows the live stream with swift-websocket's client (Debian 12's libcurl has no
+        // WebSocket); the controller serves that stream with the same package. Both parts need these three.
+        .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+    ]
     targets += [
         // The controller's outgoing HTTP (agents' /v1/status and /v1/logs, tenants' webhooks) and the CLI's: libcurl's
         // multi interface on a thread of its own, with Debian's OpenSSL. No SwiftNIO.
         .target(name: "CurlHTTP", dependencies: ["CCurl", "CCurlShims", "ChildProcess"], swiftSettings: swiftSettings),
-        // The CLI's pure parts (config file, JSON, tables, exit codes); the executable does the I/O. No SwiftNIO,
-        // Hummingbird or GRDB: its start-up time is a figure (BENCHMARKS.md).
+        // The CLI's pure parts (config file, JSON, tables, exit codes, the live stream's frames); the executable does
+        // the I/O: requests over CurlHTTP, and SwiftNIO only for `logs -f`'s WebSocket. No Hummingbird or GRDB: its
+        // start-up time is a figure (BENCHMARKS.md).
         .target(name: "CLICore", dependencies: ["CodeRunnerWire"], swiftSettings: swiftSettings),
-        .executableTarget(name: "coderunner", dependencies: ["CLICore", "CurlHTTP", argumentParser], swiftSettings: swiftSettings),
+        .executableTarget(name: "coderunner",
+                          dependencies: ["CLICore", "CurlHTTP", argumentParser, logging, httpTypes,
+                                         .product(name: "WSClient", package: "swift-websocket")],
+                          swiftSettings: swiftSettings),
         .testTarget(name: "CLICoreTests", dependencies: ["CLICore"], swiftSettings: swiftSettings),
     ]
 }
@@ -132,12 +143,10 @@ if parts.contains("cli") {
 if parts.contains("controller") {
     products.append(.executable(name: "coderunner-controller", targets: ["coderunner-controller"]))
     dependencies += [
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
         // The live streams (GET /api/ws): the WebSocket upgrade on Hummingbird's HTTP/1 server, and its client in tests.
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
-        .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Tests only (HummingbirdTesting pulls it in already): the controller's own outgoing HTTP is CurlHTTP, so a
@@ -147,7 +156,6 @@ if parts.contains("controller") {
         // themselves, and every target depends on each module it imports rather than getting it transitively.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
-        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         // The dashboard's server-rendered pages (docs/dashboard.md says why Mustache); no dependencies of its own.
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         // The controller's own /metrics (docs/observability.md): swift-metrics' API, exported in Prometheus's text format.

@@ -3,60 +3,81 @@ import ArgumentParser
 import CLICore
 import Glibc
 
-/// How often -f asks again. The controller's WebSocket (GET /api/ws) is not used: Debian 12's libcurl (7.88) has
-/// no WebSocket client, so following polls the logs and events routes.
+/// How often `events -f` asks again (scaling events have no live stream), and `logs -f` when the controller
+/// refuses the WebSocket.
 let followInterval = Duration.seconds(1)
 
 struct FollowOptions: ParsableArguments {
-    @Flag(name: .shortAndLong, help: "Keep printing new entries (polls once a second) until interrupted.") var follow = false
+    @Flag(name: .shortAndLong, help: "Keep printing new entries until interrupted.") var follow = false
     @Option(help: ArgumentHelp("With -f, stop after this many seconds (0: never).", valueName: "seconds")) var followFor = 0
 
-    /// Calls `poll` at once, then once per interval while following, within `followFor` seconds.
-    func run(_ poll: () async throws(CLIError) -> Void) async throws(CLIError) {
+    var deadline: ContinuousClock.Instant? { followFor > 0 ? ContinuousClock.now + .seconds(followFor) : nil }
+
+    /// Calls `poll` at once, then once per interval while following, until `deadline`.
+    func run(until deadline: ContinuousClock.Instant?, _ poll: () async throws(CLIError) -> Void) async throws(CLIError) {
         try await poll()
         guard follow else { return }
-        let clock = ContinuousClock()
-        let deadline = followFor > 0 ? clock.now + .seconds(followFor) : nil
-        while deadline.map({ clock.now < $0 }) ?? true {
+        while deadline.map({ ContinuousClock.now < $0 }) ?? true {
             try? await Task.sleep(for: followInterval)
             if Task.isCancelled { return }
             try await poll()
         }
     }
+
+    func validate() throws {
+        guard followFor >= 0 else { throw ValidationError("--follow-for must be 0 or more seconds") }
+    }
 }
 
 struct Logs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a deployment's recent log lines, and follow them with -f.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print a deployment's recent log lines, and follow them with -f.",
+        discussion: "-f follows the controller's live stream (a WebSocket), resuming after the last line printed if the connection drops; a controller that refuses it is polled once a second.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: DeploymentOption
     @OptionGroup var follow: FollowOptions
     @Option(help: "Lines per instance (1 to 10000).") var tail = 100
-    @Option(help: "Only lines containing this text.") var filter: String?
+    @Option(help: "Only lines containing this text (any case).") var filter: String?
     @Option(help: "Only this instance.") var instance: String?
+
+    func validate() throws {
+        if let filter, filter.utf8.count > LiveLogs.maxFilterBytes {
+            throw ValidationError("--filter is at most \(LiveLogs.maxFilterBytes) bytes")
+        }
+    }
 
     func run() async throws {
         let session = try Session(global)
         let id = try await session.deploymentId(target.deployment)
+        let deadline = follow.deadline
         var query = "tail=\(tail)"
         if let instance { query += "&instance=\(Arguments.percentEncoded(instance))" }
-        var seen: [String: Int] = [:]  // each instance's last sequence printed
-        let textFilter = filter
-        try await follow.run { () async throws(CLIError) in
+        var cursor = LogCursor()
+        let textFilter = LogFilter(filter)
+        let asJSON = session.output == .json
+        let print = { @Sendable (line: JSON) in Self.print(line, json: asJSON) }
+        // The first page, then (with -f) the live stream; the cursor keeps each line to one print.
+        let page = { () async throws(CLIError) in
             let answer = try await session.api.get("api/deployments/\(id)/logs?\(query)")
-            let lines = answer.data["lines"]?.array ?? []
-            for line in lines {
-                let instance = line["instanceId"]?.string ?? ""
-                let seq = line["seq"]?.int ?? 0
-                if let last = seen[instance], seq <= last { continue }
-                seen[instance] = max(seen[instance] ?? 0, seq)
-                let message = line["message"]?.string ?? ""
-                if let textFilter, !message.contains(textFilter) { continue }
-                if session.output == .json { Terminal.out(line.serialized() + "\n"); continue }
-                let stream = line["stream"]?.string ?? ""
-                let shown = "\(line["timestamp"]?.string ?? "") \(instance) \(stream) \(message)\n"
-                Terminal.out(Terminal.colour && stream == "stderr" ? "\u{1B}[31m" + String(shown.dropLast()) + "\u{1B}[0m\n" : shown)
+            for line in answer.data["lines"]?.array ?? [] where textFilter.matches(line["message"]?.string ?? "") {
+                if cursor.accept(line) { print(line) }
             }
         }
+        try await page()
+        guard follow.follow else { return }
+        let outcome = try await LiveFollow.logs(server: session.api.server, token: session.api.token, deploymentId: id,
+                                                filter: textFilter, instance: instance, cursor: &cursor,
+                                                deadline: deadline, print: print)
+        guard case .unavailable(let reason) = outcome else { return }
+        Terminal.err("the live stream is not available (\(reason)); polling once a second\n")
+        try await follow.run(until: deadline, page)
+    }
+
+    static func print(_ line: JSON, json: Bool) {
+        if json { Terminal.out(line.serialized() + "\n"); return }
+        let stream = line["stream"]?.string ?? ""
+        let shown = "\(line["timestamp"]?.string ?? "") \(line["instanceId"]?.string ?? "") \(stream) \(line["message"]?.string ?? "")\n"
+        Terminal.out(Terminal.colour && stream == "stderr" ? "\u{1B}[31m" + String(shown.dropLast()) + "\u{1B}[0m\n" : shown)
     }
 }
 
@@ -76,7 +97,7 @@ struct Events: AsyncParsableCommand {
         let id = try await session.deploymentId(target.deployment)
         var last = 0
         var headerShown = false
-        try await follow.run { () async throws(CLIError) in
+        try await follow.run(until: follow.deadline) { () async throws(CLIError) in
             let answer = try await session.api.get("api/deployments/\(id)/scaling/events?limit=\(limit)")
             if session.output == .json && !follow.follow { Terminal.out(answer.rawData + "\n"); return }
             let fresh = (answer.data["events"]?.array ?? []).filter { ($0["sequence"]?.int ?? 0) > last }.reversed()

@@ -219,3 +219,60 @@ import Testing
         #expect(Arguments.percentEncoded("a b/é~") == "a%20b%2F%C3%A9~")
     }
 }
+
+/// `logs -f`'s live stream: the socket's URL, the subscription, the controller's frames, and each line once.
+@Suite struct LiveLogsTests {
+    @Test func webSocketURLs() {
+        #expect(LiveLogs.webSocketURL(server: "http://127.0.0.1:8080") == "ws://127.0.0.1:8080/api/ws")
+        #expect(LiveLogs.webSocketURL(server: "HTTPS://cr.example.com/") == "wss://cr.example.com/api/ws")
+        #expect(LiveLogs.webSocketURL(server: "ftp://x") == nil)
+    }
+
+    @Test func subscribeFrames() throws {
+        #expect(LiveLogs.subscribeFrame(deploymentId: "d1", filter: nil, tail: 0, after: [:])
+                == #"{"event":"subscribe_logs","data":{"deploymentId":"d1","tail":0,"batch":true}}"#)
+        // A resume names each instance's last line, in a stable order; the filter goes to the controller.
+        let resume = LiveLogs.subscribeFrame(deploymentId: "d1", filter: "Err \"x\"", tail: 0, after: ["i-2": 7, "i-1": 18_446_744_073_709_551_615])
+        #expect(resume == #"{"event":"subscribe_logs","data":{"deploymentId":"d1","tail":0,"batch":true,"filter":"Err \"x\"","after":{"i-1":18446744073709551615,"i-2":7}}}"#)
+        #expect(LiveLogs.subscribeFrame(deploymentId: "d1", filter: "", tail: 5, after: [:]).contains(#""tail":5"#))
+        #expect(!LiveLogs.subscribeFrame(deploymentId: "d1", filter: "", tail: 5, after: [:]).contains("filter"))
+    }
+
+    @Test func controllerFrames() throws {
+        let line = #"{"deploymentId":"d1","instanceId":"i-1","level":"info","message":"hi","seq":3,"stream":"stdout","timestamp":"t"}"#
+        #expect(LiveLogs.decode(#"{"data":\#(line),"event":"log_update"}"#) == .lines([try JSONParser.parse(line)]))
+        #expect(LiveLogs.decode(#"{"data":{"deploymentId":"d1","lines":[\#(line),\#(line)]},"event":"log_batch"}"#)
+                == .lines([try JSONParser.parse(line), try JSONParser.parse(line)]))
+        #expect(LiveLogs.decode(#"{"data":{"deploymentId":"d1","type":"logs"},"event":"subscription_confirmed"}"#) == .subscribed)
+        #expect(LiveLogs.decode(#"{"data":{"deploymentId":"d1","type":"status"},"event":"subscription_confirmed"}"#) == .ignored)
+        #expect(LiveLogs.decode(#"{"data":{"count":12,"deploymentId":"d1"},"event":"logs_dropped"}"#) == .dropped(12))
+        #expect(LiveLogs.decode(#"{"data":{"deploymentId":"d1","message":"Deployment not found"},"event":"subscription_error"}"#)
+                == .refused("Deployment not found"))
+        #expect(LiveLogs.decode(#"{"data":{"message":"unknown event \"x\""},"event":"error"}"#) == .error(#"unknown event "x""#))
+        #expect(LiveLogs.decode(#"{"data":{},"event":"status_update"}"#) == .ignored)
+        #expect(LiveLogs.decode("not json") == .ignored)
+    }
+
+    @Test func theCursorKeepsEachLineOnce() throws {
+        func line(_ instance: String, _ seq: Int) throws -> JSON {
+            try JSONParser.parse(#"{"instanceId":"\#(instance)","seq":\#(seq),"message":"m"}"#)
+        }
+        var cursor = LogCursor()
+        #expect(cursor.accept(try line("i-1", 5)))
+        #expect(cursor.accept(try line("i-2", 1)))
+        // The first page and the stream overlap; a resumed stream repeats nothing already printed.
+        #expect(!cursor.accept(try line("i-1", 5)))
+        #expect(!cursor.accept(try line("i-1", 4)))
+        #expect(cursor.accept(try line("i-1", 6)))
+        #expect(cursor.last == ["i-1": 6, "i-2": 1])
+        // A line the cursor cannot place is printed.
+        #expect(cursor.accept(try JSONParser.parse(#"{"message":"m"}"#)))
+    }
+
+    @Test func theFilterIsTheControllersRule() {
+        #expect(LogFilter("ERROR").matches("an error here"))
+        #expect(!LogFilter("ERROR").matches("fine"))
+        #expect(LogFilter("").matches("anything"))
+        #expect(LogFilter(nil).text == nil)
+    }
+}

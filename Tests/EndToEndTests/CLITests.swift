@@ -21,10 +21,14 @@ struct CLI {
         func json() throws -> JSON { try JSONParser.parse(stdout) }
     }
 
-    @discardableResult
-    func run(_ arguments: [String], input: String? = nil) throws -> Result {
+    var environment: [String: String] {
         var environment = ["PATH": "/usr/bin:/bin", "HOME": home.path, "XDG_CONFIG_HOME": home.appendingPathComponent("config").path]
         environment.merge(extra) { _, new in new }
+        return environment
+    }
+
+    @discardableResult
+    func run(_ arguments: [String], input: String? = nil) throws -> Result {
         let result = try TestSupport.run(TestSupport.binary("coderunner"), arguments, input: input.map { Data($0.utf8) },
                                          environment: environment, timeout: .seconds(20))
         return Result(status: result.status, stdout: String(decoding: result.stdout, as: UTF8.self),
@@ -230,6 +234,59 @@ struct CLIFixture {
         let noProject = try cli.run(["env", "list"])
         #expect(noProject.status == 2)
         #expect(noProject.stderr == "error: no project: give --project NAME|ID, or run coderunner project use NAME\n")
+    }
+
+    /// logs -f: the first page, then the controller's live stream, each line once and in order, with the stream's
+    /// note on stderr; --filter and -o json on the stream too.
+    @Test func logsFollowTheLiveStream() throws {
+        let f = try CLIFixture()
+        defer { f.cleanUp() }
+        let cli = f.cli
+        try cli.ok(["project", "create", "ticks"])
+        // A numbered line every 0.1 s for a minute.
+        let command = "i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick-$i; sleep 0.1; done; exec sleep 1000"
+        try cli.ok(["deploy", "--name", "ticker", "--command", command, "--start", "--wait", "--timeout", "15"])
+        func ticks(_ text: String) -> [Int] {
+            text.split(separator: "\n").compactMap { line in
+                line.split(separator: " ").last.flatMap { $0.hasPrefix("tick-") ? Int($0.dropFirst(5)) : nil }
+            }
+        }
+        let followed = try cli.ok(["logs", "-f", "--follow-for", "3", "--tail", "5"])
+        #expect(followed.stderr.contains(" live over the WebSocket; Ctrl-C stops\n"), "\(followed.stderr)")
+        #expect(!followed.stderr.contains("polling"), "\(followed.stderr)")
+        let seen = ticks(followed.stdout)
+        #expect(seen.count >= 15, "\(followed.stdout)")
+        // Consecutive: the first page and the stream meet without a gap or a repeat.
+        let first = seen.first ?? 0
+        #expect(seen == Array(first..<(first + seen.count)), "\(seen)")
+
+        let filtered = try cli.ok(["logs", "-f", "--follow-for", "3", "--tail", "1", "--filter", "7", "-o", "json"])
+        let messages = try filtered.stdout.split(separator: "\n").map { try JSONParser.parse(String($0))["message"]?.string ?? "" }
+        #expect(!messages.isEmpty, "\(filtered.stderr)")
+        #expect(messages.allSatisfy { $0.hasPrefix("tick-") && $0.contains("7") }, "\(messages)")
+        #expect(Set(messages).count == messages.count, "\(messages)")
+
+        // The controller killed mid-follow and started again: the CLI dials until it is back and resumes after its
+        // last line, so what the app printed meanwhile comes once and in order.
+        let output = f.directory.appendingPathComponent("follow.out")
+        #expect(FileManager.default.createFile(atPath: output.path, contents: nil))
+        let follower = try Spawned(TestSupport.binary("coderunner"), ["logs", "-f", "--follow-for", "25", "--tail", "1"],
+                                   environment: cli.environment, stdout: try FileHandle(forWritingTo: output))
+        defer { follower.stop() }
+        #expect(TestSupport.waitUntil(timeout: .seconds(10), interval: .milliseconds(50)) { follower.text.contains("live over the WebSocket") },
+                "\(follower.text)")
+        f.controller.kill()
+        Thread.sleep(forTimeInterval: 1)
+        try f.controller.start()
+        #expect(TestSupport.waitUntil(timeout: .seconds(15), interval: .milliseconds(50)) { follower.text.contains("reconnected; resuming") },
+                "\(follower.text)")
+        Thread.sleep(forTimeInterval: 1)
+        follower.stop()
+        #expect(follower.text.components(separatedBy: "reconnecting").count == 2, "one note per outage: \(follower.text)")
+        let resumed = ticks(try String(contentsOf: output, encoding: .utf8))
+        let start = resumed.first ?? 0
+        #expect(resumed.count >= 20, "\(resumed)")
+        #expect(resumed == Array(start..<(start + resumed.count)), "\(resumed)")
     }
 
     @Test func deploymentsAndTheirOperations() throws {
