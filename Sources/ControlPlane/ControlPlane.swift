@@ -178,7 +178,7 @@ public struct ControlPlane: Sendable {
                                             maxPollsPerToken: configuration.maxPollsPerToken,
                                             defaultCommand: configuration.defaultCommand,
                                             maxDeploymentsPerUser: configuration.maxDeploymentsPerUser)
-        let instances = InstanceRegistry(pool: store.pool, store: store, deployments: deployments, dependencies: dependencies,
+        let instances = InstanceRegistry(store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
         let auth = try await AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
                                          tokenLifetime: configuration.tokenLifetime,

@@ -1,7 +1,7 @@
 // The store's versioned schema in PostgreSQL's dialect. Each migration carries the name of its SQLite twin
-// (ControlPlane/Store/Migrations.swift) and brings the tables ControlPlaneStore uses to the same shape; the
-// instance registry's, the scaler's and the rollouts' own tables (v2, v8, v100...) are not here: those services
-// still write SQLite through GRDB (docs/cluster.md). Never edit a registered migration: append a new one.
+// (ControlPlane/Store/Migrations.swift) and brings the tables ControlPlaneStore (with InstanceStore) uses to the same
+// shape; the scaler's and the rollouts' own tables (v8, v100...) are not here: those services still write SQLite
+// through GRDB (docs/cluster.md). Never edit a registered migration: append a new one.
 //
 // Types: TEXT ids, TIMESTAMPTZ for SQLite's DATETIME, BOOLEAN for its 0/1 flags, BIGINT for integers, BYTEA for
 // ciphertexts. Each entry is a list of single statements (the extended protocol runs one at a time).
@@ -154,7 +154,32 @@ enum PostgresMigrations {
             // One row per data-key version: Sealing's StoredDataKey (wrapped by the master key) as JSON.
             "CREATE TABLE encryption_keys (version BIGINT PRIMARY KEY, record TEXT NOT NULL)",
         ]),
-        // The deployments' part of SQLite's v3 (its instances table stays with InstanceRegistry).
+        // The instance registry's table (InstanceStore), as SQLite's v2 (where it was registered beside v3 by
+        // InstanceMigrations).
+        Migration(name: "v2-instances", statements: [
+            """
+            CREATE TABLE instances (
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                instance_id TEXT NOT NULL,
+                metrics_url TEXT,
+                agent_version TEXT NOT NULL,
+                hostname TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                config_version BIGINT,
+                config_checksum TEXT,
+                state TEXT NOT NULL,
+                registered_at TIMESTAMPTZ NOT NULL,
+                last_heartbeat_at TIMESTAMPTZ NOT NULL,
+                last_report_version BIGINT,
+                last_report_checksum TEXT,
+                last_report_result TEXT,
+                last_report_reason TEXT,
+                last_report_at TIMESTAMPTZ,
+                PRIMARY KEY (deployment_id, instance_id)
+            )
+            """,
+        ]),
+        // The deployments' part of SQLite's v3.
         Migration(name: "v3-reload-version", statements: [
             "ALTER TABLE deployments ADD COLUMN reload_version BIGINT NOT NULL DEFAULT 0",
         ]),

@@ -268,6 +268,80 @@ struct StoreContractTests {
         }
     }
 
+    @Test("instances: the cap, heartbeats, reports, staleness and the deployment's status", arguments: Backend.allCases)
+    func instances(_ backend: Backend) async throws {
+        try await Fixture.withStore(backend) { store in
+            try await store.makeUser("alice")
+            try await store.makeProject("p1", owner: "alice")
+            try await store.makeDeployment("d1", project: "p1")
+            try await store.makeDeployment("d2", project: "p1")
+            func registration(_ id: String, _ deployment: String = "d1", state: String = "starting") -> InstanceRegistration {
+                InstanceRegistration(deploymentId: deployment, instanceId: id, metricsUrl: "http://127.0.0.1:9\(id.suffix(1))/metrics",
+                                     agentVersion: "1.0", hostname: "h", pid: 41, configVersion: 1, state: state)
+            }
+            let clock = InstanceClock(now: at(10), staleAfter: 30)
+            #expect(try await store.registerInstance(registration("i1"), cap: 2, clock: clock))
+            #expect(try await store.registerInstance(registration("i2"), cap: 2, clock: clock.advanced(1)))
+            // Past the cap a new instance is refused; a known one re-registers.
+            await #expect(throws: ControlPlaneError.conflict(InstanceRules.capReason(live: 2, cap: 2))) {
+                try await store.registerInstance(registration("i3"), cap: 2, clock: clock)
+            }
+            #expect(try await store.registerInstance(registration("i2", state: "running"), cap: 2, clock: clock.advanced(2)) == false)
+            #expect(try await store.deployment(id: "d1", ownerId: "alice")?.status == .running)
+            // Newest registration first; the other deployment's are apart.
+            #expect(try await store.registerInstance(registration("j1", "d2"), cap: 2, clock: clock))
+            let listed = try await store.instances(deploymentId: "d1", clock: clock.advanced(2))
+            #expect(listed.map(\.instanceId) == ["i2", "i1"])
+            #expect(listed.first == Instance(deploymentId: "d1", instanceId: "i2", metricsUrl: "http://127.0.0.1:92/metrics",
+                                             agentVersion: "1.0", hostname: "h", pid: 41, configVersion: 1, configChecksum: nil,
+                                             state: "running", registeredAt: at(12), lastHeartbeatAt: at(12), lastReport: nil, clock: clock))
+            #expect(try await store.allInstances(clock: clock).map(\.instanceId) == ["i2", "i1", "j1"])
+
+            // Heartbeats move state and version; an unknown instance is false (the agent registers again).
+            #expect(try await store.recordHeartbeat(InstanceHeartbeat(deploymentId: "d1", instanceId: "i1", state: "backoff",
+                                                                      configVersion: 2, configChecksum: "c2"), clock: clock.advanced(20)))
+            #expect(try await store.recordHeartbeat(InstanceHeartbeat(deploymentId: "d1", instanceId: "nope", state: "running",
+                                                                      configVersion: 2, configChecksum: nil), clock: clock) == false)
+            // A notable report is kept; a routine one moves the version. Both name the project.
+            let refused = ConfigReport(instanceId: "i1", version: 3, checksum: "c3", result: .rolledBack, reason: "PORT invalid")
+            #expect(try await store.recordConfigReport(deploymentId: "d1", refused, notable: true, now: at(31)) == "p1")
+            let applied = ConfigReport(instanceId: "i1", version: 4, checksum: "c4", result: .applied, reason: nil)
+            #expect(try await store.recordConfigReport(deploymentId: "d1", applied, notable: false, now: at(32)) == "p1")
+            await #expect(throws: ControlPlaneError.notFound("instance")) {
+                try await store.recordConfigReport(deploymentId: "d1", ConfigReport(instanceId: "nope", version: 1, checksum: nil,
+                                                                                    result: .applied, reason: nil), notable: false, now: at(32))
+            }
+            // 40 s after i2's last heartbeat it is stale: i1 alone is live, in backoff, so the deployment FAILED.
+            let later = InstanceClock(now: at(52), staleAfter: 30)
+            let i1 = try #require(try await store.instances(deploymentId: "d1", clock: later).first { $0.instanceId == "i1" })
+            #expect(i1.state == "backoff")
+            #expect(i1.configVersion == 4)
+            #expect(i1.configChecksum == "c4")
+            #expect(i1.lastReport == InstanceReport(version: 3, checksum: "c3", result: "rolled_back", reason: "PORT invalid", reportedAt: at(31)))
+            #expect(try await store.instances(deploymentId: "d1", clock: later).filter(\.isLive).map(\.instanceId) == ["i1"])
+            #expect(try await store.refreshDeploymentStatuses(clock: later).sorted() == ["d1", "d2"])
+            #expect(try await store.deployment(id: "d1", ownerId: "alice")?.status == .failed)
+            // A stale instance frees its place under the cap.
+            #expect(try await store.registerInstance(registration("i3"), cap: 2, clock: later))
+            // Exited once; the last live one gone leaves the deployment STOPPED.
+            #expect(try await store.markInstanceExited(deploymentId: "d1", instanceId: "i1", clock: later))
+            #expect(try await store.markInstanceExited(deploymentId: "d1", instanceId: "i1", clock: later) == false)
+            #expect(try await store.markInstanceExited(deploymentId: "d1", instanceId: "i3", clock: later))
+            #expect(try await store.deployment(id: "d1", ownerId: "alice")?.status == .stopped)
+            // The owner's stop pins the status; a tombstone refuses registrations.
+            _ = try await store.applyLifecycle(.stop, deploymentId: "d2", running: 0, now: at(60), audit: audit("alice", "p1", "stop"))
+            #expect(try await store.registerInstance(registration("j2", "d2", state: "running"), cap: 2, clock: later.advanced(9)))
+            #expect(try await store.deployment(id: "d2", ownerId: "alice")?.status == .stopped)
+            _ = try await store.applyLifecycle(.destroy, deploymentId: "d2", running: 0, now: at(61), audit: audit("alice", "p1", "destroy"))
+            await #expect(throws: ControlPlaneError.unauthorized("invalid or revoked agent token")) {
+                try await store.registerInstance(registration("j3", "d2"), cap: 2, clock: later)
+            }
+            #expect(try await store.deploymentProjects() == ["d1": "p1", "d2": "p1"])
+            #expect(try await store.auditEntryCount() == (try await store.auditChain(projectId: "p1").count)
+                        + (try await store.auditChain(projectId: nil).count))
+        }
+    }
+
     @Test("deployments: the owner's cap, tokens, updates, the lifecycle and its tombstone", arguments: Backend.allCases)
     func deployments(_ backend: Backend) async throws {
         try await Fixture.withStore(backend) { store in

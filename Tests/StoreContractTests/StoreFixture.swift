@@ -110,3 +110,10 @@ func variable(_ id: String, config: String, key: String, _ value: StoredValue, a
     StoredVariable(id: id, configId: config, key: key, value: value, isRequired: false, description: "about \(key)",
                    variableType: .string, createdAt: at(seconds), updatedAt: at(seconds), reload: reload)
 }
+
+extension InstanceClock {
+    /// The same clock, `seconds` later.
+    func advanced(_ seconds: TimeInterval) -> InstanceClock {
+        InstanceClock(now: now.addingTimeInterval(seconds), staleAfter: staleAfter)
+    }
+}

@@ -28,7 +28,7 @@ extension ControlPlane {
 
     /// What the controller holds now, for the gauges read at scrape time.
     func metricsSnapshot() async throws -> ControllerMetrics.Snapshot {
-        let auditEntries = try await instances.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM config_audit_logs") ?? 0 }
+        let auditEntries = try await store.auditEntryCount()
         return ControllerMetrics.Snapshot(
             longPollsHeld: await hub.waitingCount, liveConnections: live.connectionLimit.total, auditEntries: auditEntries,
             keyVersion: secrets.currentVersion,
@@ -39,10 +39,7 @@ extension ControlPlane {
     /// whose `__metrics_path__` is the instance's path through the controller.
     func prometheusTargets(controllerAddress: String) async throws -> [PrometheusTargetGroup] {
         let targets = await live.agents.allTargets()
-        let projects = try await instances.pool.read { db in
-            try Dictionary(Row.fetchAll(db, sql: "SELECT id, project_id FROM deployments").map { ($0["id"] as String, $0["project_id"] as String) },
-                           uniquingKeysWith: { a, _ in a })
-        }
+        let projects = try await store.deploymentProjects()
         return targets.sorted { ($0.deploymentId, $0.instanceId) < ($1.deploymentId, $1.instanceId) }.compactMap { t in
             guard let project = projects[t.deploymentId] else { return nil }
             return PrometheusTargetGroup(targets: [controllerAddress], labels: [

@@ -33,6 +33,14 @@ public struct InstanceReport: Codable, Sendable, Equatable {
     public var result: String
     public var reason: String?
     public var reportedAt: Date
+
+    public init(version: Int64, checksum: String?, result: String, reason: String?, reportedAt: Date) {
+        self.version = version
+        self.checksum = checksum
+        self.result = result
+        self.reason = reason
+        self.reportedAt = reportedAt
+    }
 }
 
 public final class InstanceRegistry: Sendable {
@@ -45,7 +53,6 @@ public final class InstanceRegistry: Sendable {
     public static let statusRefreshInterval: Duration = .seconds(5)
     static let maxFieldBytes = 2048
 
-    let pool: DatabasePool
     let store: any ControlPlaneStore
     let deployments: DeploymentService
     let dependencies: Dependencies
@@ -55,11 +62,10 @@ public final class InstanceRegistry: Sendable {
     /// the scaler fetches every poll.
     public let instanceCap: Int
 
-    init(pool: DatabasePool, store: any ControlPlaneStore, deployments: DeploymentService, dependencies: Dependencies,
+    init(store: any ControlPlaneStore, deployments: DeploymentService, dependencies: Dependencies,
          logger: Logger, heartbeatInterval: Duration = defaultHeartbeatInterval,
          instanceCap: Int = ScalerConfiguration.defaultMaxInstancesPerDeployment) {
         self.instanceCap = instanceCap
-        self.pool = pool
         self.store = store
         self.deployments = deployments
         self.dependencies = dependencies
@@ -69,44 +75,20 @@ public final class InstanceRegistry: Sendable {
 
     var staleAfter: TimeInterval { heartbeatInterval.inSeconds * Double(Self.staleAfterMissed) }
 
+    /// Now, and how long a silent instance still counts.
+    var clock: InstanceClock { InstanceClock(now: dependencies.now(), staleAfter: staleAfter) }
+
     // MARK: Agents (agent token)
 
     /// Registers or re-registers the instance; `created` is false when it was already known.
     public func register(agentToken: String, _ registration: AgentRegistration) async throws -> (AgentRegistrationAccepted, created: Bool) {
         let deploymentId = try await deployments.deploymentId(agentToken: agentToken)
         try Self.validate(registration)
-        let now = dependencies.now()
-        let created = try await pool.write { db -> Bool in
-            // A tombstone's tokens are revoked with it; this closes the window of a registration already past
-            // the token check when the deletion committed.
-            guard try Bool.fetchOne(db, sql: "SELECT destroyed_at IS NULL FROM deployments WHERE id = ?",
-                                    arguments: [deploymentId]) == true else {
-                throw ControlPlaneError.unauthorized("invalid or revoked agent token")
-            }
-            let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM instances WHERE deployment_id = ? AND instance_id = ?",
-                                           arguments: [deploymentId, registration.instanceId]) ?? false
-            if !exists {
-                let live = try Row.fetchAll(db, sql: "SELECT * FROM instances WHERE deployment_id = ?", arguments: [deploymentId])
-                    .map { Self.instance($0, now: now, staleAfter: self.staleAfter) }
-                    .filter { !$0.stale && $0.state != "exited" }.count
-                guard live < self.instanceCap else {
-                    throw ControlPlaneError.conflict(
-                        "this deployment already has \(live) live instances, this controller's cap of \(self.instanceCap) instances per deployment")
-                }
-            }
-            try db.execute(sql: """
-                INSERT INTO instances (deployment_id, instance_id, metrics_url, agent_version, hostname, pid, config_version,
-                    state, registered_at, last_heartbeat_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT(deployment_id, instance_id) DO UPDATE SET metrics_url = excluded.metrics_url,
-                    agent_version = excluded.agent_version, hostname = excluded.hostname, pid = excluded.pid,
-                    config_version = excluded.config_version, state = excluded.state,
-                    registered_at = excluded.registered_at, last_heartbeat_at = excluded.last_heartbeat_at
-                """, arguments: [deploymentId, registration.instanceId, registration.metricsUrl, registration.agentVersion,
-                                 registration.hostname, registration.pid, registration.configVersion, registration.state, now, now])
-            try Self.updateDeploymentStatus(deploymentId, now: now, staleAfter: self.staleAfter, db)
-            return !exists
-        }
+        let created = try await store.registerInstance(
+            InstanceRegistration(deploymentId: deploymentId, instanceId: registration.instanceId, metricsUrl: registration.metricsUrl,
+                                 agentVersion: registration.agentVersion, hostname: registration.hostname, pid: registration.pid,
+                                 configVersion: registration.configVersion, state: registration.state),
+            cap: instanceCap, clock: clock)
         deployments.feed.status.touch(deploymentId)
         logger.info("instance registered", metadata: ["deployment": "\(deploymentId)", "instance": "\(registration.instanceId)",
                                                       "state": "\(registration.state)"])
@@ -120,17 +102,10 @@ public final class InstanceRegistry: Sendable {
         try Self.check("instanceId", heartbeat.instanceId, pattern: true)
         try Self.check("state", heartbeat.state, pattern: true)
         if let checksum = heartbeat.configChecksum { try Self.check("configChecksum", checksum, pattern: true) }
-        let now = dependencies.now()
-        let known = try await pool.write { db -> Bool in
-            try db.execute(sql: """
-                UPDATE instances SET state = ?, config_version = ?, config_checksum = ?, last_heartbeat_at = ?
-                WHERE deployment_id = ? AND instance_id = ?
-                """, arguments: [heartbeat.state, heartbeat.configVersion, heartbeat.configChecksum, now,
-                                 deploymentId, heartbeat.instanceId])
-            guard db.changesCount > 0 else { return false }
-            try Self.updateDeploymentStatus(deploymentId, now: now, staleAfter: self.staleAfter, db)
-            return true
-        }
+        let known = try await store.recordHeartbeat(
+            InstanceHeartbeat(deploymentId: deploymentId, instanceId: heartbeat.instanceId, state: heartbeat.state,
+                              configVersion: heartbeat.configVersion, configChecksum: heartbeat.configChecksum),
+            clock: clock)
         guard known else { throw ControlPlaneError.notFound("instance") }
         deployments.feed.status.touch(deploymentId)
     }
@@ -144,22 +119,7 @@ public final class InstanceRegistry: Sendable {
         if let checksum = report.checksum { try Self.check("checksum", checksum, pattern: true) }
         let now = dependencies.now()
         let notable = report.result == .invalid || report.result == .rolledBack
-        let projectId = try await pool.write { db -> String? in
-            let projectId = try String.fetchOne(db, sql: "SELECT project_id FROM deployments WHERE id = ?", arguments: [deploymentId])
-            if notable {
-                try db.execute(sql: """
-                    UPDATE instances SET last_report_version = ?, last_report_checksum = ?, last_report_result = ?,
-                        last_report_reason = ?, last_report_at = ?
-                    WHERE deployment_id = ? AND instance_id = ?
-                    """, arguments: [report.version, report.checksum, report.result.rawValue, report.reason, now,
-                                     deploymentId, report.instanceId])
-            } else {
-                try db.execute(sql: "UPDATE instances SET config_version = ?, config_checksum = ? WHERE deployment_id = ? AND instance_id = ?",
-                               arguments: [report.version, report.checksum, deploymentId, report.instanceId])
-            }
-            guard db.changesCount > 0 else { throw ControlPlaneError.notFound("instance") }
-            return projectId
-        }
+        let projectId = try await store.recordConfigReport(deploymentId: deploymentId, report, notable: notable, now: now)
         guard notable else { return }
         var changes = ["instanceId": report.instanceId, "version": String(report.version), "result": report.result.rawValue]
         if let reason = report.reason { changes["reason"] = reason }
@@ -177,108 +137,43 @@ public final class InstanceRegistry: Sendable {
     /// The executor stopped the instance: it shows as exited and leaves the counts at once, and live status
     /// streams hear of it now rather than when its heartbeats would have gone stale (30 s).
     public func markExited(deploymentId: String, instanceId: String) async throws {
-        let now = dependencies.now()
-        let staleAfter = self.staleAfter
-        let changed = try await pool.write { db -> Bool in
-            try db.execute(sql: "UPDATE instances SET state = 'exited' WHERE deployment_id = ? AND instance_id = ? AND state != 'exited'",
-                           arguments: [deploymentId, instanceId])
-            guard db.changesCount > 0 else { return false }
-            try Self.updateDeploymentStatus(deploymentId, now: now, staleAfter: staleAfter, db)
-            return true
-        }
+        let changed = try await store.markInstanceExited(deploymentId: deploymentId, instanceId: instanceId, clock: clock)
         if changed { deployments.feed.status.touch(deploymentId) }
     }
 
     /// The instances of the deployment that run now (fresh and not exited), earliest registered first: the order
     /// a rollout takes them in, so its canary is the longest-serving instance.
     public func liveInstanceIds(deploymentId: String) async throws -> [String] {
-        try await instances(deploymentId: deploymentId).filter { !$0.stale && $0.state != "exited" }
+        try await instances(deploymentId: deploymentId).filter(\.isLive)
             .sorted { ($0.registeredAt, $0.instanceId) < ($1.registeredAt, $1.instanceId) }.map(\.instanceId)
     }
 
     /// Every instance of the deployment, fresh or stale, newest registration first. The caller checks ownership.
     /// A pure read: the deployment's status moves with heartbeats and with `StatusRefreshService`.
     public func instances(deploymentId: String) async throws -> [Instance] {
-        let now = dependencies.now()
-        let staleAfter = self.staleAfter
-        return try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM instances WHERE deployment_id = ? ORDER BY registered_at DESC, instance_id",
-                             arguments: [deploymentId]).map { Self.instance($0, now: now, staleAfter: staleAfter) }
-        }
+        try await store.instances(deploymentId: deploymentId, clock: clock)
     }
 
     /// The instances still heartbeating (not stale, not exited): what the scaler should poll and count.
     public func freshInstances(deploymentId: String) async throws -> [Instance] {
-        try await instances(deploymentId: deploymentId).filter { !$0.stale && $0.state != "exited" }
+        try await instances(deploymentId: deploymentId).filter(\.isLive)
     }
 
     /// Fresh instances of every deployment that has any, keyed by deployment id.
     public func allDeploymentsWithInstances() async throws -> [String: [Instance]] {
-        let now = dependencies.now()
-        let staleAfter = self.staleAfter
-        let all = try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM instances ORDER BY deployment_id, registered_at DESC, instance_id")
-                .map { Self.instance($0, now: now, staleAfter: staleAfter) }
-        }
-        return Dictionary(grouping: all.filter { !$0.stale && $0.state != "exited" }, by: \.deploymentId)
+        let all = try await store.allInstances(clock: clock)
+        return Dictionary(grouping: all.filter(\.isLive), by: \.deploymentId)
     }
 
     /// Recomputes the status of every deployment with instances: an instance that stopped heartbeating
     /// stops counting without anyone asking. `StatusRefreshService` calls it every `statusRefreshInterval`.
     public func refreshStatuses() async throws {
-        let now = dependencies.now()
-        let staleAfter = self.staleAfter
-        let ids = try await pool.write { db in
-            let ids = try String.fetchAll(db, sql: "SELECT DISTINCT deployment_id FROM instances")
-            for id in ids { try Self.updateDeploymentStatus(id, now: now, staleAfter: staleAfter, db) }
-            return ids
-        }
+        let ids = try await store.refreshDeploymentStatuses(clock: clock)
         // Staleness changes instance counts even where the status stays: let watchers look again.
         deployments.feed.status.touch(ids)
     }
 
     // MARK: Rules
-
-    /// RUNNING while a fresh instance runs; FAILED when fresh instances exist but all are crash-looping
-    /// (backoff); PROVISIONING while they start or wait for config; STOPPED once every instance is gone.
-    static func status(of instances: [Instance]) -> DeploymentStatus? {
-        guard !instances.isEmpty else { return nil }
-        let live = instances.filter { !$0.stale && $0.state != "exited" }
-        if live.isEmpty { return .stopped }
-        if live.contains(where: { $0.state == "running" }) { return .running }
-        if live.allSatisfy({ $0.state == "backoff" }) { return .failed }
-        return .provisioning
-    }
-
-    /// A deployment its owner stopped or destroyed keeps that status whatever its instances do. Instances last
-    /// heard from before the deployment's last start are history: until a new one reports, a started deployment
-    /// stays PROVISIONING rather than going back to STOPPED on its previous run's exited instances.
-    private static func updateDeploymentStatus(_ deploymentId: String, now: Date, staleAfter: TimeInterval, _ db: Database) throws {
-        guard let deployment = try Row.fetchOne(db, sql: "SELECT stopped_at, started_at FROM deployments WHERE id = ?",
-                                                arguments: [deploymentId]),
-              (deployment["stopped_at"] as Date?) == nil else { return }
-        let startedAt: Date? = deployment["started_at"]
-        let instances = try Row.fetchAll(db, sql: "SELECT * FROM instances WHERE deployment_id = ?", arguments: [deploymentId])
-            .map { instance($0, now: now, staleAfter: staleAfter) }
-            .filter { startedAt == nil || $0.lastHeartbeatAt >= startedAt! }
-        guard let status = status(of: instances) else { return }
-        try db.execute(sql: "UPDATE deployments SET status = ?, updated_at = ? WHERE id = ? AND status != ? AND stopped_at IS NULL",
-                       arguments: [status.rawValue, now, deploymentId, status.rawValue])
-    }
-
-    private static func instance(_ row: Row, now: Date, staleAfter: TimeInterval) -> Instance {
-        let lastHeartbeat: Date = row["last_heartbeat_at"]
-        var report: InstanceReport?
-        if let result: String = row["last_report_result"] {
-            report = InstanceReport(version: row["last_report_version"], checksum: row["last_report_checksum"], result: result,
-                                    reason: row["last_report_reason"], reportedAt: row["last_report_at"])
-        }
-        return Instance(deploymentId: row["deployment_id"], instanceId: row["instance_id"], metricsUrl: row["metrics_url"],
-                        agentVersion: row["agent_version"], hostname: row["hostname"], pid: row["pid"],
-                        configVersion: row["config_version"], configChecksum: row["config_checksum"], state: row["state"],
-                        registeredAt: row["registered_at"], lastHeartbeatAt: lastHeartbeat, lastReport: report,
-                        stale: now.timeIntervalSince(lastHeartbeat) > staleAfter)
-    }
 
     static let knownStates: Set<String> = ["starting", "running", "backoff", "stopping", "exited", "waiting_for_config"]
 

@@ -166,7 +166,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-public protocol ControlPlaneStore: Sendable {
+/// Also the instance registry's storage (InstanceStore).
+public protocol ControlPlaneStore: InstanceStore {
     // MARK: Users and sessions
     /// Creates a user if `rule` allows it (else throws RegistrationRefusal), in one transaction with the check;
     /// the first user, or the one whose e-mail is `adminEmail`, is an administrator. Under `.invite` the
@@ -220,6 +221,8 @@ public protocol ControlPlaneStore: Sendable {
     func appendAudit(_ draft: AuditDraft) async throws
     func auditEntries(projectId: String, limit: Int) async throws -> [AuditEntry]
     func auditChain(projectId: String?) async throws -> [AuditLink]
+    /// Entries in the audit log, every chain (the controller's /metrics).
+    func auditEntryCount() async throws -> Int
 
     // MARK: Encryption keys
     func dataKeys() async throws -> [StoredDataKey]
@@ -253,6 +256,8 @@ public protocol ControlPlaneStore: Sendable {
     /// An explicit reload: a new version (published) that agents restart on even when nothing changed.
     func bumpVersion(deploymentId: String, audit: AuditDraft) async throws -> Int64
     func agentSnapshot(deploymentId: String) async throws -> AgentSnapshot?
+    /// Every deployment's project, by deployment id (the operator's Prometheus targets).
+    func deploymentProjects() async throws -> [String: String]
 
     // MARK: Lifecycle
     /// What the owner last asked of the deployment; nil when it does not exist.

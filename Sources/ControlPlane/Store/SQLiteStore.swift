@@ -737,3 +737,18 @@ public final class SQLiteStore: ControlPlaneStore {
             cpuLimit: row["cpu_limit"], memoryLimit: row["memory_limit"], pidsLimit: row["pids_limit"])
     }
 }
+
+// MARK: Operator figures
+
+extension SQLiteStore {
+    public func auditEntryCount() async throws -> Int {
+        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM config_audit_logs") ?? 0 }
+    }
+
+    public func deploymentProjects() async throws -> [String: String] {
+        try await pool.read { db in
+            try Dictionary(Row.fetchAll(db, sql: "SELECT id, project_id FROM deployments").map { ($0["id"] as String, $0["project_id"] as String) },
+                           uniquingKeysWith: { a, _ in a })
+        }
+    }
+}
