@@ -53,6 +53,46 @@ struct PostgresConcurrencyTests {
         }
     }
 
+    @Test("agents registering through two controllers at once never pass the deployment's cap")
+    func concurrentRegistrationsUnderTheCap() async throws {
+        try await Fixture.withPostgres { server in
+            let a = try await PostgresStore(configuration: Fixture.configuration(server))
+            let b = try await PostgresStore(configuration: Fixture.configuration(server))
+            do {
+                try await a.makeUser("alice")
+                try await a.makeProject("p1", owner: "alice")
+                try await a.makeDeployment("d1", project: "p1")
+                let clock = InstanceClock(now: t0, staleAfter: 30)
+                // 24 new instances, 12 through each controller, all at once, under a cap of 5.
+                let accepted = try await withThrowingTaskGroup(of: Bool.self) { group in
+                    for i in 0..<24 {
+                        let store = i.isMultiple(of: 2) ? a : b
+                        group.addTask {
+                            do {
+                                return try await store.registerInstance(
+                                    InstanceRegistration(deploymentId: "d1", instanceId: "i\(i)", metricsUrl: nil, agentVersion: "1",
+                                                         hostname: "h", pid: 7, configVersion: 1, state: "running"),
+                                    cap: 5, clock: clock)
+                            } catch ControlPlaneError.conflict {
+                                return false
+                            }
+                        }
+                    }
+                    return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+                }
+                #expect(accepted == 5)
+                #expect(try await b.instances(deploymentId: "d1", clock: clock).count == 5)
+                #expect(try await a.deployment(id: "d1", ownerId: "alice")?.status == .running)
+            } catch {
+                await a.shutdown()
+                await b.shutdown()
+                throw error
+            }
+            await a.shutdown()
+            await b.shutdown()
+        }
+    }
+
     @Test("two controllers migrating one empty database at once make one schema")
     func racingMigrators() async throws {
         try await Fixture.withPostgres { server in
@@ -60,7 +100,7 @@ struct PostgresConcurrencyTests {
             async let second = PostgresStore(configuration: Fixture.configuration(server))
             let stores = try await [first, second]
             let applied = try await stores[0].appliedMigrations()
-            #expect(applied == ["v1-initial-schema", "v3-reload-version", "v4-agent-token-issuer", "v5-deployment-resource-limits",
+            #expect(applied == ["v1-initial-schema", "v2-instances", "v3-reload-version", "v4-agent-token-issuer", "v5-deployment-resource-limits",
                                 "v5-template-names-per-owner", "v5-registration-invites", "v6-deployment-lifecycle",
                                 "v7-browser-sessions", "v9-variable-reload-actions"])
             #expect(try await stores[1].appliedMigrations() == applied)
