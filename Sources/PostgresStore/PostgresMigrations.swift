@@ -1,7 +1,7 @@
 // The store's versioned schema in PostgreSQL's dialect. Each migration carries the name of its SQLite twin
 // (ControlPlane/Store/Migrations.swift) and brings the tables ControlPlaneStore (with InstanceStore) uses to the same
-// shape; the scaler's and the rollouts' own tables (v8, v100...) are not here: those services still write SQLite
-// through GRDB (docs/cluster.md). Never edit a registered migration: append a new one.
+// shape, and the scaler's (ScalingStore, v100, v101, v10); the rollouts' own tables (v8) are not here yet: RolloutDriver
+// still writes SQLite through GRDB (docs/cluster.md). Never edit a registered migration: append a new one.
 //
 // Types: TEXT ids, TIMESTAMPTZ for SQLite's DATETIME, BOOLEAN for its 0/1 flags, BIGINT for integers, BYTEA for
 // ciphertexts. Each entry is a list of single statements (the extended protocol runs one at a time).
@@ -238,6 +238,142 @@ enum PostgresMigrations {
         Migration(name: "v9-variable-reload-actions", statements: [
             "ALTER TABLE environment_variables ADD COLUMN reload_action TEXT NOT NULL DEFAULT 'restart'",
             "ALTER TABLE environment_variables ADD COLUMN reload_signal TEXT",
+        ]),
+        // The scaler's tables (ScalingStore), as SQLite's v100. policy_json is the whole policy document; the other
+        // columns mirror its main fields for queries.
+        Migration(name: "v100-scaling", statements: [
+            """
+            CREATE TABLE scaling_policies (
+                id TEXT PRIMARY KEY,
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                is_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+                policy_type TEXT NOT NULL
+                    CHECK (policy_type IN ('threshold', 'multi_metric', 'target_tracking', 'predictive', 'scheduled')),
+                min_instances BIGINT NOT NULL DEFAULT 1 CHECK (min_instances >= 1),
+                max_instances BIGINT NOT NULL DEFAULT 10 CHECK (max_instances >= min_instances),
+                scale_up_rules TEXT NOT NULL DEFAULT '[]',
+                scale_down_rules TEXT NOT NULL DEFAULT '[]',
+                scale_up_cooldown DOUBLE PRECISION NOT NULL DEFAULT 300,
+                scale_down_cooldown DOUBLE PRECISION NOT NULL DEFAULT 600,
+                max_hourly_cost DOUBLE PRECISION,
+                max_monthly_cost DOUBLE PRECISION,
+                policy_json TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                UNIQUE (deployment_id, name)
+            )
+            """,
+            "CREATE INDEX idx_scaling_policies_deployment ON scaling_policies(deployment_id)",
+            """
+            CREATE TABLE scaling_events (
+                sequence BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                policy_id TEXT REFERENCES scaling_policies(id) ON DELETE SET NULL,
+                event_type TEXT NOT NULL CONSTRAINT scaling_events_event_type_check
+                    CHECK (event_type IN ('scale_up', 'scale_down', 'policy_change', 'manual_override')),
+                trigger_reason TEXT NOT NULL,
+                instances_before BIGINT NOT NULL,
+                instances_after BIGINT NOT NULL,
+                cpu_usage DOUBLE PRECISION,
+                memory_usage DOUBLE PRECISION,
+                request_rate DOUBLE PRECISION,
+                response_time DOUBLE PRECISION,
+                connections DOUBLE PRECISION,
+                cost_before DOUBLE PRECISION,
+                cost_after DOUBLE PRECISION,
+                execution_time_ms BIGINT,
+                success BOOLEAN NOT NULL DEFAULT FALSE,
+                error_message TEXT,
+                decision_json TEXT,
+                timestamp TIMESTAMPTZ NOT NULL
+            )
+            """,
+            "CREATE INDEX idx_scaling_events_deployment ON scaling_events(deployment_id, sequence)",
+            """
+            CREATE TABLE optimization_recommendations (
+                id TEXT PRIMARY KEY,
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                recommendation_type TEXT NOT NULL CHECK (recommendation_type IN (
+                    'right_sizing', 'schedule_optimization', 'cost_reduction', 'performance_improvement')),
+                title TEXT NOT NULL,
+                description TEXT NOT NULL,
+                current_config TEXT NOT NULL,
+                recommended_config TEXT NOT NULL,
+                cost_impact_monthly DOUBLE PRECISION,
+                estimated_monthly_savings DOUBLE PRECISION,
+                confidence_score DOUBLE PRECISION CHECK (confidence_score >= 0 AND confidence_score <= 1),
+                status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'applied', 'dismissed', 'expired')),
+                created_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            "CREATE INDEX idx_recommendations_deployment ON optimization_recommendations(deployment_id)",
+            """
+            CREATE TABLE cost_analytics (
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                period_start TIMESTAMPTZ NOT NULL,
+                period_end TIMESTAMPTZ NOT NULL,
+                period_type TEXT NOT NULL CHECK (period_type IN ('hour', 'day', 'week', 'month')),
+                avg_instances DOUBLE PRECISION NOT NULL,
+                max_instances BIGINT NOT NULL,
+                total_instance_hours DOUBLE PRECISION NOT NULL,
+                compute_cost DOUBLE PRECISION NOT NULL DEFAULT 0,
+                memory_cost DOUBLE PRECISION NOT NULL DEFAULT 0,
+                total_cost DOUBLE PRECISION NOT NULL DEFAULT 0,
+                avg_cpu_usage DOUBLE PRECISION,
+                avg_memory_usage DOUBLE PRECISION,
+                avg_response_time DOUBLE PRECISION,
+                created_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (deployment_id, period_type, period_start)
+            )
+            """,
+            """
+            CREATE TABLE deployment_scaling (
+                deployment_id TEXT PRIMARY KEY REFERENCES deployments(id) ON DELETE CASCADE,
+                current_instances BIGINT NOT NULL DEFAULT 0,
+                last_scale_up DOUBLE PRECISION,
+                last_scale_down DOUBLE PRECISION,
+                cpu_cores DOUBLE PRECISION,
+                memory_gb DOUBLE PRECISION,
+                price_per_core_hour DOUBLE PRECISION,
+                price_per_gb_hour DOUBLE PRECISION,
+                notify_url TEXT,
+                updated_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+        ]),
+        // Rollouts join the history, with the config version and the instance they name (SQLite rebuilt the table;
+        // PostgreSQL changes the CHECK in place).
+        Migration(name: "v101-scaling-rollout-events", statements: [
+            "ALTER TABLE scaling_events DROP CONSTRAINT scaling_events_event_type_check",
+            """
+            ALTER TABLE scaling_events ADD CONSTRAINT scaling_events_event_type_check
+                CHECK (event_type IN ('scale_up', 'scale_down', 'policy_change', 'manual_override',
+                    'rollout_started', 'rollout_complete', 'rollout_rolled_back', 'rollout_halted'))
+            """,
+            "ALTER TABLE scaling_events ADD COLUMN config_version BIGINT",
+            "ALTER TABLE scaling_events ADD COLUMN instance_id TEXT",
+        ]),
+        // The scaler's memory across restarts (ScalerStateStore): samples keyed by tier (the seconds each spans: 0
+        // raw, 60, 300, 3600) and time, pruned to the rings' bounds as the scaler writes; the engine's memory.
+        Migration(name: "v10-scaler-state", statements: [
+            """
+            CREATE TABLE scaler_samples (
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                span DOUBLE PRECISION NOT NULL,
+                timestamp DOUBLE PRECISION NOT NULL,
+                sample TEXT NOT NULL,
+                PRIMARY KEY (deployment_id, span, timestamp)
+            )
+            """,
+            """
+            CREATE TABLE scaler_engine_memory (
+                deployment_id TEXT PRIMARY KEY REFERENCES deployments(id) ON DELETE CASCADE,
+                memory TEXT NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )
+            """,
         ]),
     ]
 }

@@ -30,6 +30,10 @@ extension PostgresRandomAccessRow {
     func bool(_ column: String) throws -> Bool { try self[column].decode(Bool.self) }
     func int64(_ column: String) throws -> Int64 { try self[column].decode(Int64.self) }
     func int(_ column: String) throws -> Int { Int(try int64(column)) }
+    func optionalInt64(_ column: String) throws -> Int64? { try self[column].decode(Int64?.self) }
+    func optionalInt(_ column: String) throws -> Int? { try optionalInt64(column).map { Int($0) } }
+    func double(_ column: String) throws -> Double { try self[column].decode(Double.self) }
+    func optionalDouble(_ column: String) throws -> Double? { try self[column].decode(Double?.self) }
     func date(_ column: String) throws -> Date { try self[column].decode(Date.self) }
     func optionalDate(_ column: String) throws -> Date? { try self[column].decode(Date?.self) }
 

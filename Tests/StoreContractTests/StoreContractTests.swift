@@ -3,6 +3,7 @@
 import CodeRunnerWire
 import ControlPlane
 import Foundation
+import Scaling
 import Sealing
 import Testing
 
@@ -339,6 +340,136 @@ struct StoreContractTests {
             #expect(try await store.deploymentProjects() == ["d1": "p1", "d2": "p1"])
             #expect(try await store.auditEntryCount() == (try await store.auditChain(projectId: "p1").count)
                         + (try await store.auditChain(projectId: nil).count))
+        }
+    }
+
+    @Test("scaling: policies, history, state, costs, recommendations and the scaler's memory", arguments: Backend.allCases)
+    func scaling(_ backend: Backend) async throws {
+        try await Fixture.withScalingStore(backend) { store, scaling in
+            try await store.makeUser("alice")
+            try await store.makeProject("p1", owner: "alice")
+            try await store.makeDeployment("d1", project: "p1")
+            try await store.makeDeployment("d2", project: "p1")
+            func policy(_ name: String, enabled: Bool = true) throws -> ScalingPolicy {
+                try JSONDecoder().decode(ScalingPolicy.self, from: Data("""
+                    {"name": "\(name)", "policyType": "threshold", "isEnabled": \(enabled), "minInstances": 1, "maxInstances": 4,
+                     "maxHourlyCost": 2.5, "scaleUpRules": [{"metric": "cpu", "threshold": 70}]}
+                    """.utf8))
+            }
+            // Policies: saved, replaced by id, a second of the same name refused, deleted.
+            let cpu = StoredScalingPolicy(id: "pol1", deploymentId: "d1", policy: try policy("cpu"), createdAt: t0, updatedAt: t0)
+            try await scaling.savePolicy(cpu)
+            var renamed = cpu
+            renamed.policy = try policy("cpu-renamed")
+            renamed.updatedAt = at(5)
+            try await scaling.savePolicy(renamed)
+            #expect(try await scaling.policies(deploymentId: "d1") == [renamed])
+            await #expect(throws: StoreError.conflict(ScalingStoreCoding.policyNameTaken("cpu-renamed"))) {
+                try await scaling.savePolicy(StoredScalingPolicy(id: "pol2", deploymentId: "d1", policy: try policy("cpu-renamed"),
+                                                                 createdAt: t0, updatedAt: t0))
+            }
+            try await scaling.savePolicy(StoredScalingPolicy(id: "pol3", deploymentId: "d2", policy: try policy("off", enabled: false),
+                                                             createdAt: t0, updatedAt: t0))
+            #expect(try await scaling.scaledDeployments() == ["d1": [renamed]])
+            #expect(try await scaling.deletePolicy(id: "pol3", deploymentId: "d1") == false)
+            #expect(try await scaling.deletePolicy(id: "pol3", deploymentId: "d2"))
+
+            // The deployments as the scaler sees them.
+            #expect(try await scaling.existingDeployments(["d1", "d2", "gone"]) == ["d1", "d2"])
+            #expect(try await scaling.owner(deploymentId: "d1") == "alice")
+            #expect(try await scaling.owner(deploymentId: "gone") == nil)
+            #expect(try await scaling.ownedDeployments(ownerId: "alice") == ["d1", "d2"])
+            #expect(try await scaling.command(deploymentId: "d1") == "node app.js")
+            #expect(try await scaling.target(deploymentId: "d1")
+                    == ScalingTarget(deploymentId: "d1", command: "node app.js", cpuLimit: 0.5, memoryLimit: 268_435_456, pidsLimit: 64))
+            #expect(try await scaling.target(deploymentId: "gone") == nil)
+            #expect(try await scaling.lifecycle(deploymentId: "d1") == .active)
+
+            // Scaling state, with pricing; what the local executor resumes.
+            #expect(try await scaling.state(deploymentId: "d1") == DeploymentScalingState(deploymentId: "d1"))
+            let pricing = DeploymentPricing(cpuCores: 2, memoryGB: 4, pricePerCoreHour: 0.05, pricePerGBHour: 0.01)
+            let state = DeploymentScalingState(deploymentId: "d1", currentInstances: 3, lastScaleUp: 1_780_000_100.5,
+                                               lastScaleDown: nil, pricing: pricing, notifyURL: "https://hooks.example.com/x")
+            try await scaling.saveState(state, now: at(10))
+            try await scaling.saveState(DeploymentScalingState(deploymentId: "d2", currentInstances: 2), now: at(10))
+            #expect(try await scaling.state(deploymentId: "d1") == state)
+            _ = try await store.applyLifecycle(.stop, deploymentId: "d2", running: 2, now: at(11), audit: audit("alice", "p1", "stop"))
+            #expect(try await scaling.deploymentsToResume().map(\.id) == ["d1"])
+            #expect(try await scaling.deploymentsToResume().map(\.instances) == [3])
+            #expect(try await scaling.activeDeployments(["d1", "d2"]) == ["d1"])
+            #expect(try await scaling.lifecycle(deploymentId: "d2") == .stopped)
+
+            // History: sequence numbers, newest first, pages.
+            for i in 0..<5 {
+                let event = ScalingEventRecord(id: "e\(i)", sequence: 0, deploymentId: "d1", policyId: i == 0 ? "pol1" : nil,
+                                               eventType: i == 4 ? .rolloutRolledBack : .scaleUp, triggerReason: "cpu \(i)",
+                                               instancesBefore: i, instancesAfter: i + 1, cpuUsage: 75.5, executionTimeMs: 12,
+                                               success: i != 3, errorMessage: i == 3 ? "exit 1" : nil, timestamp: at(20 + i),
+                                               configVersion: i == 4 ? 7 : nil, instanceId: i == 4 ? "i-1" : nil)
+                let stored = try await scaling.appendEvent(event)
+                #expect(stored.sequence > 0)
+            }
+            let first = try await scaling.events(deploymentId: "d1", limit: 3, before: nil)
+            #expect(first.events.map(\.id) == ["e4", "e3", "e2"])
+            #expect(first.events[0].eventType == .rolloutRolledBack)
+            #expect(first.events[0].configVersion == 7)
+            #expect(first.events[0].instanceId == "i-1")
+            #expect(first.events[1].errorMessage == "exit 1")
+            #expect(first.events[1].success == false)
+            let next = try await scaling.events(deploymentId: "d1", limit: 3, before: first.nextCursor)
+            #expect(next.events.map(\.id) == ["e1", "e0"])
+            #expect(next.nextCursor == nil)
+            #expect(next.events[1].policyId == "pol1")
+            #expect(next.events[1].cpuUsage == 75.5)
+            #expect(next.events[1].timestamp == at(20))
+            #expect(try await scaling.events(deploymentId: "d2", limit: 3, before: nil).events.isEmpty)
+
+            // Cost periods: replace, or keep what is there.
+            func period(_ hour: Int, cost: Double) -> CostPeriod {
+                CostPeriod(periodStart: t0.timeIntervalSince1970 + Double(hour * 3600), periodEnd: t0.timeIntervalSince1970 + Double((hour + 1) * 3600),
+                           periodType: .hour, avgInstances: 2.5, maxInstances: 3, totalInstanceHours: 2.5, computeCost: cost,
+                           memoryCost: 0.1, totalCost: cost + 0.1, avgCpuUsage: 40, avgMemoryUsage: nil, avgResponseTime: nil)
+            }
+            try await scaling.saveCostPeriods(deploymentId: "d1", [period(0, cost: 1), period(1, cost: 2)], replace: true, now: at(30))
+            try await scaling.saveCostPeriods(deploymentId: "d1", [period(1, cost: 9)], replace: false, now: at(30))
+            #expect(try await scaling.costPeriods(deploymentId: "d1", periodType: .hour, limit: 10) == [period(0, cost: 1), period(1, cost: 2)])
+            try await scaling.saveCostPeriods(deploymentId: "d1", [period(1, cost: 9)], replace: true, now: at(31))
+            #expect(try await scaling.costPeriods(deploymentId: "d1", periodType: .hour, limit: 1) == [period(1, cost: 9)])
+            #expect(try await scaling.costPeriods(deploymentId: "d1", periodType: .day, limit: 10).isEmpty)
+
+            // Recommendations replace the pending ones.
+            let recommendation = try JSONDecoder().decode(OptimizationRecommendation.self, from: Data("""
+                {"recommendationType": "right_sizing", "title": "t", "description": "d", "currentConfig": {"cpuCores": 2},
+                 "recommendedConfig": {"cpuCores": 1}, "costImpactMonthly": -10, "estimatedMonthlySavings": 10, "confidenceScore": 1.5}
+                """.utf8))
+            _ = try await scaling.replaceRecommendations(deploymentId: "d1", [recommendation], ids: ["r1"], now: at(40))
+            let replaced = try await scaling.replaceRecommendations(deploymentId: "d1", [recommendation, recommendation],
+                                                                    ids: ["r2", "r3"], now: at(41))
+            #expect(replaced.map(\.id) == ["r2", "r3"])
+
+            // The scaler's memory: samples per tier, pruned to the rings, and the engine's memory.
+            func sample(_ t: Double, cpu: Double) -> MetricSample {
+                MetricSample(timestamp: t, instances: 2, cpu: MetricStats(mean: cpu, max: cpu + 1), memory: MetricStats(mean: 10, max: 12))
+            }
+            let samples = (0..<6).map { sample(1_780_000_000 + Double($0) * 5, cpu: Double($0) * 10 + 0.25) }
+            let engine = StoredEngineMemory(policies: ["pol1@1"], memory: ScalingEngine.Memory())
+            try await scaling.writeScalerState(ScalerStateWrite(entries: [
+                ScalerStateWrite.Entry(deploymentId: "d1", samples: samples, engine: engine),
+                ScalerStateWrite.Entry(deploymentId: "gone", samples: samples),
+            ]), now: at(50))
+            var loaded = try await scaling.loadScalerStates()
+            #expect(loaded.map(\.deploymentId) == ["d1"])
+            #expect(loaded.first?.history.raw == samples)
+            #expect(loaded.first?.engine == engine)
+            // Pruned: older than the bound, and all but the newest 2.
+            try await scaling.writeScalerState(ScalerStateWrite(entries: [
+                ScalerStateWrite.Entry(deploymentId: "d1", samples: [sample(1_780_000_030, cpu: 99)],
+                                       prune: [ScalerStateWrite.Prune(span: 0, before: 1_780_000_006, keep: 2)]),
+            ]), now: at(51))
+            loaded = try await scaling.loadScalerStates()
+            #expect(loaded.first?.history.raw == [samples[5], sample(1_780_000_030, cpu: 99)])
+            try await scaling.deleteScalerState(deploymentId: "d1")
+            #expect(try await scaling.loadScalerStates().isEmpty)
         }
     }
 

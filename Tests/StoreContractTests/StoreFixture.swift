@@ -7,6 +7,7 @@ import Logging
 import PostgresNIO
 import PostgresStore
 import Synchronization
+import Testing
 import TestSupport
 
 enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -41,6 +42,18 @@ enum Fixture {
                     throw error
                 }
                 await store.shutdown()
+            }
+        }
+    }
+
+    /// The same, with the backend's scaling store (PostgreSQL's store is both).
+    static func withScalingStore(_ backend: Backend,
+                                 _ body: (any ControlPlaneStore, any ScalingStore) async throws -> Void) async throws {
+        try await withStore(backend) { store in
+            if let sqlite = store as? SQLiteStore {
+                try await body(store, sqlite.scaling)
+            } else {
+                try await body(store, try #require(store as? PostgresStore))
             }
         }
     }

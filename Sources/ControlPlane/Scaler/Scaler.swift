@@ -35,7 +35,7 @@ public actor Scaler {
         var restoredEngine: StoredEngineMemory?
     }
 
-    let store: ScalingStore
+    let store: any ScalingStore
     /// Where the histories and engine memories survive a restart (the same database as `store`).
     let stateStore: any ScalerStateStore
     let executor: any ScalingExecutor
@@ -67,7 +67,7 @@ public actor Scaler {
     /// Deployments whose policies the account's limit holds now, logged once until they may scale up again.
     private var heldByAccountLimit: Set<String> = []
 
-    public init(store: ScalingStore, executor: any ScalingExecutor, source: any InstanceSource, notifier: WebhookPoster?,
+    public init(store: any ScalingStore, executor: any ScalingExecutor, source: any InstanceSource, notifier: WebhookPoster?,
                 now: @escaping @Sendable () -> Date, logger: Logger, engine: ScalingEngine.Configuration = .init(),
                 fetchPolicy: FetchPolicy = FetchPolicy(), accountInstanceCap: Int? = nil, stateStore: (any ScalerStateStore)? = nil,
                 metrics: ControllerMetrics? = nil) {

@@ -51,7 +51,7 @@ extension ScalingAPI {
                      credentials: any AgentCredentialIssuer, dependencies: Dependencies, logger: Logger,
                      metrics: ControllerMetrics? = nil) -> ScalingAPI {
         let c = configuration.scaling
-        let store = ScalingStore(pool: pool)
+        let store = SQLiteScalingStore(pool: pool)
         // The operator's webhook executor URL is the operator's choice; notification URLs are the tenants'.
         let poster = c.webhookSecret.map { WebhookPoster(signer: WebhookSigner(secret: $0)) }
         let executor: any ScalingExecutor

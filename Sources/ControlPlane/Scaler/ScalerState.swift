@@ -55,6 +55,12 @@ public struct ScalerStateWrite: Sendable, Equatable {
         public var span: Double
         public var before: Double
         public var keep: Int
+
+        public init(span: Double, before: Double, keep: Int) {
+            self.span = span
+            self.before = before
+            self.keep = keep
+        }
     }
 
     public var entries: [Entry]
@@ -67,7 +73,7 @@ public struct ScalerStateWrite: Sendable, Equatable {
     }
 }
 
-/// Where the scaler's memory lives. SQLite's ScalingStore implements it; a PostgreSQL store implements the
+/// Where the scaler's memory lives. SQLiteScalingStore implements it; a PostgreSQL store implements the
 /// same three calls (rows keyed by deployment, tier and timestamp; one transaction per write).
 public protocol ScalerStateStore: Sendable {
     /// Every deployment's stored state (the deployments gone have none: their rows go with them).
@@ -85,10 +91,10 @@ public protocol ScalerStateStore: Sendable {
 /// close pays for every sample of every deployment. A metric added later goes at the end; a row written before it
 /// has none. Doubles are written in Swift's shortest round-tripping form, so a restored value is the exact value
 /// written. The engine memory, written rarely, is JSON with sorted keys.
-enum ScalerStateCodec {
+public enum ScalerStateCodec {
     static let metrics: [Metric] = [.cpu, .memory, .requests, .responseTime, .connections, .cpuDemand]
 
-    static func encode(sample s: MetricSample) -> String {
+    public static func encode(sample s: MetricSample) -> String {
         var out = "\(s.timestamp)|\(s.span)|\(s.count)|\(s.instances)|\(s.reporting)"
         for metric in metrics {
             guard let m = s[metric] else {
@@ -101,12 +107,12 @@ enum ScalerStateCodec {
         return out
     }
 
-    struct InvalidSample: Error, CustomStringConvertible {
+    public struct InvalidSample: Error, CustomStringConvertible {
         let text: String
-        var description: String { "not a stored sample: \(text.prefix(80))" }
+        public var description: String { "not a stored sample: \(text.prefix(80))" }
     }
 
-    static func decode(sample text: String) throws(InvalidSample) -> MetricSample {
+    public static func decode(sample text: String) throws(InvalidSample) -> MetricSample {
         let fields = text.split(separator: "|", omittingEmptySubsequences: false)
         guard fields.count >= 5, let t = Double(fields[0]), let span = Double(fields[1]), let count = Int(fields[2]),
               let instances = Double(fields[3]), let reporting = Double(fields[4]) else { throw InvalidSample(text: text) }
@@ -136,11 +142,11 @@ enum ScalerStateCodec {
         return e
     }()
 
-    static func encode<T: Encodable>(_ value: T) throws -> String {
+    public static func encode<T: Encodable>(_ value: T) throws -> String {
         String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
         try JSONDecoder().decode(T.self, from: Data(text.utf8))
     }
 }

@@ -4,7 +4,7 @@ public import Foundation
 public import Scaling
 
 public struct ScalingAPI: Sendable {
-    public let store: ScalingStore
+    public let store: any ScalingStore
     public let scaler: Scaler
     /// The `local` executor, when it is the one; it learns the controller's URL once the listener is bound.
     public let localExecutor: LocalExecutor?
@@ -12,7 +12,7 @@ public struct ScalingAPI: Sendable {
     /// The most instances one deployment may have (`--max-instances-per-deployment`).
     public let instanceCap: Int
 
-    public init(store: ScalingStore, scaler: Scaler, localExecutor: LocalExecutor? = nil, now: @escaping @Sendable () -> Date,
+    public init(store: any ScalingStore, scaler: Scaler, localExecutor: LocalExecutor? = nil, now: @escaping @Sendable () -> Date,
                 instanceCap: Int = ScalerConfiguration.defaultMaxInstancesPerDeployment) {
         self.store = store
         self.scaler = scaler

@@ -9,6 +9,14 @@ public struct StoredScalingPolicy: Codable, Sendable, Equatable {
     public var policy: ScalingPolicy
     public var createdAt: Date
     public var updatedAt: Date
+
+    public init(id: String, deploymentId: String, policy: ScalingPolicy, createdAt: Date, updatedAt: Date) {
+        self.id = id
+        self.deploymentId = deploymentId
+        self.policy = policy
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
 }
 
 /// Why a scaling event happened (scaling_events.event_type). The rollout ones record a config change's way through the
@@ -51,12 +59,46 @@ public struct ScalingEventRecord: Codable, Sendable, Equatable {
     /// A rollout event's config version, and the instance it names (the one whose failure rolled it back).
     public var configVersion: Int64? = nil
     public var instanceId: String? = nil
+
+    public init(id: String, sequence: Int64, deploymentId: String, policyId: String? = nil, eventType: ScalingEventType,
+                triggerReason: String, instancesBefore: Int, instancesAfter: Int, cpuUsage: Double? = nil, memoryUsage: Double? = nil,
+                requestRate: Double? = nil, responseTime: Double? = nil, connections: Double? = nil, costBefore: Double? = nil,
+                costAfter: Double? = nil, executionTimeMs: Int? = nil, success: Bool, errorMessage: String? = nil,
+                decision: ScalingDecision? = nil, timestamp: Date, configVersion: Int64? = nil, instanceId: String? = nil) {
+        self.id = id
+        self.sequence = sequence
+        self.deploymentId = deploymentId
+        self.policyId = policyId
+        self.eventType = eventType
+        self.triggerReason = triggerReason
+        self.instancesBefore = instancesBefore
+        self.instancesAfter = instancesAfter
+        self.cpuUsage = cpuUsage
+        self.memoryUsage = memoryUsage
+        self.requestRate = requestRate
+        self.responseTime = responseTime
+        self.connections = connections
+        self.costBefore = costBefore
+        self.costAfter = costAfter
+        self.executionTimeMs = executionTimeMs
+        self.success = success
+        self.errorMessage = errorMessage
+        self.decision = decision
+        self.timestamp = timestamp
+        self.configVersion = configVersion
+        self.instanceId = instanceId
+    }
 }
 
 /// A page of events, newest first; pass `nextCursor` as `before` for the next page.
 public struct ScalingEventPage: Codable, Sendable, Equatable {
     public var events: [ScalingEventRecord]
     public var nextCursor: Int64?
+
+    public init(events: [ScalingEventRecord], nextCursor: Int64?) {
+        self.events = events
+        self.nextCursor = nextCursor
+    }
 }
 
 /// A deployment's price per instance is the Scaling library's `InstancePricing` (cores × price + GB × price).
@@ -90,6 +132,14 @@ public struct StoredRecommendation: Codable, Sendable, Equatable {
     public var recommendation: OptimizationRecommendation
     public var status: String
     public var createdAt: Date
+
+    public init(id: String, deploymentId: String, recommendation: OptimizationRecommendation, status: String, createdAt: Date) {
+        self.id = id
+        self.deploymentId = deploymentId
+        self.recommendation = recommendation
+        self.status = status
+        self.createdAt = createdAt
+    }
 }
 
 /// A deployment's cost period as the API answers it: Scaling's CostPeriod with the deployment's id, and

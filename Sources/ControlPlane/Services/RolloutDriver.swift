@@ -53,7 +53,7 @@ actor RolloutDriver {
     nonisolated let generations = Mutex<[String: UInt64]>([:])
     private let rendered = RenderedVersions()
     /// The scaling history's table, where rollouts are recorded beside the scalings.
-    private let scalingEvents: ScalingStore
+    private let scalingEvents: any ScalingStore
 
     init(pool: DatabasePool, store: any ControlPlaneStore, secrets: SecretBox, hub: ConfigWatchHub, status: StatusFeed,
          dependencies: Dependencies, logger: Logger) {
@@ -64,7 +64,7 @@ actor RolloutDriver {
         self.status = status
         self.dependencies = dependencies
         self.logger = logger
-        scalingEvents = ScalingStore(pool: pool)
+        scalingEvents = SQLiteScalingStore(pool: pool)
     }
 
     func wire(render: @escaping @Sendable (String) async throws -> AgentConfig?,

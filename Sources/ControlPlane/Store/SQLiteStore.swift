@@ -38,7 +38,7 @@ public final class SQLiteStore: ControlPlaneStore {
     /// The one write path: runs the transaction, then publishes what it changed in agents' configs before
     /// the caller hears back, so the next read sees no stale cache and every waiting agent is woken. A
     /// config version moves only through `bumpVersions` and `bumpVersion`, which record into `changes`:
-    /// no write of this store can move one without it being published. (InstanceRegistry and ScalingStore
+    /// no write of this store can move one without it being published. (SQLiteScalingStore and RolloutDriver
     /// write their own tables through `pool`; none of them holds a config version.)
     private func write<T: Sendable>(conflict: String = "resource already exists",
                                     _ body: @escaping @Sendable (Database, inout ConfigChanges) throws -> T) async throws -> T {
@@ -741,6 +741,9 @@ public final class SQLiteStore: ControlPlaneStore {
 // MARK: Operator figures
 
 extension SQLiteStore {
+    /// The scaler's tables on this database.
+    public var scaling: SQLiteScalingStore { SQLiteScalingStore(pool: pool) }
+
     public func auditEntryCount() async throws -> Int {
         try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM config_audit_logs") ?? 0 }
     }

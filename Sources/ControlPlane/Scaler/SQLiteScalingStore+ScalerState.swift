@@ -5,7 +5,7 @@ public import Foundation
 import GRDB
 public import Scaling
 
-extension ScalingStore: ScalerStateStore {
+extension SQLiteScalingStore {
     public func loadScalerStates() async throws -> [StoredScalerState] {
         try await pool.read { db in
             var states: [String: StoredScalerState] = [:]
