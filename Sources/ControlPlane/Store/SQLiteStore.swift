@@ -38,8 +38,8 @@ public final class SQLiteStore: ControlPlaneStore {
     /// The one write path: runs the transaction, then publishes what it changed in agents' configs before
     /// the caller hears back, so the next read sees no stale cache and every waiting agent is woken. A
     /// config version moves only through `bumpVersions` and `bumpVersion`, which record into `changes`:
-    /// no write of this store can move one without it being published. (SQLiteScalingStore and RolloutDriver
-    /// write their own tables through `pool`; none of them holds a config version.)
+    /// no write of this store can move one without it being published. (SQLiteScalingStore writes its own tables
+    /// through `pool` and holds no config version; RolloutDriver's rollback moves one and publishes it itself.)
     private func write<T: Sendable>(conflict: String = "resource already exists",
                                     _ body: @escaping @Sendable (Database, inout ConfigChanges) throws -> T) async throws -> T {
         let (result, changes): (T, ConfigChanges)
