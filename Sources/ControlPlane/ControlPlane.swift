@@ -172,7 +172,8 @@ public struct ControlPlane: Sendable {
                                           dependencies: dependencies, logger: logger)
         try await store.seedTemplates(OfficialTemplates.templates(now: dependencies.now()))
         let configs = ConfigService(store: store, secrets: secrets, dependencies: dependencies, logger: logger)
-        let deployments = DeploymentService(store: store, pool: store.pool, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
+        let scalingStore = store.scaling
+        let deployments = DeploymentService(store: store, scalingEvents: scalingStore, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
                                             defaultLimits: configuration.deploymentDefaults,
                                             limitCeiling: configuration.deploymentCeiling,
                                             maxPollsPerToken: configuration.maxPollsPerToken,
@@ -184,7 +185,7 @@ public struct ControlPlane: Sendable {
                                          tokenLifetime: configuration.tokenLifetime,
                                          adminEmail: configuration.adminEmail?.lowercased(),
                                          registration: configuration.registration)
-        let scaling = ScalingAPI.open(configuration, pool: store.pool, instances: instances,
+        let scaling = ScalingAPI.open(configuration, store: scalingStore, instances: instances,
                                          credentials: LocalInstanceCredentials(deployments: deployments, registry: instances),
                                       dependencies: dependencies, logger: logger, metrics: metrics)
         // The agents a killed previous run left running are adopted (their apps never stopped) or stopped, before

@@ -1,7 +1,6 @@
 // The store's versioned schema in PostgreSQL's dialect. Each migration carries the name of its SQLite twin
 // (ControlPlane/Store/Migrations.swift) and brings the tables ControlPlaneStore (with InstanceStore) uses to the same
-// shape, and the scaler's (ScalingStore, v100, v101, v10); the rollouts' own tables (v8) are not here yet: RolloutDriver
-// still writes SQLite through GRDB (docs/cluster.md). Never edit a registered migration: append a new one.
+// shape: ControlPlaneStore's with InstanceStore's and RolloutStore's (v2, v8), and ScalingStore's (v100, v101, v10). Never edit a registered migration: append a new one.
 //
 // Types: TEXT ids, TIMESTAMPTZ for SQLite's DATETIME, BOOLEAN for its 0/1 flags, BIGINT for integers, BYTEA for
 // ciphertexts. Each entry is a list of single statements (the extended protocol runs one at a time).
@@ -234,6 +233,28 @@ enum PostgresMigrations {
             )
             """,
             "CREATE INDEX idx_browser_sessions_user ON browser_sessions(user_id)",
+        ]),
+        // Rollouts (RolloutStore): each deployment's strategy and plans, and the config versions a rollout may still
+        // serve, sealed as the driver seals them.
+        Migration(name: "v8-rollouts", statements: [
+            """
+            CREATE TABLE deployment_rollouts (
+                deployment_id TEXT PRIMARY KEY REFERENCES deployments(id) ON DELETE CASCADE,
+                strategy TEXT,
+                current_plan TEXT,
+                last_plan TEXT,
+                updated_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE deployment_config_versions (
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                version BIGINT NOT NULL,
+                sealed BYTEA NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (deployment_id, version)
+            )
+            """,
         ]),
         Migration(name: "v9-variable-reload-actions", statements: [
             "ALTER TABLE environment_variables ADD COLUMN reload_action TEXT NOT NULL DEFAULT 'restart'",

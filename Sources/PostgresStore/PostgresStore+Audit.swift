@@ -121,9 +121,35 @@ extension PostgresStore {
                 try await c.run("UPDATE environment_variables SET sealed_value = \(ByteBuffer(bytes: rewrapped)) WHERE id = \(id)", logger)
                 report.rewrapped += 1
             }
+            // A rollout's kept config versions hold every variable of that version, secrets included: they move to
+            // the new key in the same transaction, bound to their row as RolloutDriver seals them. Locked first, so
+            // no version is kept under the old key beside the rewrap.
+            try await c.run("LOCK TABLE deployment_config_versions IN SHARE ROW EXCLUSIVE MODE", logger)
+            let versions = try await c.rows("""
+                SELECT deployment_id, version, sealed FROM deployment_config_versions ORDER BY deployment_id, version
+                """, logger)
+            var versionsRewrapped = 0
+            for row in versions {
+                let deploymentId = try row.string("deployment_id")
+                let version = try row.int64("version")
+                let sealed = Array(try row["sealed"].decode(ByteBuffer.self).readableBytesView)
+                let rewrapped: [UInt8]
+                do {
+                    rewrapped = try transform(sealed, "rollout-version:\(deploymentId)", String(version))
+                } catch {
+                    report.corrupted.append("\(deploymentId)/config-version-\(version)")
+                    continue
+                }
+                try await c.run("""
+                    UPDATE deployment_config_versions SET sealed = \(ByteBuffer(bytes: rewrapped))
+                    WHERE deployment_id = \(deploymentId) AND version = \(version)
+                    """, logger)
+                versionsRewrapped += 1
+            }
             try await Self.save(keys(), c, logger)
             var draft = audit
             draft.changes["rewrapped"] = String(report.rewrapped)
+            if !versions.isEmpty { draft.changes["rewrappedConfigVersions"] = String(versionsRewrapped) }
             draft.changes["corrupted"] = report.corrupted.joined(separator: ",")
             try await Self.append(draft, c, logger)
             return report

@@ -269,6 +269,72 @@ struct StoreContractTests {
         }
     }
 
+    @Test("rollouts: kept config versions, a rollback's version, the rollout row, and their rewrap", arguments: Backend.allCases)
+    func rollouts(_ backend: Backend) async throws {
+        try await Fixture.withStore(backend) { store in
+            try await store.makeUser("alice")
+            try await store.makeProject("p1", owner: "alice")
+            try await store.makeDeployment("d1", project: "p1")
+            try await store.makeDeployment("d2", project: "p1")
+            let keyring = try Keyring(master: .generate(), keys: [])
+            _ = keyring.addVersion(now: 0)
+            try await store.saveDataKeys(keyring.keys)
+            func sealed(_ text: String, _ version: Int64) throws -> [UInt8] {
+                try keyring.seal(Array(text.utf8), aad: Keyring.aad(configId: "rollout-version:d1", key: String(version)))
+            }
+            #expect(try await store.configVersion(deploymentId: "d1") == 1)
+            #expect(try await store.configVersion(deploymentId: "gone") == nil)
+            #expect(try await store.projectId(deploymentId: "d1") == "p1")
+            // Kept versions: the first copy wins; the newest below a version; pruned below a floor.
+            let v1 = try sealed("one", 1)
+            try await store.keepConfigVersion(deploymentId: "d1", version: 1, sealed: v1, now: t0)
+            try await store.keepConfigVersion(deploymentId: "d1", version: 1, sealed: try sealed("other", 1), now: t0)
+            #expect(try await store.keptConfigVersion(deploymentId: "d1", version: 1) == v1)
+            #expect(try await store.keptConfigVersion(deploymentId: "d1", version: 2) == nil)
+            try await store.keepConfigVersion(deploymentId: "d1", version: 3, sealed: try sealed("three", 3), now: t0)
+            #expect(try await store.newestKeptConfigVersion(deploymentId: "d1", below: 3) == 1)
+            #expect(try await store.newestKeptConfigVersion(deploymentId: "d1", below: 1) == nil)
+            // A rollback: the deployment's version moves on and that version is kept, in one transaction.
+            let rolledBack = try await store.appendKeptConfigVersion(deploymentId: "d1", now: at(5)) { version in
+                try keyring.seal(Array("one, as \(version)".utf8), aad: Keyring.aad(configId: "rollout-version:d1", key: String(version)))
+            }
+            #expect(rolledBack == 2)
+            #expect(try await store.configVersion(deploymentId: "d1") == 2)
+            let kept = try #require(try await store.keptConfigVersion(deploymentId: "d1", version: 2))
+            #expect(String(decoding: try keyring.open(kept, aad: Keyring.aad(configId: "rollout-version:d1", key: "2")), as: UTF8.self) == "one, as 2")
+            _ = try await store.applyLifecycle(.stop, deploymentId: "d2", running: 0, now: at(6), audit: audit("alice", "p1", "stop"))
+            _ = try await store.applyLifecycle(.destroy, deploymentId: "d2", running: 0, now: at(7), audit: audit("alice", "p1", "destroy"))
+            #expect(try await store.appendKeptConfigVersion(deploymentId: "d2", now: at(8)) { _ in [1] } == nil)
+
+            // The rollout row: written while the deployment exists; under way while it has a current plan.
+            #expect(try await store.rollout(deploymentId: "d1") == nil)
+            let row = StoredRollout(strategy: #"{"strategy":"rolling"}"#, currentPlan: #"{"version":3}"#, lastPlan: nil)
+            try await store.saveRollout(deploymentId: "d1", row, now: at(9))
+            try await store.saveRollout(deploymentId: "gone", row, now: at(9))
+            #expect(try await store.rollout(deploymentId: "d1") == row)
+            #expect(try await store.rollout(deploymentId: "gone") == nil)
+            #expect(try await store.deploymentsWithCurrentRollouts() == ["d1"])
+            try await store.saveRollout(deploymentId: "d1", StoredRollout(strategy: row.strategy, currentPlan: nil, lastPlan: row.currentPlan), now: at(10))
+            #expect(try await store.deploymentsWithCurrentRollouts() == [])
+
+            // A key rotation moves the kept versions to the new key with the secrets, in the same transaction.
+            let added = keyring.addVersion(now: 1)
+            let report = try await store.rewrapSecrets(audit: audit("alice", nil, "rotate_keys"), keys: { keyring.keys }) {
+                try keyring.rewrap($0, aad: Keyring.aad(configId: $1, key: $2))
+            }
+            #expect(report == RewrapReport(rewrapped: 0, corrupted: []))
+            for version: Int64 in [1, 2, 3] {
+                let bytes = try #require(try await store.keptConfigVersion(deploymentId: "d1", version: version))
+                #expect(try Keyring.keyVersion(of: bytes) == added.version)
+            }
+            let record = try #require(try await store.auditChain(projectId: nil).last)
+            #expect(AuditChain.decodeChanges(record.fields.changesJSON)["rewrappedConfigVersions"] == "3")
+            try await store.dropKeptConfigVersions(deploymentId: "d1", below: 3)
+            #expect(try await store.newestKeptConfigVersion(deploymentId: "d1", below: 10) == 3)
+            #expect(try await store.keptConfigVersion(deploymentId: "d1", version: 2) == nil)
+        }
+    }
+
     @Test("instances: the cap, heartbeats, reports, staleness and the deployment's status", arguments: Backend.allCases)
     func instances(_ backend: Backend) async throws {
         try await Fixture.withStore(backend) { store in

@@ -5,7 +5,6 @@
 // controller only, with one credential.
 import CurlHTTP
 import Foundation
-import GRDB
 import HTTPTypes
 import Logging
 import Hummingbird

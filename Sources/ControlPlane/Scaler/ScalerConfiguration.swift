@@ -1,6 +1,5 @@
 // How `serve` configures the scaler, and the wiring from that configuration to a running ScalingAPI.
 import Foundation
-import GRDB
 public import Logging
 import Scaling
 
@@ -46,12 +45,11 @@ public struct ScalerConfiguration: Sendable {
 }
 
 extension ScalingAPI {
-    /// Builds the scaling store, the executor and the scaler on the controller's database.
-    static func open(_ configuration: ControllerConfiguration, pool: DatabasePool, instances: any InstanceSource,
+    /// Builds the executor and the scaler on the controller's scaling store.
+    static func open(_ configuration: ControllerConfiguration, store: any ScalingStore, instances: any InstanceSource,
                      credentials: any AgentCredentialIssuer, dependencies: Dependencies, logger: Logger,
                      metrics: ControllerMetrics? = nil) -> ScalingAPI {
         let c = configuration.scaling
-        let store = SQLiteScalingStore(pool: pool)
         // The operator's webhook executor URL is the operator's choice; notification URLs are the tenants'.
         let poster = c.webhookSecret.map { WebhookPoster(signer: WebhookSigner(secret: $0)) }
         let executor: any ScalingExecutor

@@ -1,7 +1,6 @@
 // Deployments, their agent tokens, and the agents' config endpoint with blocking queries.
 import CodeRunnerWire
 import Foundation
-import GRDB
 import Logging
 import Sealing
 import Synchronization
@@ -41,7 +40,7 @@ public final class DeploymentService: Sendable {
     /// Tamper reports already audited (variable id + version), so a polling agent does not flood the log.
     private let reportedTamper = Mutex<Set<String>>([])
 
-    init(store: any ControlPlaneStore, pool: DatabasePool, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger,
+    init(store: any ControlPlaneStore, scalingEvents: any ScalingStore, configs: ConfigService, feed: ChangeFeed, dependencies: Dependencies, logger: Logger,
          defaultLimits: ResourceLimits = ResourceLimits(),
          limitCeiling: ResourceLimits = ResourceLimits.defaultCeiling,
          maxPollsPerToken: Int = ControllerConfiguration.defaultMaxPollsPerToken, defaultCommand: String? = nil,
@@ -56,7 +55,7 @@ public final class DeploymentService: Sendable {
         self.feed = feed
         self.dependencies = dependencies
         self.logger = logger
-        rollouts = RolloutDriver(pool: pool, store: store, secrets: configs.secrets, hub: feed.hub,
+        rollouts = RolloutDriver(store: store, scalingEvents: scalingEvents, secrets: configs.secrets, hub: feed.hub,
                                  status: feed.status, dependencies: dependencies, logger: logger)
         feed.rollouts.set(rollouts)
     }

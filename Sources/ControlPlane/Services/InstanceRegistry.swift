@@ -4,7 +4,6 @@
 // scaler asks for the fresh ones. The deployment's status follows its instances.
 public import CodeRunnerWire
 public import Foundation
-import GRDB
 import Logging
 
 /// One registered agent, as the owner's API and the scaler see it.
@@ -204,38 +203,6 @@ public final class InstanceRegistry: Sendable {
             guard ok, bytes.count <= 128 else { throw .validation(field: field, reason: "must match [A-Za-z0-9._:-]{1,128}") }
         } else if bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
             throw .validation(field: field, reason: "must not contain control characters")
-        }
-    }
-}
-
-enum InstanceMigrations {
-    static func register(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v2-instances") { db in
-            try db.execute(sql: """
-                CREATE TABLE instances (
-                    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
-                    instance_id TEXT NOT NULL,
-                    metrics_url TEXT,
-                    agent_version TEXT NOT NULL,
-                    hostname TEXT NOT NULL,
-                    pid INTEGER NOT NULL,
-                    config_version INTEGER,
-                    config_checksum TEXT,
-                    state TEXT NOT NULL,
-                    registered_at DATETIME NOT NULL,
-                    last_heartbeat_at DATETIME NOT NULL,
-                    last_report_version INTEGER,
-                    last_report_checksum TEXT,
-                    last_report_result TEXT,
-                    last_report_reason TEXT,
-                    last_report_at DATETIME,
-                    PRIMARY KEY (deployment_id, instance_id)
-                );
-                """)
-        }
-        // Which version an explicit reload produced, so agents restart on it even when nothing changed.
-        migrator.registerMigration("v3-reload-version") { db in
-            try db.execute(sql: "ALTER TABLE deployments ADD COLUMN reload_version INTEGER NOT NULL DEFAULT 0")
         }
     }
 }

@@ -14,7 +14,6 @@
 // windows by the wall clock, so an instance that became ready meanwhile is ready at the next poll round.
 import CodeRunnerWire
 import Foundation
-import GRDB
 import Logging
 import Rollout
 import Synchronization
@@ -27,7 +26,6 @@ actor RolloutDriver {
         var last: RolloutPlan?
     }
 
-    let pool: DatabasePool
     let store: any ControlPlaneStore
     let secrets: SecretBox
     let hub: ConfigWatchHub
@@ -55,16 +53,15 @@ actor RolloutDriver {
     /// The scaling history's table, where rollouts are recorded beside the scalings.
     private let scalingEvents: any ScalingStore
 
-    init(pool: DatabasePool, store: any ControlPlaneStore, secrets: SecretBox, hub: ConfigWatchHub, status: StatusFeed,
+    init(store: any ControlPlaneStore, scalingEvents: any ScalingStore, secrets: SecretBox, hub: ConfigWatchHub, status: StatusFeed,
          dependencies: Dependencies, logger: Logger) {
-        self.pool = pool
         self.store = store
         self.secrets = secrets
         self.hub = hub
         self.status = status
         self.dependencies = dependencies
         self.logger = logger
-        scalingEvents = SQLiteScalingStore(pool: pool)
+        self.scalingEvents = scalingEvents
     }
 
     func wire(render: @escaping @Sendable (String) async throws -> AgentConfig?,
@@ -110,10 +107,7 @@ actor RolloutDriver {
 
     private func currentVersion(_ deploymentId: String) async throws -> Int64 {
         if let known = versions[deploymentId] { return known }
-        let version = try await pool.read { db in
-            try Int64.fetchOne(db, sql: "SELECT config_version FROM deployments WHERE id = ?", arguments: [deploymentId])
-        }
-        guard let version else { throw ControlPlaneError.unauthorized("invalid or revoked agent token") }
+        guard let version = try await store.configVersion(deploymentId: deploymentId) else { throw ControlPlaneError.unauthorized("invalid or revoked agent token") }
         versions[deploymentId] = version
         return version
     }
@@ -124,22 +118,14 @@ actor RolloutDriver {
     private func load(_ deploymentId: String, version: Int64, strategy: RolloutStrategy,
                       render: (@Sendable (String) async throws -> AgentConfig?)? = nil) async throws -> RenderedAgentConfig? {
         try await rendered.config(deploymentId, version) { [self] in
-            let sealed = try await pool.read { db in
-                try Data.fetchOne(db, sql: "SELECT sealed FROM deployment_config_versions WHERE deployment_id = ? AND version = ?",
-                                  arguments: [deploymentId, version])
-            }
+            let sealed = try await store.keptConfigVersion(deploymentId: deploymentId, version: version)
             var config: AgentConfig
             if let sealed {
-                config = try decode(Array(sealed), deploymentId: deploymentId, version: version)
+                config = try decode(sealed, deploymentId: deploymentId, version: version)
             } else if let render, let current = try await render(deploymentId) {
                 config = current
-                let kept = Data(try seal(current, deploymentId: deploymentId))
-                try await pool.write { db in
-                    try db.execute(sql: """
-                        INSERT INTO deployment_config_versions (deployment_id, version, sealed, created_at) VALUES (?, ?, ?, ?)
-                        ON CONFLICT DO NOTHING
-                        """, arguments: [deploymentId, current.version, kept, Date()])
-                }
+                try await store.keepConfigVersion(deploymentId: deploymentId, version: current.version,
+                                                  sealed: try seal(current, deploymentId: deploymentId), now: Date())
                 try await secrets.persistUsage(actor: Self.sealer)
             } else {
                 return nil
@@ -215,16 +201,10 @@ actor RolloutDriver {
         let failing = unreadable[deploymentId] ?? []
         let live = try await (liveInstances?(deploymentId) ?? []).filter { !failing.contains($0) }
         // The version the fleet runs: the newest kept one below this.
-        let stable = try await pool.read { db in
-            try Int64.fetchOne(db, sql: "SELECT max(version) FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
-                               arguments: [deploymentId, version])
-        }
+        let stable = try await store.newestKeptConfigVersion(deploymentId: deploymentId, below: version)
         guard live.count >= 2, let stable else {
             // No rollout: the fleet takes this version at once; what is older than the version it runs goes.
-            try await pool.write { db in
-                try db.execute(sql: "DELETE FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
-                               arguments: [deploymentId, stable ?? version])
-            }
+            try await store.dropKeptConfigVersions(deploymentId: deploymentId, below: stable ?? version)
             return
         }
         if let finished = record.current { record.last = finished }
@@ -354,25 +334,15 @@ actor RolloutDriver {
     /// Publishes the stable content as a new version (see the top of the file) and records the rollback.
     private func rolledBack(_ deploymentId: String, _ plan: RolloutPlan, reason: String, instance: String?) async throws {
         let stable = Int64(plan.stableVersion)
-        guard let kept = try await pool.read({ db in
-            try Data.fetchOne(db, sql: "SELECT sealed FROM deployment_config_versions WHERE deployment_id = ? AND version = ?",
-                                 arguments: [deploymentId, stable])
-        }) else {
+        guard let kept = try await store.keptConfigVersion(deploymentId: deploymentId, version: stable) else {
             logger.error("the stable version is not kept: cannot roll back", metadata: ["deployment": "\(deploymentId)"])
             return
         }
-        let content = try decode(Array(kept), deploymentId: deploymentId, version: stable)
-        let newVersion = try await pool.write { [self] db -> Int64? in
-            guard let version = try Int64.fetchOne(db, sql: """
-                UPDATE deployments SET config_version = config_version + 1 WHERE id = ? AND destroyed_at IS NULL
-                RETURNING config_version
-                """, arguments: [deploymentId]) else { return nil }
+        let content = try decode(kept, deploymentId: deploymentId, version: stable)
+        let newVersion = try await store.appendKeptConfigVersion(deploymentId: deploymentId, now: Date()) { [self] version in
             var relabelled = content
             relabelled.version = version
-            try db.execute(sql: """
-                INSERT OR REPLACE INTO deployment_config_versions (deployment_id, version, sealed, created_at) VALUES (?, ?, ?, ?)
-                """, arguments: [deploymentId, version, Data(try seal(relabelled, deploymentId: deploymentId)), Date()])
-            return version
+            return try seal(relabelled, deploymentId: deploymentId)
         }
         if newVersion != nil { try await secrets.persistUsage(actor: Self.sealer) }
         var changes = ["version": String(plan.version), "stableVersion": String(stable), "reason": reason]
@@ -399,10 +369,7 @@ actor RolloutDriver {
         } else {
             floor = try await currentVersion(deploymentId)
         }
-        try await pool.write { db in
-            try db.execute(sql: "DELETE FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
-                           arguments: [deploymentId, floor])
-        }
+        try await store.dropKeptConfigVersions(deploymentId: deploymentId, below: floor)
     }
 
     // MARK: The owner's controls
@@ -464,14 +431,11 @@ actor RolloutDriver {
 
     private func record(_ deploymentId: String) async throws -> Record {
         if let record = records[deploymentId] { return record }
-        let row = try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT strategy, current_plan, last_plan FROM deployment_rollouts WHERE deployment_id = ?",
-                             arguments: [deploymentId])
-        }
+        let row = try await store.rollout(deploymentId: deploymentId)
         let decoder = JSONDecoder()
         func plan(_ text: String?) -> RolloutPlan? { text.flatMap { try? decoder.decode(RolloutPlan.self, from: Data($0.utf8)) } }
-        let strategy = (row?["strategy"] as String?).flatMap { try? decoder.decode(RolloutStrategy.self, from: Data($0.utf8)) }
-        let record = Record(strategy: strategy ?? .default, current: plan(row?["current_plan"]), last: plan(row?["last_plan"]))
+        let strategy = row?.strategy.flatMap { try? decoder.decode(RolloutStrategy.self, from: Data($0.utf8)) }
+        let record = Record(strategy: strategy ?? .default, current: plan(row?.currentPlan), last: plan(row?.lastPlan))
         records[deploymentId] = record
         return record
     }
@@ -483,22 +447,13 @@ actor RolloutDriver {
         let strategy = try text(record.strategy)
         let current = try text(record.current)
         let last = try text(record.last)
-        try await pool.write { db in
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM deployments WHERE id = ?", arguments: [deploymentId]) == true else { return }
-            try db.execute(sql: """
-                INSERT INTO deployment_rollouts (deployment_id, strategy, current_plan, last_plan, updated_at) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT(deployment_id) DO UPDATE SET strategy = excluded.strategy, current_plan = excluded.current_plan,
-                    last_plan = excluded.last_plan, updated_at = excluded.updated_at
-                """, arguments: [deploymentId, strategy, current, last, Date()])
-        }
+        try await store.saveRollout(deploymentId: deploymentId, StoredRollout(strategy: strategy, currentPlan: current, lastPlan: last),
+                                    now: Date())
     }
 
     /// Loads every stored rollout still under way, so that poll rounds drive them after a restart.
     func restore() async throws {
-        let ids = try await pool.read { db in
-            try String.fetchAll(db, sql: "SELECT deployment_id FROM deployment_rollouts WHERE current_plan IS NOT NULL")
-        }
-        for id in ids { _ = try await record(id) }
+        for id in try await store.deploymentsWithCurrentRollouts() { _ = try await record(id) }
     }
 
     /// A rollout's entry in the deployment's scaling history (GET .../scaling/events), beside the scalings: the count
@@ -517,9 +472,7 @@ actor RolloutDriver {
     }
 
     private func audit(_ deploymentId: String, _ action: String, _ changes: [String: String]) async throws {
-        let projectId = try await pool.read { db in
-            try String.fetchOne(db, sql: "SELECT project_id FROM deployments WHERE id = ?", arguments: [deploymentId])
-        }
+        let projectId = try await store.projectId(deploymentId: deploymentId)
         try await store.appendAudit(AuditDraft(userId: nil, projectId: projectId, action: action, resourceType: "deployment",
                                                resourceId: deploymentId, changes: changes,
                                                userAgent: "coderunner-controller/rollout", timestamp: dependencies.now()))

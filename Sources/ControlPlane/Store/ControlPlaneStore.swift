@@ -166,8 +166,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Also the instance registry's storage (InstanceStore).
-public protocol ControlPlaneStore: InstanceStore {
+/// Also the instance registry's and the rollout driver's storage (InstanceStore, RolloutStore).
+public protocol ControlPlaneStore: InstanceStore, RolloutStore {
     // MARK: Users and sessions
     /// Creates a user if `rule` allows it (else throws RegistrationRefusal), in one transaction with the check;
     /// the first user, or the one whose e-mail is `adminEmail`, is an administrator. Under `.invite` the

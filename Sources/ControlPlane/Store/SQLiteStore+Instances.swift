@@ -120,3 +120,35 @@ extension SQLiteStore {
                         clock: clock)
     }
 }
+
+enum InstanceMigrations {
+    static func register(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v2-instances") { db in
+            try db.execute(sql: """
+                CREATE TABLE instances (
+                    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                    instance_id TEXT NOT NULL,
+                    metrics_url TEXT,
+                    agent_version TEXT NOT NULL,
+                    hostname TEXT NOT NULL,
+                    pid INTEGER NOT NULL,
+                    config_version INTEGER,
+                    config_checksum TEXT,
+                    state TEXT NOT NULL,
+                    registered_at DATETIME NOT NULL,
+                    last_heartbeat_at DATETIME NOT NULL,
+                    last_report_version INTEGER,
+                    last_report_checksum TEXT,
+                    last_report_result TEXT,
+                    last_report_reason TEXT,
+                    last_report_at DATETIME,
+                    PRIMARY KEY (deployment_id, instance_id)
+                );
+                """)
+        }
+        // Which version an explicit reload produced, so agents restart on it even when nothing changed.
+        migrator.registerMigration("v3-reload-version") { db in
+            try db.execute(sql: "ALTER TABLE deployments ADD COLUMN reload_version INTEGER NOT NULL DEFAULT 0")
+        }
+    }
+}
