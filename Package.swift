@@ -11,12 +11,13 @@
 //   controller     Sealing, Scaling (pure), CurlHTTP (async HTTP over libcurl's multi interface), ControlPlane
 //                  -> coderunner-controller
 //   cli            CLICore (pure), CurlHTTP, WSClient -> coderunner (the command-line client)
-//   pg             PostgresStore (the store on PostgreSQL, not linked by the controller yet) and StoreContractTests
+//   pg             PostgresStore (the store on PostgreSQL, `serve --database`) and StoreContractTests
 // The agent never depends on controller libraries, and links no SwiftNIO: its footprint is a feature.
 //
 // CODERUNNER_ONLY=agent (or core, or controller, or cli; comma-separated) limits the package to those parts, so
 // that working on the agent or the pure libraries does not build Hummingbird and GRDB. Unset means all.
-// "controller" implies "cli", which holds CurlHTTP (shared by both) and the coderunner command-line client.
+// "controller" implies "cli", which holds CurlHTTP (shared by both) and the coderunner command-line client, and "pg"
+// (the controller links PostgresStore for `serve --database`).
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -32,7 +33,7 @@ let parts: Set<String> = {
         return ["agent", "core", "controller", "cli", "e2e", "pg"]
     }
     var set = Set(only.split(separator: ",").map(String.init))
-    if set.contains("controller") { set.formUnion(["core", "cli"]) }
+    if set.contains("controller") { set.formUnion(["core", "cli", "pg"]) }
     return set
 }()
 
@@ -200,7 +201,7 @@ if parts.contains("controller") {
         .executableTarget(
             name: "coderunner-controller",
             dependencies: [
-                "ControlPlane", "WebDashboard", "Scaling", argumentParser, hummingbird, logging,
+                "ControlPlane", "WebDashboard", "Scaling", "PostgresStore", argumentParser, hummingbird, logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -227,10 +228,8 @@ if parts.contains("controller") {
     ]
 }
 
-// PostgreSQL as the store (issue 16, docs/cluster.md): a ControlPlaneStore over postgres-nio's pooled client, and
-// one store suite run against both backends. The release controller does not link it yet, so the release builds
-// (scripts/lib/build.sh's RELEASE_PARTS) leave this part out: postgres-nio and swift-crypto's BoringSSL at -O are
-// minutes of CI for nothing shipped.
+// PostgreSQL as the store (issue 16, docs/cluster.md): a ControlPlaneStore and ScalingStore over postgres-nio's pooled
+// client, linked by the controller for `serve --database`, and one store suite run against both backends.
 if parts.contains("pg") && parts.contains("controller") {
     dependencies += [
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),

@@ -94,6 +94,9 @@ public struct ControllerConfiguration: Sendable {
     }
 
     public var databasePath: String { (dataDirectory as NSString).appendingPathComponent("coderunner.sqlite") }
+    /// Where the state lives; nil: SQLite at `databasePath`.
+    public var storeBackend: StoreBackend?
+    var backend: StoreBackend { storeBackend ?? .sqlite(path: databasePath) }
     public var generatedKeyPath: String { (dataDirectory as NSString).appendingPathComponent("master.key") }
 
     /// How a process on this host reaches a listener bound to `host`: the wildcard addresses mean loopback.
@@ -151,6 +154,8 @@ public struct ControlPlane: Sendable {
     public let live: LiveHub
     /// The controller's own metrics, with its own registry (nil without `metricsToken`).
     public let metrics: ControllerMetrics?
+    /// Closes the store's connections (PostgreSQL's pool); call once the services have stopped.
+    public let closeStore: @Sendable () async -> Void
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
     /// and seeds the official templates.
@@ -166,13 +171,16 @@ public struct ControlPlane: Sendable {
         let statusFeed = StatusFeed()
         let feed = ChangeFeed(hub: hub, cache: AgentConfigCache(), status: statusFeed)
         let metrics = configuration.metricsToken == nil ? nil : ControllerMetrics()
-        let store = try SQLiteStore(path: configuration.databasePath, publishingTo: feed, metrics: metrics)
+        let backend = configuration.backend
+        let opened = try await backend.open(feed, metrics, logger)
+        let store = opened.store
+        logger.info("store opened", metadata: ["store": "\(backend.description)"])
         let master = try MasterKeyLoader.load(configuration)
         let secrets = try await SecretBox(master: master, store: store, rotationThreshold: configuration.rotationThreshold,
                                           dependencies: dependencies, logger: logger)
         try await store.seedTemplates(OfficialTemplates.templates(now: dependencies.now()))
         let configs = ConfigService(store: store, secrets: secrets, dependencies: dependencies, logger: logger)
-        let scalingStore = store.scaling
+        let scalingStore = opened.scaling
         let deployments = DeploymentService(store: store, scalingEvents: scalingStore, configs: configs, feed: feed, dependencies: dependencies, logger: logger,
                                             defaultLimits: configuration.deploymentDefaults,
                                             limitCeiling: configuration.deploymentCeiling,
@@ -218,7 +226,7 @@ public struct ControlPlane: Sendable {
             authAttempts: AttemptLimiter.authentication(configuration.authRateLimit),
             lifecycle: DeploymentLifecycle(deployments: deployments, scaling: scaling,
                                            appHost: scaling.localExecutor == nil ? nil : configuration.scaling.appHost),
-            live: live, metrics: metrics)
+            live: live, metrics: metrics, closeStore: opened.close)
     }
 }
 

@@ -3,6 +3,7 @@ import ControlPlane
 import Foundation
 import Hummingbird
 import Logging
+import PostgresStore
 import Scaling
 import ServiceLifecycle
 import UnixSignals
@@ -17,6 +18,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "Directory for the database and the generated master key (env CODERUNNER_DATA_DIR; default \(ControllerConfiguration.defaultDataDirectory); the package uses /var/lib/coderunner).")
     var dataDir: String?
+
+    @Option(help: ArgumentHelp(
+        "Keep the state in PostgreSQL instead of SQLite in --data-dir: postgres://USER@HOST:PORT/DATABASE?sslmode=MODE (env CODERUNNER_DATABASE).",
+        discussion: "Give the password in PGPASSWORD or in the URL through CODERUNNER_DATABASE, not on the command line (any local user can read it there). The master key and the local executor's logs stay in --data-dir. See docs/cluster.md.",
+        valueName: "url"))
+    var database: String?
 
     @Option(help: "File holding the base64 master key (env CODERUNNER_MASTER_KEY_FILE; CODERUNNER_MASTER_KEY may hold the key itself; default: <data-dir>/master.key, generated on first start).")
     var masterKeyFile: String?
@@ -301,6 +308,13 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = ControllerConfiguration(
             host: host, port: port,
             dataDirectory: dataDir ?? environment["CODERUNNER_DATA_DIR"] ?? ControllerConfiguration.defaultDataDirectory)
+        if let url = database ?? environment["CODERUNNER_DATABASE"], !url.isEmpty {
+            do {
+                configuration.storeBackend = try StoreBackend.postgres(url, password: environment["PGPASSWORD"])
+            } catch {
+                throw ValidationError("--database: \(error.description)")
+            }
+        }
         if let file = masterKeyFile ?? environment["CODERUNNER_MASTER_KEY_FILE"] {
             configuration.masterKey = .file(file)
         } else if let key = environment["CODERUNNER_MASTER_KEY"], !key.isEmpty {
@@ -338,6 +352,12 @@ struct ServeCommand: AsyncParsableCommand {
                        StatusRefreshService(registry: controlPlane.instances, logger: logger),
                        ConfigWatchDrain(hub: controlPlane.hub)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await controlPlane.closeStore()
+            throw error
+        }
+        await controlPlane.closeStore()
     }
 }

@@ -89,8 +89,9 @@ final class ControllerProcess {
     private(set) var process: Spawned?
     var base: String { "http://127.0.0.1:\(port)" }
 
-    init(dataDirectory: URL, extra: [String] = []) throws {
-        port = TestSupport.freeLoopbackPort()
+    /// `port`: a given one (another controller's that stopped, so that its agents reach this one), else a free one.
+    init(dataDirectory: URL, port: Int? = nil, extra: [String] = []) throws {
+        self.port = port ?? TestSupport.freeLoopbackPort()
         self.dataDirectory = dataDirectory
         self.extra = extra
         try start()

@@ -6,6 +6,7 @@ RELEASE_BUILD=(swift build -c release --static-swift-stdlib -Xlinker -z -Xlinker
 # Its own scratch path, not .build: SwiftPM locks a scratch path for the length of a command, and scripts/test compiles
 # the release in the background while `swift test` runs from .build (CODERUNNER_RELEASE_SCRATCH overrides it).
 RELEASE_SCRATCH=${CODERUNNER_RELEASE_SCRATCH:-.build-release}
-# The parts of Package.swift a release holds (CODERUNNER_ONLY): what the packages ship. Not "pg" (PostgresStore, which
-# no binary links yet) nor the test-only parts: `swift build` compiles every target of the package, used or not.
+# The parts of Package.swift a release holds (CODERUNNER_ONLY): what the packages ship ("controller" brings "pg", which
+# the controller links for `serve --database`). Not the test-only parts: `swift build` compiles every target of the
+# package, used or not.
 RELEASE_PARTS=agent,controller
