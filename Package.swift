@@ -242,13 +242,16 @@ if parts.contains("pg") && parts.contains("controller") {
             dependencies: [
                 "ControlPlane", "Sealing", logging, nioCore,
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                // `migrate` reads the SQLite database it copies.
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StoreContractTests",
-            dependencies: ["PostgresStore", "ControlPlane", "Sealing", "CodeRunnerWire", "TestSupport", logging,
-                           .product(name: "PostgresNIO", package: "postgres-nio")],
+            dependencies: ["PostgresStore", "ControlPlane", "Sealing", "Scaling", "CodeRunnerWire", "TestSupport", logging,
+                           .product(name: "PostgresNIO", package: "postgres-nio"),
+                           .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings),
     ]
 }

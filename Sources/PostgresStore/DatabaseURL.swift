@@ -68,6 +68,14 @@ public enum DatabaseURL {
                                             database: database, tls: tls)
     }
 
+    /// The same, with `password` (PGPASSWORD, as libpq reads it) when the URL holds none: a password on a command
+    /// line is readable by every local user in /proc.
+    public static func configuration(_ text: String, password: String?) throws(Failure) -> PostgresClient.Configuration {
+        var configuration = try configuration(text)
+        if configuration.password == nil, let password, !password.isEmpty { configuration.password = password }
+        return configuration
+    }
+
     /// The URL with its password masked, for logs and errors.
     public static func redacted(_ text: String) -> String {
         guard var components = URLComponents(string: text) else { return "(unparsable)" }

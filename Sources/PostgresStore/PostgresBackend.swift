@@ -8,8 +8,7 @@ extension StoreBackend {
     /// The backend a database URL names (DatabaseURL). Without a password in the URL, `password` (PGPASSWORD, as
     /// libpq reads it) is used: a password on a command line is readable by every local user in /proc.
     public static func postgres(_ url: String, password: String? = nil) throws(DatabaseURL.Failure) -> StoreBackend {
-        var configuration = try DatabaseURL.configuration(url)
-        if configuration.password == nil, let password, !password.isEmpty { configuration.password = password }
+        let configuration = try DatabaseURL.configuration(url, password: password)
         return StoreBackend(description: DatabaseURL.redacted(url)) { [configuration] subscriber, _, logger in
             let store = try await PostgresStore(configuration: configuration, publishingTo: subscriber, logger: logger)
             return Opened(store: store, scaling: store, close: { await store.shutdown() })

@@ -7,5 +7,5 @@ struct ControllerCommand: AsyncParsableCommand {
         commandName: "coderunner-controller",
         abstract: "CodeRunner's central service: encrypted configuration, deployments and scaling.",
         version: "0.1.0",
-        subcommands: [ServeCommand.self, SimulateCommand.self])
+        subcommands: [ServeCommand.self, SimulateCommand.self, MigrateCommand.self])
 }
