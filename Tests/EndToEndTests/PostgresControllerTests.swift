@@ -63,6 +63,47 @@ import TestSupport
         #expect(agent.appPid != old)
     }
 
+    /// The way a single-host user moves: stop the SQLite controller, `migrate`, start it with --database. The agent
+    /// kept its app through it all and is served by the controller on PostgreSQL.
+    @Test func aSingleHostInstallMovesToPostgreSQL() throws {
+        let server = try TestPostgres.start()
+        defer { server.stop() }
+        let dir = try TestSupport.makeTemporaryDirectory("pg-migrate")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        let sqlite = try ControllerProcess(dataDirectory: data)
+        defer { sqlite.kill() }
+        let tenant = try Tenant.create(sqlite, variables: [("GREETING", "on sqlite", false, false), ("TOKEN", "moved-s3cret", true, false)])
+        let agent = try AgentProcess(controller: sqlite.base, token: tenant.agentToken, directory: dir.appendingPathComponent("a1"))
+        defer { agent.stop() }
+        #expect(TestSupport.waitUntil(timeout: Self.wait) { agent.appEnvironment["GREETING"] == "on sqlite" }, "\(agent.stderr)")
+        sqlite.stop()
+
+        let url = "postgres://\(TestPostgres.superuser)@\(server.host):\(server.port)/coderunner?sslmode=disable"
+        let migrate = try TestSupport.run(TestSupport.binary("coderunner-controller"),
+                                          ["migrate", "--from", "sqlite:\(data.path)", "--to", url], timeout: .seconds(60))
+        let stdout = String(decoding: migrate.stdout, as: UTF8.self)
+        #expect(migrate.status == 0, "\(String(decoding: migrate.stderr, as: UTF8.self))")
+        #expect(stdout.hasPrefix("migrated "), "\(stdout)")
+        #expect(stdout.contains(" audit chains ("), "\(stdout)")
+        // Once is enough: the target is not empty now.
+        let again = try TestSupport.run(TestSupport.binary("coderunner-controller"),
+                                        ["migrate", "--from", "sqlite:\(data.path)", "--to", url], timeout: .seconds(60))
+        #expect(again.status == 1)
+        #expect(String(decoding: again.stderr, as: UTF8.self).contains("error: the target database is not empty (users has 1 rows): nothing was copied"))
+
+        let postgres = try ControllerProcess(dataDirectory: data, port: sqlite.port, extra: ["--database", url])
+        defer { postgres.kill() }
+        let moved = Tenant(controller: postgres, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
+                           deploymentId: tenant.deploymentId, agentToken: tenant.agentToken)
+        try moved.set("GREETING", "on postgres")
+        #expect(TestSupport.waitUntil(timeout: .seconds(30)) { agent.appEnvironment["GREETING"] == "on postgres" }, "\(agent.stderr)")
+        #expect(agent.appEnvironment["TOKEN"] == "moved-s3cret")
+        let actions = try moved.auditActions()
+        // The history came along: the project's, its config's, its deployment's and both variables' entries, then this change.
+        #expect(actions == ["update", "create", "create", "create", "create", "create"], "\(actions)")
+    }
+
     @Test func aBadDatabaseURLIsRefusedWithItsReason() throws {
         let result = try TestSupport.run(TestSupport.binary("coderunner-controller"),
                                          ["serve", "--database", "mysql://root@127.0.0.1/x", "--listen", "127.0.0.1:1"],
