@@ -177,8 +177,16 @@ public enum SQLiteToPostgres {
     /// One SQLite value as the PostgreSQL column's type wants it.
     private static func bind(_ value: DatabaseValue, as type: String, table: String, column: String,
                              into binds: inout PostgresBindings) throws {
+        // The kind of value only, never the value: a column may hold a variable's text.
         func refuse() -> MigrationFailure {
-            MigrationFailure("\(table).\(column) holds \(value.storage) where PostgreSQL wants \(type): repair that row first")
+            let kind = switch value.storage {
+            case .null: "NULL"
+            case .int64: "an integer"
+            case .double: "a real"
+            case .string: "text"
+            case .blob: "a blob"
+            }
+            return MigrationFailure("\(table).\(column) holds \(kind) where PostgreSQL wants \(type): repair that row first")
         }
         if value.isNull { binds.appendNull(); return }
         switch (type, value.storage) {
