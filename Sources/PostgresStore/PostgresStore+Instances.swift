@@ -11,15 +11,15 @@ import Logging
 import PostgresNIO
 
 extension PostgresStore {
-    public func registerInstance(_ r: InstanceRegistration, cap: Int, clock: InstanceClock) async throws -> Bool {
+    public func registerInstance(deploymentId: String, _ r: AgentRegistration, cap: Int, clock: InstanceClock) async throws -> Bool {
         try await write { c in
             // A tombstone's tokens are revoked with it; this closes the window of a registration already past
             // the token check when the deletion committed.
-            guard try await c.rows("SELECT destroyed_at IS NULL AS alive FROM deployments WHERE id = \(r.deploymentId) FOR UPDATE", logger)
+            guard try await c.rows("SELECT destroyed_at IS NULL AS alive FROM deployments WHERE id = \(deploymentId) FOR UPDATE", logger)
                 .first?.bool("alive") == true else {
                 throw ControlPlaneError.unauthorized("invalid or revoked agent token")
             }
-            let present = try await Self.instances(r.deploymentId, clock, c, logger)
+            let present = try await Self.instances(deploymentId, clock, c, logger)
             let exists = present.contains { $0.instanceId == r.instanceId }
             if !exists {
                 let live = present.count(where: \.isLive)
@@ -28,28 +28,28 @@ extension PostgresStore {
             try await c.run("""
                 INSERT INTO instances (deployment_id, instance_id, metrics_url, agent_version, hostname, pid, config_version,
                     state, registered_at, last_heartbeat_at)
-                VALUES (\(r.deploymentId), \(r.instanceId), \(r.metricsUrl), \(r.agentVersion), \(r.hostname), \(r.pid),
+                VALUES (\(deploymentId), \(r.instanceId), \(r.metricsUrl), \(r.agentVersion), \(r.hostname), \(r.pid),
                         \(r.configVersion), \(r.state), \(clock.now), \(clock.now))
                 ON CONFLICT (deployment_id, instance_id) DO UPDATE SET metrics_url = EXCLUDED.metrics_url,
                     agent_version = EXCLUDED.agent_version, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid,
                     config_version = EXCLUDED.config_version, state = EXCLUDED.state,
                     registered_at = EXCLUDED.registered_at, last_heartbeat_at = EXCLUDED.last_heartbeat_at
                 """, logger)
-            try await Self.updateDeploymentStatus(r.deploymentId, clock, c, logger)
+            try await Self.updateDeploymentStatus(deploymentId, clock, c, logger)
             return !exists
         }
     }
 
-    public func recordHeartbeat(_ h: InstanceHeartbeat, clock: InstanceClock) async throws -> Bool {
+    public func recordHeartbeat(deploymentId: String, _ h: AgentHeartbeat, clock: InstanceClock) async throws -> Bool {
         try await write { c in
-            guard try await Self.lockDeployment(h.deploymentId, c, logger) else { return false }
+            guard try await Self.lockDeployment(deploymentId, c, logger) else { return false }
             let updated = try await c.rows("""
                 UPDATE instances SET state = \(h.state), config_version = \(h.configVersion), config_checksum = \(h.configChecksum),
                     last_heartbeat_at = \(clock.now)
-                WHERE deployment_id = \(h.deploymentId) AND instance_id = \(h.instanceId) RETURNING instance_id
+                WHERE deployment_id = \(deploymentId) AND instance_id = \(h.instanceId) RETURNING instance_id
                 """, logger)
             guard !updated.isEmpty else { return false }
-            try await Self.updateDeploymentStatus(h.deploymentId, clock, c, logger)
+            try await Self.updateDeploymentStatus(deploymentId, clock, c, logger)
             return true
         }
     }

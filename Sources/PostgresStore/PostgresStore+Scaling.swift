@@ -289,26 +289,11 @@ extension PostgresStore: ScalingStore {
 
     public func loadScalerStates() async throws -> [StoredScalerState] {
         try await read { c in
-            var states: [String: StoredScalerState] = [:]
-            for row in try await c.rows("SELECT deployment_id, span, sample FROM scaler_samples ORDER BY deployment_id, span, timestamp", logger) {
-                let id = try row.string("deployment_id")
-                let sample = try ScalerStateCodec.decode(sample: row.string("sample"))
-                var state = states[id] ?? StoredScalerState(deploymentId: id)
-                switch try row.double("span") {
-                case 0: state.history.raw.append(sample)
-                case 60: state.history.minutes.append(sample)
-                case 300: state.history.fiveMinutes.append(sample)
-                case 3600: state.history.hours.append(sample)
-                default: continue  // a tier this version does not keep
-                }
-                states[id] = state
-            }
-            for row in try await c.rows("SELECT deployment_id, memory FROM scaler_engine_memory", logger) {
-                let id = try row.string("deployment_id")
-                states[id, default: StoredScalerState(deploymentId: id)].engine =
-                    try ScalerStateCodec.decode(StoredEngineMemory.self, row.string("memory"))
-            }
-            return states.values.sorted { $0.deploymentId < $1.deploymentId }
+            try StoredScalerState.assemble(
+                samples: try await c.rows("SELECT deployment_id, span, sample FROM scaler_samples ORDER BY deployment_id, span, timestamp", logger)
+                    .map { (deploymentId: try $0.string("deployment_id"), span: try $0.double("span"), text: try $0.string("sample")) },
+                memories: try await c.rows("SELECT deployment_id, memory FROM scaler_engine_memory", logger)
+                    .map { (deploymentId: try $0.string("deployment_id"), text: try $0.string("memory")) })
         }
     }
 

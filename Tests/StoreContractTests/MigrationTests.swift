@@ -39,8 +39,9 @@ struct MigrationTests {
                                                       createdAt: t0, updatedAt: t0),
                                        ownerId: "alice", audit: audit("alice", nil, "create_template"))
         try await store.makeDeployment("d1", project: "p1")
-        _ = try await store.registerInstance(InstanceRegistration(deploymentId: "d1", instanceId: "i1", metricsUrl: nil, agentVersion: "1",
-                                                                  hostname: "h", pid: 9, configVersion: 1, state: "running"),
+        _ = try await store.registerInstance(deploymentId: "d1",
+                                             AgentRegistration(instanceId: "i1", metricsUrl: nil, agentVersion: "1", hostname: "h", pid: 9,
+                                                               configVersion: 1, state: "running"),
                                              cap: 5, clock: InstanceClock(now: t0, staleAfter: 30))
         let kept = try keyring.seal(Array("{}".utf8), aad: Keyring.aad(configId: "rollout-version:d1", key: "1"))
         try await store.keepConfigVersion(deploymentId: "d1", version: 1, sealed: kept, now: t0)

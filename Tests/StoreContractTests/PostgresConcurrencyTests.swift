@@ -1,6 +1,7 @@
 // What only PostgreSQL has to prove: several controllers (each its own PostgresStore, with its own pool) on one
 // database. The audit chain must not fork under concurrent appends, migrations must not race, and a rewrap cut
 // off midway must leave every secret as it was.
+import CodeRunnerWire
 import ControlPlane
 import Foundation
 import PostgresNIO
@@ -14,82 +15,63 @@ import TestSupport
 struct PostgresConcurrencyTests {
     @Test("400 audit appends from two controllers at once leave linear chains that verify")
     func concurrentAuditAppends() async throws {
-        try await Fixture.withPostgres { server in
-            let a = try await PostgresStore(configuration: Fixture.configuration(server))
-            let b = try await PostgresStore(configuration: Fixture.configuration(server))
-            do {
-                try await a.makeUser("alice")
-                try await a.makeProject("p1", owner: "alice")
-                // 200 appends per controller, 8 at a time on each: half to p1's chain, half to the chain without a project.
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for (name, store) in [("a", a), ("b", b)] {
-                        for lane in 0..<8 {
-                            group.addTask {
-                                for i in 0..<25 {
-                                    try await store.appendAudit(audit("alice", i.isMultiple(of: 2) ? "p1" : nil,
-                                                                      "\(name)-\(lane)-\(i)", at: i))
-                                }
+        try await Fixture.withTwoControllers { a, b in
+            try await a.makeUser("alice")
+            try await a.makeProject("p1", owner: "alice")
+            // 200 appends per controller, 8 at a time on each: half to p1's chain, half to the chain without a project.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (name, store) in [("a", a), ("b", b)] {
+                    for lane in 0..<8 {
+                        group.addTask {
+                            for i in 0..<25 {
+                                try await store.appendAudit(audit("alice", i.isMultiple(of: 2) ? "p1" : nil,
+                                                                  "\(name)-\(lane)-\(i)", at: i))
                             }
                         }
                     }
-                    try await group.waitForAll()
                 }
-                for projectId in ["p1", nil] as [String?] {
-                    let chain = try await b.auditChain(projectId: projectId)
-                    #expect(verified(chain) == [])
-                    // No fork: every entry's previous hash is used once.
-                    #expect(Set(chain.map(\.previousHash)).count == chain.count)
-                    #expect(chain.first?.previousHash == AuditChain.genesis)
-                }
-                #expect(try await a.auditChain(projectId: "p1").count == 1 + 208)
-                #expect(try await a.auditChain(projectId: nil).count == 192)
-            } catch {
-                await a.shutdown()
-                await b.shutdown()
-                throw error
+                try await group.waitForAll()
             }
-            await a.shutdown()
-            await b.shutdown()
+            for projectId in ["p1", nil] as [String?] {
+                let chain = try await b.auditChain(projectId: projectId)
+                #expect(verified(chain) == [])
+                // No fork: every entry's previous hash is used once.
+                #expect(Set(chain.map(\.previousHash)).count == chain.count)
+                #expect(chain.first?.previousHash == AuditChain.genesis)
+            }
+            #expect(try await a.auditChain(projectId: "p1").count == 1 + 208)
+            #expect(try await a.auditChain(projectId: nil).count == 192)
         }
     }
 
     @Test("agents registering through two controllers at once never pass the deployment's cap")
     func concurrentRegistrationsUnderTheCap() async throws {
-        try await Fixture.withPostgres { server in
-            let a = try await PostgresStore(configuration: Fixture.configuration(server))
-            let b = try await PostgresStore(configuration: Fixture.configuration(server))
-            do {
-                try await a.makeUser("alice")
-                try await a.makeProject("p1", owner: "alice")
-                try await a.makeDeployment("d1", project: "p1")
-                let clock = InstanceClock(now: t0, staleAfter: 30)
-                // 24 new instances, 12 through each controller, all at once, under a cap of 5.
-                let accepted = try await withThrowingTaskGroup(of: Bool.self) { group in
-                    for i in 0..<24 {
-                        let store = i.isMultiple(of: 2) ? a : b
-                        group.addTask {
-                            do {
-                                return try await store.registerInstance(
-                                    InstanceRegistration(deploymentId: "d1", instanceId: "i\(i)", metricsUrl: nil, agentVersion: "1",
-                                                         hostname: "h", pid: 7, configVersion: 1, state: "running"),
-                                    cap: 5, clock: clock)
-                            } catch ControlPlaneError.conflict {
-                                return false
-                            }
+        try await Fixture.withTwoControllers { a, b in
+            try await a.makeUser("alice")
+            try await a.makeProject("p1", owner: "alice")
+            try await a.makeDeployment("d1", project: "p1")
+            let clock = InstanceClock(now: t0, staleAfter: 30)
+            // 24 new instances, 12 through each controller, all at once, under a cap of 5.
+            let accepted = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for i in 0..<24 {
+                    let store = i.isMultiple(of: 2) ? a : b
+                    group.addTask {
+                        do {
+                            return try await store.registerInstance(
+                                deploymentId: "d1",
+                                AgentRegistration(instanceId: "i\(i)", metricsUrl: nil, agentVersion: "1", hostname: "h", pid: 7,
+                                                  configVersion: 1, state: "running"),
+                                cap: 5, clock: clock)
+                        } catch ControlPlaneError.conflict {
+                            return false
                         }
                     }
-                    return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
                 }
-                #expect(accepted == 5)
-                #expect(try await b.instances(deploymentId: "d1", clock: clock).count == 5)
-                #expect(try await a.deployment(id: "d1", ownerId: "alice")?.status == .running)
-            } catch {
-                await a.shutdown()
-                await b.shutdown()
-                throw error
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
             }
-            await a.shutdown()
-            await b.shutdown()
+            #expect(accepted == 5)
+            #expect(try await b.instances(deploymentId: "d1", clock: clock).count == 5)
+            #expect(try await a.deployment(id: "d1", ownerId: "alice")?.status == .running)
         }
     }
 

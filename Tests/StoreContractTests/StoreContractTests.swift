@@ -342,21 +342,21 @@ struct StoreContractTests {
             try await store.makeProject("p1", owner: "alice")
             try await store.makeDeployment("d1", project: "p1")
             try await store.makeDeployment("d2", project: "p1")
-            func registration(_ id: String, _ deployment: String = "d1", state: String = "starting") -> InstanceRegistration {
-                InstanceRegistration(deploymentId: deployment, instanceId: id, metricsUrl: "http://127.0.0.1:9\(id.suffix(1))/metrics",
-                                     agentVersion: "1.0", hostname: "h", pid: 41, configVersion: 1, state: state)
+            func registration(_ id: String, state: String = "starting") -> AgentRegistration {
+                AgentRegistration(instanceId: id, metricsUrl: "http://127.0.0.1:9\(id.suffix(1))/metrics",
+                                  agentVersion: "1.0", hostname: "h", pid: 41, configVersion: 1, state: state)
             }
             let clock = InstanceClock(now: at(10), staleAfter: 30)
-            #expect(try await store.registerInstance(registration("i1"), cap: 2, clock: clock))
-            #expect(try await store.registerInstance(registration("i2"), cap: 2, clock: clock.advanced(1)))
+            #expect(try await store.registerInstance(deploymentId: "d1", registration("i1"), cap: 2, clock: clock))
+            #expect(try await store.registerInstance(deploymentId: "d1", registration("i2"), cap: 2, clock: clock.advanced(1)))
             // Past the cap a new instance is refused; a known one re-registers.
             await #expect(throws: ControlPlaneError.conflict(InstanceRules.capReason(live: 2, cap: 2))) {
-                try await store.registerInstance(registration("i3"), cap: 2, clock: clock)
+                try await store.registerInstance(deploymentId: "d1", registration("i3"), cap: 2, clock: clock)
             }
-            #expect(try await store.registerInstance(registration("i2", state: "running"), cap: 2, clock: clock.advanced(2)) == false)
+            #expect(try await store.registerInstance(deploymentId: "d1", registration("i2", state: "running"), cap: 2, clock: clock.advanced(2)) == false)
             #expect(try await store.deployment(id: "d1", ownerId: "alice")?.status == .running)
             // Newest registration first; the other deployment's are apart.
-            #expect(try await store.registerInstance(registration("j1", "d2"), cap: 2, clock: clock))
+            #expect(try await store.registerInstance(deploymentId: "d2", registration("j1"), cap: 2, clock: clock))
             let listed = try await store.instances(deploymentId: "d1", clock: clock.advanced(2))
             #expect(listed.map(\.instanceId) == ["i2", "i1"])
             #expect(listed.first == Instance(deploymentId: "d1", instanceId: "i2", metricsUrl: "http://127.0.0.1:92/metrics",
@@ -365,10 +365,10 @@ struct StoreContractTests {
             #expect(try await store.allInstances(clock: clock).map(\.instanceId) == ["i2", "i1", "j1"])
 
             // Heartbeats move state and version; an unknown instance is false (the agent registers again).
-            #expect(try await store.recordHeartbeat(InstanceHeartbeat(deploymentId: "d1", instanceId: "i1", state: "backoff",
-                                                                      configVersion: 2, configChecksum: "c2"), clock: clock.advanced(20)))
-            #expect(try await store.recordHeartbeat(InstanceHeartbeat(deploymentId: "d1", instanceId: "nope", state: "running",
-                                                                      configVersion: 2, configChecksum: nil), clock: clock) == false)
+            #expect(try await store.recordHeartbeat(deploymentId: "d1", AgentHeartbeat(instanceId: "i1", state: "backoff",
+                                                                                          configVersion: 2, configChecksum: "c2"), clock: clock.advanced(20)))
+            #expect(try await store.recordHeartbeat(deploymentId: "d1", AgentHeartbeat(instanceId: "nope", state: "running",
+                                                                                          configVersion: 2, configChecksum: nil), clock: clock) == false)
             // A notable report is kept; a routine one moves the version. Both name the project.
             let refused = ConfigReport(instanceId: "i1", version: 3, checksum: "c3", result: .rolledBack, reason: "PORT invalid")
             #expect(try await store.recordConfigReport(deploymentId: "d1", refused, notable: true, now: at(31)) == "p1")
@@ -389,7 +389,7 @@ struct StoreContractTests {
             #expect(try await store.refreshDeploymentStatuses(clock: later).sorted() == ["d1", "d2"])
             #expect(try await store.deployment(id: "d1", ownerId: "alice")?.status == .failed)
             // A stale instance frees its place under the cap.
-            #expect(try await store.registerInstance(registration("i3"), cap: 2, clock: later))
+            #expect(try await store.registerInstance(deploymentId: "d1", registration("i3"), cap: 2, clock: later))
             // Exited once; the last live one gone leaves the deployment STOPPED.
             #expect(try await store.markInstanceExited(deploymentId: "d1", instanceId: "i1", clock: later))
             #expect(try await store.markInstanceExited(deploymentId: "d1", instanceId: "i1", clock: later) == false)
@@ -397,11 +397,11 @@ struct StoreContractTests {
             #expect(try await store.deployment(id: "d1", ownerId: "alice")?.status == .stopped)
             // The owner's stop pins the status; a tombstone refuses registrations.
             _ = try await store.applyLifecycle(.stop, deploymentId: "d2", running: 0, now: at(60), audit: audit("alice", "p1", "stop"))
-            #expect(try await store.registerInstance(registration("j2", "d2", state: "running"), cap: 2, clock: later.advanced(9)))
+            #expect(try await store.registerInstance(deploymentId: "d2", registration("j2", state: "running"), cap: 2, clock: later.advanced(9)))
             #expect(try await store.deployment(id: "d2", ownerId: "alice")?.status == .stopped)
             _ = try await store.applyLifecycle(.destroy, deploymentId: "d2", running: 0, now: at(61), audit: audit("alice", "p1", "destroy"))
             await #expect(throws: ControlPlaneError.unauthorized("invalid or revoked agent token")) {
-                try await store.registerInstance(registration("j3", "d2"), cap: 2, clock: later)
+                try await store.registerInstance(deploymentId: "d2", registration("j3"), cap: 2, clock: later)
             }
             #expect(try await store.deploymentProjects() == ["d1": "p1", "d2": "p1"])
             #expect(try await store.auditEntryCount() == (try await store.auditChain(projectId: "p1").count)

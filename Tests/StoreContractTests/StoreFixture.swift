@@ -58,6 +58,23 @@ enum Fixture {
         }
     }
 
+    /// Two stores with pools of their own on one fresh PostgreSQL: two controllers sharing a database.
+    static func withTwoControllers(_ body: (PostgresStore, PostgresStore) async throws -> Void) async throws {
+        try await withPostgres { server in
+            let a = try await PostgresStore(configuration: configuration(server))
+            let b = try await PostgresStore(configuration: configuration(server))
+            do {
+                try await body(a, b)
+            } catch {
+                await a.shutdown()
+                await b.shutdown()
+                throw error
+            }
+            await a.shutdown()
+            await b.shutdown()
+        }
+    }
+
     /// A PostgreSQL server with database `coderunner`, stopped and removed after `body`.
     static func withPostgres(_ body: (TestPostgres) async throws -> Void) async throws {
         let server = try TestPostgres.start()

@@ -8,26 +8,11 @@ public import Scaling
 extension SQLiteScalingStore {
     public func loadScalerStates() async throws -> [StoredScalerState] {
         try await pool.read { db in
-            var states: [String: StoredScalerState] = [:]
-            let rows = try Row.fetchCursor(db, sql: "SELECT deployment_id, span, sample FROM scaler_samples ORDER BY deployment_id, span, timestamp")
-            while let row = try rows.next() {
-                let id: String = row["deployment_id"]
-                let sample = try ScalerStateCodec.decode(sample: row["sample"])
-                var state = states[id] ?? StoredScalerState(deploymentId: id)
-                switch row["span"] as Double {
-                case 0: state.history.raw.append(sample)
-                case 60: state.history.minutes.append(sample)
-                case 300: state.history.fiveMinutes.append(sample)
-                case 3600: state.history.hours.append(sample)
-                default: continue  // a tier this version does not keep
-                }
-                states[id] = state
-            }
-            for row in try Row.fetchAll(db, sql: "SELECT deployment_id, memory FROM scaler_engine_memory") {
-                let id: String = row["deployment_id"]
-                states[id, default: StoredScalerState(deploymentId: id)].engine = try ScalerStateCodec.decode(StoredEngineMemory.self, row["memory"])
-            }
-            return states.values.sorted { $0.deploymentId < $1.deploymentId }
+            try StoredScalerState.assemble(
+                samples: try Row.fetchAll(db, sql: "SELECT deployment_id, span, sample FROM scaler_samples ORDER BY deployment_id, span, timestamp")
+                    .map { (deploymentId: $0["deployment_id"], span: $0["span"], text: $0["sample"]) },
+                memories: try Row.fetchAll(db, sql: "SELECT deployment_id, memory FROM scaler_engine_memory")
+                    .map { (deploymentId: $0["deployment_id"], text: $0["memory"]) })
         }
     }
 

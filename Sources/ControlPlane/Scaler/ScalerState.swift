@@ -22,6 +22,32 @@ public struct StoredScalerState: Sendable, Equatable {
     }
 }
 
+extension StoredScalerState {
+    /// The states stored rows hold, whichever backend read them: samples (deployment, tier span, ScalerStateCodec
+    /// text) in time order, and engine memories (deployment, JSON). A tier this version does not keep is skipped.
+    public static func assemble(samples: [(deploymentId: String, span: Double, text: String)],
+                                memories: [(deploymentId: String, text: String)]) throws -> [StoredScalerState] {
+        var states: [String: StoredScalerState] = [:]
+        for row in samples {
+            let sample = try ScalerStateCodec.decode(sample: row.text)
+            var state = states[row.deploymentId] ?? StoredScalerState(deploymentId: row.deploymentId)
+            switch row.span {
+            case 0: state.history.raw.append(sample)
+            case 60: state.history.minutes.append(sample)
+            case 300: state.history.fiveMinutes.append(sample)
+            case 3600: state.history.hours.append(sample)
+            default: continue
+            }
+            states[row.deploymentId] = state
+        }
+        for row in memories {
+            states[row.deploymentId, default: StoredScalerState(deploymentId: row.deploymentId)].engine =
+                try ScalerStateCodec.decode(StoredEngineMemory.self, row.text)
+        }
+        return states.values.sorted { $0.deploymentId < $1.deploymentId }
+    }
+}
+
 public struct StoredEngineMemory: Sendable, Equatable, Codable {
     /// The stored policies' ids and update times the engine was built from.
     public var policies: [String]

@@ -83,11 +83,7 @@ public final class InstanceRegistry: Sendable {
     public func register(agentToken: String, _ registration: AgentRegistration) async throws -> (AgentRegistrationAccepted, created: Bool) {
         let deploymentId = try await deployments.deploymentId(agentToken: agentToken)
         try Self.validate(registration)
-        let created = try await store.registerInstance(
-            InstanceRegistration(deploymentId: deploymentId, instanceId: registration.instanceId, metricsUrl: registration.metricsUrl,
-                                 agentVersion: registration.agentVersion, hostname: registration.hostname, pid: registration.pid,
-                                 configVersion: registration.configVersion, state: registration.state),
-            cap: instanceCap, clock: clock)
+        let created = try await store.registerInstance(deploymentId: deploymentId, registration, cap: instanceCap, clock: clock)
         deployments.feed.status.touch(deploymentId)
         logger.info("instance registered", metadata: ["deployment": "\(deploymentId)", "instance": "\(registration.instanceId)",
                                                       "state": "\(registration.state)"])
@@ -101,10 +97,7 @@ public final class InstanceRegistry: Sendable {
         try Self.check("instanceId", heartbeat.instanceId, pattern: true)
         try Self.check("state", heartbeat.state, pattern: true)
         if let checksum = heartbeat.configChecksum { try Self.check("configChecksum", checksum, pattern: true) }
-        let known = try await store.recordHeartbeat(
-            InstanceHeartbeat(deploymentId: deploymentId, instanceId: heartbeat.instanceId, state: heartbeat.state,
-                              configVersion: heartbeat.configVersion, configChecksum: heartbeat.configChecksum),
-            clock: clock)
+        let known = try await store.recordHeartbeat(deploymentId: deploymentId, heartbeat, clock: clock)
         guard known else { throw ControlPlaneError.notFound("instance") }
         deployments.feed.status.touch(deploymentId)
     }

@@ -4,47 +4,6 @@
 public import CodeRunnerWire
 public import Foundation
 
-/// What an agent's registration writes.
-public struct InstanceRegistration: Sendable, Equatable {
-    public var deploymentId: String
-    public var instanceId: String
-    public var metricsUrl: String?
-    public var agentVersion: String
-    public var hostname: String
-    public var pid: Int32
-    public var configVersion: Int64?
-    public var state: String
-
-    public init(deploymentId: String, instanceId: String, metricsUrl: String?, agentVersion: String, hostname: String,
-                pid: Int32, configVersion: Int64?, state: String) {
-        self.deploymentId = deploymentId
-        self.instanceId = instanceId
-        self.metricsUrl = metricsUrl
-        self.agentVersion = agentVersion
-        self.hostname = hostname
-        self.pid = pid
-        self.configVersion = configVersion
-        self.state = state
-    }
-}
-
-/// What a heartbeat writes.
-public struct InstanceHeartbeat: Sendable, Equatable {
-    public var deploymentId: String
-    public var instanceId: String
-    public var state: String
-    public var configVersion: Int64?
-    public var configChecksum: String?
-
-    public init(deploymentId: String, instanceId: String, state: String, configVersion: Int64?, configChecksum: String?) {
-        self.deploymentId = deploymentId
-        self.instanceId = instanceId
-        self.state = state
-        self.configVersion = configVersion
-        self.configChecksum = configChecksum
-    }
-}
-
 /// When an instance counts: heartbeats older than `staleAfter` seconds at `now` make it stale.
 public struct InstanceClock: Sendable, Equatable {
     public var now: Date
@@ -62,9 +21,9 @@ public protocol InstanceStore: Sendable {
     /// Inserts or refreshes the instance and then the deployment's status, in one transaction. A tombstone's
     /// deployment refuses it (401: its tokens went with it); a new instance past `cap` live ones is a conflict.
     /// True when the instance is new.
-    func registerInstance(_ registration: InstanceRegistration, cap: Int, clock: InstanceClock) async throws -> Bool
+    func registerInstance(deploymentId: String, _ registration: AgentRegistration, cap: Int, clock: InstanceClock) async throws -> Bool
     /// false when the instance is unknown (the agent registers again).
-    func recordHeartbeat(_ heartbeat: InstanceHeartbeat, clock: InstanceClock) async throws -> Bool
+    func recordHeartbeat(deploymentId: String, _ heartbeat: AgentHeartbeat, clock: InstanceClock) async throws -> Bool
     /// A routine report moves the instance's config version; a `notable` one (invalid, rolled back) is kept as its
     /// last report. Throws notFound for an unknown instance; returns the deployment's project.
     func recordConfigReport(deploymentId: String, _ report: ConfigReport, notable: Bool, now: Date) async throws -> String?

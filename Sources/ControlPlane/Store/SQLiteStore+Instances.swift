@@ -4,18 +4,18 @@ public import Foundation
 import GRDB
 
 extension SQLiteStore {
-    public func registerInstance(_ r: InstanceRegistration, cap: Int, clock: InstanceClock) async throws -> Bool {
+    public func registerInstance(deploymentId: String, _ r: AgentRegistration, cap: Int, clock: InstanceClock) async throws -> Bool {
         try await pool.write { db -> Bool in
             // A tombstone's tokens are revoked with it; this closes the window of a registration already past
             // the token check when the deletion committed.
             guard try Bool.fetchOne(db, sql: "SELECT destroyed_at IS NULL FROM deployments WHERE id = ?",
-                                    arguments: [r.deploymentId]) == true else {
+                                    arguments: [deploymentId]) == true else {
                 throw ControlPlaneError.unauthorized("invalid or revoked agent token")
             }
             let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM instances WHERE deployment_id = ? AND instance_id = ?",
-                                           arguments: [r.deploymentId, r.instanceId]) ?? false
+                                           arguments: [deploymentId, r.instanceId]) ?? false
             if !exists {
-                let live = try Self.instances(r.deploymentId, clock, db).count(where: \.isLive)
+                let live = try Self.instances(deploymentId, clock, db).count(where: \.isLive)
                 guard live < cap else { throw ControlPlaneError.conflict(InstanceRules.capReason(live: live, cap: cap)) }
             }
             try db.execute(sql: """
@@ -26,21 +26,21 @@ extension SQLiteStore {
                     agent_version = excluded.agent_version, hostname = excluded.hostname, pid = excluded.pid,
                     config_version = excluded.config_version, state = excluded.state,
                     registered_at = excluded.registered_at, last_heartbeat_at = excluded.last_heartbeat_at
-                """, arguments: [r.deploymentId, r.instanceId, r.metricsUrl, r.agentVersion, r.hostname, r.pid, r.configVersion,
+                """, arguments: [deploymentId, r.instanceId, r.metricsUrl, r.agentVersion, r.hostname, r.pid, r.configVersion,
                                  r.state, clock.now, clock.now])
-            try Self.updateDeploymentStatus(r.deploymentId, clock, db)
+            try Self.updateDeploymentStatus(deploymentId, clock, db)
             return !exists
         }
     }
 
-    public func recordHeartbeat(_ h: InstanceHeartbeat, clock: InstanceClock) async throws -> Bool {
+    public func recordHeartbeat(deploymentId: String, _ h: AgentHeartbeat, clock: InstanceClock) async throws -> Bool {
         try await pool.write { db -> Bool in
             try db.execute(sql: """
                 UPDATE instances SET state = ?, config_version = ?, config_checksum = ?, last_heartbeat_at = ?
                 WHERE deployment_id = ? AND instance_id = ?
-                """, arguments: [h.state, h.configVersion, h.configChecksum, clock.now, h.deploymentId, h.instanceId])
+                """, arguments: [h.state, h.configVersion, h.configChecksum, clock.now, deploymentId, h.instanceId])
             guard db.changesCount > 0 else { return false }
-            try Self.updateDeploymentStatus(h.deploymentId, clock, db)
+            try Self.updateDeploymentStatus(deploymentId, clock, db)
             return true
         }
     }
