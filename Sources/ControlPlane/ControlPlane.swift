@@ -173,8 +173,22 @@ public struct ControlPlane: Sendable {
         let metrics = configuration.metricsToken == nil ? nil : ControllerMetrics()
         let backend = configuration.backend
         let opened = try await backend.open(feed, metrics, logger)
-        let store = opened.store
         logger.info("store opened", metadata: ["store": "\(backend.description)"])
+        do {
+            return try await wire(configuration, opened: opened, hub: hub, statusFeed: statusFeed, feed: feed, metrics: metrics,
+                                  dependencies: dependencies, logger: logger)
+        } catch {
+            // A pool left open would outlive the failed start (a test's process, a retry).
+            await opened.close()
+            throw error
+        }
+    }
+
+    /// The services on an opened store.
+    private static func wire(_ configuration: ControllerConfiguration, opened: StoreBackend.Opened, hub: ConfigWatchHub,
+                             statusFeed: StatusFeed, feed: ChangeFeed, metrics: ControllerMetrics?, dependencies: Dependencies,
+                             logger: Logger) async throws -> ControlPlane {
+        let store = opened.store
         let master = try MasterKeyLoader.load(configuration)
         let secrets = try await SecretBox(master: master, store: store, rotationThreshold: configuration.rotationThreshold,
                                           dependencies: dependencies, logger: logger)
