@@ -36,6 +36,14 @@ struct DatabaseURLTests {
         #expect(throws: DatabaseURL.Failure.invalid(reason)) { try DatabaseURL.configuration(url) }
     }
 
+    /// PGPASSWORD fills in a password the URL does not hold; a URL's own password wins.
+    @Test func aPasswordFromTheEnvironment() throws {
+        #expect(try DatabaseURL.configuration("postgres://cr@db/cr", password: "from-env").password == "from-env")
+        #expect(try DatabaseURL.configuration("postgres://cr:in-url@db/cr", password: "from-env").password == "in-url")
+        #expect(try DatabaseURL.configuration("postgres://cr@db/cr", password: "").password == nil)
+        #expect(try DatabaseURL.configuration("postgres://cr@db/cr", password: nil).password == nil)
+    }
+
     @Test func redactedHidesThePassword() {
         #expect(DatabaseURL.redacted("postgres://cr:secret@db:5432/cr?sslmode=require") == "postgres://cr:***@db:5432/cr?sslmode=require")
     }
