@@ -10,6 +10,11 @@ public struct FencedOut: Error, Equatable, CustomStringConvertible {
     public var epoch: Int64
     public var current: Int64
 
+    public init(epoch: Int64, current: Int64) {
+        self.epoch = epoch
+        self.current = current
+    }
+
     public var description: String {
         "refused: this node led with epoch \(epoch), but epoch \(current) has begun since (another node leads); nothing was written"
     }

@@ -4,7 +4,7 @@ import ControlPlane
 import Foundation
 import Logging
 import PostgresNIO
-@testable import PostgresStore
+import PostgresStore
 import Testing
 import TestSupport
 
