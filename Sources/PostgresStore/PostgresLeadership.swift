@@ -116,8 +116,15 @@ public final class PostgresLeadership: Sendable {
     private func campaign(_ connection: PostgresConnection, id: Int, connected: () -> Void) async throws {
         let idleTimeout = max(options.interval * options.idleSessionIntervals, .seconds(1))
         let pid = try await timed(connection) {
-            try await connection.run(PostgresQuery(unsafeSQL: "SET idle_session_timeout = \(Self.milliseconds(idleTimeout))"), self.logger)
-            return try await connection.rows("SELECT pg_backend_pid() AS pid", self.logger).first?.int64("pid") ?? 0
+            let row = try await connection.rows("""
+                SELECT pg_backend_pid() AS pid, current_setting('server_version_num')::int >= 140000 AS has_idle_timeout
+                """, self.logger).first
+            // PostgreSQL 12 and 13 have no idle_session_timeout: there, a partitioned leader's session lasts until
+            // the server's TCP keepalives give up on it.
+            if try row?.bool("has_idle_timeout") == true {
+                try await connection.run(PostgresQuery(unsafeSQL: "SET idle_session_timeout = \(Self.milliseconds(idleTimeout))"), self.logger)
+            }
+            return try row?.int64("pid") ?? 0
         }
         state.withLock { $0.backendPID = Int32(truncatingIfNeeded: pid) }
         connected()
