@@ -11,6 +11,10 @@ import Synchronization
 import Testing
 import TestSupport
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Records each delivered change with the moment it arrived.
 final class ChangeCollector: ClusterChangeSubscriber {
     private let received = Mutex<[(change: ClusterChange, at: ContinuousClock.Instant)]>([])
@@ -204,6 +208,31 @@ struct ClusterChangeFeedTests {
                 versions: [DeploymentVersion(deploymentId: "d1", version: 5), DeploymentVersion(deploymentId: "d2", version: 4)],
                 removed: ["d4"], everything: true), tokensRevoked: ["d3"]))
             #expect(collector.changes.filter { $0.origin == nil }.count == 1)
+        }
+    }
+
+    @Test("a listener whose server stops answering (a partition) finds out by its keepalive, reconnects and catches up")
+    func silentConnectionIsReplaced() async throws {
+        var options = PostgresChangeListener.Options()
+        options.keepalive = .milliseconds(200)
+        options.statementTimeout = .milliseconds(300)
+        options.initialBackoff = .milliseconds(50)
+        try await Fixture.withTwoNodes(options: options) { _, a, _, listener, collector in
+            try await a.makeUser("alice")
+            try await a.makeProject("p1", owner: "alice")
+            try await a.makeDeployment("d1", project: "p1")
+            #expect(await eventually { collector.versions["d1"] == [1] })
+            let pid = try #require(listener.backendPID)
+            // Its server process stops (as behind a cut network): no error, no close, no notification.
+            #expect(kill(pid_t(pid), SIGSTOP) == 0)
+            defer { _ = kill(pid_t(pid), SIGCONT) }
+            _ = try await a.bumpVersion(deploymentId: "d1", audit: audit("alice", "p1", "while-silent"))
+            // Keepalive within 200 ms, its timeout 300 ms later, a reconnect after 50 ms: well within 5 s.
+            #expect(await eventually { listener.listens == 2 })
+            #expect(await eventually { collector.versions["d1"] == [1, 2] })
+            #expect(collector.changes.last == ClusterChange(origin: nil, changes: ConfigChanges(
+                versions: [DeploymentVersion(deploymentId: "d1", version: 2)], everything: true)))
+            _ = kill(pid_t(pid), SIGCONT)
         }
     }
 
