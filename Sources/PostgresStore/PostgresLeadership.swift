@@ -55,6 +55,7 @@ public final class PostgresLeadership: Sendable {
         var connection = 0
         var connectionOpen = false
         var backendPID: Int32?
+        var lockAttempts = 0
     }
 
     private let configuration: PostgresConnection.Configuration
@@ -78,6 +79,8 @@ public final class PostgresLeadership: Sendable {
     public var status: Status { state.withLock { $0.status } }
     /// The server process of the current connection (tests end it to simulate a lost connection).
     public var backendPID: Int32? { state.withLock { $0.backendPID } }
+    /// How many times this node has tried the leader's lock (once per interval while not leading).
+    public var lockAttempts: Int { state.withLock { $0.lockAttempts } }
 
     private var statementTimeout: Duration { options.statementTimeout ?? options.interval }
 
@@ -139,6 +142,7 @@ public final class PostgresLeadership: Sendable {
                     """, self.logger)
             }
             if status == .notLeading {
+                state.withLock { $0.lockAttempts += 1 }
                 let won = try await timed(connection) {
                     try await connection.rows("""
                         SELECT pg_try_advisory_lock(\(PostgresStore.Locks.store), \(PostgresStore.Locks.leader)) AS won
