@@ -61,7 +61,8 @@ public final class PostgresChangeListener: Sendable {
         while !Task.isCancelled {
             connectionID += 1
             do {
-                let connection = try await PostgresConnection.connect(configuration: configuration, id: connectionID, logger: logger)
+                let connection = try await Statement.connect(configuration, id: connectionID, timeout: options.statementTimeout * 3,
+                                                             logger: logger)
                 do {
                     try await session(connection, delivered: &delivered, listening: { backoff = options.initialBackoff })
                 } catch {
@@ -151,34 +152,6 @@ public final class PostgresChangeListener: Sendable {
                 entries[try row.string("id")] = .init(version: try row.int64("config_version"), revokedTokens: try row.int64("revoked"))
             }
             return ChangeSnapshot(entries)
-        }
-    }
-}
-
-/// The statement timeout of the cluster's dedicated connections.
-enum Statement {
-    struct TimedOut: Error, CustomStringConvertible {
-        var timeout: Duration
-        var description: String { "a statement to PostgreSQL did not come back within \(timeout); the connection was closed" }
-    }
-
-    /// Runs `body`; if it has not finished after `timeout`, closes the connection (which fails the statements in
-    /// flight on it) and throws TimedOut. A server-side statement_timeout would not help: a partitioned server
-    /// cannot answer at all.
-    static func timed<T: Sendable>(_ timeout: Duration, _ connection: PostgresConnection,
-                                   _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else {
-                connection.close().whenComplete { _ in }
-                throw TimedOut(timeout: timeout)
-            }
-            return value
         }
     }
 }

@@ -195,20 +195,3 @@ public final class PostgresLeadership: Sendable {
         duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }
-
-extension Statement {
-    /// Connects, or fails after `timeout` (a partitioned server may never answer the handshake).
-    static func connect(_ configuration: PostgresConnection.Configuration, id: Int, timeout: Duration,
-                        logger: Logger) async throws -> PostgresConnection {
-        try await withThrowingTaskGroup(of: PostgresConnection?.self) { group in
-            group.addTask { try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger) }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let connection = first else { throw TimedOut(timeout: timeout) }
-            return connection
-        }
-    }
-}
