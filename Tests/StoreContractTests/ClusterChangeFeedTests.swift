@@ -236,6 +236,33 @@ struct ClusterChangeFeedTests {
         }
     }
 
+    @Test("a change too large for a payload (1,000 deployments moved by one write) reaches the listener by comparison")
+    func overflowIsFoundByComparison() async throws {
+        try await Fixture.withTwoNodes { server, a, _, listener, collector in
+            try await a.makeUser("alice")
+            try await a.makeProject("p1", owner: "alice")
+            // Made behind the store's back (no notification), as a quick way to a large project.
+            try server.psql("coderunner", """
+                INSERT INTO deployments (id, project_id, environment, name, created_at, updated_at)
+                SELECT 'deployment-' || n, 'p1', 'production', 'd' || n, now(), now() FROM generate_series(1, 1000) AS n
+                """)
+            // One write moves all of their versions: 1,000 pairs do not fit in 8,000 bytes.
+            try await a.createConfig(StoredConfig(id: "c1", projectId: "p1", environment: .production, name: "main",
+                                                  isActive: true, createdAt: t0, updatedAt: t0, variables: []),
+                                     audit: audit("alice", "p1", "create_config"))
+            #expect(await eventually { collector.changes.count == 1 })
+            try await Task.sleep(for: .milliseconds(100))
+            let change = try #require(collector.changes.first)
+            #expect(change.origin == nil)
+            #expect(change.changes.everything == false)
+            #expect(change.changes.versions.count == 1000)
+            #expect(change.changes.versions.allSatisfy { $0.version == 2 })
+            #expect(Set(change.changes.versions.map(\.deploymentId)) == Set((1...1000).map { "deployment-\($0)" }))
+            #expect(collector.changes.count == 1)
+            #expect(listener.listens == 1)
+        }
+    }
+
     // MARK: Pure parts
 
     @Test("a payload carries a change and decodes to the same change")
