@@ -83,7 +83,8 @@ public enum ClusterNotification {
     }
 
     /// The payload for a change, or the overflow marker when the change does not fit.
-    static func encode(_ change: ClusterChange, origin: String) -> String {
+    static func encode(_ change: ClusterChange) -> String {
+        let origin = change.origin ?? ""
         let payload = Payload(
             o: origin,
             v: change.changes.versions.isEmpty ? nil : change.changes.versions.map { Payload.Version(id: $0.deploymentId, version: $0.version) },

@@ -91,8 +91,10 @@ extension PostgresStore {
                 """, logger).isEmpty == false {
                 throw StoreError.conflict(LifecycleRules.destroyedReason)
             }
-            try await c.run("UPDATE agent_tokens SET revoked_at = \(now) WHERE deployment_id = \(deploymentId) AND revoked_at IS NULL", logger)
-            try await notifyTokensRevoked([deploymentId], c)
+            let revoked = try await c.rows("""
+                UPDATE agent_tokens SET revoked_at = \(now) WHERE deployment_id = \(deploymentId) AND revoked_at IS NULL RETURNING deployment_id
+                """, logger).map { try $0.string("deployment_id") }
+            try await notifyTokensRevoked(revoked, c)
             if let newHash {
                 try await c.run("INSERT INTO agent_tokens (token_hash, deployment_id, created_at) VALUES (\(newHash), \(deploymentId), \(now))", logger)
             }
@@ -208,8 +210,11 @@ extension PostgresStore {
                     UPDATE deployments SET destroyed_at = \(now), stopped_at = COALESCE(stopped_at, \(now)), status = 'DESTROYED',
                         updated_at = \(now) WHERE id = \(deploymentId)
                     """, logger)
-                try await c.run("UPDATE agent_tokens SET revoked_at = \(now) WHERE deployment_id = \(deploymentId) AND revoked_at IS NULL", logger)
-                try await notifyTokensRevoked([deploymentId], c)
+                let revoked = try await c.rows("""
+                    UPDATE agent_tokens SET revoked_at = \(now) WHERE deployment_id = \(deploymentId) AND revoked_at IS NULL
+                    RETURNING deployment_id
+                    """, logger).map { try $0.string("deployment_id") }
+                try await notifyTokensRevoked(revoked, c)
             }
             try await Self.append(audit, c, logger)
             guard let updated = try await c.rows("SELECT * FROM deployments WHERE id = \(deploymentId)", logger).first else { return nil }

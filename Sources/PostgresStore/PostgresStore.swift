@@ -124,7 +124,7 @@ public final class PostgresStore: ControlPlaneStore {
     /// Tells the other nodes, inside the write's transaction: PostgreSQL delivers the notification only when the
     /// transaction commits, after every earlier commit's, and never when it rolls back.
     func notify(_ change: ClusterChange, _ c: PostgresConnection) async throws {
-        let payload = ClusterNotification.encode(change, origin: nodeName)
+        let payload = ClusterNotification.encode(change)
         try await c.run("SELECT pg_notify(\(ClusterNotification.channel), \(payload))", logger)
     }
 

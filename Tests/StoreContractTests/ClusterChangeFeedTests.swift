@@ -269,7 +269,7 @@ struct ClusterChangeFeedTests {
     func payloadRoundTrip() throws {
         let change = ClusterChange(origin: "node-a", changes: ConfigChanges(
             versions: [DeploymentVersion(deploymentId: "d1", version: 7)], removed: ["d2"], everything: true), tokensRevoked: ["d3"])
-        let text = ClusterNotification.encode(change, origin: "node-a")
+        let text = ClusterNotification.encode(change)
         #expect(text == #"{"e":true,"o":"node-a","r":["d2"],"t":["d3"],"v":[["d1",7]]}"#)
         #expect(ClusterNotification.decode(text) == .change(change))
         #expect(ClusterNotification.decode("not json") == nil)
@@ -278,7 +278,7 @@ struct ClusterChangeFeedTests {
     @Test("a change too large for a payload is sent as an overflow marker")
     func payloadOverflow() {
         let versions = (0..<400).map { DeploymentVersion(deploymentId: "deployment-\($0)", version: Int64($0)) }
-        let text = ClusterNotification.encode(ClusterChange(origin: "node-a", changes: ConfigChanges(versions: versions)), origin: "node-a")
+        let text = ClusterNotification.encode(ClusterChange(origin: "node-a", changes: ConfigChanges(versions: versions)))
         #expect(text == #"{"o":"node-a","x":true}"#)
         #expect(ClusterNotification.decode(text) == .overflow(origin: "node-a", everything: false))
     }
