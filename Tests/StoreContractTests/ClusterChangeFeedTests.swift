@@ -172,6 +172,20 @@ struct ClusterChangeFeedTests {
         }
     }
 
+    @Test("a rollback's new version, which the rollout driver publishes to its own node itself, reaches the other nodes")
+    func rollbackVersionReachesOtherNodes() async throws {
+        try await Fixture.withTwoNodes { _, a, _, _, collector in
+            try await a.makeUser("alice")
+            try await a.makeProject("p1", owner: "alice")
+            try await a.makeDeployment("d1", project: "p1")
+            let version = try await a.appendKeptConfigVersion(deploymentId: "d1", now: at(1)) { _ in [1, 2, 3] }
+            #expect(version == 2)
+            #expect(await eventually { collector.changes.count == 2 })
+            #expect(collector.changes.last == ClusterChange(
+                origin: "node-a", changes: ConfigChanges(versions: [DeploymentVersion(deploymentId: "d1", version: 2)])))
+        }
+    }
+
     @Test("the listener's session ended by the server: after the reconnect every missed change is delivered")
     func reconnectCatchesUp() async throws {
         var options = PostgresChangeListener.Options()
