@@ -396,5 +396,27 @@ enum PostgresMigrations {
             )
             """,
         ]),
+        // PostgreSQL only (no SQLite twin: one controller on SQLite has no cluster). The leader's row is the
+        // fencing epoch (PostgresLeadership bumps it on winning the lock); nodes upsert their heartbeat.
+        Migration(name: "pg-cluster-leader-and-nodes", statements: [
+            """
+            CREATE TABLE cluster_leader (
+                singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+                epoch BIGINT NOT NULL DEFAULT 0,
+                node TEXT,
+                since TIMESTAMPTZ
+            )
+            """,
+            "INSERT INTO cluster_leader (singleton, epoch) VALUES (TRUE, 0)",
+            """
+            CREATE TABLE cluster_nodes (
+                name TEXT PRIMARY KEY,
+                capacity_cores DOUBLE PRECISION NOT NULL CHECK (capacity_cores >= 0),
+                capacity_memory_bytes BIGINT NOT NULL CHECK (capacity_memory_bytes >= 0),
+                last_heartbeat TIMESTAMPTZ NOT NULL,
+                draining BOOLEAN NOT NULL DEFAULT FALSE
+            )
+            """,
+        ]),
     ]
 }

@@ -32,6 +32,10 @@ extension PostgresStore {
                 INSERT INTO agent_tokens (token_hash, deployment_id, created_at) VALUES (\(agentTokenHash), \(deployment.id), \(deployment.createdAt))
                 """, logger)
             try await Self.append(audit, c, logger)
+            // Not a change this node's own subscriber needs (nothing waits on a new deployment), but the other nodes'
+            // listeners learn of it, so that its removal while one of them is away is found by comparison.
+            try await notify(ClusterChange(origin: nodeName, changes: ConfigChanges(
+                versions: [DeploymentVersion(deploymentId: deployment.id, version: deployment.configVersion)])), c)
             return deployment
         }
     }
@@ -87,7 +91,10 @@ extension PostgresStore {
                 """, logger).isEmpty == false {
                 throw StoreError.conflict(LifecycleRules.destroyedReason)
             }
-            try await c.run("UPDATE agent_tokens SET revoked_at = \(now) WHERE deployment_id = \(deploymentId) AND revoked_at IS NULL", logger)
+            let revoked = try await c.rows("""
+                UPDATE agent_tokens SET revoked_at = \(now) WHERE deployment_id = \(deploymentId) AND revoked_at IS NULL RETURNING deployment_id
+                """, logger).map { try $0.string("deployment_id") }
+            try await notifyTokensRevoked(revoked, c)
             if let newHash {
                 try await c.run("INSERT INTO agent_tokens (token_hash, deployment_id, created_at) VALUES (\(newHash), \(deploymentId), \(now))", logger)
             }
@@ -120,7 +127,10 @@ extension PostgresStore {
 
     public func revokeAgentToken(hash: String, now: Date) async throws {
         try await write { c in
-            try await c.run("UPDATE agent_tokens SET revoked_at = \(now) WHERE token_hash = \(hash) AND revoked_at IS NULL", logger)
+            let revoked = try await c.rows("""
+                UPDATE agent_tokens SET revoked_at = \(now) WHERE token_hash = \(hash) AND revoked_at IS NULL RETURNING deployment_id
+                """, logger).map { try $0.string("deployment_id") }
+            try await notifyTokensRevoked(revoked, c)
         }
     }
 
@@ -130,11 +140,13 @@ extension PostgresStore {
 
     public func revokeAgentTokens(issuedBy: String, except hashes: Set<String>, now: Date) async throws -> Int {
         try await write { c in
-            try await c.rows("""
+            let revoked = try await c.rows("""
                 UPDATE agent_tokens SET revoked_at = \(now)
                 WHERE issued_by = \(issuedBy) AND revoked_at IS NULL AND NOT (token_hash = ANY(\(hashes.sorted())))
-                RETURNING token_hash
-                """, logger).count
+                RETURNING deployment_id
+                """, logger).map { try $0.string("deployment_id") }
+            try await notifyTokensRevoked(revoked, c)
+            return revoked.count
         }
     }
 
@@ -198,7 +210,11 @@ extension PostgresStore {
                     UPDATE deployments SET destroyed_at = \(now), stopped_at = COALESCE(stopped_at, \(now)), status = 'DESTROYED',
                         updated_at = \(now) WHERE id = \(deploymentId)
                     """, logger)
-                try await c.run("UPDATE agent_tokens SET revoked_at = \(now) WHERE deployment_id = \(deploymentId) AND revoked_at IS NULL", logger)
+                let revoked = try await c.rows("""
+                    UPDATE agent_tokens SET revoked_at = \(now) WHERE deployment_id = \(deploymentId) AND revoked_at IS NULL
+                    RETURNING deployment_id
+                    """, logger).map { try $0.string("deployment_id") }
+                try await notifyTokensRevoked(revoked, c)
             }
             try await Self.append(audit, c, logger)
             guard let updated = try await c.rows("SELECT * FROM deployments WHERE id = \(deploymentId)", logger).first else { return nil }

@@ -55,6 +55,9 @@ extension PostgresStore {
                 VALUES (\(deploymentId), \(version), \(ByteBuffer(bytes: try seal(version))), \(now))
                 ON CONFLICT (deployment_id, version) DO UPDATE SET sealed = EXCLUDED.sealed, created_at = EXCLUDED.created_at
                 """, logger)
+            // The rollout driver publishes this version to its own node itself; the other nodes hear it here.
+            try await notify(ClusterChange(origin: nodeName, changes: ConfigChanges(
+                versions: [DeploymentVersion(deploymentId: deploymentId, version: version)])), c)
             return version
         }
     }

@@ -17,6 +17,8 @@ public final class PostgresStore: ControlPlaneStore {
     let client: PostgresClient
     let logger: Logger
     let subscriber: (any ConfigChangeSubscriber)?
+    /// This node's name in the notifications its writes send (ClusterChange.origin).
+    let nodeName: String
     private let runner: Task<Void, Never>
 
     /// Advisory lock keys (two int4: a class and an object). The object of the audit and owner locks is the
@@ -27,15 +29,20 @@ public final class PostgresStore: ControlPlaneStore {
         static let registration: Int32 = 2
         static let auditChain: Int32 = 0x4352_0002
         static let ownerDeployments: Int32 = 0x4352_0003
+        /// Held for a session by the leading node (PostgresLeadership), with `store` as its class.
+        static let leader: Int32 = 3
     }
 
-    /// Connects a pool (it runs until `shutdown()`), and migrates the database to the newest schema.
+    /// Connects a pool (it runs until `shutdown()`), and migrates the database to the newest schema. Every write
+    /// that changes agents' configs or revokes agent tokens also notifies the other nodes (ClusterNotification),
+    /// naming itself `nodeName`.
     public init(configuration: PostgresClient.Configuration, publishingTo subscriber: (any ConfigChangeSubscriber)? = nil,
-                logger: Logger = Logger(label: "coderunner.store.postgres")) async throws {
+                nodeName: String = "", logger: Logger = Logger(label: "coderunner.store.postgres")) async throws {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
         self.subscriber = subscriber
+        self.nodeName = nodeName
         runner = Task { await client.run() }
         do {
             try await Self.migrate(client, logger: logger)
@@ -104,6 +111,7 @@ public final class PostgresStore: ControlPlaneStore {
             (result, changes) = try await transaction { c in
                 var changes = ConfigChanges()
                 let result = try await body(c, &changes)
+                if !changes.isEmpty { try await notify(ClusterChange(origin: nodeName, changes: changes), c) }
                 return (result, changes)
             }
         } catch {
@@ -111,6 +119,20 @@ public final class PostgresStore: ControlPlaneStore {
         }
         if !changes.isEmpty { await subscriber?.committed(changes) }
         return result
+    }
+
+    /// Tells the other nodes, inside the write's transaction: PostgreSQL delivers the notification only when the
+    /// transaction commits, after every earlier commit's, and never when it rolls back.
+    func notify(_ change: ClusterChange, _ c: PostgresConnection) async throws {
+        let payload = ClusterNotification.encode(change)
+        try await c.run("SELECT pg_notify(\(ClusterNotification.channel), \(payload))", logger)
+    }
+
+    /// The same for agent tokens revoked by the write (their deployments' ids).
+    func notifyTokensRevoked(_ deploymentIds: [String], _ c: PostgresConnection) async throws {
+        let ids = Array(Set(deploymentIds)).sorted()
+        guard !ids.isEmpty else { return }
+        try await notify(ClusterChange(origin: nodeName, tokensRevoked: ids), c)
     }
 
     /// A read in one snapshot (a config and its variables agree).
