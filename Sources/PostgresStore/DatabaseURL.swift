@@ -19,8 +19,19 @@ public enum DatabaseURL {
 
     public static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
-    /// The client configuration the URL names. The password is kept only in the configuration: never log `text`.
-    public static func configuration(_ text: String) throws(Failure) -> PostgresClient.Configuration {
+    /// What a URL names.
+    struct Parts {
+        var host: String
+        var port: Int
+        var username: String
+        var password: String?
+        var database: String
+        var sslMode: String
+        /// For every mode but disable: the TLS settings libpq's meaning of the mode asks for.
+        var tls: TLSConfiguration?
+    }
+
+    static func parts(_ text: String, password fallback: String? = nil) throws(Failure) -> Parts {
         guard let components = URLComponents(string: text) else { throw .invalid("not a URL") }
         guard components.scheme == "postgres" || components.scheme == "postgresql" else {
             throw .invalid("the scheme must be postgres:// or postgresql://")
@@ -43,37 +54,51 @@ public enum DatabaseURL {
                 throw .invalid("unknown parameter \(item.name); only sslmode is understood")
             }
         }
-        let tls: PostgresClient.Configuration.TLS
-        var client = TLSConfiguration.makeClientConfiguration()
+        var client: TLSConfiguration? = TLSConfiguration.makeClientConfiguration()
         switch sslMode {
-        case "disable":
-            tls = .disable
-        case "allow", "prefer":
-            client.certificateVerification = .none
-            tls = .prefer(client)
-        case "require":
-            client.certificateVerification = .none
-            tls = .require(client)
-        case "verify-ca":
-            client.certificateVerification = .noHostnameVerification
-            tls = .require(client)
-        default:
-            client.certificateVerification = .fullVerification
-            tls = .require(client)
+        case "disable": client = nil
+        case "allow", "prefer", "require": client?.certificateVerification = .none
+        case "verify-ca": client?.certificateVerification = .noHostnameVerification
+        default: client?.certificateVerification = .fullVerification
         }
         // URLComponents keeps percent-escapes in user and password; the server wants them decoded.
         let username = components.percentEncodedUser?.removingPercentEncoding ?? user
-        let password = components.percentEncodedPassword.map { $0.removingPercentEncoding ?? $0 }
-        return PostgresClient.Configuration(host: host, port: port, username: username, password: password,
-                                            database: database, tls: tls)
+        var password = components.percentEncodedPassword.map { $0.removingPercentEncoding ?? $0 }
+        if password == nil, let fallback, !fallback.isEmpty { password = fallback }
+        return Parts(host: host, port: port, username: username, password: password, database: database, sslMode: sslMode, tls: client)
+    }
+
+    /// The client configuration the URL names. The password is kept only in the configuration: never log `text`.
+    public static func configuration(_ text: String) throws(Failure) -> PostgresClient.Configuration {
+        try configuration(text, password: nil)
+    }
+
+    /// One connection's configuration (the leadership's and the change listener's dedicated sessions), with the
+    /// same TLS as the pool's.
+    public static func connectionConfiguration(_ text: String, password: String?) throws -> PostgresConnection.Configuration {
+        let parts = try parts(text, password: password)
+        let tls: PostgresConnection.Configuration.TLS
+        switch (parts.sslMode, parts.tls) {
+        case (_, nil): tls = .disable
+        case ("allow", let client?), ("prefer", let client?): tls = .prefer(try NIOSSLContext(configuration: client))
+        case (_, let client?): tls = .require(try NIOSSLContext(configuration: client))
+        }
+        return PostgresConnection.Configuration(host: parts.host, port: parts.port, username: parts.username, password: parts.password,
+                                                database: parts.database, tls: tls)
     }
 
     /// The same, with `password` (PGPASSWORD, as libpq reads it) when the URL holds none: a password on a command
     /// line is readable by every local user in /proc.
     public static func configuration(_ text: String, password: String?) throws(Failure) -> PostgresClient.Configuration {
-        var configuration = try configuration(text)
-        if configuration.password == nil, let password, !password.isEmpty { configuration.password = password }
-        return configuration
+        let parts = try parts(text, password: password)
+        let tls: PostgresClient.Configuration.TLS
+        switch (parts.sslMode, parts.tls) {
+        case (_, nil): tls = .disable
+        case ("allow", let client?), ("prefer", let client?): tls = .prefer(client)
+        case (_, let client?): tls = .require(client)
+        }
+        return PostgresClient.Configuration(host: parts.host, port: parts.port, username: parts.username, password: parts.password,
+                                            database: parts.database, tls: tls)
     }
 
     /// The URL with its password masked, for logs and errors.

@@ -25,6 +25,13 @@ struct ServeCommand: AsyncParsableCommand {
         valueName: "url"))
     var database: String?
 
+    @Option(help: "With --database: this controller's name among those sharing the database (env CODERUNNER_NODE_NAME; default: the host name).")
+    var nodeName: String?
+
+    @Option(help: ArgumentHelp("With --database: what this node offers, CORES,MEMORY such as 4,8G (env CODERUNNER_NODE_CAPACITY; default: this machine's).",
+                               valueName: "cores,memory"))
+    var nodeCapacity: String?
+
     @Option(help: "File holding the base64 master key (env CODERUNNER_MASTER_KEY_FILE; CODERUNNER_MASTER_KEY may hold the key itself; default: <data-dir>/master.key, generated on first start).")
     var masterKeyFile: String?
 
@@ -308,12 +315,14 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = ControllerConfiguration(
             host: host, port: port,
             dataDirectory: dataDir ?? environment["CODERUNNER_DATA_DIR"] ?? ControllerConfiguration.defaultDataDirectory)
+        var lease: ActiveControllerLease?
         if let url = database ?? environment["CODERUNNER_DATABASE"], !url.isEmpty {
             do {
                 configuration.storeBackend = try StoreBackend.postgres(url, password: environment["PGPASSWORD"])
             } catch {
                 throw ValidationError("--database: \(error.description)")
             }
+            lease = try await activeControllerLease(url, environment)
         }
         if let file = masterKeyFile ?? environment["CODERUNNER_MASTER_KEY_FILE"] {
             configuration.masterKey = .file(file)
@@ -347,17 +356,60 @@ struct ServeCommand: AsyncParsableCommand {
         // Graceful shutdown on SIGTERM and SIGINT, in reverse order of the list: held blocking queries are
         // released (503), statuses stop refreshing, the scaler stops its local agents, in-flight requests
         // finish, then the process exits.
-        let group = ServiceGroup(
-            services: [app, controlPlane.scaling.service(configuration, logger: logger),
-                       StatusRefreshService(registry: controlPlane.instances, logger: logger),
-                       ConfigWatchDrain(hub: controlPlane.hub)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var services: [any Service] = [app, controlPlane.scaling.service(configuration, logger: logger),
+                                       StatusRefreshService(registry: controlPlane.instances, logger: logger),
+                                       ConfigWatchDrain(hub: controlPlane.hub)]
+        // Losing the database's lock ends the group (the others stop gracefully): never two active controllers.
+        if let lease { services.append(LeaseService(lease: lease)) }
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
             try await group.run()
         } catch {
             await controlPlane.closeStore()
+            if let lease { await lease.release() }
             throw error
         }
         await controlPlane.closeStore()
+        if let lease { await lease.release() }
+    }
+
+    /// On PostgreSQL, this controller becomes the active one before it opens anything: it waits while another is
+    /// (a standby), printing that it waits, and takes over when that one's session ends.
+    private func activeControllerLease(_ url: String, _ environment: [String: String]) async throws -> ActiveControllerLease {
+        let name = nodeName ?? environment["CODERUNNER_NODE_NAME"] ?? ProcessInfo.processInfo.hostName
+        guard !name.isEmpty, name.utf8.count <= 128 else { throw ValidationError("--node-name must be 1 to 128 bytes") }
+        var cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+        var memory = Int64(ProcessInfo.processInfo.physicalMemory)
+        if let text = nodeCapacity ?? environment["CODERUNNER_NODE_CAPACITY"] {
+            let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+            guard parts.count == 2, let c = Double(parts[0]), c > 0, c.isFinite, let m = ResourceLimits.parseBytes(String(parts[1])), m > 0 else {
+                throw ValidationError("--node-capacity must be CORES,MEMORY such as 4,8G, got \(text)")
+            }
+            cores = c
+            memory = Int64(m)
+        }
+        var logger = Logger(label: "coderunner-controller.cluster")
+        logger.logLevel = .warning
+        let lease: ActiveControllerLease
+        do {
+            lease = try await ActiveControllerLease(url: url, password: environment["PGPASSWORD"],
+                                              node: .init(name: name, capacityCores: cores, capacityMemoryBytes: memory), logger: logger)
+        } catch {
+            throw ValidationError("--database: \(error)")
+        }
+        let epoch = try await lease.acquire { waited in
+            FileHandle.standardError.write(Data("coderunner-controller: standby as node \(name): another controller is active on this database (waited \(Int(waited.components.seconds)) s)\n".utf8))
+        }
+        FileHandle.standardError.write(Data("coderunner-controller: active as node \(name) (epoch \(epoch))\n".utf8))
+        return lease
+    }
+}
+
+/// Ends the service group when the database's lock is lost.
+struct LeaseService: Service {
+    let lease: ActiveControllerLease
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown { try await lease.holdUntilLost() }
     }
 }

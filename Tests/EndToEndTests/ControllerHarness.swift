@@ -90,23 +90,32 @@ final class ControllerProcess {
     var base: String { "http://127.0.0.1:\(port)" }
 
     /// `port`: a given one (another controller's that stopped, so that its agents reach this one), else a free one.
-    init(dataDirectory: URL, port: Int? = nil, extra: [String] = []) throws {
+    /// `wait`: false starts the process without waiting for it to answer (a standby does not).
+    init(dataDirectory: URL, port: Int? = nil, extra: [String] = [], wait: Bool = true) throws {
         self.port = port ?? TestSupport.freeLoopbackPort()
         self.dataDirectory = dataDirectory
         self.extra = extra
-        try start()
+        try start(wait: wait)
     }
 
-    func start() throws {
+    func start(wait: Bool = true) throws {
         let p = try Spawned(TestSupport.binary("coderunner-controller"), [
             "serve", "--registration", "open", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4", "--log-level", "error",
         ] + extra)
         process = p
-        let up = TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
+        guard wait else { return }
+        guard isUp(within: .seconds(20)) else { throw E2EError.failed("controller did not start on \(port): \(p.text)") }
+    }
+
+    /// Whether /healthz answers 200 within `timeout`.
+    func isUp(within timeout: Duration) -> Bool {
+        TestSupport.waitUntil(timeout: timeout, interval: .milliseconds(50)) {
             (try? HTTP.call("GET", base + "/healthz", timeout: 1).status) == 200
         }
-        guard up else { throw E2EError.failed("controller did not start on \(port): \(p.text)") }
     }
+
+    /// What the process printed so far.
+    var output: String { process?.text ?? "" }
 
     func kill() { process?.hardKill(); process = nil }
     func stop() { process?.stop(); process = nil }
