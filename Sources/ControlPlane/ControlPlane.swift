@@ -156,6 +156,8 @@ public struct ControlPlane: Sendable {
     public let metrics: ControllerMetrics?
     /// Closes the store's connections (PostgreSQL's pool); call once the services have stopped.
     public let closeStore: @Sendable () async -> Void
+    /// The cluster's view, when the store has one (GET /api/cluster).
+    let cluster: (@Sendable () async throws -> ClusterAnswer)?
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
     /// and seeds the official templates.
@@ -240,7 +242,7 @@ public struct ControlPlane: Sendable {
             authAttempts: AttemptLimiter.authentication(configuration.authRateLimit),
             lifecycle: DeploymentLifecycle(deployments: deployments, scaling: scaling,
                                            appHost: scaling.localExecutor == nil ? nil : configuration.scaling.appHost),
-            live: live, metrics: metrics, closeStore: opened.close)
+            live: live, metrics: metrics, closeStore: opened.close, cluster: opened.cluster)
     }
 }
 

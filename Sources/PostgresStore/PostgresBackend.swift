@@ -4,6 +4,9 @@ public import ControlPlane
 import Logging
 import PostgresNIO
 
+/// A node is alive while its heartbeat (every lock interval, 1 s) is this recent.
+let clusterGrace = Duration.seconds(5)
+
 extension StoreBackend {
     /// The backend a database URL names (DatabaseURL). Without a password in the URL, `password` (PGPASSWORD, as
     /// libpq reads it) is used: a password on a command line is readable by every local user in /proc.
@@ -11,7 +14,13 @@ extension StoreBackend {
         let configuration = try DatabaseURL.configuration(url, password: password)
         return StoreBackend(description: DatabaseURL.redacted(url)) { [configuration] subscriber, _, logger in
             let store = try await PostgresStore(configuration: configuration, publishingTo: subscriber, logger: logger)
-            return Opened(store: store, scaling: store, close: { await store.shutdown() })
+            return Opened(store: store, scaling: store, close: { await store.shutdown() }, cluster: {
+                let status = try await store.clusterStatus(grace: clusterGrace)
+                return ClusterAnswer(leader: status.leader, epoch: status.epoch, nodes: status.nodes.map {
+                    ClusterAnswer.Node(name: $0.name, capacityCores: $0.capacityCores, capacityMemoryBytes: $0.capacityMemoryBytes,
+                                       lastHeartbeat: $0.lastHeartbeat, alive: $0.alive, draining: $0.draining)
+                })
+            })
         }
     }
 }

@@ -60,6 +60,21 @@ import HTTPTypes
         }
     }
 
+    /// GET /api/cluster is an administrator's, and a controller on SQLite has none (PostgresControllerTests has one).
+    @Test func theClusterRouteOnSQLite() async throws {
+        try await Harness().run { client in
+            let admin = try await client.signUp("admin@example.com")
+            let other = try await client.signUp("other@example.com")
+            #expect(try await client.call(.get, "/api/cluster").status == .unauthorized)
+            let forbidden = try await client.call(.get, "/api/cluster", token: other)
+            #expect(forbidden.status == .forbidden)
+            #expect(forbidden.error == "administrator role required")
+            let alone = try await client.call(.get, "/api/cluster", token: admin)
+            #expect(alone.status == .notFound)
+            #expect(alone.error == "cluster (a controller on SQLite runs alone) not found")
+        }
+    }
+
     @Test func manualRotationRewrapsOldSecrets() async throws {
         let harness = try Harness()
         try await harness.run { client in

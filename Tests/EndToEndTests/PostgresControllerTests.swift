@@ -138,6 +138,18 @@ import TestSupport
         let projects = try HTTP.call("GET", standby.base + "/api/projects", token: tenant.session)
         #expect(projects.status == 200)
         #expect(projects.text.contains(tenant.projectId))
+        // The cluster as an administrator sees it (the tenant registered first): node-b leads at epoch 2, node-a's
+        // heartbeat stopped with it.
+        let cluster = try HTTP.call("GET", standby.base + "/api/cluster", token: tenant.session)
+        #expect(cluster.status == 200, "\(cluster.text)")
+        let answer = try JSONSerialization.jsonObject(with: Data(cluster.text.utf8)) as? [String: Any]
+        let data = try #require(answer?["data"] as? [String: Any])
+        #expect(data["leader"] as? String == "node-b")
+        #expect(data["epoch"] as? Int == 2)
+        let members = try #require(data["nodes"] as? [[String: Any]])
+        #expect(members.compactMap { $0["name"] as? String } == ["node-a", "node-b"])
+        #expect(members.last?["capacityCores"] as? Double == 2)
+        #expect(members.last?["alive"] as? Bool == true)
 
         // PostgreSQL ends the active controller's lock session (a partition, a DBA): it stops serving rather than
         // run beside a controller that may take over, and exits non-zero for its supervisor to start it again.

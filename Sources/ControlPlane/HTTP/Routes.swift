@@ -237,6 +237,14 @@ extension ControlPlane {
             let result = try await secrets.rotate(actor: actor(request, context), reason: "manual")
             return Reply(result, message: "data key rotated; secrets rewrapped")
         }
+        authed.get("api/cluster") { request, context in
+            let user = try context.requireUser()
+            guard user.isAdmin else { throw ControlPlaneError.forbidden("administrator role required") }
+            guard let cluster else {
+                throw ControlPlaneError.notFound("cluster (a controller on SQLite runs alone)")
+            }
+            return Reply(try await cluster())
+        }
         addPrometheusRoutes(to: router)
         return router
     }

@@ -1,6 +1,7 @@
 // Where the controller keeps its state. SQLite in the data directory is the default and needs nothing; another
 // backend comes from the executable, which links it (PostgreSQL: `serve --database`, docs/cluster.md), so that
 // ControlPlane itself depends on no database driver but GRDB.
+public import Foundation
 public import Logging
 
 public struct StoreBackend: Sendable {
@@ -9,11 +10,15 @@ public struct StoreBackend: Sendable {
         public var store: any ControlPlaneStore
         public var scaling: any ScalingStore
         public var close: @Sendable () async -> Void
+        /// The cluster's view (GET /api/cluster); nil: this backend has no cluster (SQLite).
+        public var cluster: (@Sendable () async throws -> ClusterAnswer)?
 
-        public init(store: any ControlPlaneStore, scaling: any ScalingStore, close: @escaping @Sendable () async -> Void) {
+        public init(store: any ControlPlaneStore, scaling: any ScalingStore, close: @escaping @Sendable () async -> Void,
+                    cluster: (@Sendable () async throws -> ClusterAnswer)? = nil) {
             self.store = store
             self.scaling = scaling
             self.close = close
+            self.cluster = cluster
         }
     }
 
@@ -34,5 +39,40 @@ public struct StoreBackend: Sendable {
             let store = try SQLiteStore(path: path, publishingTo: subscriber, metrics: metrics)
             return Opened(store: store, scaling: store.scaling, close: {})
         }
+    }
+}
+
+/// `GET /api/cluster` (administrators): the controllers sharing the database, as its leader lock and heartbeats
+/// show them. Only a backend with a cluster (PostgreSQL) answers it.
+public struct ClusterAnswer: Codable, Sendable, Equatable {
+    public struct Node: Codable, Sendable, Equatable {
+        public var name: String
+        public var capacityCores: Double
+        public var capacityMemoryBytes: Int64
+        public var lastHeartbeat: Date
+        /// Heard from within the grace period.
+        public var alive: Bool
+        public var draining: Bool
+
+        public init(name: String, capacityCores: Double, capacityMemoryBytes: Int64, lastHeartbeat: Date, alive: Bool, draining: Bool) {
+            self.name = name
+            self.capacityCores = capacityCores
+            self.capacityMemoryBytes = capacityMemoryBytes
+            self.lastHeartbeat = lastHeartbeat
+            self.alive = alive
+            self.draining = draining
+        }
+    }
+
+    /// The node holding the leader's lock (the active controller); nil between one's loss and the next's win.
+    public var leader: String?
+    /// The fencing epoch: bumped by each node that wins the lock.
+    public var epoch: Int64
+    public var nodes: [Node]
+
+    public init(leader: String?, epoch: Int64, nodes: [Node]) {
+        self.leader = leader
+        self.epoch = epoch
+        self.nodes = nodes
     }
 }
