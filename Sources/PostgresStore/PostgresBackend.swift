@@ -14,13 +14,8 @@ extension StoreBackend {
         let configuration = try DatabaseURL.configuration(url, password: password)
         return StoreBackend(description: DatabaseURL.redacted(url)) { [configuration] subscriber, _, logger in
             let store = try await PostgresStore(configuration: configuration, publishingTo: subscriber, logger: logger)
-            return Opened(store: store, scaling: store, close: { await store.shutdown() }, cluster: {
-                let status = try await store.clusterStatus(grace: clusterGrace)
-                return ClusterAnswer(leader: status.leader, epoch: status.epoch, nodes: status.nodes.map {
-                    ClusterAnswer.Node(name: $0.name, capacityCores: $0.capacityCores, capacityMemoryBytes: $0.capacityMemoryBytes,
-                                       lastHeartbeat: $0.lastHeartbeat, alive: $0.alive, draining: $0.draining)
-                })
-            })
+            return Opened(store: store, scaling: store, close: { await store.shutdown() },
+                          cluster: { try await store.clusterStatus(grace: clusterGrace) })
         }
     }
 }

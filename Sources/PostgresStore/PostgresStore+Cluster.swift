@@ -1,6 +1,6 @@
 // The cluster's shared facts on the store's pool: fenced writes (a deposed leader's late write is refused) and the
-// cluster's status (the data of a future GET /api/cluster). PostgresLeadership keeps them up to date.
-import ControlPlane
+// cluster's status (GET /api/cluster's data, ClusterAnswer). PostgresLeadership keeps them up to date.
+public import ControlPlane
 public import Foundation
 import Logging
 public import PostgresNIO
@@ -18,27 +18,6 @@ public struct FencedOut: Error, Equatable, CustomStringConvertible {
     public var description: String {
         "refused: this node led with epoch \(epoch), but epoch \(current) has begun since (another node leads); nothing was written"
     }
-}
-
-/// One node as the cluster sees it.
-public struct ClusterNodeStatus: Sendable, Equatable {
-    public var name: String
-    public var capacityCores: Double
-    public var capacityMemoryBytes: Int64
-    /// The database's clock when the node last wrote its heartbeat.
-    public var lastHeartbeat: Date
-    /// Its last heartbeat is within the grace period (by the database's clock, so nodes' clocks do not matter).
-    public var alive: Bool
-    public var draining: Bool
-}
-
-public struct ClusterStatus: Sendable, Equatable {
-    /// The node holding the leader's lock now; nil while none does (between a leader's loss and the next win).
-    public var leader: String?
-    /// The current fencing epoch: bumped by each node that wins the lock.
-    public var epoch: Int64
-    /// Ordered by name.
-    public var nodes: [ClusterNodeStatus]
 }
 
 extension PostgresStore {
@@ -60,7 +39,7 @@ extension PostgresStore {
     }
 
     /// The leader, the epoch and every node, alive when its last heartbeat is within `grace`.
-    public func clusterStatus(grace: Duration) async throws -> ClusterStatus {
+    public func clusterStatus(grace: Duration) async throws -> ClusterAnswer {
         let graceSeconds = Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18
         return try await read { c in
             // The lock's holder, not only the row's last winner: a leader whose session ended leads no more.
@@ -77,12 +56,12 @@ extension PostgresStore {
                        last_heartbeat > clock_timestamp() - make_interval(secs => \(graceSeconds)) AS alive
                 FROM cluster_nodes ORDER BY name
                 """, logger).map { row in
-                ClusterNodeStatus(name: try row.string("name"), capacityCores: try row["capacity_cores"].decode(Double.self),
+                ClusterAnswer.Node(name: try row.string("name"), capacityCores: try row["capacity_cores"].decode(Double.self),
                                   capacityMemoryBytes: try row.int64("capacity_memory_bytes"),
                                   lastHeartbeat: try row.date("last_heartbeat"), alive: try row.bool("alive"),
                                   draining: try row.bool("draining"))
             }
-            return ClusterStatus(leader: try leader.bool("held") ? try leader.optionalString("node") : nil,
+            return ClusterAnswer(leader: try leader.bool("held") ? try leader.optionalString("node") : nil,
                                  epoch: try leader.int64("epoch"), nodes: nodes)
         }
     }

@@ -49,8 +49,9 @@ public struct ClusterAnswer: Codable, Sendable, Equatable {
         public var name: String
         public var capacityCores: Double
         public var capacityMemoryBytes: Int64
+        /// The database's clock when the node last wrote its heartbeat.
         public var lastHeartbeat: Date
-        /// Heard from within the grace period.
+        /// Heard from within the grace period (by the database's clock, so nodes' clocks do not matter).
         public var alive: Bool
         public var draining: Bool
 
