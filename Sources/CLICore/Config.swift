@@ -3,6 +3,8 @@
 // `current-context`, and one `[contexts."NAME"]` table per context with string values. The file holds tokens, so
 // it must be mode 0600 (checked by `ConfigFile.checkMode`); the executable does the reading and writing.
 
+import CodeRunnerWire
+
 public struct CLIContext: Sendable, Equatable {
     public var name: String
     public var server: String
@@ -165,23 +167,7 @@ public enum ConfigFile {
     }
 
     /// A TOML basic string.
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            case let c where c.value < 0x20 || c.value == 0x7F:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { QuotedText.quoted(s, escapingDelete: true) }
 
     /// A TOML basic string at the start of `s`, and what follows it.
     static func unquote(_ s: Substring) -> (String, Substring)? {

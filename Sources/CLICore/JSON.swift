@@ -2,6 +2,8 @@
 // and a compact writer. The CLI prints the API's `data` byte for byte (`--output json`) and reads a few fields
 // for its tables; Foundation's JSONSerialization would reorder keys and pull in all of Foundation at start-up.
 
+import CodeRunnerWire
+
 public enum JSON: Sendable, Equatable {
     case null
     case bool(Bool)
@@ -84,23 +86,7 @@ public enum JSON: Sendable, Equatable {
         }
     }
 
-    static func quote(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-    }
+    static func quote(_ s: String, into out: inout String) { QuotedText.append(s, to: &out) }
 }
 
 public struct JSONParseError: Error, Equatable, CustomStringConvertible {

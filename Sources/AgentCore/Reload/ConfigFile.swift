@@ -1,6 +1,7 @@
 // `--config-file PATH --config-format dotenv|json`: the config's variables rendered to a file as well as to the
 // environment, for an app that re-reads its configuration on a signal (an environment cannot change under a
 // running process). Rendering is pure; writing is one atomic replace.
+import CodeRunnerWire
 import Glibc
 
 /// The file's format.
@@ -70,23 +71,7 @@ public enum ConfigFile {
     }
 
     /// A JSON string literal (RFC 8259: `"` `\` and the control characters escaped).
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func jsonString(_ s: String) -> String { QuotedText.quoted(s) }
 
     /// Replaces the file at `settings.path` with `variables`, atomically: a temporary file in the same directory
     /// (mode 0600, given to the owner) renamed over it, so that a reader sees the old file or the new one, never a
