@@ -37,7 +37,8 @@ public final class PostgresStore: ControlPlaneStore {
     /// that changes agents' configs or revokes agent tokens also notifies the other nodes (ClusterNotification),
     /// naming itself `nodeName`.
     public init(configuration: PostgresClient.Configuration, publishingTo subscriber: (any ConfigChangeSubscriber)? = nil,
-                nodeName: String = "", logger: Logger = Logger(label: "coderunner.store.postgres")) async throws {
+                nodeName: String = "", logger: Logger = Logger(label: "coderunner.store.postgres"),
+                startTimeout: Duration = PostgresStore.startTimeout) async throws {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
@@ -45,11 +46,33 @@ public final class PostgresStore: ControlPlaneStore {
         self.nodeName = nodeName
         runner = Task { await client.run() }
         do {
-            try await Self.migrate(client, logger: logger)
+            // The pool retries an unreachable server forever, and a lease waits for it: a wrong host or port, or a
+            // server that is down, must fail the start with a reason instead.
+            try await Self.within(startTimeout, unreachable: PostgresUnreachable(configuration: configuration, timeout: startTimeout)) {
+                try await Self.migrate(client, logger: logger)
+            }
         } catch {
             runner.cancel()
             await runner.value
             throw error
+        }
+    }
+
+    /// How long the first contact (connect, authenticate, migrate) may take by default.
+    public static let startTimeout = Duration.seconds(20)
+
+    /// Runs `body`, cancelled after `timeout` with `unreachable` thrown instead.
+    static func within<T: Sendable>(_ timeout: Duration, unreachable: some Error,
+                                    _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw unreachable }
+            return value
         }
     }
 

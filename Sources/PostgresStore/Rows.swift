@@ -9,6 +9,19 @@ public struct PostgresConnectionLost: Error, CustomStringConvertible {
     public var description: String { "the connection to PostgreSQL closed during the transaction; nothing of it was committed" }
 }
 
+/// The server did not answer the store's first contact in time (a wrong host or port, a server that is down, a
+/// firewall dropping the packets).
+public struct PostgresUnreachable: Error, CustomStringConvertible {
+    public var description: String
+
+    init(configuration: PostgresClient.Configuration, timeout: Duration) {
+        let place = configuration.unixSocketPath ?? "\(configuration.host ?? "?"):\(configuration.port ?? 5432)"
+        description = "PostgreSQL at \(place) did not answer within \(timeout.components.seconds) s "
+            + "(database \(configuration.database ?? "?"), user \(configuration.username)): check the URL's host, port and "
+            + "sslmode, and that the server runs and accepts this host"
+    }
+}
+
 extension PostgresConnection {
     /// Every row of the query's answer.
     func rows(_ query: PostgresQuery, _ logger: Logger) async throws -> [PostgresRandomAccessRow] {

@@ -56,6 +56,9 @@ struct MigrateCommand: AsyncParsableCommand {
         } catch let failure as MigrationFailure {
             say("error: \(failure.description)")
             throw ExitCode.failure
+        } catch let unreachable as PostgresUnreachable {
+            say("error: \(unreachable.description); nothing was copied")
+            throw ExitCode.failure
         }
     }
 }

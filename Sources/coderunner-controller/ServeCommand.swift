@@ -394,8 +394,12 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             lease = try await ActiveControllerLease(url: url, password: environment["PGPASSWORD"],
                                               node: .init(name: name, capacityCores: cores, capacityMemoryBytes: memory), logger: logger)
-        } catch {
-            throw ValidationError("--database: \(error)")
+        } catch let failure as DatabaseURL.Failure {
+            throw ValidationError("--database: \(failure.description)")
+        } catch let unreachable as PostgresUnreachable {
+            // Not a usage error: the URL parsed, the server did not answer.
+            FileHandle.standardError.write(Data("coderunner-controller: --database: \(unreachable.description)\n".utf8))
+            throw ExitCode.failure
         }
         let epoch = try await lease.acquire { waited in
             FileHandle.standardError.write(Data("coderunner-controller: standby as node \(name): another controller is active on this database (waited \(Int(waited.components.seconds)) s)\n".utf8))

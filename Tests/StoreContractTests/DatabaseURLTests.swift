@@ -1,7 +1,9 @@
-// The database URL's parsing (pure): what `--database` will accept, and the errors a user sees.
+// The database URL's parsing (pure): what `--database` will accept, and the errors a user sees; and a URL whose
+// server does not answer.
 import PostgresNIO
 import PostgresStore
 import Testing
+import TestSupport
 
 @Suite("Database URL")
 struct DatabaseURLTests {
@@ -42,6 +44,23 @@ struct DatabaseURLTests {
         #expect(try DatabaseURL.configuration("postgres://cr:in-url@db/cr", password: "from-env").password == "in-url")
         #expect(try DatabaseURL.configuration("postgres://cr@db/cr", password: "").password == nil)
         #expect(try DatabaseURL.configuration("postgres://cr@db/cr", password: nil).password == nil)
+    }
+
+    /// A server that does not answer fails the start with where it was looked for, instead of a wait without end
+    /// (PostgresNIO's pool retries an unreachable server forever).
+    @Test func anUnreachableServerFailsTheStartWithItsAddress() async throws {
+        let port = TestSupport.freeLoopbackPort()  // nothing listens there
+        let configuration = try DatabaseURL.configuration("postgres://cr@127.0.0.1:\(port)/coderunner?sslmode=disable")
+        let clock = ContinuousClock()
+        let started = clock.now
+        do {
+            _ = try await PostgresStore(configuration: configuration, startTimeout: .seconds(1))
+            Issue.record("a store opened on a closed port")
+        } catch let error as PostgresUnreachable {
+            #expect(error.description == "PostgreSQL at 127.0.0.1:\(port) did not answer within 1 s (database coderunner, user cr): "
+                    + "check the URL's host, port and sslmode, and that the server runs and accepts this host")
+        }
+        #expect(clock.now - started < .seconds(10))
     }
 
     @Test func redactedHidesThePassword() {
