@@ -15,14 +15,19 @@ public struct ClusterChange: Sendable, Equatable {
     /// Deployments some of whose agent tokens were revoked: a node drops its cached lookups of their tokens and
     /// wakes their held queries to check their token again. Delivered at least once (a repeat is harmless).
     public var tokensRevoked: [String]
+    /// Deployments whose rollout rows (strategy, plans) were written: a node drops its copy of them and wakes their
+    /// held queries, whose served version may have moved. Not found by the comparison after a reconnect (plans carry
+    /// no version); a node that missed one reads the rows again at its next leadership change or restart.
+    public var rollouts: [String]
 
-    public init(origin: String?, changes: ConfigChanges = ConfigChanges(), tokensRevoked: [String] = []) {
+    public init(origin: String?, changes: ConfigChanges = ConfigChanges(), tokensRevoked: [String] = [], rollouts: [String] = []) {
         self.origin = origin
         self.changes = changes
         self.tokensRevoked = tokensRevoked
+        self.rollouts = rollouts
     }
 
-    public var isEmpty: Bool { changes.isEmpty && tokensRevoked.isEmpty }
+    public var isEmpty: Bool { changes.isEmpty && tokensRevoked.isEmpty && rollouts.isEmpty }
 }
 
 /// Hears the changes a `PostgresChangeListener` delivers, one at a time and in order: the listener reads the next
@@ -52,6 +57,8 @@ public enum ClusterNotification {
         var t: [String]?
         /// too large to send: the listener compares versions itself
         var x: Bool?
+        /// deployments whose rollout rows were written
+        var p: [String]?
 
         struct Version: Codable, Equatable {
             var id: String
@@ -90,7 +97,8 @@ public enum ClusterNotification {
             v: change.changes.versions.isEmpty ? nil : change.changes.versions.map { Payload.Version(id: $0.deploymentId, version: $0.version) },
             r: change.changes.removed.isEmpty ? nil : change.changes.removed,
             e: change.changes.everything ? true : nil,
-            t: change.tokensRevoked.isEmpty ? nil : change.tokensRevoked)
+            t: change.tokensRevoked.isEmpty ? nil : change.tokensRevoked,
+            p: change.rollouts.isEmpty ? nil : change.rollouts)
         if let text = json(payload), text.utf8.count <= maximumPayload { return text }
         // The origin is a node name the operator chose; cut it so that even the marker fits.
         let overflow = Payload(o: String(origin.prefix(1000)), e: change.changes.everything ? true : nil, x: true)
@@ -105,7 +113,7 @@ public enum ClusterNotification {
             origin: payload.o,
             changes: ConfigChanges(versions: (payload.v ?? []).map { DeploymentVersion(deploymentId: $0.id, version: $0.version) },
                                    removed: payload.r ?? [], everything: payload.e == true),
-            tokensRevoked: payload.t ?? []))
+            tokensRevoked: payload.t ?? [], rollouts: payload.p ?? []))
     }
 
     private static func json(_ payload: Payload) -> String? {

@@ -29,8 +29,7 @@ extension PostgresStore {
     public func fenced<T: Sendable>(epoch: Int64, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await transaction { c in
-                let current = try await c.rows("SELECT epoch FROM cluster_leader FOR SHARE", logger).first?.int64("epoch") ?? 0
-                guard current == epoch else { throw FencedOut(epoch: epoch, current: current) }
+                try await Self.checkEpoch(epoch, c, logger)
                 return try await body(c)
             }
         } catch {

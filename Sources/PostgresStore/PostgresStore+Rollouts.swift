@@ -40,6 +40,9 @@ extension PostgresStore {
     public func dropKeptConfigVersions(deploymentId: String, below version: Int64) async throws {
         try await write { c in
             try await c.run("DELETE FROM deployment_config_versions WHERE deployment_id = \(deploymentId) AND version < \(version)", logger)
+            // The writer's driver calls this when a new version needs no rollout: the other nodes, which hold that
+            // version back from their agents until they hear the writer's decision, hear it here.
+            try await notify(ClusterChange(origin: nodeName, rollouts: [deploymentId]), c)
         }
     }
 
@@ -81,6 +84,8 @@ extension PostgresStore {
                 ON CONFLICT (deployment_id) DO UPDATE SET strategy = EXCLUDED.strategy, current_plan = EXCLUDED.current_plan,
                     last_plan = EXCLUDED.last_plan, updated_at = EXCLUDED.updated_at
                 """, logger)
+            // The other nodes serve this deployment's agents from the plan too.
+            try await notify(ClusterChange(origin: nodeName, rollouts: [deploymentId]), c)
         }
     }
 

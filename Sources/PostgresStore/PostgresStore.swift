@@ -132,6 +132,7 @@ public final class PostgresStore: ControlPlaneStore {
         let changes: ConfigChanges
         do {
             (result, changes) = try await transaction { c in
+                if let epoch = Self.fencingEpoch { try await Self.checkEpoch(epoch, c, logger) }
                 var changes = ConfigChanges()
                 let result = try await body(c, &changes)
                 if !changes.isEmpty { try await notify(ClusterChange(origin: nodeName, changes: changes), c) }
@@ -142,6 +143,16 @@ public final class PostgresStore: ControlPlaneStore {
         }
         if !changes.isEmpty { await subscriber?.committed(changes) }
         return result
+    }
+
+    /// The leader's epoch while its scaler and rollout driver run (ClusterLeaderGate): every write made meanwhile is
+    /// fenced with it, as `fenced(epoch:)` does, so a deposed leader's late write is refused, not applied.
+    @TaskLocal public static var fencingEpoch: Int64?
+
+    /// Refuses the transaction unless `epoch` is the leader's, and keeps the epoch row locked to the commit (see `fenced`).
+    static func checkEpoch(_ epoch: Int64, _ c: PostgresConnection, _ logger: Logger) async throws {
+        let current = try await c.rows("SELECT epoch FROM cluster_leader FOR SHARE", logger).first?.int64("epoch") ?? 0
+        guard current == epoch else { throw FencedOut(epoch: epoch, current: current) }
     }
 
     /// Tells the other nodes, inside the write's transaction: PostgreSQL delivers the notification only when the

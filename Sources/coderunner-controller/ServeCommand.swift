@@ -315,14 +315,22 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = ControllerConfiguration(
             host: host, port: port,
             dataDirectory: dataDir ?? environment["CODERUNNER_DATA_DIR"] ?? ControllerConfiguration.defaultDataDirectory)
+        configuration.scaling = try scalerConfiguration(environment)
         var lease: ActiveControllerLease?
+        var cluster: ClusterNode?
         if let url = database ?? environment["CODERUNNER_DATABASE"], !url.isEmpty {
+            let node = try clusterNode(environment)
             do {
-                configuration.storeBackend = try StoreBackend.postgres(url, password: environment["PGPASSWORD"])
+                configuration.storeBackend = try StoreBackend.postgres(url, password: environment["PGPASSWORD"], nodeName: node.name)
             } catch {
                 throw ValidationError("--database: \(error.description)")
             }
-            lease = try await activeControllerLease(url, environment)
+            if case .local = configuration.scaling.executor {
+                // The local executor's agents run on the active controller's host: one active at a time.
+                lease = try await activeControllerLease(url, node, environment)
+            } else {
+                cluster = try await clusterMember(url, node, environment)
+            }
         }
         if let file = masterKeyFile ?? environment["CODERUNNER_MASTER_KEY_FILE"] {
             configuration.masterKey = .file(file)
@@ -338,7 +346,6 @@ struct ServeCommand: AsyncParsableCommand {
             guard let parsed = Logger.Level(rawValue: level) else { throw ValidationError("unknown log level \(level)") }
             configuration.logLevel = parsed
         }
-        configuration.scaling = try scalerConfiguration(environment)
         configuration.deploymentDefaults = try deploymentDefaults(environment)
         configuration.deploymentCeiling = try deploymentCeiling(environment, defaults: configuration.deploymentDefaults)
         try securityConfiguration(&configuration, environment)
@@ -356,7 +363,21 @@ struct ServeCommand: AsyncParsableCommand {
         // Graceful shutdown on SIGTERM and SIGINT, in reverse order of the list: held blocking queries are
         // released (503), statuses stop refreshing, the scaler stops its local agents, in-flight requests
         // finish, then the process exits.
-        var services: [any Service] = [app, controlPlane.scaling.service(configuration, logger: logger),
+        var gate: LeaderGate?
+        if let cluster, let store = controlPlane.store as? PostgresStore {
+            gate = cluster.gate(store: store)
+            // Before the server answers: a change another node commits once an agent's query is held here wakes it.
+            do {
+                try await cluster.listen { change in
+                    await controlPlane.committedElsewhere(change.changes, tokensRevoked: change.tokensRevoked, rollouts: change.rollouts)
+                }
+            } catch {
+                await cluster.stop()
+                await controlPlane.closeStore()
+                throw error
+            }
+        }
+        var services: [any Service] = [app, controlPlane.scalerService(logger: logger, gate: gate),
                                        StatusRefreshService(registry: controlPlane.instances, logger: logger),
                                        ConfigWatchDrain(hub: controlPlane.hub)]
         // Losing the database's lock ends the group (the others stop gracefully): never two active controllers.
@@ -367,15 +388,16 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             await controlPlane.closeStore()
             if let lease { await lease.release() }
+            await cluster?.stop()
             throw error
         }
         await controlPlane.closeStore()
         if let lease { await lease.release() }
+        await cluster?.stop()
     }
 
-    /// On PostgreSQL, this controller becomes the active one before it opens anything: it waits while another is
-    /// (a standby), printing that it waits, and takes over when that one's session ends.
-    private func activeControllerLease(_ url: String, _ environment: [String: String]) async throws -> ActiveControllerLease {
+    /// This controller among those sharing the database: --node-name and --node-capacity.
+    private func clusterNode(_ environment: [String: String]) throws -> PostgresLeadership.Node {
         let name = nodeName ?? environment["CODERUNNER_NODE_NAME"] ?? ProcessInfo.processInfo.hostName
         guard !name.isEmpty, name.utf8.count <= 128 else { throw ValidationError("--node-name must be 1 to 128 bytes") }
         var cores = Double(ProcessInfo.processInfo.activeProcessorCount)
@@ -388,12 +410,36 @@ struct ServeCommand: AsyncParsableCommand {
             cores = c
             memory = Int64(m)
         }
+        return .init(name: name, capacityCores: cores, capacityMemoryBytes: memory)
+    }
+
+    /// With the exec or webhook executor, every controller on the database is active: it serves the API at once,
+    /// and campaigns for the lead, which runs the scaler.
+    private func clusterMember(_ url: String, _ node: PostgresLeadership.Node, _ environment: [String: String]) async throws -> ClusterNode {
+        var logger = Logger(label: "coderunner-controller.cluster")
+        logger.logLevel = .warning
+        let cluster: ClusterNode
+        do {
+            cluster = try await ClusterNode(url: url, password: environment["PGPASSWORD"], node: node, logger: logger)
+        } catch let failure as DatabaseURL.Failure {
+            throw ValidationError("--database: \(failure.description)")
+        } catch let unreachable as PostgresUnreachable {
+            FileHandle.standardError.write(Data("coderunner-controller: --database: \(unreachable.description)\n".utf8))
+            throw ExitCode.failure
+        }
+        FileHandle.standardError.write(Data("coderunner-controller: active as node \(node.name) beside the others on this database; the leader among them scales\n".utf8))
+        return cluster
+    }
+
+    /// On PostgreSQL, this controller becomes the active one before it opens anything: it waits while another is
+    /// (a standby), printing that it waits, and takes over when that one's session ends.
+    private func activeControllerLease(_ url: String, _ node: PostgresLeadership.Node, _ environment: [String: String]) async throws -> ActiveControllerLease {
+        let name = node.name
         var logger = Logger(label: "coderunner-controller.cluster")
         logger.logLevel = .warning
         let lease: ActiveControllerLease
         do {
-            lease = try await ActiveControllerLease(url: url, password: environment["PGPASSWORD"],
-                                              node: .init(name: name, capacityCores: cores, capacityMemoryBytes: memory), logger: logger)
+            lease = try await ActiveControllerLease(url: url, password: environment["PGPASSWORD"], node: node, logger: logger)
         } catch let failure as DatabaseURL.Failure {
             throw ValidationError("--database: \(failure.description)")
         } catch let unreachable as PostgresUnreachable {

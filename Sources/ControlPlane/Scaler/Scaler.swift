@@ -84,6 +84,28 @@ public actor Scaler {
         self.logger = logger
     }
 
+    /// While this node leads a cluster: asked just before each decision's executor call, so that a node that lost
+    /// the lead while deciding calls nothing (nil: a single controller, always the scaler).
+    private var leaderConfirm: (@Sendable () async -> Bool)?
+
+    /// This node became the cluster's leader: what the previous leader stored (histories, cooldowns' engine
+    /// memories) replaces what this node held, and `confirm` guards each executor call from now on.
+    public func lead(confirm: @escaping @Sendable () async -> Bool) async {
+        leaderConfirm = confirm
+        runtimes = [:]
+        aggregator = PollAggregator()
+        await restore()
+    }
+
+    /// Another node leads now: the scalings under way finish (their writes are fenced out), and nothing is kept
+    /// that the next lead would read stale.
+    public func follow() async {
+        leaderConfirm = { false }
+        await drain()
+        runtimes = [:]
+        aggregator = PollAggregator()
+    }
+
     /// Who else hears each poll round (the rollouts, which read the agents' reports from it).
     private var pollObservers: [@Sendable ([PollResult]) async -> Void] = []
 
@@ -342,6 +364,13 @@ public actor Scaler {
                     self.finish(deployment)
                     return
                 }
+            }
+            if let confirm = self.leaderConfirm, !(await confirm()) {
+                self.logger.notice("not leading any more: the decision is left to the new leader",
+                                   metadata: ["deployment": "\(deployment)", "from": "\(decision.currentInstances)",
+                                              "to": "\(decision.targetInstances)"])
+                self.finish(deployment)
+                return
             }
             await self.execute(deployment, from: decision.currentInstances, to: decision.targetInstances,
                                type: decision.action == .scaleUp ? .scaleUp : .scaleDown, reason: decision.reason,
@@ -606,6 +635,14 @@ public struct ScalerService: Service {
     let timeout: Duration
     let logger: Logger
 
+    /// Several controllers on one database: rounds run only while this node leads, fenced by its epoch, and
+    /// `changed` hears each change of epoch (nil: another node leads).
+    struct Leadership: Sendable {
+        var gate: LeaderGate
+        var changed: @Sendable (Int64?) async -> Void
+    }
+    var leadership: Leadership?
+
     public init(scaler: Scaler, interval: Duration = Scaler.defaultPollInterval,
                 concurrency: Int = StatusPoller.defaultConcurrency, timeout: Duration = StatusPoller.defaultTimeout, logger: Logger) {
         self.scaler = scaler
@@ -622,8 +659,21 @@ public struct ScalerService: Service {
         // Graceful shutdown cancels the loop (a sleep or a poll round); running scalings finish below.
         try? await cancelWhenGracefulShutdown {
             var next = clock.now
+            var led: Int64?
             while !Task.isCancelled {
-                await scaler.tick(poller: poller)
+                if let leadership {
+                    // Read once a round: a lead won or lost between two rounds shows at the next one.
+                    let epoch = leadership.gate.epoch()
+                    if epoch != led {
+                        await leadership.changed(epoch)
+                        led = epoch
+                    }
+                    if let epoch {
+                        await leadership.gate.fenced(epoch) { await scaler.tick(poller: poller) }
+                    }
+                } else {
+                    await scaler.tick(poller: poller)
+                }
                 // Fixed-rate rounds: a slow round shortens the next wait instead of drifting.
                 next = next.advanced(by: interval)
                 if next < clock.now { next = clock.now }
@@ -631,7 +681,12 @@ public struct ScalerService: Service {
             }
         }
         logger.info("scaler stopping")
-        await scaler.shutdown()
+        // A leader's last writes are fenced as its rounds were; a node that does not lead has nothing to write.
+        if let leadership, let epoch = leadership.gate.epoch() {
+            await leadership.gate.fenced(epoch) { await scaler.shutdown() }
+        } else {
+            await scaler.shutdown()
+        }
         await client.shutdown()
     }
 }

@@ -196,6 +196,23 @@ struct ChangeFeed: ConfigChangeSubscriber {
         for deploymentId in changes.removed { await hub.revoke(deploymentId: deploymentId) }
         status.touch(changes.removed)
     }
+
+    /// The same for a change another controller committed (docs/cluster.md): its rollout decision is that node's,
+    /// so this node's driver holds the new versions back until it hears it.
+    func committedElsewhere(_ changes: ConfigChanges) async {
+        if changes.everything {
+            await cache.invalidateAll()
+            await rollouts.driver?.forgetVersions()
+        } else {
+            await cache.invalidate(changes.versions.map(\.deploymentId) + changes.removed)
+        }
+        if !changes.versions.isEmpty {
+            await rollouts.driver?.publishedElsewhere(changes.versions)
+            await hub.publish(changes.versions)
+        }
+        for deploymentId in changes.removed { await hub.revoke(deploymentId: deploymentId) }
+        status.touch(changes.removed + changes.versions.map(\.deploymentId))
+    }
 }
 
 /// Rendered agent configs by deployment, so that 10,000 agents woken by one change cause one database

@@ -84,10 +84,84 @@ actor RolloutDriver {
 
     // MARK: Serving
 
-    /// True while a rollout of the deployment is in progress or halted: held queries then wait for `nudge`, not for
-    /// the deployment's version.
+    /// True while a rollout of the deployment is in progress or halted, or while another node's new version waits
+    /// for that node's decision: held queries then wait for `nudge`, not for the deployment's version.
     func isGating(_ deploymentId: String) async throws -> Bool {
-        try await record(deploymentId).current?.isActive == true
+        if awaitingWriter(deploymentId) != nil { return true }
+        return try await record(deploymentId).current?.isActive == true
+    }
+
+    // MARK: Several controllers (docs/cluster.md)
+
+    /// New versions another node wrote (ClusterChange, before this node's held queries wake). That node's driver
+    /// decides whether they roll out and stores its plan; until this node hears of it (`rolloutsChanged`), its agents
+    /// keep the version they run, so none takes a version a rollout would have held back. Bounded by
+    /// `writerDecisionTimeout`, for a writer that died between its two commits.
+    func publishedElsewhere(_ updates: [DeploymentVersion]) async {
+        for update in updates {
+            versions[update.deploymentId] = max(versions[update.deploymentId] ?? update.version, update.version)
+            await rendered.invalidate(update.deploymentId, keeping: [])
+            records[update.deploymentId] = nil
+            let deadline = ContinuousClock.now.advanced(by: Self.writerDecisionTimeout)
+            awaiting[update.deploymentId] = Awaiting(version: update.version, deadline: deadline)
+            let id = update.deploymentId
+            Task { [self] in
+                try? await Task.sleep(until: deadline)
+                await self.writerDecisionTimedOut(id, version: update.version)
+            }
+        }
+    }
+
+    /// Another node wrote these deployments' rollout rows: read them again, and wake their held queries to look.
+    func rolloutsChanged(_ deploymentIds: [String]) async {
+        for id in Set(deploymentIds).sorted() {
+            awaiting[id] = nil
+            records[id] = nil
+            await rendered.invalidate(id, keeping: [])
+            // Loaded at once: the leader's poll rounds drive the plans it holds.
+            do { _ = try await record(id) } catch {
+                logger.error("cannot read a rollout another node wrote", metadata: ["deployment": "\(id)", "error": "\(error)"])
+            }
+            status.touch(id)
+            await nudge(id)
+        }
+    }
+
+    /// This node became the leader: it drives every stored rollout from the rows as they stand.
+    func lead() async {
+        records.removeAll()
+        do { try await restore() } catch {
+            logger.error("cannot read the stored rollouts", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// How long a node holds another node's new version back while it waits for that node's decision.
+    static let writerDecisionTimeout: Duration = .seconds(5)
+
+    private struct Awaiting {
+        var version: Int64
+        var deadline: ContinuousClock.Instant
+    }
+
+    /// Versions another node wrote whose rollout decision this node has not heard yet.
+    private var awaiting: [String: Awaiting] = [:]
+
+    private func awaitingWriter(_ deploymentId: String) -> Int64? {
+        guard let entry = awaiting[deploymentId] else { return nil }
+        guard ContinuousClock.now < entry.deadline else {
+            awaiting[deploymentId] = nil
+            return nil
+        }
+        return entry.version
+    }
+
+    private func writerDecisionTimedOut(_ deploymentId: String, version: Int64) async {
+        guard let entry = awaiting[deploymentId], entry.version == version else { return }
+        awaiting[deploymentId] = nil
+        logger.warning("no rollout decision heard from the node that wrote a version: serving it as the stored plan says",
+                       metadata: ["deployment": "\(deploymentId)", "version": "\(version)"])
+        records[deploymentId] = nil
+        await nudge(deploymentId)
     }
 
     /// The config to answer `instance` of the deployment. An agent that does not say which instance it is (an
@@ -98,6 +172,11 @@ actor RolloutDriver {
         var version = newest
         if let plan = record.current, plan.isActive, let instance {
             version = Int64(plan.servedVersion(instance))
+        }
+        // Another node's version, its rollout decision not heard yet: the version before it, while one is kept.
+        if instance != nil, let pending = awaitingWriter(deploymentId), pending == newest, version == newest,
+           let before = try await store.newestKeptConfigVersion(deploymentId: deploymentId, below: pending) {
+            version = before
         }
         if version != newest, let config = try await load(deploymentId, version: version, strategy: record.strategy) {
             return config

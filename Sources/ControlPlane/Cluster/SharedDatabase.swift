@@ -1,0 +1,55 @@
+// Several controllers on one database (issue 16, docs/cluster.md). Every node serves the whole API and holds its
+// agents' long-polls; one of them, the leader, runs the scaler and drives the rollouts. ControlPlane knows no
+// database driver: the executable hands it the leadership (LeaderGate) and the changes other nodes commit.
+public import Logging
+
+/// The leadership among controllers sharing a database, as the scaler sees it.
+public struct LeaderGate: Sendable {
+    /// This node's fencing epoch while it leads; nil while another node does (or none).
+    public var epoch: @Sendable () -> Int64?
+    /// Runs `body` with every store write it makes, and those of the tasks it starts, fenced by `epoch`: once
+    /// another node has won, they are refused, not applied.
+    public var fenced: @Sendable (_ epoch: Int64, _ body: @Sendable () async -> Void) async -> Void
+    /// True when `epoch` is still the leader's; asked just before each executor call a decision makes.
+    public var confirm: @Sendable (_ epoch: Int64) async -> Bool
+
+    public init(epoch: @escaping @Sendable () -> Int64?,
+                fenced: @escaping @Sendable (Int64, @Sendable () async -> Void) async -> Void,
+                confirm: @escaping @Sendable (Int64) async -> Bool) {
+        self.epoch = epoch
+        self.fenced = fenced
+        self.confirm = confirm
+    }
+}
+
+extension ControlPlane {
+    /// The scaler's service: every poll interval on a single controller; with `gate`, only while this node leads,
+    /// its writes fenced. On becoming leader it reads the scaler's and the rollouts' stored state as they stand.
+    public func scalerService(logger: Logger, gate: LeaderGate? = nil) -> ScalerService {
+        var service = scaling.service(configuration, logger: logger)
+        guard let gate else { return service }
+        let scaler = scaling.scaler
+        let rollouts = deployments.rollouts
+        service.leadership = ScalerService.Leadership(gate: gate) { epoch in
+            if let epoch {
+                await scaler.lead(confirm: { await gate.confirm(epoch) })
+                await rollouts.lead()
+                logger.notice("leading: this node runs the scaler and drives the rollouts", metadata: ["epoch": "\(epoch)"])
+            } else {
+                await scaler.follow()
+                logger.notice("following: another node runs the scaler")
+            }
+        }
+        return service
+    }
+
+    /// What another controller committed, as its notification told (the node's own are not passed): configs and
+    /// rendered copies go stale and held queries wake (`versions`), deployments went (`removed`), agent tokens
+    /// were revoked (`tokensRevoked`: cached lookups drop and held queries check their token again), and rollout rows
+    /// were written (`rollouts`).
+    public func committedElsewhere(_ changes: ConfigChanges, tokensRevoked: [String], rollouts: [String]) async {
+        await deployments.feed.committedElsewhere(changes)
+        for deploymentId in Set(tokensRevoked).sorted() { await deployments.forgetTokens(of: deploymentId) }
+        if !rollouts.isEmpty { await deployments.rollouts.rolloutsChanged(rollouts) }
+    }
+}
