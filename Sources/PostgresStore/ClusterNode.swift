@@ -28,22 +28,14 @@ public final class ClusterNode: Sendable {
 
     public var name: String { leadership.node.name }
 
-    /// The scaler's gate: leading while the lock is held, writes fenced through `store`'s task-local epoch.
-    public func gate(store: PostgresStore) -> LeaderGate {
+    /// The scaler's gate: leading while the lock is held, writes fenced through the store's task-local epoch.
+    public func gate() -> LeaderGate {
         LeaderGate(
             epoch: { [leadership] in
                 if case .leading(let epoch) = leadership.status { return epoch }
                 return nil
             },
-            fenced: { epoch, body in await PostgresStore.$fencingEpoch.withValue(epoch) { await body() } },
-            confirm: { epoch in
-                do {
-                    try await store.fenced(epoch: epoch) { _ in }
-                    return true
-                } catch {
-                    return false
-                }
-            })
+            fenced: { epoch, body in await PostgresStore.$fencingEpoch.withValue(epoch) { await body() } })
     }
 
     /// Starts listening for the other nodes' changes (this node's own are dropped: its store told it already) and

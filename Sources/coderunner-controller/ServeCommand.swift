@@ -364,8 +364,8 @@ struct ServeCommand: AsyncParsableCommand {
         // released (503), statuses stop refreshing, the scaler stops its local agents, in-flight requests
         // finish, then the process exits.
         var gate: LeaderGate?
-        if let cluster, let store = controlPlane.store as? PostgresStore {
-            gate = cluster.gate(store: store)
+        if let cluster {
+            gate = cluster.gate()
             // Before the server answers: a change another node commits once an agent's query is held here wakes it.
             do {
                 try await cluster.listen { change in

@@ -9,16 +9,13 @@ public struct LeaderGate: Sendable {
     public var epoch: @Sendable () -> Int64?
     /// Runs `body` with every store write it makes, and those of the tasks it starts, fenced by `epoch`: once
     /// another node has won, they are refused, not applied.
+    /// (The scaler writes each scaling's target before its executor runs, so a deposed leader executes nothing.)
     public var fenced: @Sendable (_ epoch: Int64, _ body: @Sendable () async -> Void) async -> Void
-    /// True when `epoch` is still the leader's; asked just before each executor call a decision makes.
-    public var confirm: @Sendable (_ epoch: Int64) async -> Bool
 
     public init(epoch: @escaping @Sendable () -> Int64?,
-                fenced: @escaping @Sendable (Int64, @Sendable () async -> Void) async -> Void,
-                confirm: @escaping @Sendable (Int64) async -> Bool) {
+                fenced: @escaping @Sendable (Int64, @Sendable () async -> Void) async -> Void) {
         self.epoch = epoch
         self.fenced = fenced
-        self.confirm = confirm
     }
 }
 
@@ -32,7 +29,7 @@ extension ControlPlane {
         let rollouts = deployments.rollouts
         service.leadership = ScalerService.Leadership(gate: gate) { epoch in
             if let epoch {
-                await scaler.lead(confirm: { await gate.confirm(epoch) })
+                await scaler.lead()
                 await rollouts.lead()
                 logger.notice("leading: this node runs the scaler and drives the rollouts", metadata: ["epoch": "\(epoch)"])
             } else {

@@ -84,14 +84,9 @@ public actor Scaler {
         self.logger = logger
     }
 
-    /// While this node leads a cluster: asked just before each decision's executor call, so that a node that lost
-    /// the lead while deciding calls nothing (nil: a single controller, always the scaler).
-    private var leaderConfirm: (@Sendable () async -> Bool)?
-
     /// This node became the cluster's leader: what the previous leader stored (histories, cooldowns' engine
-    /// memories) replaces what this node held, and `confirm` guards each executor call from now on.
-    public func lead(confirm: @escaping @Sendable () async -> Bool) async {
-        leaderConfirm = confirm
+    /// memories) replaces what this node held.
+    public func lead() async {
         runtimes = [:]
         aggregator = PollAggregator()
         await restore()
@@ -100,7 +95,6 @@ public actor Scaler {
     /// Another node leads now: the scalings under way finish (their writes are fenced out), and nothing is kept
     /// that the next lead would read stale.
     public func follow() async {
-        leaderConfirm = { false }
         await drain()
         runtimes = [:]
         aggregator = PollAggregator()
@@ -365,13 +359,6 @@ public actor Scaler {
                     return
                 }
             }
-            if let confirm = self.leaderConfirm, !(await confirm()) {
-                self.logger.notice("not leading any more: the decision is left to the new leader",
-                                   metadata: ["deployment": "\(deployment)", "from": "\(decision.currentInstances)",
-                                              "to": "\(decision.targetInstances)"])
-                self.finish(deployment)
-                return
-            }
             await self.execute(deployment, from: decision.currentInstances, to: decision.targetInstances,
                                type: decision.action == .scaleUp ? .scaleUp : .scaleDown, reason: decision.reason,
                                decision: decision, metrics: ObservedMetricsView(decision.metrics))
@@ -522,6 +509,26 @@ public actor Scaler {
         let started = clock.now
         var after = to
         var failure: String?
+        // The target and the cooldown are written before the executor runs. On a cluster this write is fenced: a
+        // deposed leader's is refused, and its decision is not executed. A leader killed while its executor ran
+        // leaves the target behind, so the next leader does not run the same scaling again: at most once.
+        let begun = now()
+        var state = (try? await store.state(deploymentId: deployment)) ?? DeploymentScalingState(deploymentId: deployment)
+        state.currentInstances = to
+        // A failed attempt also starts the cooldown: retrying a broken executor every poll helps nobody.
+        if to > from || type == .manualOverride { state.lastScaleUp = begun.timeIntervalSince1970 }
+        if to < from || type == .manualOverride { state.lastScaleDown = begun.timeIntervalSince1970 }
+        do { try await store.saveState(state, now: begun) } catch {
+            // An owner's stop or override goes ahead (the executor is the truth for it); a policy's decision that
+            // cannot be recorded is not executed.
+            logger.error("cannot record a scaling before executing it", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
+            if decision != nil {
+                return ScalingEventRecord(
+                    id: newID(), sequence: 0, deploymentId: deployment, policyId: nil, eventType: type, triggerReason: reason,
+                    instancesBefore: from, instancesAfter: from, success: false, errorMessage: "not executed: it could not be recorded",
+                    timestamp: begun)
+            }
+        }
         do {
             after = try await executor.scale(target, from: from, to: to)
             self.metrics?.executorCall(succeeded: true)
@@ -536,12 +543,12 @@ public actor Scaler {
         }
         let elapsed = clock.now - started
         let t = now()
-        var state = (try? await store.state(deploymentId: deployment)) ?? DeploymentScalingState(deploymentId: deployment)
-        state.currentInstances = after
-        // A failed attempt also starts the cooldown: retrying a broken executor every poll helps nobody.
-        if to > from || type == .manualOverride { state.lastScaleUp = t.timeIntervalSince1970 }
-        if to < from || type == .manualOverride { state.lastScaleDown = t.timeIntervalSince1970 }
-        try? await store.saveState(state, now: t)
+        // Read again: the owner may have set the pricing or the notification URL while the executor ran.
+        state = (try? await store.state(deploymentId: deployment)) ?? state
+        if after != to {
+            state.currentInstances = after
+            try? await store.saveState(state, now: t)
+        }
         let price = state.pricing?.perInstanceHour
         let policyId = decision.flatMap { d in
             runtimes[deployment]?.policies.first { p in d.policies.contains { $0.policy == p.policy.name && $0.verdict.rawValue == d.action.rawValue } }?.id
