@@ -94,6 +94,26 @@ struct ClusterChangeFeedTests {
     /// How many changes the latency test writes (CODERUNNER_BENCH_CLUSTER_WAKE raises it for scripts/bench/cluster-wake).
     static let wakeChanges = Int(ProcessInfo.processInfo.environment["CODERUNNER_BENCH_CLUSTER_WAKE"] ?? "") ?? 100
 
+    @Test("a write of a deployment's rollout rows tells the other nodes which deployment, so that they read its plan again")
+    func rolloutWritesAreNotified() async throws {
+        try await Fixture.withTwoNodes { _, a, _, _, collector in
+            try await a.makeUser("alice")
+            try await a.makeProject("p1", owner: "alice")
+            try await a.makeDeployment("d1", project: "p1")
+            // The creation's own notification first.
+            #expect(await eventually { collector.versions["d1"] != nil })
+            let before = collector.changes.count
+            try await a.saveRollout(deploymentId: "d1", StoredRollout(strategy: nil, currentPlan: nil, lastPlan: nil), now: t0)
+            // A version that needs no rollout: the writer's driver drops what is kept, and says so too.
+            try await a.dropKeptConfigVersions(deploymentId: "d1", below: 1)
+            #expect(await eventually { collector.changes.count == before + 2 })
+            let heard = collector.changes.dropFirst(before)
+            #expect(heard.map(\.rollouts) == [["d1"], ["d1"]])
+            #expect(heard.allSatisfy { $0.origin == "node-a" && $0.changes.isEmpty && $0.tokensRevoked.isEmpty })
+            #expect(ClusterNotification.decode(ClusterNotification.encode(heard.first!)) == .change(heard.first!))
+        }
+    }
+
     @Test("100 changes written through node A reach node B's listener exactly once and in order")
     func changesReachAnotherNode() async throws {
         try await Fixture.withTwoNodes { _, a, b, listener, collector in

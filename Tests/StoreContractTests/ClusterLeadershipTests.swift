@@ -126,6 +126,44 @@ struct ClusterLeadershipTests {
         }
     }
 
+    @Test("every store write a leader's round makes is fenced by its epoch (the task-local the scaler runs under): a deposed leader's is refused, nothing applied")
+    func theScalersWritesAreFencedByTheTaskLocalEpoch() async throws {
+        try await Self.withThreeNodes { server, store, nodes, _ in
+            #expect(await eventually { Self.leaders(nodes).count == 1 })
+            let leader = try #require(nodes.first { $0.status != .notLeading })
+            try await store.makeUser("alice")
+            try await store.makeProject("p1", owner: "alice")
+            try await store.makeDeployment("d1", project: "p1")
+            func state(_ n: Int) -> DeploymentScalingState {
+                var state = DeploymentScalingState(deploymentId: "d1")
+                state.currentInstances = n
+                return state
+            }
+            // Leading at epoch 1: the write commits.
+            try await PostgresStore.$fencingEpoch.withValue(1) { try await store.saveState(state(2), now: t0) }
+            #expect(try await store.state(deploymentId: "d1").currentInstances == 2)
+            // Another node wins (epoch 2); the old leader's round goes on writing with epoch 1.
+            let pid = try #require(leader.backendPID)
+            #expect(try server.psql("coderunner", "SELECT pg_terminate_backend(\(pid))") == "t\n")
+            #expect(await eventually { Self.leaders(nodes).contains { $0.epoch == 2 } })
+            await #expect(throws: FencedOut(epoch: 1, current: 2)) {
+                try await PostgresStore.$fencingEpoch.withValue(1) { try await store.saveState(state(3), now: t0) }
+            }
+            #expect(try await store.state(deploymentId: "d1").currentInstances == 2)
+            // A task started inside the round inherits the epoch: its write is refused too.
+            let late = await PostgresStore.$fencingEpoch.withValue(Int64(1)) {
+                await Task { (try? await store.saveState(state(4), now: t0)) != nil }.value
+            }
+            #expect(!late)
+            #expect(try await store.state(deploymentId: "d1").currentInstances == 2)
+            // The new leader's write, and a write outside any round (an owner's request), commit.
+            try await PostgresStore.$fencingEpoch.withValue(2) { try await store.saveState(state(5), now: t0) }
+            #expect(try await store.state(deploymentId: "d1").currentInstances == 5)
+            try await store.saveState(state(6), now: t0)
+            #expect(try await store.state(deploymentId: "d1").currentInstances == 6)
+        }
+    }
+
     @Test("a node whose heartbeats stop is shown dead after the grace period; draining is recorded")
     func heartbeatsAndGrace() async throws {
         try await Self.withThreeNodes { _, store, nodes, tasks in
