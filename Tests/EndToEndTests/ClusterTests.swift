@@ -30,16 +30,35 @@ import TestSupport
 
     /// Three nodes on one database, each with its data directory holding the same master key. The exec executor
     /// appends each call to `calls`.
-    struct Cluster {
+    final class Cluster {
         let url: String
         let calls: URL
+        let pollInterval: Double
         var nodes: [String: ControllerProcess] = [:]
+
+        /// Starts node-a, then node-b and node-c with its master key; each answers at once (none waits as a standby).
+        init(_ server: TestPostgres, _ dir: URL, pollInterval: Double) throws {
+            url = "postgres://\(TestPostgres.superuser)@\(server.host):\(server.port)/coderunner?sslmode=disable"
+            calls = dir.appendingPathComponent("calls.log")
+            self.pollInterval = pollInterval
+            nodes["node-a"] = try ControllerProcess(dataDirectory: dir.appendingPathComponent("node-a"), extra: options("node-a"))
+            for name in ["node-b", "node-c"] {
+                let data = dir.appendingPathComponent(name)
+                try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+                try FileManager.default.copyItem(at: dir.appendingPathComponent("node-a/master.key"), to: data.appendingPathComponent("master.key"))
+                nodes[name] = try ControllerProcess(dataDirectory: data, extra: options(name))
+            }
+        }
+
+        deinit { for node in nodes.values { node.kill() } }
 
         func options(_ name: String) -> [String] {
             ["--database", url, "--node-name", name, "--executor", "exec",
              "--exec-command", "echo \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'",
-             "--poll-interval", "2", "--allow-fetch-to", "127.0.0.1/32"]
+             "--poll-interval", "\(pollInterval)", "--allow-fetch-to", "127.0.0.1/32"]
         }
+
+        func node(_ name: String) throws -> ControllerProcess { try #require(nodes[name]) }
 
         /// The executor's calls so far: (from, to) in order.
         var executed: [(from: Int, to: Int)] {
@@ -61,19 +80,8 @@ import TestSupport
         defer { server.stop() }
         let dir = try TestSupport.makeTemporaryDirectory("cluster")
         defer { try? FileManager.default.removeItem(at: dir) }
-        var cluster = Cluster(url: "postgres://\(TestPostgres.superuser)@\(server.host):\(server.port)/coderunner?sslmode=disable",
-                              calls: dir.appendingPathComponent("calls.log"))
-        let first = try ControllerProcess(dataDirectory: dir.appendingPathComponent("node-a"), extra: cluster.options("node-a"))
-        cluster.nodes["node-a"] = first
-        defer { for node in cluster.nodes.values { node.kill() } }
-        for name in ["node-b", "node-c"] {
-            let data = dir.appendingPathComponent(name)
-            try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-            try FileManager.default.copyItem(at: dir.appendingPathComponent("node-a/master.key"), to: data.appendingPathComponent("master.key"))
-            // Each answers at once: none waits as a standby.
-            cluster.nodes[name] = try ControllerProcess(dataDirectory: data, extra: cluster.options(name))
-        }
-        let a = try #require(cluster.nodes["node-a"]), b = try #require(cluster.nodes["node-b"]), c = try #require(cluster.nodes["node-c"])
+        let cluster = try Cluster(server, dir, pollInterval: 2)
+        let a = try cluster.node("node-a"), b = try cluster.node("node-b"), c = try cluster.node("node-c")
         #expect(a.output.contains("active as node node-a beside the others"), "\(a.output)")
 
         // The tenant is made through node A (its first user, so the administrator); every node answers for it.
@@ -163,6 +171,103 @@ import TestSupport
         #expect(events.count == executed.count, "\(events)")
         #expect(events.allSatisfy { $0.success })
         #expect(events.map(\.instancesAfter).sorted() == executed.map(\.to), "\(events)")
+
+        // Revoking the agent tokens through one node ends a query held on another at once (401), not at its wait's end.
+        let survivors = cluster.nodes.filter { $0.key != leaderName }.sorted { $0.key < $1.key }.map(\.value)
+        let holder = survivors[0], revoker = survivors[1]
+        let version = try HTTP.call("GET", holder.base + "/api/agent/v1/config", token: tenant.agentToken).data(Served.self).version
+        let answered = Mutex<Int?>(nil)
+        let token = tenant.agentToken
+        let held = holder.base + "/api/agent/v1/config?index=\(version)&wait=20s"
+        Thread.detachNewThread {
+            let status = (try? HTTP.call("GET", held, token: token, timeout: 25))?.status ?? -1
+            answered.withLock { $0 = status }
+        }
+        Thread.sleep(forTimeInterval: 0.4)
+        #expect(answered.withLock { $0 } == nil)
+        let revoked = ContinuousClock.now
+        #expect(try HTTP.call("DELETE", revoker.base + "/api/deployments/\(tenant.deploymentId)/agent-token", token: tenant.session).status == 200)
+        #expect(TestSupport.waitUntil(timeout: .seconds(5), interval: .milliseconds(5)) { answered.withLock { $0 } != nil })
+        #expect(answered.withLock { $0 } == 401)
+        print("cluster: revoking through one node ended a query held on another in \(ContinuousClock.now - revoked)")
+    }
+
+    struct NamedInstance: Codable, Sendable {
+        var instanceId: String
+        var state: String
+        var configVersion: Int64?
+        var stale: Bool
+    }
+
+    struct Rollouts: Codable, Sendable {
+        struct Rollout: Codable, Sendable {
+            var version: Int
+            var state: String
+            var failedInstance: String?
+        }
+        var current: Rollout?
+        var last: Rollout?
+    }
+
+    struct VersionAnswer: Codable, Sendable { var configVersion: Int64 }
+
+    /// A rollout across nodes: the node a change is written through decides it, the leader drives it from its poll
+    /// rounds, and every node serves its agents the version of their turn. The canary's agent is held on node A, the
+    /// other's on node C, the bad change is written through node B: only the canary runs it, and the fleet rolls back.
+    @Test func aBadChangeWrittenThroughOneNodeReachesOnlyTheCanaryHeldOnAnother() throws {
+        let server = try TestPostgres.start()
+        defer { server.stop() }
+        let dir = try TestSupport.makeTemporaryDirectory("cluster-rollout")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cluster = try Cluster(server, dir, pollInterval: 0.5)
+        let a = try cluster.node("node-a"), b = try cluster.node("node-b"), c = try cluster.node("node-c")
+        let tenant = try Tenant.create(a, variables: [("CRASH", "0", false, false)])
+        let path = "/api/deployments/\(tenant.deploymentId)"
+        let strategy: [String: Any] = ["strategy": "rolling", "canary": 1, "batchSize": 1, "maxUnavailable": 1, "readySeconds": 1,
+                                       "failureThreshold": 1]
+        // Set through node C: the other nodes read the strategy again.
+        #expect(try HTTP.call("PUT", c.base + path + "/rollout-strategy", token: tenant.session, json: strategy).status == 200)
+        func live() -> [NamedInstance] {
+            ((try? HTTP.call("GET", b.base + path + "/instances", token: tenant.session, timeout: 2).data([NamedInstance].self)) ?? [])
+                .filter { !$0.stale && $0.state != "exited" }
+        }
+        let canary = try AgentProcess(controller: a.base, token: tenant.agentToken, directory: dir.appendingPathComponent("a1"),
+                                      extra: ["--instance", "named-1", "--rollback-window", "5"])
+        defer { canary.stop() }
+        try #require(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(100)) { live().map(\.instanceId) == ["named-1"] },
+                     "named-1 did not register: \(live()) \(canary.stderr)")
+        let other = try AgentProcess(controller: c.base, token: tenant.agentToken, directory: dir.appendingPathComponent("a2"),
+                                     extra: ["--instance", "named-2", "--rollback-window", "5"])
+        defer { other.stop() }
+        let first = try HTTP.call("GET", a.base + path, token: tenant.session).data(VersionAnswer.self).configVersion
+        try #require(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(100)) {
+            let list = live()
+            return list.count == 2 && list.allSatisfy { $0.state == "running" && $0.configVersion == first }
+        }, "two agents running \(first): \(live())")
+        let otherPid = try #require(other.appPid)
+
+        try Tenant(controller: b, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
+                   deploymentId: tenant.deploymentId, agentToken: tenant.agentToken).set("CRASH", "1")
+        let bad = try HTTP.call("GET", b.base + path, token: tenant.session).data(VersionAnswer.self).configVersion
+        #expect(bad == first + 1)
+        var otherVersions = Set<Int64>()
+        var back: Rollouts.Rollout?
+        _ = TestSupport.waitUntil(timeout: .seconds(40), interval: .milliseconds(100)) {
+            if let version = try? other.status().configVersion { otherVersions.insert(version) }
+            let answer = try? HTTP.call("GET", c.base + path + "/rollout", token: tenant.session, timeout: 2).data(Rollouts.self)
+            if let last = answer?.last, answer?.current == nil, last.version == Int(bad) { back = last }
+            return back != nil
+        }
+        let rollout = try #require(back, "no finished rollout of \(bad): \((try? HTTP.call("GET", c.base + path + "/rollout", token: tenant.session, timeout: 2).text) ?? "") \(live())")
+        #expect(rollout.state == "rolled_back")
+        #expect(rollout.failedInstance == "named-1")
+        #expect(!otherVersions.contains(bad), "named-2, held on node-c, was served the bad version: \(otherVersions)")
+        #expect(other.appPid == otherPid, "named-2's app restarted")
+        #expect(other.appEnvironment["CRASH"] == "0")
+        // One rollout, decided once: a single rollout_started in the audit log although three nodes heard the change.
+        let started = try Tenant(controller: c, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
+                                 deploymentId: tenant.deploymentId, agentToken: tenant.agentToken).auditActions().filter { $0 == "rollout_started" }
+        #expect(started.count == 1, "\(started)")
     }
 
     private func tokenFile(_ dir: URL, _ token: String) throws -> String {
