@@ -181,7 +181,7 @@ async def hold(ports, tokens, put_port, session, config_id, count):
     if not line:
         return
     early = set(results)
-    body = put_body("held").encode()
+    body = put_body(f"held-{time.time_ns()}").encode()
     put = (f"PUT /api/config/environments/{config_id}/variables/BENCH_HOLD HTTP/1.1\r\nHost: {HOST}\r\n"
            f"Authorization: Bearer {session}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
            f"Connection: close\r\n\r\n").encode() + body
