@@ -24,7 +24,7 @@ public final class ActiveControllerLease: Sendable {
         let store = try await PostgresStore(configuration: try DatabaseURL.configuration(url, password: password), logger: logger)
         await store.shutdown()
         let configuration = try DatabaseURL.connectionConfiguration(url, password: password)
-        let leadership = PostgresLeadership(configuration: configuration, node: node, options: .init(interval: interval), logger: logger)
+        let leadership = PostgresLeadership(configuration: configuration, node: node, options: .controller(interval: interval), logger: logger)
         self.leadership = leadership
         runner = Task { await leadership.run() }
     }

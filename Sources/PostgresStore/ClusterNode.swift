@@ -21,7 +21,7 @@ public final class ClusterNode: Sendable {
         await store.shutdown()
         configuration = try DatabaseURL.connectionConfiguration(url, password: password)
         self.logger = logger
-        let leadership = PostgresLeadership(configuration: configuration, node: node, options: .init(interval: interval), logger: logger)
+        let leadership = PostgresLeadership(configuration: configuration, node: node, options: .controller(interval: interval), logger: logger)
         self.leadership = leadership
         tasks.withLock { $0.append(Task { await leadership.run() }) }
     }

@@ -101,7 +101,7 @@ actor RolloutDriver {
         for update in updates {
             versions[update.deploymentId] = max(versions[update.deploymentId] ?? update.version, update.version)
             await rendered.invalidate(update.deploymentId, keeping: [])
-            records[update.deploymentId] = nil
+            dropRecord(update.deploymentId)
             let deadline = ContinuousClock.now.advanced(by: Self.writerDecisionTimeout)
             awaiting[update.deploymentId] = Awaiting(version: update.version, deadline: deadline)
             let id = update.deploymentId
@@ -116,7 +116,7 @@ actor RolloutDriver {
     func rolloutsChanged(_ deploymentIds: [String]) async {
         for id in Set(deploymentIds).sorted() {
             awaiting[id] = nil
-            records[id] = nil
+            dropRecord(id)
             await rendered.invalidate(id, keeping: [])
             // Loaded at once: the leader's poll rounds drive the plans it holds.
             do { _ = try await record(id) } catch {
@@ -130,6 +130,7 @@ actor RolloutDriver {
     /// This node became the leader: it drives every stored rollout from the rows as they stand.
     func lead() async {
         records.removeAll()
+        loadingRecords.removeAll()
         do { try await restore() } catch {
             logger.error("cannot read the stored rollouts", metadata: ["error": "\(error)"])
         }
@@ -160,7 +161,7 @@ actor RolloutDriver {
         awaiting[deploymentId] = nil
         logger.warning("no rollout decision heard from the node that wrote a version: serving it as the stored plan says",
                        metadata: ["deployment": "\(deploymentId)", "version": "\(version)"])
-        records[deploymentId] = nil
+        dropRecord(deploymentId)
         await nudge(deploymentId)
     }
 
@@ -510,13 +511,39 @@ actor RolloutDriver {
 
     private func record(_ deploymentId: String) async throws -> Record {
         if let record = records[deploymentId] { return record }
-        let row = try await store.rollout(deploymentId: deploymentId)
-        let decoder = JSONDecoder()
-        func plan(_ text: String?) -> RolloutPlan? { text.flatMap { try? decoder.decode(RolloutPlan.self, from: Data($0.utf8)) } }
-        let strategy = row?.strategy.flatMap { try? decoder.decode(RolloutStrategy.self, from: Data($0.utf8)) }
-        let record = Record(strategy: strategy ?? .default, current: plan(row?.currentPlan), last: plan(row?.lastPlan))
-        records[deploymentId] = record
-        return record
+        // One read however many callers ask at once (thousands of held queries woken by another node's change): the
+        // actor is re-entrant, so without this each would read the row while the first one's read is in flight.
+        if let loading = loadingRecords[deploymentId] { return try await loading.value }
+        let store = self.store
+        let task = Task {
+            let row = try await store.rollout(deploymentId: deploymentId)
+            let decoder = JSONDecoder()
+            func plan(_ text: String?) -> RolloutPlan? { text.flatMap { try? decoder.decode(RolloutPlan.self, from: Data($0.utf8)) } }
+            let strategy = row?.strategy.flatMap { try? decoder.decode(RolloutStrategy.self, from: Data($0.utf8)) }
+            return Record(strategy: strategy ?? .default, current: plan(row?.currentPlan), last: plan(row?.lastPlan))
+        }
+        loadingRecords[deploymentId] = task
+        do {
+            let record = try await task.value
+            // Kept only if nothing dropped the deployment's record meanwhile (another node wrote its rows again).
+            if loadingRecords[deploymentId] == task {
+                loadingRecords[deploymentId] = nil
+                if records[deploymentId] == nil { records[deploymentId] = record }
+            }
+            return records[deploymentId] ?? record
+        } catch {
+            if loadingRecords[deploymentId] == task { loadingRecords[deploymentId] = nil }
+            throw error
+        }
+    }
+
+    /// Reads of rollout rows in flight, shared by every caller that asks meanwhile.
+    private var loadingRecords: [String: Task<Record, any Error>] = [:]
+
+    /// Forgets a deployment's record, and any read of it in flight (its result may predate the write that made it stale).
+    private func dropRecord(_ deploymentId: String) {
+        records[deploymentId] = nil
+        loadingRecords[deploymentId] = nil
     }
 
     private func save(_ deploymentId: String, _ record: Record) async throws {
