@@ -158,6 +158,8 @@ public struct ControlPlane: Sendable {
     public let closeStore: @Sendable () async -> Void
     /// The cluster's view, when the store has one (GET /api/cluster).
     let cluster: (@Sendable () async throws -> ClusterAnswer)?
+    /// Marks a node draining or not, when the store has a cluster.
+    let drainNode: (@Sendable (String, Bool) async throws -> Bool)?
 
     /// Creates the data directory, opens and migrates the database, loads the master key and the keyring,
     /// and seeds the official templates.
@@ -202,7 +204,8 @@ public struct ControlPlane: Sendable {
                                             limitCeiling: configuration.deploymentCeiling,
                                             maxPollsPerToken: configuration.maxPollsPerToken,
                                             defaultCommand: configuration.defaultCommand,
-                                            maxDeploymentsPerUser: configuration.maxDeploymentsPerUser)
+                                            maxDeploymentsPerUser: configuration.maxDeploymentsPerUser,
+                                            localIssuer: DeploymentService.localIssuer(node: configuration.scaling.placementNode))
         let instances = InstanceRegistry(store: store, deployments: deployments, dependencies: dependencies,
                                          logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
         let auth = try await AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
@@ -211,7 +214,7 @@ public struct ControlPlane: Sendable {
                                          registration: configuration.registration)
         let scaling = ScalingAPI.open(configuration, store: scalingStore, instances: instances,
                                          credentials: LocalInstanceCredentials(deployments: deployments, registry: instances),
-                                      dependencies: dependencies, logger: logger, metrics: metrics)
+                                      dependencies: dependencies, logger: logger, metrics: metrics, placement: opened.placement)
         // The agents a killed previous run left running are adopted (their apps never stopped) or stopped, before
         // anything starts new ones; the tokens it issued are revoked, but for the adopted agents'.
         let adopted = await scaling.localExecutor?.adopt() ?? []
@@ -242,7 +245,7 @@ public struct ControlPlane: Sendable {
             authAttempts: AttemptLimiter.authentication(configuration.authRateLimit),
             lifecycle: DeploymentLifecycle(deployments: deployments, scaling: scaling,
                                            appHost: scaling.localExecutor == nil ? nil : configuration.scaling.appHost),
-            live: live, metrics: metrics, closeStore: opened.close, cluster: opened.cluster)
+            live: live, metrics: metrics, closeStore: opened.close, cluster: opened.cluster, drainNode: opened.drain)
     }
 }
 

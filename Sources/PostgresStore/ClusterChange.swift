@@ -19,15 +19,19 @@ public struct ClusterChange: Sendable, Equatable {
     /// held queries, whose served version may have moved. Not found by the comparison after a reconnect (plans carry
     /// no version); a node that missed one reads the rows again at its next leadership change or restart.
     public var rollouts: [String]
+    /// The placement rows changed: every node reconciles its agents now rather than at its next round.
+    public var placements: Bool
 
-    public init(origin: String?, changes: ConfigChanges = ConfigChanges(), tokensRevoked: [String] = [], rollouts: [String] = []) {
+    public init(origin: String?, changes: ConfigChanges = ConfigChanges(), tokensRevoked: [String] = [], rollouts: [String] = [],
+                placements: Bool = false) {
         self.origin = origin
         self.changes = changes
         self.tokensRevoked = tokensRevoked
         self.rollouts = rollouts
+        self.placements = placements
     }
 
-    public var isEmpty: Bool { changes.isEmpty && tokensRevoked.isEmpty && rollouts.isEmpty }
+    public var isEmpty: Bool { changes.isEmpty && tokensRevoked.isEmpty && rollouts.isEmpty && !placements }
 }
 
 /// Hears the changes a `PostgresChangeListener` delivers, one at a time and in order: the listener reads the next
@@ -59,6 +63,8 @@ public enum ClusterNotification {
         var x: Bool?
         /// deployments whose rollout rows were written
         var p: [String]?
+        /// the placement rows changed
+        var n: Bool?
 
         struct Version: Codable, Equatable {
             var id: String
@@ -98,7 +104,8 @@ public enum ClusterNotification {
             r: change.changes.removed.isEmpty ? nil : change.changes.removed,
             e: change.changes.everything ? true : nil,
             t: change.tokensRevoked.isEmpty ? nil : change.tokensRevoked,
-            p: change.rollouts.isEmpty ? nil : change.rollouts)
+            p: change.rollouts.isEmpty ? nil : change.rollouts,
+            n: change.placements ? true : nil)
         if let text = json(payload), text.utf8.count <= maximumPayload { return text }
         // The origin is a node name the operator chose; cut it so that even the marker fits.
         let overflow = Payload(o: String(origin.prefix(1000)), e: change.changes.everything ? true : nil, x: true)
@@ -113,7 +120,7 @@ public enum ClusterNotification {
             origin: payload.o,
             changes: ConfigChanges(versions: (payload.v ?? []).map { DeploymentVersion(deploymentId: $0.id, version: $0.version) },
                                    removed: payload.r ?? [], everything: payload.e == true),
-            tokensRevoked: payload.t ?? [], rollouts: payload.p ?? []))
+            tokensRevoked: payload.t ?? [], rollouts: payload.p ?? [], placements: payload.n == true))
     }
 
     private static func json(_ payload: Payload) -> String? {

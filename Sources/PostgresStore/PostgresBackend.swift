@@ -15,8 +15,10 @@ extension StoreBackend {
         let configuration = try DatabaseURL.configuration(url, password: password)
         return StoreBackend(description: DatabaseURL.redacted(url)) { [configuration] subscriber, _, logger in
             let store = try await PostgresStore(configuration: configuration, publishingTo: subscriber, nodeName: nodeName, logger: logger)
-            return Opened(store: store, scaling: store, close: { await store.shutdown() },
-                          cluster: { try await store.clusterStatus(grace: clusterGrace) })
+            var opened = Opened(store: store, scaling: store, close: { await store.shutdown() },
+                                cluster: { try await store.clusterStatus(grace: clusterGrace) }, placement: store)
+            opened.drain = { node, draining in try await store.setDraining(node: node, draining) }
+            return opened
         }
     }
 }

@@ -418,5 +418,20 @@ enum PostgresMigrations {
             )
             """,
         ]),
+        // Which node runs each instance slot of a deployment (ControlPlane's PlacementPlan; docs/cluster.md).
+        Migration(name: "pg-instance-placements", statements: [
+            """
+            CREATE TABLE instance_placements (
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                slot INTEGER NOT NULL CHECK (slot >= 0),
+                node TEXT,
+                previous_node TEXT,
+                ready BOOLEAN NOT NULL DEFAULT FALSE,
+                updated_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+                PRIMARY KEY (deployment_id, slot)
+            )
+            """,
+            "CREATE INDEX instance_placements_node ON instance_placements (node)",
+        ]),
     ]
 }

@@ -31,6 +31,8 @@ public final class PostgresStore: ControlPlaneStore {
         static let ownerDeployments: Int32 = 0x4352_0003
         /// Held for a session by the leading node (PostgresLeadership), with `store` as its class.
         static let leader: Int32 = 3
+        /// Taken by every transaction that reads and rewrites the placement rows: one plan at a time.
+        static let placement: Int32 = 4
     }
 
     /// Connects a pool (it runs until `shutdown()`), and migrates the database to the newest schema. Every write

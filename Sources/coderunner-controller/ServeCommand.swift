@@ -316,7 +316,6 @@ struct ServeCommand: AsyncParsableCommand {
             host: host, port: port,
             dataDirectory: dataDir ?? environment["CODERUNNER_DATA_DIR"] ?? ControllerConfiguration.defaultDataDirectory)
         configuration.scaling = try scalerConfiguration(environment)
-        var lease: ActiveControllerLease?
         var cluster: ClusterNode?
         if let url = database ?? environment["CODERUNNER_DATABASE"], !url.isEmpty {
             let node = try clusterNode(environment)
@@ -326,11 +325,10 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("--database: \(error.description)")
             }
             if case .local = configuration.scaling.executor {
-                // The local executor's agents run on the active controller's host: one active at a time.
-                lease = try await activeControllerLease(url, node, environment)
-            } else {
-                cluster = try await clusterMember(url, node, environment)
+                // Each node runs the local agents placed on it.
+                configuration.scaling.placementNode = node.name
             }
+            cluster = try await clusterMember(url, node, environment)
         }
         if let file = masterKeyFile ?? environment["CODERUNNER_MASTER_KEY_FILE"] {
             configuration.masterKey = .file(file)
@@ -369,7 +367,8 @@ struct ServeCommand: AsyncParsableCommand {
             // Before the server answers: a change another node commits once an agent's query is held here wakes it.
             do {
                 try await cluster.listen { change in
-                    await controlPlane.committedElsewhere(change.changes, tokensRevoked: change.tokensRevoked, rollouts: change.rollouts)
+                    await controlPlane.committedElsewhere(change.changes, tokensRevoked: change.tokensRevoked, rollouts: change.rollouts,
+                                                          placements: change.placements)
                 }
             } catch {
                 await cluster.stop()
@@ -380,26 +379,26 @@ struct ServeCommand: AsyncParsableCommand {
         var services: [any Service] = [app, controlPlane.scalerService(logger: logger, gate: gate),
                                        StatusRefreshService(registry: controlPlane.instances, logger: logger),
                                        ConfigWatchDrain(hub: controlPlane.hub)]
-        // Losing the database's lock ends the group (the others stop gracefully): never two active controllers.
-        if let lease { services.append(LeaseService(lease: lease)) }
+        if let gate, let placement = controlPlane.placementService(gate: gate, logger: logger) { services.append(placement) }
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
             try await group.run()
         } catch {
             await controlPlane.closeStore()
-            if let lease { await lease.release() }
             await cluster?.stop()
             throw error
         }
         await controlPlane.closeStore()
-        if let lease { await lease.release() }
         await cluster?.stop()
     }
 
     /// This controller among those sharing the database: --node-name and --node-capacity.
     private func clusterNode(_ environment: [String: String]) throws -> PostgresLeadership.Node {
         let name = nodeName ?? environment["CODERUNNER_NODE_NAME"] ?? ProcessInfo.processInfo.hostName
-        guard !name.isEmpty, name.utf8.count <= 128 else { throw ValidationError("--node-name must be 1 to 128 bytes") }
+        // It ends instance ids (local-N:NAME) and names the node in logs: short and plain.
+        guard (1...64).contains(name.utf8.count), name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+            throw ValidationError("--node-name must be 1 to 64 letters, digits, dots, dashes or underscores, got \(name)")
+        }
         var cores = Double(ProcessInfo.processInfo.activeProcessorCount)
         var memory = Int64(ProcessInfo.processInfo.physicalMemory)
         if let text = nodeCapacity ?? environment["CODERUNNER_NODE_CAPACITY"] {
@@ -429,37 +428,5 @@ struct ServeCommand: AsyncParsableCommand {
         }
         FileHandle.standardError.write(Data("coderunner-controller: active as node \(node.name) beside the others on this database; the leader among them scales\n".utf8))
         return cluster
-    }
-
-    /// On PostgreSQL, this controller becomes the active one before it opens anything: it waits while another is
-    /// (a standby), printing that it waits, and takes over when that one's session ends.
-    private func activeControllerLease(_ url: String, _ node: PostgresLeadership.Node, _ environment: [String: String]) async throws -> ActiveControllerLease {
-        let name = node.name
-        var logger = Logger(label: "coderunner-controller.cluster")
-        logger.logLevel = .warning
-        let lease: ActiveControllerLease
-        do {
-            lease = try await ActiveControllerLease(url: url, password: environment["PGPASSWORD"], node: node, logger: logger)
-        } catch let failure as DatabaseURL.Failure {
-            throw ValidationError("--database: \(failure.description)")
-        } catch let unreachable as PostgresUnreachable {
-            // Not a usage error: the URL parsed, the server did not answer.
-            FileHandle.standardError.write(Data("coderunner-controller: --database: \(unreachable.description)\n".utf8))
-            throw ExitCode.failure
-        }
-        let epoch = try await lease.acquire { waited in
-            FileHandle.standardError.write(Data("coderunner-controller: standby as node \(name): another controller is active on this database (waited \(Int(waited.components.seconds)) s)\n".utf8))
-        }
-        FileHandle.standardError.write(Data("coderunner-controller: active as node \(name) (epoch \(epoch))\n".utf8))
-        return lease
-    }
-}
-
-/// Ends the service group when the database's lock is lost.
-struct LeaseService: Service {
-    let lease: ActiveControllerLease
-
-    func run() async throws {
-        try await cancelWhenGracefulShutdown { try await lease.holdUntilLost() }
     }
 }

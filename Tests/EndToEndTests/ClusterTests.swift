@@ -36,11 +36,15 @@ import TestSupport
         let pollInterval: Double
         var nodes: [String: ControllerProcess] = [:]
 
+        /// Other `serve` options (the local executor's, say) in place of the exec executor's.
+        let executor: [String]?
+
         /// Starts node-a, then node-b and node-c with its master key; each answers at once (none waits as a standby).
-        init(_ server: TestPostgres, _ dir: URL, pollInterval: Double) throws {
+        init(_ server: TestPostgres, _ dir: URL, pollInterval: Double, executor: [String]? = nil) throws {
             url = "postgres://\(TestPostgres.superuser)@\(server.host):\(server.port)/coderunner?sslmode=disable"
             calls = dir.appendingPathComponent("calls.log")
             self.pollInterval = pollInterval
+            self.executor = executor
             nodes["node-a"] = try ControllerProcess(dataDirectory: dir.appendingPathComponent("node-a"), extra: options("node-a"))
             for name in ["node-b", "node-c"] {
                 let data = dir.appendingPathComponent(name)
@@ -50,12 +54,11 @@ import TestSupport
             }
         }
 
-        deinit { for node in nodes.values { node.kill() } }
+        func killAll() { for node in nodes.values { node.kill() } }
 
         func options(_ name: String) -> [String] {
-            ["--database", url, "--node-name", name, "--executor", "exec",
-             "--exec-command", "echo \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'",
-             "--poll-interval", "\(pollInterval)", "--allow-fetch-to", "127.0.0.1/32"]
+            ["--database", url, "--node-name", name, "--poll-interval", "\(pollInterval)", "--allow-fetch-to", "127.0.0.1/32"]
+                + (executor ?? ["--executor", "exec", "--exec-command", "echo \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'"])
         }
 
         func node(_ name: String) throws -> ControllerProcess { try #require(nodes[name]) }
@@ -81,6 +84,7 @@ import TestSupport
         let dir = try TestSupport.makeTemporaryDirectory("cluster")
         defer { try? FileManager.default.removeItem(at: dir) }
         let cluster = try Cluster(server, dir, pollInterval: 2)
+        defer { cluster.killAll() }
         let a = try cluster.node("node-a"), b = try cluster.node("node-b"), c = try cluster.node("node-c")
         #expect(a.output.contains("active as node node-a beside the others"), "\(a.output)")
 
@@ -220,6 +224,7 @@ import TestSupport
         let dir = try TestSupport.makeTemporaryDirectory("cluster-rollout")
         defer { try? FileManager.default.removeItem(at: dir) }
         let cluster = try Cluster(server, dir, pollInterval: 0.5)
+        defer { cluster.killAll() }
         let a = try cluster.node("node-a"), b = try cluster.node("node-b"), c = try cluster.node("node-c")
         let tenant = try Tenant.create(a, variables: [("CRASH", "0", false, false)])
         let path = "/api/deployments/\(tenant.deploymentId)"
@@ -275,5 +280,115 @@ import TestSupport
         try Data(token.utf8).write(to: file)
         chmod(file.path, 0o600)
         return file.path
+    }
+
+    /// The local executor's agents of each node, from /proc: `coderunner-agent ... --instance local-N:NODE`.
+    static func agents() -> [String: [Int32]] {
+        var found: [String: [Int32]] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            let argv = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            guard argv.first?.hasSuffix("coderunner-agent") == true, let i = argv.firstIndex(of: "--instance"), i + 1 < argv.count,
+                  let at = argv[i + 1].firstIndex(of: ":") else { continue }
+            // A zombie has an empty cmdline; a stopped agent is gone.
+            found[String(argv[i + 1][argv[i + 1].index(after: at)...]), default: []].append(pid)
+        }
+        return found
+    }
+
+    /// The local agents' logs, for a failure's message.
+    static func agentLogs(_ dir: URL) -> String {
+        var out = ""
+        for node in ["node-a", "node-b", "node-c"] {
+            let logs = dir.appendingPathComponent(node).appendingPathComponent("agents")
+            for file in ((try? FileManager.default.contentsOfDirectory(atPath: logs.path)) ?? []).sorted() where file.hasSuffix(".log") {
+                let text = (try? String(contentsOf: logs.appendingPathComponent(file), encoding: .utf8)) ?? ""
+                out += "\n--- \(node)/\(file):\n" + String(text.suffix(1500))
+            }
+        }
+        return out
+    }
+
+    static func total(_ agents: [String: [Int32]]) -> Int { agents.values.map(\.count).reduce(0, +) }
+
+    /// Placement: each node runs the local agents placed on it. Three instances spread over three nodes; a node's
+    /// controller that crashes and comes back within the grace period adopts its agents (the same processes); a node
+    /// that dies with its agents has them started on the others within the grace period plus start-up; back, it runs
+    /// nothing (the total never goes above three); a drained node's instances move one at a time, each new one
+    /// running before the old one stops (the total never goes below three).
+    @Test func instancesArePlacedOnTheNodesAndFollowNodeLossAndDrain() throws {
+        let server = try TestPostgres.start()
+        defer { server.stop() }
+        let dir = try TestSupport.makeTemporaryDirectory("cluster-placement")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // No sandbox (it needs distinct uid ranges per node on one host, which the operator would give each host);
+        // the sandbox itself is tested on its own (SandboxTests).
+        let cluster = try Cluster(server, dir, pollInterval: 1, executor: [
+            "--sandbox", "off", "--node-capacity", "4,8G", "--default-command", "exec sleep 1000",
+        ])
+        defer { cluster.killAll() }
+        let a = try cluster.node("node-a"), b = try cluster.node("node-b"), c = try cluster.node("node-c")
+        defer { for pids in Self.agents().values { for pid in pids { kill(pid, SIGKILL) } } }
+        let tenant = try Tenant.create(a, variables: [("GREETING", "hello", false, false)])
+        func on(_ node: ControllerProcess) -> Tenant {
+            Tenant(controller: node, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
+                   deploymentId: tenant.deploymentId, agentToken: tenant.agentToken)
+        }
+        let path = "/api/deployments/\(tenant.deploymentId)"
+        #expect(TestSupport.waitUntil(timeout: .seconds(15)) { (Self.view(a, tenant.session)?.nodes.filter(\.alive).count) == 3 })
+        let started = try HTTP.call("POST", b.base + path + "/start", token: tenant.session)
+        #expect(started.status == 200, "\(started.text)")
+        let scaled = try HTTP.call("POST", c.base + path + "/scaling/override", token: tenant.session, json: ["instances": 3])
+        #expect(scaled.status == 200 || scaled.status == 201, "\(scaled.text)")
+        #expect(TestSupport.waitUntil(timeout: .seconds(30)) { Self.agents().mapValues(\.count) == ["node-a": 1, "node-b": 1, "node-c": 1] },
+                "\(Self.agents()) \((try? server.psql("coderunner", "SELECT deployment_id, slot, node, ready FROM instance_placements")) ?? "")")
+        // The agents run their app and register with the controller they were started by.
+        #expect(TestSupport.waitUntil(timeout: .seconds(20)) { (try? on(a).instances().filter { $0.state == "running" }.count) == 3 },
+                "\((try? HTTP.call("GET", a.base + path + "/instances", token: tenant.session).text) ?? "") \(Self.agentLogs(dir))")
+
+        // node-c's controller crashes and is back within the grace period: it adopts its agent, the same process.
+        let before = Self.agents()["node-c"] ?? []
+        c.kill()
+        try c.start()
+        Thread.sleep(forTimeInterval: 3)
+        #expect(Self.agents()["node-c"] == before, "\(Self.agents())")
+        #expect(Self.total(Self.agents()) == 3)
+
+        // node-b dies with its agents (a host lost): its instance starts on another node.
+        let lost = ContinuousClock.now
+        b.kill()
+        for pid in Self.agents()["node-b"] ?? [] { kill(pid, SIGKILL) }
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(50)) {
+            let now = Self.agents()
+            return now["node-b"] == nil && Self.total(now) == 3
+        }, "\(Self.agents())")
+        let recovery = ContinuousClock.now - lost
+        print("cluster: a lost node's instance runs on another node after \(recovery) (grace 5 s)")
+        #expect(recovery < .seconds(5 + 1 + 5), "grace 5 s + a placement round + start-up")
+
+        // node-b returns: nothing is placed on it, it starts nothing, and the total stays three.
+        try b.start()
+        var most = 0
+        _ = TestSupport.waitUntil(timeout: .seconds(4), interval: .milliseconds(50)) {
+            most = max(most, Self.total(Self.agents()))
+            return false
+        }
+        #expect(most == 3)
+        #expect(Self.agents()["node-b"] == nil)
+
+        // Drain node-a: its instance moves to node-b (the least loaded), started there before it stops on node-a.
+        let drained = try HTTP.call("POST", c.base + "/api/cluster/nodes/node-a/drain", token: tenant.session)
+        #expect(drained.status == 200, "\(drained.text)")
+        #expect(try HTTP.call("POST", c.base + "/api/cluster/nodes/nobody/drain", token: tenant.session).status == 404)
+        var fewest = 3
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(20)) {
+            let now = Self.agents()
+            fewest = min(fewest, Self.total(now))
+            return now["node-a"] == nil && Self.total(now) == 3
+        }, "\(Self.agents())")
+        #expect(fewest >= 3, "an instance stopped before its replacement started")
+        // Both went to node-b: the least loaded each time (node-a had taken node-b's instance when node-b was lost).
+        #expect(Self.agents()["node-b"]?.count ?? 0 >= 1, "\(Self.agents())")
+        #expect(Self.view(c, tenant.session)?.nodes.first { $0.name == "node-a" }.map { _ in true } == true)
     }
 }

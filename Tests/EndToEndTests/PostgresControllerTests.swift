@@ -104,61 +104,6 @@ import TestSupport
         #expect(actions == ["update", "create", "create", "create", "create", "create"], "\(actions)")
     }
 
-    /// One active controller per database: a second one waits as a standby (its heartbeat in cluster_nodes, no
-    /// port open), and takes over within a lock interval or two of the active one's kill -9, with the same state.
-    @Test func aStandbyTakesOverWhenTheActiveControllerDies() throws {
-        let server = try TestPostgres.start()
-        defer { server.stop() }
-        let dir = try TestSupport.makeTemporaryDirectory("pg-standby")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let url = "postgres://\(TestPostgres.superuser)@\(server.host):\(server.port)/coderunner?sslmode=disable"
-        let active = try ControllerProcess(dataDirectory: dir.appendingPathComponent("a"), extra: ["--database", url, "--node-name", "node-a"])
-        defer { active.kill() }
-        #expect(active.output.contains("active as node node-a (epoch 1)"), "\(active.output)")
-        let tenant = try Tenant.create(active, variables: [("GREETING", "hello", false, false)])
-        let second = dir.appendingPathComponent("b")
-        try FileManager.default.createDirectory(at: second, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: dir.appendingPathComponent("a/master.key"), to: second.appendingPathComponent("master.key"))
-        let standby = try ControllerProcess(dataDirectory: second, extra: ["--database", url, "--node-name", "node-b", "--node-capacity", "2,4G"],
-                                            wait: false)
-        defer { standby.kill() }
-        #expect(TestSupport.waitUntil(timeout: .seconds(15)) { standby.output.contains("standby as node node-b") }, "\(standby.output)")
-        #expect(!standby.isUp(within: .milliseconds(200)))
-        let nodes = try server.psql("coderunner", "SELECT name || ' ' || capacity_cores || ' ' || capacity_memory_bytes FROM cluster_nodes ORDER BY name")
-        #expect(nodes.split(separator: "\n").last == "node-b 2 4294967296", "\(nodes)")
-
-        let clock = ContinuousClock()
-        let killed = clock.now
-        active.kill()
-        #expect(standby.isUp(within: .seconds(20)), "\(standby.output)")
-        let failover = clock.now - killed
-        print("standby took over in \(failover)")
-        #expect(standby.output.contains("active as node node-b (epoch 2)"), "\(standby.output)")
-        // The same state: the tenant's session and project, now served by the other node.
-        let projects = try HTTP.call("GET", standby.base + "/api/projects", token: tenant.session)
-        #expect(projects.status == 200)
-        #expect(projects.text.contains(tenant.projectId))
-        // The cluster as an administrator sees it (the tenant registered first): node-b leads at epoch 2, node-a's
-        // heartbeat stopped with it.
-        let cluster = try HTTP.call("GET", standby.base + "/api/cluster", token: tenant.session)
-        #expect(cluster.status == 200, "\(cluster.text)")
-        let answer = try JSONSerialization.jsonObject(with: Data(cluster.text.utf8)) as? [String: Any]
-        let data = try #require(answer?["data"] as? [String: Any])
-        #expect(data["leader"] as? String == "node-b")
-        #expect(data["epoch"] as? Int == 2)
-        let members = try #require(data["nodes"] as? [[String: Any]])
-        #expect(members.compactMap { $0["name"] as? String } == ["node-a", "node-b"])
-        #expect(members.last?["capacityCores"] as? Double == 2)
-        #expect(members.last?["alive"] as? Bool == true)
-
-        // PostgreSQL ends the active controller's lock session (a partition, a DBA): it stops serving rather than
-        // run beside a controller that may take over, and exits non-zero for its supervisor to start it again.
-        _ = try server.psql("coderunner", "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted")
-        let exited = standby.process?.waitForExit(timeout: .seconds(15))
-        #expect(exited != nil && exited != 0, "\(standby.output)")
-        #expect(standby.output.contains("lost the database's leader lock"), "\(standby.output)")
-    }
-
     @Test func aBadDatabaseURLIsRefusedWithItsReason() throws {
         let result = try TestSupport.run(TestSupport.binary("coderunner-controller"),
                                          ["serve", "--database", "mysql://root@127.0.0.1/x", "--listen", "127.0.0.1:1"],

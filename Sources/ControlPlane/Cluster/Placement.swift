@@ -6,6 +6,7 @@
 // and, while the slot moves, the node it moves from. Make before break: a moving slot's old node keeps its agent
 // until the new node has started one (`ready`), then stops it; so a drained node's instances leave one at a time,
 // each new one running before the old one stops.
+public import Logging
 
 /// One controller node, as its heartbeat row shows it.
 public struct PlacementNode: Sendable, Equatable {
@@ -177,5 +178,122 @@ public enum PlacementPlan {
             }
         }
         return counts
+    }
+}
+
+/// Where the placement rows live (PostgreSQL's store; a single controller on SQLite places nothing).
+public protocol PlacementStore: Sendable {
+    /// Every slot, with its deployment's per-instance limits.
+    func placements() async throws -> [PlacementSlot]
+    /// Brings the deployment to `count` slots (removing the highest, adding unplaced ones) and places what it can,
+    /// in one transaction under the placement lock. Returns the slots now placed on a node.
+    func placeInstances(deploymentId: String, count: Int) async throws -> Int
+    /// The leader's round: `PlacementPlan.plan` on the nodes and slots as they stand, written in one transaction.
+    @discardableResult
+    func placementRound() async throws -> [PlacementChange]
+    /// `node` has started its agents of the deployment: its slots there are ready (a move's old node may let go).
+    func markPlacementsReady(node: String, deploymentId: String) async throws
+}
+
+/// The scaler's executor on a cluster whose nodes run the instances: a scaling changes the deployment's placement
+/// rows; each node's NodeReconciler starts and stops its own agents to match.
+struct PlacementExecutor: ScalingExecutor {
+    let store: any PlacementStore
+    /// Wakes this node's reconciler: its own writes' notifications are not delivered back to it.
+    let wake: @Sendable () -> Void
+
+    func scale(_ target: ScalingTarget, from: Int, to: Int) async throws -> Int {
+        let placed = try await store.placeInstances(deploymentId: target.deploymentId, count: to)
+        wake()
+        return placed < to ? placed : to
+    }
+
+    func runningInstances(deploymentId: String) async -> Int? {
+        guard let slots = try? await store.placements() else { return nil }
+        return slots.count { $0.deploymentId == deploymentId && $0.node != nil }
+    }
+}
+
+/// One node's side of placement: every interval, and whenever the rows change, it starts and stops its local agents
+/// until they match the slots placed on it (and those moving away whose new node has not started them yet). After
+/// a restart its local executor has adopted what the previous run left; this stops whatever it no longer owns.
+public actor NodeReconciler {
+    public nonisolated let node: String
+    let store: any PlacementStore
+    let scaling: any ScalingStore
+    let local: LocalExecutor
+    let logger: Logger
+    private var pending: CheckedContinuation<Void, Never>?
+    private var woken = false
+    /// Rounds completed (tests wait on it).
+    public private(set) var rounds = 0
+
+    init(node: String, store: any PlacementStore, scaling: any ScalingStore, local: LocalExecutor, logger: Logger) {
+        self.node = node
+        self.store = store
+        self.scaling = scaling
+        self.local = local
+        self.logger = logger
+    }
+
+    /// Makes the next round start now.
+    public nonisolated func wake() { Task { await self.signal() } }
+
+    private func signal() {
+        woken = true
+        pending?.resume()
+        pending = nil
+    }
+
+    /// One round: read the rows, then bring each deployment's local agents to this node's count.
+    public func reconcile() async {
+        let slots: [PlacementSlot]
+        do { slots = try await store.placements() } catch {
+            logger.error("cannot read the placements", metadata: ["error": "\(error)"])
+            return
+        }
+        let wanted = PlacementPlan.assigned(to: node, slots: slots)
+        let running = await local.runningDeployments()
+        for deploymentId in Set(wanted.keys).union(running.keys).sorted() {
+            let want = wanted[deploymentId] ?? 0
+            let have = running[deploymentId] ?? 0
+            if want != have {
+                do {
+                    let target = try await scaling.target(deploymentId: deploymentId) ?? ScalingTarget(deploymentId: deploymentId, command: nil)
+                    let now = try await local.scale(target, from: have, to: want)
+                    logger.notice("placement: reconciled", metadata: ["deployment": "\(deploymentId)", "from": "\(have)", "to": "\(now)"])
+                } catch {
+                    logger.error("placement: cannot start or stop agents", metadata: ["deployment": "\(deploymentId)", "error": "\(error)"])
+                    continue
+                }
+            }
+            if want > 0, slots.contains(where: { $0.deploymentId == deploymentId && $0.node == node && !$0.ready }) {
+                do { try await store.markPlacementsReady(node: node, deploymentId: deploymentId) } catch {
+                    logger.error("placement: cannot mark agents started", metadata: ["deployment": "\(deploymentId)", "error": "\(error)"])
+                }
+            }
+        }
+        rounds += 1
+    }
+
+    /// Rounds every `interval` or sooner when woken, until cancelled.
+    func run(interval: Duration) async {
+        while !Task.isCancelled {
+            woken = false
+            await reconcile()
+            if woken { continue }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await Task.sleep(for: interval) }
+                group.addTask { await self.waitForWake() }
+                _ = await group.next()
+                group.cancelAll()
+                self.signal()
+            }
+        }
+    }
+
+    private func waitForWake() async {
+        if woken { return }
+        await withCheckedContinuation { pending = $0 }
     }
 }

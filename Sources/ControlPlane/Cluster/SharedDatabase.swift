@@ -2,6 +2,7 @@
 // agents' long-polls; one of them, the leader, runs the scaler and drives the rollouts. ControlPlane knows no
 // database driver: the executable hands it the leadership (LeaderGate) and the changes other nodes commit.
 public import Logging
+public import ServiceLifecycle
 
 /// The leadership among controllers sharing a database, as the scaler sees it.
 public struct LeaderGate: Sendable {
@@ -44,9 +45,51 @@ extension ControlPlane {
     /// rendered copies go stale and held queries wake (`versions`), deployments went (`removed`), agent tokens
     /// were revoked (`tokensRevoked`: cached lookups drop and held queries check their token again), and rollout rows
     /// were written (`rollouts`).
-    public func committedElsewhere(_ changes: ConfigChanges, tokensRevoked: [String], rollouts: [String]) async {
+    public func committedElsewhere(_ changes: ConfigChanges, tokensRevoked: [String], rollouts: [String], placements: Bool = false) async {
+        if placements { scaling.placement?.wake() }
         await deployments.feed.committedElsewhere(changes)
         for deploymentId in Set(tokensRevoked).sorted() { await deployments.forgetTokens(of: deploymentId) }
         if !rollouts.isEmpty { await deployments.rollouts.rolloutsChanged(rollouts) }
+    }
+
+    /// On a cluster whose nodes run the instances: this node's reconciler and, while it leads, the placement round
+    /// (a dead node's instances placed elsewhere, a draining node's moved one at a time). Nil otherwise.
+    public func placementService(gate: LeaderGate, interval: Duration = .seconds(1), logger: Logger) -> PlacementService? {
+        guard let reconciler = scaling.placement, let local = scaling.localExecutor else { return nil }
+        return PlacementService(reconciler: reconciler, local: local, gate: gate, interval: interval, logger: logger)
+    }
+}
+
+public struct PlacementService: Service {
+    let reconciler: NodeReconciler
+    let local: LocalExecutor
+    let gate: LeaderGate
+    let interval: Duration
+    let logger: Logger
+
+    public func run() async throws {
+        let store = reconciler.store
+        let gate = gate, interval = interval, logger = logger
+        try? await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await reconciler.run(interval: interval) }
+                group.addTask {
+                    while !Task.isCancelled {
+                        if let epoch = gate.epoch() {
+                            await gate.fenced(epoch) {
+                                do { try await store.placementRound() } catch {
+                                    logger.error("placement round failed", metadata: ["error": "\(error)"])
+                                }
+                            }
+                        }
+                        try? await Task.sleep(for: interval)
+                    }
+                }
+                await group.waitForAll()
+            }
+        }
+        // As a single controller does: no agent outlives this node's controller. Its slots are placed elsewhere once
+        // its heartbeats stop (a drain first moves them with no gap).
+        await local.shutdown()
     }
 }

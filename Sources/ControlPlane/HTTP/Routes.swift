@@ -3,6 +3,7 @@ import CodeRunnerWire
 import Foundation
 import HTTPTypes
 public import Hummingbird
+import Logging
 
 struct StatusData: Codable, Sendable {
     var status: String
@@ -244,6 +245,22 @@ extension ControlPlane {
                 throw ControlPlaneError.notFound("cluster (a controller on SQLite runs alone)")
             }
             return Reply(try await cluster())
+        }
+        // Drain: the node's instances move to the others one at a time, each new one started before the old one stops;
+        // the node takes no new ones until the drain is lifted (DELETE).
+        for (method, draining) in [(HTTPRequest.Method.post, true), (.delete, false)] {
+            authed.on("api/cluster/nodes/:name/drain", method: method) { request, context in
+                let user = try context.requireUser()
+                guard user.isAdmin else { throw ControlPlaneError.forbidden("administrator role required") }
+                guard let drainNode else {
+                    throw ControlPlaneError.notFound("cluster (a controller on SQLite runs alone)")
+                }
+                let name = try context.parameters.require("name")
+                guard try await drainNode(name, draining) else { throw ControlPlaneError.notFound("node \(name)") }
+                context.logger.notice(draining ? "node draining" : "node drain lifted", metadata: ["node": "\(name)", "by": "\(user.id)"])
+                return Reply<Empty>.message(draining ? "node \(name) is draining: its instances move to the other nodes one at a time"
+                                                      : "node \(name) takes instances again")
+            }
         }
         addPrometheusRoutes(to: router)
         return router

@@ -108,12 +108,13 @@ struct LiveAgents: Sendable {
         return ids.count
     }
 
-    /// The local executor names its agents `local-N`, and only it does. Once it has stopped one, the agent's
+    /// The local executor names its agents `local-N` (`local-N:NODE` on a cluster: another node's are not ours), and
+    /// only it does. Once it has stopped one, the agent's
     /// registration stays fresh until three heartbeats are missed: the executor's own list is the truth for those
     /// (as it is for the scaler's instance count), so a registered `local-N` it does not run no longer counts.
     private func stoppedLocally(_ instanceId: String) -> Bool {
-        guard local != nil, instanceId.hasPrefix("local-") else { return false }
-        return Int(instanceId.dropFirst("local-".count)) != nil
+        guard let local else { return false }
+        return LocalExecutor.sequence(of: instanceId, tag: local.instanceTag) != nil
     }
 
     /// The instance's /v1/logs URL (beside its /v1/status).

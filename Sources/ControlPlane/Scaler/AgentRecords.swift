@@ -42,8 +42,9 @@ struct AgentRecord: Codable, Sendable, Equatable {
         return .adopt
     }
 
-    /// The instance's number in "local-N", which the next instance id must be above.
-    var sequence: Int? { instanceId.hasPrefix("local-") ? Int(instanceId.dropFirst(6)) : nil }
+    /// The instance's number in "local-N" (or "local-N:NODE": the records are this node's), which the next instance id
+    /// must be above.
+    var sequence: Int? { instanceId.hasPrefix("local-") ? Int(instanceId.dropFirst(6).prefix { $0 != ":" }) : nil }
 }
 
 /// A process as /proc shows it.

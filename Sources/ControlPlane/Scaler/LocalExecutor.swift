@@ -62,6 +62,8 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         /// SIGTERM, then this long for the agent (and its app) to exit, then SIGKILL.
         public var stopGrace: Duration = .seconds(10)
         public var sandbox: SandboxSettings
+        /// On a cluster, this node's name: instance ids are `local-N:NODE`, so that two nodes' agents never share one.
+        public var instanceTag: String?
 
         public init(agentBinary: String?, logDirectory: String, credentials: (any AgentCredentialIssuer)? = nil,
                     sandbox: SandboxSettings = SandboxSettings()) {
@@ -105,6 +107,8 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     }
 
     public let configuration: Configuration
+    /// This node's name in its agents' instance ids, on a cluster.
+    public nonisolated var instanceTag: String? { configuration.instanceTag }
     let logger: Logger
     private var agents: [String: [Agent]] = [:]
     /// Agents spawned that have not reported their address yet, by "deployment/instance": recorded too.
@@ -162,6 +166,20 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     }
 
     /// The agent binary next to this executable (how the package installs them), if there is one.
+    /// `local-N`, or `local-N:NODE` on a cluster (an instance id is `[A-Za-z0-9._:-]`).
+    static func instanceId(_ n: Int, tag: String?) -> String { "local-\(n)" + (tag.map { ":\($0)" } ?? "") }
+
+    /// N when `instanceId` names an agent of a local executor tagged `tag` (nil: untagged), else nil.
+    static func sequence(of instanceId: String, tag: String?) -> Int? {
+        guard instanceId.hasPrefix("local-") else { return nil }
+        var rest = Substring(instanceId.dropFirst("local-".count))
+        if let tag {
+            guard rest.hasSuffix(":" + tag) else { return nil }
+            rest = rest.dropLast(tag.utf8.count + 1)
+        }
+        return Int(rest)
+    }
+
     public static func agentNextToExecutable() -> String? {
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let candidate = me.deletingLastPathComponent().appendingPathComponent("coderunner-agent").path
@@ -178,6 +196,12 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     public func runningInstances(deploymentId: String) async -> Int? {
         await reap()
         return agents[deploymentId]?.count ?? 0
+    }
+
+    /// How many agents run for each deployment that has any.
+    public func runningDeployments() async -> [String: Int] {
+        await reap()
+        return agents.compactMapValues { $0.isEmpty ? nil : $0.count }
     }
 
     /// Instance ids of a deployment's running agents, oldest first.
@@ -408,7 +432,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         }
         let n = (sequence[deploymentId] ?? 0) + 1
         sequence[deploymentId] = n
-        let instanceId = "local-\(n)"
+        let instanceId = Self.instanceId(n, tag: configuration.instanceTag)
         try? FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
         let logPath = (configuration.logDirectory as NSString).appendingPathComponent("\(deploymentId)-\(instanceId).log")
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

@@ -40,6 +40,9 @@ public struct ScalerConfiguration: Sendable {
     /// The host in a deployment's url (`--app-host`): where the local executor's apps, on this machine, answer.
     public static let defaultAppHost = "127.0.0.1"
     public var appHost = defaultAppHost
+    /// This controller's node name when the local executor's instances are placed across the controllers sharing a
+    /// PostgreSQL database (`serve --database` with the local executor; docs/cluster.md); nil: a single controller.
+    public var placementNode: String?
 
     public init() {}
 }
@@ -48,22 +51,29 @@ extension ScalingAPI {
     /// Builds the executor and the scaler on the controller's scaling store.
     static func open(_ configuration: ControllerConfiguration, store: any ScalingStore, instances: any InstanceSource,
                      credentials: any AgentCredentialIssuer, dependencies: Dependencies, logger: Logger,
-                     metrics: ControllerMetrics? = nil) -> ScalingAPI {
+                     metrics: ControllerMetrics? = nil, placement: (any PlacementStore)? = nil) -> ScalingAPI {
         let c = configuration.scaling
         // The operator's webhook executor URL is the operator's choice; notification URLs are the tenants'.
         let poster = c.webhookSecret.map { WebhookPoster(signer: WebhookSigner(secret: $0)) }
-        let executor: any ScalingExecutor
+        var executor: any ScalingExecutor
         var sources: [any InstanceSource] = [instances]
         var localExecutor: LocalExecutor?
+        var placed: NodeReconciler?
         switch c.executor {
         case .local:
-            let local = LocalExecutor(
-                configuration: .init(agentBinary: c.agentBinary ?? LocalExecutor.agentNextToExecutable(),
-                                     logDirectory: (configuration.dataDirectory as NSString).appendingPathComponent("agents"),
-                                     credentials: credentials, sandbox: c.sandbox),
-                logger: logger)
+            var settings = LocalExecutor.Configuration(agentBinary: c.agentBinary ?? LocalExecutor.agentNextToExecutable(),
+                                                       logDirectory: (configuration.dataDirectory as NSString).appendingPathComponent("agents"),
+                                                       credentials: credentials, sandbox: c.sandbox)
+            if placement != nil { settings.instanceTag = c.placementNode }
+            let local = LocalExecutor(configuration: settings, logger: logger)
             executor = local
             localExecutor = local
+            if let placement, let node = c.placementNode {
+                // The scaler writes placements; this node's reconciler runs the agents placed on it.
+                let reconciler = NodeReconciler(node: node, store: placement, scaling: store, local: local, logger: logger)
+                placed = reconciler
+                executor = PlacementExecutor(store: placement, wake: { reconciler.wake() })
+            }
             LocalExecutor.migrateQueuedConnections(logger: logger)
             // First, so that an agent it runs (which also registers) is polled as the trusted target.
             sources.insert(TrustedInstanceSource(local), at: 0)
@@ -78,8 +88,10 @@ extension ScalingAPI {
                             notifier: poster?.guarded(by: c.fetchPolicy), now: dependencies.now, logger: logger,
                             engine: ScalingEngine.Configuration(instanceCap: c.maxInstancesPerDeployment), fetchPolicy: c.fetchPolicy,
                             accountInstanceCap: c.maxInstancesPerUser, metrics: metrics)
-        return ScalingAPI(store: store, scaler: scaler, localExecutor: localExecutor, now: dependencies.now,
-                          instanceCap: c.maxInstancesPerDeployment)
+        var api = ScalingAPI(store: store, scaler: scaler, localExecutor: localExecutor, now: dependencies.now,
+                             instanceCap: c.maxInstancesPerDeployment)
+        api.placement = placed
+        return api
     }
 
     /// The service that polls and scales every `pollInterval`; run it beside the HTTP server.

@@ -8,6 +8,8 @@ public struct ScalingAPI: Sendable {
     public let scaler: Scaler
     /// The `local` executor, when it is the one; it learns the controller's URL once the listener is bound.
     public let localExecutor: LocalExecutor?
+    /// On a cluster whose nodes run the instances: this node's side of placement (nil otherwise).
+    public var placement: NodeReconciler?
     let now: @Sendable () -> Date
     /// The most instances one deployment may have (`--max-instances-per-deployment`).
     public let instanceCap: Int

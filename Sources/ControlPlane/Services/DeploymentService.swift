@@ -44,8 +44,9 @@ public final class DeploymentService: Sendable {
          defaultLimits: ResourceLimits = ResourceLimits(),
          limitCeiling: ResourceLimits = ResourceLimits.defaultCeiling,
          maxPollsPerToken: Int = ControllerConfiguration.defaultMaxPollsPerToken, defaultCommand: String? = nil,
-         maxDeploymentsPerUser: Int? = AccountLimits.defaultMaxDeployments) {
+         maxDeploymentsPerUser: Int? = AccountLimits.defaultMaxDeployments, localIssuer: String = DeploymentService.localExecutorIssuer) {
         self.maxDeploymentsPerUser = maxDeploymentsPerUser
+        self.localIssuer = localIssuer
         self.defaultLimits = defaultLimits
         self.defaultCommand = defaultCommand
         self.limitCeiling = limitCeiling
@@ -208,15 +209,20 @@ public final class DeploymentService: Sendable {
     /// The issuer recorded on the tokens of agents the controller runs itself.
     static let localExecutorIssuer = "local-executor"
 
+    /// The issuer on this controller's local agents' tokens. On a cluster each node's carries its name, so that a node
+    /// starting again revokes only the tokens of its own agents it did not adopt, never another node's.
+    static func localIssuer(node: String?) -> String { node.map { "\(localExecutorIssuer)@\($0)" } ?? localExecutorIssuer }
+    let localIssuer: String
+
     /// A token for one agent the local executor starts: its own row, audited, revoked when that agent stops,
     /// so an instance that is gone holds no credential (and the owner's token is never handed out).
     public func issueInstanceToken(deploymentId: String, instanceId: String) async throws -> String {
         let token = try Tokens.mint(prefix: Tokens.agentPrefix, random: dependencies.random)
         let audit = configs.draft(Actor(userId: nil, userAgent: "coderunner-controller/local-executor"), projectId: nil,
                                   action: "issue_token", resourceType: "deployment", resourceId: deploymentId,
-                                  changes: ["instance": instanceId, "issuedBy": Self.localExecutorIssuer])
+                                  changes: ["instance": instanceId, "issuedBy": localIssuer])
         guard try await store.addAgentToken(deploymentId: deploymentId, hash: Tokens.hash(token),
-                                            issuedBy: Self.localExecutorIssuer, now: dependencies.now(), audit: audit)
+                                            issuedBy: localIssuer, now: dependencies.now(), audit: audit)
         else { throw ControlPlaneError.notFound("deployment") }
         instanceByToken.withLock { $0[Tokens.hash(token)] = instanceId }
         return token
@@ -240,7 +246,7 @@ public final class DeploymentService: Sendable {
     /// Revokes what a previous run of the controller left (it was killed before stopping its agents), except the
     /// tokens of the agents this run adopted (`keeping`).
     public func revokeLeftoverInstanceTokens(keeping adopted: [String] = []) async throws -> Int {
-        let count = try await store.revokeAgentTokens(issuedBy: Self.localExecutorIssuer, except: Set(adopted.map(Tokens.hash)),
+        let count = try await store.revokeAgentTokens(issuedBy: localIssuer, except: Set(adopted.map(Tokens.hash)),
                                                       now: dependencies.now())
         if count > 0 { forgetAllTokens() }
         return count

@@ -12,13 +12,18 @@ public struct StoreBackend: Sendable {
         public var close: @Sendable () async -> Void
         /// The cluster's view (GET /api/cluster); nil: this backend has no cluster (SQLite).
         public var cluster: (@Sendable () async throws -> ClusterAnswer)?
+        /// The placement rows, on a backend several controllers share (PostgreSQL).
+        public var placement: (any PlacementStore)?
+        /// Marks a node draining or not (POST/DELETE /api/cluster/nodes/:name/drain); false: no such node.
+        public var drain: (@Sendable (_ node: String, _ draining: Bool) async throws -> Bool)?
 
         public init(store: any ControlPlaneStore, scaling: any ScalingStore, close: @escaping @Sendable () async -> Void,
-                    cluster: (@Sendable () async throws -> ClusterAnswer)? = nil) {
+                    cluster: (@Sendable () async throws -> ClusterAnswer)? = nil, placement: (any PlacementStore)? = nil) {
             self.store = store
             self.scaling = scaling
             self.close = close
             self.cluster = cluster
+            self.placement = placement
         }
     }
 
