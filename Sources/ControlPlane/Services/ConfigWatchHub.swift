@@ -193,6 +193,7 @@ struct ChangeFeed: ConfigChangeSubscriber {
         }
         // Their tokens went with them: held queries wake now and answer 401 (the config no longer loads),
         // rather than at the end of their wait.
+        if !changes.removed.isEmpty { await rollouts.driver?.removed(changes.removed) }
         for deploymentId in changes.removed { await hub.revoke(deploymentId: deploymentId) }
         status.touch(changes.removed)
     }
@@ -210,6 +211,7 @@ struct ChangeFeed: ConfigChangeSubscriber {
             await rollouts.driver?.publishedElsewhere(changes.versions)
             await hub.publish(changes.versions)
         }
+        if !changes.removed.isEmpty { await rollouts.driver?.removed(changes.removed) }
         for deploymentId in changes.removed { await hub.revoke(deploymentId: deploymentId) }
         status.touch(changes.removed + changes.versions.map(\.deploymentId))
     }

@@ -300,6 +300,18 @@ actor RolloutDriver {
         try await step(deploymentId, &record, now: now)
     }
 
+    /// Deployments that are gone (deleted with their project): nothing of them is kept, so that a held query woken by
+    /// their removal reads the store, finds no config, and answers 401 rather than park again on a cached version.
+    func removed(_ deploymentIds: [String]) async {
+        for id in deploymentIds {
+            versions[id] = nil
+            awaiting[id] = nil
+            unreadable[id] = nil
+            dropRecord(id)
+            await rendered.invalidate(id, keeping: [])
+        }
+    }
+
     /// A write changed everything (a restore, a key rotation): versions are read again.
     func forgetVersions() async {
         versions.removeAll()
