@@ -21,17 +21,26 @@ public struct ClusterChange: Sendable, Equatable {
     public var rollouts: [String]
     /// The placement rows changed: every node reconciles its agents now rather than at its next round.
     public var placements: Bool
+    /// Hashes of user sessions (API tokens, browser sessions) ended by a logout: each node closes the live sockets
+    /// they opened through it (4401). The hash is what the tables hold; the token itself never travels.
+    public var sessionsRevoked: [String]
+    /// Deployments whose instances registered, exited or changed state: each node wakes its live status streams.
+    public var statuses: [String]
 
     public init(origin: String?, changes: ConfigChanges = ConfigChanges(), tokensRevoked: [String] = [], rollouts: [String] = [],
-                placements: Bool = false) {
+                placements: Bool = false, sessionsRevoked: [String] = [], statuses: [String] = []) {
         self.origin = origin
         self.changes = changes
         self.tokensRevoked = tokensRevoked
         self.rollouts = rollouts
         self.placements = placements
+        self.sessionsRevoked = sessionsRevoked
+        self.statuses = statuses
     }
 
-    public var isEmpty: Bool { changes.isEmpty && tokensRevoked.isEmpty && rollouts.isEmpty && !placements }
+    public var isEmpty: Bool {
+        changes.isEmpty && tokensRevoked.isEmpty && rollouts.isEmpty && !placements && sessionsRevoked.isEmpty && statuses.isEmpty
+    }
 }
 
 /// Hears the changes a `PostgresChangeListener` delivers, one at a time and in order: the listener reads the next
@@ -65,6 +74,10 @@ public enum ClusterNotification {
         var p: [String]?
         /// the placement rows changed
         var n: Bool?
+        /// hashes of sessions ended by a logout
+        var a: [String]?
+        /// deployments whose instances changed
+        var u: [String]?
 
         struct Version: Codable, Equatable {
             var id: String
@@ -105,7 +118,9 @@ public enum ClusterNotification {
             e: change.changes.everything ? true : nil,
             t: change.tokensRevoked.isEmpty ? nil : change.tokensRevoked,
             p: change.rollouts.isEmpty ? nil : change.rollouts,
-            n: change.placements ? true : nil)
+            n: change.placements ? true : nil,
+            a: change.sessionsRevoked.isEmpty ? nil : change.sessionsRevoked,
+            u: change.statuses.isEmpty ? nil : change.statuses)
         if let text = json(payload), text.utf8.count <= maximumPayload { return text }
         // The origin is a node name the operator chose; cut it so that even the marker fits.
         let overflow = Payload(o: String(origin.prefix(1000)), e: change.changes.everything ? true : nil, x: true)
@@ -120,7 +135,8 @@ public enum ClusterNotification {
             origin: payload.o,
             changes: ConfigChanges(versions: (payload.v ?? []).map { DeploymentVersion(deploymentId: $0.id, version: $0.version) },
                                    removed: payload.r ?? [], everything: payload.e == true),
-            tokensRevoked: payload.t ?? [], rollouts: payload.p ?? [], placements: payload.n == true))
+            tokensRevoked: payload.t ?? [], rollouts: payload.p ?? [], placements: payload.n == true,
+            sessionsRevoked: payload.a ?? [], statuses: payload.u ?? []))
     }
 
     private static func json(_ payload: Payload) -> String? {

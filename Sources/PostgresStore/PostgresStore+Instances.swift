@@ -36,6 +36,7 @@ extension PostgresStore {
                     registered_at = EXCLUDED.registered_at, last_heartbeat_at = EXCLUDED.last_heartbeat_at
                 """, logger)
             try await Self.updateDeploymentStatus(deploymentId, clock, c, logger)
+            try await notify(ClusterChange(origin: nodeName, statuses: [deploymentId]), c)
             return !exists
         }
     }
@@ -43,13 +44,21 @@ extension PostgresStore {
     public func recordHeartbeat(deploymentId: String, _ h: AgentHeartbeat, clock: InstanceClock) async throws -> Bool {
         try await write { c in
             guard try await Self.lockDeployment(deploymentId, c, logger) else { return false }
-            let updated = try await c.rows("""
+            // The deployment's row is locked: the state read here is the one this update replaces.
+            let previous = try await c.rows("""
+                SELECT state, config_version FROM instances WHERE deployment_id = \(deploymentId) AND instance_id = \(h.instanceId)
+                """, logger).first
+            guard let previous else { return false }
+            try await c.run("""
                 UPDATE instances SET state = \(h.state), config_version = \(h.configVersion), config_checksum = \(h.configChecksum),
                     last_heartbeat_at = \(clock.now)
-                WHERE deployment_id = \(deploymentId) AND instance_id = \(h.instanceId) RETURNING instance_id
+                WHERE deployment_id = \(deploymentId) AND instance_id = \(h.instanceId)
                 """, logger)
-            guard !updated.isEmpty else { return false }
             try await Self.updateDeploymentStatus(deploymentId, clock, c, logger)
+            // Only a heartbeat that changed what a status stream shows is told to the other nodes: most change nothing.
+            if try previous.string("state") != h.state || (try previous["config_version"].decode(Int64?.self)) != h.configVersion {
+                try await notify(ClusterChange(origin: nodeName, statuses: [deploymentId]), c)
+            }
             return true
         }
     }
@@ -85,6 +94,7 @@ extension PostgresStore {
                 """, logger)
             guard !updated.isEmpty else { return false }
             try await Self.updateDeploymentStatus(deploymentId, clock, c, logger)
+            try await notify(ClusterChange(origin: nodeName, statuses: [deploymentId]), c)
             return true
         }
     }

@@ -296,6 +296,8 @@ public final class PostgresStore: ControlPlaneStore {
     public func revokeAPIToken(hash: String, now: Date) async throws {
         try await write { c in
             try await c.run("UPDATE api_tokens SET revoked_at = \(now) WHERE token_hash = \(hash) AND revoked_at IS NULL", logger)
+            // The other nodes close the live sockets this session opened through them.
+            try await notify(ClusterChange(origin: nodeName, sessionsRevoked: [hash]), c)
         }
     }
 
@@ -326,6 +328,7 @@ public final class PostgresStore: ControlPlaneStore {
             // Expired rows of any user go too, as on SQLite.
             try await c.run("DELETE FROM browser_sessions WHERE expires_at <= \(now)", logger)
             try await c.run("UPDATE browser_sessions SET revoked_at = \(now) WHERE token_hash = \(hash) AND revoked_at IS NULL", logger)
+            try await notify(ClusterChange(origin: nodeName, sessionsRevoked: [hash]), c)
         }
     }
 

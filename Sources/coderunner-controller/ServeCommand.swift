@@ -368,7 +368,8 @@ struct ServeCommand: AsyncParsableCommand {
             do {
                 try await cluster.listen { change in
                     await controlPlane.committedElsewhere(change.changes, tokensRevoked: change.tokensRevoked, rollouts: change.rollouts,
-                                                          placements: change.placements)
+                                                          placements: change.placements, sessionsRevoked: change.sessionsRevoked,
+                                                          statuses: change.statuses)
                 }
             } catch {
                 await cluster.stop()

@@ -273,7 +273,32 @@ import TestSupport
         let started = try Tenant(controller: c, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
                                  deploymentId: tenant.deploymentId, agentToken: tenant.agentToken).auditActions().filter { $0 == "rollout_started" }
         #expect(started.count == 1, "\(started)")
+
+        // A logout through node B closes, at once and with 4401, a live socket the session opened through node A.
+        // python3 from PATH, with websockets (scripts/test installs it before the Swift tests).
+        let client = try Spawned("/usr/bin/env", ["python3", "-c", Self.liveSocket, "ws://127.0.0.1:\(a.port)/api/ws", tenant.session])
+        defer { client.hardKill() }
+        #expect(TestSupport.waitUntil(timeout: .seconds(10)) { client.text.contains("open") }, "\(client.text)")
+        let loggedOut = ContinuousClock.now
+        #expect(try HTTP.call("POST", b.base + "/api/auth/logout", token: tenant.session).status == 200)
+        #expect(TestSupport.waitUntil(timeout: .seconds(5), interval: .milliseconds(10)) { client.text.contains("closed 4401") }, "\(client.text)")
+        print("cluster: a logout through node-b closed a socket held on node-a in \(ContinuousClock.now - loggedOut)")
     }
+
+    /// Opens GET /api/ws with a bearer token, prints "open", then the close code once the server closes it.
+    static let liveSocket = """
+        import asyncio, sys, websockets
+        async def main():
+            async with websockets.connect(sys.argv[1], additional_headers={"Authorization": "Bearer " + sys.argv[2]}) as ws:
+                print("open", flush=True)
+                try:
+                    await asyncio.wait_for(ws.wait_closed(), 20)
+                except asyncio.TimeoutError:
+                    print("still open after 20 s", flush=True)
+                    return
+                print("closed", ws.close_code, flush=True)
+        asyncio.run(main())
+        """
 
     private func tokenFile(_ dir: URL, _ token: String) throws -> String {
         let file = dir.appendingPathComponent("busy-token")

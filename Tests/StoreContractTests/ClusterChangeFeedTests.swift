@@ -2,6 +2,7 @@
 // a listener on its own connection (node B) once, in order; a rolled-back change reaches nobody; a listener whose
 // connection the server ended catches up on what it missed. The payload codec and the snapshot comparison are pure
 // and tested without a server.
+import CodeRunnerWire
 import ControlPlane
 import Foundation
 import Logging
@@ -93,6 +94,41 @@ func milliseconds(_ d: Duration) -> Double {
 struct ClusterChangeFeedTests {
     /// How many changes the latency test writes (CODERUNNER_BENCH_CLUSTER_WAKE raises it for scripts/bench/cluster-wake).
     static let wakeChanges = Int(ProcessInfo.processInfo.environment["CODERUNNER_BENCH_CLUSTER_WAKE"] ?? "") ?? 100
+
+    @Test("instance changes that a status stream shows, and ended user sessions (by hash), are told to the other nodes; a routine heartbeat is not")
+    func statusesAndEndedSessionsAreNotified() async throws {
+        try await Fixture.withTwoNodes { _, a, _, _, collector in
+            let user = try await a.makeUser("alice")
+            try await a.makeProject("p1", owner: user.id)
+            try await a.makeDeployment("d1", project: "p1")
+            #expect(await eventually { collector.versions["d1"] != nil })
+            let clock = InstanceClock(now: at(10), staleAfter: 30)
+            func heard() -> [ClusterChange] { collector.changes.filter { !$0.statuses.isEmpty || !$0.sessionsRevoked.isEmpty } }
+
+            let registration = AgentRegistration(instanceId: "i1", metricsUrl: nil, agentVersion: "1.0", hostname: "h", pid: 41,
+                                                 configVersion: 1, state: "starting")
+            #expect(try await a.registerInstance(deploymentId: "d1", registration, cap: 3, clock: clock))
+            #expect(await eventually { heard().count == 1 })
+            // The same state and version: routine, not told. A new state: told.
+            #expect(try await a.recordHeartbeat(deploymentId: "d1", AgentHeartbeat(instanceId: "i1", state: "starting", configVersion: 1,
+                                                                                   configChecksum: nil), clock: clock))
+            #expect(try await a.recordHeartbeat(deploymentId: "d1", AgentHeartbeat(instanceId: "i1", state: "running", configVersion: 1,
+                                                                                   configChecksum: nil), clock: clock))
+            #expect(await eventually { heard().count == 2 })
+            #expect(try await a.markInstanceExited(deploymentId: "d1", instanceId: "i1", clock: clock))
+            #expect(await eventually { heard().count == 3 })
+            #expect(heard().allSatisfy { $0.statuses == ["d1"] && $0.origin == "node-a" })
+
+            // A logout: the session's hash, never the token.
+            try await a.insertBrowserSession(hash: "hash-of-a-session", userId: user.id, expiresAt: at(3600), now: t0)
+            try await a.revokeBrowserSession(hash: "hash-of-a-session", now: at(1))
+            try await a.revokeAPIToken(hash: "hash-of-a-token", now: at(2))
+            #expect(await eventually { heard().count == 5 })
+            #expect(heard().suffix(2).map(\.sessionsRevoked) == [["hash-of-a-session"], ["hash-of-a-token"]])
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(heard().count == 5)
+        }
+    }
 
     @Test("a write of a deployment's rollout rows tells the other nodes which deployment, so that they read its plan again")
     func rolloutWritesAreNotified() async throws {

@@ -13,6 +13,18 @@ ensure_apt_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Python modules from PyPI, only when missing: ensure_python_packages MODULE=SPEC... (e.g. websockets.sync.client='websockets>=13').
+ensure_python_packages() {
+    python3 -m pip --version >/dev/null 2>&1 || ensure_apt_packages python3-pip
+    local missing=()
+    for pair in "$@"; do
+        python3 -c "import ${pair%%=*}" 2>/dev/null || missing+=("${pair#*=}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "==> pip install ${missing[*]}"
+    python3 -m pip install -q "${missing[@]}" 2>/dev/null || python3 -m pip install -q --break-system-packages "${missing[@]}"
+}
+
 # Build dependencies of both binaries.
 BUILD_PACKAGES=(pkg-config libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libsqlite3-dev libseccomp-dev)
 # Tools the tests drive for real: promtool checks /metrics, stress-ng burns a known CPU share, python3 and sh

@@ -43,10 +43,14 @@ extension ControlPlane {
 
     /// What another controller committed, as its notification told (the node's own are not passed): configs and
     /// rendered copies go stale and held queries wake (`versions`), deployments went (`removed`), agent tokens
-    /// were revoked (`tokensRevoked`: cached lookups drop and held queries check their token again), and rollout rows
-    /// were written (`rollouts`).
-    public func committedElsewhere(_ changes: ConfigChanges, tokensRevoked: [String], rollouts: [String], placements: Bool = false) async {
+    /// were revoked (`tokensRevoked`: cached lookups drop and held queries check their token again), rollout rows
+    /// were written (`rollouts`), placement rows changed (`placements`), user sessions ended (`sessionsRevoked`, their
+    /// hashes: live sockets close) and instances changed (`statuses`: live status streams look again).
+    public func committedElsewhere(_ changes: ConfigChanges, tokensRevoked: [String], rollouts: [String], placements: Bool = false,
+                                   sessionsRevoked: [String] = [], statuses: [String] = []) async {
         if placements { scaling.placement?.wake() }
+        for hash in sessionsRevoked { auth.revocations.revoke(tokenHash: hash) }
+        statusFeed.touch(statuses)
         await deployments.feed.committedElsewhere(changes)
         for deploymentId in Set(tokensRevoked).sorted() { await deployments.forgetTokens(of: deploymentId) }
         if !rollouts.isEmpty { await deployments.rollouts.rolloutsChanged(rollouts) }
