@@ -11,6 +11,14 @@ extension PostgresStore: PlacementStore {
         try await read { c in try await Self.slots(c, logger) }
     }
 
+    public func placedInstances(deploymentId: String) async throws -> Int {
+        try await read { c in
+            try await c.rows("""
+                SELECT count(*) AS n FROM instance_placements WHERE deployment_id = \(deploymentId) AND node IS NOT NULL
+                """, logger).first?.int("n") ?? 0
+        }
+    }
+
     public func placeInstances(deploymentId: String, count wanted: Int) async throws -> Int {
         let count = max(0, wanted)
         return try await write { c in

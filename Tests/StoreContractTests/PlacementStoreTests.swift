@@ -34,6 +34,7 @@ import TestSupport
             #expect(slots.map(\.slot) == [0, 1, 2, 3, 4])
             #expect(slots.map(\.node) == ["node-a", "node-b", "node-a", "node-b", nil])
             #expect(slots.allSatisfy { $0.cores == 0.5 && !$0.ready })
+            #expect(try await b.placedInstances(deploymentId: "d1") == 4)
             #expect(await eventually { collector.changes.dropFirst(before).contains { $0.placements && $0.origin == "node-a" } })
 
             // node-a started its agents; then the count goes down: the highest slots go.

@@ -185,6 +185,8 @@ public enum PlacementPlan {
 public protocol PlacementStore: Sendable {
     /// Every slot, with its deployment's per-instance limits.
     func placements() async throws -> [PlacementSlot]
+    /// How many of the deployment's slots are placed on a node (the scaler's count of its instances).
+    func placedInstances(deploymentId: String) async throws -> Int
     /// Brings the deployment to `count` slots (removing the highest, adding unplaced ones) and places what it can,
     /// in one transaction under the placement lock. Returns the slots now placed on a node.
     func placeInstances(deploymentId: String, count: Int) async throws -> Int
@@ -209,8 +211,7 @@ struct PlacementExecutor: ScalingExecutor {
     }
 
     func runningInstances(deploymentId: String) async -> Int? {
-        guard let slots = try? await store.placements() else { return nil }
-        return slots.count { $0.deploymentId == deploymentId && $0.node != nil }
+        try? await store.placedInstances(deploymentId: deploymentId)
     }
 }
 
