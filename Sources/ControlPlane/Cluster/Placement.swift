@@ -226,8 +226,8 @@ public actor NodeReconciler {
     let logger: Logger
     private var pending: CheckedContinuation<Void, Never>?
     private var woken = false
-    /// Rounds completed (tests wait on it).
-    public private(set) var rounds = 0
+    /// Deployments whose agents could not be started or stopped at the last try: logged once, not every second.
+    private var failing: Set<String> = []
 
     init(node: String, store: any PlacementStore, scaling: any ScalingStore, local: LocalExecutor, logger: Logger) {
         self.node = node
@@ -247,7 +247,7 @@ public actor NodeReconciler {
     }
 
     /// One round: read the rows, then bring each deployment's local agents to this node's count.
-    public func reconcile() async {
+    func reconcile() async {
         let slots: [PlacementSlot]
         do { slots = try await store.placements() } catch {
             logger.error("cannot read the placements", metadata: ["error": "\(error)"])
@@ -262,9 +262,15 @@ public actor NodeReconciler {
                 do {
                     let target = try await scaling.target(deploymentId: deploymentId) ?? ScalingTarget(deploymentId: deploymentId, command: nil)
                     let now = try await local.scale(target, from: have, to: want)
+                    failing.remove(deploymentId)
                     logger.notice("placement: reconciled", metadata: ["deployment": "\(deploymentId)", "from": "\(have)", "to": "\(now)"])
                 } catch {
-                    logger.error("placement: cannot start or stop agents", metadata: ["deployment": "\(deploymentId)", "error": "\(error)"])
+                    let metadata: Logger.Metadata = ["deployment": "\(deploymentId)", "error": "\(error)"]
+                    if failing.insert(deploymentId).inserted {
+                        logger.error("placement: cannot start or stop agents (retried every round)", metadata: metadata)
+                    } else {
+                        logger.debug("placement: cannot start or stop agents", metadata: metadata)
+                    }
                     continue
                 }
             }
@@ -274,7 +280,6 @@ public actor NodeReconciler {
                 }
             }
         }
-        rounds += 1
     }
 
     /// Rounds every `interval` or sooner when woken, until cancelled.
