@@ -11,7 +11,6 @@ public final class ClusterNode: Sendable {
     private let configuration: PostgresConnection.Configuration
     private let logger: Logger
     private let tasks = Mutex<[Task<Void, Never>]>([])
-    private let listenerSlot = Mutex<PostgresChangeListener?>(nil)
 
     /// Brings the database to this version's schema, then starts campaigning (heartbeats in `cluster_nodes`, the
     /// lock tried every `interval`) without waiting to lead.
@@ -44,7 +43,6 @@ public final class ClusterNode: Sendable {
     public func listen(timeout: Duration = .seconds(20), _ deliver: @escaping @Sendable (ClusterChange) async -> Void) async throws {
         let listener = PostgresChangeListener(configuration: configuration,
                                               subscriber: ForeignChanges(node: name, deliver: deliver), logger: logger)
-        listenerSlot.withLock { $0 = listener }
         tasks.withLock { $0.append(Task { await listener.run() }) }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
