@@ -90,10 +90,6 @@ import TestSupport
 
         // The tenant is made through node A (its first user, so the administrator); every node answers for it.
         let tenant = try Tenant.create(a, variables: [("GREETING", "one", false, false)])
-        func on(_ node: ControllerProcess) -> Tenant {
-            Tenant(controller: node, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
-                   deploymentId: tenant.deploymentId, agentToken: tenant.agentToken)
-        }
         #expect(TestSupport.waitUntil(timeout: .seconds(15)) {
             guard let view = Self.view(c, tenant.session) else { return false }
             return view.leader != nil && view.nodes.filter(\.alive).map(\.name) == ["node-a", "node-b", "node-c"]
@@ -103,7 +99,7 @@ import TestSupport
         let agent = try AgentProcess(controller: a.base, token: tenant.agentToken, directory: dir.appendingPathComponent("agent"))
         #expect(TestSupport.waitUntil(timeout: .seconds(15)) { agent.appEnvironment["GREETING"] == "one" }, "\(agent.stderr)")
         let changed = ContinuousClock.now
-        try on(b).set("GREETING", "two")
+        try tenant.on(b).set("GREETING", "two")
         #expect(TestSupport.waitUntil(timeout: .seconds(10)) { agent.appEnvironment["GREETING"] == "two" }, "\(agent.stderr)")
         print("cluster: a change through node-b restarted the app of an agent held on node-a in \(ContinuousClock.now - changed)")
         agent.stop()
@@ -124,7 +120,7 @@ import TestSupport
             Thread.sleep(forTimeInterval: 0.4)
             #expect(answered.withLock { $0 } == nil, "round \(round): answered before the change")
             let start = ContinuousClock.now
-            try on(round % 2 == 0 ? b : c).set("ROUND", "\(round)")
+            try tenant.on(round % 2 == 0 ? b : c).set("ROUND", "\(round)")
             #expect(TestSupport.waitUntil(timeout: .seconds(10), interval: .milliseconds(2)) { answered.withLock { $0 } != nil })
             let (at, served) = try #require(answered.withLock { $0 })
             #expect(served == version + 1)
@@ -273,8 +269,7 @@ import TestSupport
         }, "two agents running \(first): \(live())")
         let otherPid = try #require(other.appPid)
 
-        try Tenant(controller: b, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
-                   deploymentId: tenant.deploymentId, agentToken: tenant.agentToken).set("CRASH", "1")
+        try tenant.on(b).set("CRASH", "1")
         let bad = try HTTP.call("GET", b.base + path, token: tenant.session).data(VersionAnswer.self).configVersion
         #expect(bad == first + 1)
         var otherVersions = Set<Int64>()
@@ -292,8 +287,7 @@ import TestSupport
         #expect(other.appPid == otherPid, "named-2's app restarted")
         #expect(other.appEnvironment["CRASH"] == "0")
         // One rollout, decided once: a single rollout_started in the audit log although three nodes heard the change.
-        let started = try Tenant(controller: c, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
-                                 deploymentId: tenant.deploymentId, agentToken: tenant.agentToken).auditActions().filter { $0 == "rollout_started" }
+        let started = try tenant.on(c).auditActions().filter { $0 == "rollout_started" }
         #expect(started.count == 1, "\(started)")
 
         // A logout through node B closes, at once and with 4401, a live socket the session opened through node A.
@@ -377,10 +371,6 @@ import TestSupport
         let a = try cluster.node("node-a"), b = try cluster.node("node-b"), c = try cluster.node("node-c")
         defer { for pids in Self.agents().values { for pid in pids { kill(pid, SIGKILL) } } }
         let tenant = try Tenant.create(a, variables: [("GREETING", "hello", false, false)])
-        func on(_ node: ControllerProcess) -> Tenant {
-            Tenant(controller: node, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
-                   deploymentId: tenant.deploymentId, agentToken: tenant.agentToken)
-        }
         let path = "/api/deployments/\(tenant.deploymentId)"
         #expect(TestSupport.waitUntil(timeout: .seconds(15)) { (Self.view(a, tenant.session)?.nodes.filter(\.alive).count) == 3 })
         let started = try HTTP.call("POST", b.base + path + "/start", token: tenant.session)
@@ -390,7 +380,7 @@ import TestSupport
         #expect(TestSupport.waitUntil(timeout: .seconds(30)) { Self.agents().mapValues(\.count) == ["node-a": 1, "node-b": 1, "node-c": 1] },
                 "\(Self.agents()) \((try? server.psql("coderunner", "SELECT deployment_id, slot, node, ready FROM instance_placements")) ?? "")")
         // The agents run their app and register with the controller they were started by.
-        #expect(TestSupport.waitUntil(timeout: .seconds(20)) { (try? on(a).instances().filter { $0.state == "running" }.count) == 3 },
+        #expect(TestSupport.waitUntil(timeout: .seconds(20)) { (try? tenant.on(a).instances().filter { $0.state == "running" }.count) == 3 },
                 "\((try? HTTP.call("GET", a.base + path + "/instances", token: tenant.session).text) ?? "") \(Self.agentLogs(dir))")
 
         // node-c's controller crashes and is back within the grace period: it adopts its agent, the same process.

@@ -149,6 +149,12 @@ struct Tenant {
         return tenant
     }
 
+    /// The same tenant through another controller of the same database.
+    func on(_ other: ControllerProcess) -> Tenant {
+        Tenant(controller: other, session: session, projectId: projectId, configId: configId, deploymentId: deploymentId,
+               agentToken: agentToken)
+    }
+
     /// PUTs a variable; returns the answer's status.
     @discardableResult
     func set(_ key: String, _ value: String, secret: Bool = false, required: Bool = false) throws -> Int {

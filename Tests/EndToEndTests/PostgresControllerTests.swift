@@ -44,8 +44,7 @@ import TestSupport
         first.stop()
         let next = try ControllerProcess(dataDirectory: second, port: first.port, extra: ["--database", url])
         defer { next.kill() }
-        let moved = Tenant(controller: next, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
-                           deploymentId: tenant.deploymentId, agentToken: tenant.agentToken)
+        let moved = tenant.on(next)
         let instances = try moved.instances()
         #expect(instances.count == 1)
         #expect(instances.first?.state == "running")
@@ -94,8 +93,7 @@ import TestSupport
 
         let postgres = try ControllerProcess(dataDirectory: data, port: sqlite.port, extra: ["--database", url])
         defer { postgres.kill() }
-        let moved = Tenant(controller: postgres, session: tenant.session, projectId: tenant.projectId, configId: tenant.configId,
-                           deploymentId: tenant.deploymentId, agentToken: tenant.agentToken)
+        let moved = tenant.on(postgres)
         try moved.set("GREETING", "on postgres")
         #expect(TestSupport.waitUntil(timeout: .seconds(30)) { agent.appEnvironment["GREETING"] == "on postgres" }, "\(agent.stderr)")
         #expect(agent.appEnvironment["TOKEN"] == "moved-s3cret")

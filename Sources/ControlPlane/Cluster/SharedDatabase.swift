@@ -81,7 +81,11 @@ public struct PlacementService: Service {
                     while !Task.isCancelled {
                         if let epoch = gate.epoch() {
                             await gate.fenced(epoch) {
-                                do { try await store.placementRound() } catch {
+                                do {
+                                    // This node's own notification is not delivered back to it: a slot it placed on
+                                    // itself would otherwise wait for its reconciler's next round (up to 1 s, measured).
+                                    if try await !store.placementRound().isEmpty { reconciler.wake() }
+                                } catch {
                                     logger.error("placement round failed", metadata: ["error": "\(error)"])
                                 }
                             }
