@@ -9,9 +9,9 @@ and is no agent.
 
   counts DEPLOYMENT                                  node=count ... total=N (and apps=N orphans=N)
   kill DEPLOYMENT                                    kill -9 every agent and app of DEPLOYMENT (the EXIT trap's)
-  lose DEPLOYMENT NODE CONTROLLER_PID HOST TARGET TIMEOUT
-      HOST 1: kill -9 the controller, NODE's agents and their apps at once, then time until the other nodes run
-      TARGET agents whose apps run; HOST 0: kill -9 the controller only, then time nothing (prints what runs)
+  lose DEPLOYMENT NODE CONTROLLER_PID HOST TARGET TIMEOUT HOLD
+      kill -9 the controller (HOST 1: and NODE's agents and their apps, at once), then time until the other nodes
+      run TARGET agents (and then their apps); then watch until HOLD s after the kill: the highest total, what runs
   settle DEPLOYMENT MARKS TARGET STABLE TIMEOUT
       from now until the file MARKS/up exists and the total has been TARGET for STABLE seconds: the highest total
       seen, and when the total last became TARGET and the node answered, after MARKS/spawned (`date +%s.%N`, written
@@ -103,13 +103,12 @@ def counts(deployment):
     print(describe(*scan(deployment)))
 
 
-def lose(deployment, node, controller, host, target, timeout):
+def lose(deployment, node, controller, host, target, timeout, hold):
     agents, apps = scan(deployment)
+    mine = set(agents.get(node, []))
     victims = [controller]
     if host:
-        mine = set(agents.get(node, []))
         victims += sorted(mine) + sorted(p for p, parent in apps.items() if parent in mine)
-    lost_agents = len(agents.get(node, [])) if host else 0
     before = describe(agents, apps)
     t0 = time.monotonic()
     for pid in victims:
@@ -117,9 +116,7 @@ def lose(deployment, node, controller, host, target, timeout):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    if not host:
-        print(f"killed controller of {node} (its {len(agents.get(node, []))} agent(s) keep running); before: {before}")
-        return 0
+    what = "host" if host else "controller"
     seen_agents = seen_apps = None
     highest = 0
     deadline = t0 + timeout
@@ -129,18 +126,23 @@ def lose(deployment, node, controller, host, target, timeout):
         others = [n for n in agents if n != node]
         on_others = sum(len(agents[n]) for n in others)
         highest = max(highest, total(agents))
-        if seen_agents is None and on_others >= target and node not in agents:
+        if seen_agents is None and on_others >= target and (node not in agents or not host):
             seen_agents = now
         if seen_agents is not None and running_apps(agents, apps, others) >= target:
             seen_apps = now
             break
         time.sleep(POLL)
     if seen_apps is None:
-        print(f"FAILED {node} lost with {lost_agents} agent(s): the others do not run {target} agents with their apps "
-              f"within {timeout} s; now: {describe(*scan(deployment))}; before: {before}")
+        print(f"FAILED {node} lost ({what}, {len(mine)} agent(s)): the others do not run {target} agents with their "
+              f"apps within {timeout} s; now: {describe(*scan(deployment))}; before: {before}")
         return 1
-    print(f"RESULT lost node={node} agents-lost={lost_agents} agents_ms={seen_agents * 1000:.0f} "
-          f"apps_ms={seen_apps * 1000:.0f} highest={highest} after: {describe(agents, apps)}")
+    # Then, until HOLD seconds after the kill, what runs (with the controller only lost, its agents as well).
+    while time.monotonic() < t0 + hold:
+        agents, apps = scan(deployment)
+        highest = max(highest, total(agents))
+        time.sleep(POLL)
+    print(f"RESULT lost {what} node={node} agents-lost={len(mine)} agents_ms={seen_agents * 1000:.0f} "
+          f"apps_ms={seen_apps * 1000:.0f} highest={highest} after {max(hold, seen_apps):.1f} s: {describe(agents, apps)}")
     return 0
 
 
@@ -199,7 +201,7 @@ def main():
         counts(args[0])
         return 0
     if cmd == "lose":
-        return lose(args[0], args[1], int(args[2]), args[3] == "1", int(args[4]), float(args[5]))
+        return lose(args[0], args[1], int(args[2]), args[3] == "1", int(args[4]), float(args[5]), float(args[6]))
     if cmd == "settle":
         return settle(args[0], args[1], int(args[2]), float(args[3]), float(args[4]))
     print(__doc__, file=sys.stderr)
