@@ -9,9 +9,10 @@ and is no agent.
 
   counts DEPLOYMENT                                  node=count ... total=N (and apps=N orphans=N)
   kill DEPLOYMENT                                    kill -9 every agent and app of DEPLOYMENT (the EXIT trap's)
-  lose DEPLOYMENT NODE CONTROLLER_PID HOST TARGET TIMEOUT HOLD
+  lose DEPLOYMENT NODE CONTROLLER_PID HOST TARGET TIMEOUT HOLD PLACEMENTS
       kill -9 the controller (HOST 1: and NODE's agents and their apps, at once), then time until the other nodes
-      run TARGET agents (and then their apps); then watch until HOLD s after the kill: the highest total, what runs
+      run TARGET agents (and then their apps); then watch until HOLD s after the kill: the highest total, what runs.
+      PLACEMENTS: lines "EPOCH SLOT=NODE ..." (psql's \watch of the placement rows): when no slot names NODE any more
   settle DEPLOYMENT MARKS TARGET STABLE TIMEOUT
       from now until the file MARKS/up exists and the total has been TARGET for STABLE seconds: the highest total
       seen, and when the total last became TARGET and the node answered, after MARKS/spawned (`date +%s.%N`, written
@@ -103,14 +104,32 @@ def counts(deployment):
     print(describe(*scan(deployment)))
 
 
-def lose(deployment, node, controller, host, target, timeout, hold):
+def moved_at(placements, node, since):
+    """The first sample at or after SINCE (time.time()) in which no slot is placed on NODE, or None."""
+    try:
+        with open(placements) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        try:
+            at = float(fields[0])
+        except (IndexError, ValueError):
+            continue
+        if at >= since and fields[1:] and all(not f.endswith("=" + node) for f in fields[1:]):
+            return at
+    return None
+
+
+def lose(deployment, node, controller, host, target, timeout, hold, placements):
     agents, apps = scan(deployment)
     mine = set(agents.get(node, []))
     victims = [controller]
     if host:
         victims += sorted(mine) + sorted(p for p, parent in apps.items() if parent in mine)
     before = describe(agents, apps)
-    t0 = time.monotonic()
+    t0, wall = time.monotonic(), time.time()
     for pid in victims:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -141,7 +160,9 @@ def lose(deployment, node, controller, host, target, timeout, hold):
         agents, apps = scan(deployment)
         highest = max(highest, total(agents))
         time.sleep(POLL)
-    print(f"RESULT lost {what} node={node} agents-lost={len(mine)} agents_ms={seen_agents * 1000:.0f} "
+    moved = moved_at(placements, node, wall)
+    moved = f"{(moved - wall) * 1000:.0f}" if moved is not None else "unknown"
+    print(f"RESULT lost {what} node={node} agents-lost={len(mine)} moved_ms={moved} agents_ms={seen_agents * 1000:.0f} "
           f"apps_ms={seen_apps * 1000:.0f} highest={highest} after {max(hold, seen_apps):.1f} s: {describe(agents, apps)}")
     return 0
 
@@ -201,7 +222,7 @@ def main():
         counts(args[0])
         return 0
     if cmd == "lose":
-        return lose(args[0], args[1], int(args[2]), args[3] == "1", int(args[4]), float(args[5]), float(args[6]))
+        return lose(args[0], args[1], int(args[2]), args[3] == "1", int(args[4]), float(args[5]), float(args[6]), args[7])
     if cmd == "settle":
         return settle(args[0], args[1], int(args[2]), float(args[3]), float(args[4]))
     print(__doc__, file=sys.stderr)
