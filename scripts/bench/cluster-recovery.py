@@ -14,9 +14,9 @@ and is no agent.
       run TARGET agents (and then their apps); then watch until HOLD s after the kill: the highest total, what runs.
       PLACEMENTS: lines "EPOCH SLOT=NODE ..." (psql's \watch of the placement rows): when no slot names NODE any more
   settle DEPLOYMENT MARKS TARGET STABLE TIMEOUT
-      from now until the file MARKS/up exists and the total has been TARGET for STABLE seconds: the highest total
-      seen, and when the total last became TARGET and the node answered, after MARKS/spawned (`date +%s.%N`, written
-      just before the returning controller is spawned)
+      writes MARKS/watching after its first scan (the node may then be started); from then until the file MARKS/up
+      exists and the total has been TARGET for STABLE seconds: the highest total seen, and when the total last became
+      TARGET and the node answered, after MARKS/spawned (`date +%s.%N`, written just before the node is spawned)
 """
 import os
 import signal
@@ -169,6 +169,7 @@ def lose(deployment, node, controller, host, target, timeout, hold, placements):
 
 def settle(deployment, marks, target, stable, timeout):
     up_file = os.path.join(marks, "up")
+    watching = os.path.join(marks, "watching")
     start = time.time()
     highest = 0
     since = None        # time.time() when the total last became TARGET
@@ -183,6 +184,9 @@ def settle(deployment, marks, target, stable, timeout):
             since = since or now
         else:
             since, departed = None, True
+        if not os.path.exists(watching):
+            with open(watching, "w") as f:  # the first scan is in: the node may be started
+                f.write(f"{n}\n")
         if up_at is None and os.path.exists(up_file):
             up_at = now
         if up_at is not None and since is not None and now - since >= stable:
