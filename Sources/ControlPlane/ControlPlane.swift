@@ -206,15 +206,24 @@ public struct ControlPlane: Sendable {
                                             defaultCommand: configuration.defaultCommand,
                                             maxDeploymentsPerUser: configuration.maxDeploymentsPerUser,
                                             localIssuer: DeploymentService.localIssuer(node: configuration.scaling.placementNode))
+        // On a cluster whose nodes run the instances, every node derives any local agent's bearer from the master key.
+        var clusterAgentBearer: (@Sendable (String, String) -> String)?
+        if configuration.scaling.placementNode != nil, opened.placement != nil {
+            clusterAgentBearer = { deploymentId, instanceId in
+                master.derive("coderunner-agent-bearer-v1", deploymentId + "/" + instanceId)
+            }
+        }
         let instances = InstanceRegistry(store: store, deployments: deployments, dependencies: dependencies,
-                                         logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment)
+                                         logger: logger, instanceCap: configuration.scaling.maxInstancesPerDeployment,
+                                         clusterAgentBearer: clusterAgentBearer)
         let auth = try await AuthService(store: store, dependencies: dependencies, bcryptCost: configuration.bcryptCost,
                                          tokenLifetime: configuration.tokenLifetime,
                                          adminEmail: configuration.adminEmail?.lowercased(),
                                          registration: configuration.registration)
         let scaling = ScalingAPI.open(configuration, store: scalingStore, instances: instances,
                                          credentials: LocalInstanceCredentials(deployments: deployments, registry: instances),
-                                      dependencies: dependencies, logger: logger, metrics: metrics, placement: opened.placement)
+                                      dependencies: dependencies, logger: logger, metrics: metrics, placement: opened.placement,
+                                      agentBearer: clusterAgentBearer)
         // The agents a killed previous run left running are adopted (their apps never stopped) or stopped, before
         // anything starts new ones; the tokens it issued are revoked, but for the adopted agents'.
         let adopted = await scaling.localExecutor?.adopt() ?? []

@@ -37,5 +37,13 @@ public struct MasterKey: Sendable, CustomStringConvertible {
         return Digest.hex(Array(mac.prefix(8)))
     }
 
+    /// A secret every holder of this key computes alike: HMAC-SHA-256(key, label, NUL, data) in hex. `label` names
+    /// the use, so that no two uses share a value. The controllers of one cluster derive the bearer token of a local
+    /// agent of any node with it.
+    public func derive(_ label: String, _ data: String) -> String {
+        let message = Array(label.utf8) + [0] + Array(data.utf8)
+        return Digest.hex(secret.withBytes { Digest.hmacSHA256(key: $0, data: message) })
+    }
+
     public var description: String { "MasterKey(fingerprint: \(fingerprint))" }
 }

@@ -1,5 +1,5 @@
 // The placement planner (issue 16): which node runs each instance slot. Pure, so every case is a plain value.
-import ControlPlane
+@testable import ControlPlane
 import Testing
 
 @Suite struct PlacementPlanTests {
@@ -81,5 +81,15 @@ import Testing
         let slots = [Self.slot("d1", 0, on: "node-b"), Self.slot("d1", 1, on: "node-c")]
         #expect(PlacementPlan.assigned(to: "node-a", slots: slots).isEmpty)
         #expect(PlacementPlan.plan(slots: slots, nodes: three).isEmpty)
+    }
+
+    @Test func aClusterNodesLocalAgentIsKnownByItsInstanceId() {
+        #expect(LocalExecutor.isTaggedInstance("local-3:node-b"))
+        #expect(LocalExecutor.sequence(of: "local-3:node-b", tag: "node-b") == 3)
+        #expect(LocalExecutor.sequence(of: "local-3:node-b", tag: "node-a") == nil)
+        #expect(LocalExecutor.sequence(of: "local-3", tag: nil) == 3)
+        for id in ["local-3", "local-x:node-b", "local-3:", "web-1:node-b", "local-:node-b"] {
+            #expect(!LocalExecutor.isTaggedInstance(id), "\(id)")
+        }
     }
 }

@@ -235,6 +235,9 @@ import TestSupport
 
     struct VersionAnswer: Codable, Sendable { var configVersion: Int64 }
 
+    struct InstanceHealth: Codable, Sendable { var instanceId: String; var consecutiveMisses: Int; var lastSuccessAt: Double? }
+    struct ScalingStatus: Codable, Sendable { var instances: [InstanceHealth] }
+
     /// A rollout across nodes: the node a change is written through decides it, the leader drives it from its poll
     /// rounds, and every node serves its agents the version of their turn. The canary's agent is held on node A, the
     /// other's on node C, the bad change is written through node B: only the canary runs it, and the fleet rolls back.
@@ -384,6 +387,18 @@ import TestSupport
         // The agents run their app and register with the controller they were started by.
         #expect(TestSupport.waitUntil(timeout: .seconds(20)) { (try? tenant.on(a).instances().filter { $0.state == "running" }.count) == 3 },
                 "\((try? HTTP.call("GET", a.base + path + "/instances", token: tenant.session).text) ?? "") \(Self.agentLogs(dir))")
+
+        // The leader polls every node's agents, not only its own: each agent's bearer is derived from the master key.
+        let leaderName = try #require(Self.view(a, tenant.session)?.leader)
+        let leader = try cluster.node(leaderName)
+        func health() -> [InstanceHealth] {
+            (try? HTTP.call("GET", leader.base + path + "/scaling/status", token: tenant.session).data(ScalingStatus.self).instances) ?? []
+        }
+        #expect(TestSupport.waitUntil(timeout: .seconds(15)) {
+            let polled = health()
+            return polled.count == 3 && polled.allSatisfy { $0.consecutiveMisses == 0 && $0.lastSuccessAt != nil }
+        }, "\(health())")
+        #expect(Set(health().compactMap { $0.instanceId.split(separator: ":").last.map(String.init) }) == ["node-a", "node-b", "node-c"])
 
         // node-c's controller crashes and is back within the grace period: it adopts its agent, the same process.
         let before = Self.agents()["node-c"] ?? []

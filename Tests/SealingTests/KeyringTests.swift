@@ -353,3 +353,20 @@ private let secret = Array("postgres://app:s3cr3t@db/app".utf8)
         for s in sealed { #expect(try ring.open(s, aad: rowAAD).count == 2) }
     }
 }
+
+/// The secret a cluster's controllers derive alike from their shared master key (a local agent's bearer token).
+@Suite struct MasterKeyDerivationTests {
+    @Test func theSameKeyLabelAndDataGiveTheSameSecretAndAnyChangeAnother() throws {
+        let key = try MasterKey(bytes: Array(repeating: 7, count: 32))
+        let again = try MasterKey(base64: key.base64)
+        let value = key.derive("coderunner-agent-bearer-v1", "d1/local-1:node-a")
+        #expect(value.count == 64)
+        #expect(value.allSatisfy { $0.isHexDigit })
+        #expect(again.derive("coderunner-agent-bearer-v1", "d1/local-1:node-a") == value)
+        #expect(key.derive("coderunner-agent-bearer-v1", "d1/local-1:node-b") != value)
+        #expect(key.derive("another-use", "d1/local-1:node-a") != value)
+        // The label and the data are separated: moving a byte across the boundary changes the secret.
+        #expect(key.derive("a", "bc") != key.derive("ab", "c"))
+        #expect(try MasterKey(bytes: Array(repeating: 8, count: 32)).derive("coderunner-agent-bearer-v1", "d1/local-1:node-a") != value)
+    }
+}

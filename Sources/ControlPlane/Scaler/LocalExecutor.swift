@@ -64,6 +64,9 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         public var sandbox: SandboxSettings
         /// On a cluster, this node's name: instance ids are `local-N:NODE`, so that two nodes' agents never share one.
         public var instanceTag: String?
+        /// On a cluster, each agent's bearer token for its /v1 and /metrics, derived from the master key, so that the
+        /// leader (another node, maybe) can poll it; nil: a random one that only this controller knows.
+        public var metricsBearer: (@Sendable (_ deploymentId: String, _ instanceId: String) -> String)?
 
         public init(agentBinary: String?, logDirectory: String, credentials: (any AgentCredentialIssuer)? = nil,
                     sandbox: SandboxSettings = SandboxSettings()) {
@@ -168,6 +171,12 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
     /// The agent binary next to this executable (how the package installs them), if there is one.
     /// `local-N`, or `local-N:NODE` on a cluster (an instance id is `[A-Za-z0-9._:-]`).
     static func instanceId(_ n: Int, tag: String?) -> String { "local-\(n)" + (tag.map { ":\($0)" } ?? "") }
+
+    /// Whether `instanceId` has the form of a cluster node's local agent (`local-N:NODE`), whichever the node.
+    static func isTaggedInstance(_ instanceId: String) -> Bool {
+        guard instanceId.hasPrefix("local-"), let colon = instanceId.firstIndex(of: ":") else { return false }
+        return Int(instanceId[instanceId.index(instanceId.startIndex, offsetBy: 6)..<colon]) != nil && colon < instanceId.index(before: instanceId.endIndex)
+    }
 
     /// N when `instanceId` names an agent of a local executor tagged `tag` (nil: untagged), else nil.
     static func sequence(of instanceId: String, tag: String?) -> Int? {
@@ -444,7 +453,7 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
             throw ExecutorError.agentStart("no coderunner-agent binary next to the controller: pass --agent-binary PATH")
         }
         let base = (configuration.logDirectory as NSString).appendingPathComponent("\(deploymentId)-\(instanceId)")
-        let metricsToken = Self.randomToken()
+        let metricsToken = configuration.metricsBearer?(deploymentId, instanceId) ?? Self.randomToken()
         try Self.writeTokenFile(metricsToken, to: base + ".bearer")
         var arguments = ["run", "--metrics-listen", "127.0.0.1:0", "--deployment", deploymentId, "--instance", instanceId,
                          "--metrics-token-file", base + ".bearer"]

@@ -51,7 +51,8 @@ extension ScalingAPI {
     /// Builds the executor and the scaler on the controller's scaling store.
     static func open(_ configuration: ControllerConfiguration, store: any ScalingStore, instances: any InstanceSource,
                      credentials: any AgentCredentialIssuer, dependencies: Dependencies, logger: Logger,
-                     metrics: ControllerMetrics? = nil, placement: (any PlacementStore)? = nil) -> ScalingAPI {
+                     metrics: ControllerMetrics? = nil, placement: (any PlacementStore)? = nil,
+                     agentBearer: (@Sendable (String, String) -> String)? = nil) -> ScalingAPI {
         let c = configuration.scaling
         // The operator's webhook executor URL is the operator's choice; notification URLs are the tenants'.
         let poster = c.webhookSecret.map { WebhookPoster(signer: WebhookSigner(secret: $0)) }
@@ -64,7 +65,10 @@ extension ScalingAPI {
             var settings = LocalExecutor.Configuration(agentBinary: c.agentBinary ?? LocalExecutor.agentNextToExecutable(),
                                                        logDirectory: (configuration.dataDirectory as NSString).appendingPathComponent("agents"),
                                                        credentials: credentials, sandbox: c.sandbox)
-            if placement != nil { settings.instanceTag = c.placementNode }
+            if placement != nil {
+                settings.instanceTag = c.placementNode
+                settings.metricsBearer = agentBearer
+            }
             let local = LocalExecutor(configuration: settings, logger: logger)
             executor = local
             localExecutor = local

@@ -9,7 +9,12 @@ extension InstanceRegistry: InstanceSource {
         return all.values.flatMap { $0.suffix(instanceCap) }.compactMap { instance in
             guard let base = instance.metricsUrl else { return nil }
             let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
-            return PollTarget(deploymentId: instance.deploymentId, instanceId: instance.instanceId, statusURL: trimmed + "/v1/status")
+            // Another node's local agent wants the bearer every node derives alike. Its address still passes the
+            // fetch policy: a tenant may register any URL under such an id, and would learn only its own agent's bearer.
+            let bearer = LocalExecutor.isTaggedInstance(instance.instanceId)
+                ? clusterAgentBearer?(instance.deploymentId, instance.instanceId) : nil
+            return PollTarget(deploymentId: instance.deploymentId, instanceId: instance.instanceId, statusURL: trimmed + "/v1/status",
+                              bearerToken: bearer)
         }
     }
 }

@@ -61,9 +61,15 @@ public final class InstanceRegistry: Sendable {
     /// the scaler fetches every poll.
     public let instanceCap: Int
 
+    /// On a cluster whose nodes run the instances: the bearer token of any node's local agent (derived from the master
+    /// key), so that the leader polls the agents of the other nodes too. nil: registered agents are polled without one.
+    let clusterAgentBearer: (@Sendable (_ deploymentId: String, _ instanceId: String) -> String)?
+
     init(store: any ControlPlaneStore, deployments: DeploymentService, dependencies: Dependencies,
          logger: Logger, heartbeatInterval: Duration = defaultHeartbeatInterval,
-         instanceCap: Int = ScalerConfiguration.defaultMaxInstancesPerDeployment) {
+         instanceCap: Int = ScalerConfiguration.defaultMaxInstancesPerDeployment,
+         clusterAgentBearer: (@Sendable (String, String) -> String)? = nil) {
+        self.clusterAgentBearer = clusterAgentBearer
         self.instanceCap = instanceCap
         self.store = store
         self.deployments = deployments
