@@ -1,6 +1,7 @@
 import ArgumentParser
 import ControlPlane
 import Foundation
+import Glibc
 import Hummingbird
 import Logging
 import PostgresStore
@@ -70,6 +71,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "Host paths every sandboxed app may read, comma-separated absolute paths, such as where apps' code lives (env CODERUNNER_SANDBOX_READ_ONLY; default none: /usr and the basics of /etc only).")
     var sandboxReadOnly: String?
+
+    @Option(help: "IP address the local executor's agents serve their status and metrics on (env CODERUNNER_AGENT_LISTEN_HOST; default 127.0.0.1). On a cluster of several hosts: an address of this host the other controllers reach, so that the leader polls its agents (each guarded by its bearer token; docs/cluster.md).")
+    var agentListenHost: String?
 
     @Option(help: "Most agent polls in flight at once (env CODERUNNER_POLL_CONCURRENCY; default \(StatusPoller.defaultConcurrency)).")
     var pollConcurrency: Int?
@@ -278,6 +282,14 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("--sandbox-uid-base must be from 1000 to \(UInt32.max - scaling.sandbox.uidCount - 1)")
             }
             scaling.sandbox.uidBase = base
+        }
+        if let host = agentListenHost ?? environment["CODERUNNER_AGENT_LISTEN_HOST"] {
+            // An address literal: the agent binds it, and registers it as where the leader polls it.
+            var v4 = in_addr(), v6 = in6_addr()
+            guard inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 else {
+                throw ValidationError("--agent-listen-host must be an IP address of this host, got \(host)")
+            }
+            scaling.agentListenHost = host
         }
         if let text = sandboxReadOnly ?? environment["CODERUNNER_SANDBOX_READ_ONLY"] {
             let paths = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

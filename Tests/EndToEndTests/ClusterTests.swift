@@ -38,9 +38,12 @@ import TestSupport
 
         /// Other `serve` options (the local executor's, say) in place of the exec executor's.
         let executor: [String]?
+        /// More options for one node.
+        let perNode: [String: [String]]
 
         /// Starts node-a, then node-b and node-c with its master key; each answers at once (none waits as a standby).
-        init(_ server: TestPostgres, _ dir: URL, pollInterval: Double, executor: [String]? = nil) throws {
+        init(_ server: TestPostgres, _ dir: URL, pollInterval: Double, executor: [String]? = nil, perNode: [String: [String]] = [:]) throws {
+            self.perNode = perNode
             url = "postgres://\(TestPostgres.superuser)@\(server.host):\(server.port)/coderunner?sslmode=disable"
             calls = dir.appendingPathComponent("calls.log")
             self.pollInterval = pollInterval
@@ -57,8 +60,9 @@ import TestSupport
         func killAll() { for node in nodes.values { node.kill() } }
 
         func options(_ name: String) -> [String] {
-            ["--database", url, "--node-name", name, "--poll-interval", "\(pollInterval)", "--allow-fetch-to", "127.0.0.1/32"]
+            ["--database", url, "--node-name", name, "--poll-interval", "\(pollInterval)", "--allow-fetch-to", "127.0.0.0/8"]
                 + (executor ?? ["--executor", "exec", "--exec-command", "echo \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'"])
+                + (perNode[name] ?? [])
         }
 
         func node(_ name: String) throws -> ControllerProcess { try #require(nodes[name]) }
@@ -371,7 +375,7 @@ import TestSupport
         // the sandbox itself is tested on its own (SandboxTests).
         let cluster = try Cluster(server, dir, pollInterval: 1, executor: [
             "--sandbox", "off", "--node-capacity", "4,8G", "--default-command", "exec sleep 1000",
-        ])
+        ], perNode: ["node-c": ["--agent-listen-host", "127.0.0.2"]])  // as another host's address would be
         defer { cluster.killAll() }
         let a = try cluster.node("node-a"), b = try cluster.node("node-b"), c = try cluster.node("node-c")
         defer { for pids in Self.agents().values { for pid in pids { kill(pid, SIGKILL) } } }
@@ -399,6 +403,9 @@ import TestSupport
             return polled.count == 3 && polled.allSatisfy { $0.consecutiveMisses == 0 && $0.lastSuccessAt != nil }
         }, "\(health())")
         #expect(Set(health().compactMap { $0.instanceId.split(separator: ":").last.map(String.init) }) == ["node-a", "node-b", "node-c"])
+        // node-c's agent serves on the address it was given (--agent-listen-host), and registered it.
+        let registered = try HTTP.call("GET", a.base + path + "/instances", token: tenant.session).text
+        #expect(registered.contains("http://127.0.0.2:"), "\(registered)")
 
         // node-c's controller crashes and is back within the grace period: it adopts its agent, the same process.
         let before = Self.agents()["node-c"] ?? []

@@ -130,6 +130,10 @@ import TestSupport
         (["--app-host", "user@host"], "--app-host must be a host name or address, got user@host"),
         (["--max-deployments-per-user", "0"], "--max-deployments-per-user must be from 1 to 100000, got 0"),
         (["--max-instances-per-user", "0"], "--max-instances-per-user must be from 1 to 1000000, got 0"),
+        (["--agent-listen-host", "node-a.internal"], "--agent-listen-host must be an IP address of this host, got node-a.internal"),
+        // Checked before the database is reached (nothing listens on port 1).
+        (["--database", "postgres://u@127.0.0.1:1/db", "--node-name", "a/b"],
+         "--node-name must be 1 to 64 letters, digits, dots, dashes or underscores, got a/b"),
     ])
     func badLimitFlagsAreRefused(arguments: [String], message: String) throws {
         let dataDir = try TestSupport.makeTemporaryDirectory("serve-flags")

@@ -64,6 +64,9 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         public var sandbox: SandboxSettings
         /// On a cluster, this node's name: instance ids are `local-N:NODE`, so that two nodes' agents never share one.
         public var instanceTag: String?
+        /// The address each agent serves its status and metrics on (port chosen by the kernel). Loopback by default; on
+        /// a cluster of several hosts, an address of this host the other controllers reach (the bearer guards it).
+        public var listenHost = "127.0.0.1"
         /// On a cluster, each agent's bearer token for its /v1 and /metrics, derived from the master key, so that the
         /// leader (another node, maybe) can poll it; nil: a random one that only this controller knows.
         public var metricsBearer: (@Sendable (_ deploymentId: String, _ instanceId: String) -> String)?
@@ -455,7 +458,8 @@ public actor LocalExecutor: ScalingExecutor, InstanceSource {
         let base = (configuration.logDirectory as NSString).appendingPathComponent("\(deploymentId)-\(instanceId)")
         let metricsToken = configuration.metricsBearer?(deploymentId, instanceId) ?? Self.randomToken()
         try Self.writeTokenFile(metricsToken, to: base + ".bearer")
-        var arguments = ["run", "--metrics-listen", "127.0.0.1:0", "--deployment", deploymentId, "--instance", instanceId,
+        let listen = configuration.listenHost.contains(":") ? "[\(configuration.listenHost)]:0" : "\(configuration.listenHost):0"
+        var arguments = ["run", "--metrics-listen", listen, "--deployment", deploymentId, "--instance", instanceId,
                          "--metrics-token-file", base + ".bearer"]
         var uid: UInt32?
         var appDirectory: String?

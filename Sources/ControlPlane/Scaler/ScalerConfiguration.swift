@@ -43,6 +43,8 @@ public struct ScalerConfiguration: Sendable {
     /// This controller's node name when the local executor's instances are placed across the controllers sharing a
     /// PostgreSQL database (`serve --database` with the local executor; docs/cluster.md); nil: a single controller.
     public var placementNode: String?
+    /// Where the local executor's agents serve their status and metrics (`--agent-listen-host`).
+    public var agentListenHost = "127.0.0.1"
 
     public init() {}
 }
@@ -65,6 +67,7 @@ extension ScalingAPI {
             var settings = LocalExecutor.Configuration(agentBinary: c.agentBinary ?? LocalExecutor.agentNextToExecutable(),
                                                        logDirectory: (configuration.dataDirectory as NSString).appendingPathComponent("agents"),
                                                        credentials: credentials, sandbox: c.sandbox)
+            settings.listenHost = c.agentListenHost
             if placement != nil {
                 settings.instanceTag = c.placementNode
                 settings.metricsBearer = agentBearer
