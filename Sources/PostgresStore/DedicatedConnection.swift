@@ -11,10 +11,8 @@ enum Statement {
         var description: String { "PostgreSQL did not answer within \(timeout); the connection was closed" }
     }
 
-    /// Runs `body`; if it has not finished after `timeout`, closes the connection (which fails the statements in
-    /// flight on it) and throws TimedOut.
-    static func timed<T: Sendable>(_ timeout: Duration, _ connection: PostgresConnection,
-                                   _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// `body`'s value, or nil when `timeout` passed first (`body` is then cancelled).
+    static func race<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
             group.addTask {
@@ -22,12 +20,19 @@ enum Statement {
                 return nil
             }
             defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else {
-                connection.close().whenComplete { _ in }
-                throw TimedOut(timeout: timeout)
-            }
-            return value
+            return try await group.next() ?? nil
         }
+    }
+
+    /// Runs `body`; if it has not finished after `timeout`, closes the connection (which fails the statements in
+    /// flight on it) and throws TimedOut.
+    static func timed<T: Sendable>(_ timeout: Duration, _ connection: PostgresConnection,
+                                   _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let value = try await race(timeout, body) else {
+            connection.close().whenComplete { _ in }
+            throw TimedOut(timeout: timeout)
+        }
+        return value
     }
 
     /// Connects, or fails after `timeout` (a partitioned server may never answer the handshake).

@@ -66,16 +66,8 @@ public final class PostgresStore: ControlPlaneStore {
     /// Runs `body`, cancelled after `timeout` with `unreachable` thrown instead.
     static func within<T: Sendable>(_ timeout: Duration, unreachable: some Error,
                                     _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else { throw unreachable }
-            return value
-        }
+        guard let value = try await Statement.race(timeout, body) else { throw unreachable }
+        return value
     }
 
     /// Closes the pool's connections.
