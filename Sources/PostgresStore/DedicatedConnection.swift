@@ -11,8 +11,10 @@ enum Statement {
         var description: String { "PostgreSQL did not answer within \(timeout); the connection was closed" }
     }
 
-    /// `body`'s value, or nil when `timeout` passed first (`body` is then cancelled).
-    static func race<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+    /// `body`'s value, or nil when `timeout` passed first. Then `body` is cancelled and `onTimeout` runs before the wait
+    /// for it: a statement blocked on a silent server ends only once its connection is closed, which `onTimeout` does.
+    static func race<T: Sendable>(_ timeout: Duration, onTimeout: () -> Void = {},
+                                  _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
             group.addTask {
@@ -20,7 +22,11 @@ enum Statement {
                 return nil
             }
             defer { group.cancelAll() }
-            return try await group.next() ?? nil
+            guard let first = try await group.next(), let value = first else {
+                onTimeout()
+                return nil
+            }
+            return value
         }
     }
 
@@ -28,8 +34,7 @@ enum Statement {
     /// flight on it) and throws TimedOut.
     static func timed<T: Sendable>(_ timeout: Duration, _ connection: PostgresConnection,
                                    _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        guard let value = try await race(timeout, body) else {
-            connection.close().whenComplete { _ in }
+        guard let value = try await race(timeout, onTimeout: { connection.close().whenComplete { _ in } }, body) else {
             throw TimedOut(timeout: timeout)
         }
         return value
