@@ -44,19 +44,19 @@ extension PostgresStore {
     public func recordHeartbeat(deploymentId: String, _ h: AgentHeartbeat, clock: InstanceClock) async throws -> Bool {
         try await write { c in
             guard try await Self.lockDeployment(deploymentId, c, logger) else { return false }
-            // The deployment's row is locked: the state read here is the one this update replaces.
-            let previous = try await c.rows("""
-                SELECT state, config_version FROM instances WHERE deployment_id = \(deploymentId) AND instance_id = \(h.instanceId)
-                """, logger).first
-            guard let previous else { return false }
-            try await c.run("""
-                UPDATE instances SET state = \(h.state), config_version = \(h.configVersion), config_checksum = \(h.configChecksum),
+            // One statement on the hot path: the row's values before the update come back with it (the deployment's
+            // row is locked, so nothing changes them in between).
+            let updated = try await c.rows("""
+                UPDATE instances i SET state = \(h.state), config_version = \(h.configVersion), config_checksum = \(h.configChecksum),
                     last_heartbeat_at = \(clock.now)
-                WHERE deployment_id = \(deploymentId) AND instance_id = \(h.instanceId)
+                FROM (SELECT state, config_version FROM instances WHERE deployment_id = \(deploymentId) AND instance_id = \(h.instanceId)) old
+                WHERE i.deployment_id = \(deploymentId) AND i.instance_id = \(h.instanceId)
+                RETURNING old.state AS previous_state, old.config_version AS previous_version
                 """, logger)
+            guard let previous = updated.first else { return false }
             try await Self.updateDeploymentStatus(deploymentId, clock, c, logger)
             // Only a heartbeat that changed what a status stream shows is told to the other nodes: most change nothing.
-            if try previous.string("state") != h.state || (try previous["config_version"].decode(Int64?.self)) != h.configVersion {
+            if try previous.string("previous_state") != h.state || (try previous["previous_version"].decode(Int64?.self)) != h.configVersion {
                 try await notify(ClusterChange(origin: nodeName, statuses: [deploymentId]), c)
             }
             return true
