@@ -72,6 +72,16 @@ import HTTPTypes
             let alone = try await client.call(.get, "/api/cluster", token: admin)
             #expect(alone.status == .notFound)
             #expect(alone.error == "cluster (a controller on SQLite runs alone) not found")
+            // Draining a node (and lifting a drain) is an administrator's too; ClusterTests drains on PostgreSQL.
+            for method in [HTTPRequest.Method.post, .delete] {
+                #expect(try await client.call(method, "/api/cluster/nodes/node-a/drain").status == .unauthorized)
+                let refused = try await client.call(method, "/api/cluster/nodes/node-a/drain", token: other)
+                #expect(refused.status == .forbidden)
+                #expect(refused.error == "administrator role required")
+                let none = try await client.call(method, "/api/cluster/nodes/node-a/drain", token: admin)
+                #expect(none.status == .notFound)
+                #expect(none.error == "cluster (a controller on SQLite runs alone) not found")
+            }
         }
     }
 
