@@ -31,7 +31,7 @@ import TestSupport
     /// Three nodes on one database, each with its data directory holding the same master key. The exec executor
     /// appends each call to `calls`.
     final class Cluster {
-        let url: String
+        let server: TestPostgres
         let calls: URL
         let pollInterval: Double
         var nodes: [String: ControllerProcess] = [:]
@@ -40,19 +40,38 @@ import TestSupport
         let executor: [String]?
         /// More options for one node.
         let perNode: [String: [String]]
+        /// Nodes run inside a test's own network namespace: the API on one link, PostgreSQL reached over another.
+        let namespaced: [String: Namespaced]
+
+        struct Namespaced {
+            var namespace: NetworkNamespace
+            var api: NetworkNamespace.Link
+            var database: NetworkNamespace.Link
+        }
 
         /// Starts node-a, then node-b and node-c with its master key; each answers at once (none waits as a standby).
-        init(_ server: TestPostgres, _ dir: URL, pollInterval: Double, executor: [String]? = nil, perNode: [String: [String]] = [:]) throws {
+        init(_ server: TestPostgres, _ dir: URL, pollInterval: Double, executor: [String]? = nil, perNode: [String: [String]] = [:],
+             namespaced: [String: Namespaced] = [:]) throws {
             self.perNode = perNode
-            url = "postgres://\(TestPostgres.superuser)@\(server.host):\(server.port)/coderunner?sslmode=disable"
+            self.namespaced = namespaced
+            self.server = server
             calls = dir.appendingPathComponent("calls.log")
             self.pollInterval = pollInterval
             self.executor = executor
-            nodes["node-a"] = try ControllerProcess(dataDirectory: dir.appendingPathComponent("node-a"), extra: options("node-a"))
+            try start("node-a", dir.appendingPathComponent("node-a"))
             for name in ["node-b", "node-c"] {
                 let data = dir.appendingPathComponent(name)
                 try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
                 try FileManager.default.copyItem(at: dir.appendingPathComponent("node-a/master.key"), to: data.appendingPathComponent("master.key"))
+                try start(name, data)
+            }
+        }
+
+        private func start(_ name: String, _ data: URL) throws {
+            if let placed = namespaced[name] {
+                nodes[name] = try ControllerProcess(dataDirectory: data, extra: options(name), host: placed.api.namespaceAddress,
+                                                    wrapper: placed.namespace.wrapper)
+            } else {
                 nodes[name] = try ControllerProcess(dataDirectory: data, extra: options(name))
             }
         }
@@ -60,7 +79,9 @@ import TestSupport
         func killAll() { for node in nodes.values { node.kill() } }
 
         func options(_ name: String) -> [String] {
-            ["--database", url, "--node-name", name, "--poll-interval", "\(pollInterval)", "--allow-fetch-to", "127.0.0.0/8"]
+            // A namespaced node reaches PostgreSQL at its link's host address.
+            let url = "postgres://\(TestPostgres.superuser)@\(namespaced[name]?.database.hostAddress ?? server.host):\(server.port)/coderunner?sslmode=disable"
+            return ["--database", url, "--node-name", name, "--poll-interval", "\(pollInterval)", "--allow-fetch-to", "127.0.0.0/8"]
                 + (executor ?? ["--executor", "exec", "--exec-command", "echo \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'"])
                 + (perNode[name] ?? [])
         }
@@ -218,6 +239,93 @@ import TestSupport
         #expect(TestSupport.waitUntil(timeout: .seconds(5), interval: .milliseconds(5)) { answered.withLock { $0 } != nil })
         #expect(answered.withLock { $0 } == 401)
         print("cluster: revoking through one node ended a query held on another in \(ContinuousClock.now - revoked)")
+    }
+
+    /// A real partition: node A runs in a network namespace of the test's own, its API on one veth link and
+    /// PostgreSQL reached over another, and the test takes the database link down (no error, no close: packets stop).
+    /// The leader fences itself on its own clock, before PostgreSQL frees its lock for another node, so there are
+    /// never two leaders; a query held on A across the cut takes the version written through B meanwhile (its change
+    /// feed, reconnected, compares versions); healed, A heartbeats again and does not take the lead back.
+    @Test func aLeaderCutOffFromPostgresFencesItselfAndCatchesUp() throws {
+        let namespace = try NetworkNamespace(links: 2)
+        defer { namespace.remove() }
+        let api = namespace.links[0], database = namespace.links[1]
+        let server = try TestPostgres.start(links: [database])
+        defer { server.stop() }
+        let dir = try TestSupport.makeTemporaryDirectory("cluster-cut")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cluster = try Cluster(server, dir, pollInterval: 1,
+                                  namespaced: ["node-a": .init(namespace: namespace, api: api, database: database)])
+        defer { cluster.killAll() }
+        let a = try cluster.node("node-a"), b = try cluster.node("node-b")
+        let tenant = try Tenant.create(b, variables: [("GREETING", "one", false, false)])
+        // Node A campaigned first, so it leads.
+        #expect(TestSupport.waitUntil(timeout: .seconds(15)) {
+            guard let view = Self.view(b, tenant.session) else { return false }
+            return view.leader == "node-a" && view.nodes.filter(\.alive).count == 3
+        }, "\(String(describing: Self.view(b, tenant.session)))")
+        let led = try #require(Self.view(a, tenant.session))
+        #expect(led.leader == "node-a")
+
+        // A query held on A, over the API link, which stays up.
+        let version = try HTTP.call("GET", a.base + "/api/agent/v1/config", token: tenant.agentToken).data(Served.self).version
+        let answered = Mutex<(ContinuousClock.Instant, Int64?)?>(nil)
+        let held = a.base + "/api/agent/v1/config?index=\(version)&wait=40s"
+        let token = tenant.agentToken
+        Thread.detachNewThread {
+            let served = try? HTTP.call("GET", held, token: token, timeout: 45).data(Served.self).version
+            answered.withLock { $0 = (ContinuousClock.now, served) }
+        }
+        Thread.sleep(forTimeInterval: 0.4)
+        #expect(answered.withLock { $0 } == nil)
+
+        try namespace.cut(database)
+        let cut = ContinuousClock.now
+        // Watched together, so that their order is seen: A's own word that it stopped leading (its lock statement
+        // unanswered for three intervals), and another node leading (PostgreSQL ends the silent session after
+        // idle_session_timeout, five intervals, which frees the lock).
+        var fenced: ContinuousClock.Instant?, replaced: ContinuousClock.Instant?, successor: String?, epoch: Int64?
+        #expect(TestSupport.waitUntil(timeout: .seconds(20), interval: .milliseconds(20)) {
+            if fenced == nil, a.output.contains("not leading any more") { fenced = .now }
+            if replaced == nil, let view = Self.view(b, tenant.session), let leader = view.leader, leader != "node-a", view.epoch > led.epoch {
+                replaced = .now
+                successor = leader
+                epoch = view.epoch
+            }
+            return fenced != nil && replaced != nil
+        }, "fenced: \(String(describing: fenced)), replaced: \(String(describing: replaced)), A said: \(a.output)")
+        let fencedAt = try #require(fenced), replacedAt = try #require(replaced)
+        #expect(fencedAt < replacedAt, "A stopped leading \(fencedAt - cut) after the cut, another node led after \(replacedAt - cut)")
+        print("cluster: a leader cut off from PostgreSQL stopped leading after \(fencedAt - cut); \(successor ?? "?") led after \(replacedAt - cut)")
+        // Its heartbeats stopped too: the others see it dead after the grace.
+        #expect(TestSupport.waitUntil(timeout: .seconds(15), interval: .milliseconds(100)) {
+            Self.view(b, tenant.session)?.nodes.first { $0.name == "node-a" }?.alive == false
+        }, "\(String(describing: Self.view(b, tenant.session)))")
+
+        // A change written through B while A cannot hear it. The cut then lasts past the change feed's keepalive
+        // (a statement every 5 s, 5 s to answer), so that A's listener gives its connection up: the notification
+        // sent on it is lost, and only the comparison after the reconnect can bring the version. (A shorter cut
+        // is bridged by TCP itself: the notification is retransmitted once the link is back.)
+        try tenant.on(b).set("GREETING", "two")
+        let keepaliveGivenUp = cut.advanced(by: .seconds(11))
+        if ContinuousClock.now < keepaliveGivenUp { Thread.sleep(forTimeInterval: Double((keepaliveGivenUp - .now).components.seconds) + 0.5) }
+        #expect(answered.withLock { $0 } == nil, "the query held on A answered while A was cut off")
+
+        try namespace.heal(database)
+        let healed = ContinuousClock.now
+        // A's change feed connects again and compares versions: the held query takes the new one.
+        #expect(TestSupport.waitUntil(timeout: .seconds(25), interval: .milliseconds(20)) { answered.withLock { $0 } != nil })
+        let (at, served) = try #require(answered.withLock { $0 })
+        #expect(served == version + 1)
+        print("cluster: healed, the query held on A across the cut took the version written meanwhile after \(at - healed)")
+        // A heartbeats again, sees the new leader, and does not lead again.
+        #expect(TestSupport.waitUntil(timeout: .seconds(15), interval: .milliseconds(100)) {
+            guard let view = Self.view(a, tenant.session) else { return false }
+            return view.nodes.first { $0.name == "node-a" }?.alive == true
+        }, "\(String(describing: Self.view(a, tenant.session)))")
+        // The lead has not changed hands since the successor won it.
+        let after = try #require(Self.view(a, tenant.session))
+        #expect(after.leader == successor && after.epoch == epoch, "\(after)")
     }
 
     struct NamedInstance: Codable, Sendable {

@@ -86,22 +86,31 @@ final class ControllerProcess {
     let dataDirectory: URL
     /// More `serve` options, after the harness's.
     let extra: [String]
+    /// The address it listens on (loopback, or a test's own network namespace's).
+    let host: String
+    /// A command that ends by exec'ing its arguments (`ip netns exec NAME`), which the controller runs inside.
+    let wrapper: [String]
     private(set) var process: Spawned?
-    var base: String { "http://127.0.0.1:\(port)" }
+    var base: String { "http://\(host):\(port)" }
 
     /// `port`: a given one (another controller's that stopped, so that its agents reach this one), else a free one.
     /// `wait`: false starts the process without waiting for it to answer (a standby does not).
-    init(dataDirectory: URL, port: Int? = nil, extra: [String] = [], wait: Bool = true) throws {
+    init(dataDirectory: URL, port: Int? = nil, extra: [String] = [], host: String = "127.0.0.1", wrapper: [String] = [],
+         wait: Bool = true) throws {
         self.port = port ?? TestSupport.freeLoopbackPort()
         self.dataDirectory = dataDirectory
         self.extra = extra
+        self.host = host
+        self.wrapper = wrapper
         try start(wait: wait)
     }
 
     func start(wait: Bool = true) throws {
-        let p = try Spawned(TestSupport.binary("coderunner-controller"), [
-            "serve", "--registration", "open", "--listen", "127.0.0.1:\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4", "--log-level", "error",
-        ] + extra)
+        let arguments = [
+            "serve", "--registration", "open", "--listen", "\(host):\(port)", "--data-dir", dataDirectory.path, "--bcrypt-cost", "4", "--log-level", "error",
+        ] + extra
+        let binary = TestSupport.binary("coderunner-controller")
+        let p = try wrapper.isEmpty ? Spawned(binary, arguments) : Spawned(wrapper[0], Array(wrapper.dropFirst()) + [binary] + arguments)
         process = p
         guard wait else { return }
         guard isUp(within: .seconds(20)) else { throw E2EError.failed("controller did not start on \(port): \(p.text)") }

@@ -32,8 +32,9 @@ public final class TestPostgres: Sendable {
 
     private static let userLock = Mutex(())
 
-    /// Creates the cluster, starts it and creates `database`.
-    public static func start(database: String = "coderunner") throws -> TestPostgres {
+    /// Creates the cluster, starts it and creates `database`. For each of `links` (a test's own network namespace,
+    /// `NetworkNamespace`), it also listens on the link's host address and trusts the namespace's.
+    public static func start(database: String = "coderunner", links: [NetworkNamespace.Link] = []) throws -> TestPostgres {
         guard FileManager.default.isExecutableFile(atPath: binDir + "/initdb") else { throw Failure.missing(binDir + "/initdb") }
         let (uid, gid) = try ensureSystemUser()
         let directory = try TestSupport.makeTemporaryDirectory("coderunner-pg")
@@ -42,8 +43,17 @@ public final class TestPostgres: Sendable {
         do {
             try server.asUser("initdb", ["-D", server.dataDirectory, "-U", superuser, "-A", "trust", "-E", "UTF8",
                                          "--locale=C", "--no-sync", "--no-instructions"], timeout: .seconds(120))
-            // Loopback only; fsync off because the cluster is thrown away.
-            let options = "-p \(server.port) -k \(server.socketDirectory) -c listen_addresses=127.0.0.1 -c fsync=off "
+            if !links.isEmpty {
+                let hba = server.dataDirectory + "/pg_hba.conf"
+                let lines = links.map { "host all all \($0.namespaceAddress)/32 trust\n" }.joined()
+                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: hba))
+                try handle.seekToEnd()
+                try handle.write(contentsOf: Data(lines.utf8))
+                try handle.close()
+            }
+            // Loopback (and the test's own links) only; fsync off because the cluster is thrown away.
+            let listen = (["127.0.0.1"] + links.map(\.hostAddress)).joined(separator: ",")
+            let options = "-p \(server.port) -k \(server.socketDirectory) -c listen_addresses=\(listen) -c fsync=off "
                 + "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
             try server.asUser("pg_ctl", ["-D", server.dataDirectory, "-l", server.directory.appendingPathComponent("server.log").path,
                                          "-o", options, "-w", "-t", "60", "start"], timeout: .seconds(90))

@@ -34,3 +34,5 @@ BUILD_PACKAGES=(pkg-config libcurl4-openssl-dev libssl-dev libmicrohttpd-dev lib
 TEST_PACKAGES=(prometheus stress-ng procps python3 curl sqlite3 bsdutils util-linux openssl socat bubblewrap)
 # PostgreSQL's server binaries for the store suite (TestPostgres runs its own initdb; Debian's cluster is not used).
 TEST_PACKAGES+=(postgresql)
+# iproute2 (ip netns, veth): the cluster test cuts a controller's link to PostgreSQL inside a namespace it makes.
+TEST_PACKAGES+=(iproute2)
