@@ -350,8 +350,15 @@ public final class DeploymentService: Sendable {
                 throw ControlPlaneError.unauthorized("invalid or revoked agent token")
             }
             // Ready: a newer version came, or the wait's time is up (the hub's clock, which tests drive): answer
-            // what this instance is served now, as before rollouts. Only a moved rollout (or token) waits again.
-            if outcome == .ready { return try await rollouts.served(deploymentId, instance: who) }
+            // what this instance is served now, as before rollouts. Only a moved rollout (or token) waits again,
+            // and a version this instance is held back from: another node's, whose rollout decision this node has
+            // not heard yet (RolloutDriver.publishedElsewhere). That is no news for the agent, which would only
+            // ask again at once; it waits on for the decision (a gated wait, once), within its time.
+            if outcome == .ready {
+                let answer = try await rollouts.served(deploymentId, instance: who)
+                if !gated, answer.config.version <= index, try await rollouts.isGating(deploymentId) { continue }
+                return answer
+            }
         }
     }
 
