@@ -103,7 +103,7 @@ extension PostgresStore {
     }
 
     public func deploymentId(forAgentTokenHash hash: String) async throws -> String? {
-        try await read { c in
+        try await statement { c in
             try await c.rows("SELECT deployment_id FROM agent_tokens WHERE token_hash = \(hash) AND revoked_at IS NULL", logger)
                 .first?.string("deployment_id")
         }

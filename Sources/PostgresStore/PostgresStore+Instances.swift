@@ -100,7 +100,7 @@ extension PostgresStore {
     }
 
     public func instances(deploymentId: String, clock: InstanceClock) async throws -> [Instance] {
-        try await read { c in try await Self.instances(deploymentId, clock, c, logger) }
+        try await statement { c in try await Self.instances(deploymentId, clock, c, logger) }
     }
 
     public func allInstances(clock: InstanceClock) async throws -> [Instance] {

@@ -6,13 +6,13 @@ import PostgresNIO
 
 extension PostgresStore {
     public func configVersion(deploymentId: String) async throws -> Int64? {
-        try await read { c in
+        try await statement { c in
             try await c.rows("SELECT config_version FROM deployments WHERE id = \(deploymentId)", logger).first?.int64("config_version")
         }
     }
 
     public func keptConfigVersion(deploymentId: String, version: Int64) async throws -> [UInt8]? {
-        try await read { c in
+        try await statement { c in
             try await c.rows("""
                 SELECT sealed FROM deployment_config_versions WHERE deployment_id = \(deploymentId) AND version = \(version)
                 """, logger).first.map { Array(try $0["sealed"].decode(ByteBuffer.self).readableBytesView) }
@@ -30,7 +30,7 @@ extension PostgresStore {
     }
 
     public func newestKeptConfigVersion(deploymentId: String, below version: Int64) async throws -> Int64? {
-        try await read { c in
+        try await statement { c in
             try await c.rows("""
                 SELECT max(version) AS newest FROM deployment_config_versions WHERE deployment_id = \(deploymentId) AND version < \(version)
                 """, logger).first?.optionalInt64("newest")
