@@ -129,13 +129,15 @@ import TestSupport
         print("cluster: a change through node-b restarted the app of an agent held on node-a in \(ContinuousClock.now - changed)")
         agent.stop()
 
-        // A bare long-poll on node A, answered when node B writes: 10 rounds, the wake measured from the PUT's start
-        // (the PUT itself, through curl, included). scripts/bench/cluster-nodes measures it finely.
+        // A long-poll on node A, answered when node B writes: 10 rounds, the wake measured from the PUT's start
+        // (the PUT itself, through curl, included). scripts/bench/cluster-nodes measures it finely. Every other
+        // round names its instance, as an agent does: node A holds B's version back from it until it hears B's
+        // rollout decision, and the query waits for that, rather than answering the version it already has.
         var wakes: [Duration] = []
         for round in 0..<10 {
             let version = try HTTP.call("GET", a.base + "/api/agent/v1/config", token: tenant.agentToken).data(Served.self).version
             let answered = Mutex<(ContinuousClock.Instant, Int64?)?>(nil)
-            let held = a.base + "/api/agent/v1/config?index=\(version)&wait=20s"
+            let held = a.base + "/api/agent/v1/config?index=\(version)&wait=20s" + (round % 2 == 1 ? "&instance=i-probe" : "")
             let token = tenant.agentToken
             Thread.detachNewThread {
                 let served = try? HTTP.call("GET", held, token: token, timeout: 25).data(Served.self).version
@@ -148,7 +150,7 @@ import TestSupport
             try tenant.on(round % 2 == 0 ? b : c).set("ROUND", "\(round)")
             #expect(TestSupport.waitUntil(timeout: .seconds(10), interval: .milliseconds(2)) { answered.withLock { $0 } != nil })
             let (at, served) = try #require(answered.withLock { $0 })
-            #expect(served == version + 1)
+            #expect(served == version + 1, "round \(round)")
             wakes.append(at - start)
         }
         wakes.sort()
@@ -193,9 +195,13 @@ import TestSupport
         #expect(executed.map(\.to) == Array((start + 1)...7), "\(executed)")
         let events = try HTTP.call("GET", survivor.base + "/api/deployments/\(tenant.deploymentId)/scaling/events", token: tenant.session)
             .data(EventPage.self).events.filter { $0.eventType == "scale_up" }
-        #expect(events.count == executed.count, "\(events)")
+        // Every event is an executed call, none twice. The event is written after the executor returns, so a leader
+        // killed in between leaves that one scaling (executed, its target stored) without its event: at most one
+        // (docs/cluster.md, limits).
+        let recorded = events.map(\.instancesAfter).sorted()
         #expect(events.allSatisfy { $0.success })
-        #expect(events.map(\.instancesAfter).sorted() == executed.map(\.to), "\(events)")
+        #expect(Set(recorded).isSubset(of: Set(executed.map(\.to))) && Set(recorded).count == recorded.count, "\(events)")
+        #expect(executed.count - events.count <= 1, "\(events) for \(executed)")
 
         // A leader cut off from PostgreSQL, as a frozen node is (SIGSTOP: its sessions stay open and say nothing):
         // PostgreSQL ends its idle lock session (idle_session_timeout, 5 lock intervals) and another node leads.

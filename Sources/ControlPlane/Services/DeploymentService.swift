@@ -322,6 +322,7 @@ public final class DeploymentService: Sendable {
         var generation = tokenGeneration
         let deploymentId = try await deploymentId(tokenHash: hash)
         let deadline = ContinuousClock.now.advanced(by: min(wait ?? WaitDuration.defaultWait, WaitDuration.maximum))
+        var heldBack = false
         while true {
             let seenRollout = rollouts.generation(deploymentId)
             let current = try await rollouts.served(deploymentId, instance: who)
@@ -352,11 +353,15 @@ public final class DeploymentService: Sendable {
             // Ready: a newer version came, or the wait's time is up (the hub's clock, which tests drive): answer
             // what this instance is served now, as before rollouts. Only a moved rollout (or token) waits again,
             // and a version this instance is held back from: another node's, whose rollout decision this node has
-            // not heard yet (RolloutDriver.publishedElsewhere). That is no news for the agent, which would only
-            // ask again at once; it waits on for the decision (a gated wait, once), within its time.
+            // not heard yet (RolloutDriver.publishedElsewhere), or a rollout that began meanwhile. That is no news
+            // for the agent, which would only ask again at once: it looks again (once), and waits for its turn if
+            // the deployment is gating by then, within its time.
             if outcome == .ready {
                 let answer = try await rollouts.served(deploymentId, instance: who)
-                if !gated, answer.config.version <= index, try await rollouts.isGating(deploymentId) { continue }
+                if !gated, !heldBack, answer.config.version <= index, try await rollouts.newestVersion(deploymentId) > index {
+                    heldBack = true
+                    continue
+                }
                 return answer
             }
         }

@@ -185,6 +185,9 @@ actor RolloutDriver {
         return try await loadNewest(deploymentId, strategy: record.strategy)
     }
 
+    /// The deployment's newest version, whatever each instance is served.
+    func newestVersion(_ deploymentId: String) async throws -> Int64 { try await currentVersion(deploymentId) }
+
     private func currentVersion(_ deploymentId: String) async throws -> Int64 {
         if let known = versions[deploymentId] { return known }
         guard let version = try await store.configVersion(deploymentId: deploymentId) else { throw ControlPlaneError.unauthorized("invalid or revoked agent token") }
