@@ -2,10 +2,13 @@
 """The client side of scripts/bench/cluster-nodes: several active controllers on one PostgreSQL (issue 16).
 Loopback only; every loop is bounded in count and time. Prints one RESULT line per figure (and "ready" for hold).
 
-  wake     PORT_A PORT_B AGENT_TOKEN SESSION CONFIG_ID ROUNDS
+  wake     PORT_A PORT_B AGENT_TOKEN SESSION CONFIG_ID ROUNDS [INSTANCE]
            A long-poll held on node A (index = the current version), a variable PUT through node B, one round at
            a time on persistent connections (http.client): the time from just before the PUT is sent to the
-           long-poll's answer, p50/p99/max.
+           long-poll's answer, p50/p99/max. With INSTANCE the long-poll says which instance asks, as an agent does
+           (`instance=`): node A then waits for the writing node's rollout decision too. With CODERUNNER_BENCH_PSQL
+           (a JSON list: a psql command line that reads SQL from -c), the time from each PUT's COMMIT (PostgreSQL's
+           commit timestamp of its audit entry, track_commit_timestamp = on; the same host clock) to the answer.
   hold     PORTS(comma) TOKENS(comma) PUT_PORT SESSION CONFIG_ID COUNT
            COUNT long-polls spread over the ports (raw asyncio sockets, connection i on port i % nodes, token
            (i // nodes) % tokens); prints "ready ..." once every one is sent and none answered early, then waits
@@ -20,6 +23,7 @@ import json
 import os
 import select
 import signal
+import subprocess
 import sys
 import time
 
@@ -44,7 +48,18 @@ def put_body(value):
 
 # ---------------------------------------------------------------------------------------------------------- wake
 
-def wake(port_a, port_b, agent, session, config_id, rounds):
+def commit_stamps(psql, config_id, count):
+    """The wall-clock commit times of the config's last COUNT variable writes (the rounds' PUTs: each writes its audit
+    entry in its own transaction), oldest first."""
+    sql = ("SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM config_audit_logs "
+           f"WHERE config_id = '{config_id}' AND resource_type = 'variable' ORDER BY sequence DESC LIMIT {count}")
+    out = subprocess.run(psql + ["-c", sql], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"psql failed: {out.stderr.strip()}")
+    return [float(line) for line in reversed(out.stdout.split())]
+
+
+def wake(port_a, port_b, agent, session, config_id, rounds, instance=None):
     a = http.client.HTTPConnection(HOST, port_a, timeout=40)
     b = http.client.HTTPConnection(HOST, port_b, timeout=40)
     agent_headers = {"Authorization": f"Bearer {agent}"}
@@ -54,13 +69,14 @@ def wake(port_a, port_b, agent, session, config_id, rounds):
     version = data_of(answer.read())["version"]
     if answer.status != 200:
         sys.exit(f"agent-config GET on node A answered {answer.status}")
-    wakes, puts, failures = [], [], []
+    wakes, puts, failures, woken_at = [], [], [], []
+    who = f"&instance={instance}" if instance else ""
     started = time.monotonic()
     for round_ in range(rounds):
         if time.monotonic() - started > 30 + rounds * 2:
             failures.append("out of time")
             break
-        a.request("GET", f"/api/agent/v1/config?index={version}&wait=30s", headers=agent_headers)
+        a.request("GET", f"/api/agent/v1/config?index={version}&wait=30s{who}", headers=agent_headers)
         # Give node A time to park the query: a PUT landing first would answer it at once (a shorter figure).
         time.sleep(0.02)
         ready, _, _ = select.select([a.sock], [], [], 0)
@@ -83,6 +99,8 @@ def wake(port_a, port_b, agent, session, config_id, rounds):
                 response = conn.getresponse()
                 body = response.read()
                 answered[which] = (time.perf_counter() - sent, response.status, body)
+                if which == "wake":
+                    woken_at.append(time.time())
         if pending:
             failures.append(f"round {round_}: no answer within 35 s from {sorted(pending.values())}")
             break
@@ -103,12 +121,22 @@ def wake(port_a, port_b, agent, session, config_id, rounds):
     b.close()
     wakes.sort()
     puts.sort()
+    from_commit = ""
+    psql = os.environ.get("CODERUNNER_BENCH_PSQL")
+    if wakes and psql and not failures:
+        stamps = commit_stamps(json.loads(psql), config_id, len(wakes))
+        if len(stamps) != len(wakes):
+            failures.append(f"{len(stamps)} commit timestamps for {len(wakes)} rounds")
+        else:
+            after = sorted((w - c) * 1000 for w, c in zip(woken_at, stamps))
+            from_commit = (f"; from the PUT's COMMIT to the answer p50={percentile(after, 50):.1f}ms "
+                           f"p99={percentile(after, 99):.1f}ms max={after[-1]:.1f}ms")
     for failure in failures:
         print(f"FAILED {failure}", flush=True)
     if wakes:
         print(f"RESULT cross-node-wake rounds={len(wakes)}/{rounds} p50={percentile(wakes, 50):.1f}ms "
               f"p99={percentile(wakes, 99):.1f}ms max={wakes[-1]:.1f}ms (goal: p99 <= 50 ms); "
-              f"the PUT's own answer p50={percentile(puts, 50):.1f}ms p99={percentile(puts, 99):.1f}ms", flush=True)
+              f"the PUT's own answer p50={percentile(puts, 50):.1f}ms p99={percentile(puts, 99):.1f}ms{from_commit}", flush=True)
     sys.exit(1 if failures else 0)
 
 
@@ -269,7 +297,7 @@ def failover(pid, old, port, session, timeout_s):
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "wake":
-        wake(int(args[0]), int(args[1]), args[2], args[3], args[4], int(args[5]))
+        wake(int(args[0]), int(args[1]), args[2], args[3], args[4], int(args[5]), args[6] if len(args) > 6 else None)
     elif command == "hold":
         ports = [int(p) for p in args[0].split(",")]
         asyncio.run(hold(ports, args[1].split(","), int(args[2]), args[3], args[4], int(args[5])))

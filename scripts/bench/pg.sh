@@ -1,6 +1,7 @@
 # A scratch PostgreSQL server for benchmarks, as the tests' TestPostgres starts one: Debian's binaries, initdb as the
 # unprivileged user coderunner-pgtest (PostgreSQL refuses root) into a temporary directory, loopback only, trust
 # authentication, its socket in that directory. Durable settings (fsync on): the figures are a real server's.
+# track_commit_timestamp is on, so that a bench can time from a transaction's COMMIT (pg_xact_commit_timestamp).
 #   bench_postgres_start   sets BENCH_PG_URL (postgres://postgres@127.0.0.1:PORT/coderunner?sslmode=disable) and BENCH_PG_DIR
 #   bench_postgres_stop    stops it and removes the directory (call it from the script's EXIT trap)
 BENCH_PG_BIN=${CODERUNNER_PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -16,11 +17,13 @@ bench_postgres_start() {
     runuser -u "$BENCH_PG_USER" -- "$BENCH_PG_BIN/initdb" -D "$BENCH_PG_DIR/data" -U postgres -A trust -E UTF8 --locale=C \
         --no-instructions >/dev/null
     runuser -u "$BENCH_PG_USER" -- "$BENCH_PG_BIN/pg_ctl" -D "$BENCH_PG_DIR/data" -l "$BENCH_PG_DIR/server.log" -w -t 60 \
-        -o "-p $port -k $BENCH_PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+        -o "-p $port -k $BENCH_PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c track_commit_timestamp=on" start >/dev/null
     runuser -u "$BENCH_PG_USER" -- "$BENCH_PG_BIN/psql" -h "$BENCH_PG_DIR" -p "$port" -U postgres -d postgres -q \
         -c "CREATE DATABASE coderunner" >/dev/null
     BENCH_PG_URL="postgres://postgres@127.0.0.1:$port/coderunner?sslmode=disable"
-    export BENCH_PG_URL BENCH_PG_DIR
+    # psql on the database, as a JSON list (for a Python client): add -c SQL.
+    BENCH_PG_PSQL="[\"runuser\", \"-u\", \"$BENCH_PG_USER\", \"--\", \"$BENCH_PG_BIN/psql\", \"-h\", \"$BENCH_PG_DIR\", \"-p\", \"$port\", \"-U\", \"postgres\", \"-d\", \"coderunner\", \"-qAt\"]"
+    export BENCH_PG_URL BENCH_PG_DIR BENCH_PG_PSQL
 }
 
 bench_postgres_stop() {
