@@ -57,6 +57,22 @@ struct PostgresTLSTests {
         }
     }
 
+    /// Why a store (as serve opens it: probing the URL once when the pool's start times out) cannot start on `url`.
+    static func startFailure(_ url: String) async throws -> String? {
+        do {
+            let store = try await PostgresStore(configuration: DatabaseURL.configuration(url), logger: logger, startTimeout: .seconds(2),
+                                                probe: DatabaseURL.connectionConfiguration(url, password: nil))
+            await store.shutdown()
+            return nil
+        } catch let unreachable as PostgresUnreachable {
+            return unreachable.description
+        }
+    }
+
+    static func refused(_ server: TestPostgres, _ reason: String) -> String {
+        "PostgreSQL at 127.0.0.1:\(server.port) refused the connection for 2 s (database coderunner, user postgres): \(reason)"
+    }
+
     /// The client sessions of database coderunner but psql's own (on the unix socket, never TLS): how many,
     /// how many without TLS, and their TLS versions.
     static func sessions(_ server: TestPostgres) throws -> (all: Int, plain: Int, versions: String) {
@@ -104,11 +120,9 @@ struct PostgresTLSTests {
             // Without sslrootcert, verify-full trusts the system's store, which never signed the throwaway CA.
             let system = try #require(await Self.refusal(Self.url(server, "sslmode=verify-full")))
             #expect(system.details.contains("CERTIFICATE_VERIFY_FAILED"), "\(system.details)")
-            // The store's start gives up instead of retrying a failing handshake forever.
-            await #expect(throws: PostgresUnreachable.self) {
-                _ = try await PostgresStore(configuration: DatabaseURL.configuration(Self.url(server, "sslmode=verify-full&sslrootcert=\(stranger)")),
-                                            logger: Self.logger, startTimeout: .seconds(2))
-            }
+            // The store's start gives up instead of retrying a failing handshake forever, and says why.
+            #expect(try await Self.startFailure(Self.url(server, "sslmode=verify-full&sslrootcert=\(stranger)")) == Self.refused(server,
+                    "the server's certificate could not be verified (CERTIFICATE_VERIFY_FAILED): is sslrootcert its CA?"))
         }
     }
 
@@ -119,6 +133,8 @@ struct PostgresTLSTests {
             // peer's address against the certificate's IP entries, of which there is none).
             let refused = try #require(await Self.refusal(Self.url(server, "sslmode=verify-full&sslrootcert=\(ca)")))
             #expect(refused.details.contains("NIOSSLExtraError.failedToValidateHostname"), "\(refused.details)")
+            #expect(try await Self.startFailure(Self.url(server, "sslmode=verify-full&sslrootcert=\(ca)")) == Self.refused(server,
+                    "the server's certificate is not for 127.0.0.1 (sslmode=verify-full checks the name; verify-ca does not)"))
             #expect(try await Self.refusal(Self.url(server, "sslmode=verify-ca&sslrootcert=\(ca)")) == nil)
             try await Self.withStore(Self.url(server, "sslmode=verify-ca&sslrootcert=\(ca)")) { _ in
                 let sessions = try Self.sessions(server)
@@ -134,6 +150,8 @@ struct PostgresTLSTests {
             let psql = try #require(refused.error as? PSQLError, "\(refused.details)")
             #expect(psql.serverInfo?[.message]
                     == "no pg_hba.conf entry for host \"127.0.0.1\", user \"postgres\", database \"coderunner\", no encryption")
+            #expect(try await Self.startFailure(Self.url(server, "sslmode=disable")) == Self.refused(server,
+                    "no pg_hba.conf entry for host \"127.0.0.1\", user \"postgres\", database \"coderunner\", no encryption"))
             #expect(try await Self.refusal(Self.url(server, "sslmode=prefer")) == nil)
             try await Self.withStore(Self.url(server, "sslmode=prefer")) { _ in
                 let sessions = try Self.sessions(server)
