@@ -34,7 +34,7 @@ public enum DatabaseURL {
         /// sslrootcert: the PEM file of the CAs to trust, nil for the system's store (also for `system`).
         var rootCertificateFile: String?
         /// For every mode but disable: the TLS settings libpq's meaning of the mode asks for, trusting the system's
-        /// store (`trusting(_:)` puts the sslrootcert file's CAs in its place).
+        /// store (`loaded(_:)` puts the sslrootcert file's CAs in its place).
         var tls: TLSConfiguration?
     }
 
