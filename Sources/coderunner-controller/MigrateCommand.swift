@@ -49,6 +49,7 @@ struct MigrateCommand: AsyncParsableCommand {
         say("migrating \(path) to \(DatabaseURL.redacted(url))")
         do {
             let report = try await SQLiteToPostgres.migrate(sqlitePath: path, master: master, target: target, logger: logger,
+                                                            probe: try? DatabaseURL.connectionConfiguration(url, password: environment["PGPASSWORD"]),
                                                             progress: { say($0) })
             let rows = report.tables.map(\.rows).reduce(0, +)
             print("migrated \(rows) rows in \(report.tables.count) tables; \(report.auditChains) audit chains "

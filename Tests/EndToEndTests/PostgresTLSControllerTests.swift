@@ -1,7 +1,7 @@
 // Issue 16's sslmode, end to end: the real controller (`serve --database '...?sslmode=verify-full&sslrootcert=...'`)
 // on a PostgreSQL server that takes loopback only over TLS, with a certificate from a throwaway CA (TestPostgres).
 // It serves, every session it holds is TLS (the server's pg_stat_ssl), and a CA it does not trust fails its start
-// with the reason.
+// with the reason; `migrate --to` the same way.
 import Foundation
 import Testing
 import TestSupport
@@ -51,5 +51,36 @@ import TestSupport
         #expect(stderr.contains("coderunner-controller: --database: PostgreSQL at 127.0.0.1:\(server.port) refused the connection for 20 s "
                                 + "(database coderunner, user postgres): the server's certificate could not be verified "
                                 + "(CERTIFICATE_VERIFY_FAILED): is sslrootcert its CA?"), "\(stderr)")
+    }
+
+    @Test func migrateMovesAnInstallOverVerifiedTLSAndSaysWhyAnotherCAIsRefused() throws {
+        let server = try TestPostgres.start(tls: .init(only: true))
+        defer { server.stop() }
+        let ca = try #require(server.caFile)
+        let dir = try TestSupport.makeTemporaryDirectory("pg-tls-migrate")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        let sqlite = try ControllerProcess(dataDirectory: data)
+        defer { sqlite.kill() }
+        _ = try Tenant.create(sqlite, variables: [("GREETING", "on sqlite", false, false)])
+        sqlite.stop()
+
+        let stranger = try TestPostgres.makeCertificateAuthority(in: dir, name: "stranger").certificate
+        let refused = try TestSupport.run(TestSupport.binary("coderunner-controller"), [
+            "migrate", "--from", "sqlite:\(data.path)", "--to", Self.url(server, "sslmode=verify-full&sslrootcert=\(stranger)"),
+        ], timeout: .seconds(60))
+        let stderr = String(decoding: refused.stderr, as: UTF8.self)
+        #expect(refused.status == 1, "\(stderr)")
+        #expect(stderr.contains("error: PostgreSQL at 127.0.0.1:\(server.port) refused the connection for 20 s (database coderunner, "
+                                + "user postgres): the server's certificate could not be verified (CERTIFICATE_VERIFY_FAILED): "
+                                + "is sslrootcert its CA?; nothing was copied"), "\(stderr)")
+
+        let moved = try TestSupport.run(TestSupport.binary("coderunner-controller"), [
+            "migrate", "--from", "sqlite:\(data.path)", "--to", Self.url(server, "sslmode=verify-full&sslrootcert=\(ca)"),
+        ], timeout: .seconds(60))
+        let stdout = String(decoding: moved.stdout, as: UTF8.self)
+        #expect(moved.status == 0, "\(String(decoding: moved.stderr, as: UTF8.self))")
+        #expect(stdout.hasPrefix("migrated "), "\(stdout)")
+        #expect(try server.psql("coderunner", "SELECT count(*) FROM users").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
     }
 }
