@@ -16,9 +16,10 @@ public final class ClusterNode: Sendable {
     /// lock tried every `interval`) without waiting to lead.
     public init(url: String, password: String?, node: PostgresLeadership.Node, interval: Duration = .seconds(1),
                 logger: Logger) async throws {
-        let store = try await PostgresStore(configuration: try DatabaseURL.configuration(url, password: password), logger: logger)
-        await store.shutdown()
         configuration = try DatabaseURL.connectionConfiguration(url, password: password)
+        let store = try await PostgresStore(configuration: try DatabaseURL.configuration(url, password: password), logger: logger,
+                                            probe: configuration)
+        await store.shutdown()
         self.logger = logger
         let leadership = PostgresLeadership(configuration: configuration, node: node, options: .controller(interval: interval), logger: logger)
         self.leadership = leadership

@@ -14,7 +14,8 @@ extension StoreBackend {
     public static func postgres(_ url: String, password: String? = nil, nodeName: String = "") throws(DatabaseURL.Failure) -> StoreBackend {
         let configuration = try DatabaseURL.configuration(url, password: password)
         return StoreBackend(description: DatabaseURL.redacted(url)) { [configuration] subscriber, _, logger in
-            let store = try await PostgresStore(configuration: configuration, publishingTo: subscriber, nodeName: nodeName, logger: logger)
+            let store = try await PostgresStore(configuration: configuration, publishingTo: subscriber, nodeName: nodeName, logger: logger,
+                                                probe: try DatabaseURL.connectionConfiguration(url, password: password))
             var opened = Opened(store: store, scaling: store, close: { await store.shutdown() },
                                 cluster: { try await store.clusterStatus(grace: clusterGrace) }, placement: store)
             opened.drain = { node, draining in try await store.setDraining(node: node, draining) }

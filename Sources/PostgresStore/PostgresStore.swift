@@ -37,10 +37,11 @@ public final class PostgresStore: ControlPlaneStore {
 
     /// Connects a pool (it runs until `shutdown()`), and migrates the database to the newest schema. Every write
     /// that changes agents' configs or revokes agent tokens also notifies the other nodes (ClusterNotification),
-    /// naming itself `nodeName`.
+    /// naming itself `nodeName`. When the start times out, one connection of `probe` (the same URL's) is tried for
+    /// the reason PostgresUnreachable then gives.
     public init(configuration: PostgresClient.Configuration, publishingTo subscriber: (any ConfigChangeSubscriber)? = nil,
                 nodeName: String = "", logger: Logger = Logger(label: "coderunner.store.postgres"),
-                startTimeout: Duration = PostgresStore.startTimeout) async throws {
+                startTimeout: Duration = PostgresStore.startTimeout, probe: PostgresConnection.Configuration? = nil) async throws {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
@@ -56,6 +57,7 @@ public final class PostgresStore: ControlPlaneStore {
         } catch {
             runner.cancel()
             await runner.value
+            if let unreachable = error as? PostgresUnreachable, let probe { throw await unreachable.probed(probe, logger: logger) }
             throw error
         }
     }

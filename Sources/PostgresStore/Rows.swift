@@ -10,15 +10,51 @@ public struct PostgresConnectionLost: Error, CustomStringConvertible {
 }
 
 /// The server did not answer the store's first contact in time (a wrong host or port, a server that is down, a
-/// firewall dropping the packets).
+/// firewall dropping the packets), or every attempt was refused (a certificate the client does not trust, a
+/// pg_hba.conf without an entry for this client, a wrong password): the pool retries those without end too.
 public struct PostgresUnreachable: Error, CustomStringConvertible {
     public var description: String
+    /// "PostgreSQL at HOST:PORT", and "(database D, user U)".
+    private let place: String, session: String
+    private let timeout: Duration
 
     init(configuration: PostgresClient.Configuration, timeout: Duration) {
-        let place = configuration.unixSocketPath ?? "\(configuration.host ?? "?"):\(configuration.port ?? 5432)"
-        description = "PostgreSQL at \(place) did not answer within \(timeout.components.seconds) s "
-            + "(database \(configuration.database ?? "?"), user \(configuration.username)): check the URL's host, port and "
+        place = "PostgreSQL at " + (configuration.unixSocketPath ?? "\(configuration.host ?? "?"):\(configuration.port ?? 5432)")
+        session = "(database \(configuration.database ?? "?"), user \(configuration.username))"
+        self.timeout = timeout
+        description = "\(place) did not answer within \(timeout.components.seconds) s \(session): check the URL's host, port and "
             + "sslmode, and that the server runs and accepts this host"
+    }
+
+    /// The same, with why one connection attempt of `configuration` (the URL's, as the pool's) fails: the pool logs
+    /// its failures only at info. Nothing is added when the attempt connects, or meets a silent server (5 s).
+    func probed(_ configuration: PostgresConnection.Configuration, logger: Logger) async -> PostgresUnreachable {
+        var probed = self
+        do {
+            let connection = try await Statement.connect(configuration, id: 0, timeout: .seconds(5), logger: logger)
+            try? await connection.close()
+        } catch is Statement.TimedOut {
+            // A silent server: "did not answer" says it already.
+        } catch {
+            probed.description = "\(place) refused the connection for \(timeout.components.seconds) s \(session): "
+                + Self.reason(error, host: configuration.host)
+        }
+        return probed
+    }
+
+    /// What a refused connection's error says, for a person: the server's own message when it sent one (its
+    /// password is never in it), a certificate the client refused in words, else the error's details.
+    static func reason(_ error: any Error, host: String?) -> String {
+        guard let psql = error as? PSQLError else { return String(describing: error) }
+        if let message = psql.serverInfo?[.message] { return message }
+        let details = psql.underlying.map { String(reflecting: $0) } ?? String(reflecting: psql)
+        if details.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the server's certificate could not be verified (CERTIFICATE_VERIFY_FAILED): is sslrootcert its CA?"
+        }
+        if details.contains("failedToValidateHostname") {
+            return "the server's certificate is not for \(host ?? "this host") (sslmode=verify-full checks the name; verify-ca does not)"
+        }
+        return details
     }
 }
 

@@ -43,8 +43,10 @@ public enum SQLiteToPostgres {
     static let identities = ["config_audit_logs": "sequence", "scaling_events": "sequence"]
 
     /// Copies the SQLite database at `sqlitePath` (migrated to the current schema first, as a controller start would)
-    /// into the empty database `target` names. `progress` hears one line per step.
+    /// into the empty database `target` names. `progress` hears one line per step. `probe`: as PostgresStore's, the
+    /// target's single-connection configuration, tried for the reason when the target does not open in time.
     public static func migrate(sqlitePath: String, master: MasterKey, target: PostgresClient.Configuration, logger: Logger,
+                               probe: PostgresConnection.Configuration? = nil,
                                progress: @Sendable (String) -> Void = { _ in }) async throws -> MigrationReport {
         guard FileManager.default.fileExists(atPath: sqlitePath) else { throw MigrationFailure("no SQLite database at \(sqlitePath)") }
         // Brings the file to this version's schema (a no-op when a controller of this version ran on it).
@@ -71,7 +73,7 @@ public enum SQLiteToPostgres {
         }
         progress("source verified: \(chains.count) audit chains, \(chains.values.map(\.count).reduce(0, +)) entries, \(ciphertexts.count) ciphertexts")
 
-        let store = try await PostgresStore(configuration: target, logger: logger)
+        let store = try await PostgresStore(configuration: target, logger: logger, probe: probe)
         do {
             let report = try await store.transaction { c in
                 try await copy(snapshot, chains: chains, keyring: keyring, into: c, logger: logger, progress: progress)

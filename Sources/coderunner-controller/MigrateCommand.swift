@@ -18,7 +18,7 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The SQLite database: sqlite:PATH, a file or the controller's data directory.", valueName: "sqlite:path"))
     var from: String
 
-    @Option(help: ArgumentHelp("The empty PostgreSQL database: postgres://USER@HOST:PORT/DATABASE?sslmode=MODE (its password in PGPASSWORD, or in the URL through CODERUNNER_DATABASE with --to -).", valueName: "url"))
+    @Option(help: ArgumentHelp("The empty PostgreSQL database: postgres://USER@HOST:PORT/DATABASE?sslmode=MODE[&sslrootcert=CA.pem] (its password in PGPASSWORD, or in the URL through CODERUNNER_DATABASE with --to -).", valueName: "url"))
     var to: String
 
     @Option(help: "File holding the base64 master key (default: master.key beside the database).")
@@ -49,6 +49,7 @@ struct MigrateCommand: AsyncParsableCommand {
         say("migrating \(path) to \(DatabaseURL.redacted(url))")
         do {
             let report = try await SQLiteToPostgres.migrate(sqlitePath: path, master: master, target: target, logger: logger,
+                                                            probe: try? DatabaseURL.connectionConfiguration(url, password: environment["PGPASSWORD"]),
                                                             progress: { say($0) })
             let rows = report.tables.map(\.rows).reduce(0, +)
             print("migrated \(rows) rows in \(report.tables.count) tables; \(report.auditChains) audit chains "

@@ -1,7 +1,8 @@
 // The database URL's parsing (pure): what `--database` will accept, and the errors a user sees; and a URL whose
 // server does not answer.
+import Foundation
 import PostgresNIO
-import PostgresStore
+@testable import PostgresStore
 import Testing
 import TestSupport
 
@@ -32,7 +33,9 @@ struct DatabaseURLTests {
         ("postgres://localhost/cr", "no user"),
         ("postgres://cr@localhost", "no database name after the host"),
         ("postgres://cr@localhost/cr?sslmode=sometimes", "sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full"),
-        ("postgres://cr@localhost/cr?connect_timeout=3", "unknown parameter connect_timeout; only sslmode is understood"),
+        ("postgres://cr@localhost/cr?connect_timeout=3", "unknown parameter connect_timeout; only sslmode and sslrootcert are understood"),
+        ("postgres://cr@localhost/cr?sslrootcert=", "sslrootcert needs a file's path (or system)"),
+        ("postgres://cr@localhost/cr?sslmode=require&sslrootcert=system", "sslmode require is too weak for sslrootcert=system; use verify-full"),
     ])
     func refused(_ url: String, _ reason: String) {
         #expect(throws: DatabaseURL.Failure.invalid(reason)) { try DatabaseURL.configuration(url) }
@@ -63,7 +66,61 @@ struct DatabaseURLTests {
         #expect(clock.now - started < .seconds(10))
     }
 
+    /// sslrootcert, as libpq means it: the CAs to trust instead of the system's. With require it has the chain
+    /// checked (verify-ca's check); with allow and prefer it is not used; `system` is the system's store and makes
+    /// verify-full the default.
+    @Test(arguments: [
+        ("sslmode=prefer", CertificateVerification.none, false),
+        ("sslmode=require", .none, false),
+        ("sslmode=verify-ca", .noHostnameVerification, false),
+        ("sslmode=verify-full", .fullVerification, false),
+        ("sslmode=prefer&sslrootcert=CA", .none, true),
+        ("sslmode=require&sslrootcert=CA", .noHostnameVerification, true),
+        ("sslmode=verify-ca&sslrootcert=CA", .noHostnameVerification, true),
+        ("sslrootcert=CA&sslmode=verify-full", .fullVerification, true),
+        ("sslrootcert=system", .fullVerification, false),
+        ("sslmode=verify-full&sslrootcert=system", .fullVerification, false),
+    ])
+    func sslRootCertificate(_ query: String, _ verification: CertificateVerification, _ trustsTheFile: Bool) throws {
+        let directory = try TestSupport.makeTemporaryDirectory("database-url")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let ca = try TestPostgres.makeCertificateAuthority(in: directory).certificate
+        let parts = try DatabaseURL.loaded(DatabaseURL.parts("postgres://cr@db/cr?" + query.replacingOccurrences(of: "=CA", with: "=" + ca)))
+        let tls = try #require(parts.tls)
+        #expect(tls.certificateVerification == verification)
+        if trustsTheFile {
+            #expect(tls.trustRoots == .certificates(try NIOSSLCertificate.fromPEMFile(ca)))
+        } else {
+            #expect(tls.trustRoots == .default)
+        }
+        _ = try DatabaseURL.configuration("postgres://cr@db/cr?" + query.replacingOccurrences(of: "=CA", with: "=" + ca))
+        _ = try DatabaseURL.connectionConfiguration("postgres://cr@db/cr?" + query.replacingOccurrences(of: "=CA", with: "=" + ca),
+                                                    password: nil)
+    }
+
+    /// A file that cannot be read, or holds no certificate, fails with its name (and never the password).
+    @Test func aBadRootCertificateFileIsNamed() throws {
+        let directory = try TestSupport.makeTemporaryDirectory("database-url")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let missing = directory.appendingPathComponent("missing.crt").path
+        #expect(throws: DatabaseURL.Failure.invalid("sslrootcert \(missing) cannot be read: No such file or directory")) {
+            try DatabaseURL.configuration("postgres://cr:secret@db/cr?sslmode=verify-full&sslrootcert=\(missing)")
+        }
+        let garbage = directory.appendingPathComponent("garbage.crt")
+        try Data("not a certificate\n".utf8).write(to: garbage)
+        #expect(throws: DatabaseURL.Failure.invalid("sslrootcert \(garbage.path) holds no PEM certificate")) {
+            try DatabaseURL.configuration("postgres://cr:secret@db/cr?sslmode=verify-ca&sslrootcert=\(garbage.path)")
+        }
+        #expect(throws: DatabaseURL.Failure.invalid("sslrootcert \(garbage.path) holds no PEM certificate")) {
+            try DatabaseURL.connectionConfiguration("postgres://cr:secret@db/cr?sslmode=verify-ca&sslrootcert=\(garbage.path)", password: nil)
+        }
+        // A URL with sslmode=disable never reads it.
+        _ = try DatabaseURL.configuration("postgres://cr@db/cr?sslmode=disable&sslrootcert=\(missing)")
+    }
+
     @Test func redactedHidesThePassword() {
         #expect(DatabaseURL.redacted("postgres://cr:secret@db:5432/cr?sslmode=require") == "postgres://cr:***@db:5432/cr?sslmode=require")
+        #expect(DatabaseURL.redacted("postgres://cr:secret@db/cr?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem")
+                == "postgres://cr:***@db/cr?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem")
     }
 }

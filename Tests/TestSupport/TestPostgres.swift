@@ -2,6 +2,8 @@
 // initdb into a temporary directory as an unprivileged system user (PostgreSQL refuses to run as root), a free
 // loopback port, its unix socket in that directory, trust authentication for loopback only. `stop()` stops the
 // server and removes the directory. pg_ctl daemonises the server and waits for it, so nothing here holds a child.
+// With `tls`, the server also speaks TLS with a certificate signed by a throwaway CA made with the openssl CLI
+// (`caFile`), and can be made to refuse loopback connections without it (pg_hba.conf `hostssl` only).
 public import Foundation
 import Synchronization
 
@@ -13,8 +15,23 @@ public final class TestPostgres: Sendable {
     /// The database superuser initdb creates (trust auth: loopback and the private socket only).
     public static let superuser = "postgres"
 
+    /// The TLS a server speaks.
+    public struct TLS: Sendable {
+        /// The server certificate's subjectAltName entries (openssl's syntax).
+        public var subjectAltNames: [String]
+        /// pg_hba.conf accepts loopback TCP only over TLS (`hostssl`): a plain connection is refused.
+        public var only: Bool
+
+        public init(subjectAltNames: [String] = ["IP:127.0.0.1", "DNS:localhost"], only: Bool = false) {
+            self.subjectAltNames = subjectAltNames
+            self.only = only
+        }
+    }
+
     public let directory: URL
     public let port: Int
+    /// With TLS: the PEM file of the CA that signed the server's certificate (a client's sslrootcert).
+    public let caFile: String?
     public var host: String { "127.0.0.1" }
     public var socketDirectory: String { directory.path }
     private var dataDirectory: String { directory.appendingPathComponent("data").path }
@@ -33,19 +50,32 @@ public final class TestPostgres: Sendable {
     private static let userLock = Mutex(())
 
     /// Creates the cluster, starts it and creates `database`. For each of `links` (a test's own network namespace,
-    /// `NetworkNamespace`), it also listens on the link's host address and trusts the namespace's.
-    public static func start(database: String = "coderunner", links: [NetworkNamespace.Link] = []) throws -> TestPostgres {
+    /// `NetworkNamespace`), it also listens on the link's host address and trusts the namespace's. With `tls`, it
+    /// speaks TLS too.
+    public static func start(database: String = "coderunner", links: [NetworkNamespace.Link] = [],
+                             tls: TLS? = nil) throws -> TestPostgres {
         guard FileManager.default.isExecutableFile(atPath: binDir + "/initdb") else { throw Failure.missing(binDir + "/initdb") }
         let (uid, gid) = try ensureSystemUser()
         let directory = try TestSupport.makeTemporaryDirectory("coderunner-pg")
         guard chown(directory.path, uid, gid) == 0 else { throw Failure.command("chown \(directory.path)", String(cString: strerror(errno))) }
-        let server = TestPostgres(directory: directory, port: TestSupport.freeLoopbackPort())
+        let server = TestPostgres(directory: directory, port: TestSupport.freeLoopbackPort(),
+                                  caFile: tls == nil ? nil : directory.appendingPathComponent("tls/ca.crt").path)
         do {
             try server.asUser("initdb", ["-D", server.dataDirectory, "-U", superuser, "-A", "trust", "-E", "UTF8",
                                          "--locale=C", "--no-sync", "--no-instructions"], timeout: .seconds(120))
+            var ssl = ""
+            if let tls {
+                let (certificate, key) = try server.makeServerCertificate(tls, uid: uid, gid: gid)
+                ssl = " -c ssl=on -c ssl_cert_file=\(certificate) -c ssl_key_file=\(key)"
+                if tls.only {
+                    // The unix socket for psql and nothing but TLS on loopback: a plain TCP session finds no entry.
+                    try Self.write("local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+                                   to: server.dataDirectory + "/pg_hba.conf", uid: uid, gid: gid, mode: 0o600)
+                }
+            }
             if !links.isEmpty {
                 let hba = server.dataDirectory + "/pg_hba.conf"
-                let lines = links.map { "host all all \($0.namespaceAddress)/32 trust\n" }.joined()
+                let lines = links.map { "\(tls?.only == true ? "hostssl" : "host") all all \($0.namespaceAddress)/32 trust\n" }.joined()
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: hba))
                 try handle.seekToEnd()
                 try handle.write(contentsOf: Data(lines.utf8))
@@ -54,7 +84,7 @@ public final class TestPostgres: Sendable {
             // Loopback (and the test's own links) only; fsync off because the cluster is thrown away.
             let listen = (["127.0.0.1"] + links.map(\.hostAddress)).joined(separator: ",")
             let options = "-p \(server.port) -k \(server.socketDirectory) -c listen_addresses=\(listen) -c fsync=off "
-                + "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                + "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200" + ssl
             try server.asUser("pg_ctl", ["-D", server.dataDirectory, "-l", server.directory.appendingPathComponent("server.log").path,
                                          "-o", options, "-w", "-t", "60", "start"], timeout: .seconds(90))
             try server.createDatabase(database)
@@ -65,9 +95,59 @@ public final class TestPostgres: Sendable {
         return server
     }
 
-    private init(directory: URL, port: Int) {
+    private init(directory: URL, port: Int, caFile: String?) {
         self.directory = directory
         self.port = port
+        self.caFile = caFile
+    }
+
+    /// A throwaway certificate authority made with the openssl CLI: `name`.crt and `name`.key in `directory`
+    /// (P-256, valid 2 days). Returns the certificate's and the key's paths.
+    @discardableResult
+    public static func makeCertificateAuthority(in directory: URL, name: String = "ca") throws -> (certificate: String, key: String) {
+        let certificate = directory.appendingPathComponent(name + ".crt").path
+        let key = directory.appendingPathComponent(name + ".key").path
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                     "-out", certificate, "-days", "2", "-subj", "/CN=coderunner test \(name)",
+                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        return (certificate, key)
+    }
+
+    /// The CA (`caFile`) and the server's certificate and key, signed by it, in the directory's `tls`: the key is
+    /// the system user's, mode 0600, as PostgreSQL demands. The CA's key is removed once it has signed.
+    private func makeServerCertificate(_ tls: TLS, uid: uid_t, gid: gid_t) throws -> (certificate: String, key: String) {
+        let folder = directory.appendingPathComponent("tls")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
+        let ca = try Self.makeCertificateAuthority(in: folder)
+        let path = { (name: String) in folder.appendingPathComponent(name).path }
+        try Self.openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                          "-keyout", path("server.key"), "-out", path("server.csr"), "-subj", "/CN=coderunner test server"])
+        let extensions = "subjectAltName=\(tls.subjectAltNames.joined(separator: ","))\nbasicConstraints=critical,CA:FALSE\n"
+            + "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        try Self.write(extensions, to: path("server.ext"), uid: 0, gid: 0, mode: 0o600)
+        try Self.openssl(["x509", "-req", "-in", path("server.csr"), "-CA", ca.certificate, "-CAkey", ca.key, "-set_serial", "2",
+                          "-days", "2", "-extfile", path("server.ext"), "-out", path("server.crt")])
+        try FileManager.default.removeItem(atPath: ca.key)
+        for file in ["server.key", "server.crt"] {
+            guard chown(path(file), uid, gid) == 0, chmod(path(file), 0o600) == 0 else {
+                throw Failure.command("chown \(path(file))", String(cString: strerror(errno)))
+            }
+        }
+        return (path("server.crt"), path("server.key"))
+    }
+
+    private static func openssl(_ arguments: [String]) throws {
+        let result = try TestSupport.run("/usr/bin/openssl", arguments)
+        guard result.status == 0 else {
+            throw Failure.command("openssl \(arguments.first ?? "")", String(decoding: result.stdout + result.stderr, as: UTF8.self))
+        }
+    }
+
+    private static func write(_ text: String, to path: String, uid: uid_t, gid: gid_t, mode: mode_t) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        guard chown(path, uid, gid) == 0, chmod(path, mode) == 0 else {
+            throw Failure.command("chown \(path)", String(cString: strerror(errno)))
+        }
     }
 
     public func createDatabase(_ name: String) throws {
