@@ -164,19 +164,24 @@ extension PostgresStore {
     }
 
     public func agentSnapshot(deploymentId: String) async throws -> AgentSnapshot? {
-        try await read { c in
-            guard let row = try await c.rows("""
-                SELECT project_id, environment, config_version, reload_version FROM deployments WHERE id = \(deploymentId)
-                """, logger).first
-            else { return nil }
-            let projectId = try row.string("project_id")
-            let variables = try await c.rows("""
-                SELECT v.* FROM environment_variables v JOIN environment_configs c ON c.id = v.config_id
-                WHERE c.project_id = \(projectId) AND c.environment = \(try row.string("environment")) AND c.is_active
+        // One statement, so one snapshot and one round trip (every node renders through here when a new version wakes
+        // its agents' queries): the deployment's row beside each variable of its environment's active configs, or
+        // once, with no variable, when they hold none.
+        try await statement { c in
+            let rows = try await c.rows("""
+                SELECT d.project_id AS deployment_project_id, d.config_version AS deployment_config_version,
+                       d.reload_version AS deployment_reload_version, v.*
+                FROM deployments d
+                LEFT JOIN environment_configs c ON c.project_id = d.project_id AND c.environment = d.environment AND c.is_active
+                LEFT JOIN environment_variables v ON v.config_id = c.id
+                WHERE d.id = \(deploymentId)
                 ORDER BY c.created_at, c.id, v.key
-                """, logger).map(Self.variable)
-            return AgentSnapshot(deploymentId: deploymentId, projectId: projectId, version: try row.int64("config_version"),
-                                 variables: variables, reloadVersion: try row.int64("reload_version"))
+                """, logger)
+            guard let row = rows.first else { return nil }
+            let variables = try rows.filter { try $0.optionalString("id") != nil }.map(Self.variable)
+            return AgentSnapshot(deploymentId: deploymentId, projectId: try row.string("deployment_project_id"),
+                                 version: try row.int64("deployment_config_version"), variables: variables,
+                                 reloadVersion: try row.int64("deployment_reload_version"))
         }
     }
 

@@ -66,7 +66,7 @@ extension PostgresStore {
     }
 
     public func rollout(deploymentId: String) async throws -> StoredRollout? {
-        try await read { c in
+        try await statement { c in
             try await c.rows("SELECT strategy, current_plan, last_plan FROM deployment_rollouts WHERE deployment_id = \(deploymentId)", logger)
                 .first.map {
                     StoredRollout(strategy: try $0.optionalString("strategy"), currentPlan: try $0.optionalString("current_plan"),
@@ -97,7 +97,7 @@ extension PostgresStore {
     }
 
     public func projectId(deploymentId: String) async throws -> String? {
-        try await read { c in
+        try await statement { c in
             try await c.rows("SELECT project_id FROM deployments WHERE id = \(deploymentId)", logger).first?.string("project_id")
         }
     }

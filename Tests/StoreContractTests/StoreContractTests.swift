@@ -157,13 +157,24 @@ struct StoreContractTests {
             #expect(try await store.bumpVersion(deploymentId: "d1", audit: audit("alice", "p1", "reload")) == 5)
             #expect(try await store.agentSnapshot(deploymentId: "d1")?.reloadVersion == 5)
 
+            // Several configs of the environment: the active ones' variables, the oldest config's first (a later
+            // one's key overrides when the agent renders them), an empty one adding nothing, an inactive one nothing.
+            for (id, name, active, seconds, variables) in [("c4", "later", true, 40, [variable("v4", config: "c4", key: "ALPHA", .plain("a"))]),
+                                                      ("c5", "empty", true, 41, []),
+                                                      ("c6", "off", false, 42, [variable("v6", config: "c6", key: "BETA", .plain("b"))])] {
+                try await store.createConfig(StoredConfig(id: id, projectId: "p1", environment: .production, name: name, description: nil,
+                                                          isActive: active, createdAt: at(seconds), updatedAt: at(seconds), variables: variables),
+                                             audit: audit("alice", "p1", "create_config"))
+            }
+            #expect(try await store.agentSnapshot(deploymentId: "d1")?.variables.map(\.key) == ["API_KEY", "PORT", "ALPHA"])
+
             #expect(try await store.deleteProject(id: "p1", ownerId: "alice", audit: audit("alice", "p1", "delete_project")))
             #expect(Set(log.all.last?.removed ?? []) == ["d1", "d2"])
             #expect(try await store.configs(projectId: "p1") == [])
             #expect(try await store.agentSnapshot(deploymentId: "d1") == nil)
             // The history outlives what it describes.
             #expect(verified(try await store.auditChain(projectId: "p1")) == [])
-            #expect(try await store.auditChain(projectId: "p1").count == 8)
+            #expect(try await store.auditChain(projectId: "p1").count == 11)  // 8, and the three configs of the snapshot check
         }
     }
 
