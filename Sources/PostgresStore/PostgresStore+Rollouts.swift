@@ -37,12 +37,17 @@ extension PostgresStore {
         }
     }
 
-    public func dropKeptConfigVersions(deploymentId: String, below version: Int64) async throws {
+    public func dropKeptConfigVersions(below floors: [DeploymentVersion]) async throws {
+        guard !floors.isEmpty else { return }
         try await write { c in
-            try await c.run("DELETE FROM deployment_config_versions WHERE deployment_id = \(deploymentId) AND version < \(version)", logger)
-            // The writer's driver calls this when a new version needs no rollout: the other nodes, which hold that
-            // version back from their agents until they hear the writer's decision, hear it here.
-            try await notify(ClusterChange(origin: nodeName, rollouts: [deploymentId]), c)
+            for floor in floors {
+                try await c.run("""
+                    DELETE FROM deployment_config_versions WHERE deployment_id = \(floor.deploymentId) AND version < \(floor.version)
+                    """, logger)
+            }
+            // The writer's driver calls this when new versions need no rollout: the other nodes, which hold those
+            // versions back from their agents until they hear the writer's decision, hear it here, in one notification.
+            try await notify(ClusterChange(origin: nodeName, rollouts: floors.map(\.deploymentId)), c)
         }
     }
 

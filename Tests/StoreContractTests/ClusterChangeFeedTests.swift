@@ -136,15 +136,18 @@ struct ClusterChangeFeedTests {
             try await a.makeUser("alice")
             try await a.makeProject("p1", owner: "alice")
             try await a.makeDeployment("d1", project: "p1")
-            // The creation's own notification first.
-            #expect(await eventually { collector.versions["d1"] != nil })
+            try await a.makeDeployment("d2", project: "p1")
+            // The creations' own notifications first.
+            #expect(await eventually { collector.versions["d1"] != nil && collector.versions["d2"] != nil })
             let before = collector.changes.count
             try await a.saveRollout(deploymentId: "d1", StoredRollout(strategy: nil, currentPlan: nil, lastPlan: nil), now: t0)
-            // A version that needs no rollout: the writer's driver drops what is kept, and says so too.
-            try await a.dropKeptConfigVersions(deploymentId: "d1", below: 1)
+            // Versions that need no rollout: the writer's driver drops what is kept, and says so too, for every
+            // deployment the change moved in one notification.
+            try await a.dropKeptConfigVersions(below: [DeploymentVersion(deploymentId: "d1", version: 1),
+                                                       DeploymentVersion(deploymentId: "d2", version: 1)])
             #expect(await eventually { collector.changes.count == before + 2 })
             let heard = collector.changes.dropFirst(before)
-            #expect(heard.map(\.rollouts) == [["d1"], ["d1"]])
+            #expect(heard.map(\.rollouts) == [["d1"], ["d1", "d2"]])
             #expect(heard.allSatisfy { $0.origin == "node-a" && $0.changes.isEmpty && $0.tokensRevoked.isEmpty })
             #expect(ClusterNotification.decode(ClusterNotification.encode(heard.first!)) == .change(heard.first!))
         }

@@ -340,9 +340,11 @@ struct StoreContractTests {
             }
             let record = try #require(try await store.auditChain(projectId: nil).last)
             #expect(AuditChain.decodeChanges(record.fields.changesJSON)["rewrappedConfigVersions"] == "3")
-            try await store.dropKeptConfigVersions(deploymentId: "d1", below: 3)
+            try await store.dropKeptConfigVersions(below: [DeploymentVersion(deploymentId: "d1", version: 3),
+                                                           DeploymentVersion(deploymentId: "elsewhere", version: 9)])
             #expect(try await store.newestKeptConfigVersion(deploymentId: "d1", below: 10) == 3)
             #expect(try await store.keptConfigVersion(deploymentId: "d1", version: 2) == nil)
+            #expect(try await store.keptConfigVersion(deploymentId: "d1", version: 1) == nil)
         }
     }
 

@@ -256,14 +256,24 @@ actor RolloutDriver {
 
     /// New versions committed (ChangeFeed, before it wakes the held queries): each starts or supersedes a rollout.
     func published(_ updates: [DeploymentVersion]) async {
+        // The versions that need no rollout drop what is kept below them together, after every decision: one commit
+        // (and, on a cluster, one notification the other nodes wait for) however many deployments the change moved.
+        var floors: [DeploymentVersion] = []
         for update in updates {
-            do { try await published(update.deploymentId, version: update.version) } catch {
+            do {
+                if let floor = try await published(update.deploymentId, version: update.version) { floors.append(floor) }
+            } catch {
                 logger.error("cannot start a rollout", metadata: ["deployment": "\(update.deploymentId)", "error": "\(error)"])
             }
         }
+        do { try await store.dropKeptConfigVersions(below: floors) } catch {
+            logger.error("cannot drop kept config versions", metadata: ["deployments": "\(floors.map(\.deploymentId))", "error": "\(error)"])
+        }
     }
 
-    private func published(_ deploymentId: String, version: Int64) async throws {
+    /// Starts or supersedes the deployment's rollout; nil then. A version that needs none returns the floor below
+    /// which the kept versions go (the caller drops them).
+    private func published(_ deploymentId: String, version: Int64) async throws -> DeploymentVersion? {
         let previous = versions[deploymentId]
         versions[deploymentId] = max(previous ?? version, version)
         await rendered.invalidate(deploymentId, keeping: [])
@@ -279,7 +289,7 @@ actor RolloutDriver {
             try await audit(deploymentId, "rollout_superseded", ["version": String(version), "supersedes": String(was)])
             await history(deploymentId, .rolloutStarted, plan, reason: "config version \(version) supersedes version \(was) mid-rollout")
             try await step(deploymentId, &record, now: now, servedBefore: before)
-            return
+            return nil
         }
         let failing = unreadable[deploymentId] ?? []
         let live = try await (liveInstances?(deploymentId) ?? []).filter { !failing.contains($0) }
@@ -287,8 +297,7 @@ actor RolloutDriver {
         let stable = try await store.newestKeptConfigVersion(deploymentId: deploymentId, below: version)
         guard live.count >= 2, let stable else {
             // No rollout: the fleet takes this version at once; what is older than the version it runs goes.
-            try await store.dropKeptConfigVersions(deploymentId: deploymentId, below: stable ?? version)
-            return
+            return DeploymentVersion(deploymentId: deploymentId, version: stable ?? version)
         }
         if let finished = record.current { record.last = finished }
         record.current = RolloutPlan(version: Int(version), stableVersion: Int(stable), instances: live,
@@ -301,6 +310,7 @@ actor RolloutDriver {
                           + "(\(record.strategy.strategy.rawValue), canary \(record.strategy.canary)); they run version \(stable) until their turn")
         }
         try await step(deploymentId, &record, now: now)
+        return nil
     }
 
     /// Deployments that are gone (deleted with their project): nothing of them is kept, so that a held query woken by
@@ -464,7 +474,7 @@ actor RolloutDriver {
         } else {
             floor = try await currentVersion(deploymentId)
         }
-        try await store.dropKeptConfigVersions(deploymentId: deploymentId, below: floor)
+        try await store.dropKeptConfigVersions(below: [DeploymentVersion(deploymentId: deploymentId, version: floor)])
     }
 
     // MARK: The owner's controls

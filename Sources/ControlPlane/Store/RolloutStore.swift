@@ -25,7 +25,9 @@ public protocol RolloutStore: Sendable {
     func keepConfigVersion(deploymentId: String, version: Int64, sealed: [UInt8], now: Date) async throws
     /// The newest kept version below `version`: the one the fleet runs while `version` rolls out.
     func newestKeptConfigVersion(deploymentId: String, below version: Int64) async throws -> Int64?
-    func dropKeptConfigVersions(deploymentId: String, below version: Int64) async throws
+    /// For each deployment, drops the kept versions below its floor (`version`), all in one transaction: a change
+    /// that moves several deployments' versions with no rollout pays one commit, not one each.
+    func dropKeptConfigVersions(below floors: [DeploymentVersion]) async throws
     /// A rollback, in one transaction: the deployment's config version moves on by one and that new version is kept
     /// as `seal(newVersion)`. nil when the deployment is gone or a tombstone. Not published to the store's
     /// subscriber: a rollback's version must not start a rollout of its own (the driver wakes the agents itself).

@@ -32,10 +32,13 @@ extension SQLiteStore {
         }
     }
 
-    public func dropKeptConfigVersions(deploymentId: String, below version: Int64) async throws {
+    public func dropKeptConfigVersions(below floors: [DeploymentVersion]) async throws {
+        guard !floors.isEmpty else { return }
         try await pool.write { db in
-            try db.execute(sql: "DELETE FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
-                           arguments: [deploymentId, version])
+            for floor in floors {
+                try db.execute(sql: "DELETE FROM deployment_config_versions WHERE deployment_id = ? AND version < ?",
+                               arguments: [floor.deploymentId, floor.version])
+            }
         }
     }
 
