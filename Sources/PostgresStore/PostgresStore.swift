@@ -37,8 +37,10 @@ public final class PostgresStore: ControlPlaneStore {
 
     /// Connects a pool (it runs until `shutdown()`), and migrates the database to the newest schema. Every write
     /// that changes agents' configs or revokes agent tokens also notifies the other nodes (ClusterNotification),
-    /// naming itself `nodeName`. When the start times out, one connection of `probe` (the same URL's) is tried for
-    /// the reason PostgresUnreachable then gives.
+    /// naming itself `nodeName`. With `probe` (the same URL's single-connection configuration), a start not done
+    /// after `probeAfter` tries one connection of it: a refusal (a certificate not trusted, no pg_hba.conf entry, a
+    /// wrong password), which the pool would retry until `startTimeout`, fails the start at once with its reason;
+    /// so does a start that times out.
     public init(configuration: PostgresClient.Configuration, publishingTo subscriber: (any ConfigChangeSubscriber)? = nil,
                 nodeName: String = "", logger: Logger = Logger(label: "coderunner.store.postgres"),
                 startTimeout: Duration = PostgresStore.startTimeout, probe: PostgresConnection.Configuration? = nil) async throws {
@@ -48,22 +50,41 @@ public final class PostgresStore: ControlPlaneStore {
         self.subscriber = subscriber
         self.nodeName = nodeName
         runner = Task { await client.run() }
+        let unreachable = PostgresUnreachable(configuration: configuration, timeout: startTimeout)
         do {
-            // The pool retries an unreachable server forever, and a lease waits for it: a wrong host or port, or a
-            // server that is down, must fail the start with a reason instead.
-            try await Self.within(startTimeout, unreachable: PostgresUnreachable(configuration: configuration, timeout: startTimeout)) {
-                try await Self.migrate(client, logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // The pool retries an unreachable server forever, and a lease waits for it: a wrong host or port, or a
+                // server that is down, must fail the start with a reason instead.
+                group.addTask {
+                    try await Self.within(startTimeout, unreachable: unreachable) { try await Self.migrate(client, logger: logger) }
+                }
+                if let probe {
+                    group.addTask {
+                        try await Task.sleep(for: Self.probeAfter)
+                        let probed = await unreachable.probed(probe, logger: logger)
+                        if probed.refused { throw probed }
+                        // It connects, or meets a silent server: the start goes on, within its own timeout.
+                        try await Task.sleep(for: startTimeout)
+                    }
+                }
+                // The first to end decides: the start (done, or timed out), or a refusal.
+                try await group.next()
+                group.cancelAll()
             }
         } catch {
             runner.cancel()
             await runner.value
-            if let unreachable = error as? PostgresUnreachable, let probe { throw await unreachable.probed(probe, logger: logger) }
+            if let unreachable = error as? PostgresUnreachable, !unreachable.refused, let probe {
+                throw await unreachable.probed(probe, logger: logger)
+            }
             throw error
         }
     }
 
     /// How long the first contact (connect, authenticate, migrate) may take by default.
     public static let startTimeout = Duration.seconds(20)
+    /// When a start not done yet tries its probe connection.
+    static let probeAfter = Duration.seconds(2)
 
     /// Runs `body`, cancelled after `timeout` with `unreachable` thrown instead.
     static func within<T: Sendable>(_ timeout: Duration, unreachable: some Error,

@@ -14,6 +14,8 @@ public struct PostgresConnectionLost: Error, CustomStringConvertible {
 /// pg_hba.conf without an entry for this client, a wrong password): the pool retries those without end too.
 public struct PostgresUnreachable: Error, CustomStringConvertible {
     public var description: String
+    /// The server refused a probe's connection (`probed`): a final answer, which waiting longer does not change.
+    public private(set) var refused = false
     /// "PostgreSQL at HOST:PORT", and "(database D, user U)".
     private let place: String, session: String
     private let timeout: Duration
@@ -36,8 +38,8 @@ public struct PostgresUnreachable: Error, CustomStringConvertible {
         } catch is Statement.TimedOut {
             // A silent server: "did not answer" says it already.
         } catch {
-            probed.description = "\(place) refused the connection for \(timeout.components.seconds) s \(session): "
-                + Self.reason(error, host: configuration.host)
+            probed.description = "\(place) refused the connection \(session): " + Self.reason(error, host: configuration.host)
+            probed.refused = true
         }
         return probed
     }

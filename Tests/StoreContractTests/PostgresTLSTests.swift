@@ -57,7 +57,7 @@ struct PostgresTLSTests {
         }
     }
 
-    /// Why a store (as serve opens it: probing the URL once when the pool's start times out) cannot start on `url`.
+    /// Why a store (as serve opens it: probing the URL once when its start is slow) cannot start on `url`.
     static func startFailure(_ url: String) async throws -> String? {
         do {
             let store = try await PostgresStore(configuration: DatabaseURL.configuration(url), logger: logger, startTimeout: .seconds(2),
@@ -70,7 +70,7 @@ struct PostgresTLSTests {
     }
 
     static func refused(_ server: TestPostgres, _ reason: String) -> String {
-        "PostgreSQL at 127.0.0.1:\(server.port) refused the connection for 2 s (database coderunner, user postgres): \(reason)"
+        "PostgreSQL at 127.0.0.1:\(server.port) refused the connection (database coderunner, user postgres): \(reason)"
     }
 
     /// The client sessions of database coderunner but psql's own (on the unix socket, never TLS): how many,
