@@ -48,21 +48,7 @@ public enum ConfigFile {
         switch format {
         case .dotenv:
             var out = ""
-            for key in keys {
-                var escaped = ""
-                for c in variables[key] ?? "" {
-                    switch c {
-                    case "\\": escaped += "\\\\"
-                    case "\"": escaped += "\\\""
-                    case "\n": escaped += "\\n"
-                    case "\r": escaped += "\\r"
-                    case "\t": escaped += "\\t"
-                    case "$": escaped += "\\$"
-                    default: escaped.append(c)
-                    }
-                }
-                out += "\(key)=\"\(escaped)\"\n"
-            }
+            for key in keys { DotenvText.append(key: key, value: variables[key] ?? "", to: &out) }
             return out
         case .json:
             let members = keys.map { "  \(jsonString($0)): \(jsonString(variables[$0] ?? ""))" }

@@ -8,6 +8,8 @@
 //   KEY="a\nb \"q\" \\"      double quotes: \n \r \t \" \\ \$ escapes; may span lines
 //   KEY=                      empty value
 
+import CodeRunnerWire
+
 public struct DotenvError: Error, Equatable, Sendable, CustomStringConvertible {
     public let line: Int
     public let reason: String
@@ -111,21 +113,7 @@ public enum Dotenv {
     /// Renders pairs so that `parse` gives them back unchanged: every value double-quoted and escaped.
     public static func render(_ pairs: [(key: String, value: String)]) -> String {
         var out = ""
-        for (key, value) in pairs {
-            var escaped = ""
-            for character in value {
-                switch character {
-                case "\\": escaped += "\\\\"
-                case "\"": escaped += "\\\""
-                case "\n": escaped += "\\n"
-                case "\r": escaped += "\\r"
-                case "\t": escaped += "\\t"
-                case "$": escaped += "\\$"
-                default: escaped.append(character)
-                }
-            }
-            out += "\(key)=\"\(escaped)\"\n"
-        }
+        for (key, value) in pairs { DotenvText.append(key: key, value: value, to: &out) }
         return out
     }
 
