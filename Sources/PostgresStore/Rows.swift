@@ -53,6 +53,9 @@ public struct PostgresUnreachable: Error, CustomStringConvertible {
         if details.contains("CERTIFICATE_VERIFY_FAILED") {
             return "the server's certificate could not be verified (CERTIFICATE_VERIFY_FAILED): is sslrootcert its CA?"
         }
+        if details.contains("Connection refused") {
+            return "nothing accepts connections there (connection refused): check the URL's host and port, and that the server runs"
+        }
         if details.contains("failedToValidateHostname") {
             return "the server's certificate is not for \(host ?? "this host") (sslmode=verify-full checks the name; verify-ca does not)"
         }

@@ -66,6 +66,25 @@ struct DatabaseURLTests {
         #expect(clock.now - started < .seconds(10))
     }
 
+    /// With its probe, as serve opens it: a closed port is a refusal, said plainly, after the probe's 2 s rather than
+    /// the start's whole timeout.
+    @Test func aClosedPortFailsTheStartAtTheProbeWithAPlainReason() async throws {
+        let port = TestSupport.freeLoopbackPort()  // nothing listens there
+        let url = "postgres://cr@127.0.0.1:\(port)/coderunner?sslmode=disable"
+        let clock = ContinuousClock()
+        let started = clock.now
+        do {
+            _ = try await PostgresStore(configuration: try DatabaseURL.configuration(url), startTimeout: .seconds(20),
+                                        probe: try DatabaseURL.connectionConfiguration(url, password: nil))
+            Issue.record("a store opened on a closed port")
+        } catch let error as PostgresUnreachable {
+            #expect(error.refused)
+            #expect(error.description == "PostgreSQL at 127.0.0.1:\(port) refused the connection (database coderunner, user cr): "
+                    + "nothing accepts connections there (connection refused): check the URL's host and port, and that the server runs")
+        }
+        #expect(clock.now - started < .seconds(10))
+    }
+
     /// sslrootcert, as libpq means it: the CAs to trust instead of the system's. With require it has the chain
     /// checked (verify-ca's check); with allow and prefer it is not used; `system` is the system's store and makes
     /// verify-full the default.
