@@ -389,11 +389,21 @@ struct ServeCommand: AsyncParsableCommand {
                 throw error
             }
         }
-        var services: [any Service] = [app, controlPlane.scalerService(logger: logger, gate: gate),
-                                       StatusRefreshService(registry: controlPlane.instances, logger: logger),
-                                       ConfigWatchDrain(hub: controlPlane.hub)]
-        if let gate, let placement = controlPlane.placementService(gate: gate, logger: logger) { services.append(placement) }
+        // A stop that takes long says, as a warning every 5 s, which of these it still waits for.
+        let live = controlPlane.live
+        let server = "the HTTP server to close its connections"
+        let watch = ShutdownWatch(logger: logger) { name in name == server ? "\(live.openSockets) live sockets open" : nil }
+        var services: [any Service] = [
+            watch.watching(app, as: server),
+            watch.watching(controlPlane.scalerService(logger: logger, gate: gate), as: "the scaler to finish its scalings and stop its local agents"),
+            watch.watching(StatusRefreshService(registry: controlPlane.instances, logger: logger), as: "the status refresh"),
+            watch.watching(ConfigWatchDrain(hub: controlPlane.hub), as: "the held config queries to end"),
+        ]
+        if let gate, let placement = controlPlane.placementService(gate: gate, logger: logger) {
+            services.append(watch.watching(placement, as: "the placement to stop"))
+        }
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        defer { watch.finish() }
         do {
             try await group.run()
         } catch {

@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -124,9 +125,18 @@ def test_deploy_journey(deploy_page):
     url = card.locator('[data-testid="deployment-url"]')
     wait_for_text(page, url, f"http://127.0.0.1:{port}")
     assert url.get_attribute("href") == f"http://127.0.0.1:{port}"
-    # The link leads to the app itself.
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
-        assert json.load(response)["app"] == "sample-app"
+    # The link leads to the app itself. RUNNING says its process runs, not that it listens yet (this deployment has
+    # no health check): under load Python may still be starting, so a refused connection is tried again, for 15 s.
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+                assert json.load(response)["app"] == "sample-app"
+            break
+        except urllib.error.URLError as error:
+            if not isinstance(error.reason, ConnectionRefusedError) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     logs = page.locator('[data-testid="deployment-logs"]').first
     wait_for_count(page, logs.locator(".log-line"), 1)
     expect(logs).to_contain_text("listening")

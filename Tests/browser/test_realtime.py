@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import shutil
+import subprocess
 import sys
 import time
 
@@ -36,8 +37,15 @@ class RestartableController(Controller):
     def stop_in_place(self):
         """SIGTERM as systemd sends it (sockets close with 1001), keeping the data: start() runs the same command."""
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(30)
-        self.log.close()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            # A stop that takes long warns every 5 s with what it waits for: the log says which part held it.
+            self.process.kill()
+            self.process.wait(5)
+            raise AssertionError(f"the controller did not stop within 30 s of SIGTERM; its log ends:\n{self.tail(60)}")
+        finally:
+            self.log.close()
 
 
 @pytest.fixture(scope="module")

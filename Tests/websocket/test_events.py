@@ -7,7 +7,7 @@ import urllib.parse
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from harness import Api, Controller, Socket, percentile, stamp
+from harness import Api, Controller, Socket, app_command, percentile, stamp
 
 # The benchmark's goal is p99 <= 50 ms at 5,000 lines/s (scripts/bench/ws-log-latency). This check fails only
 # when the path is ten times worse, at a modest rate, so that a loaded test machine does not make it flaky.
@@ -200,6 +200,33 @@ def test_controller_shutdown_closes_sockets_with_1001():
         with pytest.raises(ConnectionClosed) as closed:
             socket.read_for(15)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    finally:
+        assert server.stop() == []
+
+
+def test_a_client_that_stops_reading_cannot_hold_the_shutdown():
+    # A client whose buffers are full takes no close frame: the write of the 1001 waits for room that never comes.
+    # The controller then cuts the socket, so that its stop stays bounded (a browser tab that stopped reading, or
+    # anyone's deliberately stalled socket, would otherwise hold it until systemd's SIGKILL).
+    server = Controller(extra=["--bcrypt-cost", "4"]).start()
+    try:
+        user = Api(server.base).register_and_login("stalled@example.com")
+        project = user.project("stalled")
+        deployment = user.deployment(project, "flood", app_command("--rate", 1000, "--pad", 1200, "--plain"))
+        user.scale(deployment, 1)
+        user.wait_running(deployment, 1)
+        slow = slow_socket(server, user.token)
+        slow.send("subscribe_logs", {"deploymentId": deployment})
+        # 1.2 MB/s against a 4 KB receive window: the socket's buffers are full well within these seconds.
+        time.sleep(4)
+        started = time.monotonic()
+        server.process.send_signal(15)
+        try:
+            server.process.wait(30)
+        except Exception:
+            raise AssertionError(f"the controller did not stop within 30 s:\n{server.tail(40)}") from None
+        took = time.monotonic() - started
+        assert took < 15, f"the stop took {took:.1f} s:\n{server.tail(40)}"
     finally:
         assert server.stop() == []
 

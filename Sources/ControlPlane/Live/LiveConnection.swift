@@ -52,7 +52,7 @@ final class LiveConnection: Sendable {
     private enum Ending { case reader, writer, watcher, closer }
     private struct CloseTimeout: Error {}
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, cut: @escaping @Sendable () -> Void) async throws {
         let subscriptions = Subscriptions(connection: self)
         defer { outbox.close() }
         do {
@@ -92,8 +92,13 @@ final class LiveConnection: Sendable {
                 group.addTask {
                     for await code in self.closes {
                         let reason = code == Self.sessionEnded ? "session expired or revoked" : "controller shutting down"
-                        try? await outbound.close(code, reason: reason)
+                        // The grace runs from the close request, not from the frame's write: a client that stopped
+                        // reading leaves the frame no room, and its write would wait for ever, holding the connection
+                        // and the controller's stop with it. After the grace the socket is cut, which ends the write.
+                        Task { try? await outbound.close(code, reason: reason) }
+                        // Cancelled when the reader ends first: the client answered, or went.
                         try await Task.sleep(for: Self.closeGrace)
+                        cut()
                         throw CloseTimeout()
                     }
                     return .closer

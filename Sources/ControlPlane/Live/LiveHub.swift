@@ -19,6 +19,8 @@ public actor LiveHub {
     let queueCapacity: Int
     /// Sockets one user may hold at once (`ControllerConfiguration.maxLiveConnectionsPerUser`).
     nonisolated let connectionLimit: LiveConnectionLimit
+    /// Live sockets open now, every user's (a slow shutdown's warning counts them).
+    public nonisolated var openSockets: Int { connectionLimit.total }
     /// Reads of recent lines (GET /api/deployments/:id/logs, the dashboard's export) per user: each may fetch up to
     /// 10,000 lines from every instance's agent, so one account must not be able to keep the agents busy with them.
     static let logReadsPerMinute = 60

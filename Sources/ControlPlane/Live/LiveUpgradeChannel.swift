@@ -177,7 +177,8 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         let socket = Task.detached {
             _ = try? await WebSocketHandler.handle(type: .server, configuration: configuration, asyncChannel: asyncChannel, context: context) {
                 inbound, outbound, _ in
-                try await connection.run(inbound: inbound, outbound: outbound)
+                // The cut closes the socket at once, unanswered: a close frame that cannot go out ends that way.
+                try await connection.run(inbound: inbound, outbound: outbound) { asyncChannel.channel.close(promise: nil) }
             }
         }
         await withTaskCancellationHandler {

@@ -1,0 +1,104 @@
+// A stopping controller says what it waits for. Shutdown runs the services' graceful stops one after the other
+// (ServiceGroup's reverse order), and some wait on the outside world: the scaler for its agents to exit, the HTTP
+// server for its connections to close. A stop that takes long then shows in the log as a warning naming the service
+// still stopping and how long it has taken, every `every`, instead of a silent wait until systemd's SIGKILL.
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+public final class ShutdownWatch: Sendable {
+    public static let defaultAfter: Duration = .seconds(5)
+
+    struct State {
+        var began: ContinuousClock.Instant?
+        /// Services told to stop that have not returned yet, in the order they were told.
+        var stopping: [(name: String, since: ContinuousClock.Instant)] = []
+        var watcher: Task<Void, Never>?
+    }
+
+    let after: Duration
+    let every: Duration
+    let logger: Logger
+    /// More about what a service waits for (open sockets, agents), added to its warning.
+    let details: @Sendable (String) -> String?
+    private let state = Mutex(State())
+
+    public init(after: Duration = defaultAfter, every: Duration = defaultAfter, logger: Logger,
+                details: @escaping @Sendable (String) -> String? = { _ in nil }) {
+        self.after = after
+        self.every = every
+        self.logger = logger
+        self.details = details
+    }
+
+    /// `service`, reporting to this watch when it is told to stop and when it has stopped.
+    public func watching(_ service: any Service, as name: String) -> any Service {
+        Watched(inner: service, name: name, watch: self)
+    }
+
+    func told(_ name: String) {
+        let now = ContinuousClock.now
+        state.withLock { s in
+            s.stopping.append((name, now))
+            guard s.began == nil else { return }
+            s.began = now
+            s.watcher = Task.detached { [self] in await self.watch(since: now) }
+        }
+    }
+
+    func stopped(_ name: String) {
+        state.withLock { s in
+            s.stopping.removeAll { $0.name == name }
+        }
+    }
+
+    /// The warnings a stop taking long logs: what is still stopping, now (tests read it).
+    func report(now: ContinuousClock.Instant) -> [String] {
+        let (began, stopping) = state.withLock { ($0.began, $0.stopping) }
+        guard let began else { return [] }
+        return stopping.map { entry in
+            var text = "still stopping after \(Self.seconds(now - began)): waiting \(Self.seconds(now - entry.since)) for \(entry.name)"
+            if let more = details(entry.name) { text += " (\(more))" }
+            return text
+        }
+    }
+
+    private func watch(since began: ContinuousClock.Instant) async {
+        var next = began.advanced(by: after)
+        while !Task.isCancelled {
+            do { try await Task.sleep(until: next, clock: .continuous) } catch { return }
+            for line in report(now: .now) { logger.warning("\(line)") }
+            next = next.advanced(by: every)
+        }
+    }
+
+    /// Ends the watcher once the whole group has stopped.
+    public func finish() {
+        state.withLock { s in
+            s.watcher?.cancel()
+            s.watcher = nil
+        }
+    }
+
+    static func seconds(_ d: Duration) -> String {
+        let tenths = d.components.seconds * 10 + d.components.attoseconds / 100_000_000_000_000_000
+        return "\(tenths / 10).\(tenths % 10) s"
+    }
+}
+
+private struct Watched: Service, CustomStringConvertible {
+    let inner: any Service
+    let name: String
+    let watch: ShutdownWatch
+
+    var description: String { name }
+
+    func run() async throws {
+        defer { watch.stopped(name) }
+        try await withGracefulShutdownHandler {
+            try await inner.run()
+        } onGracefulShutdown: {
+            watch.told(name)
+        }
+    }
+}
