@@ -23,6 +23,9 @@ public struct ControllerConfiguration: Sendable {
     public static let defaultIdleTimeout: Duration = .seconds(75)
     /// From a request's first byte to its complete head (Go's ReadHeaderTimeout is commonly set to 10 s).
     public static let defaultHeaderReadTimeout: Duration = .seconds(10)
+    /// Once a stopping server accepts no more connections, how long the requests in flight get to finish; the
+    /// connections left then are cut (a client trickling its body could otherwise hold the stop for ever).
+    public static let drainLimit: Duration = .seconds(10)
     /// Below the 60 s idle timeouts common in proxies and load balancers in front of a controller.
     public static let defaultWebSocketPingInterval: Duration = .seconds(30)
     public static let defaultInviteLifetime: Duration = .seconds(7 * 24 * 3600)

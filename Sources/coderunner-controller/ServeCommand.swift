@@ -394,7 +394,8 @@ struct ServeCommand: AsyncParsableCommand {
         let server = "the HTTP server to close its connections"
         let watch = ShutdownWatch(logger: logger) { name in name == server ? "\(live.openSockets) live sockets open" : nil }
         var services: [any Service] = [
-            watch.watching(app, as: server),
+            // In-flight requests get 10 s once the server stops accepting; then the connections left are cut.
+            watch.watching(app, as: server, limit: ControllerConfiguration.drainLimit),
             watch.watching(controlPlane.scalerService(logger: logger, gate: gate), as: "the scaler to finish its scalings and stop its local agents"),
             watch.watching(StatusRefreshService(registry: controlPlane.instances, logger: logger), as: "the status refresh"),
             watch.watching(ConfigWatchDrain(hub: controlPlane.hub), as: "the held config queries to end"),

@@ -70,6 +70,42 @@ import Testing
         #expect(lines.all.count == count)
     }
 
+    /// Hears no graceful shutdown: only cancellation ends it (a server whose client never finishes its request).
+    struct Deaf: Service {
+        func run() async throws { try await Task.sleep(for: .seconds(3600)) }
+    }
+
+    @Test func aServiceStillRunningAtItsLimitIsCancelledAndTheStopEndsCleanly() async throws {
+        let lines = Lines()
+        let watch = ShutdownWatch(after: .seconds(60), logger: Logger(label: "test") { _ in lines })
+        let group = ServiceGroup(services: [watch.watching(Deaf(), as: "the server", limit: .milliseconds(300)),
+                                            watch.watching(Prompt(), as: "the scaler")],
+                                 logger: Logger(label: "group") { _ in SwiftLogNoOpLogHandler() })
+        let running = Task { try await group.run() }
+        try await Task.sleep(for: .milliseconds(100))
+        let clock = ContinuousClock()
+        let began = clock.now
+        await group.triggerGracefulShutdown()
+        // No error: the stop went as planned, cut short.
+        try await running.value
+        let took = clock.now - began
+        #expect(took >= .milliseconds(300) && took < .seconds(5), "\(took)")
+        #expect(lines.all == ["stopped waiting for the server after 0.3 s: cancelling what is left"])
+    }
+
+    @Test func aServiceThatStopsInTimeIsNotCancelled() async throws {
+        let lines = Lines()
+        let watch = ShutdownWatch(after: .seconds(60), logger: Logger(label: "test") { _ in lines })
+        let group = ServiceGroup(services: [watch.watching(Prompt(), as: "the server", limit: .milliseconds(200))],
+                                 logger: Logger(label: "group") { _ in SwiftLogNoOpLogHandler() })
+        let running = Task { try await group.run() }
+        try await Task.sleep(for: .milliseconds(100))
+        await group.triggerGracefulShutdown()
+        try await running.value
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(lines.all.isEmpty)
+    }
+
     @Test func secondsAreWrittenToATenth() {
         #expect(ShutdownWatch.seconds(.milliseconds(5_049)) == "5.0 s")
         #expect(ShutdownWatch.seconds(.milliseconds(12_350)) == "12.3 s")

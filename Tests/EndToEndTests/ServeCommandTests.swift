@@ -78,6 +78,30 @@ import TestSupport
         #expect(stop(second) == 0)
     }
 
+    /// A client that sends half a request and waits would hold a graceful stop as long as it likes; the server
+    /// gives the requests in flight ControllerConfiguration.drainLimit (10 s), then cuts the connections left.
+    @Test func aRequestNeverFinishedCannotHoldTheStop() throws {
+        let dataDir = try TestSupport.makeTemporaryDirectory("serve-drain")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let running = try start(dataDir: dataDir)
+        let port = try #require(running.address.split(separator: ":").last.flatMap { UInt16($0) })
+        let fd = try TestSupport.connectLoopback(port)
+        defer { close(fd) }
+        let partial = "POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"email\":"
+        #expect(partial.utf8.withContiguousStorageIfAvailable { send(fd, $0.baseAddress, $0.count, 0) } == partial.utf8.count)
+        // The head is in: the request is in flight, waiting for the rest of its body.
+        Thread.sleep(forTimeInterval: 0.5)
+        let clock = ContinuousClock()
+        let began = clock.now
+        kill(running.process.pid, SIGTERM)
+        let status = running.process.waitForExit(timeout: .seconds(30))
+        if status == nil { kill(running.process.pid, SIGKILL) }
+        let took = clock.now - began
+        // A clean exit, after the drain limit and well before the 30 s.
+        #expect(status == 0)
+        #expect(took >= .seconds(9) && took < .seconds(25), "the stop took \(took)")
+    }
+
     @Test("--registration falls back to CODERUNNER_REGISTRATION; an unknown mode does not start")
     func registrationModeFromTheEnvironment() throws {
         let dataDir = try TestSupport.makeTemporaryDirectory("serve-registration")

@@ -31,9 +31,11 @@ public final class ShutdownWatch: Sendable {
         self.details = details
     }
 
-    /// `service`, reporting to this watch when it is told to stop and when it has stopped.
-    public func watching(_ service: any Service, as name: String) -> any Service {
-        Watched(inner: service, name: name, watch: self)
+    /// `service`, reporting to this watch when it is told to stop and when it has stopped. With `limit`, a service
+    /// still running that long after it was told to stop is cancelled, with a warning: an HTTP server whose client
+    /// trickles a request body (or never sends the rest) would otherwise hold the stop as long as the client likes.
+    public func watching(_ service: any Service, as name: String, limit: Duration? = nil) -> any Service {
+        Watched(inner: service, name: name, limit: limit, watch: self)
     }
 
     func told(_ name: String) {
@@ -86,19 +88,46 @@ public final class ShutdownWatch: Sendable {
     }
 }
 
+/// A stop limit's timer, and whether it fired.
+private final class LimitTimer: Sendable {
+    let state = Mutex<(task: Task<Void, Never>?, fired: Bool)>((nil, false))
+}
+
 private struct Watched: Service, CustomStringConvertible {
     let inner: any Service
     let name: String
+    let limit: Duration?
     let watch: ShutdownWatch
 
     var description: String { name }
 
     func run() async throws {
         defer { watch.stopped(name) }
-        try await withGracefulShutdownHandler {
-            try await inner.run()
-        } onGracefulShutdown: {
-            watch.told(name)
+        // Task {} keeps the task-locals: the inner service hears the group's graceful shutdown as it would alone.
+        let running = Task { try await inner.run() }
+        let timer = LimitTimer()
+        defer { timer.state.withLock { $0.task?.cancel() } }
+        do {
+            try await withTaskCancellationHandler {
+                try await withGracefulShutdownHandler {
+                    try await running.value
+                } onGracefulShutdown: {
+                    watch.told(name)
+                    guard let limit else { return }
+                    timer.state.withLock { state in
+                        state.task = Task.detached { [watch, name] in
+                            do { try await Task.sleep(for: limit) } catch { return }
+                            watch.logger.warning("stopped waiting for \(name) after \(ShutdownWatch.seconds(limit)): cancelling what is left")
+                            timer.state.withLock { $0.fired = true }
+                            running.cancel()
+                        }
+                    }
+                }
+            } onCancel: {
+                running.cancel()
+            }
+        } catch where timer.state.withLock({ $0.fired }) {
+            // The stop went on as planned, only cut short: not the service's failure.
         }
     }
 }
