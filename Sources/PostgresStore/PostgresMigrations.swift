@@ -433,5 +433,19 @@ enum PostgresMigrations {
             """,
             "CREATE INDEX instance_placements_node ON instance_placements (node)",
         ]),
+        // A scaling whose executor runs (PendingScaling): one whose controller dies, or is deposed, before its event
+        // is written is recorded by the next leader.
+        Migration(name: "v11-pending-scalings", statements: [
+            """
+            CREATE TABLE scaling_pending (
+                event_id TEXT PRIMARY KEY,
+                deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                owner TEXT NOT NULL,
+                epoch BIGINT,
+                event TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+        ]),
     ]
 }

@@ -144,6 +144,7 @@ extension PostgresStore: ScalingStore {
                         \(e.timestamp), \(e.configVersion), \(e.instanceId))
                 RETURNING sequence
                 """, logger).first
+            try await c.run("DELETE FROM scaling_pending WHERE event_id = \(e.id)", logger)
             var stored = e
             stored.sequence = try row?.int64("sequence") ?? 0
             return stored
@@ -201,19 +202,41 @@ extension PostgresStore: ScalingStore {
     }
 
     public func saveState(_ s: DeploymentScalingState, now: Date) async throws {
+        try await write { c in try await saveState(s, now: now, c) }
+    }
+
+    public func beginScaling(_ s: DeploymentScalingState, pending: PendingScaling, now: Date) async throws {
+        let event = try ScalingStoreCoding.json(pending.event)
         try await write { c in
+            try await saveState(s, now: now, c)
             try await c.run("""
-                INSERT INTO deployment_scaling (deployment_id, current_instances, last_scale_up, last_scale_down, cpu_cores,
-                    memory_gb, price_per_core_hour, price_per_gb_hour, notify_url, updated_at)
-                VALUES (\(s.deploymentId), \(s.currentInstances), \(s.lastScaleUp), \(s.lastScaleDown), \(s.pricing?.cpuCores),
-                        \(s.pricing?.memoryGB), \(s.pricing?.pricePerCoreHour), \(s.pricing?.pricePerGBHour), \(s.notifyURL), \(now))
-                ON CONFLICT (deployment_id) DO UPDATE SET current_instances = EXCLUDED.current_instances,
-                    last_scale_up = EXCLUDED.last_scale_up, last_scale_down = EXCLUDED.last_scale_down,
-                    cpu_cores = EXCLUDED.cpu_cores, memory_gb = EXCLUDED.memory_gb,
-                    price_per_core_hour = EXCLUDED.price_per_core_hour, price_per_gb_hour = EXCLUDED.price_per_gb_hour,
-                    notify_url = EXCLUDED.notify_url, updated_at = EXCLUDED.updated_at
+                INSERT INTO scaling_pending (event_id, deployment_id, owner, epoch, event, created_at)
+                VALUES (\(pending.event.id), \(pending.event.deploymentId), \(pending.owner), \(pending.epoch), \(event), \(pending.createdAt))
                 """, logger)
         }
+    }
+
+    public func pendingScalings() async throws -> [PendingScaling] {
+        try await statement { c in
+            try await c.rows("SELECT owner, epoch, event, created_at FROM scaling_pending ORDER BY created_at, event_id", logger).map { row in
+                PendingScaling(event: try ScalingStoreCoding.decode(ScalingEventRecord.self, try row.string("event")),
+                               owner: try row.string("owner"), epoch: try row.optionalInt64("epoch"), createdAt: try row.date("created_at"))
+            }
+        }
+    }
+
+    private func saveState(_ s: DeploymentScalingState, now: Date, _ c: PostgresConnection) async throws {
+        try await c.run("""
+            INSERT INTO deployment_scaling (deployment_id, current_instances, last_scale_up, last_scale_down, cpu_cores,
+                memory_gb, price_per_core_hour, price_per_gb_hour, notify_url, updated_at)
+            VALUES (\(s.deploymentId), \(s.currentInstances), \(s.lastScaleUp), \(s.lastScaleDown), \(s.pricing?.cpuCores),
+                    \(s.pricing?.memoryGB), \(s.pricing?.pricePerCoreHour), \(s.pricing?.pricePerGBHour), \(s.notifyURL), \(now))
+            ON CONFLICT (deployment_id) DO UPDATE SET current_instances = EXCLUDED.current_instances,
+                last_scale_up = EXCLUDED.last_scale_up, last_scale_down = EXCLUDED.last_scale_down,
+                cpu_cores = EXCLUDED.cpu_cores, memory_gb = EXCLUDED.memory_gb,
+                price_per_core_hour = EXCLUDED.price_per_core_hour, price_per_gb_hour = EXCLUDED.price_per_gb_hour,
+                notify_url = EXCLUDED.notify_url, updated_at = EXCLUDED.updated_at
+            """, logger)
     }
 
     // MARK: Cost analytics and recommendations

@@ -36,6 +36,7 @@ public enum SQLiteToPostgres {
         "deployments", "agent_tokens", "encryption_keys", "registration_invites", "api_tokens", "browser_sessions",
         "instances", "deployment_rollouts", "deployment_config_versions", "scaling_policies", "scaling_events",
         "optimization_recommendations", "cost_analytics", "deployment_scaling", "scaler_samples", "scaler_engine_memory",
+        "scaling_pending",
     ]
     /// SQLite's bookkeeping, not data.
     static let bookkeeping: Set<String> = ["grdb_migrations", "sqlite_sequence"]

@@ -2,11 +2,13 @@
 // SQLite file, and a controller started again on the same data directory deciding as the one that ran on would.
 // The clock is the harness's; the executor a real `true`.
 @testable import ControlPlane
+import CurlHTTP
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import Scaling
 import Testing
+import TestSupport
 
 @Suite("Scaler state across restarts", .serialized)
 struct ScalerStateTests {
@@ -170,6 +172,98 @@ struct ScalerStateTests {
             #expect(held.reason.hasSuffix("; scale-up cooldown: 145 s of 300 s since the last scale-up"))
         }
         await second.scaling.scaler.shutdown()
+    }
+
+    /// A controller that dies while its executor runs leaves its scaling pending: the target is stored (the next
+    /// one does not run it again), and the next controller's first round records it as interrupted, once. The
+    /// first's late event, had it lived, is refused: its id is taken.
+    @Test func aScalingWhoseControllerDiedIsRecordedByTheNextOnce() async throws {
+        let gate = try TestSupport.makeTemporaryDirectory("executor-gate")
+        defer { try? FileManager.default.removeItem(at: gate) }
+        let release = gate.appendingPathComponent("release").path
+        // The executor blocks until the test releases it (at most 30 s): the first controller "dies" meanwhile.
+        let harness = try Harness { $0.scaling.executor = .exec("for i in $(seq 600); do [ -e '\(release)' ] && exit 0; sleep 0.05; done; exit 1") }
+        defer { try? FileManager.default.removeItem(at: harness.directory) }
+        defer { FileManager.default.createFile(atPath: release, contents: nil) }
+        let start = harness.now.now.timeIntervalSince1970
+        let (app, first) = try await buildApplication(controlPlane: nil, harness.configuration, dependencies: harness.dependencies)
+        let (token, deployment, base) = try await app.test(.router) { c in
+            let client = Client(client: c, controlPlane: first, harness: harness)
+            let (token, deployment, base) = try await client.scaledDeployment()
+            #expect(try await client.call(.post, "\(base)/policies", token: token, json: Self.policy).status == .created)
+            await first.scaling.scaler.record(MetricSample(timestamp: start, instances: 2, cpu: MetricStats(mean: 100, max: 100)),
+                                              deploymentId: deployment)
+            #expect(await first.scaling.scaler.evaluate(results: []).map(\.targetInstances) == [4])
+            return (token, deployment, base)
+        }
+        let store = first.scaling.store
+        var pending: [PendingScaling] = []
+        for _ in 0..<200 where pending.isEmpty {
+            pending = try await store.pendingScalings()
+            if pending.isEmpty { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        let left = try #require(pending.first)
+        #expect(pending.count == 1)
+        #expect(left.owner == first.scaling.scaler.owner && left.epoch == nil)
+        #expect(left.event.instancesBefore == 2 && left.event.instancesAfter == 4 && !left.event.success)
+        #expect(left.event.errorMessage == Scaler.interruptedReason)
+        #expect(try await store.state(deploymentId: deployment).currentInstances == 4)
+        // The first controller's round does not record another's, nor its own, scaling under way.
+        await first.scaling.scaler.recordInterrupted()
+        #expect(try await store.pendingScalings() == pending)
+
+        // The next controller on the same data directory: its first round records the scaling, as interrupted.
+        let (app2, second) = try await buildApplication(controlPlane: nil, harness.configuration, dependencies: harness.dependencies)
+        #expect(second.scaling.scaler.owner != first.scaling.scaler.owner)
+        let http = StatusPoller.makeClient(concurrency: 1)
+        let poller = StatusPoller(client: http, concurrency: 1, timeout: .seconds(2), policy: second.scaling.scaler.fetchPolicy)
+        _ = await second.scaling.scaler.tick(poller: poller)
+        await http.shutdown()
+        #expect(try await store.pendingScalings().isEmpty)
+        try await app2.test(.router) { c in
+            let client = Client(client: c, controlPlane: second, harness: harness)
+            let answer = try await client.call(.get, "\(base)/events", token: token)
+            // The owner reads it through the API.
+            let envelope = try #require(try JSONSerialization.jsonObject(with: Data(answer.text.utf8)) as? [String: Any])
+            let events = try #require((envelope["data"] as? [String: Any])?["events"] as? [[String: Any]], "\(answer.text)")
+                .filter { $0["eventType"] as? String == "scale_up" }
+            #expect(events.map { $0["id"] as? String } == [left.event.id])
+            #expect(events.first?["errorMessage"] as? String == Scaler.interruptedReason)
+            #expect(events.first?["success"] as? Bool == false)
+            #expect(events.first?["instancesAfter"] as? Int == 4)
+        }
+        // Another round finds nothing more to record.
+        @Sendable func scalings() async throws -> [String] {
+            try await store.events(deploymentId: deployment, limit: 10, before: nil).events.filter { $0.eventType == .scaleUp }.map(\.id)
+        }
+        await second.scaling.scaler.recordInterrupted()
+        #expect(try await scalings() == [left.event.id])
+
+        // Had the first lived on, its event would now be refused: still one event for the scaling.
+        FileManager.default.createFile(atPath: release, contents: nil)
+        await first.scaling.scaler.drain()
+        #expect(try await scalings() == [left.event.id])
+        await second.scaling.scaler.shutdown()
+    }
+
+    /// Which pending scalings a controller records: never its own; on a single controller every other process's;
+    /// while leading, an earlier epoch's, and those begun outside a round once older than the bound.
+    @Test func whichPendingScalingsAreOrphans() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        func pending(_ id: String, owner: String, epoch: Int64?, age: TimeInterval) -> PendingScaling {
+            PendingScaling(event: ScalingEventRecord(id: id, sequence: 0, deploymentId: "d", eventType: .scaleUp, triggerReason: "r",
+                                                     instancesBefore: 1, instancesAfter: 2, success: false, timestamp: now),
+                           owner: owner, epoch: epoch, createdAt: now.addingTimeInterval(-age))
+        }
+        let all = [pending("mine", owner: "me", epoch: 4, age: 1_000), pending("mine-unfenced", owner: "me", epoch: nil, age: 1_000),
+                   pending("deposed", owner: "a", epoch: 3, age: 1), pending("current", owner: "b", epoch: 4, age: 1_000),
+                   pending("request-fresh", owner: "c", epoch: nil, age: 599), pending("request-stale", owner: "c", epoch: nil, age: 601)]
+        #expect(PendingScaling.orphans(all, owner: "me", leading: nil, now: now, staleAfter: 600).map(\.event.id)
+                == ["deposed", "current", "request-fresh", "request-stale"])
+        #expect(PendingScaling.orphans(all, owner: "me", leading: 4, now: now, staleAfter: 600).map(\.event.id)
+                == ["deposed", "request-stale"])
+        #expect(PendingScaling.orphans(all, owner: "me", leading: 5, now: now, staleAfter: 600).map(\.event.id)
+                == ["deposed", "current", "request-stale"])
     }
 
     /// A controller killed between two minutes: the next one has every sample up to the last closed minute (and

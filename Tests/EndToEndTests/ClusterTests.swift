@@ -22,6 +22,7 @@ import TestSupport
         var instancesBefore: Int
         var instancesAfter: Int
         var success: Bool
+        var errorMessage: String?
     }
 
     struct EventPage: Codable, Sendable { var events: [ScalingEvent] }
@@ -29,7 +30,8 @@ import TestSupport
     struct Served: Codable, Sendable { var version: Int64 }
 
     /// Three nodes on one database, each with its data directory holding the same master key. The exec executor
-    /// appends each call to `calls`.
+    /// appends each call to `calls`, then takes a second to answer: a leader killed just after a call is logged dies
+    /// while its executor runs.
     final class Cluster {
         let server: TestPostgres
         let calls: URL
@@ -82,7 +84,7 @@ import TestSupport
             // A namespaced node reaches PostgreSQL at its link's host address.
             let url = "postgres://\(TestPostgres.superuser)@\(namespaced[name]?.database.hostAddress ?? server.host):\(server.port)/coderunner?sslmode=disable"
             return ["--database", url, "--node-name", name, "--poll-interval", "\(pollInterval)", "--allow-fetch-to", "127.0.0.0/8"]
-                + (executor ?? ["--executor", "exec", "--exec-command", "echo \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'"])
+                + (executor ?? ["--executor", "exec", "--exec-command", "echo \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'; sleep 1"])
                 + (perNode[name] ?? [])
         }
 
@@ -172,11 +174,15 @@ import TestSupport
                                     json: policy)
         #expect(created.status == 201, "\(created.text)")
         #expect(TestSupport.waitUntil(timeout: .seconds(30)) { cluster.executed.count >= 2 }, "\(cluster.executed)")
-        // Kill the leader with SIGKILL mid-way; another node leads and goes on from the stored count.
+        // Kill the leader with SIGKILL mid-way, while its executor runs: the next call is logged, and its answer
+        // (and so its event) is a second away. Another node leads and goes on from the stored count.
         let before = try #require(Self.view(c, tenant.session))
         let leaderName = try #require(before.leader)
+        let logged = cluster.executed.count
+        #expect(TestSupport.waitUntil(timeout: .seconds(30), interval: .milliseconds(5)) { cluster.executed.count > logged })
         let killedAt = ContinuousClock.now
         cluster.nodes[leaderName]?.kill()
+        let interrupted = try #require(cluster.executed.last)
         let survivor = try #require(cluster.nodes.filter { $0.key != leaderName }.values.first)
         #expect(TestSupport.waitUntil(timeout: .seconds(10), interval: .milliseconds(20)) {
             guard let view = Self.view(survivor, tenant.session), let leader = view.leader else { return false }
@@ -195,13 +201,13 @@ import TestSupport
         #expect(executed.map(\.to) == Array((start + 1)...7), "\(executed)")
         let events = try HTTP.call("GET", survivor.base + "/api/deployments/\(tenant.deploymentId)/scaling/events", token: tenant.session)
             .data(EventPage.self).events.filter { $0.eventType == "scale_up" }
-        // Every event is an executed call, none twice. The event is written after the executor returns, so a leader
-        // killed in between leaves that one scaling (executed, its target stored) without its event: at most one
-        // (docs/cluster.md, limits).
-        let recorded = events.map(\.instancesAfter).sorted()
-        #expect(events.allSatisfy { $0.success })
-        #expect(Set(recorded).isSubset(of: Set(executed.map(\.to))) && Set(recorded).count == recorded.count, "\(events)")
-        #expect(executed.count - events.count <= 1, "\(events) for \(executed)")
+        // Every executed call has its event, once. The killed leader's last one, whose executor it did not hear
+        // answer, was left pending: the next leader recorded it as interrupted (success false, the target stands).
+        #expect(events.map(\.instancesAfter).sorted() == executed.map(\.to), "\(events) for \(executed)")
+        let unfinished = events.filter { !$0.success }
+        #expect(unfinished.count == 1, "\(events)")
+        #expect(unfinished.first?.instancesBefore == interrupted.from && unfinished.first?.instancesAfter == interrupted.to, "\(events)")
+        #expect(unfinished.first?.errorMessage?.hasPrefix("interrupted: the controller running this scaling stopped") == true, "\(events)")
 
         // A leader cut off from PostgreSQL, as a frozen node is (SIGSTOP: its sessions stay open and say nothing):
         // PostgreSQL ends its idle lock session (idle_session_timeout, 5 lock intervals) and another node leads.

@@ -85,7 +85,8 @@ struct PostgresConcurrencyTests {
             #expect(applied == ["v1-initial-schema", "v2-instances", "v3-reload-version", "v4-agent-token-issuer", "v5-deployment-resource-limits",
                                 "v5-template-names-per-owner", "v5-registration-invites", "v6-deployment-lifecycle",
                                 "v7-browser-sessions", "v8-rollouts", "v9-variable-reload-actions", "v100-scaling", "v101-scaling-rollout-events",
-                                "v10-scaler-state", "pg-cluster-leader-and-nodes", "pg-instance-placements"])
+                                "v10-scaler-state", "pg-cluster-leader-and-nodes", "pg-instance-placements",
+                                "v11-pending-scalings"])
             #expect(try await stores[1].appliedMigrations() == applied)
             // Both work on it; a third start finds nothing to do.
             try await stores[0].makeUser("alice")

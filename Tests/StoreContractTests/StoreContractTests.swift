@@ -503,6 +503,41 @@ struct StoreContractTests {
             #expect(next.events[1].timestamp == at(20))
             #expect(try await scaling.events(deploymentId: "d2", limit: 3, before: nil).events.isEmpty)
 
+            // A scaling under way: begun with its target, in one transaction, and pending until the event of its id
+            // is recorded, which removes it in the same transaction. An event id is recorded once.
+            let interrupted = ScalingEventRecord(id: "s1", sequence: 0, deploymentId: "d2", eventType: .scaleUp, triggerReason: "cpu",
+                                                 instancesBefore: 2, instancesAfter: 4, costBefore: 0.5, costAfter: 1,
+                                                 success: false, errorMessage: "interrupted", timestamp: at(25))
+            let underWay = PendingScaling(event: interrupted, owner: "node-a/1", epoch: 3, createdAt: at(25))
+            try await scaling.beginScaling(DeploymentScalingState(deploymentId: "d2", currentInstances: 4, lastScaleUp: 1_780_000_025),
+                                           pending: underWay, now: at(25))
+            #expect(try await scaling.state(deploymentId: "d2").currentInstances == 4)
+            var other = interrupted
+            other.id = "s2"
+            other.deploymentId = "d1"
+            let second = PendingScaling(event: other, owner: "node-b/2", epoch: nil, createdAt: at(26))
+            try await scaling.beginScaling(state, pending: second, now: at(26))
+            #expect(try await scaling.pendingScalings() == [underWay, second])
+            var done = interrupted
+            done.success = true
+            done.errorMessage = nil
+            #expect(try await scaling.appendEvent(done).sequence > 0)
+            #expect(try await scaling.pendingScalings() == [second])
+            await #expect(throws: (any Error).self) { try await scaling.appendEvent(done) }
+            #expect(try await scaling.events(deploymentId: "d2", limit: 3, before: nil).events.map {
+                var e = $0
+                e.sequence = 0
+                return e
+            } == [done])
+            // A begun scaling whose pending row is refused (its id taken) writes nothing: one transaction.
+            await #expect(throws: (any Error).self) {
+                try await scaling.beginScaling(DeploymentScalingState(deploymentId: "d2", currentInstances: 9), pending: second, now: at(27))
+            }
+            #expect(try await scaling.state(deploymentId: "d2").currentInstances == 4)
+            // Recording the other ends it too.
+            _ = try await scaling.appendEvent(other)
+            #expect(try await scaling.pendingScalings().isEmpty)
+
             // Cost periods: replace, or keep what is there.
             func period(_ hour: Int, cost: Double) -> CostPeriod {
                 CostPeriod(periodStart: t0.timeIntervalSince1970 + Double(hour * 3600), periodEnd: t0.timeIntervalSince1970 + Double((hour + 1) * 3600),

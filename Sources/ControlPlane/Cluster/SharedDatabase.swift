@@ -30,7 +30,7 @@ extension ControlPlane {
         let rollouts = deployments.rollouts
         service.leadership = ScalerService.Leadership(gate: gate) { epoch in
             if let epoch {
-                await scaler.lead()
+                await scaler.lead(epoch: epoch)
                 await rollouts.lead()
                 logger.notice("leading: this node runs the scaler and drives the rollouts", metadata: ["epoch": "\(epoch)"])
             } else {

@@ -151,6 +151,7 @@ public final class SQLiteScalingStore: ScalingStore {
                     e.executionTimeMs, e.success, e.errorMessage, try e.decision.map(Self.json), e.timestamp,
                     e.configVersion, e.instanceId,
                 ])
+            try db.execute(sql: "DELETE FROM scaling_pending WHERE event_id = ?", arguments: [e.id])
             var stored = e
             stored.sequence = db.lastInsertedRowID
             return stored
@@ -224,21 +225,42 @@ public final class SQLiteScalingStore: ScalingStore {
     }
 
     public func saveState(_ s: DeploymentScalingState, now: Date) async throws {
+        try await pool.write { db in try Self.saveState(s, now: now, db) }
+    }
+
+    public func beginScaling(_ s: DeploymentScalingState, pending: PendingScaling, now: Date) async throws {
+        let event = try Self.json(pending.event)
         try await pool.write { db in
+            try Self.saveState(s, now: now, db)
             try db.execute(sql: """
-                INSERT INTO deployment_scaling (deployment_id, current_instances, last_scale_up, last_scale_down, cpu_cores,
-                    memory_gb, price_per_core_hour, price_per_gb_hour, notify_url, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT(deployment_id) DO UPDATE SET current_instances = excluded.current_instances,
-                    last_scale_up = excluded.last_scale_up, last_scale_down = excluded.last_scale_down,
-                    cpu_cores = excluded.cpu_cores, memory_gb = excluded.memory_gb,
-                    price_per_core_hour = excluded.price_per_core_hour, price_per_gb_hour = excluded.price_per_gb_hour,
-                    notify_url = excluded.notify_url, updated_at = excluded.updated_at
-                """, arguments: [
-                    s.deploymentId, s.currentInstances, s.lastScaleUp, s.lastScaleDown, s.pricing?.cpuCores, s.pricing?.memoryGB,
-                    s.pricing?.pricePerCoreHour, s.pricing?.pricePerGBHour, s.notifyURL, now,
-                ])
+                INSERT INTO scaling_pending (event_id, deployment_id, owner, epoch, event, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [pending.event.id, pending.event.deploymentId, pending.owner, pending.epoch, event, pending.createdAt])
         }
+    }
+
+    public func pendingScalings() async throws -> [PendingScaling] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT owner, epoch, event, created_at FROM scaling_pending ORDER BY created_at, event_id").map { row in
+                PendingScaling(event: try Self.decode(ScalingEventRecord.self, row["event"]), owner: row["owner"], epoch: row["epoch"],
+                               createdAt: row["created_at"])
+            }
+        }
+    }
+
+    private static func saveState(_ s: DeploymentScalingState, now: Date, _ db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO deployment_scaling (deployment_id, current_instances, last_scale_up, last_scale_down, cpu_cores,
+                memory_gb, price_per_core_hour, price_per_gb_hour, notify_url, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(deployment_id) DO UPDATE SET current_instances = excluded.current_instances,
+                last_scale_up = excluded.last_scale_up, last_scale_down = excluded.last_scale_down,
+                cpu_cores = excluded.cpu_cores, memory_gb = excluded.memory_gb,
+                price_per_core_hour = excluded.price_per_core_hour, price_per_gb_hour = excluded.price_per_gb_hour,
+                notify_url = excluded.notify_url, updated_at = excluded.updated_at
+            """, arguments: [
+                s.deploymentId, s.currentInstances, s.lastScaleUp, s.lastScaleDown, s.pricing?.cpuCores, s.pricing?.memoryGB,
+                s.pricing?.pricePerCoreHour, s.pricing?.pricePerGBHour, s.notifyURL, now,
+            ])
     }
 
     // MARK: Cost analytics and recommendations

@@ -66,11 +66,22 @@ public actor Scaler {
     private var admissionWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     /// Deployments whose policies the account's limit holds now, logged once until they may scale up again.
     private var heldByAccountLimit: Set<String> = []
+    /// This controller process, as its pending scalings name it (PendingScaling.owner).
+    public nonisolated let owner: String
+    /// The epoch this node leads at, on a cluster (nil: a single controller, or another node leads).
+    private var leadingEpoch: Int64?
+    /// On a cluster, how old a scaling begun outside a leader's round must be before the leader records it as
+    /// interrupted: the node that began it records it itself unless it died, and no executor call runs this long.
+    public static let unfencedPendingStaleAfter: TimeInterval = 600
+    /// What an interrupted scaling's event says (the owner reads it; nothing of the operator's is in it).
+    public static let interruptedReason = "interrupted: the controller running this scaling stopped before its executor answered, "
+        + "so whether it took effect is not known; the next rounds act on the instances that run"
 
     public init(store: any ScalingStore, executor: any ScalingExecutor, source: any InstanceSource, notifier: WebhookPoster?,
                 now: @escaping @Sendable () -> Date, logger: Logger, engine: ScalingEngine.Configuration = .init(),
                 fetchPolicy: FetchPolicy = FetchPolicy(), accountInstanceCap: Int? = nil, stateStore: (any ScalerStateStore)? = nil,
-                metrics: ControllerMetrics? = nil) {
+                metrics: ControllerMetrics? = nil, owner: String = UUID().uuidString.lowercased()) {
+        self.owner = owner
         self.metrics = metrics
         self.stateStore = stateStore ?? store
         self.engineConfiguration = engine
@@ -86,7 +97,8 @@ public actor Scaler {
 
     /// This node became the cluster's leader: what the previous leader stored (histories, cooldowns' engine
     /// memories) replaces what this node held.
-    public func lead() async {
+    public func lead(epoch: Int64) async {
+        leadingEpoch = epoch
         runtimes = [:]
         aggregator = PollAggregator()
         await restore()
@@ -95,6 +107,7 @@ public actor Scaler {
     /// Another node leads now: the scalings under way finish (their writes are fenced out), and nothing is kept
     /// that the next lead would read stale.
     public func follow() async {
+        leadingEpoch = nil
         await drain()
         runtimes = [:]
         aggregator = PollAggregator()
@@ -112,6 +125,7 @@ public actor Scaler {
     /// One round: poll, aggregate, decide, start executions. Returns the decisions that led to a scaling.
     @discardableResult
     public func tick(poller: StatusPoller) async -> [ScalingDecision] {
+        await recordInterrupted()
         let targets = await source.pollTargets()
         await stopInactive(Set(targets.map(\.deploymentId)))
         let results = await poller.poll(targets)
@@ -335,8 +349,31 @@ public actor Scaler {
         return Int(runtimes[deployment]?.history.latest?.instances ?? 0)
     }
 
+    /// Records, as interrupted, the scalings a controller now gone began and never recorded (PendingScaling.orphans):
+    /// killed, or deposed, while its executor ran. Each once: recording one removes it, and an event id is unique.
+    func recordInterrupted() async {
+        let pending: [PendingScaling]
+        do { pending = try await store.pendingScalings() } catch {
+            logger.error("cannot read the scalings under way", metadata: ["error": "\(error)"])
+            return
+        }
+        for p in PendingScaling.orphans(pending, owner: owner, leading: leadingEpoch, now: now(),
+                                        staleAfter: Self.unfencedPendingStaleAfter) {
+            do {
+                _ = try await store.appendEvent(p.event)
+                logger.warning("recorded a scaling its controller did not finish", metadata: [
+                    "deployment": "\(p.event.deploymentId)", "from": "\(p.event.instancesBefore)", "to": "\(p.event.instancesAfter)",
+                    "event": "\(p.event.id)"])
+            } catch {
+                logger.error("cannot record an interrupted scaling", metadata: ["deployment": "\(p.event.deploymentId)", "error": "\(error)"])
+            }
+        }
+    }
+
     private func launch(_ deployment: String, decision proposed: ScalingDecision) {
         inFlight.insert(deployment)
+        // A round's scaling is the leader's at this epoch: the pending scaling says so (nil on a single controller).
+        let epoch = leadingEpoch
         executions[deployment] = Task {
             var decision = proposed
             if decision.targetInstances > decision.currentInstances {
@@ -361,7 +398,7 @@ public actor Scaler {
             }
             await self.execute(deployment, from: decision.currentInstances, to: decision.targetInstances,
                                type: decision.action == .scaleUp ? .scaleUp : .scaleDown, reason: decision.reason,
-                               decision: decision, metrics: ObservedMetricsView(decision.metrics))
+                               decision: decision, metrics: ObservedMetricsView(decision.metrics), epoch: epoch)
             self.finish(deployment)
         }
     }
@@ -503,22 +540,41 @@ public actor Scaler {
 
     @discardableResult
     private func execute(_ deployment: String, from: Int, to: Int, type: ScalingEventType, reason: String,
-                         decision: ScalingDecision?, metrics: ObservedMetricsView) async -> ScalingEventRecord {
+                         decision: ScalingDecision?, metrics: ObservedMetricsView, epoch: Int64? = nil) async -> ScalingEventRecord {
         let target = ((try? await store.target(deploymentId: deployment)) ?? nil) ?? ScalingTarget(deploymentId: deployment, command: nil)
         let clock = ContinuousClock()
         let started = clock.now
         var after = to
         var failure: String?
-        // The target and the cooldown are written before the executor runs. On a cluster this write is fenced: a
-        // deposed leader's is refused, and its decision is not executed. A leader killed while its executor ran
-        // leaves the target behind, so the next leader does not run the same scaling again: at most once.
+        // The target and the cooldown are written before the executor runs, with the scaling as pending. On a
+        // cluster this write is fenced: a deposed leader's is refused, and its decision is not executed. A leader
+        // killed while its executor ran leaves the target behind, so the next leader does not run the same scaling
+        // again (at most once), and the pending scaling, which that leader records as interrupted (none goes
+        // unrecorded).
         let begun = now()
         var state = (try? await store.state(deploymentId: deployment)) ?? DeploymentScalingState(deploymentId: deployment)
         state.currentInstances = to
         // A failed attempt also starts the cooldown: retrying a broken executor every poll helps nobody.
         if to > from || type == .manualOverride { state.lastScaleUp = begun.timeIntervalSince1970 }
         if to < from || type == .manualOverride { state.lastScaleDown = begun.timeIntervalSince1970 }
-        do { try await store.saveState(state, now: begun) } catch {
+        let eventId = newID()
+        let policyId = decision.flatMap { d in
+            runtimes[deployment]?.policies.first { p in d.policies.contains { $0.policy == p.policy.name && $0.verdict.rawValue == d.action.rawValue } }?.id
+        }
+        func record(after: Int, price: Double?, elapsed: Duration?, failure: String?, at t: Date) -> ScalingEventRecord {
+            ScalingEventRecord(
+                id: eventId, sequence: 0, deploymentId: deployment, policyId: policyId, eventType: type,
+                triggerReason: reason, instancesBefore: from, instancesAfter: after, cpuUsage: metrics.cpu,
+                memoryUsage: metrics.memory, requestRate: metrics.requests, responseTime: metrics.responseTime,
+                connections: metrics.connections, costBefore: price.map { $0 * Double(from) }, costAfter: price.map { $0 * Double(after) },
+                executionTimeMs: elapsed.map { Int($0.inMilliseconds) },
+                success: failure == nil, errorMessage: failure, decision: decision, timestamp: t)
+        }
+        // If nobody finishes it: the target stands, and whether the executor reached it is not known.
+        let pending = PendingScaling(event: record(after: to, price: state.pricing?.perInstanceHour, elapsed: nil,
+                                                   failure: Self.interruptedReason, at: begun),
+                                     owner: owner, epoch: epoch, createdAt: begun)
+        do { try await store.beginScaling(state, pending: pending, now: begun) } catch {
             // An owner's stop or override goes ahead (the executor is the truth for it); a policy's decision that
             // cannot be recorded is not executed.
             logger.error("cannot record a scaling before executing it", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
@@ -549,19 +605,10 @@ public actor Scaler {
             state.currentInstances = after
             try? await store.saveState(state, now: t)
         }
-        let price = state.pricing?.perInstanceHour
-        let policyId = decision.flatMap { d in
-            runtimes[deployment]?.policies.first { p in d.policies.contains { $0.policy == p.policy.name && $0.verdict.rawValue == d.action.rawValue } }?.id
-        }
-        let record = ScalingEventRecord(
-            id: newID(), sequence: 0, deploymentId: deployment, policyId: policyId, eventType: type,
-            triggerReason: reason, instancesBefore: from, instancesAfter: after, cpuUsage: metrics.cpu,
-            memoryUsage: metrics.memory, requestRate: metrics.requests, responseTime: metrics.responseTime,
-            connections: metrics.connections, costBefore: price.map { $0 * Double(from) }, costAfter: price.map { $0 * Double(after) },
-            executionTimeMs: Int(elapsed.inMilliseconds),
-            success: failure == nil, errorMessage: failure, decision: decision, timestamp: t)
-        var saved = record
-        do { saved = try await store.appendEvent(record) } catch {
+        let finished = record(after: after, price: state.pricing?.perInstanceHour, elapsed: elapsed, failure: failure, at: t)
+        var saved = finished
+        // Removes the pending scaling in the same transaction. Refused on a deposed leader: the next one records it.
+        do { saved = try await store.appendEvent(finished) } catch {
             logger.error("cannot record scaling event", metadata: ["deployment": "\(deployment)", "error": "\(error)"])
         }
         logger.notice("scaling", metadata: ["deployment": "\(deployment)", "from": "\(from)", "to": "\(after)",

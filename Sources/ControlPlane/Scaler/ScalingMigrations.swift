@@ -165,4 +165,21 @@ enum ScalingMigrations {
                 """)
         }
     }
+
+    /// Issue 16: a scaling whose executor runs (PendingScaling), so that one whose controller dies before its
+    /// event is written is recorded by the next leader, not lost.
+    static func registerPendingScalings(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v11-pending-scalings") { db in
+            try db.execute(sql: """
+                CREATE TABLE scaling_pending (
+                    event_id TEXT PRIMARY KEY,
+                    deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+                    owner TEXT NOT NULL,
+                    epoch INTEGER,
+                    event TEXT NOT NULL,  -- the ScalingEventRecord recorded if the scaling is never finished, as JSON
+                    created_at DATETIME NOT NULL
+                );
+                """)
+        }
+    }
 }

@@ -90,6 +90,42 @@ public struct ScalingEventRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// A scaling whose executor is running: written with the scaling's target before the executor runs, and removed by
+/// the transaction that records its event. One left behind is a scaling whose controller died, or was deposed, in
+/// between: the leader records `event` for it (PendingScaling.orphans says when), so no executed scaling goes
+/// unrecorded.
+public struct PendingScaling: Codable, Sendable, Equatable {
+    /// The event to record if the scaling is never finished: its id is the event the scaling would record.
+    public var event: ScalingEventRecord
+    /// The controller process that runs it (Scaler.owner).
+    public var owner: String
+    /// The fencing epoch of the leader's round that began it; nil for one begun outside a round (an owner's request).
+    public var epoch: Int64?
+    public var createdAt: Date
+
+    public init(event: ScalingEventRecord, owner: String, epoch: Int64?, createdAt: Date) {
+        self.event = event
+        self.owner = owner
+        self.epoch = epoch
+        self.createdAt = createdAt
+    }
+
+    /// Those of `pending` that nobody will finish, as `owner` sees them: not its own, and begun by a controller that
+    /// is gone. With `leading` nil (a single controller) that is every other process's: one controller runs on its
+    /// database at a time. While leading at an epoch: those of an earlier leader's rounds (its late event write is
+    /// refused by its fence), and those begun outside a round longer ago than `staleAfter` (the node that began one
+    /// records it itself, unless it died).
+    public static func orphans(_ pending: [PendingScaling], owner: String, leading: Int64?, now: Date,
+                               staleAfter: TimeInterval) -> [PendingScaling] {
+        pending.filter { p in
+            guard p.owner != owner else { return false }
+            guard let leading else { return true }
+            if let epoch = p.epoch { return epoch < leading }
+            return now.timeIntervalSince(p.createdAt) > staleAfter
+        }
+    }
+}
+
 /// A page of events, newest first; pass `nextCursor` as `before` for the next page.
 public struct ScalingEventPage: Codable, Sendable, Equatable {
     public var events: [ScalingEventRecord]

@@ -35,7 +35,8 @@ public protocol ScalingStore: ScalerStateStore {
     func target(deploymentId: String) async throws -> ScalingTarget?
 
     // MARK: History
-    /// Stores the event and returns it with its sequence number.
+    /// Stores the event and returns it with its sequence number; in the same transaction, the pending scaling of
+    /// the same id (if any) is removed. An event id is recorded once: a second is refused.
     func appendEvent(_ event: ScalingEventRecord) async throws -> ScalingEventRecord
     /// Newest first; `before` is a sequence number from a previous page's `nextCursor`.
     func events(deploymentId: String, limit: Int, before: Int64?) async throws -> ScalingEventPage
@@ -43,6 +44,10 @@ public protocol ScalingStore: ScalerStateStore {
     // MARK: State
     func state(deploymentId: String) async throws -> DeploymentScalingState
     func saveState(_ state: DeploymentScalingState, now: Date) async throws
+    /// `saveState` and the pending scaling, in one transaction: what a scaling writes before its executor runs.
+    func beginScaling(_ state: DeploymentScalingState, pending: PendingScaling, now: Date) async throws
+    /// Every scaling begun and not yet recorded, oldest first.
+    func pendingScalings() async throws -> [PendingScaling]
 
     // MARK: Cost analytics and recommendations
     /// Replaces the stored rollups of these periods; with `replace` false an existing row wins.

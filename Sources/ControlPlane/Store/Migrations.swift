@@ -264,6 +264,7 @@ enum Migrations {
                 """)
         }
         ScalingMigrations.registerScalerState(&migrator)
+        ScalingMigrations.registerPendingScalings(&migrator)
         return migrator
     }
 }
