@@ -4,7 +4,10 @@
 // checked), verify-ca (chain checked, not the name), verify-full (chain and host name checked). libpq's default is
 // prefer, and so is ours. sslrootcert too is libpq's: a PEM file of the CA certificates to trust instead of the
 // system's (and, as libpq does, with sslmode=require it has the chain checked as verify-ca would); `system` names the
-// system's store, and as in PostgreSQL 16 makes verify-full the default and refuses a weaker mode.
+// system's store, and as in PostgreSQL 16 makes verify-full the default and refuses a weaker mode. sslcert and
+// sslkey are libpq's too: the client certificate (PEM, its chain after it) and its unencrypted PEM key, for a server
+// whose pg_hba.conf asks for one (`cert` authentication, or `clientcert=verify-ca|verify-full`). Both or neither; as
+// libpq does, the key is refused when others may read it, and both are ignored with sslmode=disable.
 public import PostgresNIO
 import Foundation
 import NIOSSL
@@ -16,7 +19,7 @@ public enum DatabaseURL {
         public var description: String {
             switch self {
             case .invalid(let reason):
-                "invalid database URL: \(reason) (expected postgres://USER@HOST:PORT/DATABASE?sslmode=MODE[&sslrootcert=PATH])"
+                "invalid database URL: \(reason) (expected postgres://USER@HOST:PORT/DATABASE?sslmode=MODE[&sslrootcert=PATH][&sslcert=PATH&sslkey=PATH])"
             }
         }
     }
@@ -33,6 +36,9 @@ public enum DatabaseURL {
         var sslMode: String
         /// sslrootcert: the PEM file of the CAs to trust, nil for the system's store (also for `system`).
         var rootCertificateFile: String?
+        /// sslcert and sslkey: the client certificate's PEM file and its key's (both or neither).
+        var clientCertificateFile: String?
+        var clientKeyFile: String?
         /// For every mode but disable: the TLS settings libpq's meaning of the mode asks for, trusting the system's
         /// store (`loaded(_:)` puts the sslrootcert file's CAs in its place).
         var tls: TLSConfiguration?
@@ -51,6 +57,7 @@ public enum DatabaseURL {
         guard (1...65535).contains(port) else { throw .invalid("port \(port) is out of range") }
         var sslMode: String?
         var rootCertificate: String?
+        var clientFiles: [String: String] = [:]
         for item in components.queryItems ?? [] {
             switch item.name {
             case "sslmode":
@@ -63,9 +70,16 @@ public enum DatabaseURL {
                     throw .invalid("sslrootcert needs a file's path (or system)")
                 }
                 rootCertificate = value
+            case "sslcert", "sslkey":
+                guard let value = item.value, !value.isEmpty else { throw .invalid("\(item.name) needs a file's path") }
+                clientFiles[item.name] = value
             default:
-                throw .invalid("unknown parameter \(item.name); only sslmode and sslrootcert are understood")
+                throw .invalid("unknown parameter \(item.name); only sslmode, sslrootcert, sslcert and sslkey are understood")
             }
+        }
+        if clientFiles.count == 1 {
+            throw .invalid(clientFiles["sslcert"] == nil ? "sslkey needs sslcert, the certificate it is the key of"
+                                                         : "sslcert needs sslkey, its private key's file")
         }
         if rootCertificate == "system" {
             if let sslMode, sslMode != "verify-full" {
@@ -88,26 +102,58 @@ public enum DatabaseURL {
         var password = components.percentEncodedPassword.map { $0.removingPercentEncoding ?? $0 }
         if password == nil, let fallback, !fallback.isEmpty { password = fallback }
         return Parts(host: host, port: port, username: username, password: password, database: database, sslMode: mode,
-                     rootCertificateFile: rootCertificateFile, tls: client)
+                     rootCertificateFile: rootCertificateFile, clientCertificateFile: clientFiles["sslcert"],
+                     clientKeyFile: clientFiles["sslkey"], tls: client)
+    }
+
+    /// A file's bytes and its stat, read once; a failure names the parameter and the path.
+    private static func read(_ path: String, as parameter: String) throws(Failure) -> (bytes: [UInt8], stat: stat) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .invalid("\(parameter) \(path) cannot be read: \(String(cString: strerror(errno)))") }
+        let file = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .invalid("\(parameter) \(path) cannot be read: \(String(cString: strerror(errno)))") }
+        do {
+            return (Array(try file.readToEnd() ?? Data()), info)
+        } catch {
+            throw .invalid("\(parameter) \(path) cannot be read: \(error.localizedDescription)")
+        }
     }
 
     /// The parts with the sslrootcert file's CAs as the only trusted roots: read here, once, so that a missing or
     /// unparsable file fails the start with its name (a pool would otherwise retry a failing handshake forever).
+    /// The client certificate and key are read here too, and checked: the key's permissions as libpq checks them,
+    /// and that the two belong together.
     static func loaded(_ parts: Parts) throws(Failure) -> Parts {
-        guard let path = parts.rootCertificateFile, var client = parts.tls else { return parts }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .invalid("sslrootcert \(path) cannot be read: \(String(cString: strerror(errno)))") }
-        let file = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        let bytes: [UInt8]
-        do {
-            bytes = Array(try file.readToEnd() ?? Data())
-        } catch {
-            throw .invalid("sslrootcert \(path) cannot be read: \(error.localizedDescription)")
+        guard var client = parts.tls else { return parts }
+        if let path = parts.rootCertificateFile {
+            let bytes = try read(path, as: "sslrootcert").bytes
+            guard let certificates = try? NIOSSLCertificate.fromPEMBytes(bytes), !certificates.isEmpty else {
+                throw .invalid("sslrootcert \(path) holds no PEM certificate")
+            }
+            client.trustRoots = .certificates(certificates)
         }
-        guard let certificates = try? NIOSSLCertificate.fromPEMBytes(bytes), !certificates.isEmpty else {
-            throw .invalid("sslrootcert \(path) holds no PEM certificate")
+        if let certificatePath = parts.clientCertificateFile, let keyPath = parts.clientKeyFile {
+            let bytes = try read(certificatePath, as: "sslcert").bytes
+            guard let chain = try? NIOSSLCertificate.fromPEMBytes(bytes), !chain.isEmpty else {
+                throw .invalid("sslcert \(certificatePath) holds no PEM certificate")
+            }
+            let key = try read(keyPath, as: "sslkey")
+            // libpq's rule: u=rw (0600) or less when the key is the user's own, u=rw,g=r (0640) or less when root's.
+            let mode = key.stat.st_mode & 0o777
+            guard key.stat.st_uid == 0 ? mode & 0o037 == 0 : mode & 0o077 == 0 else {
+                throw .invalid("sslkey \(keyPath) has group or world access (mode \(String(mode, radix: 8))); it must be 0600 or less "
+                               + "(0640 or less when owned by root)")
+            }
+            guard let privateKey = try? NIOSSLPrivateKey(bytes: key.bytes, format: .pem) else {
+                throw .invalid("sslkey \(keyPath) holds no unencrypted PEM private key (an encrypted key's sslpassword is not supported)")
+            }
+            client.certificateChain = chain.map { .certificate($0) }
+            client.privateKey = .privateKey(privateKey)
+            do { _ = try NIOSSLContext(configuration: client) } catch {
+                throw .invalid("sslcert \(certificatePath) and sslkey \(keyPath) do not make a usable pair: \(error)")
+            }
         }
-        client.trustRoots = .certificates(certificates)
         var loaded = parts
         loaded.tls = client
         return loaded

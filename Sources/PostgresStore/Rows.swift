@@ -53,6 +53,11 @@ public struct PostgresUnreachable: Error, CustomStringConvertible {
         if details.contains("CERTIFICATE_VERIFY_FAILED") {
             return "the server's certificate could not be verified (CERTIFICATE_VERIFY_FAILED): is sslrootcert its CA?"
         }
+        if details.contains("TLSV1_ALERT_UNKNOWN_CA") || details.contains("TLSV1_ALERT_CERTIFICATE_REQUIRED")
+            || details.contains("SSLV3_ALERT_BAD_CERTIFICATE") {
+            return "the server refused the client certificate (\(details.contains("UNKNOWN_CA") ? "TLSV1_ALERT_UNKNOWN_CA" : "bad certificate")): "
+                + "is sslcert signed by a CA in the server's ssl_ca_file?"
+        }
         if details.contains("Connection refused") {
             return "nothing accepts connections there (connection refused): check the URL's host and port, and that the server runs"
         }

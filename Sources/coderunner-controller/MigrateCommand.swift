@@ -18,7 +18,7 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The SQLite database: sqlite:PATH, a file or the controller's data directory.", valueName: "sqlite:path"))
     var from: String
 
-    @Option(help: ArgumentHelp("The empty PostgreSQL database: postgres://USER@HOST:PORT/DATABASE?sslmode=MODE[&sslrootcert=CA.pem] (its password in PGPASSWORD, or in the URL through CODERUNNER_DATABASE with --to -).", valueName: "url"))
+    @Option(help: ArgumentHelp("The empty PostgreSQL database: postgres://USER@HOST:PORT/DATABASE?sslmode=MODE[&sslrootcert=CA.pem][&sslcert=CLIENT.crt&sslkey=CLIENT.key] (its password in PGPASSWORD, or in the URL through CODERUNNER_DATABASE with --to -).", valueName: "url"))
     var to: String
 
     @Option(help: "File holding the base64 master key (default: master.key beside the database).")

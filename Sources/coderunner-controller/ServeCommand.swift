@@ -21,7 +21,7 @@ struct ServeCommand: AsyncParsableCommand {
     var dataDir: String?
 
     @Option(help: ArgumentHelp(
-        "Keep the state in PostgreSQL instead of SQLite in --data-dir: postgres://USER@HOST:PORT/DATABASE?sslmode=MODE[&sslrootcert=CA.pem] (env CODERUNNER_DATABASE).",
+        "Keep the state in PostgreSQL instead of SQLite in --data-dir: postgres://USER@HOST:PORT/DATABASE?sslmode=MODE[&sslrootcert=CA.pem][&sslcert=CLIENT.crt&sslkey=CLIENT.key] (env CODERUNNER_DATABASE).",
         discussion: "Give the password in PGPASSWORD or in the URL through CODERUNNER_DATABASE, not on the command line (any local user can read it there). The master key and the local executor's logs stay in --data-dir. See docs/cluster.md.",
         valueName: "url"))
     var database: String?

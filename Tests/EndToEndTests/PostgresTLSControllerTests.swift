@@ -36,6 +36,42 @@ import TestSupport
         #expect(seen.last == 0, "\(seen)")
     }
 
+    /// sslcert and sslkey: on a server that authenticates by client certificate (pg_hba.conf `cert`), every session
+    /// the controller holds presents the certificate; a key others may read fails the start, named, before it connects.
+    @Test func theControllerAuthenticatesWithAClientCertificate() throws {
+        let server = try TestPostgres.start(tls: .init(clientCertificates: true))
+        defer { server.stop() }
+        let ca = try #require(server.caFile)
+        let dir = try TestSupport.makeTemporaryDirectory("pg-client-cert-controller")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let client = try server.makeClientCertificate(commonName: TestPostgres.superuser, in: dir)
+        let url = Self.url(server, "sslmode=verify-full&sslrootcert=\(ca)&sslcert=\(client.certificate)&sslkey=\(client.key)")
+        let controller = try ControllerProcess(dataDirectory: dir.appendingPathComponent("data"), extra: ["--database", url])
+        defer { controller.kill() }
+        let tenant = try Tenant.create(controller, variables: [("GREETING", "hello", false, false)])
+        #expect(try tenant.set("GREETING", "by certificate") == 200)
+        func sessions() throws -> [Int] {
+            try server.psql("coderunner", """
+                SELECT count(*) || '|' || count(*) FILTER (WHERE s.client_dn = '/CN=\(TestPostgres.superuser)')
+                FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+                WHERE a.datname = 'coderunner' AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+                """).trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").compactMap { Int($0) }
+        }
+        #expect(TestSupport.waitUntil(timeout: .seconds(10)) { ((try? sessions())?.first ?? 0) >= 3 }, "\((try? sessions()) ?? [])")
+        let seen = try sessions()
+        #expect(seen.count == 2 && seen[0] == seen[1], "sessions | with the certificate: \(seen)")
+        controller.stop()
+
+        chmod(client.key, 0o644)
+        let result = try TestSupport.run(TestSupport.binary("coderunner-controller"), [
+            "serve", "--listen", "127.0.0.1:\(TestSupport.freeLoopbackPort())", "--data-dir", dir.appendingPathComponent("other").path,
+            "--database", url,
+        ], timeout: .seconds(60))
+        let stderr = String(decoding: result.stderr, as: UTF8.self)
+        #expect(result.status != 0)
+        #expect(stderr.contains("sslkey \(client.key) has group or world access (mode 644); it must be 0600 or less"), "\(stderr)")
+    }
+
     @Test func aCertificateFromAnotherCAFailsTheStartWithTheReason() throws {
         let server = try TestPostgres.start(tls: .init(only: true))
         defer { server.stop() }

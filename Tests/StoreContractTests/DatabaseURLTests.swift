@@ -33,7 +33,10 @@ struct DatabaseURLTests {
         ("postgres://localhost/cr", "no user"),
         ("postgres://cr@localhost", "no database name after the host"),
         ("postgres://cr@localhost/cr?sslmode=sometimes", "sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full"),
-        ("postgres://cr@localhost/cr?connect_timeout=3", "unknown parameter connect_timeout; only sslmode and sslrootcert are understood"),
+        ("postgres://cr@localhost/cr?connect_timeout=3", "unknown parameter connect_timeout; only sslmode, sslrootcert, sslcert and sslkey are understood"),
+        ("postgres://cr@localhost/cr?sslcert=/etc/client.crt", "sslcert needs sslkey, its private key's file"),
+        ("postgres://cr@localhost/cr?sslkey=/etc/client.key", "sslkey needs sslcert, the certificate it is the key of"),
+        ("postgres://cr@localhost/cr?sslcert=&sslkey=/k", "sslcert needs a file's path"),
         ("postgres://cr@localhost/cr?sslrootcert=", "sslrootcert needs a file's path (or system)"),
         ("postgres://cr@localhost/cr?sslmode=require&sslrootcert=system", "sslmode require is too weak for sslrootcert=system; use verify-full"),
     ])
@@ -135,6 +138,68 @@ struct DatabaseURLTests {
         }
         // A URL with sslmode=disable never reads it.
         _ = try DatabaseURL.configuration("postgres://cr@db/cr?sslmode=disable&sslrootcert=\(missing)")
+    }
+
+    /// sslcert and sslkey, as libpq reads them: both files read at once, the key refused when others may read it
+    /// (0600 or less; 0640 when root owns it), an encrypted or missing key, or a pair that does not match, named.
+    @Test func clientCertificateFiles() throws {
+        let directory = try TestSupport.makeTemporaryDirectory("database-url-client")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let authority = try TestPostgres.makeCertificateAuthority(in: directory, name: "ca")
+        let ca = try TestPostgres.makeClientCertificate(commonName: "cr", in: directory, authority: authority)
+        let other = try TestPostgres.makeClientCertificate(commonName: "other", in: directory, authority: authority)
+        func url(_ certificate: String, _ key: String, mode: String = "verify-full") -> String {
+            "postgres://cr:secret@db/cr?sslmode=\(mode)&sslrootcert=\(authority.certificate)&sslcert=\(certificate)&sslkey=\(key)"
+        }
+        chmod(ca.key, 0o600)
+        let parts = try DatabaseURL.loaded(DatabaseURL.parts(url(ca.certificate, ca.key)))
+        #expect(parts.tls?.certificateChain == [.certificate(try NIOSSLCertificate.fromPEMFile(ca.certificate)[0])])
+        #expect(parts.tls?.privateKey != nil)
+        _ = try DatabaseURL.configuration(url(ca.certificate, ca.key))
+        _ = try DatabaseURL.connectionConfiguration(url(ca.certificate, ca.key), password: nil)
+        // Root's key may be group-readable (we run as root here), never world-readable.
+        chmod(ca.key, 0o640)
+        _ = try DatabaseURL.configuration(url(ca.certificate, ca.key))
+        chmod(ca.key, 0o644)
+        #expect(throws: DatabaseURL.Failure.invalid("sslkey \(ca.key) has group or world access (mode 644); it must be 0600 or less (0640 or less when owned by root)")) {
+            try DatabaseURL.configuration(url(ca.certificate, ca.key))
+        }
+        chmod(ca.key, 0o600)
+        // A key owned by another user: 0640 is too wide for it.
+        chmod(other.key, 0o640)
+        chown(other.key, 65534, 65534)
+        #expect(throws: DatabaseURL.Failure.invalid("sslkey \(other.key) has group or world access (mode 640); it must be 0600 or less (0640 or less when owned by root)")) {
+            try DatabaseURL.configuration(url(other.certificate, other.key))
+        }
+        // Another certificate's key: not a pair.
+        chmod(other.key, 0o600)
+        #expect(throws: DatabaseURL.Failure.self) { try DatabaseURL.configuration(url(ca.certificate, other.key)) }
+        // Missing, garbage, encrypted.
+        let missing = directory.appendingPathComponent("missing.key").path
+        #expect(throws: DatabaseURL.Failure.invalid("sslkey \(missing) cannot be read: No such file or directory")) {
+            try DatabaseURL.configuration(url(ca.certificate, missing))
+        }
+        #expect(throws: DatabaseURL.Failure.invalid("sslcert \(missing) cannot be read: No such file or directory")) {
+            try DatabaseURL.configuration(url(missing, ca.key))
+        }
+        let garbage = directory.appendingPathComponent("garbage.pem")
+        try Data("not PEM\n".utf8).write(to: garbage)
+        chmod(garbage.path, 0o600)
+        #expect(throws: DatabaseURL.Failure.invalid("sslcert \(garbage.path) holds no PEM certificate")) {
+            try DatabaseURL.configuration(url(garbage.path, ca.key))
+        }
+        #expect(throws: DatabaseURL.Failure.invalid("sslkey \(garbage.path) holds no unencrypted PEM private key (an encrypted key's sslpassword is not supported)")) {
+            try DatabaseURL.configuration(url(ca.certificate, garbage.path))
+        }
+        let encrypted = directory.appendingPathComponent("encrypted.key").path
+        let result = try TestSupport.run("/usr/bin/openssl", ["pkey", "-in", ca.key, "-aes256", "-passout", "pass:secret", "-out", encrypted])
+        #expect(result.status == 0)
+        chmod(encrypted, 0o600)
+        #expect(throws: DatabaseURL.Failure.invalid("sslkey \(encrypted) holds no unencrypted PEM private key (an encrypted key's sslpassword is not supported)")) {
+            try DatabaseURL.configuration(url(ca.certificate, encrypted))
+        }
+        // With sslmode=disable neither is read, as libpq ignores them.
+        _ = try DatabaseURL.configuration(url(missing, missing, mode: "disable"))
     }
 
     @Test func redactedHidesThePassword() {

@@ -161,6 +161,56 @@ struct PostgresTLSTests {
         }
     }
 
+    @Test("client certificates (sslcert, sslkey) for a server with cert authentication: the store and a cluster node connect as the certificate's user; without one, with another user's or another CA's, refused with the reason")
+    func clientCertificates() async throws {
+        try await Self.withServer(.init(clientCertificates: true)) { server, ca in
+            let folder = try TestSupport.makeTemporaryDirectory("coderunner-client-cert")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let mine = try server.makeClientCertificate(commonName: TestPostgres.superuser, in: folder)
+            let query = "sslmode=verify-full&sslrootcert=\(ca)&sslcert=\(mine.certificate)&sslkey=\(mine.key)"
+            try await Self.withStore(Self.url(server, query)) { _ in
+                let answer = try server.psql("coderunner", """
+                    SELECT count(*) || '|' || count(*) FILTER (WHERE s.client_dn = '/CN=\(TestPostgres.superuser)')
+                    FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+                    WHERE a.datname = 'coderunner' AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+                    """).trimmingCharacters(in: .whitespacesAndNewlines)
+                let counts = answer.split(separator: "|").compactMap { Int($0) }
+                #expect(counts.count == 2 && counts[0] >= 1 && counts[0] == counts[1], "sessions | with the client certificate: \(answer)")
+            }
+            let node = try await ClusterNode(url: Self.url(server, query), password: nil,
+                                             node: .init(name: "cert-node", capacityCores: 1, capacityMemoryBytes: 1 << 30),
+                                             interval: .milliseconds(200), logger: Self.logger)
+            do {
+                try await node.listen(timeout: .seconds(20)) { _ in }
+                #expect(await eventually(.seconds(10)) { node.leadership.status == .leading(epoch: 1) })
+            } catch {
+                await node.stop()
+                throw error
+            }
+            await node.stop()
+
+            // No certificate: PostgreSQL's own reason, at the start's probe too.
+            let none = try #require(await Self.refusal(Self.url(server, "sslmode=verify-full&sslrootcert=\(ca)")))
+            #expect((none.error as? PSQLError)?.serverInfo?[.message] == "connection requires a valid client certificate", "\(none.details)")
+            #expect(try await Self.startFailure(Self.url(server, "sslmode=verify-full&sslrootcert=\(ca)"))
+                    == Self.refused(server, "connection requires a valid client certificate"))
+            // Another user's certificate: the server's CA signed it, but cert authentication wants the user's name.
+            let other = try server.makeClientCertificate(commonName: "someone-else", in: folder)
+            let theirs = try #require(await Self.refusal(Self.url(server, "sslmode=verify-full&sslrootcert=\(ca)&sslcert=\(other.certificate)&sslkey=\(other.key)")))
+            #expect((theirs.error as? PSQLError)?.serverInfo?[.message] == "certificate authentication failed for user \"postgres\"", "\(theirs.details)")
+            // A certificate another CA signed: the server ends the handshake.
+            let strangerCA = try TestPostgres.makeCertificateAuthority(in: folder, name: "stranger")
+            let forged = try server.makeClientCertificate(commonName: TestPostgres.superuser, in: folder, authority: strangerCA)
+            let forgedURL = Self.url(server, "sslmode=verify-full&sslrootcert=\(ca)&sslcert=\(forged.certificate)&sslkey=\(forged.key)")
+            let unknown = try #require(await Self.refusal(forgedURL))
+            #expect(unknown.details.contains("TLSV1_ALERT_UNKNOWN_CA"), "\(unknown.details)")
+            #expect(try await Self.startFailure(forgedURL) == Self.refused(server,
+                    "the server refused the client certificate (TLSV1_ALERT_UNKNOWN_CA): is sslcert signed by a CA in the server's ssl_ca_file?"))
+            #expect(try await Self.startFailure(Self.url(server, "sslmode=verify-full&sslrootcert=\(ca)&sslcert=\(other.certificate)&sslkey=\(other.key)"))
+                    == Self.refused(server, "certificate authentication failed for user \"postgres\""))
+        }
+    }
+
     @Test("a cluster node on a verify-full URL: its leadership and its change listener hold TLS sessions")
     func clusterConnectionsUseTLS() async throws {
         try await Self.withServer(.init(only: true)) { server, ca in

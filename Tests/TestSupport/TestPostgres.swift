@@ -21,10 +21,14 @@ public final class TestPostgres: Sendable {
         public var subjectAltNames: [String]
         /// pg_hba.conf accepts loopback TCP only over TLS (`hostssl`): a plain connection is refused.
         public var only: Bool
+        /// Loopback TCP only over TLS and with a client certificate signed by the CA whose common name is the user's
+        /// (pg_hba.conf `cert` authentication); `makeClientCertificate` makes one.
+        public var clientCertificates: Bool
 
-        public init(subjectAltNames: [String] = ["IP:127.0.0.1", "DNS:localhost"], only: Bool = false) {
+        public init(subjectAltNames: [String] = ["IP:127.0.0.1", "DNS:localhost"], only: Bool = false, clientCertificates: Bool = false) {
             self.subjectAltNames = subjectAltNames
             self.only = only
+            self.clientCertificates = clientCertificates
         }
     }
 
@@ -67,7 +71,11 @@ public final class TestPostgres: Sendable {
             if let tls {
                 let (certificate, key) = try server.makeServerCertificate(tls, uid: uid, gid: gid)
                 ssl = " -c ssl=on -c ssl_cert_file=\(certificate) -c ssl_key_file=\(key)"
-                if tls.only {
+                if tls.clientCertificates {
+                    ssl += " -c ssl_ca_file=\(server.directory.appendingPathComponent("tls/ca.crt").path)"
+                    try Self.write("local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
+                                   to: server.dataDirectory + "/pg_hba.conf", uid: uid, gid: gid, mode: 0o600)
+                } else if tls.only {
                     // The unix socket for psql and nothing but TLS on loopback: a plain TCP session finds no entry.
                     try Self.write("local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
                                    to: server.dataDirectory + "/pg_hba.conf", uid: uid, gid: gid, mode: 0o600)
@@ -127,13 +135,38 @@ public final class TestPostgres: Sendable {
         try Self.write(extensions, to: path("server.ext"), uid: 0, gid: 0, mode: 0o600)
         try Self.openssl(["x509", "-req", "-in", path("server.csr"), "-CA", ca.certificate, "-CAkey", ca.key, "-set_serial", "2",
                           "-days", "2", "-extfile", path("server.ext"), "-out", path("server.crt")])
-        try FileManager.default.removeItem(atPath: ca.key)
+        // Kept only while client certificates are to be signed with it.
+        if !tls.clientCertificates { try FileManager.default.removeItem(atPath: ca.key) }
         for file in ["server.key", "server.crt"] {
             guard chown(path(file), uid, gid) == 0, chmod(path(file), 0o600) == 0 else {
                 throw Failure.command("chown \(path(file))", String(cString: strerror(errno)))
             }
         }
         return (path("server.crt"), path("server.key"))
+    }
+
+    /// A client certificate for `commonName` (the database user it authenticates as) and its key, mode 0600, in
+    /// `directory`, signed by `authority` (this server's CA by default; another CA's makes one the server refuses).
+    public func makeClientCertificate(commonName: String, in directory: URL,
+                                      authority: (certificate: String, key: String)? = nil) throws -> (certificate: String, key: String) {
+        let folder = self.directory.appendingPathComponent("tls")
+        return try Self.makeClientCertificate(commonName: commonName, in: directory, authority: authority
+            ?? (folder.appendingPathComponent("ca.crt").path, folder.appendingPathComponent("ca.key").path))
+    }
+
+    /// The same, signed by any CA (`makeCertificateAuthority`).
+    public static func makeClientCertificate(commonName: String, in directory: URL,
+                                             authority ca: (certificate: String, key: String)) throws -> (certificate: String, key: String) {
+        let name = "client-\(commonName)-\(UUID().uuidString.prefix(8))"
+        let path = { (suffix: String) in directory.appendingPathComponent(name + suffix).path }
+        try openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                     "-keyout", path(".key"), "-out", path(".csr"), "-subj", "/CN=\(commonName)"])
+        try write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+                       to: path(".ext"), uid: 0, gid: 0, mode: 0o600)
+        try openssl(["x509", "-req", "-in", path(".csr"), "-CA", ca.certificate, "-CAkey", ca.key, "-set_serial", "\(UInt32.random(in: 3...UInt32.max))",
+                     "-days", "2", "-extfile", path(".ext"), "-out", path(".crt")])
+        guard chmod(path(".key"), 0o600) == 0 else { throw Failure.command("chmod \(path(".key"))", String(cString: strerror(errno))) }
+        return (path(".crt"), path(".key"))
     }
 
     private static func openssl(_ arguments: [String]) throws {
@@ -151,7 +184,8 @@ public final class TestPostgres: Sendable {
     }
 
     public func createDatabase(_ name: String) throws {
-        try asUser("createdb", ["-h", host, "-p", String(port), "-U", Self.superuser, name])
+        // On the private socket: a server may take loopback TCP only with a client certificate.
+        try asUser("createdb", ["-h", socketDirectory, "-p", String(port), "-U", Self.superuser, name])
     }
 
     /// Runs SQL through psql on the private socket (for tests that inspect or damage the database directly).
