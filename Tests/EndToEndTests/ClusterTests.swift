@@ -30,7 +30,7 @@ import TestSupport
     struct Served: Codable, Sendable { var version: Int64 }
 
     /// Three nodes on one database, each with its data directory holding the same master key. The exec executor
-    /// appends each call to `calls`, then takes a second to answer: a leader killed just after a call is logged dies
+    /// appends each call to `calls`, then takes two seconds to answer: a leader killed just after a call is logged dies
     /// while its executor runs.
     final class Cluster {
         let server: TestPostgres
@@ -84,7 +84,7 @@ import TestSupport
             // A namespaced node reaches PostgreSQL at its link's host address.
             let url = "postgres://\(TestPostgres.superuser)@\(namespaced[name]?.database.hostAddress ?? server.host):\(server.port)/coderunner?sslmode=disable"
             return ["--database", url, "--node-name", name, "--poll-interval", "\(pollInterval)", "--allow-fetch-to", "127.0.0.0/8"]
-                + (executor ?? ["--executor", "exec", "--exec-command", "echo \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'; sleep 1"])
+                + (executor ?? ["--executor", "exec", "--exec-command", "echo \"$DEPLOYMENT_ID $FROM $TO\" >> '\(calls.path)'; sleep 2"])
                 + (perNode[name] ?? [])
         }
 
@@ -175,7 +175,7 @@ import TestSupport
         #expect(created.status == 201, "\(created.text)")
         #expect(TestSupport.waitUntil(timeout: .seconds(30)) { cluster.executed.count >= 2 }, "\(cluster.executed)")
         // Kill the leader with SIGKILL mid-way, while its executor runs: the next call is logged, and its answer
-        // (and so its event) is a second away. Another node leads and goes on from the stored count.
+        // (and so its event) is two seconds away. Another node leads and goes on from the stored count.
         let before = try #require(Self.view(c, tenant.session))
         let leaderName = try #require(before.leader)
         let logged = cluster.executed.count
