@@ -1,8 +1,10 @@
 """The WebSocket events beyond the ported tests: ownership, keepalive, revocation, resuming, backpressure,
 shutdown, and a smoke check on the log latency path."""
+import re
 import socket as sockets
 import time
 import urllib.parse
+import urllib.request
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -204,21 +206,26 @@ def test_controller_shutdown_closes_sockets_with_1001():
         assert server.stop() == []
 
 
+def stalled_on_a_flood(server, email):
+    """A user, a deployment writing 1,000 lines/s of 1.2 KB, and a socket of theirs following it that reads nothing:
+    against its 4 KB receive window the socket's buffers are full well within the 4 s waited here."""
+    user = Api(server.base).register_and_login(email)
+    deployment = user.deployment(user.project("stalled"), "flood", app_command("--rate", 1000, "--pad", 1200, "--plain"))
+    user.scale(deployment, 1)
+    user.wait_running(deployment, 1)
+    slow = slow_socket(server, user.token)
+    slow.send("subscribe_logs", {"deploymentId": deployment})
+    time.sleep(4)
+    return user, slow
+
+
 def test_a_client_that_stops_reading_cannot_hold_the_shutdown():
     # A client whose buffers are full takes no close frame: the write of the 1001 waits for room that never comes.
     # The controller then cuts the socket, so that its stop stays bounded (a browser tab that stopped reading, or
     # anyone's deliberately stalled socket, would otherwise hold it until systemd's SIGKILL).
     server = Controller(extra=["--bcrypt-cost", "4"]).start()
     try:
-        user = Api(server.base).register_and_login("stalled@example.com")
-        project = user.project("stalled")
-        deployment = user.deployment(project, "flood", app_command("--rate", 1000, "--pad", 1200, "--plain"))
-        user.scale(deployment, 1)
-        user.wait_running(deployment, 1)
-        slow = slow_socket(server, user.token)
-        slow.send("subscribe_logs", {"deploymentId": deployment})
-        # 1.2 MB/s against a 4 KB receive window: the socket's buffers are full well within these seconds.
-        time.sleep(4)
+        stalled_on_a_flood(server, "stalled@example.com")
         started = time.monotonic()
         server.process.send_signal(15)
         try:
@@ -227,6 +234,35 @@ def test_a_client_that_stops_reading_cannot_hold_the_shutdown():
             raise AssertionError(f"the controller did not stop within 30 s:\n{server.tail(40)}") from None
         took = time.monotonic() - started
         assert took < 15, f"the stop took {took:.1f} s:\n{server.tail(40)}"
+    finally:
+        assert server.stop() == []
+
+
+def test_a_stalled_client_whose_session_ends_is_cut(tmp_path):
+    # The same close (4401 this time, the session logged out) cannot go out either: after the close grace the
+    # controller cuts the socket instead of keeping it, and its place, for ever. The controller's own /metrics counts
+    # the sockets it holds.
+    token_file = tmp_path / "metrics.token"
+    token_file.write_text("metrics-test-token\n")
+    token_file.chmod(0o600)
+    server = Controller(extra=["--bcrypt-cost", "4", "--metrics-token-file", str(token_file)]).start()
+
+    def sockets_held():
+        request = urllib.request.Request(server.base + "/metrics", headers={"Authorization": "Bearer metrics-test-token"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read().decode()
+        return int(float(re.search(r"^coderunner_controller_websocket_connections (\S+)$", text, re.M).group(1)))
+
+    try:
+        user, _ = stalled_on_a_flood(server, "stalled-session@example.com")
+        assert sockets_held() == 1
+        user.call("POST", "/api/auth/logout")
+        ended = time.monotonic()
+        while sockets_held() > 0 and time.monotonic() - ended < 20:
+            time.sleep(0.2)
+        took = time.monotonic() - ended
+        assert sockets_held() == 0, f"the stalled socket is still held {took:.1f} s after the logout"
+        assert took < 15, f"the stalled socket was cut after {took:.1f} s"
     finally:
         assert server.stop() == []
 
