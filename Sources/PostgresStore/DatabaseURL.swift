@@ -151,7 +151,9 @@ public enum DatabaseURL {
             client.certificateChain = chain.map { .certificate($0) }
             client.privateKey = .privateKey(privateKey)
             do { _ = try NIOSSLContext(configuration: client) } catch {
-                throw .invalid("sslcert \(certificatePath) and sslkey \(keyPath) do not make a usable pair: \(error)")
+                // BoringSSL refuses a key that is not the certificate's, and a leaf whose keyUsage lacks digitalSignature.
+                throw .invalid("sslcert \(certificatePath) cannot be used with sslkey \(keyPath) (\(error)): is the key the "
+                               + "certificate's, and is the certificate one for a client (keyUsage digitalSignature)?")
             }
         }
         var loaded = parts

@@ -391,11 +391,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         // A stop that takes long says, as a warning every 5 s, which of these it still waits for.
         let live = controlPlane.live
-        let server = "the HTTP server to close its connections"
-        let watch = ShutdownWatch(logger: logger) { name in name == server ? "\(live.openSockets) live sockets open" : nil }
+        let watch = ShutdownWatch(logger: logger)
         var services: [any Service] = [
             // In-flight requests get 10 s once the server stops accepting; then the connections left are cut.
-            watch.watching(app, as: server, limit: ControllerConfiguration.drainLimit),
+            watch.watching(app, as: "the HTTP server to close its connections", limit: ControllerConfiguration.drainLimit) {
+                "\(live.openSockets) live sockets open"
+            },
             watch.watching(controlPlane.scalerService(logger: logger, gate: gate), as: "the scaler to finish its scalings and stop its local agents"),
             watch.watching(StatusRefreshService(registry: controlPlane.instances, logger: logger), as: "the status refresh"),
             watch.watching(ConfigWatchDrain(hub: controlPlane.hub), as: "the held config queries to end"),

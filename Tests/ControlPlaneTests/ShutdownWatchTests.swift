@@ -35,11 +35,9 @@ import Testing
     @Test func aStopThatTakesLongNamesWhatItWaitsForUntilItEnds() async throws {
         let lines = Lines()
         let logger = Logger(label: "test") { _ in lines }
-        let watch = ShutdownWatch(after: .milliseconds(200), every: .milliseconds(200), logger: logger) { name in
-            name == "the server" ? "2 live sockets open" : nil
-        }
+        let watch = ShutdownWatch(after: .milliseconds(200), every: .milliseconds(200), logger: logger)
         let (released, release) = AsyncStream.makeStream(of: Void.self)
-        let group = ServiceGroup(services: [watch.watching(Held(released: released), as: "the server"),
+        let group = ServiceGroup(services: [watch.watching(Held(released: released), as: "the server") { "2 live sockets open" },
                                             watch.watching(Prompt(), as: "the scaler")],
                                  logger: Logger(label: "group") { _ in SwiftLogNoOpLogHandler() })
         let running = Task { try await group.run() }

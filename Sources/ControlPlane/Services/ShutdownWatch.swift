@@ -11,37 +11,36 @@ public final class ShutdownWatch: Sendable {
 
     struct State {
         var began: ContinuousClock.Instant?
-        /// Services told to stop that have not returned yet, in the order they were told.
-        var stopping: [(name: String, since: ContinuousClock.Instant)] = []
+        /// Services told to stop that have not returned yet, in the order they were told, with what more their
+        /// warning says.
+        var stopping: [(name: String, since: ContinuousClock.Instant, details: (@Sendable () -> String)?)] = []
         var watcher: Task<Void, Never>?
     }
 
     let after: Duration
     let every: Duration
     let logger: Logger
-    /// More about what a service waits for (open sockets, agents), added to its warning.
-    let details: @Sendable (String) -> String?
     private let state = Mutex(State())
 
-    public init(after: Duration = defaultAfter, every: Duration = defaultAfter, logger: Logger,
-                details: @escaping @Sendable (String) -> String? = { _ in nil }) {
+    public init(after: Duration = defaultAfter, every: Duration = defaultAfter, logger: Logger) {
         self.after = after
         self.every = every
         self.logger = logger
-        self.details = details
     }
 
     /// `service`, reporting to this watch when it is told to stop and when it has stopped. With `limit`, a service
     /// still running that long after it was told to stop is cancelled, with a warning: an HTTP server whose client
     /// trickles a request body (or never sends the rest) would otherwise hold the stop as long as the client likes.
-    public func watching(_ service: any Service, as name: String, limit: Duration? = nil) -> any Service {
-        Watched(inner: service, name: name, limit: limit, watch: self)
+    /// `details`: more about what it waits for (open sockets), added to its warning.
+    public func watching(_ service: any Service, as name: String, limit: Duration? = nil,
+                         details: (@Sendable () -> String)? = nil) -> any Service {
+        Watched(inner: service, name: name, limit: limit, details: details, watch: self)
     }
 
-    func told(_ name: String) {
+    func told(_ name: String, details: (@Sendable () -> String)?) {
         let now = ContinuousClock.now
         state.withLock { s in
-            s.stopping.append((name, now))
+            s.stopping.append((name, now, details))
             guard s.began == nil else { return }
             s.began = now
             s.watcher = Task.detached { [self] in await self.watch(since: now) }
@@ -60,7 +59,7 @@ public final class ShutdownWatch: Sendable {
         guard let began else { return [] }
         return stopping.map { entry in
             var text = "still stopping after \(Self.seconds(now - began)): waiting \(Self.seconds(now - entry.since)) for \(entry.name)"
-            if let more = details(entry.name) { text += " (\(more))" }
+            if let details = entry.details { text += " (\(details()))" }
             return text
         }
     }
@@ -97,6 +96,7 @@ private struct Watched: Service, CustomStringConvertible {
     let inner: any Service
     let name: String
     let limit: Duration?
+    let details: (@Sendable () -> String)?
     let watch: ShutdownWatch
 
     var description: String { name }
@@ -112,7 +112,7 @@ private struct Watched: Service, CustomStringConvertible {
                 try await withGracefulShutdownHandler {
                     try await running.value
                 } onGracefulShutdown: {
-                    watch.told(name)
+                    watch.told(name, details: details)
                     guard let limit else { return }
                     timer.state.withLock { state in
                         state.task = Task.detached { [watch, name] in
